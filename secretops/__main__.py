@@ -1,0 +1,3 @@
+from secretops.cli import main
+
+main()

@@ -1,0 +1,294 @@
+"""The stable library API: encrypt and decrypt bytes or files in the SOPS format.
+
+::
+
+    import secretops
+
+    enc = secretops.encrypt(b"password: s3cret\\n", format="yaml", age=["age1..."])
+    plain = secretops.decrypt(enc, format="yaml")            # identities from the environment
+    plain = secretops.decrypt_file("secret.enc.yaml")        # format from the file name
+
+These functions read keys the way the ``secretops`` CLI and sops do (``SOPS_AGE_KEY_FILE``,
+``.sops.yaml``, …), take the clock and randomness from the system, and never write files.
+Everything else in the package is internal and may change.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from secretops.config import Config, find_config, load_config
+from secretops.core.cipher import ValueCipher
+from secretops.core.document import open_documents, seal
+from secretops.core.metadata import Metadata
+from secretops.core.selection import Selection
+from secretops.core.tree import Branch, Seq
+from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsError
+from secretops.stores import Loaded, StoreOptions, format_for_path, get_store
+
+__all__ = ["OpenedFile", "decrypt", "decrypt_file", "encrypt", "encrypt_file", "open_file"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _config(filename: str | None, env: Mapping[str, str], config: str | None) -> Config | None:
+    path = find_config(filename, env, config)
+    return load_config(path) if path is not None else None
+
+
+def _store_options(cfg: Config | None, fmt: str) -> StoreOptions:
+    return cfg.store_options(fmt) if cfg is not None else StoreOptions()
+
+
+def _load(data: bytes, fmt: str, options: StoreOptions) -> tuple[Any, Loaded]:
+    store = get_store(fmt, options)
+    loaded = store.load(data)
+    return store, loaded
+
+
+def encrypt(
+    data: bytes,
+    *,
+    format: str | None = None,
+    output_format: str | None = None,
+    filename: str | None = None,
+    age: Sequence[str] = (),
+    key_groups: Sequence[Sequence[str]] | None = None,
+    shamir_threshold: int = 0,
+    mac_only_encrypted: bool | None = None,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    **selection: str | None,
+) -> bytes:
+    """Encrypt plaintext ``data``; returns the encrypted file's bytes.
+
+    Keys come from ``age`` (or ``key_groups``, lists of age recipients), else
+    ``$SOPS_AGE_RECIPIENTS``, else the matching ``.sops.yaml`` creation rule for ``filename``.
+    ``selection`` takes sops's rules (``encrypted_regex="^(data|stringData)$"``, …).
+    """
+    from secretops.keys import wrap_data_key
+    from secretops.keys.age import AgeRecipient, recipients_from_env
+
+    env = os.environ if env is None else env
+    fmt = format or (format_for_path(filename) if filename else "yaml")
+    out_fmt = output_format or fmt
+    cfg = _config(filename, env, config)
+    store, loaded = _load(data, fmt, _store_options(cfg, fmt))
+    if loaded.metadata is not None:
+        raise SecretOpsError(
+            "the file is already encrypted",
+            code=ExitCode.FILE_ALREADY_ENCRYPTED,
+            hints=("decrypt it first, or use updatekeys/rotate to change its keys",),
+        )
+    groups: list[list[str]] = [list(g) for g in key_groups] if key_groups else []
+    if not groups and age:
+        groups = [list(age)]
+    rule = None
+    if cfg is not None and filename is not None:
+        rule = cfg.rule_for(filename) if not groups or not any(selection.values()) else None
+    if not groups:
+        env_age = recipients_from_env(env)
+        if env_age:
+            groups = [env_age]
+        elif rule is not None:
+            groups = rule.age_groups
+            shamir_threshold = shamir_threshold or rule.shamir_threshold
+    sel_rules = {k: v for k, v in selection.items() if v}
+    if not sel_rules and rule is not None:
+        sel_rules = dict(rule.selection)
+    if mac_only_encrypted is None:
+        mac_only_encrypted = bool(rule.mac_only_encrypted) if rule is not None else False
+    sel = Selection.build(mac_only_encrypted=mac_only_encrypted, **sel_rules)
+    recipients = [[AgeRecipient(r) for r in g] for g in groups if g]
+    data_key = os.urandom(32)
+    metadata = Metadata(
+        key_groups=wrap_data_key(recipients, data_key, shamir_threshold, os.urandom),
+        shamir_threshold=shamir_threshold if len(recipients) > 1 else 0,
+        selection=sel,
+    )
+    if len(recipients) > 1 and not metadata.shamir_threshold:
+        metadata.shamir_threshold = len(recipients)
+    docs = seal(loaded.docs, metadata, data_key, random=os.urandom, lastmodified=_now())
+    out_store = store if out_fmt == fmt else get_store(out_fmt, _store_options(cfg, out_fmt))
+    return out_store.emit(docs, metadata.to_wire(), loaded.layout if out_fmt == fmt else None)
+
+
+@dataclass
+class OpenedFile:
+    """A decrypted file: plaintext trees, metadata, the cipher (for IV reuse) and the layout."""
+
+    docs: list[Branch]
+    metadata: Metadata
+    data_key: bytes
+    cipher: ValueCipher
+    loaded: Loaded
+    store: Any
+
+
+def open_file(
+    data: bytes,
+    *,
+    format: str,
+    ignore_mac: bool = False,
+    env: Mapping[str, str] | None = None,
+    options: StoreOptions | None = None,
+) -> OpenedFile:
+    """Load, find the data key, decrypt and verify: the shared first half of most commands."""
+    from secretops.keys import recover_data_key
+    from secretops.keys.age import load_identities
+
+    env = os.environ if env is None else env
+    store, loaded = _load(data, format, options or StoreOptions())
+    if loaded.metadata is None:
+        raise MetadataError(
+            "sops metadata not found: the file is not encrypted",
+            hints=("is this the right file, and the right --input-type?",),
+        )
+    metadata = Metadata.from_wire(loaded.metadata)
+    order = [s.strip() for s in env.get("SOPS_DECRYPTION_ORDER", "age,pgp").split(",") if s]
+    data_key = recover_data_key(metadata, [load_identities(env)], order)
+    docs, cipher = open_documents(
+        loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
+    )
+    return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
+
+
+_PATH_PART = re.compile(r"""\[(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(-?\d+))\]""")
+
+
+def parse_tree_path(text: str) -> list[str | int]:
+    """``["data"]["password"][0]`` → ``["data", "password", 0]``."""
+    parts: list[str | int] = []
+    pos = 0
+    while pos < len(text):
+        m = _PATH_PART.match(text, pos)
+        if m is None:
+            raise SecretOpsError(
+                f"invalid tree path {text!r}: expected a form like '[\"data\"][\"key\"][0]'",
+                code=ExitCode.INVALID_TREE_PATH_FORMAT,
+            )
+        if m.group(3) is not None:
+            parts.append(int(m.group(3)))
+        else:
+            dq = m.group(1)
+            parts.append(dq.replace('\\"', '"') if dq is not None else m.group(2))
+        pos = m.end()
+    if not parts:
+        raise SecretOpsError("empty tree path", code=ExitCode.INVALID_TREE_PATH_FORMAT)
+    return parts
+
+
+def extract(docs: list[Branch], path: list[str | int]) -> Any:
+    """The value at ``path`` in the first document."""
+    from secretops.core.tree import Comment
+    from secretops.errors import format_path
+
+    node: Any = docs[0] if docs else Branch()
+    for i, part in enumerate(path):
+        if isinstance(node, Branch) and isinstance(part, str):
+            sentinel = object()
+            nxt = node.get(part, sentinel)
+            if nxt is not sentinel:
+                node = nxt
+                continue
+        elif isinstance(node, Seq) and isinstance(part, int):
+            items = [v for v in node if not isinstance(v, Comment)]
+            if -len(items) <= part < len(items):
+                node = items[part]
+                continue
+        raise SecretOpsError(
+            "component not found in the file",
+            code=ExitCode.INVALID_TREE_PATH_FORMAT,
+            path=format_path(path[: i + 1]),
+        )
+    return node
+
+
+def render_extracted(value: Any, store: Any) -> bytes:
+    """A string as its raw text; anything else in the output format."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape")
+    if isinstance(value, Branch):
+        return bytes(store.emit([value], None, None))
+    if isinstance(value, Seq):
+        out = bytes(store.emit([Branch([("x", value)])], None, None))
+        if store.name == "yaml":
+            lines = out.decode().splitlines()[1:]
+            indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
+            return ("\n".join(line[indent:] for line in lines) + "\n").encode()
+        return out
+    from secretops.stores._yamlscalar import render_number
+
+    if value is None:
+        return b"null\n"
+    return (render_number(value) + "\n").encode()
+
+
+def decrypt(
+    data: bytes,
+    *,
+    format: str | None = None,
+    output_format: str | None = None,
+    filename: str | None = None,
+    ignore_mac: bool = False,
+    extract_path: str | None = None,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    """Decrypt an encrypted file's bytes; returns the plaintext file (or one extracted value)."""
+    env = os.environ if env is None else env
+    fmt = format or (format_for_path(filename) if filename else "yaml")
+    out_fmt = output_format or fmt
+    cfg = None
+    try:
+        cfg = _config(filename, env, config)
+    except SecretOpsError:
+        if config:
+            raise
+    opened = open_file(
+        data, format=fmt, ignore_mac=ignore_mac, env=env, options=_store_options(cfg, fmt)
+    )
+    out_store = opened.store if out_fmt == fmt else get_store(out_fmt, _store_options(cfg, out_fmt))
+    if extract_path:
+        value = extract(opened.docs, parse_tree_path(extract_path))
+        return render_extracted(value, out_store)
+    layout = opened.loaded.layout if out_fmt == fmt else None
+    return bytes(out_store.emit(opened.docs, None, layout))
+
+
+def encrypt_file(path: str, **kwargs: Any) -> bytes:
+    """Encrypt the file at ``path`` (format from its name unless ``format`` is given)."""
+    from secretops.fileio import read_input
+
+    try:
+        return encrypt(read_input(path), filename=path, **kwargs)
+    except SecretOpsError as e:
+        raise e.with_file(path) from None
+
+
+def decrypt_file(path: str, **kwargs: Any) -> bytes:
+    """Decrypt the file at ``path`` (format from its name unless ``format`` is given)."""
+    from secretops.fileio import read_input
+
+    try:
+        return decrypt(read_input(path), filename=path, **kwargs)
+    except SecretOpsError as e:
+        raise e.with_file(path) from None
+
+
+def is_encrypted(data: bytes, format: str) -> bool:
+    """Does ``data`` carry sops metadata? (``filestatus``)"""
+    try:
+        _, loaded = _load(data, format, StoreOptions())
+    except FormatError:
+        return False
+    return loaded.metadata is not None

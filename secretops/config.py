@@ -1,0 +1,195 @@
+"""``.sops.yaml``: finding it, and the creation rule that applies to a file.
+
+The file is found by ``--config`` / ``$SOPS_CONFIG``, else by walking up from the target file's
+directory (then from the working directory, where sops looks) for ``.sops.yaml`` or
+``.sops.yml``, at most 100 levels. ``creation_rules`` are tried in order and the first whose
+``path_regex`` matches wins; the regex is searched (unanchored, like Go's ``MatchString``) in the
+file's path relative to the config file's directory. A rule without ``path_regex`` matches
+every file.
+
+Supported rule fields: ``path_regex``, ``age``, ``key_groups`` (with ``age`` entries),
+``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Other key sources
+(``kms``, ``pgp``, ``hc_vault_transit_uri``, …) are read and reported as not yet supported.
+The ``stores`` section's ``indent`` settings apply to output.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from secretops.errors import ConfigError, ExitCode, SecretOpsError
+from secretops.stores import StoreOptions
+
+CONFIG_NAMES = (".sops.yaml", ".sops.yml")
+_SELECTION_FIELDS = (
+    "unencrypted_suffix",
+    "encrypted_suffix",
+    "unencrypted_regex",
+    "encrypted_regex",
+    "unencrypted_comment_regex",
+    "encrypted_comment_regex",
+)
+_OTHER_KEY_FIELDS = ("kms", "pgp", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms")
+
+
+@dataclass
+class CreationRule:
+    """The keys and options a matching rule gives."""
+
+    age_groups: list[list[str]] = field(default_factory=list)
+    shamir_threshold: int = 0
+    selection: dict[str, str] = field(default_factory=dict)
+    mac_only_encrypted: bool = False
+
+
+@dataclass
+class Config:
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def directory(self) -> Path:
+        return self.path.parent
+
+    def store_options(self, fmt: str) -> StoreOptions:
+        stores = self.data.get("stores") or {}
+        section = stores.get(fmt) if isinstance(stores, dict) else None
+        indent = section.get("indent") if isinstance(section, dict) else None
+        if indent is not None and (not isinstance(indent, int) or indent < 0):
+            raise ConfigError(f"stores.{fmt}.indent must be a non-negative integer",
+                              file=str(self.path))
+        if fmt == "json" and indent is None and isinstance(stores, dict):
+            jb = stores.get("json_binary")
+            _ = jb  # json_binary applies to the binary store's JSON; read there
+        return StoreOptions(indent=indent)
+
+    def rule_for(self, file_path: str) -> CreationRule | None:
+        """The first creation rule matching ``file_path``; None when the config has none."""
+        rules = self.data.get("creation_rules")
+        if rules is None:
+            return None
+        if not isinstance(rules, list):
+            raise ConfigError("creation_rules must be a list", file=str(self.path))
+        rel = _relative(file_path, self.directory)
+        for n, raw in enumerate(rules):
+            if not isinstance(raw, dict):
+                raise ConfigError(f"creation_rules[{n}] is not a map", file=str(self.path))
+            regex = raw.get("path_regex") or ""
+            if regex:
+                try:
+                    matched = re.search(str(regex), rel) is not None
+                except re.error as e:
+                    raise ConfigError(
+                        f"creation_rules[{n}].path_regex is not a valid regex: {e}",
+                        file=str(self.path),
+                    ) from None
+                if not matched:
+                    continue
+            return self._parse_rule(raw, n)
+        raise ConfigError(
+            f"no creation rule matches {rel}",
+            code=ExitCode.ERROR_READING_CONFIG,
+            file=str(self.path),
+            hints=("add a rule whose path_regex matches, or pass the keys on the command line",),
+        )
+
+    def _parse_rule(self, raw: dict[str, Any], n: int) -> CreationRule:
+        where = f"creation_rules[{n}]"
+        unsupported = [k for k in _OTHER_KEY_FIELDS if raw.get(k)]
+        groups: list[list[str]] = []
+        if raw.get("key_groups"):
+            if raw.get("age"):
+                raise ConfigError(f"{where}: use either key_groups or top-level keys, not both",
+                                  file=str(self.path))
+            for g, group in enumerate(raw["key_groups"]):
+                if not isinstance(group, dict):
+                    raise ConfigError(f"{where}.key_groups[{g}] is not a map",
+                                      file=str(self.path))
+                unsupported += [k for k in ("kms", "pgp", "gcp_kms", "azure_keyvault",
+                                            "hc_vault") if group.get(k)]
+                groups.append(_recipients(group.get("age")))
+        else:
+            age = _recipients(raw.get("age"))
+            if age:
+                groups.append(age)
+        if unsupported:
+            raise SecretOpsError(
+                f"{where} uses key sources this version does not support yet: "
+                f"{', '.join(sorted(set(unsupported)))}",
+                code=ExitCode.ERROR_READING_CONFIG,
+                file=str(self.path),
+            )
+        selection = {k: str(raw[k]) for k in _SELECTION_FIELDS if raw.get(k)}
+        threshold = raw.get("shamir_threshold") or 0
+        if not isinstance(threshold, int):
+            raise ConfigError(f"{where}.shamir_threshold must be an integer", file=str(self.path))
+        return CreationRule(
+            age_groups=groups,
+            shamir_threshold=threshold,
+            selection=selection,
+            mac_only_encrypted=bool(raw.get("mac_only_encrypted")),
+        )
+
+
+def _recipients(value: Any) -> list[str]:
+    if not value:
+        return []
+    items = value if isinstance(value, list) else str(value).replace("\n", ",").split(",")
+    return [str(r).strip() for r in items if str(r).strip()]
+
+
+def _relative(file_path: str, directory: Path) -> str:
+    absolute = os.path.abspath(file_path)
+    prefix = str(directory.resolve()) + os.sep
+    real = os.path.realpath(file_path)
+    for candidate in (absolute, real):
+        if candidate.startswith(prefix):
+            return candidate[len(prefix):]
+    return file_path
+
+
+def find_config(start: str | None, env: Mapping[str, str], explicit: str | None = None
+                ) -> Path | None:
+    """The config file to use, or None."""
+    given = explicit or env.get("SOPS_CONFIG")
+    if given:
+        p = Path(given)
+        if not p.is_file():
+            raise SecretOpsError(f"config file {given} not found",
+                                 code=ExitCode.CONFIG_FILE_NOT_FOUND)
+        return p
+    starts = []
+    if start:
+        starts.append(Path(os.path.abspath(start)).parent)
+    starts.append(Path(os.getcwd()))
+    for base in starts:
+        d = base
+        for _ in range(100):
+            for name in CONFIG_NAMES:
+                p = d / name
+                if p.is_file():
+                    return p
+            if d.parent == d:
+                break
+            d = d.parent
+    return None
+
+
+def load_config(path: Path) -> Config:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text("utf-8")) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read the config: {e.strerror}", file=str(path)) from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ConfigError(f"the config is not valid YAML: {e}".splitlines()[0],
+                          file=str(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the config must be a map", file=str(path))
+    return Config(path, data)

@@ -1,0 +1,105 @@
+"""The per-value cipher: ``ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]``.
+
+AES-256-GCM with sops's non-standard 32-byte nonce, a 16-byte tag, standard base64 with padding,
+and the value's key path (``a:b:c:``) as associated data, so a ciphertext moved to another path
+no longer decrypts.
+
+**IV reuse, and why it is safe.** A :class:`ValueCipher` remembers, for every value it
+decrypts, the IV that value had (its *stash*, keyed by associated data, type and plaintext). When
+the same cipher later encrypts the same plaintext at the same path, it reuses that IV and so
+reproduces the identical ciphertext: an edit changes only the values that changed. The stash
+belongs to one data key and one cipher object, and an IV is only reused for the identical
+(key, path, type, plaintext) — i.e. only to produce a ciphertext that already exists. Any new
+or changed plaintext gets a fresh random IV, so GCM never sees one nonce with two messages.
+
+Randomness is a parameter (``random``), never read from a global here.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from secretops.core.values import Scalar, from_bytes, to_bytes, type_name
+
+NONCE_SIZE = 32
+TAG_SIZE = 16
+ENC_PREFIX = "ENC[AES256_GCM,"
+_ENC_RE = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
+
+Random = Callable[[int], bytes]
+
+
+class CipherError(ValueError):
+    """A value could not be decrypted or parsed. The message never contains plaintext."""
+
+
+def is_encrypted(value: object) -> bool:
+    """Does this scalar look like a sops-encrypted value?"""
+    return isinstance(value, str) and value.startswith(ENC_PREFIX)
+
+
+def _b64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+class ValueCipher:
+    """Encrypts and decrypts single values under one 32-byte data key."""
+
+    __slots__ = ("_aead", "_random", "_stash")
+
+    def __init__(self, key: bytes, random: Random) -> None:
+        if len(key) != 32:
+            raise CipherError("the data key must be 32 bytes")
+        self._aead = AESGCM(key)
+        self._random = random
+        self._stash: dict[tuple[str, str, bytes], bytes] = {}
+
+    def encrypt(self, value: Scalar, aad: str) -> str:
+        """Encrypt one leaf. Empty strings stay empty, as in sops."""
+        if value == "" and isinstance(value, str):
+            return ""
+        type_ = type_name(value)
+        plain = to_bytes(value)
+        iv = self._stash.get((aad, type_, plain))
+        if iv is None:
+            iv = self._random(NONCE_SIZE)
+        sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8"))
+        return (
+            f"ENC[AES256_GCM,data:{_b64(sealed[:-TAG_SIZE])},iv:{_b64(iv)},"
+            f"tag:{_b64(sealed[-TAG_SIZE:])},type:{type_}]"
+        )
+
+    def decrypt(self, text: str, aad: str) -> Scalar:
+        """Decrypt one ``ENC[…]`` value and remember its IV for reuse."""
+        if text == "":
+            return ""
+        m = _ENC_RE.match(text)
+        if m is None:
+            raise CipherError("the value is not in sops's ENC[AES256_GCM,...] format")
+        try:
+            data = binascii.a2b_base64(m.group(1))
+            iv = binascii.a2b_base64(m.group(2))
+            tag = binascii.a2b_base64(m.group(3))
+        except binascii.Error:
+            raise CipherError("the value's base64 is malformed") from None
+        type_ = m.group(4)
+        if len(iv) < 8 or len(tag) != TAG_SIZE:
+            raise CipherError("the value's IV or tag has a wrong length")
+        try:
+            plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8"))
+        except InvalidTag:
+            raise CipherError(
+                "authentication failed (the value was altered, moved to another path, "
+                "or belongs to another data key)"
+            ) from None
+        try:
+            value = from_bytes(plain, type_)
+        except (ValueError, UnicodeDecodeError):
+            raise CipherError(f"the decrypted value is not a valid {type_}") from None
+        self._stash[(aad, type_, plain)] = iv
+        return value

@@ -1,0 +1,56 @@
+"""Sealing and opening whole files' trees: values, MAC and ``lastmodified`` together.
+
+:func:`seal` encrypts plaintext documents into a file's trees and completes its metadata;
+:func:`open_documents` decrypts them and checks the MAC. ``open_documents`` returns the
+:class:`ValueCipher` it used: passing that cipher back to :func:`seal` is the *minimal
+re-encryption seam* — every value that did not change gets its old IV and so its exact old
+ciphertext, and only changed values, ``lastmodified`` and ``mac`` differ (the basis of ``edit``,
+``set``, ``--reuse`` and the merge driver). A changed value always gets a fresh random IV.
+
+The clock and randomness come in as arguments.
+"""
+
+from __future__ import annotations
+
+from secretops.core.cipher import Random, ValueCipher
+from secretops.core.engine import (
+    decrypt_documents,
+    encrypt_documents,
+    encrypt_mac,
+    verify_mac,
+)
+from secretops.core.metadata import Metadata
+from secretops.core.tree import Branch
+
+
+def seal(
+    docs: list[Branch],
+    metadata: Metadata,
+    data_key: bytes,
+    *,
+    random: Random,
+    lastmodified: str,
+    cipher: ValueCipher | None = None,
+) -> list[Branch]:
+    """Encrypt ``docs`` under ``data_key``; sets ``metadata.lastmodified`` and ``metadata.mac``."""
+    cipher = cipher or ValueCipher(data_key, random)
+    encrypted, mac = encrypt_documents(docs, metadata.selection, cipher)
+    metadata.lastmodified = lastmodified
+    metadata.mac = encrypt_mac(mac, lastmodified, cipher)
+    return encrypted
+
+
+def open_documents(
+    docs: list[Branch],
+    metadata: Metadata,
+    data_key: bytes,
+    *,
+    random: Random,
+    ignore_mac: bool = False,
+) -> tuple[list[Branch], ValueCipher]:
+    """Decrypt ``docs`` and verify the MAC (unless ``ignore_mac``)."""
+    cipher = ValueCipher(data_key, random)
+    plain, mac = decrypt_documents(docs, metadata.selection, cipher)
+    if not ignore_mac:
+        verify_mac(metadata.mac, mac, metadata.lastmodified, cipher)
+    return plain, cipher

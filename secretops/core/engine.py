@@ -1,0 +1,207 @@
+"""Encrypting and decrypting whole trees, and the MAC that binds their values together.
+
+This is sops's ``Tree.Encrypt`` / ``Tree.Decrypt``: walk every document in order, encrypt (or
+decrypt) each selected leaf with its key path as associated data, and feed every value's
+plaintext bytes to one SHA-512 running over all documents of the file. The digest, as uppercase
+hex, is encrypted with ``lastmodified`` as associated data and stored as ``mac``.
+
+What the MAC covers, and what it does not (see ``docs/security.md``):
+
+* covered: every non-null, non-empty scalar value, in order (unencrypted ones too, unless
+  ``mac_only_encrypted``), so changing, removing, adding, reordering or swapping values fails;
+* not covered: comments, ``null`` values and empty strings (they hash to nothing), key names of
+  maps holding no values, the ``type:`` tag beyond what decryption itself checks, and the
+  metadata (recipients and wrapped keys).
+
+Pure functions: no I/O, no clock, no randomness except through the :class:`ValueCipher`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from secretops.core.cipher import CipherError, ValueCipher
+from secretops.core.selection import Selection
+from secretops.core.tree import Branch, Comment, Seq
+from secretops.core.values import to_bytes
+from secretops.errors import DecryptionError, ExitCode, MacMismatchError, SecretOpsError
+
+# sha256(b"sops"): seeds the hash when mac_only_encrypted is set, so the two MAC kinds differ.
+MAC_ONLY_ENCRYPTED_INIT = bytes.fromhex(
+    "8a3fd2ad54ce66527b1034f3d147be0b0b975b3bf44f72c6fdadec8176f27d69"
+)
+
+
+class _LeafError(Exception):
+    """Internal: a leaf failed; carries the path segments collected on the way up."""
+
+    def __init__(self, cause: str, segments: list[str | int]) -> None:
+        self.cause = cause
+        self.segments = segments
+
+
+def _display(segments: list[str | int]) -> str:
+    from secretops.errors import format_path
+
+    return format_path(segments)
+
+
+@dataclass
+class _Walk:
+    selection: Selection
+    cipher: ValueCipher
+    encrypt: bool
+    hasher: Any
+
+    def branch(self, node: Branch, path: list[str], stack: list[list[str]]) -> Branch:
+        stack = [*stack, []]
+        level = stack[-1]
+        out = Branch()
+        append = out.append
+        for item in node:
+            if type(item) is not tuple:  # a comment line
+                level.append(str(item))
+                append(self.leaf(item, path, stack))
+                continue
+            key, value = item
+            if not isinstance(key, str):
+                raise _LeafError(
+                    f"keys must be strings, found the {type(key).__name__} key {key!r}", []
+                )
+            try:
+                append((key, self.value(value, [*path, key], stack)))
+            except _LeafError as e:
+                e.segments.insert(0, key)
+                raise
+            level.clear()
+        return out
+
+    def seq(self, node: Seq, path: list[str], stack: list[list[str]]) -> Seq:
+        stack = [*stack, []]
+        level = stack[-1]
+        out = Seq()
+        for i, value in enumerate(node):
+            if isinstance(value, Comment):
+                level.append(str(value))
+                out.append(self.leaf(value, path, stack))
+                continue
+            try:
+                out.append(self.value(value, path, stack))
+            except _LeafError as e:
+                e.segments.insert(0, i)
+                raise
+            level.clear()
+        return out
+
+    def value(self, value: Any, path: list[str], stack: list[list[str]]) -> Any:
+        if isinstance(value, Branch):
+            return self.branch(value, path, stack)
+        if isinstance(value, Seq):
+            return self.seq(value, path, stack)
+        if value is None:
+            return None
+        return self.leaf(value, path, stack)
+
+    def leaf(self, value: Any, path: list[str], stack: list[list[str]]) -> Any:
+        sel = self.selection
+        is_comment = isinstance(value, Comment)
+        encrypted = sel.should_encrypt(path, stack, is_comment)
+        aad = ":".join(path) + ":"
+        out: Any
+        if self.encrypt:
+            if not is_comment and (encrypted or not sel.mac_only_encrypted):
+                self.hasher.update(to_bytes(value))
+            if encrypted:
+                try:
+                    enc = self.cipher.encrypt(value, aad)
+                except (TypeError, ValueError) as e:
+                    raise _LeafError(str(e), []) from None
+                return Comment(enc) if is_comment else enc
+            return value
+        if encrypted:
+            if is_comment:
+                try:
+                    out = self.cipher.decrypt(str(value), aad)
+                except CipherError:
+                    out = value  # an unencrypted comment (older files), as sops allows
+                return out if isinstance(out, Comment) else Comment(str(out))
+            if not isinstance(value, str):
+                raise _LeafError("the value should be encrypted but is not an ENC[...] string", [])
+            try:
+                out = self.cipher.decrypt(value, aad)
+            except CipherError as e:
+                raise _LeafError(str(e), []) from None
+        else:
+            out = value
+        # sops decides on the decrypted value: a list item of type:comment is a comment
+        if not isinstance(out, Comment) and (encrypted or not sel.mac_only_encrypted):
+            self.hasher.update(to_bytes(out))
+        return out
+
+
+def _new_hasher(selection: Selection) -> Any:
+    h = hashlib.sha512()
+    if selection.mac_only_encrypted:
+        h.update(MAC_ONLY_ENCRYPTED_INIT)
+    return h
+
+
+def _run(docs: list[Branch], walk: _Walk, failure_code: ExitCode) -> tuple[list[Branch], str]:
+    out = []
+    for doc in docs:
+        try:
+            out.append(walk.branch(doc, [], []))
+        except _LeafError as e:
+            raise SecretOpsError(
+                e.cause, code=failure_code, path=_display(e.segments) or None
+            ) from None
+    return out, walk.hasher.hexdigest().upper()
+
+
+def encrypt_documents(
+    docs: list[Branch], selection: Selection, cipher: ValueCipher
+) -> tuple[list[Branch], str]:
+    """Encrypt the selected leaves of every document; returns the new trees and the MAC (hex)."""
+    return _run(
+        docs, _Walk(selection, cipher, True, _new_hasher(selection)), ExitCode.ERROR_ENCRYPTING_TREE
+    )
+
+
+def decrypt_documents(
+    docs: list[Branch], selection: Selection, cipher: ValueCipher
+) -> tuple[list[Branch], str]:
+    """Decrypt every selected leaf; returns the plaintext trees and the MAC (hex) they yield."""
+    try:
+        return _run(
+            docs,
+            _Walk(selection, cipher, False, _new_hasher(selection)),
+            ExitCode.ERROR_DECRYPTING_TREE,
+        )
+    except SecretOpsError as e:
+        raise DecryptionError(e.message, path=e.path) from None
+
+
+def encrypt_mac(mac_hex: str, lastmodified: str, cipher: ValueCipher) -> str:
+    """The stored ``mac`` field: the hex digest encrypted with ``lastmodified`` as AAD."""
+    return cipher.encrypt(mac_hex, lastmodified)
+
+
+def verify_mac(stored_mac: str, computed_hex: str, lastmodified: str, cipher: ValueCipher) -> None:
+    """Raise :class:`MacMismatchError` unless the stored MAC matches the computed one."""
+    if not stored_mac:
+        raise SecretOpsError("the file has no MAC", code=ExitCode.MAC_NOT_FOUND)
+    try:
+        expected = cipher.decrypt(stored_mac, lastmodified)
+    except CipherError:
+        raise MacMismatchError(
+            "MAC mismatch: the mac or lastmodified field was altered",
+            hints=("use --ignore-mac only if you know why the file changed",),
+        ) from None
+    if expected != computed_hex:
+        raise MacMismatchError(
+            "MAC mismatch: values were changed, added, removed or reordered since the file "
+            "was encrypted",
+            hints=("use --ignore-mac only if you know why the file changed",),
+        )

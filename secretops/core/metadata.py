@@ -1,0 +1,200 @@
+"""The ``sops:`` metadata block: its model, and its wire form with sops's exact names and order.
+
+The wire form mirrors ``stores/stores.go`` of sops 3.11 field by field:
+
+* top level, in this order: ``shamir_threshold`` (omitted when 0), ``key_groups`` (only with more
+  than one group), ``kms``, ``gcp_kms``, ``azure_kv``, ``hc_vault``, ``age`` (each omitted when
+  empty), ``lastmodified``, ``mac``, ``pgp``, the one selection rule, ``mac_only_encrypted``
+  (omitted when false), ``version``;
+* inside ``key_groups`` each group is ``pgp``, ``kms``, ``gcp_kms``, ``azure_kv`` (omitted when
+  empty), then ``hc_vault`` and ``age`` (always present, possibly ``[]``);
+* each key entry keeps its own field order (see :data:`KEY_FIELDS`).
+
+Key entries are kept as ordered ``(field, value)`` mappings so that entries of key sources this
+version does not implement (for example ``gcp_kms``) survive a metadata rewrite unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from secretops.core.selection import RULE_FIELDS, Selection
+from secretops.core.tree import Branch, Seq
+from secretops.errors import ExitCode, MetadataError, SecretOpsError
+
+FORMAT_VERSION = "3.11.0"
+
+# Top-level order of key kinds (single group) and their order inside a key group.
+TOP_KEY_KINDS = ("kms", "gcp_kms", "azure_kv", "hc_vault", "age")
+GROUP_KEY_KINDS = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "age")
+GROUP_ALWAYS = ("hc_vault", "age")
+
+KEY_FIELDS: dict[str, tuple[str, ...]] = {
+    "age": ("recipient", "enc"),
+    "kms": ("arn", "role", "context", "created_at", "enc", "aws_profile"),
+    "gcp_kms": ("resource_id", "created_at", "enc"),
+    "azure_kv": ("vault_url", "name", "version", "created_at", "enc"),
+    "hc_vault": ("vault_address", "engine_path", "key_name", "created_at", "enc"),
+    "pgp": ("created_at", "enc", "fp"),
+}
+_OMIT_EMPTY = {("kms", "role"), ("kms", "context")}
+
+
+@dataclass
+class KeyEntry:
+    """One master key's entry: its kind (``age``, ``kms``, …) and its wire fields."""
+
+    kind: str
+    fields: dict[str, Any]
+
+    @property
+    def enc(self) -> str:
+        return str(self.fields.get("enc", ""))
+
+    def describe(self) -> str:
+        """A short, secret-free name for messages: ``age1…``, the ARN, the Vault key URI."""
+        f = self.fields
+        if self.kind == "age":
+            return f"age recipient {f.get('recipient', '?')}"
+        if self.kind == "kms":
+            return f"AWS KMS key {f.get('arn', '?')}"
+        if self.kind == "hc_vault":
+            addr, engine = f.get("vault_address", "?"), f.get("engine_path", "?")
+            return f"Vault transit key {addr}/v1/{engine}/keys/{f.get('key_name')}"
+        if self.kind == "pgp":
+            return f"PGP key {f.get('fp', '?')}"
+        return f"{self.kind} key"
+
+    def to_wire(self) -> Branch:
+        order = KEY_FIELDS.get(self.kind, tuple(self.fields))
+        out = Branch()
+        for name in order:
+            value = self.fields.get(name, "")
+            if (self.kind, name) in _OMIT_EMPTY and not value:
+                continue
+            if name == "context" and isinstance(value, dict):
+                value = Branch(sorted(value.items()))  # Go maps are emitted sorted
+            out.append((name, value))
+        for name, value in self.fields.items():  # unknown fields are kept, after known ones
+            if name not in order:
+                out.append((name, value))
+        return out
+
+
+@dataclass
+class Metadata:
+    """Everything in the ``sops:`` block."""
+
+    key_groups: list[list[KeyEntry]] = field(default_factory=list)
+    shamir_threshold: int = 0
+    lastmodified: str = ""
+    mac: str = ""
+    selection: Selection = field(default_factory=Selection.build)
+    version: str = FORMAT_VERSION
+
+    def all_keys(self) -> list[KeyEntry]:
+        return [k for group in self.key_groups for k in group]
+
+    def to_wire(self) -> Branch:
+        """The ordered tree a store emits under the top-level ``sops`` key."""
+        out = Branch()
+        groups = self.key_groups
+        if self.shamir_threshold:
+            out.append(("shamir_threshold", self.shamir_threshold))
+        if len(groups) > 1:
+            wire_groups = Seq()
+            for group in groups:
+                g = Branch()
+                for kind in GROUP_KEY_KINDS:
+                    entries = Seq(k.to_wire() for k in group if k.kind == kind)
+                    if entries or kind in GROUP_ALWAYS:
+                        g.append((kind, entries))
+                wire_groups.append(g)
+            out.append(("key_groups", wire_groups))
+        single = groups[0] if len(groups) == 1 else []
+        for kind in TOP_KEY_KINDS:
+            entries = Seq(k.to_wire() for k in single if k.kind == kind)
+            if entries:
+                out.append((kind, entries))
+        out.append(("lastmodified", self.lastmodified))
+        out.append(("mac", self.mac))
+        pgp = Seq(k.to_wire() for k in single if k.kind == "pgp")
+        if pgp:
+            out.append(("pgp", pgp))
+        sel = self.selection
+        for name in RULE_FIELDS:
+            value = getattr(sel, name)
+            if value:
+                out.append((name, value))
+        if sel.mac_only_encrypted:
+            out.append(("mac_only_encrypted", True))
+        out.append(("version", self.version))
+        return out
+
+    @classmethod
+    def from_wire(cls, node: Any) -> Metadata:
+        """Parse the ``sops`` value of a loaded file (a Branch or a dict)."""
+        m = _as_dict(node)
+        if m is None:
+            raise MetadataError("the sops metadata is not a map")
+        version = str(m.get("version", ""))
+        if not version:
+            raise MetadataError("the sops metadata has no version")
+        if not version.startswith("3."):
+            raise SecretOpsError(
+                f"unsupported sops format version {version!r} (secretops reads version 3)",
+                code=ExitCode.UNSUPPORTED_VERSION,
+            )
+        groups: list[list[KeyEntry]] = []
+        raw_groups = m.get("key_groups")
+        if raw_groups:
+            for g in _as_list(raw_groups):
+                gd = _as_dict(g) or {}
+                groups.append(_entries(gd, GROUP_KEY_KINDS))
+        else:
+            entries = _entries(m, (*TOP_KEY_KINDS, "pgp"))
+            if entries:
+                groups.append(entries)
+        rules = {name: str(m.get(name) or "") for name in RULE_FIELDS}
+        if sum(1 for v in rules.values() if v) > 1:
+            raise MetadataError("the sops metadata sets more than one selection rule")
+        mac_only = m.get("mac_only_encrypted") in (True, "true", "True")
+        try:
+            threshold = int(m.get("shamir_threshold") or 0)
+        except (TypeError, ValueError):
+            raise MetadataError("shamir_threshold is not a number") from None
+        return cls(
+            key_groups=groups,
+            shamir_threshold=threshold,
+            lastmodified=str(m.get("lastmodified") or ""),
+            mac=str(m.get("mac") or ""),
+            selection=Selection(mac_only_encrypted=mac_only, **rules),
+            version=version,
+        )
+
+
+def _as_dict(node: Any) -> dict[str, Any] | None:
+    if isinstance(node, Branch):
+        return {k: v for k, v in (i for i in node if type(i) is tuple)}
+    if isinstance(node, dict):
+        return node
+    return None
+
+
+def _as_list(node: Any) -> list[Any]:
+    if isinstance(node, list):
+        return [v for v in node if not isinstance(v, str) or type(v) is str]
+    return []
+
+
+def _entries(m: dict[str, Any], kinds: tuple[str, ...]) -> list[KeyEntry]:
+    out = []
+    for kind in kinds:
+        for raw in _as_list(m.get(kind) or []):
+            d = _as_dict(raw)
+            if d is None:
+                raise MetadataError(f"a {kind} key entry in the sops metadata is not a map")
+            fields = {k: (_as_dict(v) if isinstance(v, Branch) else v) for k, v in d.items()}
+            out.append(KeyEntry(kind, fields))
+    return out

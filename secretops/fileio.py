@@ -1,0 +1,80 @@
+"""File writes that never leave a half-written or wrongly-permissioned file.
+
+:func:`atomic_write` writes to a temporary file in the target's directory, fsyncs it, and renames
+it over the target, so a reader (or a crash) sees either the old file or the new one. An existing
+file keeps its mode; a new file gets ``new_mode`` (0600 for decrypted output).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+
+from secretops.errors import ExitCode, SecretOpsError
+
+
+def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = new_mode
+    except OSError as e:
+        raise SecretOpsError(
+            f"cannot write: {e.strerror}", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path
+        ) from None
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".secretops-", suffix=".tmp", dir=directory)
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        tmp = None
+        try:
+            dfd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    except OSError as e:
+        raise SecretOpsError(
+            f"cannot write: {e.strerror}", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path
+        ) from None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of ``path`` (``-`` is standard input), with a clean error."""
+    import sys
+
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise SecretOpsError(
+            "no such file", code=ExitCode.COULD_NOT_READ_INPUT, file=path
+        ) from None
+    except IsADirectoryError:
+        raise SecretOpsError(
+            "is a directory", code=ExitCode.COULD_NOT_READ_INPUT, file=path
+        ) from None
+    except OSError as e:
+        raise SecretOpsError(
+            f"cannot read: {e.strerror}", code=ExitCode.COULD_NOT_READ_INPUT, file=path
+        ) from None

@@ -1,0 +1,136 @@
+"""Key sources: how a file's data key is wrapped for recipients and unwrapped by identities.
+
+Two tiny protocols, after age's ``Recipient``/``Identity``:
+
+* a :class:`Recipient` wraps a 32-byte data key into a metadata :class:`KeyEntry`;
+* an :class:`Identity` unwraps a :class:`KeyEntry` back into the data key, or raises
+  :class:`KeyMismatch` when the entry is not for it. Any other exception means the key was for
+  this identity (or source) but could not be used — it is reported, and other keys are tried.
+
+One module per source (``age`` now; ``awskms``, ``vault``, ``pgp`` follow the same shape).
+:func:`recover_data_key` tries the identities against a file's key groups and, when nothing
+fits, raises :class:`NoKeyError` listing every key it tried and why each failed — never a secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from secretops.core.metadata import KeyEntry, Metadata
+from secretops.errors import ExitCode, NoKeyError, SecretOpsError
+
+
+class KeyMismatch(Exception):
+    """This identity cannot open this entry (not an error: try the next one)."""
+
+
+class Recipient(Protocol):
+    """Wraps a data key for one master key."""
+
+    kind: str
+
+    def wrap(self, data_key: bytes) -> KeyEntry: ...
+
+
+class Identity(Protocol):
+    """Unwraps data keys from entries of one kind."""
+
+    kind: str
+
+    def unwrap(self, entry: KeyEntry) -> bytes: ...
+
+
+def _order(kinds: list[str], decryption_order: Sequence[str]) -> list[str]:
+    pos = {k: i for i, k in enumerate(decryption_order)}
+    return sorted(kinds, key=lambda k: pos.get(k, len(pos)))
+
+
+def recover_data_key(
+    metadata: Metadata,
+    identities: Sequence[Identity],
+    decryption_order: Sequence[str] = ("age", "pgp"),
+) -> bytes:
+    """Find the data key with the identities at hand (local ones first, as ordered)."""
+    failures: list[str] = []
+    by_kind: dict[str, list[Identity]] = {}
+    for ident in identities:
+        by_kind.setdefault(ident.kind, []).append(ident)
+    if not metadata.key_groups:
+        raise NoKeyError("the file lists no master keys, so its data key cannot be recovered")
+    shares: list[bytes] = []
+    for group in metadata.key_groups:
+        kinds = _order(list(dict.fromkeys(k.kind for k in group)), decryption_order)
+        got: bytes | None = None
+        for kind in kinds:
+            for entry in (e for e in group if e.kind == kind):
+                candidates = by_kind.get(kind, [])
+                if not candidates:
+                    failures.append(f"{entry.describe()}: no {kind} identity available")
+                    continue
+                for ident in candidates:
+                    try:
+                        got = ident.unwrap(entry)
+                        break
+                    except KeyMismatch:
+                        continue
+                    except Exception as e:  # a failing source must not stop the others
+                        failures.append(f"{entry.describe()}: {e}")
+                        break
+                else:
+                    failures.append(f"{entry.describe()}: none of the {kind} identities fits")
+                if got is not None:
+                    break
+            if got is not None:
+                break
+        if got is not None:
+            shares.append(got)
+            if len(metadata.key_groups) == 1:
+                return got
+    if len(metadata.key_groups) > 1:
+        threshold = metadata.shamir_threshold or len(metadata.key_groups)
+        if len(shares) >= threshold:
+            from secretops.core.shamir import combine
+
+            return combine(shares[:threshold])
+        failures.append(
+            f"only {len(shares)} of the {threshold} key groups needed could be opened"
+        )
+    raise NoKeyError(
+        "no identity available could decrypt the data key",
+        hints=[*failures, "set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
+               "~/.config/sops/age/keys.txt"],
+    )
+
+
+def wrap_data_key(
+    groups: Sequence[Sequence[Recipient]],
+    data_key: bytes,
+    threshold: int,
+    random: Callable[[int], bytes],
+) -> list[list[KeyEntry]]:
+    """Wrap the data key for every recipient; with several groups, each group gets a share.
+
+    Shares follow sops: x coordinate = group index + 1, threshold defaulting to the number of
+    groups.
+    """
+    if not groups or not any(groups):
+        raise SecretOpsError(
+            "no master key was given to encrypt with",
+            code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
+            hints=("pass --age RECIPIENT, set SOPS_AGE_RECIPIENTS, or add a creation rule to "
+                   ".sops.yaml",),
+        )
+    if len(groups) == 1:
+        return [[r.wrap(data_key) for r in groups[0]]]
+    from secretops.core.shamir import split
+
+    threshold = threshold or len(groups)
+    if not 2 <= threshold <= len(groups):
+        raise SecretOpsError(
+            f"the Shamir threshold {threshold} must be between 2 and the number of key groups "
+            f"({len(groups)})",
+            code=ExitCode.CONFLICTING_PARAMETERS,
+        )
+    shares = split(data_key, len(groups), threshold, random)
+    return [[r.wrap(share) for r in group] for group, share in zip(groups, shares, strict=True)]

@@ -1,0 +1,214 @@
+"""age recipients and identities (X25519, SSH keys, plugins), through pyrage.
+
+The data key is wrapped as a complete armored age file whose payload is the raw 32-byte key (or
+a Shamir share), one file per recipient — the same as sops's ``age`` entries.
+
+Identities are discovered as sops 3.11 does, all sources combined:
+``SOPS_AGE_SSH_PRIVATE_KEY_FILE``, ``~/.ssh/id_ed25519``, ``~/.ssh/id_rsa``, ``SOPS_AGE_KEY``,
+``SOPS_AGE_KEY_FILE``, ``SOPS_AGE_KEY_CMD`` (run without a shell, arguments split like a shell
+would), and ``$XDG_CONFIG_HOME/sops/age/keys.txt`` (default ``~/.config/sops/age/keys.txt``).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyrage
+from pyrage import plugin, ssh, x25519
+
+from secretops.core.metadata import KeyEntry
+from secretops.errors import ExitCode, SecretOpsError
+from secretops.keys import KeyMismatch
+
+KIND = "age"
+
+
+def parse_recipient(text: str) -> Any:
+    """A pyrage recipient from ``age1…``, ``age1<plugin>1…`` or an SSH public key line."""
+    text = text.strip()
+    try:
+        if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
+            return ssh.Recipient.from_str(text)
+        if text.startswith("age1"):
+            try:
+                return x25519.Recipient.from_str(text)
+            except pyrage.RecipientError:
+                if text.count("1") >= 2:
+                    return plugin.Recipient.from_str(text)
+                raise
+    except (pyrage.RecipientError, ValueError) as e:
+        raise SecretOpsError(
+            f"invalid age recipient {text!r}: {e}", code=ExitCode.INVALID_KEY
+        ) from None
+    raise SecretOpsError(
+        f"invalid age recipient {text!r}: expected age1…, an age plugin recipient, "
+        "or an ssh-ed25519/ssh-rsa public key",
+        code=ExitCode.INVALID_KEY,
+    )
+
+
+def split_recipients(value: str | list[str] | None) -> list[str]:
+    """Recipients given as a comma-separated string or a list (``.sops.yaml`` allows both)."""
+    if not value:
+        return []
+    items = value if isinstance(value, list) else value.replace("\n", ",").split(",")
+    return [r.strip() for r in items if r and r.strip()]
+
+
+@dataclass
+class AgeRecipient:
+    """Wraps a data key for one age recipient."""
+
+    recipient: str
+    kind: str = KIND
+    _parsed: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self._parsed = parse_recipient(self.recipient)
+
+    def wrap(self, data_key: bytes) -> KeyEntry:
+        enc = pyrage.encrypt(data_key, [self._parsed], armored=True).decode("ascii")
+        return KeyEntry(KIND, {"recipient": self.recipient, "enc": enc})
+
+
+class AgeIdentities:
+    """All age identities found for this user; unwraps ``age`` entries."""
+
+    kind = KIND
+
+    def __init__(self, identities: list[Any], sources: list[str]) -> None:
+        self.identities = identities
+        self.sources = sources
+
+    def unwrap(self, entry: KeyEntry) -> bytes:
+        if not self.identities:
+            raise KeyMismatch()
+        try:
+            return bytes(pyrage.decrypt(entry.enc.encode("ascii"), self.identities))
+        except pyrage.DecryptError as e:
+            if "No matching keys" in str(e) or "no identity matched" in str(e).lower():
+                raise KeyMismatch() from None
+            raise RuntimeError(f"age could not decrypt the wrapped key: {e}") from None
+
+
+def parse_identities(text: str, source: str) -> list[Any]:
+    """Identities from the text of an age key file (comments and blank lines ignored)."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            if line.startswith("AGE-SECRET-KEY-1"):
+                out.append(x25519.Identity.from_str(line))
+            elif line.startswith("AGE-PLUGIN-"):
+                out.append(plugin.Identity.from_str(line))
+            else:
+                raise ValueError("not an age identity")
+        except (pyrage.IdentityError, ValueError):
+            raise SecretOpsError(
+                f"{source}: line {n}: not a valid age identity",
+                code=ExitCode.INVALID_KEY,
+                hints=("age key files hold AGE-SECRET-KEY-1… lines, one per identity",),
+            ) from None
+    return out
+
+
+def _ssh_identity(path: str) -> Any:
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise SecretOpsError(
+            f"cannot read SSH key {path}: {e.strerror}", code=ExitCode.INVALID_KEY
+        ) from None
+    try:
+        return ssh.Identity.from_buffer(data)
+    except Exception:
+        raise SecretOpsError(
+            f"{path}: not a usable SSH private key (encrypted SSH keys are not supported)",
+            code=ExitCode.INVALID_KEY,
+        ) from None
+
+
+def default_key_file(env: Mapping[str, str]) -> Path:
+    """``$XDG_CONFIG_HOME/sops/age/keys.txt``, else ``~/.config/sops/age/keys.txt``."""
+    base = env.get("XDG_CONFIG_HOME") or os.path.join(
+        env.get("HOME") or os.path.expanduser("~"), ".config"
+    )
+    return Path(base) / "sops" / "age" / "keys.txt"
+
+
+def load_identities(env: Mapping[str, str]) -> AgeIdentities:
+    """Every identity the environment offers, as sops 3.11 discovers them."""
+    ids: list[Any] = []
+    sources: list[str] = []
+    home = env.get("HOME") or os.path.expanduser("~")
+    ssh_file = env.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
+    if ssh_file:
+        ids.append(_ssh_identity(ssh_file))
+        sources.append(ssh_file)
+    for name in ("id_ed25519", "id_rsa"):
+        p = os.path.join(home, ".ssh", name)
+        if os.path.exists(p):
+            try:
+                ids.append(_ssh_identity(p))
+                sources.append(p)
+            except SecretOpsError:
+                pass  # a passphrase-protected default key must not block other identities
+    if "SOPS_AGE_KEY" in env:
+        ids += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
+        sources.append("SOPS_AGE_KEY")
+    key_file = env.get("SOPS_AGE_KEY_FILE")
+    if key_file:
+        try:
+            text = Path(key_file).read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SecretOpsError(
+                f"cannot read the age key file {key_file} (SOPS_AGE_KEY_FILE): "
+                f"{getattr(e, 'strerror', None) or 'not text'}",
+                code=ExitCode.INVALID_KEY,
+            ) from None
+        ids += parse_identities(text, key_file)
+        sources.append(key_file)
+    cmd = env.get("SOPS_AGE_KEY_CMD")
+    if cmd:
+        try:
+            out = subprocess.run(
+                shlex.split(cmd), capture_output=True, stdin=subprocess.DEVNULL, check=True,
+                env=dict(env),
+            ).stdout.decode("utf-8")
+        except (OSError, ValueError, subprocess.CalledProcessError) as e:
+            raise SecretOpsError(
+                f"SOPS_AGE_KEY_CMD failed: {type(e).__name__}", code=ExitCode.INVALID_KEY
+            ) from None
+        ids += parse_identities(out, "SOPS_AGE_KEY_CMD")
+        sources.append("SOPS_AGE_KEY_CMD")
+    default = default_key_file(env)
+    if default.exists():
+        try:
+            text = default.read_text("utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise SecretOpsError(
+                f"cannot read the age key file {default}: "
+                f"{getattr(e, 'strerror', None) or 'not text'}",
+                code=ExitCode.INVALID_KEY,
+            ) from None
+        ids += parse_identities(text, str(default))
+        sources.append(str(default))
+    return AgeIdentities(ids, sources)
+
+
+def recipients_from_env(env: Mapping[str, str]) -> list[str]:
+    return split_recipients(env.get("SOPS_AGE_RECIPIENTS"))
+
+
+def generate() -> tuple[str, str]:
+    """A new X25519 identity: ``(secret key line, public recipient)``."""
+    ident = x25519.Identity.generate()
+    return str(ident), str(ident.to_public())

@@ -1,0 +1,98 @@
+"""A small YAML emitter in sops's output style.
+
+Used where there is no original text to splice into: the ``sops:`` metadata block, documents
+whose aliases had to be expanded, files converted from another format, and new files. Layout
+follows what sops (go-yaml v3) writes: block style, ``indent`` spaces per level (sops's default
+is 4), sequences indented under their key, list items' maps aligned after ``- ``, comments on
+their own lines, multi-line strings as literal blocks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from secretops.core.tree import Branch, Comment, Seq
+from secretops.stores._yamlscalar import literal_block, render_number, render_str_inline
+
+
+def _scalar(value: Any, indent: str) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        if "\n" in value:
+            block = literal_block(value, indent)
+            if block is not None:
+                return block
+        return render_str_inline(value, flow=False)
+    if isinstance(value, bool | int | float):
+        return render_number(value)
+    if isinstance(value, bytes):
+        return render_str_inline(value.decode("utf-8", "surrogateescape"), flow=False)
+    return render_str_inline(str(value), flow=False)
+
+
+def _key(key: Any) -> str:
+    return render_str_inline(str(key), flow=False) if key != "" else '""'
+
+
+def emit_node(node: Any, level: int, step: int, out: list[str]) -> None:
+    """Append the lines of a Branch or Seq whose items start at column ``level``."""
+    pad = " " * level
+    if isinstance(node, Branch):
+        for item in node:
+            if type(item) is not tuple:
+                out.append(f"{pad}#{item}")
+                continue
+            key, value = item
+            _emit_entry(f"{pad}{_key(key)}:", value, level, step, out)
+    else:
+        for value in node:
+            if isinstance(value, Comment):
+                out.append(f"{pad}#{value}")
+                continue
+            if isinstance(value, Branch) and any(type(i) is tuple for i in value):
+                sub: list[str] = []
+                emit_node(value, level + 2, step, sub)
+                first = next(i for i, line in enumerate(sub) if not line.lstrip().startswith("#"))
+                out.extend(sub[:first])
+                out.append(f"{pad}- {sub[first][level + 2:]}")
+                out.extend(sub[first + 1:])
+            elif isinstance(value, Seq) and value:
+                out.append(f"{pad}-")
+                emit_node(value, level + step, step, out)
+            else:
+                _emit_entry(f"{pad}-", value, level, step, out)
+
+
+def _emit_entry(head: str, value: Any, level: int, step: int, out: list[str]) -> None:
+    if isinstance(value, Branch):
+        if not any(type(i) is tuple for i in value) and not value:
+            out.append(f"{head} {{}}")
+            return
+        out.append(head)
+        emit_node(value, level + step, step, out)
+    elif isinstance(value, Seq):
+        if not value:
+            out.append(f"{head} []")
+            return
+        out.append(head)
+        emit_node(value, level + step, step, out)
+    else:
+        text = _scalar(value, " " * (level + step))
+        out.append(f"{head} {text}")
+
+
+def emit_document(doc: Branch, step: int) -> str:
+    """A whole document (no ``---``), ending in a newline; ``{}`` for an empty one."""
+    if not doc:
+        return "{}\n"
+    lines: list[str] = []
+    emit_node(doc, 0, step, lines)
+    return "\n".join(lines) + "\n"
+
+
+def emit_entry(key: str, value: Any, step: int) -> str:
+    """One top-level ``key: value`` entry (the ``sops:`` block), ending in a newline."""
+    lines: list[str] = []
+    _emit_entry(f"{_key(key)}:", value, 0, step, lines)
+    return "\n".join(lines) + "\n"

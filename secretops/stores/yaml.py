@@ -1,0 +1,585 @@
+"""The YAML store: sops-compatible trees, and output that keeps the file as it was written.
+
+**Reading.** libyaml (through PyYAML's C event parser) reports where every scalar starts and
+ends. One pass over the events builds the document trees sops would build (same values, same
+types — see :mod:`._yamlscalar` — same comment lines in the same branches) and, beside them, a
+*layout*: the text, and for every leaf in walk order the span of text it came from and its
+style (plain, quoted, block; block or flow context).
+
+**Writing.** With a layout, output is the original text with each changed leaf's span replaced
+(``password: s3cret  # db`` becomes ``password: ENC[…]  #ENC[…]``) and the ``sops:`` block
+appended to (or removed from) each document. Everything else — indentation, quoting, blank
+lines, ``---``, key order, flow collections, anchors on kept values — stays byte-identical.
+Values keep their style: a quoted value stays quoted, a block scalar becomes ``|-`` followed by
+the ENC line and comes back as the same block on decryption (its chomping indicator is derived
+from the value). Where splicing cannot be faithful to sops's tree, the document is re-emitted in
+sops's style: aliases and merge keys (sops expands them, because each value's key path is
+authenticated), and roots that are not block mappings.
+
+Comment lines belong to the branch that contains them: a comment's column decides between the
+branches open at that point (the deepest whose items start at or before the comment's column),
+which is where go-yaml, and so sops, attaches them.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml as _pyyaml
+
+from secretops.core.cipher import is_encrypted
+from secretops.core.tree import Branch, Comment, Seq
+from secretops.errors import FormatError
+from secretops.stores import Loaded, StoreOptions
+from secretops.stores._yamlemit import emit_document, emit_entry
+from secretops.stores._yamlscalar import (
+    UnsupportedScalar,
+    literal_block,
+    render_number,
+    render_str_inline,
+    resolve_plain,
+)
+
+_Loader = getattr(_pyyaml, "CSafeLoader", _pyyaml.SafeLoader)
+_E = _pyyaml.events
+_COMMENT_RE = re.compile(r"(?:^|(?<=[ \t\n]))#[^\n]*")
+DEFAULT_INDENT = 4
+_NOKEY = object()
+
+
+@dataclass
+class DocLayout:
+    """Where one document sits in the text, and the spans of its leaves in walk order."""
+
+    start: int
+    end: int = -1
+    spans: list[Any] = field(default_factory=list)
+    root_block_map: bool = False
+    spliceable: bool = True
+    sops_range: tuple[int, int] | None = None
+    indent: int | None = None
+    values: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Layout:
+    text: str
+    bom: bool
+    eol: str
+    docs: list[DocLayout]
+
+
+class _Frame:
+    __slots__ = (
+        "col", "flow", "is_map", "key", "key_start", "node", "seen", "spans", "value_start"
+    )
+
+    def __init__(self, is_map: bool, flow: bool, col: int) -> None:
+        self.is_map = is_map
+        self.flow = flow
+        self.col = col
+        self.node: Branch | Seq = Branch() if is_map else Seq()
+        self.spans: list[Any] = []
+        self.key: Any = _NOKEY
+        self.key_start = 0
+        self.value_start = 0
+        self.seen: set[Any] = set()
+
+
+def _scalar_start(text: str, start: int, has_props: bool) -> int:
+    """Skip an anchor and/or tag at the start of a scalar event's span."""
+    if not has_props:
+        return start
+    i = start
+    n = len(text)
+    while i < n and text[i] in "&!":
+        while i < n and text[i] not in " \t\r\n":
+            i += 1
+        while i < n and text[i] in " \t\r\n":
+            i += 1
+    return i
+
+
+def _resolve(ev: Any) -> Any:
+    tag = ev.tag
+    if ev.style == "" and (tag is None or tag == "!"):
+        return resolve_plain(ev.value)
+    if tag in (None, "!", "tag:yaml.org,2002:str") or (ev.style != "" and tag is None):
+        return ev.value
+    if tag == "tag:yaml.org,2002:binary":
+        import base64
+
+        try:
+            return base64.b64decode("".join(ev.value.split())).decode("utf-8", "surrogateescape")
+        except ValueError:
+            return ev.value
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+               "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
+        return resolve_plain(ev.value)
+    return ev.value  # custom tags: go-yaml decodes the scalar as a string
+
+
+class _Builder:
+    """One pass over libyaml events: trees plus layouts."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.docs: list[Branch] = []
+        self.metas: list[Branch | None] = []
+        self.layouts: list[DocLayout] = []
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, Any] = {}
+        self.pending_comments: list[tuple[int, int]] = []
+        self.root: _Frame | None = None
+        self.doc: DocLayout | None = None
+        self.sops_frame_depth = -1
+        self.last_end = 0
+        self.last_frame: _Frame | None = None
+        self.last_was_value = False
+
+    # -- comments ---------------------------------------------------------------------------
+    def scan(self, start: int, end: int) -> None:
+        if end <= start or "#" not in self.text[start:end]:
+            return
+        for m in _COMMENT_RE.finditer(self.text, start, end):
+            s, e = m.start(), m.end()
+            if self.text[e - 1 : e] == "\r":
+                e -= 1
+            frame = self.last_frame
+            if frame is not None and "\n" not in self.text[self.last_end : s]:
+                # A line comment belongs with the key/value on its line, and sops puts it
+                # before that item (which matters for the comment-regex rules).
+                if self.sops_frame_depth >= 0:
+                    continue
+                at = len(frame.node) - 1 if self.last_was_value else len(frame.node)
+                frame.node.insert(at, Comment(self.text[s + 1 : e]))
+                frame.spans.insert(at, ("c", s, e, "", False, frame.col))
+                continue
+            self.pending_comments.append((s, e))
+
+    def place_comments(self) -> None:
+        if not self.pending_comments or not self.stack:
+            return
+        text = self.text
+        for s, e in self.pending_comments:
+            col = s - (text.rfind("\n", 0, s) + 1)
+            target = self.stack[0]
+            for frame in reversed(self.stack):
+                if frame.flow or frame.col <= col:
+                    target = frame
+                    break
+            if self.sops_frame_depth >= 0 and self.stack.index(target) >= self.sops_frame_depth:
+                continue  # comments inside the sops block are not part of the data
+            target.node.append(Comment(text[s + 1 : e]))
+            target.spans.append(("c", s, e, "", False, target.col))
+        self.pending_comments.clear()
+
+    def check_duplicate(self, frame: _Frame, key: Any, ev: Any) -> None:
+        try:
+            if key not in frame.seen:
+                frame.seen.add(key)
+                return
+        except TypeError:
+            return  # an unhashable (alias) key; rejected later as a non-string key
+        raise FormatError(
+            f"line {ev.start_mark.line + 1}: mapping key {key!r} already defined; "
+            "duplicate keys are not allowed (sops rejects them too)"
+        )
+
+    # -- values -----------------------------------------------------------------------------
+    def add_value(self, value: Any, span: Any, child: _Frame | None = None) -> None:
+        frame = self.stack[-1]
+        if frame.is_map:
+            key = frame.key
+            frame.key = _NOKEY
+            frame.node.append((key, value))
+            if frame is self.root and key == "sops" and self.sops_frame_depth < 0:
+                self.sops_frame_depth = len(self.stack) if child is not None else -2
+                self.sops_key_start = frame.key_start
+                if child is None:
+                    self.end_sops()
+        else:
+            frame.node.append(value)
+        frame.spans.append(span)
+
+    def end_sops(self) -> None:
+        assert self.doc is not None
+        text = self.text
+        start = text.rfind("\n", 0, self.sops_key_start) + 1
+        end = self.last_end
+        if end > 0 and text[end - 1] != "\n":
+            nl = text.find("\n", end)
+            end = len(text) if nl < 0 else nl + 1
+        self.doc.sops_range = (start, end)
+        self.sops_frame_depth = -1
+
+    def run(self) -> None:
+        text = self.text
+        pos = 0
+        S, MS, ME, SS, SE, A = (_E.ScalarEvent, _E.MappingStartEvent, _E.MappingEndEvent,
+                                _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
+        events: Any = _pyyaml.parse(text, Loader=_Loader)
+        for ev in events:
+            t = type(ev)
+            start = ev.start_mark.index
+            if start > pos:
+                self.scan(pos, start)
+            if t is S:
+                if self.pending_comments:
+                    self.place_comments()
+                frame = self.stack[-1] if self.stack else None
+                end = ev.end_mark.index
+                pos = self.last_end = end
+                try:
+                    value = _resolve(ev)
+                except UnsupportedScalar as e:
+                    raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
+                if frame is None:  # a document that is a bare scalar
+                    if value is not None:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: YAML documents that are values "
+                            "are not supported (the top level must be a mapping)"
+                        )
+                    continue
+                self.last_frame = frame
+                if frame.is_map and frame.key is _NOKEY:
+                    if ev.anchor:
+                        self.anchors[ev.anchor] = value
+                    self.check_duplicate(frame, value, ev)
+                    frame.key = value
+                    frame.key_start = start
+                    self.last_was_value = False
+                    continue
+                if ev.anchor:
+                    self.anchors[ev.anchor] = value
+                vstart = _scalar_start(text, start, bool(ev.anchor or ev.tag))
+                self.add_value(value, ("s", vstart, end, ev.style, frame.flow, frame.col))
+                self.last_was_value = True
+            elif t is MS or t is SS:
+                is_map = t is MS
+                flow = bool(ev.flow_style)
+                col = ev.start_mark.column
+                child = _Frame(is_map, flow, col)
+                pos = ev.end_mark.index
+                if not self.stack:
+                    if not is_map:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: YAML documents that are sequences "
+                            "are not supported (the top level must be a mapping)"
+                        )
+                    child.col = 0 if not flow else col
+                    self.root = child
+                    assert self.doc is not None
+                    self.doc.root_block_map = not flow
+                    self.stack.append(child)
+                else:
+                    parent = self.stack[-1]
+                    if parent.is_map and parent.key is _NOKEY:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: complex (non-scalar) mapping keys "
+                            "are not supported; sops supports only string keys"
+                        )
+                    if parent.flow:
+                        child.flow = True
+                    self.add_value(child.node, child.spans, child)
+                    self.stack.append(child)
+                if ev.anchor:
+                    self.anchors[ev.anchor] = child.node
+                if self.pending_comments:
+                    self.place_comments()
+            elif t is ME or t is SE:
+                if self.pending_comments:
+                    self.place_comments()
+                pos = max(pos, ev.end_mark.index)
+                self.stack.pop()
+                self.last_frame = None
+                if self.sops_frame_depth == len(self.stack):
+                    self.end_sops()
+            elif t is A:
+                if self.pending_comments:
+                    self.place_comments()
+                pos = self.last_end = ev.end_mark.index
+                try:
+                    target = self.anchors[ev.anchor]
+                except KeyError:
+                    raise FormatError(
+                        f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
+                    ) from None
+                assert self.doc is not None
+                self.doc.spliceable = False  # sops expands aliases: re-emit this document
+                frame = self.stack[-1]
+                if frame.is_map and frame.key is _NOKEY:
+                    frame.key = target
+                    frame.key_start = start
+                    self.last_frame, self.last_was_value = frame, False
+                    continue
+                value = copy.deepcopy(target)
+                self.add_value(value, _spans_like(value))
+                self.last_frame, self.last_was_value = frame, True
+            elif t is _E.DocumentStartEvent:
+                self.doc = DocLayout(start=ev.end_mark.index)
+                pos = ev.end_mark.index
+                self.anchors = {}
+            elif t is _E.DocumentEndEvent:
+                assert self.doc is not None
+                if self.root is None:
+                    self.root = _Frame(True, False, 0)
+                    self.stack.append(self.root)
+                    self.place_comments()
+                    self.stack.pop()
+                    self.doc.root_block_map = False
+                else:
+                    self.stack.append(self.root)
+                    self.place_comments()
+                    self.stack.pop()
+                self.doc.end = start
+                self.finish_doc(self.root)
+                self.root = None
+                pos = ev.end_mark.index
+        if self.pending_comments:
+            self.pending_comments.clear()
+
+    def finish_doc(self, root: _Frame) -> None:
+        assert self.doc is not None
+        node, spans = root.node, root.spans
+        meta = None
+        for i, item in enumerate(node):
+            if type(item) is tuple and item[0] == "sops":
+                meta = item[1]
+                del node[i]
+                del spans[i]
+                break
+        for item in node:
+            if type(item) is tuple and not isinstance(item[0], str):
+                raise FormatError(
+                    f"the key {item[0]!r} is not a string; sops supports only string keys"
+                )
+        self.docs.append(node if isinstance(node, Branch) else Branch())
+        self.metas.append(meta if isinstance(meta, Branch) else None)
+        self.doc.spans = _flatten(spans)
+        values: list[Any] = []
+        _leaves(node, values)
+        self.doc.values = values
+        self.doc.indent = _detect_indent(self.text, self.doc)
+        self.layouts.append(self.doc)
+
+
+def _spans_like(value: Any) -> Any:
+    if isinstance(value, Branch):
+        return [_spans_like(i[1]) if type(i) is tuple else None for i in value]
+    if isinstance(value, Seq):
+        return [_spans_like(v) for v in value]
+    return None
+
+
+def _flatten(spans: list[Any]) -> list[Any]:
+    out: list[Any] = []
+
+    def rec(items: list[Any]) -> None:
+        for s in items:
+            if type(s) is list:
+                rec(s)
+            else:
+                out.append(s)
+
+    rec(spans)
+    return out
+
+
+def _detect_indent(text: str, doc: DocLayout) -> int | None:
+    m = re.search(r"^([^\s#-][^\n]*):[ \t]*(?:#[^\n]*)?\n((?:[ \t]*(?:#[^\n]*)?\n)*)( +)\S",
+                  text[doc.start : doc.end] if doc.end >= 0 else text[doc.start :], re.M)
+    if m and not m.group(1).startswith(" "):
+        return len(m.group(3))
+    return None
+
+
+def _decode(data: bytes) -> tuple[str, bool]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"not valid UTF-8 text (byte offset {e.start})") from None
+    bom = text.startswith("\ufeff")
+    return (text[1:] if bom else text), bom
+
+
+class YamlStore:
+    """YAML documents (``---`` separated), comments kept and encrypted like sops does."""
+
+    name = "yaml"
+
+    def __init__(self, options: StoreOptions | None = None) -> None:
+        self.options = options or StoreOptions()
+
+    def load(self, data: bytes) -> Loaded:
+        text, bom = _decode(data)
+        if "\x00" in text:
+            raise FormatError("the input contains NUL bytes; it is not YAML text")
+        builder = _Builder(text)
+        try:
+            builder.run()
+        except _pyyaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            problem = getattr(e, "problem", None) or "invalid YAML"
+            raise FormatError(f"{where}{problem}") from None
+        eol = "\r\n" if "\r\n" in text else "\n"
+        metas = [m for m in builder.metas if m is not None]
+        layout = Layout(text, bom, eol, builder.layouts)
+        docs = builder.docs or [Branch()]
+        return Loaded(docs, metas[0] if metas else None, layout)
+
+    def indent_for(self, layout: Layout | None, doc: int = 0) -> int:
+        if self.options.indent is not None:
+            return self.options.indent
+        if layout is not None and doc < len(layout.docs) and layout.docs[doc].indent:
+            return layout.docs[doc].indent or DEFAULT_INDENT
+        return DEFAULT_INDENT
+
+    def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
+        if (
+            isinstance(layout, Layout)
+            and len(layout.docs) == len(docs)
+            and self.options.indent is None
+        ):
+            text = _splice(self, docs, metadata, layout)
+            return (("\ufeff" if layout.bom else "") + text).encode("utf-8")
+        parts = []
+        for i, doc in enumerate(docs):
+            body = emit_document(doc, self.indent_for(layout, i)) if doc or not metadata else ""
+            if metadata is not None:
+                body += emit_entry("sops", metadata, self.indent_for(layout, i))
+            parts.append(body)
+        return "---\n".join(parts).encode("utf-8")
+
+
+def _leaves(node: Any, out: list[Any]) -> None:
+    for item in node:
+        if type(item) is tuple:
+            v = item[1]
+            if isinstance(v, Branch | Seq):
+                _leaves(v, out)
+            else:
+                out.append(v)
+        elif isinstance(node, Seq) and isinstance(item, Branch | Seq):
+            _leaves(item, out)
+        else:
+            out.append(item)
+
+
+def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
+    kind, start, end, style, flow, col = span
+    if kind == "c" or isinstance(value, Comment):
+        return "#" + str(value)
+    if isinstance(value, str) and not is_encrypted(value):
+        return _render_plain_str(value, span, text, eol, step)
+    if isinstance(value, str):  # ENC[...] going in: keep the quoting, collapse blocks
+        if style in ("|", ">"):
+            indent = _block_indent(text, start, end, col, step)
+            tail = _block_tail(text, start, end)
+            return f"{style}-{eol}{indent}{value}{eol}{tail}"
+        if style == '"':
+            return f'"{value}"'
+        if style == "'" or flow:
+            return f"'{value}'"
+        return value
+    if value is None:
+        return text[start:end]
+    if isinstance(value, bool | int | float):
+        return render_number(value)
+    return render_str_inline(str(value), flow)
+
+
+def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
+    _, start, end, style, flow, col = span
+    if flow and style == "'":
+        style = ""  # plain and single-quoted both encrypt to 'ENC[...]' in flow: plain is usual
+    if style in ("|", ">") or (not flow and "\n" in value and style == ""):
+        indent = _block_indent(text, start, end, col, step)
+        block = literal_block(value, indent, folded=(style == ">"))
+        if block is None and style == ">":
+            block = literal_block(value, indent)
+        if block is not None:
+            tail = _block_tail(text, start, end) if style in ("|", ">") else ""
+            # a keep-chomped block owns its trailing blank lines; others leave them after it
+            if block.split("\n", 1)[0].endswith("+"):
+                tail = ""
+            out = block.replace("\n", eol) + eol + tail
+            if style == "":
+                out = out[: -len(eol)]  # a plain span ends mid-line: the original EOL follows
+            return out
+        return render_str_inline(value, flow, '"')
+    if style in ("'", '"'):
+        return render_str_inline(value, flow, style)
+    return render_str_inline(value, flow, None, yaml11_safe=False)
+
+
+def _block_indent(text: str, start: int, end: int, col: int, step: int) -> str:
+    """The indentation of a block scalar's content (from its first non-empty line)."""
+    nl = text.find("\n", start, end)
+    if nl >= 0:
+        m = re.compile(r"(?:[ \t]*\r?\n)*( +)\S").match(text, nl + 1, end)
+        if m:
+            return m.group(1)
+    return " " * (col + step)
+
+
+def _block_tail(text: str, start: int, end: int) -> str:
+    """The blank lines that close a block scalar's span (kept as they were)."""
+    body = text[start:end]
+    stripped = body.rstrip(" \t\r\n")
+    rest = body[len(stripped):]
+    first_nl = rest.find("\n")
+    return rest[first_nl + 1 :] if first_nl >= 0 else ""
+
+
+def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layout: Layout) -> str:
+    text, eol = layout.text, layout.eol
+    pieces: list[str] = []
+    pos = 0
+    for i, (doc, dl) in enumerate(zip(docs, layout.docs, strict=True)):
+        step = store.indent_for(layout, i)
+        if not dl.spliceable or (metadata is not None and not dl.root_block_map and doc):
+            end = dl.end if dl.end >= 0 else len(text)
+            pieces.append(text[pos : dl.start])
+            if dl.start > 0 and text[dl.start - 1] not in "\n":
+                pieces.append(eol)
+            body = emit_document(doc, step) if doc or metadata is None else ""
+            if metadata is not None:
+                body += emit_entry("sops", metadata, step)
+            pieces.append(body.replace("\n", eol))
+            pos = end
+            continue
+        leaves: list[Any] = []
+        _leaves(doc, leaves)
+        edits: list[tuple[int, int, str]] = []
+        for value, old, span in zip(leaves, dl.values, dl.spans, strict=True):
+            if span is None or value is None or (type(value) is type(old) and value == old):
+                continue  # unchanged leaves keep their exact text
+            start, end = span[1], span[2]
+            if span[0] == "s" and isinstance(value, Comment):
+                # sops writes comments inside lists as "- ENC[...type:comment]" items
+                dash = text.rfind("- ", text.rfind("\n", 0, start) + 1, start)
+                if dash >= 0 and not text[dash + 2 : start].strip():
+                    start = dash
+            edits.append((start, end, _render(value, span, text, eol, step)))
+        if dl.sops_range is not None:
+            edits.append((dl.sops_range[0], dl.sops_range[1], ""))
+        edits.sort(key=lambda e: e[0])
+        for start, end, new in edits:
+            pieces.append(text[pos:start])
+            pieces.append(new)
+            pos = end
+        if metadata is not None:
+            ins = dl.end if dl.end >= 0 else len(text)
+            pieces.append(text[pos:ins])
+            pos = ins
+            last = next((p for p in reversed(pieces) if p), "")
+            if last and not last.endswith("\n"):
+                pieces.append(eol)
+            pieces.append(emit_entry("sops", metadata, step).replace("\n", eol))
+    pieces.append(text[pos:])
+    return "".join(pieces)

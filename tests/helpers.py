@@ -1,0 +1,74 @@
+"""Helpers for tests: running the CLI and the real sops binary, making keys, reading data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TESTDATA = Path(__file__).parent / "testdata"
+CANARY = "canary-Pl41nT3xt-7f3a9"  # a plaintext that must never show up in logs or errors
+
+
+@dataclass
+class AgeKey:
+    path: Path
+    recipient: str
+    secret: str
+
+
+def make_age_key(directory: Path, name: str = "key.txt") -> AgeKey:
+    from pyrage import x25519
+
+    ident = x25519.Identity.generate()
+    path = directory / name
+    path.write_text(f"# public key: {ident.to_public()}\n{ident}\n")
+    path.chmod(0o600)
+    return AgeKey(path, str(ident.to_public()), str(ident))
+
+
+@dataclass
+class Result:
+    code: int
+    out: bytes
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out.decode("utf-8", "replace")
+
+
+def run(args: list[str], *, input: bytes | None = None, env: dict[str, str] | None = None,
+        cwd: str | Path | None = None) -> Result:
+    """Run a command with no terminal on stdin (stdin is DEVNULL unless input is given)."""
+    p = subprocess.run(
+        args,
+        input=input,
+        stdin=None if input is not None else subprocess.DEVNULL,
+        capture_output=True,
+        env=env or dict(os.environ),
+        cwd=cwd,
+        timeout=60,
+    )
+    return Result(p.returncode, p.stdout, p.stderr.decode("utf-8", "replace"))
+
+
+def secretops(*args: str, input: bytes | None = None, cwd: str | Path | None = None) -> Result:
+    return run([sys.executable, "-m", "secretops", *args], input=input, cwd=cwd)
+
+
+def sops(sops_bin: str, *args: str, input: bytes | None = None,
+         cwd: str | Path | None = None) -> Result:
+    return run([sops_bin, *args], input=input, cwd=cwd)
+
+
+def data_of(content: bytes, fmt: str) -> Any:
+    """The data of a plaintext file as sops sees it (comments dropped, order kept)."""
+    from secretops.core.tree import to_plain
+    from secretops.stores import get_store
+
+    docs = get_store(fmt).load(content).docs
+    return [to_plain(d) for d in docs]
