@@ -68,7 +68,7 @@ class ValueCipher:
         iv = self._stash.get((aad, type_, plain))
         if iv is None:
             iv = self._random(NONCE_SIZE)
-        sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8"))
+        sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
         return (
             f"ENC[AES256_GCM,data:{_b64(sealed[:-TAG_SIZE])},iv:{_b64(iv)},"
             f"tag:{_b64(sealed[-TAG_SIZE:])},type:{type_}]"
@@ -91,7 +91,7 @@ class ValueCipher:
         if len(iv) < 8 or len(tag) != TAG_SIZE:
             raise CipherError("the value's IV or tag has a wrong length")
         try:
-            plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8"))
+            plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8", "surrogateescape"))
         except InvalidTag:
             raise CipherError(
                 "authentication failed (the value was altered, moved to another path, "

@@ -1,0 +1,261 @@
+"""The JSON store: a JSON object ↔ one document tree, written exactly as sops 3.11 writes it.
+
+Reading follows sops's token-by-token decoder (``stores/json/store.go``):
+
+* the top level must be an object; objects become :class:`Branch` in file order, arrays
+  :class:`Seq`; **duplicate keys are kept** (sops keeps every occurrence and writes them all back);
+* every number becomes a ``float`` (Go decodes JSON numbers as float64), so ``1`` is encrypted as
+  ``type:float`` and a big integer is rounded to the nearest double; a number out of float64 range
+  is an error, as in Go;
+* strings with invalid UTF-8 or lone surrogate escapes get U+FFFD for each bad unit, as Go does;
+* the top-level ``sops`` entry is removed and returned as the metadata branch. Text after the
+  top-level object is ignored in a plaintext file (sops does) but rejected in an encrypted one
+  (sops reads the metadata with ``json.Unmarshal``, which is strict).
+
+Writing reproduces ``json.Marshal`` + ``json.Indent``: a tab per level by default
+(``indent=N`` gives N spaces, ``0`` gives newlines without indentation), ``"key": value``,
+``{}``/``[]`` for empty containers, Go's HTML-safe escaping (``<``, ``>``, ``&``, U+2028 and
+U+2029 become ``\\u003c``…), non-ASCII written as UTF-8, floats in Go's form (``1``, ``0.5``,
+``1e+21``, ``1e-7``), and one trailing newline. Comments are dropped. With metadata, ``"sops"`` is
+written last with the wire branch's field order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any
+
+from secretops.core.tree import Branch, Comment, Seq
+from secretops.core.values import format_float
+from secretops.errors import FormatError
+from secretops.stores import Loaded, StoreOptions
+
+_WS = " \t\r\n"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_HTML = re.compile("[<>&\u2028\u2029]")
+_HTML_ESC = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+             "\u2029": "\\u2029"}  # fmt: skip
+_encode_basestring: Any = getattr(json.encoder, "c_encode_basestring", None) or (
+    json.encoder.py_encode_basestring
+)
+
+
+class JsonStore:
+    """``.json`` files (and the envelope of encrypted binary files)."""
+
+    name = "json"
+
+    def __init__(self, options: StoreOptions) -> None:
+        self.options = options
+
+    def load(self, data: bytes) -> Loaded:
+        doc = parse_object(data)
+        metadata = None
+        if any(type(i) is tuple and i[0] == "sops" for i in doc):
+            values = [i[1] for i in doc if type(i) is tuple and i[0] == "sops"]
+            metadata = values[-1]  # json.Unmarshal keeps the last duplicate
+            if not isinstance(metadata, Branch):
+                raise FormatError("the top-level sops entry is not a JSON object")
+            doc = doc.without("sops")
+            _check_no_trailing_data(data)
+        return Loaded(docs=[doc], metadata=metadata)
+
+    def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
+        if not docs:
+            raise FormatError("there is no document to write")
+        text = dump_json(docs[0], self.options.indent, metadata)
+        return text.encode("utf-8", "surrogateescape") + b"\n"
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise FormatError(f"invalid character {name[0]!r} looking for beginning of value")
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise FormatError(f"cannot read the number {text}: it is out of the float64 range")
+    return value
+
+
+def _seq(items: list[Any]) -> Seq:
+    return Seq(_seq(v) if type(v) is list else v for v in items)
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> Branch:
+    return Branch((k, _seq(v)) if type(v) is list else (k, v) for k, v in pairs)
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_pairs,
+    parse_float=_number,
+    parse_int=_number,
+    parse_constant=_reject_constant,
+)
+
+
+def _decode_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _line_col(text: str, pos: int) -> str:
+    line = text.count("\n", 0, pos) + 1
+    return f"line {line}, column {pos - (text.rfind(chr(10), 0, pos) + 1) + 1}"
+
+
+def parse_object(data: bytes) -> Branch:
+    """Parse a JSON document whose top level must be an object; text after it is ignored."""
+    text = _decode_text(data)
+    start = len(text) - len(text.lstrip(_WS))
+    if start == len(text):
+        raise FormatError("the JSON input is empty")
+    if text[start] != "{":
+        raise FormatError("the top level of a JSON file must be an object")
+    try:
+        doc, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        raise FormatError(f"invalid JSON at {_line_col(text, e.pos)}: {e.msg}") from None
+    if _SURROGATE.search(text) or "\\u" in text:
+        doc = _fix_surrogates(doc)
+    return doc  # type: ignore[no-any-return]
+
+
+def _check_no_trailing_data(data: bytes) -> None:
+    text = _decode_text(data)
+    start = len(text) - len(text.lstrip(_WS))
+    _, end = json.JSONDecoder().raw_decode(text, start)
+    if text[end:].strip(_WS):
+        raise FormatError(f"invalid JSON at {_line_col(text, end)}: extra data after the object")
+
+
+def _fix(s: str) -> str:
+    return _SURROGATE.sub("\ufffd", s) if _SURROGATE.search(s) else s
+
+
+def _fix_surrogates(node: Any) -> Any:
+    """Go turns invalid UTF-8 and lone surrogate escapes into U+FFFD; Python keeps them."""
+    if isinstance(node, Branch):
+        return Branch((_fix(k), _fix_surrogates(v)) for k, v in node)
+    if isinstance(node, Seq):
+        return Seq(_fix_surrogates(v) for v in node)
+    if isinstance(node, str):
+        return _fix(node)
+    return node
+
+
+# ---- writing ----------------------------------------------------------------------------------
+
+
+def go_json_string(s: str) -> str:
+    """``json.Marshal`` of a Go string: HTML-safe escaping, UTF-8 kept as is."""
+    out: str = _encode_basestring(s)
+    if _HTML.search(out):
+        out = _HTML.sub(lambda m: _HTML_ESC[m.group()], out)
+    if _SURROGATE.search(out):  # bytes that were not UTF-8 (kept as surrogate escapes)
+        out = _SURROGATE.sub(r"\\ufffd", out)
+    return out
+
+
+def go_json_float(value: float) -> str:
+    """Go's JSON float form: 'f' format, or 'e' below 1e-6 and from 1e21 on."""
+    if math.isnan(value) or math.isinf(value):
+        raise FormatError(f"json: unsupported value: {format_float(value)}")
+    a = abs(value)
+    if a != 0 and (a < 1e-6 or a >= 1e21):
+        _, digits, exp = Decimal(repr(a)).normalize().as_tuple()
+        d = "".join(map(str, digits))
+        e = int(exp) + len(d) - 1
+        mantissa = d[0] + ("." + d[1:] if len(d) > 1 else "")
+        exp_text = f"{'-' if e < 0 else '+'}{abs(e):02d}"
+        if e < 0 and abs(e) < 10:
+            exp_text = f"-{abs(e)}"  # Go cleans e-07 up to e-7
+        return ("-" if value < 0 else "") + mantissa + "e" + exp_text
+    return format_float(value)
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, str):  # a Timestamp holds Go's MarshalJSON text already
+        return go_json_string(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return go_json_float(value)
+    if isinstance(value, bytes):
+        return '"' + base64.b64encode(value).decode() + '"'
+    raise FormatError(f"cannot write a value of type {type(value).__name__} as JSON")
+
+
+def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -> str:
+    """``json.Indent`` of sops's encoding of ``doc`` (no trailing newline).
+
+    ``metadata`` is appended as the ``sops`` entry. sops writes it with ``json.Marshal`` of its
+    wire structs, where an empty list is a nil slice, written ``null`` (the always-present
+    ``hc_vault`` / ``age`` of a key group); in the data an empty array stays ``[]``.
+    """
+    if indent is None or indent == -1:
+        unit = "\t"
+    elif indent < -1:
+        raise FormatError("JSON indentation smaller than -1 is not accepted")
+    else:
+        unit = " " * indent
+    out: list[str] = []
+    if metadata is not None:
+        doc = Branch([*doc, (_METADATA, metadata)])
+    _write(doc, out, "\n", unit, False)
+    return "".join(out)
+
+
+class _MetadataKey(str):
+    """The ``sops`` key of the metadata entry (told apart from a data key named ``sops``)."""
+
+    __slots__ = ()
+
+
+_METADATA = _MetadataKey("sops")
+
+
+def _write(node: Any, out: list[str], nl: str, unit: str, meta: bool) -> None:
+    if isinstance(node, Branch | dict):
+        if isinstance(node, dict):
+            items = [(k, node[k]) for k in sorted(node)]  # Go sorts map keys
+        else:
+            items = [i for i in node if type(i) is tuple]
+        if not items:
+            out.append("{}")
+            return
+        inner = nl + unit
+        out.append("{")
+        first = True
+        for key, value in items:
+            out.append(inner if first else "," + inner)
+            first = False
+            out.append(go_json_string(str(key)))
+            out.append(": ")
+            _write(value, out, inner, unit, meta or type(key) is _MetadataKey)
+        out.append(nl + "}")
+    elif isinstance(node, list):  # Seq, or a plain list in metadata
+        values = [v for v in node if not isinstance(v, Comment)]
+        if not values:
+            out.append("null" if meta else "[]")
+            return
+        inner = nl + unit
+        out.append("[")
+        for i, value in enumerate(values):
+            out.append(inner if i == 0 else "," + inner)
+            _write(value, out, inner, unit, meta)
+        out.append(nl + "]")
+    else:
+        out.append(_scalar(node))
