@@ -153,7 +153,9 @@ def open_file(
         )
     metadata = Metadata.from_wire(loaded.metadata)
     order = [s.strip() for s in env.get("SOPS_DECRYPTION_ORDER", "age,pgp").split(",") if s]
-    data_key = recover_data_key(metadata, [load_identities(env)], order)
+    age_ids = load_identities(env)
+    identities = [age_ids] if age_ids.identities else []
+    data_key = recover_data_key(metadata, identities, order)
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
     )
