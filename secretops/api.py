@@ -31,7 +31,16 @@ from secretops.core.tree import Branch, Seq
 from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsError
 from secretops.stores import Loaded, StoreOptions, format_for_path, get_store
 
-__all__ = ["OpenedFile", "decrypt", "decrypt_file", "encrypt", "encrypt_file", "open_file"]
+__all__ = [
+    "OpenedFile",
+    "decrypt",
+    "decrypt_file",
+    "encrypt",
+    "encrypt_file",
+    "open_file",
+    "reencrypt",
+    "rewrite_metadata",
+]
 
 
 def _now() -> str:
@@ -160,6 +169,37 @@ def open_file(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
     )
     return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
+
+
+def reencrypt(
+    opened: OpenedFile, docs: list[Branch] | None = None, *, lastmodified: str | None = None
+) -> bytes:
+    """Write ``docs`` (default: the file's own plaintext) back into the opened file.
+
+    The minimal-diff seam: values that did not change keep their exact ciphertext (IV reuse
+    through the opened file's cipher), the file keeps its layout, and only changed values,
+    ``lastmodified`` and ``mac`` differ. The data key and recipients are kept.
+    """
+    metadata = opened.metadata
+    sealed = seal(
+        opened.docs if docs is None else docs,
+        metadata,
+        opened.data_key,
+        random=os.urandom,
+        lastmodified=lastmodified or _now(),
+        cipher=opened.cipher,
+    )
+    return bytes(opened.store.emit(sealed, metadata.to_wire(), opened.loaded.layout))
+
+
+def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
+    """Write the file's encrypted values unchanged under new metadata (same data key).
+
+    For changing recipients (``updatekeys``): every value's ciphertext, ``lastmodified`` and
+    ``mac`` stay byte-identical; only the key entries change.
+    """
+    loaded = opened.loaded
+    return bytes(opened.store.emit(loaded.docs, metadata.to_wire(), loaded.layout))
 
 
 _PATH_PART = re.compile(r"""\[(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(-?\d+))\]""")

@@ -35,8 +35,12 @@ def _key(key: Any) -> str:
     return render_str_inline(str(key), flow=False) if key != "" else '""'
 
 
-def emit_node(node: Any, level: int, step: int, out: list[str]) -> None:
-    """Append the lines of a Branch or Seq whose items start at column ``level``."""
+def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool = False) -> None:
+    """Append the lines of a Branch or Seq whose items start at column ``level``.
+
+    ``item_map``: the Branch is a sequence item (``- key: …``); go-yaml then indents block
+    scalars of its entries by 2, not by ``step``.
+    """
     pad = " " * level
     if isinstance(node, Branch):
         for item in node:
@@ -44,7 +48,7 @@ def emit_node(node: Any, level: int, step: int, out: list[str]) -> None:
                 out.append(f"{pad}#{item}")
                 continue
             key, value = item
-            _emit_entry(f"{pad}{_key(key)}:", value, level, step, out)
+            _emit_entry(f"{pad}{_key(key)}:", value, level, step, out, 2 if item_map else step)
     else:
         for value in node:
             if isinstance(value, Comment):
@@ -52,7 +56,7 @@ def emit_node(node: Any, level: int, step: int, out: list[str]) -> None:
                 continue
             if isinstance(value, Branch) and any(type(i) is tuple for i in value):
                 sub: list[str] = []
-                emit_node(value, level + 2, step, sub)
+                emit_node(value, level + 2, step, sub, item_map=True)
                 first = next(i for i, line in enumerate(sub) if not line.lstrip().startswith("#"))
                 out.extend(sub[:first])
                 out.append(f"{pad}- {sub[first][level + 2:]}")
@@ -64,7 +68,9 @@ def emit_node(node: Any, level: int, step: int, out: list[str]) -> None:
                 _emit_entry(f"{pad}-", value, level, step, out)
 
 
-def _emit_entry(head: str, value: Any, level: int, step: int, out: list[str]) -> None:
+def _emit_entry(
+    head: str, value: Any, level: int, step: int, out: list[str], block_step: int | None = None
+) -> None:
     if isinstance(value, Branch):
         if not any(type(i) is tuple for i in value) and not value:
             out.append(f"{head} {{}}")
@@ -78,7 +84,7 @@ def _emit_entry(head: str, value: Any, level: int, step: int, out: list[str]) ->
         out.append(head)
         emit_node(value, level + step, step, out)
     else:
-        text = _scalar(value, " " * (level + step))
+        text = _scalar(value, " " * (level + (block_step or step)))
         out.append(f"{head} {text}")
 
 

@@ -31,13 +31,14 @@ from typing import Any
 import yaml as _pyyaml
 
 from secretops.core.cipher import is_encrypted
-from secretops.core.tree import Branch, Comment, Seq
-from secretops.errors import FormatError
+from secretops.core.tree import Branch, Comment, Seq, to_plain
+from secretops.errors import FormatError, MetadataError
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._yamlemit import emit_document, emit_entry
 from secretops.stores._yamlscalar import (
     UnsupportedScalar,
     literal_block,
+    plain_allowed,
     render_number,
     render_str_inline,
     resolve_plain,
@@ -139,6 +140,7 @@ class _Builder:
         self.last_end = 0
         self.last_frame: _Frame | None = None
         self.last_was_value = False
+        self.last_flow_closed: tuple[_Frame, int] | None = None
 
     # -- comments ---------------------------------------------------------------------------
     def scan(self, start: int, end: int) -> None:
@@ -148,6 +150,13 @@ class _Builder:
             s, e = m.start(), m.end()
             if self.text[e - 1 : e] == "\r":
                 e -= 1
+            closed = self.last_flow_closed
+            if closed is not None and "\n" not in self.text[closed[1] : s]:
+                # after a flow collection, sops gives the line comment to that collection
+                if self.sops_frame_depth < 0:
+                    closed[0].node.insert(0, Comment(self.text[s + 1 : e]))
+                    closed[0].spans.insert(0, ("c", s, e, "", False, closed[0].col))
+                continue
             frame = self.last_frame
             if frame is not None and "\n" not in self.text[self.last_end : s]:
                 # A line comment belongs with the key/value on its line, and sops puts it
@@ -231,6 +240,7 @@ class _Builder:
                 if self.pending_comments:
                     self.place_comments()
                 frame = self.stack[-1] if self.stack else None
+                self.last_flow_closed = None
                 end = ev.end_mark.index
                 pos = self.last_end = end
                 try:
@@ -256,9 +266,12 @@ class _Builder:
                 if ev.anchor:
                     self.anchors[ev.anchor] = value
                 vstart = _scalar_start(text, start, bool(ev.anchor or ev.tag))
-                self.add_value(value, ("s", vstart, end, ev.style, frame.flow, frame.col))
+                # a tagged plain scalar keeps its tag, which carries its type: stays plain
+                style = "!" if ev.tag and ev.style == "" and ev.tag != "!" else ev.style
+                self.add_value(value, ("s", vstart, end, style, frame.flow, frame.col))
                 self.last_was_value = True
             elif t is MS or t is SS:
+                self.last_flow_closed = None
                 is_map = t is MS
                 flow = bool(ev.flow_style)
                 col = ev.start_mark.column
@@ -294,8 +307,9 @@ class _Builder:
                 if self.pending_comments:
                     self.place_comments()
                 pos = max(pos, ev.end_mark.index)
-                self.stack.pop()
+                closed_frame = self.stack.pop()
                 self.last_frame = None
+                self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
                 if self.sops_frame_depth == len(self.stack):
                     self.end_sops()
             elif t is A:
@@ -428,6 +442,9 @@ class YamlStore:
             raise FormatError(f"{where}{problem}") from None
         eol = "\r\n" if "\r\n" in text else "\n"
         metas = [m for m in builder.metas if m is not None]
+        if any(to_plain(m) != to_plain(metas[0]) for m in metas[1:]):
+            # sops reads only the first document's block; a differing copy means tampering
+            raise MetadataError("the documents of this file carry different sops metadata")
         layout = Layout(text, bom, eol, builder.layouts)
         docs = builder.docs or [Branch()]
         return Loaded(docs, metas[0] if metas else None, layout)
@@ -495,8 +512,15 @@ def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -
 
 def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
     _, start, end, style, flow, col = span
+    if style == "!":
+        if "\n" not in value and plain_allowed(value, flow):
+            return value
+        style = ""
     if flow and style == "'":
-        style = ""  # plain and single-quoted both encrypt to 'ENC[...]' in flow: plain is usual
+        # plain and single-quoted both encrypt to 'ENC[...]' in flow: plain when it is valid
+        # (the usual case), else the single quotes the span had
+        out = render_str_inline(value, flow, None, yaml11_safe=False)
+        return out if not out.startswith(('"', "'")) else render_str_inline(value, flow, "'")
     if style in ("|", ">") or (not flow and "\n" in value and style == ""):
         indent = _block_indent(text, start, end, col, step)
         block = literal_block(value, indent, folded=(style == ">"))
