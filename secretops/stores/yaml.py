@@ -457,11 +457,7 @@ class YamlStore:
         return DEFAULT_INDENT
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
-        if (
-            isinstance(layout, Layout)
-            and len(layout.docs) == len(docs)
-            and self.options.indent is None
-        ):
+        if isinstance(layout, Layout) and len(layout.docs) == len(docs):
             text = _splice(self, docs, metadata, layout)
             return (("\ufeff" if layout.bom else "") + text).encode("utf-8")
         parts = []
