@@ -18,11 +18,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from secretops.config import Config, find_config, load_config
 from secretops.core.cipher import ValueCipher
 from secretops.core.document import open_documents, seal
 from secretops.core.metadata import Metadata
@@ -30,6 +28,9 @@ from secretops.core.selection import Selection
 from secretops.core.tree import Branch, Seq
 from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsError
 from secretops.stores import Loaded, StoreOptions, format_for_path, get_store
+
+if TYPE_CHECKING:
+    from secretops.config import Config
 
 __all__ = [
     "OpenedFile",
@@ -48,6 +49,8 @@ def _now() -> str:
 
 
 def _config(filename: str | None, env: Mapping[str, str], config: str | None) -> Config | None:
+    from secretops.config import find_config, load_config
+
     path = find_config(filename, env, config)
     return load_config(path) if path is not None else None
 
@@ -129,8 +132,7 @@ def encrypt(
     return out_store.emit(docs, metadata.to_wire(), loaded.layout if out_fmt == fmt else None)
 
 
-@dataclass
-class OpenedFile:
+class OpenedFile(NamedTuple):
     """A decrypted file: plaintext trees, metadata, the cipher (for IV reuse) and the layout."""
 
     docs: list[Branch]
@@ -291,11 +293,12 @@ def decrypt(
     fmt = format or (format_for_path(filename) if filename else "yaml")
     out_fmt = output_format or fmt
     cfg = None
-    try:
-        cfg = _config(filename, env, config)
-    except SecretOpsError:
-        if config:
-            raise
+    if config or out_fmt != fmt:  # .sops.yaml only shapes converted output
+        try:
+            cfg = _config(filename, env, config)
+        except SecretOpsError:
+            if config:
+                raise
     opened = open_file(
         data, format=fmt, ignore_mac=ignore_mac, env=env, options=_store_options(cfg, fmt)
     )

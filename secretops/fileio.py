@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-import tempfile
 
 from secretops.errors import ExitCode, SecretOpsError
 
@@ -27,7 +26,8 @@ def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
         ) from None
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".secretops-", suffix=".tmp", dir=directory)
+        tmp = os.path.join(directory, f".secretops-{os.urandom(6).hex()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             os.fchmod(fd, mode)
             view = memoryview(data)

@@ -1,15 +1,11 @@
-"""Helpers shared by subcommands: input selection, output writing, common options."""
+"""Click options shared by the file-transforming subcommands."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
-
-from secretops.errors import ExitCode, SecretOpsError
 
 FORMAT_CHOICE = click.Choice(["yaml", "json", "dotenv", "ini", "binary"])
 
@@ -34,46 +30,3 @@ def io_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ):
         f = opt(f)
     return f
-
-
-def check_io(file: str, in_place: bool, output: str | None) -> None:
-    if in_place and output:
-        raise SecretOpsError("--in-place and --output cannot be used together",
-                             code=ExitCode.CONFLICTING_PARAMETERS)
-    if in_place and file == "-":
-        raise SecretOpsError("--in-place needs a file, not standard input",
-                             code=ExitCode.CONFLICTING_PARAMETERS)
-    if file == "-" and sys.stdin.isatty():
-        raise SecretOpsError("no file given (and standard input is a terminal)",
-                             code=ExitCode.NO_FILE_SPECIFIED)
-
-
-def input_name(file: str, filename_override: str | None) -> str | None:
-    if filename_override:
-        return filename_override
-    return None if file == "-" else file
-
-
-def write_result(data: bytes, file: str, in_place: bool, output: str | None,
-                 *, private: bool) -> None:
-    """Write to the file in place, to --output, or to stdout.
-
-    New files holding plaintext are created 0600; new encrypted files follow the umask.
-    """
-    from secretops.fileio import atomic_write
-
-    if in_place:
-        atomic_write(file, data)
-        return
-    if output:
-        if private:
-            mode = 0o600
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic_write(output, data, new_mode=mode)
-        return
-    out = sys.stdout.buffer
-    out.write(data)
-    out.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from secretops.cli._common import check_io, input_name, io_options, write_result
+from secretops.cli._common import io_options
 
 
 @click.command("decrypt")
@@ -21,18 +21,8 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
       secretops decrypt secret.enc.yaml
       secretops decrypt --extract '["data"]["password"]' secret.enc.yaml
     """
-    from secretops import api
-    from secretops.errors import SecretOpsError
-    from secretops.fileio import read_input
+    from secretops.cli._actions import run_decrypt
 
-    check_io(file, in_place, output)
-    name = input_name(file, filename_override)
-    try:
-        data = read_input(file)
-        result = api.decrypt(
-            data, format=input_type, output_format=output_type, filename=name,
-            ignore_mac=ignore_mac, extract_path=extract, config=config_path,
-        )
-        write_result(result, file, in_place, output, private=True)
-    except SecretOpsError as e:
-        raise e.with_file(file if file != "-" else (name or "<stdin>")) from None
+    run_decrypt(file, in_place=in_place, output=output, input_type=input_type,
+                output_type=output_type, filename_override=filename_override,
+                config_path=config_path, extract=extract, ignore_mac=ignore_mac)

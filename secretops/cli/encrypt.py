@@ -6,7 +6,7 @@ from typing import Any, cast
 
 import click
 
-from secretops.cli._common import check_io, input_name, io_options, write_result
+from secretops.cli._common import io_options
 
 
 @click.command("encrypt")
@@ -38,21 +38,9 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
       secretops encrypt -i secret.yaml            # keys and rules from .sops.yaml
       secretops encrypt --encrypted-regex '^(data|stringData)$' secret.yaml
     """
-    from secretops import api
-    from secretops.errors import SecretOpsError
-    from secretops.fileio import read_input
-    from secretops.keys.age import split_recipients
+    from secretops.cli._actions import run_encrypt
 
-    check_io(file, in_place, output)
-    name = input_name(file, filename_override)
-    try:
-        data = read_input(file)
-        result = api.encrypt(
-            data, format=input_type, output_format=output_type, filename=name,
-            age=split_recipients(age), shamir_threshold=shamir,
-            mac_only_encrypted=mac_only_encrypted or None, config=config_path,
-            **cast(dict[str, Any], selection),
-        )
-        write_result(result, file, in_place, output, private=False)
-    except SecretOpsError as e:
-        raise e.with_file(file if file != "-" else (name or "<stdin>")) from None
+    run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
+                output_type=output_type, filename_override=filename_override,
+                config_path=config_path, age=age, mac_only_encrypted=mac_only_encrypted,
+                shamir=shamir, **cast(dict[str, Any], selection))

@@ -19,7 +19,6 @@ Pure functions: no I/O, no clock, no randomness except through the :class:`Value
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from secretops.core.cipher import CipherError, ValueCipher
@@ -48,12 +47,15 @@ def _display(segments: list[str | int]) -> str:
     return format_path(segments)
 
 
-@dataclass
 class _Walk:
-    selection: Selection
-    cipher: ValueCipher
-    encrypt: bool
-    hasher: Any
+    __slots__ = ("cipher", "encrypt", "hasher", "selection")
+
+    def __init__(self, selection: Selection, cipher: ValueCipher, encrypt: bool,
+                 hasher: Any) -> None:
+        self.selection = selection
+        self.cipher = cipher
+        self.encrypt = encrypt
+        self.hasher = hasher
 
     def branch(self, node: Branch, path: list[str], stack: list[list[str]]) -> Branch:
         stack = [*stack, []]

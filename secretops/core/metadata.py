@@ -16,7 +16,6 @@ version does not implement (for example ``gcp_kms``) survive a metadata rewrite 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from secretops.core.selection import RULE_FIELDS, Selection
@@ -41,12 +40,24 @@ KEY_FIELDS: dict[str, tuple[str, ...]] = {
 _OMIT_EMPTY = {("kms", "role"), ("kms", "context")}
 
 
-@dataclass
 class KeyEntry:
     """One master key's entry: its kind (``age``, ``kms``, …) and its wire fields."""
 
-    kind: str
-    fields: dict[str, Any]
+    __slots__ = ("fields", "kind")
+
+    def __init__(self, kind: str, fields: dict[str, Any]) -> None:
+        self.kind = kind
+        self.fields = fields
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KeyEntry):
+            return False
+        return (self.kind, self.fields) == (other.kind, other.fields)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"KeyEntry({self.kind!r}, {self.describe()!r})"
 
     @property
     def enc(self) -> str:
@@ -82,16 +93,36 @@ class KeyEntry:
         return out
 
 
-@dataclass
 class Metadata:
     """Everything in the ``sops:`` block."""
 
-    key_groups: list[list[KeyEntry]] = field(default_factory=list)
-    shamir_threshold: int = 0
-    lastmodified: str = ""
-    mac: str = ""
-    selection: Selection = field(default_factory=Selection.build)
-    version: str = FORMAT_VERSION
+    __slots__ = ("key_groups", "lastmodified", "mac", "selection", "shamir_threshold", "version")
+
+    def __init__(
+        self,
+        key_groups: list[list[KeyEntry]] | None = None,
+        shamir_threshold: int = 0,
+        lastmodified: str = "",
+        mac: str = "",
+        selection: Selection | None = None,
+        version: str = FORMAT_VERSION,
+    ) -> None:
+        self.key_groups = key_groups if key_groups is not None else []
+        self.shamir_threshold = shamir_threshold
+        self.lastmodified = lastmodified
+        self.mac = mac
+        self.selection = selection if selection is not None else Selection.build()
+        self.version = version
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Metadata) and all(
+            getattr(self, n) == getattr(other, n) for n in self.__slots__
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Metadata(keys={self.all_keys()!r}, version={self.version!r})"
 
     def all_keys(self) -> list[KeyEntry]:
         return [k for group in self.key_groups for k in group]

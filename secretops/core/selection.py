@@ -10,8 +10,8 @@ line port of ``Tree.shouldBeEncrypted`` in sops 3.11.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
+from typing import NamedTuple
 
 from secretops.errors import ExitCode, SecretOpsError
 
@@ -27,8 +27,7 @@ RULE_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """The selection rule of a file (as stored in its metadata) and ``mac_only_encrypted``."""
 
     unencrypted_suffix: str = ""
@@ -65,23 +64,20 @@ class Selection:
                     ) from None
         return cls(mac_only_encrypted=mac_only_encrypted, **given)
 
-    @cached_property
+    @property
     def _compiled(self) -> tuple[re.Pattern[str] | None, ...]:
-        return tuple(
-            re.compile(r) if r else None
-            for r in (
-                self.unencrypted_regex,
-                self.encrypted_regex,
-                self.unencrypted_comment_regex,
-                self.encrypted_comment_regex,
-            )
+        return _compile(
+            self.unencrypted_regex,
+            self.encrypted_regex,
+            self.unencrypted_comment_regex,
+            self.encrypted_comment_regex,
         )
 
-    @cached_property
+    @property
     def uses_comments(self) -> bool:
         return bool(self.unencrypted_comment_regex or self.encrypted_comment_regex)
 
-    @cached_property
+    @property
     def is_default(self) -> bool:
         """True when the rule cannot depend on path or comments (the common fast path)."""
         return (
@@ -122,3 +118,8 @@ class Selection:
                     if enc_c_re.search(c):
                         return True
         return encrypted
+
+
+@lru_cache(maxsize=32)
+def _compile(*patterns: str) -> tuple[re.Pattern[str] | None, ...]:
+    return tuple(re.compile(p) if p else None for p in patterns)

@@ -12,11 +12,7 @@ would), and ``$XDG_CONFIG_HOME/sops/age/keys.txt`` (default ``~/.config/sops/age
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyrage
@@ -61,16 +57,17 @@ def split_recipients(value: str | list[str] | None) -> list[str]:
     return [r.strip() for r in items if r and r.strip()]
 
 
-@dataclass
 class AgeRecipient:
     """Wraps a data key for one age recipient."""
 
-    recipient: str
-    kind: str = KIND
-    _parsed: Any = field(default=None, repr=False)
+    kind = KIND
 
-    def __post_init__(self) -> None:
-        self._parsed = parse_recipient(self.recipient)
+    def __init__(self, recipient: str) -> None:
+        self.recipient = recipient
+        self._parsed = parse_recipient(recipient)
+
+    def __repr__(self) -> str:
+        return f"AgeRecipient({self.recipient!r})"
 
     def wrap(self, data_key: bytes) -> KeyEntry:
         enc = pyrage.encrypt(data_key, [self._parsed], armored=True).decode("ascii")
@@ -122,7 +119,8 @@ def parse_identities(text: str, source: str) -> list[Any]:
 
 def _ssh_identity(path: str) -> Any:
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise SecretOpsError(
             f"cannot read SSH key {path}: {e.strerror}", code=ExitCode.INVALID_KEY
@@ -136,12 +134,17 @@ def _ssh_identity(path: str) -> Any:
         ) from None
 
 
-def default_key_file(env: Mapping[str, str]) -> Path:
+def default_key_file(env: Mapping[str, str]) -> str:
     """``$XDG_CONFIG_HOME/sops/age/keys.txt``, else ``~/.config/sops/age/keys.txt``."""
     base = env.get("XDG_CONFIG_HOME") or os.path.join(
         env.get("HOME") or os.path.expanduser("~"), ".config"
     )
-    return Path(base) / "sops" / "age" / "keys.txt"
+    return os.path.join(base, "sops", "age", "keys.txt")
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def load_identities(env: Mapping[str, str]) -> AgeIdentities:
@@ -167,7 +170,7 @@ def load_identities(env: Mapping[str, str]) -> AgeIdentities:
     key_file = env.get("SOPS_AGE_KEY_FILE")
     if key_file:
         try:
-            text = Path(key_file).read_text("utf-8")
+            text = _read_text(key_file)
         except (OSError, UnicodeDecodeError) as e:
             raise SecretOpsError(
                 f"cannot read the age key file {key_file} (SOPS_AGE_KEY_FILE): "
@@ -178,6 +181,9 @@ def load_identities(env: Mapping[str, str]) -> AgeIdentities:
         sources.append(key_file)
     cmd = env.get("SOPS_AGE_KEY_CMD")
     if cmd:
+        import shlex
+        import subprocess
+
         try:
             out = subprocess.run(
                 shlex.split(cmd), capture_output=True, stdin=subprocess.DEVNULL, check=True,
@@ -190,17 +196,17 @@ def load_identities(env: Mapping[str, str]) -> AgeIdentities:
         ids += parse_identities(out, "SOPS_AGE_KEY_CMD")
         sources.append("SOPS_AGE_KEY_CMD")
     default = default_key_file(env)
-    if default.exists():
+    if os.path.exists(default):
         try:
-            text = default.read_text("utf-8")
+            text = _read_text(default)
         except (OSError, UnicodeDecodeError) as e:
             raise SecretOpsError(
                 f"cannot read the age key file {default}: "
                 f"{getattr(e, 'strerror', None) or 'not text'}",
                 code=ExitCode.INVALID_KEY,
             ) from None
-        ids += parse_identities(text, str(default))
-        sources.append(str(default))
+        ids += parse_identities(text, default)
+        sources.append(default)
     return AgeIdentities(ids, sources)
 
 

@@ -16,8 +16,7 @@ One module per format: ``yaml``, ``json``, ``dotenv``, ``ini``, ``binary``. Bad 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from secretops.core.tree import Branch
 from secretops.errors import ExitCode, SecretOpsError
@@ -25,14 +24,12 @@ from secretops.errors import ExitCode, SecretOpsError
 FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 
 
-@dataclass
-class Loaded:
+class Loaded(NamedTuple):
     """A parsed file."""
 
     docs: list[Branch]
     metadata: Branch | None = None
     layout: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -43,8 +40,7 @@ class Store(Protocol):
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class StoreOptions:
+class StoreOptions(NamedTuple):
     """Per-format settings from ``.sops.yaml``'s ``stores:`` section."""
 
     indent: int | None = None

@@ -23,10 +23,8 @@ which is where go-yaml, and so sops, attaches them.
 
 from __future__ import annotations
 
-import copy
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml as _pyyaml
 
@@ -51,22 +49,24 @@ DEFAULT_INDENT = 4
 _NOKEY = object()
 
 
-@dataclass
 class DocLayout:
     """Where one document sits in the text, and the spans of its leaves in walk order."""
 
-    start: int
-    end: int = -1
-    spans: list[Any] = field(default_factory=list)
-    root_block_map: bool = False
-    spliceable: bool = True
-    sops_range: tuple[int, int] | None = None
-    indent: int | None = None
-    values: list[Any] = field(default_factory=list)
+    __slots__ = ("end", "indent", "root_block_map", "sops_range", "spans", "spliceable",
+                 "start", "values")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end = -1
+        self.spans: list[Any] = []
+        self.root_block_map = False
+        self.spliceable = True
+        self.sops_range: tuple[int, int] | None = None
+        self.indent: int | None = None
+        self.values: list[Any] = []
 
 
-@dataclass
-class Layout:
+class Layout(NamedTuple):
     text: str
     bom: bool
     eol: str
@@ -330,6 +330,8 @@ class _Builder:
                     frame.key_start = start
                     self.last_frame, self.last_was_value = frame, False
                     continue
+                import copy
+
                 value = copy.deepcopy(target)
                 self.add_value(value, _spans_like(value))
                 self.last_frame, self.last_was_value = frame, True

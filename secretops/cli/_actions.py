@@ -1,0 +1,103 @@
+"""What ``encrypt`` and ``decrypt`` do, free of click so the fast path can call it too."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from secretops.errors import ExitCode, SecretOpsError
+
+
+def report(err: SecretOpsError) -> int:
+    """Print an error the CLI way (one line, then hints) and return its exit code."""
+    lines = [f"secretops: error: {err}"] + [f"secretops: hint: {h}" for h in err.hints]
+    sys.stderr.write("\n".join(lines) + "\n")
+    return int(err.code)
+
+
+def check_io(file: str, in_place: bool, output: str | None) -> None:
+    if in_place and output:
+        raise SecretOpsError("--in-place and --output cannot be used together",
+                             code=ExitCode.CONFLICTING_PARAMETERS)
+    if in_place and file == "-":
+        raise SecretOpsError("--in-place needs a file, not standard input",
+                             code=ExitCode.CONFLICTING_PARAMETERS)
+    if file == "-" and sys.stdin.isatty():
+        raise SecretOpsError("no file given (and standard input is a terminal)",
+                             code=ExitCode.NO_FILE_SPECIFIED)
+
+
+def write_result(data: bytes, file: str, in_place: bool, output: str | None,
+                 *, private: bool) -> None:
+    """Write to the file in place, to --output, or to stdout.
+
+    New files holding plaintext are created 0600; new encrypted files follow the umask.
+    """
+    import os
+
+    from secretops.fileio import atomic_write
+
+    if in_place:
+        atomic_write(file, data)
+        return
+    if output:
+        if private:
+            mode = 0o600
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        atomic_write(output, data, new_mode=mode)
+        return
+    out = sys.stdout.buffer
+    out.write(data)
+    out.flush()
+
+
+def _name(file: str, filename_override: str | None) -> str | None:
+    if filename_override:
+        return filename_override
+    return None if file == "-" else file
+
+
+def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None = None,
+                input_type: str | None = None, output_type: str | None = None,
+                filename_override: str | None = None, config_path: str | None = None,
+                extract: str | None = None, ignore_mac: bool = False) -> None:
+    from secretops import api
+    from secretops.fileio import read_input
+
+    check_io(file, in_place, output)
+    name = _name(file, filename_override)
+    try:
+        data = read_input(file)
+        result = api.decrypt(
+            data, format=input_type, output_format=output_type, filename=name,
+            ignore_mac=ignore_mac, extract_path=extract, config=config_path,
+        )
+        write_result(result, file, in_place, output, private=True)
+    except SecretOpsError as e:
+        raise e.with_file(file if file != "-" else (name or "<stdin>")) from None
+
+
+def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None = None,
+                input_type: str | None = None, output_type: str | None = None,
+                filename_override: str | None = None, config_path: str | None = None,
+                age: str | None = None, mac_only_encrypted: bool | None = None,
+                shamir: int = 0, **selection: Any) -> None:
+    from secretops import api
+    from secretops.fileio import read_input
+    from secretops.keys.age import split_recipients
+
+    check_io(file, in_place, output)
+    name = _name(file, filename_override)
+    try:
+        data = read_input(file)
+        result = api.encrypt(
+            data, format=input_type, output_format=output_type, filename=name,
+            age=split_recipients(age), shamir_threshold=shamir,
+            mac_only_encrypted=mac_only_encrypted or None, config=config_path, **selection,
+        )
+        write_result(result, file, in_place, output, private=False)
+    except SecretOpsError as e:
+        raise e.with_file(file if file != "-" else (name or "<stdin>")) from None

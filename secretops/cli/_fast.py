@@ -1,0 +1,108 @@
+"""Start-up fast path: plain ``encrypt``/``decrypt`` invocations without importing click.
+
+Importing click costs more than a whole sops run, and ``decrypt`` is what scripts, CI jobs and
+git's textconv driver run over and over. :func:`parse` recognises only well-formed invocations
+of the two commands with their ordinary options and returns ``None`` for anything else — help,
+unknown or repeated options, missing values, ``--opt=value`` with a bad value — so click
+handles (and reports) those exactly as before. Both paths call :mod:`._actions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
+_COMMON_VALUES = {
+    "--output": "output",
+    "--input-type": "input_type",
+    "--output-type": "output_type",
+    "--filename-override": "filename_override",
+    "--config": "config_path",
+}
+_VALUES = {
+    "decrypt": {**_COMMON_VALUES, "--extract": "extract"},
+    "encrypt": {
+        **_COMMON_VALUES,
+        "--age": "age",
+        "--encrypted-regex": "encrypted_regex",
+        "--unencrypted-regex": "unencrypted_regex",
+        "--encrypted-suffix": "encrypted_suffix",
+        "--unencrypted-suffix": "unencrypted_suffix",
+        "--encrypted-comment-regex": "encrypted_comment_regex",
+        "--unencrypted-comment-regex": "unencrypted_comment_regex",
+    },
+}
+_FLAGS = {
+    "decrypt": {"-i": "in_place", "--in-place": "in_place", "--ignore-mac": "ignore_mac"},
+    "encrypt": {"-i": "in_place", "--in-place": "in_place",
+                "--mac-only-encrypted": "mac_only_encrypted"},
+}
+
+
+def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
+    if not argv or argv[0] not in _VALUES:
+        return None
+    command, args = argv[0], argv[1:]
+    values, flags = _VALUES[command], _FLAGS[command]
+    opts: dict[str, Any] = {}
+    files: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("-") and arg != "-":
+            name, eq, val = arg.partition("=")
+            if name in flags and not eq:
+                if flags[name] in opts:
+                    return None
+                opts[flags[name]] = True
+            elif name in values:
+                if not eq:
+                    i += 1
+                    if i >= len(args):
+                        return None
+                    val = args[i]
+                if values[name] in opts:
+                    return None
+                opts[values[name]] = val
+            else:
+                return None  # help, --, unknown options: click decides
+        else:
+            files.append(arg)
+        i += 1
+    if len(files) > 1:
+        return None
+    for key in ("input_type", "output_type"):
+        if key in opts and opts[key] not in _FORMATS:
+            return None
+    if files:
+        opts["file"] = files[0]
+    if "config_path" not in opts:
+        import os
+
+        if os.environ.get("SOPS_CONFIG"):
+            opts["config_path"] = os.environ["SOPS_CONFIG"]
+    return command, opts
+
+
+def run(argv: list[str]) -> int | None:
+    """Run a recognised invocation and return its exit code; ``None`` if not recognised."""
+    parsed = parse(argv)
+    if parsed is None:
+        return None
+    from secretops.cli import _actions
+    from secretops.errors import ExitCode, SecretOpsError
+
+    command, opts = parsed
+    try:
+        if command == "decrypt":
+            _actions.run_decrypt(**opts)
+        else:
+            _actions.run_encrypt(**opts)
+    except SecretOpsError as e:
+        return _actions.report(e)
+    except KeyboardInterrupt:
+        import sys
+
+        sys.stderr.write("secretops: error: interrupted\n")
+        return int(ExitCode.KEYBOARD_INTERRUPT)
+    return 0

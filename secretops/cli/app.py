@@ -1,0 +1,45 @@
+"""The click application: the ``secretops`` group and its subcommands."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from secretops import __version__
+from secretops.cli._actions import report
+from secretops.errors import ExitCode, SecretOpsError
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SecretOpsError as e:
+            ctx.exit(report(e))
+        except KeyboardInterrupt:
+            click.echo("secretops: error: interrupted", err=True)
+            ctx.exit(int(ExitCode.KEYBOARD_INTERRUPT))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-v", prog_name="secretops",
+                      message="%(prog)s %(version)s (sops format 3.11)")
+@click.option("--disable-version-check", is_flag=True, hidden=True,
+              help="Accepted for sops compatibility; secretops never checks online.")
+def cli(disable_version_check: bool) -> None:
+    """Encrypt secrets in YAML, JSON, dotenv, INI and binary files, in the SOPS format.
+
+    Files secretops writes are read by sops, Flux, helm-secrets and every SOPS tool, and the
+    other way round.
+    """
+
+
+def _register() -> None:
+    from secretops.cli import decrypt, encrypt, filestatus, keygen
+
+    for mod in (encrypt, decrypt, keygen, filestatus):
+        cli.add_command(mod.command)
+
+
+_register()

@@ -1,0 +1,42 @@
+"""The documentation's exit-code table lists exactly the codes the code defines."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from secretops.errors import ExitCode
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+# sops's cmd/sops/codes (3.11–3.13): the numbers a row may call "sops: same".
+SOPS_CODES = {
+    1, 2, 3, 4, 5, 6, 7, 8, 21, 23, 24, 25, 49, 51, 52, 61, 85, 91, 92, 100, 111, 112, 128,
+    200, 201, 202, 203,
+}
+
+_ROW = re.compile(r"^\| (\d+) \| ([A-Z][A-Z0-9_]*) \| ([^|]+?) \| (sops: same|secretops-only) \|$")
+
+
+def _table_rows() -> list[tuple[int, str, str, str]]:
+    rows = []
+    for line in (DOCS / "exit-codes.md").read_text("utf-8").splitlines():
+        m = _ROW.match(line)
+        if m:
+            rows.append((int(m.group(1)), m.group(2), m.group(3), m.group(4)))
+        else:
+            assert not re.match(r"^\| \d", line), f"malformed exit-code row: {line!r}"
+    return rows
+
+
+def test_exit_code_table_lists_every_member_with_its_number() -> None:
+    rows = _table_rows()
+    documented = [(number, name) for number, name, _, _ in rows]
+    assert len(documented) == len(set(documented)), "a code is listed twice"
+    assert sorted(documented) == sorted((int(c), c.name) for c in ExitCode)
+
+
+def test_exit_code_table_says_which_numbers_are_sops_numbers() -> None:
+    for number, name, meaning, sops in _table_rows():
+        assert meaning.strip(), name
+        assert (sops == "sops: same") == (number in SOPS_CODES), (number, name, sops)
