@@ -93,13 +93,22 @@ def encrypt(
     out_fmt = output_format or fmt
     cfg = _config(filename, env, config)
     store, loaded = _load(data, fmt, _store_options(cfg, fmt))
+    if fmt == "yaml" and not data.strip():
+        raise SecretOpsError(
+            "the file has no YAML document to encrypt",
+            code=ExitCode.NEED_AT_LEAST_ONE_DOCUMENT,
+        )
     if loaded.metadata is not None:
         raise SecretOpsError(
             "the file is already encrypted",
             code=ExitCode.FILE_ALREADY_ENCRYPTED,
-            hints=("decrypt it first, or use updatekeys/rotate to change its keys",),
+            hints=("decrypt it first if you mean to encrypt it again",),
         )
     groups: list[list[str]] = [list(g) for g in key_groups] if key_groups else []
+    if isinstance(age, str):  # a comma-separated string, as on the command line
+        from secretops.keys.age import split_recipients
+
+        age = split_recipients(age)
     if not groups and age:
         groups = [list(age)]
     rule = None
@@ -117,7 +126,11 @@ def encrypt(
         sel_rules = dict(rule.selection)
     if mac_only_encrypted is None:
         mac_only_encrypted = bool(rule.mac_only_encrypted) if rule is not None else False
-    sel = Selection.build(mac_only_encrypted=mac_only_encrypted, **sel_rules)
+    if fmt == "binary" and not sel_rules:
+        # sops writes no selection rule for binary files (the one value is always encrypted)
+        sel = Selection(mac_only_encrypted=mac_only_encrypted)
+    else:
+        sel = Selection.build(mac_only_encrypted=mac_only_encrypted, **sel_rules)
     recipients = [[AgeRecipient(r) for r in g] for g in groups if g]
     data_key = os.urandom(32)
     metadata = Metadata(

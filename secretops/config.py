@@ -58,14 +58,12 @@ class Config:
 
     def store_options(self, fmt: str) -> StoreOptions:
         stores = self.data.get("stores") or {}
-        section = stores.get(fmt) if isinstance(stores, dict) else None
+        name = "json_binary" if fmt == "binary" else fmt  # sops's name for the binary envelope
+        section = stores.get(name) if isinstance(stores, dict) else None
         indent = section.get("indent") if isinstance(section, dict) else None
         if indent is not None and (not isinstance(indent, int) or indent < 0):
-            raise ConfigError(f"stores.{fmt}.indent must be a non-negative integer",
+            raise ConfigError(f"stores.{name}.indent must be a non-negative integer",
                               file=str(self.path))
-        if fmt == "json" and indent is None and isinstance(stores, dict):
-            jb = stores.get("json_binary")
-            _ = jb  # json_binary applies to the binary store's JSON; read there
         return StoreOptions(indent=indent)
 
     def rule_for(self, file_path: str) -> CreationRule | None:
@@ -95,7 +93,7 @@ class Config:
             f"no creation rule matches {rel}",
             code=ExitCode.ERROR_READING_CONFIG,
             file=str(self.path),
-            hints=("add a rule whose path_regex matches, or pass the keys on the command line",),
+            hints=("add a creation rule whose path_regex matches this file",),
         )
 
     def _parse_rule(self, raw: dict[str, Any], n: int) -> CreationRule:

@@ -16,6 +16,7 @@ version does not implement (for example ``gcp_kms``) survive a metadata rewrite 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from secretops.core.selection import RULE_FIELDS, Selection
@@ -172,7 +173,7 @@ class Metadata:
         version = str(m.get("version", ""))
         if not version:
             raise MetadataError("the sops metadata has no version")
-        if not version.startswith("3."):
+        if not re.match(r"3\.\d+(\.\d+)?([-+.].*)?\Z", version):
             raise SecretOpsError(
                 f"unsupported sops format version {version!r} (secretops reads version 3)",
                 code=ExitCode.UNSUPPORTED_VERSION,

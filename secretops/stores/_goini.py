@@ -120,7 +120,7 @@ class Parser:
             if line[0] == "[":
                 close = line.rfind("]")
                 if close == -1:
-                    raise self.error(f"unclosed section: {_trim(line)}")
+                    raise self.error("unclosed section header")
                 if close == 1:
                     raise self.error("empty section name")
                 section = Section(line[1:close])
@@ -154,16 +154,16 @@ class Parser:
             start = len(quote)
             pos = line.find(quote, start)
             if pos == -1:
-                raise self.error(f"missing closing key quote: {_trim(line)}")
+                raise self.error("missing closing key quote")
             i = _index_any(line[pos + start :], "=:")
             if i < 0:
-                raise self.error(f"key-value delimiter not found: {_trim(line)}")
+                raise self.error("key-value delimiter '=' not found")
             return _trim(line[start:pos]), pos + i + start + 1
         end = _index_any(line, "=:")
         if end < 0:
-            raise self.error(f"key-value delimiter not found: {_trim(line)}")
+            raise self.error("key-value delimiter '=' not found")
         if end == 0:
-            raise self.error(f"empty key name: {_trim(line)}")
+            raise self.error("empty key name")
         return _trim(line[:end]), end + 1
 
     def value(self, text: str) -> str:
@@ -198,7 +198,7 @@ class Parser:
                 return value
             value += line
             if eof:
-                raise self.error(f"missing closing key quote from {_trim(first)!r}")
+                raise self.error("missing closing key quote")
 
     def continuation(self, value: str) -> str:
         while True:

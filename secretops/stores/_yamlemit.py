@@ -12,12 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
+from secretops.core.values import Timestamp
 from secretops.stores._yamlscalar import literal_block, render_number, render_str_inline
 
 
 def _scalar(value: Any, indent: str) -> str:
     if value is None:
         return "null"
+    if isinstance(value, Timestamp):
+        return str(value)
     if isinstance(value, str):
         if "\n" in value:
             block = literal_block(value, indent)
@@ -32,6 +35,8 @@ def _scalar(value: Any, indent: str) -> str:
 
 
 def _key(key: Any) -> str:
+    if key == "<<":
+        return "!!merge <<"  # go-yaml writes expanded merge keys with their tag
     return render_str_inline(str(key), flow=False) if key != "" else '""'
 
 

@@ -100,7 +100,7 @@ def resolve_plain(text: str) -> Any:
                     return iv
                 if 0 <= iv < 2**64 and plain[0] != "-":
                     raise UnsupportedScalar(
-                        f"the integer {text} does not fit in 64 bits (sops cannot encrypt it)"
+                        "an integer does not fit in 64 bits (sops cannot encrypt it)"
                     )
             if _YAML_FLOAT.match(plain):
                 try:

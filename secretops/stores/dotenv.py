@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
-from secretops.errors import FormatError
+from secretops.errors import ExitCode, FormatError, SecretOpsError
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 
@@ -67,7 +67,10 @@ class DotenvStore:
                 continue
             key, value = item
             if isinstance(value, Branch | Seq | dict | list):
-                raise FormatError(f"cannot use complex value in dotenv file; offending key {key}")
+                raise SecretOpsError(
+                    f"cannot use complex value in dotenv file; offending key {key}",
+                    code=ExitCode.ERROR_DUMPING_TREE,
+                )
             text = value.replace("\n", "\\n") if isinstance(value, str) else val_to_string(value)
             lines.append(f"{key}={text}\n")
         if metadata is not None:

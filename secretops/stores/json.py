@@ -75,13 +75,13 @@ class JsonStore:
 
 
 def _reject_constant(name: str) -> Any:
-    raise FormatError(f"invalid character {name[0]!r} looking for beginning of value")
+    raise FormatError("invalid character looking for beginning of value")
 
 
 def _number(text: str) -> float:
     value = float(text)
     if math.isinf(value):
-        raise FormatError(f"cannot read the number {text}: it is out of the float64 range")
+        raise FormatError("a number is out of the float64 range")
     return value
 
 

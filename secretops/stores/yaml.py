@@ -30,6 +30,7 @@ import yaml as _pyyaml
 
 from secretops.core.cipher import is_encrypted
 from secretops.core.tree import Branch, Comment, Seq, to_plain
+from secretops.core.values import Timestamp
 from secretops.errors import FormatError, MetadataError
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._yamlemit import emit_document, emit_entry
@@ -104,6 +105,30 @@ def _scalar_start(text: str, start: int, has_props: bool) -> int:
     return i
 
 
+# Core-schema tags that change how go-yaml reads the text: sops drops them with the rest of the
+# layout, and so must an encrypted value (``!!binary ENC[...]`` would not decode).
+_TYPED_TAGS: dict[str, Any] = {
+    "tag:yaml.org,2002:int": int,
+    "tag:yaml.org,2002:float": float,
+    "tag:yaml.org,2002:bool": bool,
+    "tag:yaml.org,2002:null": type(None),
+    "tag:yaml.org,2002:binary": None,
+    "tag:yaml.org,2002:timestamp": None,
+}
+
+
+def _anchor_end(text: str, start: int) -> int:
+    """Skip an anchor (only) at the start of a scalar event's span."""
+    if text[start] != "&":
+        return start
+    i = start
+    while i < len(text) and text[i] not in " \t\r\n":
+        i += 1
+    while i < len(text) and text[i] in " \t\r\n":
+        i += 1
+    return i
+
+
 def _resolve(ev: Any) -> Any:
     tag = ev.tag
     if ev.style == "" and (tag is None or tag == "!"):
@@ -117,9 +142,14 @@ def _resolve(ev: Any) -> Any:
             return base64.b64decode("".join(ev.value.split())).decode("utf-8", "surrogateescape")
         except ValueError:
             return ev.value
-    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-               "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"):
-        return resolve_plain(ev.value)
+    if tag in _TYPED_TAGS:
+        value = resolve_plain(ev.value)
+        if tag == "tag:yaml.org,2002:float" and type(value) is int:
+            return float(value)
+        expected = _TYPED_TAGS[tag]
+        if expected is not None and not isinstance(value, expected):
+            raise UnsupportedScalar(f"a value tagged {tag.rsplit(':', 1)[-1]} is not one")
+        return value
     return ev.value  # custom tags: go-yaml decodes the scalar as a string
 
 
@@ -265,9 +295,12 @@ class _Builder:
                     continue
                 if ev.anchor:
                     self.anchors[ev.anchor] = value
-                vstart = _scalar_start(text, start, bool(ev.anchor or ev.tag))
+                # typed tags go with the text they typed; an anchor and other tags stay
+                vstart = (_anchor_end(text, start) if ev.tag in _TYPED_TAGS
+                          else _scalar_start(text, start, bool(ev.anchor or ev.tag)))
                 # a tagged plain scalar keeps its tag, which carries its type: stays plain
-                style = "!" if ev.tag and ev.style == "" and ev.tag != "!" else ev.style
+                style = ("!" if ev.tag and ev.tag not in _TYPED_TAGS and ev.style == ""
+                         and ev.tag != "!" else ev.style)
                 self.add_value(value, ("s", vstart, end, style, frame.flow, frame.col))
                 self.last_was_value = True
             elif t is MS or t is SS:
@@ -444,6 +477,9 @@ class YamlStore:
             raise FormatError(f"{where}{problem}") from None
         eol = "\r\n" if "\r\n" in text else "\n"
         metas = [m for m in builder.metas if m is not None]
+        first = builder.metas[0] if builder.metas else None
+        if first is None:
+            metas = []  # like sops, only the first document's block counts
         if any(to_plain(m) != to_plain(metas[0]) for m in metas[1:]):
             # sops reads only the first document's block; a differing copy means tampering
             raise MetadataError("the documents of this file carry different sops metadata")
@@ -489,6 +525,8 @@ def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -
     kind, start, end, style, flow, col = span
     if kind == "c" or isinstance(value, Comment):
         return "#" + str(value)
+    if isinstance(value, Timestamp):
+        return str(value)  # resolves back to the same timestamp when plain
     if isinstance(value, str) and not is_encrypted(value):
         return _render_plain_str(value, span, text, eol, step)
     if isinstance(value, str):  # ENC[...] going in: keep the quoting, collapse blocks

@@ -8,7 +8,7 @@ import pytest
 
 from secretops.core.metadata import Metadata
 from secretops.core.tree import Branch, Comment, Seq
-from secretops.errors import FormatError
+from secretops.errors import ExitCode, FormatError, SecretOpsError
 from secretops.stores import StoreOptions
 from secretops.stores.dotenv import DotenvStore
 from tests.stores._vectors import ids, sibling, vectors
@@ -103,8 +103,9 @@ def test_non_string_values_are_written_like_go_valtostring() -> None:
 
 def test_nested_values_cannot_be_written() -> None:
     for value in (Branch([("c", "y")]), Seq(["y"])):
-        with pytest.raises(FormatError, match="complex value"):
+        with pytest.raises(SecretOpsError, match="complex value") as info:
             STORE.emit([Branch([("a", "x"), ("b", value)])], None)
+        assert info.value.code == ExitCode.ERROR_DUMPING_TREE  # sops's code 4
 
 
 def test_metadata_is_flattened_sorted_and_typed_back() -> None:

@@ -69,3 +69,20 @@ def test_lossy_spellings_keep_the_data(tmp_path: Path, age_key: AgeKey, sops_bin
     assert dec.out == expected
     assert data_of(dec.out, "yaml") == data_of(src.read_bytes(), "yaml")
     assert data_of(sops(sops_bin, "decrypt", str(f)).out, "yaml") == data_of(expected, "yaml")
+
+
+def test_typed_tags_are_dropped_like_sops(tmp_path: Path, age_key: AgeKey, sops_bin: str) -> None:
+    src = tmp_path / "tags.yaml"
+    src.write_text('b: !!binary aGVsbG8=\ni: !!int "5"\nf: !!float 1\nkeep: !!str 12\n'
+                   "when: 2001-12-14\n")
+    enc = secretops("encrypt", "--age", age_key.recipient, str(src))
+    assert enc.code == 0, enc.err
+    assert "!!binary" not in enc.text and "!!int" not in enc.text and "!!float" not in enc.text
+    assert "keep: !!str ENC[" in enc.text and "type:float" in enc.text and "type:time" in enc.text
+    f = tmp_path / "tags.enc.yaml"
+    f.write_bytes(enc.out)
+    ours = secretops("decrypt", str(f))
+    assert ours.text == "b: hello\ni: 5\nf: 1\nkeep: !!str 12\nwhen: 2001-12-14T00:00:00Z\n"
+    theirs = sops(sops_bin, "decrypt", str(f))
+    assert theirs.code == 0, theirs.err
+    assert data_of(theirs.out, "yaml") == data_of(ours.out, "yaml")
