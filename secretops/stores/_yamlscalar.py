@@ -199,23 +199,39 @@ _FLOW_FORBIDDEN = set(",[]{}")
 
 
 def plain_allowed(s: str, flow: bool) -> bool:
-    """Can ``s`` be written as a plain scalar (ignoring what it would resolve to)?"""
+    """Can ``s`` be written as a plain scalar (ignoring what it would resolve to)?
+
+    libyaml's ``yaml_emitter_analyze_scalar`` indicator rules, as PyYAML and go-yaml apply them.
+    """
     if not s or s != s.strip(" \t") or "\n" in s or "\r" in s:
-        return False
-    if s[0] in _INDICATORS:
-        if s[0] in "-?:" and len(s) > 1 and s[1] not in " \t" and not (
-            flow and s[1] in _FLOW_FORBIDDEN
-        ):
-            pass
-        else:
-            return False
-    if ": " in s or " #" in s or "\t#" in s or s.endswith(":"):
-        return False
-    if flow and (_FLOW_FORBIDDEN & set(s) or ":" in s):
         return False
     if s.startswith(("---", "...")):
         return False
-    return all(c.isprintable() or c == "\t" for c in s) and "\ufeff" not in s
+    if not all(c.isprintable() or c == "\t" for c in s) or "\ufeff" in s:
+        return False
+    flow_ind = block_ind = False
+    n = len(s)
+    for i, ch in enumerate(s):
+        followed_by_space = i + 1 == n or s[i + 1] in " \t"
+        if i == 0:
+            if ch in "#,[]{}&*!|>'\"%@`":
+                flow_ind = block_ind = True
+            elif ch in "?:":
+                flow_ind = True
+                if followed_by_space:
+                    block_ind = True
+            elif ch == "-" and followed_by_space:
+                flow_ind = block_ind = True
+        else:
+            if ch in ",?[]{}":
+                flow_ind = True
+            elif ch == ":":
+                flow_ind = True
+                if followed_by_space:
+                    block_ind = True
+            elif ch == "#" and s[i - 1] in " \t":
+                flow_ind = block_ind = True
+    return not (flow_ind if flow else block_ind)
 
 
 def _printable(s: str) -> bool:

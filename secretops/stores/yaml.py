@@ -286,6 +286,11 @@ class _Builder:
                     continue
                 self.last_frame = frame
                 if frame.is_map and frame.key is _NOKEY:
+                    if not isinstance(value, str):
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: a {type(value).__name__} key is not "
+                            "a string; sops supports only string keys (quote it)"
+                        )
                     if ev.anchor:
                         self.anchors[ev.anchor] = value
                     self.check_duplicate(frame, value, ev)
@@ -401,11 +406,6 @@ class _Builder:
                 del node[i]
                 del spans[i]
                 break
-        for item in node:
-            if type(item) is tuple and not isinstance(item[0], str):
-                raise FormatError(
-                    f"the key {item[0]!r} is not a string; sops supports only string keys"
-                )
         self.docs.append(node if isinstance(node, Branch) else Branch())
         self.metas.append(meta if isinstance(meta, Branch) else None)
         self.doc.spans = _flatten(spans)
