@@ -18,9 +18,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from secretops.errors import ConfigError, ExitCode, SecretOpsError
 from secretops.stores import StoreOptions
@@ -37,18 +36,18 @@ _SELECTION_FIELDS = (
 _OTHER_KEY_FIELDS = ("kms", "pgp", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms")
 
 
-@dataclass
-class CreationRule:
+class CreationRule(NamedTuple):
     """The keys and options a matching rule gives."""
 
-    age_groups: list[list[str]] = field(default_factory=list)
-    shamir_threshold: int = 0
-    selection: dict[str, str] = field(default_factory=dict)
-    mac_only_encrypted: bool = False
+    age_groups: list[list[str]]
+    shamir_threshold: int
+    selection: dict[str, str]
+    mac_only_encrypted: bool
 
 
-@dataclass
-class Config:
+class Config(NamedTuple):
+    """A loaded ``.sops.yaml``: where it is, and its parsed content."""
+
     path: Path
     data: dict[str, Any]
 

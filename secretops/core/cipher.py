@@ -43,6 +43,23 @@ def is_encrypted(value: object) -> bool:
     return isinstance(value, str) and value.startswith(ENC_PREFIX)
 
 
+def _split_enc(text: str) -> tuple[str, str, str, str] | None:
+    """The four fields of ``ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]``, or None.
+
+    A fast path for the well-formed value (base64 has no commas); anything unusual falls back to
+    sops's own regular expression, so both accept the same inputs.
+    """
+    if text.startswith(ENC_PREFIX) and text.endswith("]"):
+        parts = text[15:-1].split(",")
+        if (len(parts) == 4 and parts[0].startswith("data:") and parts[1].startswith("iv:")
+                and parts[2].startswith("tag:") and parts[3].startswith("type:")):
+            return parts[0][5:], parts[1][3:], parts[2][4:], parts[3][5:]
+    m = _ENC_RE.match(text)
+    if m is None:
+        return None
+    return m.group(1), m.group(2), m.group(3), m.group(4)
+
+
 def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
@@ -78,16 +95,16 @@ class ValueCipher:
         """Decrypt one ``ENC[…]`` value and remember its IV for reuse."""
         if text == "":
             return ""
-        m = _ENC_RE.match(text)
-        if m is None:
+        fields = _split_enc(text)
+        if fields is None:
             raise CipherError("the value is not in sops's ENC[AES256_GCM,...] format")
+        data_b64, iv_b64, tag_b64, type_ = fields
         try:
-            data = binascii.a2b_base64(m.group(1))
-            iv = binascii.a2b_base64(m.group(2))
-            tag = binascii.a2b_base64(m.group(3))
+            data = binascii.a2b_base64(data_b64)
+            iv = binascii.a2b_base64(iv_b64)
+            tag = binascii.a2b_base64(tag_b64)
         except binascii.Error:
             raise CipherError("the value's base64 is malformed") from None
-        type_ = m.group(4)
         if len(iv) < 8 or len(tag) != TAG_SIZE:
             raise CipherError("the value's IV or tag has a wrong length")
         try:

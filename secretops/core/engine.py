@@ -48,24 +48,27 @@ def _display(segments: list[str | int]) -> str:
 
 
 class _Walk:
-    __slots__ = ("cipher", "encrypt", "hasher", "selection")
+    __slots__ = ("by_path", "cipher", "encrypt", "hasher", "selection")
 
     def __init__(self, selection: Selection, cipher: ValueCipher, encrypt: bool,
                  hasher: Any) -> None:
         self.selection = selection
+        self.by_path = not selection.uses_comments
         self.cipher = cipher
         self.encrypt = encrypt
         self.hasher = hasher
 
-    def branch(self, node: Branch, path: list[str], stack: list[list[str]]) -> Branch:
+    def branch(self, node: Branch, path: list[str], stack: list[list[str]],
+               matched: bool = False) -> Branch:
         stack = [*stack, []]
         level = stack[-1]
         out = Branch()
         append = out.append
+        key_matches = self.selection.key_matches
         for item in node:
             if type(item) is not tuple:  # a comment line
                 level.append(str(item))
-                append(self.leaf(item, path, stack))
+                append(self.leaf(item, path, stack, matched))
                 continue
             key, value = item
             if not isinstance(key, str):
@@ -73,43 +76,47 @@ class _Walk:
                     f"keys must be strings, found the {type(key).__name__} key {key!r}", []
                 )
             try:
-                append((key, self.value(value, [*path, key], stack)))
+                append((key, self.value(value, [*path, key], stack,
+                                        matched or key_matches(key))))
             except _LeafError as e:
                 e.segments.insert(0, key)
                 raise
             level.clear()
         return out
 
-    def seq(self, node: Seq, path: list[str], stack: list[list[str]]) -> Seq:
+    def seq(self, node: Seq, path: list[str], stack: list[list[str]], matched: bool) -> Seq:
         stack = [*stack, []]
         level = stack[-1]
         out = Seq()
         for i, value in enumerate(node):
             if isinstance(value, Comment):
                 level.append(str(value))
-                out.append(self.leaf(value, path, stack))
+                out.append(self.leaf(value, path, stack, matched))
                 continue
             try:
-                out.append(self.value(value, path, stack))
+                out.append(self.value(value, path, stack, matched))
             except _LeafError as e:
                 e.segments.insert(0, i)
                 raise
             level.clear()
         return out
 
-    def value(self, value: Any, path: list[str], stack: list[list[str]]) -> Any:
+    def value(self, value: Any, path: list[str], stack: list[list[str]], matched: bool) -> Any:
         if isinstance(value, Branch):
-            return self.branch(value, path, stack)
+            return self.branch(value, path, stack, matched)
         if isinstance(value, Seq):
-            return self.seq(value, path, stack)
+            return self.seq(value, path, stack, matched)
         if value is None:
             return None
-        return self.leaf(value, path, stack)
+        return self.leaf(value, path, stack, matched)
 
-    def leaf(self, value: Any, path: list[str], stack: list[list[str]]) -> Any:
+    def leaf(self, value: Any, path: list[str], stack: list[list[str]], matched: bool) -> Any:
         sel = self.selection
         is_comment = isinstance(value, Comment)
-        encrypted = sel.should_encrypt(path, stack, is_comment)
+        if self.by_path:
+            encrypted = sel.decide(matched)
+        else:
+            encrypted = sel.should_encrypt(path, stack, is_comment)
         aad = ":".join(path) + ":"
         out: Any
         if self.encrypt:

@@ -87,6 +87,25 @@ class Selection(NamedTuple):
             and not self.encrypted_regex
         )
 
+    def key_matches(self, key: str) -> bool:
+        """Does this path component match the (single) key rule?"""
+        if self.unencrypted_suffix:
+            return key.endswith(self.unencrypted_suffix)
+        if self.encrypted_suffix:
+            return key.endswith(self.encrypted_suffix)
+        pattern = self._compiled[0] or self._compiled[1]
+        return pattern is not None and pattern.search(key) is not None
+
+    def decide(self, matched: bool) -> bool:
+        """Encrypt a leaf whose path has (``matched``) or has no matching component?
+
+        The same answer as :meth:`should_encrypt` for rules that do not involve comments, but
+        computed once per key on the way down instead of once per leaf over its whole path.
+        """
+        if self.encrypted_suffix or self.encrypted_regex:
+            return matched
+        return not matched
+
     def should_encrypt(
         self, path: list[str], comments: list[list[str]], is_comment: bool
     ) -> bool:

@@ -198,44 +198,40 @@ _INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_FORBIDDEN = set(",[]{}")
 
 
+_FIRST_INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
+_FLOW_INDICATORS = frozenset(",?[]{}:")
+
+
 def plain_allowed(s: str, flow: bool) -> bool:
     """Can ``s`` be written as a plain scalar (ignoring what it would resolve to)?
 
-    libyaml's ``yaml_emitter_analyze_scalar`` indicator rules, as PyYAML and go-yaml apply them.
+    libyaml's ``yaml_emitter_analyze_scalar`` indicator rules, as PyYAML and go-yaml apply them,
+    without a per-character Python loop (this runs once per decrypted value).
     """
-    if not s or s != s.strip(" \t") or "\n" in s or "\r" in s:
+    if not s or s[0] in " \t" or s[-1] in " \t":
+        return False
+    if not s.isprintable() and (
+        "\ufeff" in s or not all(c.isprintable() or c == "\t" for c in s)
+    ):
         return False
     if s.startswith(("---", "...")):
         return False
-    if not all(c.isprintable() or c == "\t" for c in s) or "\ufeff" in s:
+    first = s[0]
+    if first in _FIRST_INDICATORS:
         return False
-    flow_ind = block_ind = False
-    n = len(s)
-    for i, ch in enumerate(s):
-        followed_by_space = i + 1 == n or s[i + 1] in " \t"
-        if i == 0:
-            if ch in "#,[]{}&*!|>'\"%@`":
-                flow_ind = block_ind = True
-            elif ch in "?:":
-                flow_ind = True
-                if followed_by_space:
-                    block_ind = True
-            elif ch == "-" and followed_by_space:
-                flow_ind = block_ind = True
-        else:
-            if ch in ",?[]{}":
-                flow_ind = True
-            elif ch == ":":
-                flow_ind = True
-                if followed_by_space:
-                    block_ind = True
-            elif ch == "#" and s[i - 1] in " \t":
-                flow_ind = block_ind = True
-    return not (flow_ind if flow else block_ind)
+    second = s[1] if len(s) > 1 else " "
+    if first in "?:-" and second in " \t":
+        return False  # an indicator followed by space, in any context
+    if " #" in s or "\t#" in s:
+        return False
+    rest = s[1:]
+    if flow:
+        return first not in "?:" and _FLOW_INDICATORS.isdisjoint(rest)
+    return ": " not in rest and ":\t" not in rest and not rest.endswith(":")
 
 
 def _printable(s: str) -> bool:
-    return all(c.isprintable() for c in s) and "\ufeff" not in s
+    return s.isprintable() and "\ufeff" not in s
 
 
 _ESCAPES = {

@@ -129,6 +129,10 @@ def _anchor_end(text: str, start: int) -> int:
     return i
 
 
+# First characters with which a plain scalar can resolve to something other than a string.
+_MAY_RESOLVE = frozenset("tTfFnN~.+-0123456789<")
+
+
 def _resolve(ev: Any) -> Any:
     tag = ev.tag
     if ev.style == "" and (tag is None or tag == "!"):
@@ -174,7 +178,7 @@ class _Builder:
 
     # -- comments ---------------------------------------------------------------------------
     def scan(self, start: int, end: int) -> None:
-        if end <= start or "#" not in self.text[start:end]:
+        if end <= start or self.text.find("#", start, end) < 0:
             return
         for m in _COMMENT_RE.finditer(self.text, start, end):
             s, e = m.start(), m.end()
@@ -273,8 +277,12 @@ class _Builder:
                 self.last_flow_closed = None
                 end = ev.end_mark.index
                 pos = self.last_end = end
+                raw = ev.value
                 try:
-                    value = _resolve(ev)
+                    if ev.style == "" and ev.tag is None and raw and raw[0] not in _MAY_RESOLVE:
+                        value = raw  # cannot be null, bool, number or timestamp: a string
+                    else:
+                        value = _resolve(ev)
                 except UnsupportedScalar as e:
                     raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
                 if frame is None:  # a document that is a bare scalar
@@ -548,6 +556,8 @@ def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -
 
 def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
     _, start, end, style, flow, col = span
+    if style == "" and value.isalnum() and value[0] not in _MAY_RESOLVE:
+        return value  # the common case: a plain word that stays a plain string
     if style == "!":
         if "\n" not in value and plain_allowed(value, flow):
             return value

@@ -36,3 +36,12 @@ def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey) ->
     for absent in ("click", "dataclasses", "inspect", "secretops.config", "subprocess",
                    "tempfile", "json", "secretops.stores.json"):
         assert absent not in mods, absent
+
+
+def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey) -> None:
+    src = tmp_path / "s.yaml"
+    src.write_text("a: b\n")
+    mods = _imported("encrypt", "--age", age_key.recipient, str(src), cwd=tmp_path)
+    assert "pyrage" in mods
+    for absent in ("click", "dataclasses", "inspect", "subprocess", "tempfile"):
+        assert absent not in mods, absent
