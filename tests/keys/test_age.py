@@ -108,3 +108,41 @@ def test_default_keys_txt_under_xdg(tmp_path: Path) -> None:
     key = make_age_key(cfg, "keys.txt")
     f = _encrypt(tmp_path, key.recipient)
     assert secretops("decrypt", str(f)).text == TEXT
+
+
+def _age_cli() -> str:
+    import shutil
+
+    path = shutil.which("age")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("the age CLI is missing; .ci/run installs it")
+        pytest.skip("the age CLI is not installed (./.ci/run installs it)")
+    return path
+
+
+def test_wrapped_key_interoperates_with_the_age_cli(tmp_path: Path, age_key: AgeKey) -> None:
+    """Our `enc` opens with `age -d`; an `enc` written by `age -e -a` opens with secretops."""
+    import re
+    import subprocess
+
+    age = _age_cli()
+    f = _encrypt(tmp_path, age_key.recipient)
+    text = f.read_text()
+    armored = re.search(r"-----BEGIN AGE.*?-----END AGE ENCRYPTED FILE-----", text, re.S)
+    assert armored
+    body = "\n".join(line.strip() for line in armored.group(0).splitlines()) + "\n"
+    key = subprocess.run([age, "-d", "-i", str(age_key.path)], input=body.encode(),
+                         capture_output=True, check=True).stdout
+    assert len(key) == 32
+    rewrapped = subprocess.run([age, "-e", "-a", "-r", age_key.recipient], input=key,
+                               capture_output=True, check=True).stdout.decode()
+    indent = re.search(r"\n( +)-----BEGIN AGE", text)
+    assert indent
+    pad = indent.group(1)
+    new_block = "\n".join(pad + line if i else line
+                          for i, line in enumerate(rewrapped.strip().splitlines()))
+    f.write_text(text.replace(armored.group(0), new_block))
+    r = secretops("decrypt", str(f))
+    assert r.code == 0, r.err
+    assert r.text == TEXT
