@@ -12,6 +12,7 @@ would), and ``$XDG_CONFIG_HOME/sops/age/keys.txt`` (default ``~/.config/sops/age
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,8 +26,35 @@ from secretops.keys import KeyMismatch
 KIND = "age"
 
 
+class _PluginCallbacks:
+    """How an age plugin talks to the user: on a terminal it may ask; without one it cannot."""
+
+    def display_message(self, message: str) -> None:
+        sys.stderr.write(f"secretops: age plugin: {message}\n")
+
+    def confirm(self, message: str, yes_string: str, no_string: str | None) -> bool | None:
+        if not sys.stdin.isatty():
+            return None
+        answer = input(f"{message} [{yes_string}/{no_string or 'no'}] ").strip()
+        return answer == yes_string
+
+    def request_public_string(self, description: str) -> str | None:
+        return input(f"{description}: ") if sys.stdin.isatty() else None
+
+    def request_passphrase(self, description: str) -> str | None:
+        if not sys.stdin.isatty():
+            return None
+        import getpass
+
+        return getpass.getpass(f"{description}: ")
+
+
 def parse_recipient(text: str) -> Any:
-    """A pyrage recipient from ``age1…``, ``age1<plugin>1…`` or an SSH public key line."""
+    """A pyrage recipient from ``age1…``, ``age1<plugin>1…`` or an SSH public key line.
+
+    Plugin recipients (``age1yubikey1…``) are handed to the ``age-plugin-<name>`` program on
+    PATH, through pyrage's plugin client.
+    """
     text = text.strip()
     try:
         if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
@@ -36,7 +64,8 @@ def parse_recipient(text: str) -> Any:
                 return x25519.Recipient.from_str(text)
             except pyrage.RecipientError:
                 if text.count("1") >= 2:
-                    return plugin.Recipient.from_str(text)
+                    rec = plugin.Recipient.from_str(text)
+                    return plugin.RecipientPluginV1(rec.plugin(), [rec], [], _PluginCallbacks())
                 raise
     except (pyrage.RecipientError, ValueError) as e:
         raise SecretOpsError(
@@ -70,7 +99,14 @@ class AgeRecipient:
         return f"AgeRecipient({self.recipient!r})"
 
     def wrap(self, data_key: bytes) -> KeyEntry:
-        enc = pyrage.encrypt(data_key, [self._parsed], armored=True).decode("ascii")
+        try:
+            enc = pyrage.encrypt(data_key, [self._parsed], armored=True).decode("ascii")
+        except pyrage.EncryptError as e:
+            raise SecretOpsError(
+                f"cannot encrypt to age recipient {self.recipient}: {e}",
+                code=ExitCode.ERROR_ENCRYPTING_TREE,
+                hints=("a plugin recipient needs its age-plugin-<name> program on PATH",),
+            ) from None
         return KeyEntry(KIND, {"recipient": self.recipient, "enc": enc})
 
 
@@ -92,6 +128,8 @@ class AgeIdentities:
             if "No matching keys" in str(e) or "no identity matched" in str(e).lower():
                 raise KeyMismatch() from None
             raise RuntimeError(f"age could not decrypt the wrapped key: {e}") from None
+        except Exception as e:  # a plugin that is missing or fails
+            raise RuntimeError(f"age plugin failed: {e}") from None
 
 
 def parse_identities(text: str, source: str) -> list[Any]:
@@ -105,7 +143,8 @@ def parse_identities(text: str, source: str) -> list[Any]:
             if line.startswith("AGE-SECRET-KEY-1"):
                 out.append(x25519.Identity.from_str(line))
             elif line.startswith("AGE-PLUGIN-"):
-                out.append(plugin.Identity.from_str(line))
+                ident = plugin.Identity.from_str(line)
+                out.append(plugin.IdentityPluginV1(ident.plugin(), [ident], _PluginCallbacks()))
             else:
                 raise ValueError("not an age identity")
         except (pyrage.IdentityError, ValueError):

@@ -146,3 +146,53 @@ def test_wrapped_key_interoperates_with_the_age_cli(tmp_path: Path, age_key: Age
     r = secretops("decrypt", str(f))
     assert r.code == 0, r.err
     assert r.text == TEXT
+
+
+@pytest.fixture
+def xortest_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """The toy age plugin from tests/plugin on PATH; returns (identity, recipient)."""
+    import subprocess
+
+    bindir = tmp_path / "plugin-bin"
+    bindir.mkdir()
+    script = Path(__file__).parent.parent / "plugin" / "age_plugin_xortest.py"
+    exe = bindir / "age-plugin-xortest"
+    exe.write_text(f"#!{sys.executable}\nimport runpy\n"
+                   f"runpy.run_path({str(script)!r}, run_name='__main__')\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    out = subprocess.run([str(exe), "--generate"], capture_output=True, text=True, check=True)
+    identity, recipient = out.stdout.split()
+    return identity, recipient
+
+
+def test_age_plugin_recipient_both_ways(
+    tmp_path: Path, sops_bin: str, xortest_plugin: tuple[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    identity, recipient = xortest_plugin
+    keyfile = tmp_path / "plugin-key.txt"
+    keyfile.write_text(identity + "\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(keyfile))
+    f = _encrypt(tmp_path, recipient)
+    assert recipient in f.read_text()
+    assert secretops("decrypt", str(f)).text == TEXT
+    theirs = sops(sops_bin, "decrypt", str(f))
+    assert theirs.code == 0, theirs.err
+    assert theirs.text == TEXT
+    src = tmp_path / "t.yaml"
+    src.write_text(TEXT)
+    enc = sops(sops_bin, "encrypt", "--age", recipient, str(src))
+    assert enc.code == 0, enc.err
+    g = tmp_path / "t.enc.yaml"
+    g.write_bytes(enc.out)
+    assert secretops("decrypt", str(g)).text == TEXT
+
+
+def test_missing_plugin_is_a_clear_error(tmp_path: Path) -> None:
+    src = tmp_path / "s.yaml"
+    src.write_text(TEXT)
+    recipient = "age1nosuchplugin1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq7qxhhy"
+    r = secretops("encrypt", "--age", recipient, str(src))
+    assert r.code != 0 and "Traceback" not in r.err
+    assert r.err.startswith("secretops: error: ")
