@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 _FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
+OUTPUT_FAILED = 3  # ExitCode.COULD_NOT_WRITE_OUTPUT, without importing errors here
 _COMMON_VALUES = {
     "--output": "output",
     "--input-type": "input_type",
