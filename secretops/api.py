@@ -31,6 +31,7 @@ from secretops.stores import Loaded, StoreOptions, format_for_path, get_store
 
 if TYPE_CHECKING:
     from secretops.config import Config
+    from secretops.keys.specs import KeySpec
 
 __all__ = [
     "OpenedFile",
@@ -42,6 +43,10 @@ __all__ = [
     "reencrypt",
     "rewrite_metadata",
 ]
+
+
+def _as_list(value: Sequence[str] | str) -> list[str] | str:
+    return value if isinstance(value, str) else list(value)
 
 
 def _now() -> str:
@@ -71,8 +76,13 @@ def encrypt(
     format: str | None = None,
     output_format: str | None = None,
     filename: str | None = None,
-    age: Sequence[str] = (),
-    key_groups: Sequence[Sequence[str]] | None = None,
+    age: Sequence[str] | str = (),
+    kms: Sequence[str] | str = (),
+    encryption_context: Mapping[str, str] | str | None = None,
+    aws_profile: str | None = None,
+    hc_vault_transit: Sequence[str] | str = (),
+    pgp: Sequence[str] | str = (),
+    key_groups: Sequence[Sequence[KeySpec]] | None = None,
     shamir_threshold: int = 0,
     mac_only_encrypted: bool | None = None,
     config: str | None = None,
@@ -81,12 +91,15 @@ def encrypt(
 ) -> bytes:
     """Encrypt plaintext ``data``; returns the encrypted file's bytes.
 
-    Keys come from ``age`` (or ``key_groups``, lists of age recipients), else
-    ``$SOPS_AGE_RECIPIENTS``, else the matching ``.sops.yaml`` creation rule for ``filename``.
-    ``selection`` takes sops's rules (``encrypted_regex="^(data|stringData)$"``, …).
+    Master keys come from ``age``, ``kms`` (with ``encryption_context`` and ``aws_profile``),
+    ``hc_vault_transit`` and ``pgp`` (lists, or comma-separated strings as on the command line),
+    or ``key_groups`` (lists of :class:`~secretops.keys.specs.KeySpec`); else from
+    ``$SOPS_AGE_RECIPIENTS``, ``$SOPS_KMS_ARN``, ``$SOPS_VAULT_URIS``, ``$SOPS_PGP_FP``; else from
+    the matching ``.sops.yaml`` creation rule for ``filename``. ``selection`` takes sops's rules
+    (``encrypted_regex="^(data|stringData)$"``, …).
     """
-    from secretops.keys import wrap_data_key
-    from secretops.keys.age import AgeRecipient, recipients_from_env
+    from secretops.keys import make_recipients, wrap_data_key
+    from secretops.keys.specs import from_env, from_flags
 
     env = os.environ if env is None else env
     fmt = format or (format_for_path(filename) if filename else "yaml")
@@ -104,22 +117,22 @@ def encrypt(
             code=ExitCode.FILE_ALREADY_ENCRYPTED,
             hints=("decrypt it first if you mean to encrypt it again",),
         )
-    groups: list[list[str]] = [list(g) for g in key_groups] if key_groups else []
-    if isinstance(age, str):  # a comma-separated string, as on the command line
-        from secretops.keys.age import split_recipients
-
-        age = split_recipients(age)
-    if not groups and age:
-        groups = [list(age)]
+    groups: list[list[KeySpec]] = [list(g) for g in key_groups] if key_groups else []
+    if not groups:
+        given = from_flags(age=_as_list(age), kms=_as_list(kms),
+                           encryption_context=encryption_context, aws_profile=aws_profile,
+                           hc_vault_transit=_as_list(hc_vault_transit), pgp=_as_list(pgp))
+        if given:
+            groups = [given]
     rule = None
     if cfg is not None and filename is not None:
         rule = cfg.rule_for(filename) if not groups or not any(selection.values()) else None
     if not groups:
-        env_age = recipients_from_env(env)
-        if env_age:
-            groups = [env_age]
+        env_keys = from_env(env)
+        if env_keys:
+            groups = [env_keys]
         elif rule is not None:
-            groups = rule.age_groups
+            groups = rule.groups
             shamir_threshold = shamir_threshold or rule.shamir_threshold
     sel_rules = {k: v for k, v in selection.items() if v}
     if not sel_rules and rule is not None:
@@ -131,7 +144,7 @@ def encrypt(
         sel = Selection(mac_only_encrypted=mac_only_encrypted)
     else:
         sel = Selection.build(mac_only_encrypted=mac_only_encrypted, **sel_rules)
-    recipients = [[AgeRecipient(r) for r in g] for g in groups if g]
+    recipients = make_recipients([g for g in groups if g], env)
     data_key = os.urandom(32)
     metadata = Metadata(
         key_groups=wrap_data_key(recipients, data_key, shamir_threshold, os.urandom),
@@ -165,8 +178,7 @@ def open_file(
     options: StoreOptions | None = None,
 ) -> OpenedFile:
     """Load, find the data key, decrypt and verify: the shared first half of most commands."""
-    from secretops.keys import recover_data_key
-    from secretops.keys.age import load_identities
+    from secretops.keys import DEFAULT_DECRYPTION_ORDER, load_identities, recover_data_key
 
     env = os.environ if env is None else env
     store, loaded = _load(data, format, options or StoreOptions())
@@ -176,10 +188,10 @@ def open_file(
             hints=("is this the right file, and the right --input-type?",),
         )
     metadata = Metadata.from_wire(loaded.metadata)
-    order = [s.strip() for s in env.get("SOPS_DECRYPTION_ORDER", "age,pgp").split(",") if s]
-    age_ids = load_identities(env)
-    identities = [age_ids] if age_ids.identities else []
-    data_key = recover_data_key(metadata, identities, order)
+    order_env = env.get("SOPS_DECRYPTION_ORDER")
+    order = ([s.strip() for s in order_env.split(",") if s.strip()] if order_env
+             else list(DEFAULT_DECRYPTION_ORDER))
+    data_key = recover_data_key(metadata, load_identities(metadata, env), order)
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
     )

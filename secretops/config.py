@@ -7,9 +7,10 @@ directory (then from the working directory, where sops looks) for ``.sops.yaml``
 file's path relative to the config file's directory. A rule without ``path_regex`` matches
 every file.
 
-Supported rule fields: ``path_regex``, ``age``, ``key_groups`` (with ``age`` entries),
-``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Other key sources
-(``kms``, ``pgp``, ``hc_vault_transit_uri``, …) are read and reported as not yet supported.
+Supported rule fields: ``path_regex``, ``age``, ``kms`` (with ``aws_profile``), ``pgp``,
+``hc_vault_transit_uri``, ``key_groups`` (with ``age``, ``kms`` maps, ``pgp`` and ``hc_vault``
+entries), ``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Rules naming
+GCP, Azure or Huawei keys are refused with a clear error.
 The ``stores`` section's ``indent`` settings apply to output.
 """
 
@@ -19,10 +20,13 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secretops.errors import ConfigError, ExitCode, SecretOpsError
 from secretops.stores import StoreOptions
+
+if TYPE_CHECKING:
+    from secretops.keys.specs import KeySpec
 
 CONFIG_NAMES = (".sops.yaml", ".sops.yml")
 _SELECTION_FIELDS = (
@@ -33,13 +37,12 @@ _SELECTION_FIELDS = (
     "unencrypted_comment_regex",
     "encrypted_comment_regex",
 )
-_OTHER_KEY_FIELDS = ("kms", "pgp", "gcp_kms", "azure_keyvault", "hc_vault_transit_uri", "hckms")
 
 
 class CreationRule(NamedTuple):
     """The keys and options a matching rule gives."""
 
-    age_groups: list[list[str]]
+    groups: list[list[KeySpec]]
     shamir_threshold: int
     selection: dict[str, str]
     mac_only_encrypted: bool
@@ -96,48 +99,23 @@ class Config(NamedTuple):
         )
 
     def _parse_rule(self, raw: dict[str, Any], n: int) -> CreationRule:
+        from secretops.keys.specs import from_rule
+
         where = f"creation_rules[{n}]"
-        unsupported = [k for k in _OTHER_KEY_FIELDS if raw.get(k)]
-        groups: list[list[str]] = []
-        if raw.get("key_groups"):
-            if raw.get("age"):
-                raise ConfigError(f"{where}: use either key_groups or top-level keys, not both",
-                                  file=str(self.path))
-            for g, group in enumerate(raw["key_groups"]):
-                if not isinstance(group, dict):
-                    raise ConfigError(f"{where}.key_groups[{g}] is not a map",
-                                      file=str(self.path))
-                unsupported += [k for k in ("kms", "pgp", "gcp_kms", "azure_keyvault",
-                                            "hc_vault") if group.get(k)]
-                groups.append(_recipients(group.get("age")))
-        else:
-            age = _recipients(raw.get("age"))
-            if age:
-                groups.append(age)
-        if unsupported:
-            raise SecretOpsError(
-                f"{where} uses key sources this version does not support yet: "
-                f"{', '.join(sorted(set(unsupported)))}",
-                code=ExitCode.ERROR_READING_CONFIG,
-                file=str(self.path),
-            )
+        try:
+            groups = from_rule(raw, where)
+        except SecretOpsError as e:
+            raise e.with_file(str(self.path)) from None
         selection = {k: str(raw[k]) for k in _SELECTION_FIELDS if raw.get(k)}
         threshold = raw.get("shamir_threshold") or 0
         if not isinstance(threshold, int):
             raise ConfigError(f"{where}.shamir_threshold must be an integer", file=str(self.path))
         return CreationRule(
-            age_groups=groups,
+            groups=groups,
             shamir_threshold=threshold,
             selection=selection,
             mac_only_encrypted=bool(raw.get("mac_only_encrypted")),
         )
-
-
-def _recipients(value: Any) -> list[str]:
-    if not value:
-        return []
-    items = value if isinstance(value, list) else str(value).replace("\n", ",").split(",")
-    return [str(r).strip() for r in items if str(r).strip()]
 
 
 def _relative(file_path: str, directory: Path) -> str:

@@ -83,11 +83,13 @@ def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None =
 def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None = None,
                 input_type: str | None = None, output_type: str | None = None,
                 filename_override: str | None = None, config_path: str | None = None,
-                age: str | None = None, mac_only_encrypted: bool | None = None,
-                shamir: int = 0, **selection: Any) -> None:
+                age: str | None = None, kms: str | None = None,
+                encryption_context: str | None = None, aws_profile: str | None = None,
+                hc_vault_transit: str | None = None, pgp: str | None = None,
+                mac_only_encrypted: bool | None = None, shamir: int = 0,
+                **selection: Any) -> None:
     from secretops import api
     from secretops.fileio import read_input
-    from secretops.keys.age import split_recipients
 
     check_io(file, in_place, output)
     name = _name(file, filename_override)
@@ -95,7 +97,9 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
         data = read_input(file)
         result = api.encrypt(
             data, format=input_type, output_format=output_type, filename=name,
-            age=split_recipients(age), shamir_threshold=shamir,
+            age=age or (), kms=kms or (), encryption_context=encryption_context,
+            aws_profile=aws_profile, hc_vault_transit=hc_vault_transit or (), pgp=pgp or (),
+            shamir_threshold=shamir,
             mac_only_encrypted=mac_only_encrypted or None, config=config_path, **selection,
         )
         write_result(result, file, in_place, output, private=False)

@@ -25,6 +25,11 @@ _VALUES = {
     "encrypt": {
         **_COMMON_VALUES,
         "--age": "age",
+        "--kms": "kms",
+        "--encryption-context": "encryption_context",
+        "--aws-profile": "aws_profile",
+        "--hc-vault-transit": "hc_vault_transit",
+        "--pgp": "pgp",
         "--encrypted-regex": "encrypted_regex",
         "--unencrypted-regex": "unencrypted_regex",
         "--encrypted-suffix": "encrypted_suffix",

@@ -14,6 +14,17 @@ from secretops.cli._common import io_options
 @click.option("--age", "age", metavar="RECIPIENTS",
               help="Comma-separated age recipients (age1…, ssh-ed25519 …, plugins). "
                    "Default: $SOPS_AGE_RECIPIENTS, then .sops.yaml.")
+@click.option("--kms", metavar="ARNS",
+              help="Comma-separated AWS KMS key ARNs (ARN+ROLE_ARN to assume a role). "
+                   "Default: $SOPS_KMS_ARN.")
+@click.option("--encryption-context", metavar="K:V,…",
+              help="KMS encryption context for every --kms key.")
+@click.option("--aws-profile", metavar="NAME", help="AWS profile for the --kms keys.")
+@click.option("--hc-vault-transit", metavar="URIS",
+              help="Comma-separated Vault transit keys, e.g. "
+                   "https://vault:8200/v1/transit/keys/NAME. Default: $SOPS_VAULT_URIS.")
+@click.option("--pgp", metavar="FPRS",
+              help="Comma-separated PGP fingerprints (through gpg). Default: $SOPS_PGP_FP.")
 @click.option("--encrypted-regex", metavar="RE", help="Encrypt only keys matching RE.")
 @click.option("--unencrypted-regex", metavar="RE", help="Leave keys matching RE in clear.")
 @click.option("--encrypted-suffix", metavar="S", help="Encrypt only keys ending in S.")
@@ -29,8 +40,9 @@ from secretops.cli._common import io_options
               help="Key groups needed to decrypt (with several key groups).")
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
-            age: str | None, mac_only_encrypted: bool | None, shamir: int,
-            **selection: str | None) -> None:
+            age: str | None, kms: str | None, encryption_context: str | None,
+            aws_profile: str | None, hc_vault_transit: str | None, pgp: str | None,
+            mac_only_encrypted: bool | None, shamir: int, **selection: str | None) -> None:
     """Encrypt FILE (or standard input) and print the result.
 
     \b
@@ -42,5 +54,8 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
 
     run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
-                config_path=config_path, age=age, mac_only_encrypted=mac_only_encrypted,
-                shamir=shamir, **cast(dict[str, Any], selection))
+                config_path=config_path, age=age, kms=kms,
+                encryption_context=encryption_context, aws_profile=aws_profile,
+                hc_vault_transit=hc_vault_transit, pgp=pgp,
+                mac_only_encrypted=mac_only_encrypted, shamir=shamir,
+                **cast(dict[str, Any], selection))

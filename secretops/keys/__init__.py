@@ -7,18 +7,65 @@ Two tiny protocols, after age's ``Recipient``/``Identity``:
   :class:`KeyMismatch` when the entry is not for it. Any other exception means the key was for
   this identity (or source) but could not be used — it is reported, and other keys are tried.
 
-One module per source (``age`` now; ``awskms``, ``vault``, ``pgp`` follow the same shape).
-:func:`recover_data_key` tries the identities against a file's key groups and, when nothing
-fits, raises :class:`NoKeyError` listing every key it tried and why each failed — never a secret.
+One module per source (``age``, ``awskms``, ``vault``, ``pgp``), registered in
+:data:`SOURCES` under the metadata kind it handles, each offering two functions:
+
+* ``recipient(fields, env) -> Recipient`` — from a :class:`~secretops.keys.specs.KeySpec`'s
+  fields (what the CLI, the environment or ``.sops.yaml`` named);
+* ``identity(env) -> Identity | None`` — what can unwrap entries of that kind here, built
+  cheaply (no network until an entry is actually unwrapped); None when nothing is configured.
+
+A module is imported only when a file or a command involves its kind, so an age-only run never
+loads boto3 or hvac. :func:`recover_data_key` tries the identities against a file's key groups,
+local ones first, and when nothing fits raises :class:`NoKeyError` listing every key it tried and
+why each failed — never a secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+import importlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, NoKeyError, SecretOpsError
+
+if TYPE_CHECKING:
+    from secretops.keys.specs import KeySpec
+
+SOURCES = {
+    "age": "secretops.keys.age",
+    "kms": "secretops.keys.awskms",
+    "hc_vault": "secretops.keys.vault",
+    "pgp": "secretops.keys.pgp",
+}
+# Tried first unless SOPS_DECRYPTION_ORDER says otherwise: local keys before network services.
+DEFAULT_DECRYPTION_ORDER = ("age", "pgp", "kms", "hc_vault")
+
+
+def _source(kind: str) -> Any:
+    try:
+        return importlib.import_module(SOURCES[kind])
+    except KeyError:
+        raise SecretOpsError(f"unsupported key source {kind!r}",
+                             code=ExitCode.INVALID_KEY) from None
+
+
+def make_recipients(groups: Sequence[Sequence[KeySpec]],
+                    env: Mapping[str, str]) -> list[list[Recipient]]:
+    """Recipients for every key spec, group by group."""
+    return [[_source(s.kind).recipient(s.fields, env) for s in group] for group in groups]
+
+
+def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity]:
+    """The identities available for the kinds of keys this file lists."""
+    out: list[Identity] = []
+    for kind in dict.fromkeys(k.kind for k in metadata.all_keys()):
+        if kind in SOURCES:
+            ident = _source(kind).identity(env)
+            if ident is not None:
+                out.append(ident)
+    return out
 
 
 class KeyMismatch(Exception):
@@ -49,7 +96,7 @@ def _order(kinds: list[str], decryption_order: Sequence[str]) -> list[str]:
 def recover_data_key(
     metadata: Metadata,
     identities: Sequence[Identity],
-    decryption_order: Sequence[str] = ("age", "pgp"),
+    decryption_order: Sequence[str] = DEFAULT_DECRYPTION_ORDER,
 ) -> bytes:
     """Find the data key with the identities at hand (local ones first, as ordered)."""
     failures: list[str] = []
@@ -98,8 +145,11 @@ def recover_data_key(
         )
     raise NoKeyError(
         "no identity available could decrypt the data key",
-        hints=[*failures, "set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
-               "~/.config/sops/age/keys.txt"],
+        hints=[*failures] + (
+            ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
+             "~/.config/sops/age/keys.txt"]
+            if any(k.kind == "age" for k in metadata.all_keys()) else []
+        ),
     )
 
 

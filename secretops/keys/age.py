@@ -257,3 +257,14 @@ def generate() -> tuple[str, str]:
     """A new X25519 identity: ``(secret key line, public recipient)``."""
     ident = x25519.Identity.generate()
     return str(ident), str(ident.to_public())
+
+
+def recipient(fields: Mapping[str, Any], env: Mapping[str, str]) -> AgeRecipient:
+    """The key-source interface (see :mod:`secretops.keys`)."""
+    return AgeRecipient(str(fields["recipient"]))
+
+
+def identity(env: Mapping[str, str]) -> AgeIdentities | None:
+    """The key-source interface: every age identity the environment offers, or None."""
+    ids = load_identities(env)
+    return ids if ids.identities else None
