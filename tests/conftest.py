@@ -18,6 +18,9 @@ import pytest
 
 from tests.helpers import AgeKey, make_age_key
 
+# Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
+pytest_plugins = ["tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg"]
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

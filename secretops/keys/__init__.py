@@ -43,12 +43,21 @@ SOURCES = {
 DEFAULT_DECRYPTION_ORDER = ("age", "pgp", "kms", "hc_vault")
 
 
+_EXTRAS = {"kms": "aws", "hc_vault": "vault"}
+
+
 def _source(kind: str) -> Any:
+    if kind not in SOURCES:
+        raise SecretOpsError(f"unsupported key source {kind!r}", code=ExitCode.INVALID_KEY)
     try:
         return importlib.import_module(SOURCES[kind])
-    except KeyError:
-        raise SecretOpsError(f"unsupported key source {kind!r}",
-                             code=ExitCode.INVALID_KEY) from None
+    except ImportError as e:  # an optional dependency (boto3, hvac) is not installed
+        extra = _EXTRAS.get(kind)
+        raise SecretOpsError(
+            f"the {kind} key source is not available: {e.name or e} is not installed",
+            code=ExitCode.INVALID_KEY,
+            hints=(f"pip install 'secretops[{extra}]'",) if extra else (),
+        ) from None
 
 
 def make_recipients(groups: Sequence[Sequence[KeySpec]],
