@@ -36,9 +36,9 @@ def cli(disable_version_check: bool) -> None:
 
 
 def _register() -> None:
-    from secretops.cli import decrypt, encrypt, filestatus, keygen
+    from secretops.cli import decrypt, encrypt, filestatus, keygen, updatekeys
 
-    for mod in (encrypt, decrypt, keygen, filestatus):
+    for mod in (encrypt, decrypt, keygen, filestatus, updatekeys):
         cli.add_command(mod.command)
 
 

@@ -1,0 +1,127 @@
+"""Changing a file's master keys without touching its values (``updatekeys``).
+
+:func:`plan_update` compares the key groups a file has with the ones its ``.sops.yaml`` rule
+asks for and returns a :class:`KeyPlan`: what is added, removed and kept, and whether the
+Shamir threshold changes. :func:`apply_plan` builds the new metadata:
+
+* the data key stays the same, so every value's ciphertext, ``lastmodified`` and ``mac`` stay
+  byte-identical (the metadata-only rewrite of :func:`secretops.api.rewrite_metadata`);
+* with one key group, entries of keys that stay keep their wrapped key as it was (a small
+  diff), and only new keys wrap the data key;
+* when the number of groups or the threshold changes, the data key is split anew and every
+  group's keys wrap their new share (sops does the same).
+
+Selection rules and ``mac_only_encrypted`` are never changed by ``updatekeys`` (as in sops:
+they determine which values are encrypted, which only ``rotate``/re-encryption can change).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from secretops.core.metadata import KeyEntry, Metadata
+from secretops.keys.specs import KeySpec
+
+_IDENTITY_FIELDS = {
+    "age": ("recipient",),
+    "kms": ("arn", "role", "context", "aws_profile"),
+    "hc_vault": ("vault_address", "engine_path", "key_name"),
+    "pgp": ("fp",),
+}
+
+
+def _identity(kind: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    names = _IDENTITY_FIELDS.get(kind, tuple(sorted(fields)))
+    out: list[Any] = [kind]
+    for name in names:
+        value = fields.get(name) or ""
+        if isinstance(value, Mapping):
+            value = tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        elif name == "fp":
+            value = str(value).upper()
+        out.append(value)
+    return tuple(out)
+
+
+def describe(kind: str, fields: Mapping[str, Any]) -> str:
+    return KeyEntry(kind, dict(fields)).describe()
+
+
+class KeyPlan(NamedTuple):
+    """What ``updatekeys`` would change in one file."""
+
+    groups: list[list[KeySpec]]
+    threshold: int
+    added: list[list[str]]
+    removed: list[list[str]]
+    old_threshold: int
+    resplit: bool
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.resplit or any(self.added) or any(self.removed)
+                    or self.threshold != self.old_threshold)
+
+    def summary(self) -> list[str]:
+        lines = []
+        for n in range(max(len(self.added), len(self.removed))):
+            adds = self.added[n] if n < len(self.added) else []
+            rems = self.removed[n] if n < len(self.removed) else []
+            if adds or rems:
+                lines.append(f"key group {n + 1}:")
+                lines += [f"  + {a}" for a in adds] + [f"  - {r}" for r in rems]
+        if self.threshold != self.old_threshold:
+            old, new = self.old_threshold or "-", self.threshold or "-"
+            lines.append(f"shamir threshold: {old} -> {new}")
+        if self.resplit:
+            lines.append("the data key's shares are split anew (values stay as they are)")
+        return lines
+
+
+def plan_update(metadata: Metadata, groups: Sequence[Sequence[KeySpec]],
+                threshold: int) -> KeyPlan:
+    old = metadata.key_groups
+    new_threshold = threshold if len(groups) > 1 else 0
+    if len(groups) > 1 and not new_threshold:
+        new_threshold = len(groups)
+    old_threshold = metadata.shamir_threshold if len(old) > 1 else 0
+    if len(old) > 1 and not old_threshold:
+        old_threshold = len(old)
+    resplit = len(groups) != len(old) or (len(groups) > 1 and new_threshold != old_threshold)
+    added: list[list[str]] = []
+    removed: list[list[str]] = []
+    for n in range(max(len(groups), len(old))):
+        want = {_identity(s.kind, s.fields): s for s in (groups[n] if n < len(groups) else [])}
+        have = {_identity(e.kind, e.fields): e for e in (old[n] if n < len(old) else [])}
+        added.append([describe(s.kind, s.fields) for k, s in want.items() if k not in have])
+        removed.append([e.describe() for k, e in have.items() if k not in want])
+    if len(groups) > 1 and (any(added) or any(removed)):
+        resplit = True  # a group's own share cannot be recovered: every group gets a new one
+    return KeyPlan([list(g) for g in groups], new_threshold, added, removed, old_threshold,
+                   resplit)
+
+
+def apply_plan(metadata: Metadata, plan: KeyPlan, data_key: bytes,
+               env: Mapping[str, str]) -> Metadata:
+    """New metadata carrying the same data key for the plan's groups."""
+    from secretops.keys import make_recipients, wrap_data_key
+
+    recipients = make_recipients(plan.groups, env)
+    if plan.resplit or len(plan.groups) > 1:
+        groups = wrap_data_key(recipients, data_key, plan.threshold, os.urandom)
+    else:
+        have = {_identity(e.kind, e.fields): e for e in metadata.key_groups[0]}
+        groups = [[
+            have.get(_identity(s.kind, s.fields)) or r.wrap(data_key)
+            for s, r in zip(plan.groups[0], recipients[0], strict=True)
+        ]]
+    return Metadata(
+        key_groups=groups,
+        shamir_threshold=plan.threshold,
+        lastmodified=metadata.lastmodified,
+        mac=metadata.mac,
+        selection=metadata.selection,
+        version=metadata.version,
+    )
