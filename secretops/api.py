@@ -42,6 +42,7 @@ __all__ = [
     "open_file",
     "reencrypt",
     "rewrite_metadata",
+    "rotate",
 ]
 
 
@@ -178,7 +179,7 @@ def open_file(
     options: StoreOptions | None = None,
 ) -> OpenedFile:
     """Load, find the data key, decrypt and verify: the shared first half of most commands."""
-    from secretops.keys import DEFAULT_DECRYPTION_ORDER, load_identities, recover_data_key
+    from secretops.keys import DEFAULT_DECRYPTION_ORDER, lazy_identities, recover_data_key
 
     env = os.environ if env is None else env
     store, loaded = _load(data, format, options or StoreOptions())
@@ -191,7 +192,7 @@ def open_file(
     order_env = env.get("SOPS_DECRYPTION_ORDER")
     order = ([s.strip() for s in order_env.split(",") if s.strip()] if order_env
              else list(DEFAULT_DECRYPTION_ORDER))
-    data_key = recover_data_key(metadata, load_identities(metadata, env), order)
+    data_key = recover_data_key(metadata, lazy_identities(env), order)
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
     )
@@ -227,6 +228,30 @@ def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
     """
     loaded = opened.loaded
     return bytes(opened.store.emit(loaded.docs, metadata.to_wire(), loaded.layout))
+
+
+def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: int = 0,
+           env: Mapping[str, str] | None = None) -> bytes:
+    """Re-encrypt the opened file under a new data key wrapped for ``groups``.
+
+    Every value gets a new ciphertext (new key, new IVs), ``lastmodified`` and ``mac`` change,
+    selection rules and the layout stay. Nothing is written: the caller writes atomically.
+    """
+    from secretops.keys import make_recipients, wrap_data_key
+
+    env = os.environ if env is None else env
+    recipients = make_recipients([g for g in groups if g], env)
+    data_key = os.urandom(32)
+    if len(recipients) > 1:
+        threshold = threshold or len(recipients)
+    metadata = Metadata(
+        key_groups=wrap_data_key(recipients, data_key, threshold, os.urandom),
+        shamir_threshold=threshold if len(recipients) > 1 else 0,
+        selection=opened.metadata.selection,
+        version=opened.metadata.version,
+    )
+    sealed = seal(opened.docs, metadata, data_key, random=os.urandom, lastmodified=_now())
+    return bytes(opened.store.emit(sealed, metadata.to_wire(), opened.loaded.layout))
 
 
 _PATH_PART = re.compile(r"""\[(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(-?\d+))\]""")

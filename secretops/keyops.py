@@ -125,3 +125,65 @@ def apply_plan(metadata: Metadata, plan: KeyPlan, data_key: bytes,
         selection=metadata.selection,
         version=metadata.version,
     )
+
+
+# -- rotate ---------------------------------------------------------------------------------
+
+_WRAP_ONLY = ("enc", "created_at")
+
+
+def spec_of(entry: KeyEntry) -> KeySpec:
+    """The master key an entry was wrapped for, without its wrapped key."""
+    from secretops.keys.specs import KINDS
+
+    if entry.kind not in KINDS:
+        from secretops.errors import ExitCode, SecretOpsError
+
+        raise SecretOpsError(
+            f"the file lists a {entry.kind} key, which secretops cannot wrap a new data key for",
+            code=ExitCode.INVALID_KEY,
+            hints=("remove that key with sops, or rotate the file with sops",),
+        )
+    return KeySpec(entry.kind, {k: v for k, v in entry.fields.items() if k not in _WRAP_ONLY})
+
+
+def _removes(spec: KeySpec, kind: str, fields: Mapping[str, Any]) -> bool:
+    """Whether ``--rm-*`` ``spec`` names this key (a KMS key by its ARN, and role if given)."""
+    if spec.kind != kind:
+        return False
+    if kind == "kms":
+        return bool(spec.fields.get("arn") == fields.get("arn") and (
+            not spec.fields.get("role") or spec.fields.get("role") == fields.get("role")))
+    return _identity(spec.kind, spec.fields) == _identity(kind, fields)
+
+
+def rotation_groups(metadata: Metadata, add: Sequence[KeySpec],
+                    remove: Sequence[KeySpec]) -> tuple[list[list[KeySpec]], list[str]]:
+    """The key groups after ``rotate --add-*/--rm-*``, and what was asked but had no effect.
+
+    As in sops: added keys join the first key group; removed keys leave every group.
+    """
+    groups = [[spec_of(e) for e in group
+               if not any(_removes(r, e.kind, e.fields) for r in remove)]
+              for group in metadata.key_groups] or [[]]
+    have = {_identity(s.kind, s.fields) for g in groups for s in g}
+    notes = [f"{describe(s.kind, s.fields)} is not in the file" for s in remove
+             if not any(_removes(s, e.kind, e.fields) for e in metadata.all_keys())]
+    for spec in add:
+        if _identity(spec.kind, spec.fields) in have:
+            notes.append(f"{describe(spec.kind, spec.fields)} is already in the file")
+        else:
+            groups[0].append(spec)
+            have.add(_identity(spec.kind, spec.fields))
+    if not any(groups):
+        from secretops.errors import ExitCode, SecretOpsError
+
+        raise SecretOpsError("rotating would remove every master key of the file",
+                             code=ExitCode.NO_ENCRYPTION_KEY_FOUND)
+    if len(groups) > 1 and not all(groups):
+        from secretops.errors import ExitCode, SecretOpsError
+
+        raise SecretOpsError("rotating would leave a key group without keys",
+                             code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
+                             hints=("change key groups with updatekeys and .sops.yaml",))
+    return groups, notes

@@ -72,3 +72,22 @@ def data_of(content: bytes, fmt: str) -> Any:
 
     docs = get_store(fmt).load(content).docs
     return [to_plain(d) for d in docs]
+
+
+def git(repo: Path, *args: str, date: str | None = None) -> str:
+    """Run git in ``repo`` (no terminal, no signing); ``date`` sets author and committer date."""
+    env = dict(os.environ)
+    if date:
+        env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
+    p = subprocess.run(["git", "-C", str(repo), *args], stdin=subprocess.DEVNULL,
+                       capture_output=True, env=env, timeout=60, check=True)
+    return p.stdout.decode()
+
+
+def git_init(repo: Path) -> Path:
+    repo.mkdir(parents=True, exist_ok=True)
+    git(repo, "init", "-q", "-b", "main")
+    for key, value in (("user.name", "Test"), ("user.email", "test@example.invalid"),
+                       ("commit.gpgsign", "false")):
+        git(repo, "config", key, value)
+    return repo

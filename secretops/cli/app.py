@@ -36,9 +36,9 @@ def cli(disable_version_check: bool) -> None:
 
 
 def _register() -> None:
-    from secretops.cli import decrypt, encrypt, filestatus, keygen, updatekeys
+    from secretops.cli import decrypt, encrypt, filestatus, keygen, rotate, updatekeys
 
-    for mod in (encrypt, decrypt, keygen, filestatus, updatekeys):
+    for mod in (encrypt, decrypt, keygen, filestatus, updatekeys, rotate):
         cli.add_command(mod.command)
 
 

@@ -12,7 +12,7 @@ The clock and randomness come in as arguments.
 
 from __future__ import annotations
 
-from secretops.core.cipher import Random, ValueCipher
+from secretops.core.cipher import CipherError, Random, ValueCipher
 from secretops.core.engine import (
     decrypt_documents,
     encrypt_documents,
@@ -54,3 +54,23 @@ def open_documents(
     if not ignore_mac:
         verify_mac(metadata.mac, mac, metadata.lastmodified, cipher)
     return plain, cipher
+
+
+def data_key_fits(metadata: Metadata, data_key: bytes) -> bool:
+    """Whether ``data_key`` is the key this file's values were sealed with.
+
+    Checked on the encrypted MAC (authenticated with ``lastmodified`` as AAD), so no value is
+    decrypted and no master key is needed: the test behind the data-key age of ``rotate
+    --older-than``.
+    """
+    if not metadata.mac:
+        return False
+    try:
+        ValueCipher(data_key, _no_random).decrypt(metadata.mac, metadata.lastmodified)
+    except CipherError:
+        return False
+    return True
+
+
+def _no_random(n: int) -> bytes:
+    raise AssertionError("decryption needs no randomness")

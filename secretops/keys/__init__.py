@@ -77,6 +77,22 @@ def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity
     return out
 
 
+def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
+    """Identities of one kind, loaded (and their module imported) the first time it is asked.
+
+    So a file with age and KMS entries that an age identity opens never imports boto3.
+    """
+    cache: dict[str, list[Identity]] = {}
+
+    def lookup(kind: str) -> list[Identity]:
+        if kind not in cache:
+            ident = _source(kind).identity(env) if kind in SOURCES else None
+            cache[kind] = [ident] if ident is not None else []
+        return cache[kind]
+
+    return lookup
+
+
 class KeyMismatch(Exception):
     """This identity cannot open this entry (not an error: try the next one)."""
 
@@ -104,14 +120,24 @@ def _order(kinds: list[str], decryption_order: Sequence[str]) -> list[str]:
 
 def recover_data_key(
     metadata: Metadata,
-    identities: Sequence[Identity],
+    identities: Sequence[Identity] | Callable[[str], list[Identity]],
     decryption_order: Sequence[str] = DEFAULT_DECRYPTION_ORDER,
 ) -> bytes:
-    """Find the data key with the identities at hand (local ones first, as ordered)."""
+    """Find the data key with the identities at hand (local ones first, as ordered).
+
+    ``identities`` is a list, or a lookup by kind (:func:`lazy_identities`) asked only for the
+    kinds actually tried.
+    """
     failures: list[str] = []
-    by_kind: dict[str, list[Identity]] = {}
-    for ident in identities:
-        by_kind.setdefault(ident.kind, []).append(ident)
+    if callable(identities):
+        lookup = identities
+    else:
+        by_kind: dict[str, list[Identity]] = {}
+        for ident in identities:
+            by_kind.setdefault(ident.kind, []).append(ident)
+
+        def lookup(kind: str) -> list[Identity]:
+            return by_kind.get(kind, [])
     if not metadata.key_groups:
         raise NoKeyError("the file lists no master keys, so its data key cannot be recovered")
     shares: list[bytes] = []
@@ -120,7 +146,11 @@ def recover_data_key(
         got: bytes | None = None
         for kind in kinds:
             for entry in (e for e in group if e.kind == kind):
-                candidates = by_kind.get(kind, [])
+                try:
+                    candidates = lookup(kind)
+                except SecretOpsError as e:  # its module or optional dependency is missing
+                    failures.append(f"{entry.describe()}: {e.message}")
+                    continue
                 if not candidates:
                     failures.append(f"{entry.describe()}: no {kind} identity available")
                     continue

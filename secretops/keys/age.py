@@ -65,7 +65,16 @@ def parse_recipient(text: str) -> Any:
             except pyrage.RecipientError:
                 if text.count("1") >= 2:
                     rec = plugin.Recipient.from_str(text)
-                    return plugin.RecipientPluginV1(rec.plugin(), [rec], [], _PluginCallbacks())
+                    try:
+                        return plugin.RecipientPluginV1(rec.plugin(), [rec], [],
+                                                        _PluginCallbacks())
+                    except pyrage.EncryptError:
+                        raise SecretOpsError(
+                            f"cannot encrypt to age plugin recipient {text}: "
+                            f"age-plugin-{rec.plugin()} was not found on PATH",
+                            code=ExitCode.ERROR_ENCRYPTING_TREE,
+                            hints=(f"install age-plugin-{rec.plugin()}",),
+                        ) from None
                 raise
     except (pyrage.RecipientError, ValueError) as e:
         raise SecretOpsError(
