@@ -46,6 +46,12 @@ DEFAULT_DECRYPTION_ORDER = ("age", "pgp", "kms", "hc_vault")
 _EXTRAS = {"kms": "aws", "hc_vault": "vault"}
 
 
+class SourceUnavailable(SecretOpsError):
+    """A key source's module or optional dependency is not installed."""
+
+    code = ExitCode.INVALID_KEY
+
+
 def _source(kind: str) -> Any:
     if kind not in SOURCES:
         raise SecretOpsError(f"unsupported key source {kind!r}", code=ExitCode.INVALID_KEY)
@@ -53,9 +59,8 @@ def _source(kind: str) -> Any:
         return importlib.import_module(SOURCES[kind])
     except ImportError as e:  # an optional dependency (boto3, hvac) is not installed
         extra = _EXTRAS.get(kind)
-        raise SecretOpsError(
+        raise SourceUnavailable(
             f"the {kind} key source is not available: {e.name or e} is not installed",
-            code=ExitCode.INVALID_KEY,
             hints=(f"pip install 'secretops[{extra}]'",) if extra else (),
         ) from None
 
@@ -148,7 +153,7 @@ def recover_data_key(
             for entry in (e for e in group if e.kind == kind):
                 try:
                     candidates = lookup(kind)
-                except SecretOpsError as e:  # its module or optional dependency is missing
+                except SourceUnavailable as e:
                     failures.append(f"{entry.describe()}: {e.message}")
                     continue
                 if not candidates:
@@ -188,6 +193,10 @@ def recover_data_key(
             ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
              "~/.config/sops/age/keys.txt"]
             if any(k.kind == "age" for k in metadata.all_keys()) else []
+        ) + (
+            ["for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
+             "gpg --list-secret-keys shows what it has"]
+            if any(k.kind == "pgp" for k in metadata.all_keys()) else []
         ),
     )
 

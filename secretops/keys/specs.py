@@ -85,8 +85,10 @@ def vault_spec(uri: str) -> KeySpec:
 
 
 def pgp_spec(fingerprint: str) -> KeySpec:
-    fp = fingerprint.replace(" ", "").upper()
-    if not fp or not all(c in "0123456789ABCDEF" for c in fp):
+    """A fingerprint kept as typed (sops stores it so); a trailing ``!`` forces that subkey."""
+    fp = fingerprint.replace(" ", "")
+    hexpart = fp[:-1] if fp.endswith("!") else fp
+    if not hexpart or not all(c in "0123456789ABCDEFabcdef" for c in hexpart):
         raise SecretOpsError(f"invalid PGP fingerprint {fingerprint!r}", code=ExitCode.INVALID_KEY)
     return KeySpec("pgp", {"fp": fp})
 

@@ -47,11 +47,13 @@ def test_bad_vault_uri(uri: str) -> None:
         from_flags(hc_vault_transit=uri)
 
 
-def test_pgp_fingerprints_are_normalised() -> None:
-    assert from_flags(pgp="85d7 7543 b3d6 24b6, 1022470DE3F0BC54BC6AB62DE05550BC07FB1A0A") == [
-        KeySpec("pgp", {"fp": "85D77543B3D624B6"}),
-        KeySpec("pgp", {"fp": "1022470DE3F0BC54BC6AB62DE05550BC07FB1A0A"}),
+def test_pgp_fingerprints_lose_spaces_and_keep_case_as_sops() -> None:
+    assert from_flags(pgp="85d7 7543 b3d6 24b6, 1022470DE3F0BC54BC6AB62DE05550BC07FB1A0A!") == [
+        KeySpec("pgp", {"fp": "85d77543b3d624b6"}),
+        KeySpec("pgp", {"fp": "1022470DE3F0BC54BC6AB62DE05550BC07FB1A0A!"}),
     ]
+    with pytest.raises(SecretOpsError):
+        from_flags(pgp="85d7!!")
 
 
 def test_environment_variables() -> None:

@@ -1,0 +1,77 @@
+"""``secretops vault``: maintenance for files whose data key is wrapped by Vault transit keys."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from secretops.cli._common import FORMAT_CHOICE
+
+
+@click.group("vault")
+def command() -> None:
+    """Vault / OpenBao transit key maintenance."""
+
+
+@command.command("rewrap")
+@click.argument("files", nargs=-1, required=True)
+@click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from each file name).")
+@click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
+              help="The .sops.yaml whose 'stores' settings apply (default: searched upwards).")
+def rewrap(files: tuple[str, ...], input_type: str | None, config_path: str | None) -> None:
+    """Re-wrap FILES' data keys with the newest version of their Vault transit keys.
+
+    Run it after 'vault write -f transit/keys/KEY/rotate'. Each hc_vault entry is sent to
+    transit's rewrap endpoint, so the data key never leaves Vault and nothing is decrypted
+    here: values, lastmodified and the MAC stay byte-identical, only the entries' enc
+    changes (vault:v1:… becomes vault:v2:…). Entries already at the newest version are left
+    as they are. The token needs "update" on <engine>/rewrap/<key>.
+
+    \b
+      secretops vault rewrap secrets/*.enc.yaml
+    """
+    from secretops.cli._actions import report
+    from secretops.errors import SecretOpsError
+
+    first_error = 0
+    for file in files:
+        try:
+            click.echo(_rewrap_file(file, input_type, config_path))
+        except SecretOpsError as e:
+            code = report(e.with_file(file))
+            first_error = first_error or code
+    if first_error:
+        sys.exit(first_error)
+
+
+def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> str:
+    """Rewrap one file in place; returns the line that reports what was done."""
+    import os
+
+    from secretops.config import find_config, load_config
+    from secretops.core.metadata import Metadata
+    from secretops.errors import MetadataError
+    from secretops.fileio import atomic_write, read_input
+    from secretops.keys.vault import KIND, rewrap_metadata
+    from secretops.stores import StoreOptions, format_for_path, get_store
+
+    env = os.environ
+    fmt = input_type or format_for_path(file)
+    cfg_path = find_config(file, env, config_path)
+    options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
+    store = get_store(fmt, options)
+    loaded = store.load(read_input(file))
+    if loaded.metadata is None:
+        raise MetadataError("sops metadata not found: the file is not encrypted")
+    metadata = Metadata.from_wire(loaded.metadata)
+    if not any(k.kind == KIND for k in metadata.all_keys()):
+        return f"{file}: no Vault transit keys, left unchanged"
+    new_meta, changes = rewrap_metadata(metadata, env)
+    if not changes:
+        return f"{file}: already at the newest key versions, left unchanged"
+    # The metadata-only rewrite of api.rewrite_metadata, without decrypting: the data key is
+    # not needed, so rewrapping needs no decrypt permission.
+    atomic_write(file, bytes(store.emit(loaded.docs, new_meta.to_wire(), loaded.layout)))
+    moved = ", ".join(f"{c.key} (v{c.old_version} -> v{c.new_version})" for c in changes)
+    return f"{file}: rewrapped {moved}"
