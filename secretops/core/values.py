@@ -48,7 +48,12 @@ def type_name(value: object) -> str:
 
 
 def format_float(value: float) -> str:
-    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest repr, never an exponent."""
+    """Go's ``strconv.FormatFloat(v, 'f', -1, 64)``: shortest repr, never an exponent.
+
+    This is the plaintext inside ``ENC[...,type:float]`` (and in the MAC). A decrypted file spells
+    floats as its store does: go-yaml's 'g' form in YAML (``1.234568e+09``), encoding/json's in
+    JSON (``1234568000``, ``1e+21``) — see :mod:`secretops.stores`.
+    """
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):

@@ -154,7 +154,12 @@ def parse_timestamp(text: str) -> Timestamp | None:
 
 
 def format_yaml_float(value: float) -> str:
-    """go-yaml's float rendering: Go ``FormatFloat(v, 'g', -1, 64)`` with YAML specials."""
+    """go-yaml's float rendering: Go ``FormatFloat(v, 'g', -1, 64)`` with YAML specials.
+
+    Shortest digits; exponent form when the decimal exponent is below -4 or at least 6 (Go's
+    'g' uses precision 6 for that choice when the precision is -1): ``1e+06``, ``1.234568e+09``,
+    ``1e-05``, but ``123456.5`` and ``0.0001``.
+    """
     if math.isnan(value):
         return ".nan"
     if math.isinf(value):
@@ -172,7 +177,7 @@ def format_yaml_float(value: float) -> str:
     digits = digits.rstrip("0") or "0"
     x = dp - 1
     sign = "-" if value < 0 else ""
-    if x < -4 or x >= 21:
+    if x < -4 or x >= 6:
         m = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
         return f"{sign}{m}e{'-' if x < 0 else '+'}{abs(x):02d}"
     return sign + format_float(abs(value))

@@ -31,7 +31,7 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
-from secretops.errors import FormatError
+from secretops.errors import ExitCode, FormatError
 from secretops.stores import Loaded, StoreOptions
 
 _WS = " \t\r\n"
@@ -166,7 +166,9 @@ def go_json_string(s: str) -> str:
 def go_json_float(value: float) -> str:
     """Go's JSON float form: 'f' format, or 'e' below 1e-6 and from 1e21 on."""
     if math.isnan(value) or math.isinf(value):
-        raise FormatError(f"json: unsupported value: {format_float(value)}")
+        # sops fails the same way, with its "error dumping tree" exit code
+        raise FormatError(f"json: unsupported value: {format_float(value)}",
+                          code=ExitCode.ERROR_DUMPING_TREE)
     a = abs(value)
     if a != 0 and (a < 1e-6 or a >= 1e21):
         _, digits, exp = Decimal(repr(a)).normalize().as_tuple()

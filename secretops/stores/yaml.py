@@ -72,6 +72,10 @@ class Layout(NamedTuple):
     bom: bool
     eol: str
     docs: list[DocLayout]
+    reemit: bool = False  # the tree's shape changed: keep only the indentation
+
+    def for_reemit(self) -> Layout:
+        return self._replace(reemit=True)
 
 
 class _Frame:
@@ -354,6 +358,8 @@ class _Builder:
                     self.place_comments()
                 pos = max(pos, ev.end_mark.index)
                 closed_frame = self.stack.pop()
+                if closed_frame.flow:
+                    self.last_end = pos  # a flow collection ends at its bracket
                 self.last_frame = None
                 self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
                 if self.sops_frame_depth == len(self.stack):
@@ -411,6 +417,13 @@ class _Builder:
         for i, item in enumerate(node):
             if type(item) is tuple and item[0] == "sops":
                 meta = item[1]
+                if not isinstance(meta, Branch):
+                    # sops refuses to encrypt it (exit 203) and cannot decrypt it: not data
+                    raise FormatError(
+                        f"document {len(self.docs) + 1}: the top-level sops entry is not a "
+                        "mapping; sops keeps its metadata under that key",
+                        hints=("rename the entry if this file is not encrypted",),
+                    )
                 del node[i]
                 del spans[i]
                 break
@@ -486,8 +499,14 @@ class YamlStore:
         eol = "\r\n" if "\r\n" in text else "\n"
         metas = [m for m in builder.metas if m is not None]
         first = builder.metas[0] if builder.metas else None
-        if first is None:
-            metas = []  # like sops, only the first document's block counts
+        if first is None and metas:
+            # sops reads only the first document's block, and would encrypt this one as data
+            # next to the block it appends: two sops keys, a file nothing can read back
+            later = next(i for i, m in enumerate(builder.metas) if m is not None) + 1
+            raise FormatError(
+                f"document {later}: a top-level sops entry, but the first document has none",
+                hints=("rename the entry if this file is not encrypted",),
+            )
         if any(to_plain(m) != to_plain(metas[0]) for m in metas[1:]):
             # sops reads only the first document's block; a differing copy means tampering
             raise MetadataError("the documents of this file carry different sops metadata")
@@ -503,7 +522,7 @@ class YamlStore:
         return DEFAULT_INDENT
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
-        if isinstance(layout, Layout) and len(layout.docs) == len(docs):
+        if isinstance(layout, Layout) and not layout.reemit and len(layout.docs) == len(docs):
             text = _splice(self, docs, metadata, layout)
             return (("\ufeff" if layout.bom else "") + text).encode("utf-8")
         parts = []

@@ -175,8 +175,6 @@ def test_sops_project_examples(name: str, keys_present: str, sops_bin: str) -> N
         assert ours.out == theirs.out
 
 
-@pytest.mark.xfail(strict=True, reason="YAML store: sops 3.11 writes the decrypted float "
-                   "1.234568e+09 in Go's 'g' form, secretops as 1234568000 (same value)")
 def test_sops_yaml_example_decrypts_byte_identical(sops_bin: str) -> None:
     import_key(EXAMPLES.joinpath("sops_functional_tests_key.asc").read_bytes())
     path = EXAMPLES / "example.yaml"
