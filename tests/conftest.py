@@ -15,8 +15,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.helpers import AgeKey, make_age_key
+
+# Property tests are deterministic unless asked to explore: the default profile replays the same
+# examples on every run (CI never flakes on a new random example); HYPOTHESIS_PROFILE=explore
+# draws new random examples each run (and remembers failures in .hypothesis/), e.g.
+#   HYPOTHESIS_PROFILE=explore HYPOTHESIS_MAX_EXAMPLES=5000 pytest tests/stores
+settings.register_profile(
+    "ci", derandomize=True, database=None, max_examples=300, deadline=None, print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "explore", max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "2000")),
+    deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
 pytest_plugins = ["tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg"]
