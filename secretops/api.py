@@ -41,8 +41,11 @@ __all__ = [
     "encrypt_file",
     "open_file",
     "reencrypt",
+    "reencrypt_plaintext",
     "rewrite_metadata",
     "rotate",
+    "set_value",
+    "unset_value",
 ]
 
 
@@ -218,6 +221,90 @@ def reencrypt(
         cipher=opened.cipher,
     )
     return bytes(opened.store.emit(sealed, metadata.to_wire(), opened.loaded.layout))
+
+
+def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes) -> bytes:
+    """Encrypt an edited plaintext of the opened file with the file's data key and keys.
+
+    The minimal-diff path of ``edit`` and ``encrypt --reuse``: a value that is unchanged at its
+    path keeps its exact ciphertext; the result takes the layout of ``plaintext``. When no value
+    or comment changed at all, ``lastmodified`` and ``mac`` are kept too, so the file does not
+    change.
+    """
+    loaded = opened.store.load(plaintext)
+    if loaded.metadata is not None:
+        raise SecretOpsError(
+            "the plaintext carries sops metadata: it is an encrypted file, not its plaintext",
+            code=ExitCode.FILE_ALREADY_ENCRYPTED,
+        )
+    unchanged = loaded.docs == opened.docs
+    lastmodified = opened.metadata.lastmodified if unchanged else _now()
+    sealed = seal(loaded.docs, opened.metadata, opened.data_key, random=os.urandom,
+                  lastmodified=lastmodified, cipher=opened.cipher)
+    return bytes(opened.store.emit(sealed, opened.metadata.to_wire(), loaded.layout))
+
+
+def _tree_error(path: list[str | int], index: int, what: str) -> SecretOpsError:
+    from secretops.errors import format_path
+
+    return SecretOpsError(what, code=ExitCode.INVALID_TREE_PATH_FORMAT,
+                          path=format_path(path[: index + 1]))
+
+
+def set_value(opened: OpenedFile, path: list[str | int], value: Any) -> bytes | None:
+    """The file with ``value`` at ``path`` (in the first document); None when already so.
+
+    Other values keep their ciphertext. Changing a scalar keeps the file's layout; adding a key
+    or changing a value's shape writes the document in the store's standard layout.
+    """
+    from secretops.core.tree import from_plain, same_shape, set_path
+
+    if not opened.docs:
+        opened.docs.append(Branch())
+    doc = opened.docs[0]
+    before = _copy_tree(doc)
+    try:
+        tree = value if isinstance(value, Branch | Seq) else from_plain(value)
+        changed = set_path(doc, path, tree)
+    except KeyError as e:
+        raise _tree_error(path, e.args[0], "cannot set a value here: the path runs through "
+                          "a value that is not a map, or past the end of a list") from None
+    if not changed:
+        return None
+    return _emit_changed(opened, same_shape(before, doc))
+
+
+def unset_value(opened: OpenedFile, path: list[str | int]) -> bytes:
+    """The file without the key or list item at ``path`` (in the first document)."""
+    from secretops.core.tree import unset_path
+
+    try:
+        unset_path(opened.docs[0] if opened.docs else Branch(), path)
+    except KeyError as e:
+        raise _tree_error(path, e.args[0], "component not found in the file") from None
+    return _emit_changed(opened, False)
+
+
+def _copy_tree(node: Any) -> Any:
+    if isinstance(node, Branch):
+        return Branch((i[0], _copy_tree(i[1])) if type(i) is tuple else i for i in node)
+    if isinstance(node, Seq):
+        return Seq(_copy_tree(v) for v in node)
+    return node
+
+
+def _emit_changed(opened: OpenedFile, keep_layout: bool) -> bytes:
+    metadata = opened.metadata
+    sealed = seal(opened.docs, metadata, opened.data_key, random=os.urandom,
+                  lastmodified=_now(), cipher=opened.cipher)
+    layout = opened.loaded.layout if keep_layout else _indent_only(opened.loaded.layout)
+    return bytes(opened.store.emit(sealed, metadata.to_wire(), layout))
+
+
+def _indent_only(layout: Any) -> Any:
+    """The layout with only what survives a change of shape (YAML: the indentation)."""
+    reemit = getattr(layout, "for_reemit", None)
+    return reemit() if reemit is not None else layout
 
 
 def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:

@@ -105,3 +105,20 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
         write_result(result, file, in_place, output, private=False)
     except SecretOpsError as e:
         raise e.with_file(file if file != "-" else (name or "<stdin>")) from None
+
+
+def run_textconv(file: str) -> int:
+    """Print what git should diff for FILE; never fails in a way that breaks git."""
+    import os
+
+    from secretops.gitdiff import textconv
+
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        sys.stderr.write(f"secretops: error: {file}: cannot read: {e.strerror}\n")
+        return 2
+    out = textconv(data, file, os.environ)
+    sys.stdout.buffer.write(out)
+    return 0

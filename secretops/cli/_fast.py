@@ -92,6 +92,10 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
 
 def run(argv: list[str]) -> int | None:
     """Run a recognised invocation and return its exit code; ``None`` if not recognised."""
+    if len(argv) == 3 and argv[:2] == ["git", "textconv"] and not argv[2].startswith("-"):
+        from secretops.cli._actions import run_textconv  # git runs it per file per revision
+
+        return run_textconv(argv[2])
     parsed = parse(argv)
     if parsed is None:
         return None

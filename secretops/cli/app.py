@@ -36,10 +36,28 @@ def cli(disable_version_check: bool) -> None:
 
 
 def _register() -> None:
-    from secretops.cli import decrypt, encrypt, filestatus, keygen, rotate, updatekeys
+    from secretops.cli import (
+        check,
+        decrypt,
+        edit,
+        encrypt,
+        execcmd,
+        filestatus,
+        git,
+        keygen,
+        rotate,
+        setvalue,
+        updatekeys,
+        vault,
+    )
 
-    for mod in (encrypt, decrypt, keygen, filestatus, updatekeys, rotate):
+    for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault):
         cli.add_command(mod.command)
+    cli.add_command(setvalue.set_command)
+    cli.add_command(setvalue.unset_command)
+    cli.add_command(git.group)
+    cli.add_command(execcmd.exec_env)
+    cli.add_command(execcmd.exec_file)
 
 
 _register()

@@ -38,19 +38,31 @@ from secretops.cli._common import io_options
               help="Compute the MAC over encrypted values only.")
 @click.option("--shamir-secret-sharing-threshold", "shamir", type=int, default=0,
               help="Key groups needed to decrypt (with several key groups).")
+@click.option("--reuse", metavar="ENCRYPTED",
+              help="Encrypt as a new version of the ENCRYPTED file: same data key, keys and "
+                   "rules, and unchanged values keep their ciphertext (a minimal diff).")
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
             age: str | None, kms: str | None, encryption_context: str | None,
             aws_profile: str | None, hc_vault_transit: str | None, pgp: str | None,
-            mac_only_encrypted: bool | None, shamir: int, **selection: str | None) -> None:
+            mac_only_encrypted: bool | None, shamir: int, reuse: str | None,
+            **selection: str | None) -> None:
     """Encrypt FILE (or standard input) and print the result.
 
     \b
       secretops encrypt --age age1… secret.yaml > secret.enc.yaml
       secretops encrypt -i secret.yaml            # keys and rules from .sops.yaml
       secretops encrypt --encrypted-regex '^(data|stringData)$' secret.yaml
+      secretops encrypt --reuse secret.enc.yaml --output secret.enc.yaml secret.yaml
     """
     from secretops.cli._actions import run_encrypt
+
+    if reuse is not None:
+        given = [age, kms, encryption_context, aws_profile, hc_vault_transit, pgp,
+                 mac_only_encrypted, shamir or None, output_type, *selection.values()]
+        _reencrypt(file, reuse, in_place, output, input_type, filename_override,
+                   config_path, conflicting=any(v is not None for v in given))
+        return
 
     run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
@@ -59,3 +71,37 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
                 hc_vault_transit=hc_vault_transit, pgp=pgp,
                 mac_only_encrypted=mac_only_encrypted, shamir=shamir,
                 **cast(dict[str, Any], selection))
+
+
+def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
+               input_type: str | None, filename_override: str | None,
+               config_path: str | None, conflicting: bool) -> None:
+    """``encrypt --reuse``: the edited plaintext FILE as a new version of REUSE."""
+    import os
+
+    from secretops import api
+    from secretops.cli._actions import check_io, write_result
+    from secretops.config import find_config, load_config
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.fileio import read_input
+    from secretops.stores import StoreOptions, format_for_path
+
+    if conflicting:
+        raise SecretOpsError(
+            "--reuse takes keys, selection rules and the output type from the encrypted file; "
+            "do not combine it with key, selection or --output-type flags",
+            code=ExitCode.CONFLICTING_PARAMETERS,
+        )
+    check_io(file, in_place, output)
+    fmt = input_type or format_for_path(filename_override or reuse)
+    cfg = find_config(reuse, os.environ, config_path)
+    options = load_config(cfg).store_options(fmt) if cfg else StoreOptions()
+    try:
+        opened = api.open_file(read_input(reuse), format=fmt, options=options)
+    except SecretOpsError as e:
+        raise e.with_file(reuse) from None
+    try:
+        result = api.reencrypt_plaintext(opened, read_input(file))
+    except SecretOpsError as e:
+        raise e.with_file(file if file != "-" else "<stdin>") from None
+    write_result(result, file, in_place, output, private=False)

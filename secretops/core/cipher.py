@@ -76,6 +76,12 @@ class ValueCipher:
         self._random = random
         self._stash: dict[tuple[str, str, bytes], bytes] = {}
 
+    def adopt(self, other: ValueCipher) -> None:
+        """Also reuse the IVs ``other`` (a cipher under the same key) has seen, where this one
+        has none: values taken from another version of the file keep their ciphertext."""
+        for k, iv in other._stash.items():
+            self._stash.setdefault(k, iv)
+
     def encrypt(self, value: Scalar, aad: str) -> str:
         """Encrypt one leaf. Empty strings stay empty, as in sops."""
         if value == "" and isinstance(value, str):

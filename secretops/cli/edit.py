@@ -1,0 +1,205 @@
+"""``secretops edit``: decrypt into a private temp file, run the editor, re-encrypt minimally."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from secretops.cli._common import FORMAT_CHOICE
+
+TEMPLATES = {
+    "yaml": b"# A new secrets file: replace this with your data. It is encrypted when you\n"
+            b"# save and close the editor; leave it unchanged to create nothing.\n"
+            b"password: change-me\n",
+    "json": b'{\n    "password": "change-me"\n}\n',
+    "dotenv": b"PASSWORD=change-me\n",
+    "ini": b"[secrets]\npassword = change-me\n",
+    "binary": b"change me\n",
+}
+FALLBACK_EDITORS = ("vim", "nano", "vi")
+
+
+@click.command("edit")
+@click.argument("file")
+@click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from the file name).")
+@click.option("--ignore-mac", is_flag=True, help="Open the file even if its MAC does not match.")
+@click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
+              help="The .sops.yaml to use for a new file.")
+@click.option("--age", metavar="RECIPIENTS", help="age recipients for a new file.")
+@click.option("--kms", metavar="ARNS", help="AWS KMS key ARNs for a new file.")
+@click.option("--hc-vault-transit", metavar="URIS", help="Vault transit keys for a new file.")
+@click.option("--pgp", metavar="FINGERPRINTS", help="PGP fingerprints for a new file.")
+def command(file: str, input_type: str | None, ignore_mac: bool, config_path: str | None,
+            **keys: str | None) -> None:
+    """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
+
+    The plaintext lives only in a 0600 file in a private directory (in memory on /dev/shm
+    where it exists) that is removed when the editor closes, on errors and on Ctrl-C.
+    Values you did not change keep their exact ciphertext, so the diff shows only your change
+    (plus lastmodified and mac). If the result does not parse, you are offered the editor
+    again on a terminal; without one, nothing is written, and your text is kept encrypted
+    next to the file (FILE.rescue-TIME, decrypt it with --input-type binary).
+
+    A FILE that does not exist is created from a template, with keys from the flags, the
+    SOPS_* variables or .sops.yaml. Exit 200 when nothing was changed (as sops).
+    """
+    from secretops import api
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.fileio import atomic_write, read_input
+    from secretops.privatefile import Terminated, private_file
+    from secretops.stores import format_for_path
+
+    fmt = input_type or format_for_path(file)
+    editor = _editor()
+    opened: api.OpenedFile | None = None
+    try:
+        if os.path.exists(file):
+            opened = api.open_file(read_input(file), format=fmt, ignore_mac=ignore_mac,
+                                   options=_options(file, fmt, config_path))
+            plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
+        else:
+            plaintext = TEMPLATES[fmt]
+            _encrypt_new(plaintext, file, fmt, config_path, keys)  # fail early: no keys
+        with private_file(os.path.basename(file), plaintext) as path:
+            while True:
+                _run(editor, path)
+                with open(path, "rb") as f:
+                    edited = f.read()
+                if edited == plaintext:
+                    raise SecretOpsError("the file has not been changed; nothing was written",
+                                         code=ExitCode.FILE_HAS_NOT_BEEN_MODIFIED)
+                try:
+                    result = (api.reencrypt_plaintext(opened, edited) if opened is not None
+                              else _encrypt_new(edited, file, fmt, config_path, keys))
+                except SecretOpsError as e:
+                    if e.code == ExitCode.INVALID_INPUT and _ask_again(e):
+                        continue
+                    if e.code == ExitCode.INVALID_INPUT:
+                        rescue = _rescue(file, edited, opened, config_path, keys)
+                        e.hints = (*e.hints, f"your edit is kept encrypted in {rescue}; "
+                                   f"see it with: secretops decrypt --input-type binary "
+                                   f"{rescue}")
+                    raise
+                atomic_write(file, result)
+                return
+    except SecretOpsError as e:
+        raise e.with_file(file) from None
+    except Terminated:
+        raise SecretOpsError("interrupted; the file was not changed",
+                             code=ExitCode.KEYBOARD_INTERRUPT, file=file) from None
+
+
+def _options(file: str, fmt: str, config_path: str | None) -> Any:
+    from secretops.config import find_config, load_config
+    from secretops.stores import StoreOptions
+
+    try:
+        cfg = find_config(file, os.environ, config_path)
+    except Exception:
+        return StoreOptions()
+    return load_config(cfg).store_options(fmt) if cfg else StoreOptions()
+
+
+def _encrypt_new(plaintext: bytes, file: str, fmt: str, config_path: str | None,
+                 keys: dict[str, str | None]) -> bytes:
+    from secretops import api
+
+    return api.encrypt(plaintext, format=fmt, filename=file, config=config_path,
+                       age=keys.get("age") or (), kms=keys.get("kms") or (),
+                       hc_vault_transit=keys.get("hc_vault_transit") or (),
+                       pgp=keys.get("pgp") or ())
+
+
+def _editor() -> list[str]:
+    import shlex
+    import shutil
+
+    from secretops.errors import ExitCode, SecretOpsError
+
+    for var in ("SOPS_EDITOR", "EDITOR"):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return shlex.split(value)
+    for name in FALLBACK_EDITORS:
+        found = shutil.which(name)
+        if found:
+            return [found]
+    raise SecretOpsError("no editor found", code=ExitCode.NO_EDITOR_FOUND,
+                         hints=("set SOPS_EDITOR or EDITOR",))
+
+
+def _run(editor: list[str], path: str) -> None:
+    """Run the editor; Ctrl-C goes to the editor, not to us (as git does)."""
+    import signal
+    import subprocess
+
+    from secretops.errors import ExitCode, SecretOpsError
+
+    previous = signal.signal(signal.SIGINT, lambda *_: None)  # reset to default in the child
+    try:
+        try:
+            proc = subprocess.Popen([*editor, path])
+        except OSError as e:
+            raise SecretOpsError(f"cannot run the editor {editor[0]}: {e.strerror}",
+                                 code=ExitCode.NO_EDITOR_FOUND) from None
+        try:
+            code = proc.wait()
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise SecretOpsError(f"the editor {how}; the file was not changed",
+                             code=ExitCode.NO_EDITOR_FOUND)
+
+
+def _ask_again(err: Exception) -> bool:
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return False
+    click.echo(f"secretops: the edited file is not valid: {err}", err=True)
+    return click.confirm("Open the editor again with your text?", default=True, err=True)
+
+
+def _rescue(file: str, edited: bytes, opened: Any, config_path: str | None,
+            keys: dict[str, str | None]) -> str:
+    """Keep an edit that does not parse, encrypted (binary format) next to the file."""
+    from datetime import UTC, datetime
+
+    from secretops.fileio import atomic_write
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    rescue = f"{file}.rescue-{stamp}"
+    if opened is not None:
+        data = _seal_binary(edited, opened)
+    else:
+        data = _encrypt_new(edited, file, "binary", config_path, keys)
+    atomic_write(rescue, data, new_mode=0o600)
+    return rescue
+
+
+def _seal_binary(edited: bytes, opened: Any) -> bytes:
+    """``edited`` as a binary-format file under the opened file's data key and master keys."""
+    from secretops.core.document import seal
+    from secretops.core.metadata import Metadata
+    from secretops.core.selection import Selection
+    from secretops.stores import get_store
+
+    store = get_store("binary")
+    docs = store.load(edited).docs
+    meta = Metadata(key_groups=opened.metadata.key_groups,
+                    shamir_threshold=opened.metadata.shamir_threshold,
+                    selection=Selection(), version=opened.metadata.version)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sealed = seal(docs, meta, opened.data_key, random=os.urandom, lastmodified=now)
+    return bytes(store.emit(sealed, meta.to_wire(), None))

@@ -1,0 +1,89 @@
+"""What ``git diff`` shows for an encrypted file: the textconv driver (``secretops git textconv``).
+
+git runs the driver once per file per revision, with the blob in a temporary file whose name
+ends in the original base name (so the format still follows the extension). It must never
+break git, so every outcome is some text on stdout and exit 0:
+
+* a file without sops metadata passes through byte for byte (a quick byte check first, so the
+  broad ``*.yaml`` attributes ``git setup`` may write cost almost nothing on plain files);
+* with a key: the plaintext, in the file's own layout, followed by a comment trailer naming
+  the master keys — so a review also sees keys added or removed (``updatekeys``, ``rotate``);
+* without a key: the encrypted file with every value masked as ``ENC[str 1a2b3c4d]`` (a short
+  hash of the ciphertext: a changed value shows as changed, and nothing secret is revealed),
+  under a first line saying that no key was found;
+* a file that does not parse, or whose MAC does not match, is shown as well as can be, with a
+  first line saying what is wrong.
+
+git's ``cachetextconv`` must stay off: git would store the decrypted text inside ``.git``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+
+_MARKERS = (b"ENC[AES256_GCM", b"sops_mac", b"sops_version")
+_ENC = re.compile(rb"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]*,"
+                  rb"tag:[A-Za-z0-9+/=]*,type:(\w+)\]")
+
+
+def _mask(data: bytes) -> bytes:
+    def one(m: re.Match[bytes]) -> bytes:
+        digest = hashlib.sha256(m.group(0)).hexdigest()[:8].encode()
+        return b"ENC[" + m.group(1) + b" " + digest + b"]"
+
+    return _ENC.sub(one, data)
+
+
+def _comment(fmt: str) -> bytes:
+    return b"//" if fmt == "json" else b"#"
+
+
+def _trailer(metadata: object, fmt: str) -> bytes:
+    from secretops.core.metadata import Metadata
+
+    assert isinstance(metadata, Metadata)
+    c = _comment(fmt)
+    lines = [c + b" --- sops master keys (shown by secretops textconv) ---"]
+    many = len(metadata.key_groups) > 1
+    for n, group in enumerate(metadata.key_groups):
+        prefix = f"group {n + 1}: " if many else ""
+        for entry in group:
+            lines.append(c + b" " + (prefix + entry.describe()).encode("utf-8", "replace"))
+    if many:
+        lines.append(c + f" shamir threshold: {metadata.shamir_threshold or 'all'}".encode())
+    return b"\n".join(lines) + b"\n"
+
+
+def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
+    """The text git should diff for the blob ``data`` of the file called ``name``."""
+    if not any(m in data for m in _MARKERS):
+        return data
+    from secretops import api
+    from secretops.errors import MacMismatchError, MetadataError, NoKeyError, SecretOpsError
+    from secretops.stores import format_for_path
+
+    fmt = format_for_path(name)
+    c = _comment(fmt)
+    warning = b""
+    try:
+        try:
+            opened = api.open_file(data, format=fmt, env=env)
+        except MacMismatchError:
+            warning = c + b" secretops: MAC MISMATCH: this version was changed outside sops\n"
+            opened = api.open_file(data, format=fmt, env=env, ignore_mac=True)
+    except MetadataError:  # the markers were there by chance: not an encrypted file
+        return data
+    except NoKeyError:
+        return (c + b" secretops: no key found to decrypt this file; values are masked\n"
+                + _mask(data))
+    except SecretOpsError as e:
+        head = c + b" secretops: cannot decrypt: " + e.message.encode("utf-8", "replace")
+        return head + b"\n" + _mask(data)
+    plain = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
+    if fmt == "binary":
+        return warning + plain
+    if plain and not plain.endswith(b"\n"):
+        plain += b"\n"
+    return warning + plain + _trailer(opened.metadata, fmt)

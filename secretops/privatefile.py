@@ -1,0 +1,91 @@
+"""The one place plaintext may touch disk: a private temporary file for ``edit`` (and
+``exec-file``).
+
+:func:`private_file` creates a 0700 directory — on ``/dev/shm`` (memory, never written to a
+disk) where it exists, else in the system temp directory — holding one 0600 file with the
+plaintext, and removes the directory when the ``with`` block ends: normally, on an exception,
+on Ctrl-C, and on SIGTERM / SIGHUP (turned into :class:`Terminated` for the duration, so the
+``finally`` clauses run). Only SIGKILL can leave it behind, which no program can prevent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from types import FrameType
+
+_SHM = "/dev/shm"
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while plaintext was on disk."""
+
+
+def _base() -> str | None:
+    if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK | os.X_OK):
+        return _SHM
+    return None
+
+
+@contextlib.contextmanager
+def terminate_as_exception() -> Iterator[None]:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` inside the block."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    old = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, previous in old.items():
+            signal.signal(sig, previous)
+
+
+@contextlib.contextmanager
+def private_dir() -> Iterator[str]:
+    """A fresh 0700 directory (memory-backed where possible), removed with its content after."""
+    with terminate_as_exception():
+        directory = tempfile.mkdtemp(prefix="secretops-", dir=_base())
+        try:
+            yield directory
+        finally:
+            _remove(directory)
+
+
+@contextlib.contextmanager
+def private_file(name: str, data: bytes) -> Iterator[str]:
+    """A 0600 file called ``name`` holding ``data`` in a fresh 0700 directory; removed after."""
+    with private_dir() as directory:
+        path = os.path.join(directory, os.path.basename(name) or "secret")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        yield path
+
+
+def _remove(directory: str) -> None:
+    """Overwrite then delete every regular file (best effort on tmpfs), then the directory."""
+    import stat
+
+    for root, _, files in os.walk(directory):
+        for f in files:
+            p = os.path.join(root, f)
+            with contextlib.suppress(OSError):
+                if not stat.S_ISREG(os.lstat(p).st_mode):
+                    continue  # a FIFO: opening it would block
+                size = os.path.getsize(p)
+                with open(p, "r+b") as fh:
+                    fh.write(b"\0" * size)
+    shutil.rmtree(directory, ignore_errors=True)
