@@ -143,3 +143,34 @@ def test_an_unreachable_only_key_fails_fast_naming_the_source(
     assert keys["kms"] in r.err and closed in r.err
     assert CANARY not in r.err
     assert os.path.exists(enc)
+
+
+def test_rotate_and_updatekeys_across_sources(
+    tmp_path: Path, keys: dict[str, str], sops_bin: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    plain = tmp_path / "s.yaml"
+    plain.write_text(TEXT)
+    r = secretops("encrypt", "-i", "--age", keys["age"], "--kms", keys["kms"], str(plain))
+    assert r.code == 0, r.err
+    # updatekeys: Vault and PGP join from .sops.yaml, values stay byte-identical
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {keys['age']}\n    kms: {keys['kms']}\n"
+        f"    hc_vault_transit_uri: {keys['vault']}\n    pgp: {keys['pgp']}\n")
+    values = [ln for ln in plain.read_text().splitlines() if ln.startswith(("password", "user"))]
+    r = secretops("updatekeys", "--yes", str(plain))
+    assert r.code == 0, r.err
+    assert [ln for ln in plain.read_text().splitlines()
+            if ln.startswith(("password", "user"))] == values
+    with only(monkeypatch, "pgp"):
+        assert secretops("decrypt", str(plain)).text == TEXT
+        assert sops(sops_bin, "decrypt", str(plain)).code == 0
+    # rotate: a new data key wrapped by every source, minus the KMS key removed
+    r = secretops("rotate", "--rm-kms", keys["kms"], str(plain))
+    assert r.code == 0, r.err
+    meta = yaml.safe_load(plain.read_text())["sops"]
+    assert not meta.get("kms") and meta["hc_vault"] and meta["pgp"] and meta["age"]
+    assert not set(values) & set(plain.read_text().splitlines())
+    for source in ("age", "vault", "pgp"):
+        with only(monkeypatch, source):
+            assert secretops("decrypt", str(plain)).text == TEXT, source
+            assert sops(sops_bin, "decrypt", str(plain)).code == 0, source
