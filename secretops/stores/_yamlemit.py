@@ -43,8 +43,9 @@ def _key(key: Any) -> str:
 def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool = False) -> None:
     """Append the lines of a Branch or Seq whose items start at column ``level``.
 
-    ``item_map``: the Branch is a sequence item (``- key: …``); go-yaml then indents block
-    scalars of its entries by 2, not by ``step``.
+    ``item_map``: the Branch is a sequence item (``- key: …``); go-yaml then indents the
+    block scalars and the nested collections of its entries by 2, not by ``step`` (deeper
+    levels use ``step`` again).
     """
     pad = " " * level
     if isinstance(node, Branch):
@@ -76,18 +77,19 @@ def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool =
 def _emit_entry(
     head: str, value: Any, level: int, step: int, out: list[str], block_step: int | None = None
 ) -> None:
+    child = level + (block_step or step)
     if isinstance(value, Branch):
         if not any(type(i) is tuple for i in value) and not value:
             out.append(f"{head} {{}}")
             return
         out.append(head)
-        emit_node(value, level + step, step, out)
+        emit_node(value, child, step, out)
     elif isinstance(value, Seq):
         if not value:
             out.append(f"{head} []")
             return
         out.append(head)
-        emit_node(value, level + step, step, out)
+        emit_node(value, child, step, out)
     else:
         text = _scalar(value, " " * (level + (block_step or step)))
         out.append(f"{head} {text}")

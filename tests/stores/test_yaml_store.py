@@ -153,3 +153,20 @@ def test_our_float_files_decrypt_like_sops(
     theirs = sops(sops_bin, "decrypt", "--output-type", output, str(f))
     assert ours.code == theirs.code == 0, (ours.err, theirs.err)
     assert ours.out == theirs.out
+
+
+def test_collections_nested_in_list_items_are_indented_as_go_yaml_does(
+    tmp_path: Path, sops_bin: str, age_key: AgeKey
+) -> None:
+    """go-yaml indents the collections under a list item's keys by 2, deeper ones by the step."""
+    from secretops.stores._yamlemit import emit_document
+
+    text = ("l:\n  - name: a\n    env:\n      - x\n      - y: 1\n        z:\n          deep:\n"
+            "            - q\n    m:\n      k: v\n      n:\n        o: p\n")
+    src = tmp_path / "d.yaml"
+    src.write_text(text)
+    r = sops(sops_bin, "encrypt", "--age", age_key.recipient, "--unencrypted-regex", ".*",
+             str(src))
+    assert r.code == 0, r.err
+    theirs = r.text.split("sops:\n")[0]
+    assert emit_document(YamlStore().load(text.encode()).docs[0], 4) == theirs
