@@ -34,7 +34,9 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
-pytest_plugins = ["tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg"]
+pytest_plugins = [
+    "tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg", "tests.fixtures.k8s",
+]
 
 
 @pytest.fixture(autouse=True)

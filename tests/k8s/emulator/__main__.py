@@ -1,0 +1,56 @@
+"""``python -m tests.k8s.emulator [--port P]``: serve an emulated cluster on 127.0.0.1.
+
+Prints ``READY http://127.0.0.1:P`` once it accepts connections; stops on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from .server import Emulator, start
+
+
+async def _main(args: argparse.Namespace) -> None:
+    emulator = Emulator(
+        history=args.history,
+        bookmark_interval=args.bookmark_interval,
+        log_requests=args.log_requests,
+    )
+    runner, port = await start(emulator, args.host, args.port)
+    print(f"READY http://{args.host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.k8s.emulator")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--history",
+        type=int,
+        default=10_000,
+        help="events kept for watch resumption; older versions get 410 Gone",
+    )
+    parser.add_argument(
+        "--bookmark-interval",
+        type=float,
+        default=60.0,
+        help="seconds between BOOKMARK events on watches that allow them",
+    )
+    parser.add_argument(
+        "--log-requests",
+        action="store_true",
+        help="print one line per request (method, path, status, time)",
+    )
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

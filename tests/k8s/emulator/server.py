@@ -1,0 +1,323 @@
+"""The HTTP front of the emulator: an aiohttp application routing the Kubernetes REST paths.
+
+``/api/v1/...`` and ``/apis/<group>/<version>/...`` are parsed into (resource, namespace, name,
+subresource) and a verb; the :class:`~.store.Store` does the work; every failure is a ``Status``
+body. Besides the resources, it serves discovery, ``/version``, ``/healthz``/``/readyz``/``/livez``
+and a minimal ``/openapi/v3`` (see :mod:`.openapi`). Request bodies are JSON (YAML is accepted
+too); protobuf is refused with 415, which clients answer by falling back to JSON.
+
+Extension points for the next slice: subresources other than ``status`` go through
+:meth:`Emulator.subresource` (TokenRequest, services/proxy, scale), and :meth:`Emulator.handle`
+is the single place where an audit log or a fault mode would hook in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from . import discovery, errors, openapi, watch
+from .errors import ApiError
+from .resources import ResourceType
+from .selectors import combine, field_selector, label_selector
+from .store import Obj, Store
+
+log = logging.getLogger("k8s-emulator")
+JSON_TYPES = (
+    "application/json",
+    "application/merge-patch+json",
+    "application/json-patch+json",
+    "application/strategic-merge-patch+json",
+    "",
+)
+
+
+def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
+    headers = (
+        {"Warning": ", ".join(f"299 - {json.dumps(w)}" for w in warnings)} if warnings else None
+    )
+    return web.Response(
+        body=json.dumps(obj, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+class Emulator:
+    """One emulated cluster: a store and the aiohttp app serving it."""
+
+    def __init__(
+        self, *, history: int = 10_000, bookmark_interval: float = 60.0, log_requests: bool = False
+    ) -> None:
+        self.store = Store(history=history, defer=self._defer)
+        self.bookmark_interval = bookmark_interval
+        self.log_requests = log_requests
+        self.app = web.Application(client_max_size=16 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.address = "127.0.0.1:0"
+
+    def _defer(self, fn: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                fn()
+            except ApiError as e:  # e.g. GC of an object deleted meanwhile
+                log.debug("background step failed: %s", e)
+
+        try:
+            asyncio.get_running_loop().call_soon(run)
+        except RuntimeError:
+            run()
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        try:
+            resp = await self._route(request)
+        except ApiError as e:
+            resp = web.Response(body=e.body(), status=e.code, content_type="application/json")
+        if self.log_requests:
+            ms = (time.perf_counter() - started) * 1000
+            print(
+                f"{request.method} {request.path_qs} {request.content_type} -> {resp.status} "
+                f"({ms:.1f} ms)",
+                flush=True,
+            )
+        return resp
+
+    async def _route(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in ("/healthz", "/readyz", "/livez"):
+            return web.Response(text="ok")
+        if path == "/version":
+            return _json(discovery.VERSION)
+        if path == "/api":
+            return _json(discovery.api_versions(request.host))
+        if path == "/apis":
+            return _json(discovery.api_group_list(self.store.registry))
+        if path.startswith("/openapi/"):
+            doc = openapi.document(self.store.registry, path, request.query)
+            if doc is None:
+                raise errors.no_such_resource()
+            return _json(doc)
+        segs = path.strip("/").split("/")
+        if segs[0] == "api" and len(segs) >= 2:
+            group, version, rest = "", segs[1], segs[2:]
+        elif segs[0] == "apis" and len(segs) >= 2:
+            if len(segs) == 2:
+                doc = discovery.api_group(self.store.registry, segs[1])
+                if doc is None:
+                    raise errors.no_such_resource()
+                return _json(doc)
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            raise errors.no_such_resource()
+        if not rest:
+            doc = discovery.api_resource_list(self.store.registry, group, version)
+            if doc is None:
+                raise errors.no_such_resource()
+            return _json(doc)
+        rt, namespace, name, sub = self._resolve(group, version, rest)
+        return await self._serve(request, rt, version, namespace, name, sub)
+
+    def _resolve(
+        self, group: str, version: str, rest: list[str]
+    ) -> tuple[ResourceType, str, str, str]:
+        reg = self.store.registry
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            rt = reg.get(group, version, rest[2])
+            if rt is not None and rt.namespaced and len(rest) <= 5:
+                return (
+                    rt,
+                    rest[1],
+                    (rest[3] if len(rest) > 3 else ""),
+                    (rest[4] if len(rest) > 4 else ""),
+                )
+        rt = reg.get(group, version, rest[0])
+        if rt is None or len(rest) > 3 or (rt.namespaced and len(rest) > 1):
+            raise errors.no_such_resource()
+        return rt, "", (rest[1] if len(rest) > 1 else ""), (rest[2] if len(rest) > 2 else "")
+
+    async def _body(self, request: web.Request) -> Any:
+        raw = await request.read()
+        ctype = request.content_type
+        if ctype.startswith("application/vnd.kubernetes.protobuf") or raw[:4] == b"k8s\x00":
+            raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
+        try:
+            if ctype in ("application/yaml", "application/apply-patch+yaml"):
+                return yaml.safe_load(raw)
+            return json.loads(raw or b"null")
+        except (ValueError, yaml.YAMLError) as e:
+            raise errors.bad_request(f"the body of the request could not be decoded: {e}") from None
+
+    async def _serve(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        version: str,
+        namespace: str,
+        name: str,
+        sub: str,
+    ) -> web.StreamResponse:
+        q = request.query
+        method = request.method
+        if sub and sub != "status":
+            return await self.subresource(request, rt, namespace, name, sub)
+        if sub == "status" and not rt.status_subresource:
+            raise errors.no_such_resource()
+        dry_run = q.get("dryRun") == "All"
+        strict = q.get("fieldValidation") == "Strict"
+        store = self.store
+        if not name:
+            if method == "GET":
+                match = combine(
+                    label_selector(q.get("labelSelector")),
+                    field_selector(q.get("fieldSelector"), rt.key),
+                )
+                if q.get("watch") in ("true", "1"):
+                    return await watch.serve(
+                        request, store, rt, version, namespace, match, self.bookmark_interval
+                    )
+                items, rv = store.list(rt, namespace, match)
+                return _json(self._list(rt, version, items, rv))
+            if method == "POST":
+                body = await self._body(request)
+                obj, warnings = store.create(rt, namespace, body, dry_run=dry_run, strict=strict)
+                return _json(self._out(rt, version, obj), 201, self._warn(q, warnings))
+            if method == "DELETE":
+                return await self._delete_collection(request, rt, version, namespace)
+            raise errors.method_not_allowed(method)
+        if method == "GET":
+            return _json(self._out(rt, version, store.get(rt, namespace, name)))
+        if method == "PUT":
+            body = await self._body(request)
+            obj, warnings = store.update(
+                rt, namespace, name, body, subresource=sub or None, dry_run=dry_run, strict=strict
+            )
+            return _json(self._out(rt, version, obj), 200, self._warn(q, warnings))
+        if method == "PATCH":
+            body = await self._body(request)
+            obj, warnings = store.patch(
+                rt,
+                namespace,
+                name,
+                request.content_type,
+                body,
+                subresource=sub or None,
+                dry_run=dry_run,
+                strict=strict,
+            )
+            return _json(self._out(rt, version, obj), 200, self._warn(q, warnings))
+        if method == "DELETE":
+            options = await self._body(request) if request.can_read_body else None
+            options = options if isinstance(options, dict) else {}
+            obj = store.delete(
+                rt,
+                namespace,
+                name,
+                propagation=self._propagation(q, options),
+                preconditions=options.get("preconditions"),
+                dry_run=dry_run or "All" in (options.get("dryRun") or []),
+            )
+            return _json(self._deleted(rt, version, obj))
+        raise errors.method_not_allowed(method)
+
+    async def subresource(
+        self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str
+    ) -> web.StreamResponse:
+        """Subresources other than ``status``: none yet (TokenRequest, proxy: next slice)."""
+        raise errors.no_such_resource()
+
+    async def _delete_collection(
+        self, request: web.Request, rt: ResourceType, version: str, namespace: str
+    ) -> web.StreamResponse:
+        """DELETE on a collection: each selected object is deleted (finalizers honoured)."""
+        q = request.query
+        match = combine(
+            label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"), rt.key)
+        )
+        items, _ = self.store.list(rt, namespace, match)
+        done = [
+            self.store.delete(
+                rt,
+                o["metadata"].get("namespace", ""),
+                o["metadata"]["name"],
+                propagation=q.get("propagationPolicy"),
+            )
+            for o in items
+        ]
+        return _json(self._list(rt, version, done, self.store.rv))
+
+    @staticmethod
+    def _propagation(q: Any, options: Obj) -> str | None:
+        policy = q.get("propagationPolicy") or options.get("propagationPolicy")
+        if policy is None and (
+            q.get("orphanDependents") == "true" or options.get("orphanDependents")
+        ):
+            return "Orphan"
+        return str(policy) if policy else None
+
+    @staticmethod
+    def _warn(q: Any, warnings: list[str]) -> list[str] | None:
+        return None if q.get("fieldValidation") == "Ignore" else warnings
+
+    @staticmethod
+    def _out(rt: ResourceType, version: str, obj: Obj) -> Obj:
+        api_version = rt.api_version(version)
+        return obj if obj.get("apiVersion") == api_version else {**obj, "apiVersion": api_version}
+
+    def _list(self, rt: ResourceType, version: str, items: list[Obj], rv: int) -> Obj:
+        if rt.custom:
+            items = [self._out(rt, version, o) for o in items]
+        else:  # typed lists of built-in kinds carry no kind/apiVersion on their items
+            items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
+        return {
+            "kind": f"{rt.kind}List",
+            "apiVersion": rt.api_version(version),
+            "metadata": {"resourceVersion": str(rv)},
+            "items": items,
+        }
+
+    def _deleted(self, rt: ResourceType, version: str, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        if rt.custom or (meta.get("deletionTimestamp") and self._exists(rt, obj)):
+            return self._out(rt, version, obj)
+        details = {"name": meta["name"], "kind": rt.plural, "uid": meta["uid"]}
+        if rt.group:
+            details["group"] = rt.group
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "details": details,
+        }
+
+    def _exists(self, rt: ResourceType, obj: Obj) -> bool:
+        try:
+            self.store.get(rt, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            return True
+        except ApiError:
+            return False
+
+
+async def start(
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0
+) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(
+        emulator.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
+    )
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    server = site._server
+    assert server is not None
+    bound = int(server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    emulator.address = f"{host}:{bound}"
+    return runner, bound
