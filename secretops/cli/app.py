@@ -46,6 +46,7 @@ def _register() -> None:
         git,
         keygen,
         rotate,
+        seal,
         setvalue,
         updatekeys,
         vault,
@@ -58,6 +59,9 @@ def _register() -> None:
     cli.add_command(git.group)
     cli.add_command(execcmd.exec_env)
     cli.add_command(execcmd.exec_file)
+    for sealing_command in (seal.command, seal.unseal_command, seal.reseal_command,
+                            seal.verify_command):
+        cli.add_command(sealing_command)
 
 
 _register()

@@ -1,0 +1,454 @@
+"""``secretops seal``, ``unseal``, ``reseal`` and ``verify``: SealedSecrets, offline.
+
+Sealing needs only public keys (a recipients file from ``--cert`` and/or ``--recipient``);
+unsealing, re-sealing and verifying need an identity (a break-glass key or a backed-up cluster
+key ring). Heavy imports happen inside the commands so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+FORMATS = click.Choice(["yaml", "json"])
+SCOPES = click.Choice(["strict", "namespace-wide", "cluster-wide"])
+CERT_TIMEOUT = 10.0
+CERT_MAX_BYTES = 1 << 20
+
+
+def _fail(message: str, code: Any, **kw: Any) -> Any:
+    from secretops.errors import SecretOpsError
+
+    return SecretOpsError(message, code=code, **kw)
+
+
+def _read(path: str) -> bytes:
+    from secretops.errors import ExitCode
+    from secretops.fileio import read_input
+
+    if path == "-" and sys.stdin.isatty():
+        raise _fail("no file given (and standard input is a terminal)",
+                    ExitCode.NO_FILE_SPECIFIED)
+    return read_input(path)
+
+
+def _fetch(url: str) -> bytes:
+    import urllib.error
+    import urllib.request
+
+    from secretops.errors import ExitCode
+
+    try:
+        with urllib.request.urlopen(url, timeout=CERT_TIMEOUT) as resp:
+            data: bytes = resp.read(CERT_MAX_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        raise _fail(f"cannot fetch the recipients: HTTP {e.code}", ExitCode.CERT_FETCH_FAILED,
+                    file=url) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise _fail(f"cannot fetch the recipients: {reason}", ExitCode.CERT_FETCH_FAILED,
+                    file=url, hints=("check the URL, or save the file and give --cert FILE",)
+                    ) from None
+    if len(data) > CERT_MAX_BYTES:
+        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED,
+                    file=url)
+    return data
+
+
+def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
+    """The Recipients: every line of each --cert (a file or an http(s) URL), then --recipient."""
+    from secretops.errors import ExitCode
+    from secretops.sealing import Recipients, parse_recipients_file
+
+    texts: list[str] = []
+    for cert in certs:
+        data = _fetch(cert) if cert.startswith(("http://", "https://")) else _read(cert)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _fail("not a text file", ExitCode.INVALID_KEY, file=cert) from None
+        found = parse_recipients_file(text, cert)
+        if not found:
+            raise _fail("holds no recipient", ExitCode.NO_ENCRYPTION_KEY_FOUND, file=cert)
+        texts += found
+    return Recipients([*texts, *recipient])
+
+
+def _identities(paths: tuple[str, ...]) -> Any:
+    from secretops.sealing import IdentitySet, load_identities
+
+    ids = IdentitySet()
+    for path in paths:
+        ids.extend(load_identities(_read(path), path))
+    return ids
+
+
+def _write(data: bytes, output: str | None, *, private: bool) -> None:
+    import os
+
+    from secretops.fileio import atomic_write
+
+    if output:
+        if private:
+            mode = 0o600
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        atomic_write(output, data, new_mode=mode)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+def _one(data: bytes, source: str, what: str) -> dict[str, Any]:
+    from secretops.errors import ExitCode
+    from secretops.sealing.serialize import load_documents
+
+    docs = load_documents(data, source)
+    if len(docs) != 1:
+        raise _fail(f"expected one {what}, found {len(docs)} objects", ExitCode.INVALID_INPUT,
+                    file=source)
+    return docs[0]
+
+
+def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict[str, bytes]:
+    import os
+
+    values: dict[str, bytes] = {}
+
+    def put(key: str, value: bytes, flag: str) -> None:
+        if key in values:
+            raise click.BadParameter(f"key {key!r} is given twice", param_hint=flag)
+        values[key] = value
+
+    for item in from_literal:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter("expected KEY=VALUE", param_hint="--from-literal")
+        put(key, value.encode("utf-8"), "--from-literal")
+    for item in from_file:
+        key, sep, path = item.partition("=")
+        if not sep:
+            key, path = os.path.basename(item), item
+        put(key, _read(path), "--from-file")
+    return values
+
+
+@click.command("seal")
+@click.argument("file", required=False)
+@click.option("--cert", multiple=True, metavar="FILE|URL", envvar="SECRETOPS_SEALING_CERT",
+              help="The cluster's recipients file (one age recipient a line), or its http(s) "
+                   "URL; repeatable, for several clusters. [env: SECRETOPS_SEALING_CERT]")
+@click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
+              help="Also seal for this age or SSH recipient (repeatable): other clusters, "
+                   "break-glass keys.")
+@click.option("--scope", type=SCOPES,
+              help="strict (default: this namespace and name), namespace-wide or cluster-wide.")
+@click.option("--name", help="The Secret's name (fills in or must match the manifest's).")
+@click.option("-n", "--namespace", help="The Secret's namespace.")
+@click.option("--from-literal", multiple=True, metavar="KEY=VALUE",
+              help="A value to seal (repeatable), instead of a Secret manifest.")
+@click.option("--from-file", multiple=True, metavar="[KEY=]PATH",
+              help="A value to seal from a file (repeatable; KEY defaults to the file name).")
+@click.option("--type", "secret_type", metavar="TYPE",
+              help="The Secret type with --from-literal/--from-file (default Opaque).")
+@click.option("--raw", is_flag=True,
+              help="Seal one value (--from-file, --from-literal or standard input) and print "
+                   "only the sealed string; needs --key, and --name/--namespace per scope.")
+@click.option("--key", metavar="KEY", help="With --raw: the Secret key the value is for.")
+@click.option("--merge-into", metavar="SEALED",
+              help="Add or replace these values in an existing SealedSecret file, in place; "
+                   "the other values stay byte for byte.")
+@click.option("--from-bitnami", metavar="SEALED",
+              help="Convert a Bitnami SealedSecret (needs --bitnami-key).")
+@click.option("--bitnami-key", multiple=True, metavar="FILE",
+              help="A backup of the Bitnami controller's keys (List or Secret of "
+                   "kubernetes.io/tls, or a PEM key); repeatable, every key is tried.")
+@click.option("-o", "--format", "fmt", type=FORMATS,
+              help="Output format (default yaml; --merge-into keeps the file's).")
+@click.option("-w", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
+def command(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...], scope: str | None,
+            name: str | None, namespace: str | None, from_literal: tuple[str, ...],
+            from_file: tuple[str, ...], secret_type: str | None, raw: bool, key: str | None,
+            merge_into: str | None, from_bitnami: str | None, bitnami_key: tuple[str, ...],
+            fmt: str | None, output: str | None) -> None:
+    """Seal a Secret into a SealedSecret, with public keys only.
+
+    The input is a Secret manifest (FILE or standard input) or values given with
+    --from-literal/--from-file. Every value gets its own data key, wrapped for every
+    recipient: the lines of --cert plus each --recipient.
+
+    \b
+      secretops seal --cert cluster.txt secret.yaml -w sealed.yaml
+      secretops seal --cert cluster.txt -r age1breakglass... -n prod --name db \\
+          --from-literal password=... > sealed.yaml
+      secretops seal --cert cluster.txt --merge-into sealed.yaml --from-literal token=...
+      echo -n value | secretops seal --cert cluster.txt --raw -n prod --name db --key token
+      secretops seal --from-bitnami old.yaml --bitnami-key keys.yaml --cert cluster.txt
+    """
+    from secretops.errors import ExitCode
+
+    literal = bool(from_literal or from_file)
+    modes = [m for m, on in (("--raw", raw), ("--merge-into", merge_into),
+                             ("--from-bitnami", from_bitnami)) if on]
+    if len(modes) > 1:
+        raise _fail(f"{' and '.join(modes)} cannot be used together",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    if file and (literal or from_bitnami):
+        raise _fail("give a Secret FILE or --from-literal/--from-file/--from-bitnami, not both",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    if merge_into and output:
+        raise _fail("--merge-into rewrites its file; it cannot go with --output",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    if from_bitnami:
+        _seal_bitnami(from_bitnami, bitnami_key, cert, recipient, namespace, fmt, output)
+    elif raw:
+        _seal_raw(file, cert, recipient, scope, name, namespace, key, from_literal, from_file,
+                  output)
+    else:
+        if bitnami_key:
+            raise _fail("--bitnami-key needs --from-bitnami", ExitCode.CONFLICTING_PARAMETERS)
+        secret = _input_secret(file, literal, from_literal, from_file, secret_type, name,
+                               namespace)
+        if merge_into:
+            _merge(merge_into, secret, cert, recipient, scope, fmt)
+        else:
+            _seal_manifest(secret, cert, recipient, scope, name, namespace, fmt, output,
+                           file or "<stdin>")
+
+
+def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...],
+                  from_file: tuple[str, ...], secret_type: str | None, name: str | None,
+                  namespace: str | None) -> dict[str, Any]:
+    import base64
+
+    if not literal:
+        src = file or "-"
+        return _one(_read(src), src if src != "-" else "<stdin>", "Secret manifest")
+    values = _literals(from_literal, from_file)
+    meta = {k: v for k, v in (("name", name), ("namespace", namespace)) if v}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+            "type": secret_type or "Opaque",
+            "data": {k: base64.b64encode(v).decode() for k, v in values.items()}}
+
+
+def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
+                   scope: str | None, name: str | None, namespace: str | None,
+                   fmt: str | None, output: str | None, source: str) -> None:
+    from secretops.errors import SecretOpsError
+    from secretops.sealing import seal_secret
+    from secretops.sealing.serialize import dump
+
+    recips = _recipients(cert, recipient)
+    try:
+        sealed = seal_secret(secret, recips, scope, name=name, namespace=namespace)
+    except SecretOpsError as e:
+        raise e.with_file(source) from None
+    _write(dump(sealed, fmt or "yaml"), output, private=False)
+
+
+def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
+           scope: str | None, fmt: str | None) -> None:
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.fileio import atomic_write
+    from secretops.sealing import merge_into
+    from secretops.sealing.format import parse_sealed, secret_values, template_of
+    from secretops.sealing.serialize import detect_format, dump
+
+    data = _read(path)
+    try:
+        sealed = _one(data, path, "SealedSecret")
+        parts = parse_sealed(sealed)
+        if scope and scope != parts.scope.value:
+            raise _fail(f"the SealedSecret's scope is {parts.scope.value}, not {scope}",
+                        ExitCode.CONFLICTING_PARAMETERS)
+        meta = secret.get("metadata") or {}
+        for what, mine, theirs in (("name", meta.get("name"), parts.name),
+                                   ("namespace", meta.get("namespace"), parts.namespace)):
+            if mine and theirs and mine != theirs:
+                raise _fail(f"the Secret's {what} is {mine!r} but the SealedSecret's is "
+                            f"{theirs!r}", ExitCode.CONFLICTING_PARAMETERS)
+        values = secret_values(secret)
+        if not values:
+            raise _fail("nothing to merge: no value given", ExitCode.INVALID_INPUT)
+        tmeta = template_of(secret).get("metadata", {})
+        merged = merge_into(sealed, values, _recipients(cert, recipient),
+                            labels=tmeta.get("labels"), annotations=tmeta.get("annotations"))
+    except SecretOpsError as e:
+        raise e.with_file(path) from None
+    atomic_write(path, dump(merged, fmt or detect_format(data)))
+    click.echo(f"{path}: sealed {', '.join(sorted(values))}", err=True)
+
+
+def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...],
+              scope: str | None, name: str | None, namespace: str | None, key: str | None,
+              from_literal: tuple[str, ...], from_file: tuple[str, ...],
+              output: str | None) -> None:
+    from secretops.errors import ExitCode
+    from secretops.sealing import seal_value
+
+    if file:
+        raise _fail("--raw reads the value from --from-file, --from-literal or standard input",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    if len(from_literal) + len(from_file) > 1:
+        raise _fail("--raw seals exactly one value", ExitCode.CONFLICTING_PARAMETERS)
+    if from_literal or from_file:
+        values = _literals(from_literal, from_file)
+        given, value = next(iter(values.items()))
+        explicit = "=" in (from_literal or from_file)[0]
+        key = key or (given if explicit else None)
+    else:
+        value = _read("-")
+    if not key:
+        raise _fail("--raw needs --key (the Secret key this value is for)",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    text = seal_value(value, _recipients(cert, recipient), scope or "strict", namespace, name,
+                      key)
+    _write((text + "\n").encode("ascii"), output, private=False)
+
+
+def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
+                  recipient: tuple[str, ...], namespace: str | None, fmt: str | None,
+                  output: str | None) -> None:
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.sealing.bitnami import convert, load_keys
+    from secretops.sealing.serialize import dump
+
+    if not key_files:
+        raise _fail("--from-bitnami needs --bitnami-key (the backup of their controller's keys)",
+                    ExitCode.NO_ENCRYPTION_KEY_FOUND,
+                    hints=("kubectl get secret -n kube-system -l "
+                           "sealedsecrets.bitnami.com/sealed-secrets-key -o yaml > keys.yaml",))
+    keys = []
+    for kf in key_files:
+        keys += load_keys(_read(kf), kf)
+    recips = _recipients(cert, recipient)
+    try:
+        ours = convert(_one(_read(path), path, "SealedSecret"), keys, recips,
+                       namespace=namespace)
+    except SecretOpsError as e:
+        raise e.with_file(path) from None
+    _write(dump(ours, fmt or "yaml"), output, private=False)
+
+
+_identity_option = click.option(
+    "--identity", "identity", multiple=True, required=True, metavar="FILE",
+    help="An age identities file, an SSH private key, or key-ring Secrets (kubectl get secret "
+         "-l secretops.dev/sealing-key -o yaml); repeatable.")
+_namespace_option = click.option(
+    "-n", "--namespace", help="The namespace, when the SealedSecret file does not say it.")
+
+
+def _load_sealed(file: str) -> tuple[bytes, dict[str, Any]]:
+    data = _read(file)
+    return data, _one(data, file if file != "-" else "<stdin>", "SealedSecret")
+
+
+@click.command("unseal")
+@click.argument("file", required=False, default="-")
+@_identity_option
+@_namespace_option
+@click.option("-o", "--format", "fmt", type=FORMATS, help="Output format (default yaml).")
+@click.option("-w", "--output", metavar="FILE",
+              help="Write the Secret to FILE (created 0600) instead of standard output.")
+def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
+                   fmt: str | None, output: str | None) -> None:
+    """Print the Secret a SealedSecret stands for, offline (disaster recovery).
+
+    The identity is a break-glass key the values were also sealed for, or a backup of the
+    cluster's key ring. The output holds the plaintext values.
+
+    \b
+      secretops unseal --identity break-glass.txt sealed.yaml
+      secretops unseal --identity keyring-backup.yaml sealed.yaml | kubectl apply -f -
+    """
+    from secretops.errors import SecretOpsError
+    from secretops.sealing import unseal_sealed
+    from secretops.sealing.serialize import dump
+
+    ids = _identities(identity)
+    _, sealed = _load_sealed(file)
+    try:
+        secret = unseal_sealed(sealed, ids, namespace=namespace)
+    except SecretOpsError as e:
+        raise e.with_file(file if file != "-" else "<stdin>") from None
+    _write(dump(secret, fmt or "yaml"), output, private=True)
+
+
+@click.command("reseal")
+@click.argument("file", required=False, default="-")
+@_identity_option
+@click.option("--cert", multiple=True, metavar="FILE|URL", envvar="SECRETOPS_SEALING_CERT",
+              help="The new recipients file (e.g. the new cluster's), or its URL; repeatable.")
+@click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
+              help="Also seal for this recipient (repeatable).")
+@_namespace_option
+@click.option("-i", "--in-place", is_flag=True, help="Rewrite FILE.")
+@click.option("-o", "--format", "fmt", type=FORMATS,
+              help="Output format (default: the input's).")
+@click.option("-w", "--output", metavar="FILE", help="Write to FILE.")
+def reseal_command(file: str, identity: tuple[str, ...], cert: tuple[str, ...],
+                   recipient: tuple[str, ...], namespace: str | None, in_place: bool,
+                   fmt: str | None, output: str | None) -> None:
+    """Seal a SealedSecret again for new recipients, offline.
+
+    Every value is opened with the identity and sealed under a fresh data key for the
+    recipients given (only those): for a new cluster after a disaster, or after a key change.
+
+    \b
+      secretops reseal --identity break-glass.txt --cert new-cluster.txt -i sealed.yaml
+    """
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.fileio import atomic_write
+    from secretops.sealing import reseal_sealed
+    from secretops.sealing.serialize import detect_format, dump
+
+    if in_place and (output or file == "-"):
+        raise _fail("--in-place needs a FILE and no --output", ExitCode.CONFLICTING_PARAMETERS)
+    ids = _identities(identity)
+    recips = _recipients(cert, recipient)
+    data, sealed = _load_sealed(file)
+    try:
+        new = reseal_sealed(sealed, ids, recips, namespace=namespace)
+    except SecretOpsError as e:
+        raise e.with_file(file if file != "-" else "<stdin>") from None
+    out = dump(new, fmt or detect_format(data))
+    if in_place:
+        atomic_write(file, out)
+    else:
+        _write(out, output, private=False)
+
+
+@click.command("verify")
+@click.argument("files", nargs=-1, required=True)
+@_identity_option
+@_namespace_option
+def verify_command(files: tuple[str, ...], identity: tuple[str, ...],
+                   namespace: str | None) -> None:
+    """Check that the identities open every value of each SealedSecret; print no value.
+
+    Exits 0 when all open, else with the first failure's code (160 moved value, 128 no
+    fitting key, 25 altered, 161 malformed).
+
+    \b
+      secretops verify --identity keyring-backup.yaml sealed/*.yaml
+    """
+    from secretops.cli._actions import report
+    from secretops.errors import SecretOpsError
+    from secretops.sealing import verify_sealed
+
+    ids = _identities(identity)
+    first = 0
+    for file in files:
+        try:
+            _, sealed = _load_sealed(file)
+            n = verify_sealed(sealed, ids, namespace=namespace)
+        except SecretOpsError as e:
+            first = first or report(e.with_file(file))
+            continue
+        click.echo(f"{file}: ok: {n} values open")
+    if first:
+        sys.exit(first)

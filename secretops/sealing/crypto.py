@@ -1,0 +1,133 @@
+"""Sealing and unsealing one value: AES-256-GCM under a fresh data key, the key wrapped by age.
+
+:func:`seal_value` draws a 32-byte data key and a 12-byte nonce from ``rand`` (a parameter, so
+tests can pin it), encrypts the value with the binding header as associated data, and wraps
+the data key in ONE age message with a stanza for every recipient. :func:`unseal_value` checks
+the binding before any cryptography, so a moved value gets a message that names both places.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from secretops.errors import DecryptionError, ExitCode, NoKeyError, SecretOpsError
+from secretops.sealing.format import (
+    DATA_KEY_SIZE,
+    NONCE_SIZE,
+    Binding,
+    Scope,
+    ScopeMismatchError,
+    SealedValue,
+    SealedValueError,
+    age_stanza_types,
+    decode,
+)
+from secretops.sealing.keyring import IdentitySet, recipient_name
+
+Random = Callable[[int], bytes]
+
+
+class Recipients:
+    """Recipients parsed once for many values; ``names`` are their public short names."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        from secretops.keys.age import parse_recipient
+
+        unique = list(dict.fromkeys(t.strip() for t in texts if t.strip()))
+        if not unique:
+            raise SecretOpsError(
+                "no recipient to seal for", code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
+                hints=("give --cert FILE|URL (the cluster's recipients file) and/or "
+                       "--recipient age1…",))
+        self.texts = unique
+        self.parsed = [parse_recipient(t) for t in unique]
+        self.names = [recipient_name(t) for t in unique]
+
+
+def _recipients(value: Recipients | Sequence[str]) -> Recipients:
+    return value if isinstance(value, Recipients) else Recipients(value)
+
+
+def _identities(value: IdentitySet | Sequence[Any]) -> IdentitySet:
+    if isinstance(value, IdentitySet):
+        return value
+    return IdentitySet(list(value), [str(getattr(i, "to_public", lambda: "?")()) for i in value])
+
+
+def seal_value(value: bytes, recipients: Recipients | Sequence[str], scope: Scope | str,
+               namespace: str | None, name: str | None, key: str, *,
+               rand: Random = os.urandom) -> str:
+    """The ``encryptedData`` string for ``value`` at namespace/name/key under ``scope``."""
+    import pyrage
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    binding = Binding.of(Scope(scope), namespace, name, key)
+    recips = _recipients(recipients)
+    data_key = rand(DATA_KEY_SIZE)
+    nonce = rand(NONCE_SIZE)
+    if len(data_key) != DATA_KEY_SIZE or len(nonce) != NONCE_SIZE:
+        raise ValueError("rand returned the wrong number of bytes")
+    try:
+        wrapped = bytes(pyrage.encrypt(data_key, recips.parsed))
+    except pyrage.EncryptError as e:
+        raise SecretOpsError(
+            f"cannot wrap the data key for the recipients: {e}",
+            code=ExitCode.ERROR_ENCRYPTING_TREE,
+            hints=("a plugin recipient needs its age-plugin-<name> program on PATH",),
+        ) from None
+    ciphertext = AESGCM(data_key).encrypt(nonce, value, binding.header())
+    return SealedValue(binding, wrapped, nonce, ciphertext).encode()
+
+
+def open_data_key(sealed: SealedValue, identities: IdentitySet | Sequence[Any]) -> bytes:
+    """Unwrap a value's data key; :class:`NoKeyError` lists the stanzas and identities tried."""
+    import pyrage
+
+    ids = _identities(identities)
+    try:
+        if not ids.identities:
+            raise pyrage.DecryptError("No matching keys found")
+        data_key = bytes(pyrage.decrypt(sealed.wrapped_key, ids.identities))
+    except pyrage.DecryptError as e:
+        if "no matching keys" not in str(e).lower():
+            raise SealedValueError(f"the wrapped data key is malformed ({e})") from None
+        stanzas = age_stanza_types(sealed.wrapped_key)
+        kinds = ", ".join(f"{stanzas.count(k)} {k}" for k in dict.fromkeys(stanzas))
+        tried = ", ".join(ids.names) or "none"
+        raise NoKeyError(
+            f"no identity given opens this value (sealed for {len(stanzas)} recipients: "
+            f"{kinds}; identities tried: {tried})",
+            hints=("unseal with an identity whose public key was a recipient when the value "
+                   "was sealed (a cluster key from the key-ring backup, or a break-glass key)",),
+        ) from None
+    except Exception as e:  # an age plugin that is missing or fails
+        raise NoKeyError(f"an age plugin failed: {type(e).__name__}") from None
+    if len(data_key) != DATA_KEY_SIZE:
+        raise SealedValueError("the wrapped data key has the wrong length")
+    return data_key
+
+
+def unseal_value(text: str, identities: IdentitySet | Sequence[Any], scope: Scope | str,
+                 namespace: str | None, name: str | None, key: str) -> bytes:
+    """The plaintext of a sealed value found at namespace/name/key under ``scope``.
+
+    Raises :class:`ScopeMismatchError` (moved or copied value), :class:`NoKeyError` (no
+    identity fits), :class:`DecryptionError` (altered) or :class:`SealedValueError`.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    sealed = decode(text)
+    expected = Binding.of(Scope(scope), namespace, name, key)
+    if sealed.binding != expected:
+        raise ScopeMismatchError(expected, sealed.binding)
+    data_key = open_data_key(sealed, identities)
+    try:
+        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, expected.header())
+    except InvalidTag:
+        raise DecryptionError(
+            "the value fails authentication: it was altered after sealing",
+            hints=("seal the value again; do not edit encryptedData by hand",),
+        ) from None

@@ -1,0 +1,416 @@
+"""The sealed-value layout, its associated data, and the SealedSecret resource's names.
+
+Pure: no file, network, clock, randomness or cipher here, only bytes and strings (the cipher
+lives in :mod:`secretops.sealing.crypto`). ``docs/crypto.md`` is the written specification;
+this module is its reference.
+
+One ``spec.encryptedData`` value is standard base64 (padded) of::
+
+    header   "SOSL" | version 0x01 | scope | u16 len | namespace | u16 len | name
+             | u16 len | Secret key name                      (the AEAD associated data)
+    body     u32 len | age message | 12-byte nonce | AES-256-GCM ciphertext ‖ 16-byte tag
+
+The header is the binding: it says which scope, namespace, name and key the value was sealed
+for. Unsealing builds the header it expects from where the value is found, compares, and uses
+the *expected* header as the associated data, so an edited header only fails authentication.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from secretops.errors import ExitCode, SecretOpsError
+
+GROUP = "secretops.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "SealedSecret"
+PLURAL = "sealedsecrets"
+
+ANNOTATION_PREFIX = f"{GROUP}/"
+MANAGED_ANNOTATION = ANNOTATION_PREFIX + "managed"
+PATCH_ANNOTATION = ANNOTATION_PREFIX + "patch"
+SKIP_OWNER_REFERENCES_ANNOTATION = ANNOTATION_PREFIX + "skip-set-owner-references"
+
+# Annotations that hold a full copy of an applied object: kept, they would leak the plaintext
+# Secret into the SealedSecret (Bitnami issue #227).
+LAST_APPLIED_ANNOTATIONS = (
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kubecfg.ksonnet.io/last-applied-configuration",
+)
+
+MAGIC = b"SOSL"
+FORMAT_VERSION = 1
+DATA_KEY_SIZE = 32
+NONCE_SIZE = 12
+TAG_SIZE = 16
+_MAX_FIELD = 0xFFFF
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+
+
+class Scope(StrEnum):
+    """Where a sealed value may be unsealed."""
+
+    STRICT = "strict"  # this namespace and this name
+    NAMESPACE_WIDE = "namespace-wide"  # any name in this namespace
+    CLUSTER_WIDE = "cluster-wide"  # anywhere
+
+    @property
+    def code(self) -> int:
+        return _SCOPE_CODES[self]
+
+    @classmethod
+    def parse(cls, text: str | None) -> Scope:
+        """A scope from its name; ``None`` or ``""`` is the default, strict."""
+        if not text:
+            return cls.STRICT
+        try:
+            return cls(text)
+        except ValueError:
+            raise SecretOpsError(
+                f"unknown scope {text!r}: expected strict, namespace-wide or cluster-wide",
+                code=ExitCode.INVALID_SEALED_SECRET,
+            ) from None
+
+
+_SCOPE_CODES = {Scope.STRICT: 0, Scope.NAMESPACE_WIDE: 1, Scope.CLUSTER_WIDE: 2}
+_CODE_SCOPES = {v: k for k, v in _SCOPE_CODES.items()}
+
+
+class SealedValueError(SecretOpsError):
+    """An ``encryptedData`` value is not a well-formed sealed value."""
+
+    code = ExitCode.INVALID_SEALED_SECRET
+
+
+class ScopeMismatchError(SecretOpsError):
+    """A value was sealed for another scope, namespace, name or key than where it is used."""
+
+    code = ExitCode.SEALED_SCOPE_MISMATCH
+
+    def __init__(self, expected: Binding, found: Binding | None, *, path: str | None = None
+                 ) -> None:
+        self.expected = expected
+        self.found = found
+        if found is None:
+            msg = f"the value does not open for {expected.describe()}"
+        else:
+            msg = f"the value was sealed for {found.describe()}, not for {expected.describe()}"
+        super().__init__(msg, hints=(
+            "a sealed value opens only where it was sealed: seal it again for this place "
+            "(secretops seal --merge-into), or seal with a wider --scope",
+        ), path=path)
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What a value is bound to: the fields its scope keeps, and the Secret key name."""
+
+    scope: Scope
+    namespace: str
+    name: str
+    key: str
+
+    @classmethod
+    def of(cls, scope: Scope, namespace: str | None, name: str | None, key: str) -> Binding:
+        """The binding for a value found at namespace/name/key, keeping what ``scope`` binds.
+
+        Raises a plain input error when a field the scope needs is missing or the key is not a
+        valid Secret key name.
+        """
+        if not key or len(key) > 253 or not _SECRET_KEY.match(key):
+            raise SecretOpsError(
+                f"invalid Secret key name {key!r}: use letters, digits, '-', '_' and '.'",
+                code=ExitCode.INVALID_INPUT,
+            )
+        ns = namespace or ""
+        nm = name or ""
+        if scope is Scope.CLUSTER_WIDE:
+            ns = nm = ""
+        elif scope is Scope.NAMESPACE_WIDE:
+            nm = ""
+        if scope is not Scope.CLUSTER_WIDE and not ns:
+            raise SecretOpsError(
+                f"scope {scope.value} needs a namespace", code=ExitCode.INVALID_INPUT,
+                hints=("give --namespace, set metadata.namespace, or use --scope cluster-wide",),
+            )
+        if scope is Scope.STRICT and not nm:
+            raise SecretOpsError(
+                "scope strict needs a name", code=ExitCode.INVALID_INPUT,
+                hints=("give --name or set metadata.name",),
+            )
+        return cls(scope, ns, nm, key)
+
+    def describe(self) -> str:
+        """``strict scope, namespace "prod", name "db", key "password"``: names only."""
+        parts = [f"{self.scope.value} scope"]
+        if self.scope is not Scope.CLUSTER_WIDE:
+            parts.append(f'namespace "{self.namespace}"')
+        if self.scope is Scope.STRICT:
+            parts.append(f'name "{self.name}"')
+        parts.append(f'key "{self.key}"')
+        return ", ".join(parts)
+
+    def header(self) -> bytes:
+        """The header bytes, which are also the AEAD associated data."""
+        out = bytearray(MAGIC)
+        out += bytes((FORMAT_VERSION, self.scope.code))
+        for field in (self.namespace, self.name, self.key):
+            raw = field.encode("utf-8")
+            if len(raw) > _MAX_FIELD:
+                raise SecretOpsError("a namespace, name or key is too long",
+                                     code=ExitCode.INVALID_INPUT)
+            out += struct.pack(">H", len(raw)) + raw
+        return bytes(out)
+
+
+@dataclass(frozen=True)
+class SealedValue:
+    """A parsed sealed value."""
+
+    binding: Binding
+    wrapped_key: bytes  # a binary age message; its payload is the 32-byte data key
+    nonce: bytes
+    ciphertext: bytes  # AES-256-GCM output: ciphertext ‖ tag
+
+    def encode(self) -> str:
+        body = struct.pack(">I", len(self.wrapped_key)) + self.wrapped_key
+        raw = self.binding.header() + body + self.nonce + self.ciphertext
+        return base64.b64encode(raw).decode("ascii")
+
+
+def decode(text: str) -> SealedValue:
+    """Parse one ``encryptedData`` value; :class:`SealedValueError` says what is wrong."""
+    try:
+        raw = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SealedValueError("not base64") from None
+    if raw[:4] != MAGIC:
+        hint = ("this looks like a Bitnami sealed value: convert it with "
+                "secretops seal --from-bitnami",) if _looks_bitnami(raw) else ()
+        raise SealedValueError("not a secretops sealed value (no SOSL header)", hints=hint)
+    if len(raw) < 6:
+        raise SealedValueError("truncated header")
+    if raw[4] != FORMAT_VERSION:
+        raise SealedValueError(
+            f"unsupported sealed-value format version {raw[4]} (this secretops reads version "
+            f"{FORMAT_VERSION})", hints=("upgrade secretops",))
+    scope = _CODE_SCOPES.get(raw[5])
+    if scope is None:
+        raise SealedValueError(f"unknown scope code {raw[5]}")
+    pos = 6
+    fields: list[str] = []
+    for _ in range(3):
+        if pos + 2 > len(raw):
+            raise SealedValueError("truncated header")
+        (n,) = struct.unpack_from(">H", raw, pos)
+        pos += 2
+        if pos + n > len(raw):
+            raise SealedValueError("truncated header")
+        try:
+            fields.append(raw[pos:pos + n].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise SealedValueError("header field is not UTF-8") from None
+        pos += n
+    namespace, name, key = fields
+    try:
+        binding = Binding.of(scope, namespace, name, key)
+    except SecretOpsError:
+        raise SealedValueError("header binding is incomplete") from None
+    if (binding.namespace, binding.name) != (namespace, name):
+        raise SealedValueError("header binding is not canonical for its scope")
+    if pos + 4 > len(raw):
+        raise SealedValueError("truncated body")
+    (n,) = struct.unpack_from(">I", raw, pos)
+    pos += 4
+    if n == 0 or pos + n + NONCE_SIZE + TAG_SIZE > len(raw):
+        raise SealedValueError("truncated body")
+    wrapped = raw[pos:pos + n]
+    pos += n
+    return SealedValue(binding, wrapped, raw[pos:pos + NONCE_SIZE], raw[pos + NONCE_SIZE:])
+
+
+def _looks_bitnami(raw: bytes) -> bool:
+    # Bitnami: u16 length of an RSA-OAEP ciphertext (256/384/512 bytes for 2048–4096-bit keys).
+    return len(raw) > 2 and struct.unpack_from(">H", raw)[0] in (256, 384, 512)
+
+
+def age_stanza_types(wrapped_key: bytes) -> list[str]:
+    """The stanza types of an age message's header (``X25519``, ``ssh-ed25519``, …).
+
+    Public information, used to say in an error how many and which recipients a value has.
+    """
+    out = []
+    for line in wrapped_key.split(b"\n---", 1)[0].split(b"\n"):
+        if line.startswith(b"-> "):
+            kind = line[3:].split(b" ")[0].decode("ascii", "replace")
+            if not kind.endswith("-grease"):  # age adds random decoy stanzas
+                out.append(kind)
+    return out
+
+
+# --- manifests (plain dicts, as a YAML/JSON loader gives them) ---------------------------------
+
+@dataclass(frozen=True)
+class SealedParts:
+    """The fields of one of our SealedSecret manifests that sealing and unsealing use."""
+
+    name: str
+    namespace: str
+    scope: Scope
+    encrypted: dict[str, str]
+    template: dict[str, Any]
+    recipients: list[str]
+
+
+def _mapping(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise error(f"{what} must be a mapping")
+    return value
+
+
+def _str_map(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, str]:
+    m = _mapping(value, what, error)
+    for k, v in m.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise error(f"{what} must map strings to strings")
+    return dict(m)
+
+
+def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    """The values of a Secret manifest: ``data`` decoded, then ``stringData`` over it."""
+    if secret.get("kind") != "Secret" or secret.get("apiVersion", "v1") != "v1":
+        raise SecretOpsError("not a Secret manifest (expected apiVersion v1, kind Secret)",
+                             code=ExitCode.INVALID_INPUT)
+    out: dict[str, bytes] = {}
+    for k, v in _str_map(secret.get("data"), "data", SecretOpsError).items():
+        try:
+            out[k] = base64.b64decode(v, validate=True)
+        except (binascii.Error, ValueError):
+            raise SecretOpsError("not base64", code=ExitCode.INVALID_INPUT,
+                                 path=f'["data"]["{k}"]') from None
+    for k, v in _str_map(secret.get("stringData"), "stringData", SecretOpsError).items():
+        out[k] = v.encode("utf-8")
+    return out
+
+
+def template_of(secret: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec.template`` for a Secret: its labels, annotations, type and immutability.
+
+    last-applied annotations are dropped: they hold the whole plaintext Secret.
+    """
+    meta = _mapping(secret.get("metadata"), "metadata", SecretOpsError)
+    tmeta: dict[str, Any] = {}
+    labels = _str_map(meta.get("labels"), "metadata.labels", SecretOpsError)
+    annotations = {
+        k: v for k, v in _str_map(meta.get("annotations"), "metadata.annotations",
+                                  SecretOpsError).items()
+        if k not in LAST_APPLIED_ANNOTATIONS
+    }
+    if labels:
+        tmeta["labels"] = labels
+    if annotations:
+        tmeta["annotations"] = annotations
+    template: dict[str, Any] = {}
+    if tmeta:
+        template["metadata"] = tmeta
+    template["type"] = secret.get("type") or "Opaque"
+    if secret.get("immutable") is not None:
+        template["immutable"] = bool(secret["immutable"])
+    return template
+
+
+def sealed_manifest(parts: SealedParts) -> dict[str, Any]:
+    """A SealedSecret manifest; keys of ``encryptedData`` are sorted so diffs stay small."""
+    meta: dict[str, Any] = {"name": parts.name}
+    if parts.namespace:
+        meta["namespace"] = parts.namespace
+    spec: dict[str, Any] = {
+        "scope": parts.scope.value,
+        "encryptedData": {k: parts.encrypted[k] for k in sorted(parts.encrypted)},
+    }
+    if parts.template:
+        spec["template"] = parts.template
+    if parts.recipients:
+        spec["recipients"] = list(parts.recipients)
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": meta, "spec": spec}
+
+
+def parse_sealed(obj: Any, namespace: str | None = None) -> SealedParts:
+    """Read one of our SealedSecret manifests; ``namespace`` fills a missing one."""
+    if not isinstance(obj, dict) or obj.get("kind") != KIND:
+        raise SealedValueError("not a SealedSecret manifest")
+    if obj.get("apiVersion") != API_VERSION:
+        hint = ("convert it with secretops seal --from-bitnami",) if str(
+            obj.get("apiVersion", "")).startswith("bitnami.com/") else ()
+        raise SealedValueError(
+            f"apiVersion {obj.get('apiVersion')!r} is not {API_VERSION}", hints=hint)
+    meta = _mapping(obj.get("metadata"), "metadata", SealedValueError)
+    spec = _mapping(obj.get("spec"), "spec", SealedValueError)
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise SealedValueError("metadata.name is missing")
+    ns = meta.get("namespace") or namespace or ""
+    if not isinstance(ns, str):
+        raise SealedValueError("metadata.namespace must be a string")
+    if namespace and meta.get("namespace") and meta["namespace"] != namespace:
+        raise SecretOpsError(
+            f"the SealedSecret is in namespace {meta['namespace']!r}, not {namespace!r}",
+            code=ExitCode.CONFLICTING_PARAMETERS)
+    scope = spec.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise SealedValueError("spec.scope must be a string")
+    template = _mapping(spec.get("template"), "spec.template", SealedValueError)
+    recipients = spec.get("recipients") or []
+    if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
+        raise SealedValueError("spec.recipients must be a list of strings")
+    return SealedParts(
+        name=name, namespace=ns, scope=Scope.parse(scope),
+        encrypted=_str_map(spec.get("encryptedData"), "spec.encryptedData", SealedValueError),
+        template=dict(template), recipients=list(recipients),
+    )
+
+
+def template_data(template: Mapping[str, Any]) -> dict[str, str]:
+    return _str_map(template.get("data"), "spec.template.data", SealedValueError)
+
+
+def secret_manifest(parts: SealedParts, data: Mapping[str, bytes],
+                    owner_uid: str | None = None) -> dict[str, Any]:
+    """The Secret a SealedSecret unseals to (``data`` already includes rendered templates).
+
+    With ``owner_uid`` (the controller knows it), the Secret gets an ownerReference with
+    ``controller: true`` unless the template asks to skip it.
+    """
+    tmeta = _mapping(parts.template.get("metadata"), "spec.template.metadata",
+                     SealedValueError)
+    meta: dict[str, Any] = {"name": parts.name}
+    if parts.namespace:
+        meta["namespace"] = parts.namespace
+    labels = _str_map(tmeta.get("labels"), "spec.template.metadata.labels", SealedValueError)
+    annotations = _str_map(tmeta.get("annotations"), "spec.template.metadata.annotations",
+                           SealedValueError)
+    if labels:
+        meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    if owner_uid and annotations.get(SKIP_OWNER_REFERENCES_ANNOTATION) != "true":
+        meta["ownerReferences"] = [{
+            "apiVersion": API_VERSION, "kind": KIND, "name": parts.name, "uid": owner_uid,
+            "controller": True, "blockOwnerDeletion": True,
+        }]
+    secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
+                              "type": parts.template.get("type") or "Opaque"}
+    if parts.template.get("immutable") is not None:
+        secret["immutable"] = bool(parts.template["immutable"])
+    secret["data"] = {k: base64.b64encode(data[k]).decode("ascii") for k in sorted(data)}
+    return secret

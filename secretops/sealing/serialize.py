@@ -1,0 +1,65 @@
+"""Kubernetes manifests as bytes ↔ dicts: YAML (one or several documents) or JSON.
+
+A ``kind: List`` (what ``kubectl get … -o yaml`` prints) is flattened into its items. Dumping
+is deterministic (keys in the order given, long strings never folded), so a manifest that
+secretops wrote and then changed in one value differs from the old one only in that value's
+line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from secretops.errors import FormatError
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def load_documents(data: bytes, source: str = "<input>") -> list[dict[str, Any]]:
+    """Every object in ``data``, Lists flattened; empty documents are skipped."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("not UTF-8 text", file=source) from None
+    try:
+        if text.lstrip().startswith(("{", "[")):
+            docs: list[Any] = [json.loads(text)]
+        else:
+            docs = list(yaml.load_all(text, Loader=_Loader))
+    except (ValueError, yaml.YAMLError) as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1})" if where is not None else ""
+        raise FormatError(f"not valid YAML or JSON{at}", file=source) from None
+    out: list[dict[str, Any]] = []
+    for doc in docs:
+        if doc is None:
+            continue
+        if not isinstance(doc, dict):
+            raise FormatError("a document is not a mapping (a Kubernetes object)", file=source)
+        if doc.get("kind") == "List" or (str(doc.get("kind", "")).endswith("List")
+                                         and isinstance(doc.get("items"), list)):
+            for item in doc.get("items") or []:
+                if not isinstance(item, dict):
+                    raise FormatError("a List item is not a mapping", file=source)
+                out.append(item)
+        else:
+            out.append(doc)
+    return out
+
+
+def detect_format(data: bytes) -> str:
+    """``json`` when the text starts with ``{``, else ``yaml``."""
+    return "json" if data.lstrip().startswith(b"{") else "yaml"
+
+
+def dump(obj: Any, fmt: str = "yaml") -> bytes:
+    """One manifest as YAML (block style, no folding) or JSON (two-space indent)."""
+    if fmt == "json":
+        return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    text = yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
+                     allow_unicode=True, width=1 << 30)
+    return text.encode("utf-8")
