@@ -40,3 +40,20 @@ def test_exit_code_table_says_which_numbers_are_sops_numbers() -> None:
     for number, name, meaning, sops in _table_rows():
         assert meaning.strip(), name
         assert (sops == "sops: same") == (number in SOPS_CODES), (number, name, sops)
+
+
+def test_relative_links_in_the_docs_resolve() -> None:
+    """Every relative link in README.md and docs/ names a file that exists (anchors aside)."""
+    root = DOCS.parent
+    pages = [root / "README.md", *DOCS.rglob("*.md")]
+    link = re.compile(r"\]\(([^)\s]+)\)")
+    broken = []
+    for page in pages:
+        text = re.sub(r"```.*?```", "", page.read_text("utf-8"), flags=re.S)
+        for target in link.findall(text):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            path = target.split("#", 1)[0]
+            if path and not (page.parent / path).exists():
+                broken.append(f"{page.relative_to(root)}: {target}")
+    assert not broken, broken
