@@ -86,21 +86,9 @@ def _identities(paths: tuple[str, ...]) -> Any:
 
 
 def _write(data: bytes, output: str | None, *, private: bool) -> None:
-    import os
+    from secretops.cli._actions import write_result
 
-    from secretops.fileio import atomic_write
-
-    if output:
-        if private:
-            mode = 0o600
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic_write(output, data, new_mode=mode)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+    write_result(data, "-", False, output, private=private)
 
 
 def _one(data: bytes, source: str, what: str) -> dict[str, Any]:
