@@ -1,6 +1,7 @@
 """``python -m tests.k8s.emulator [--port P]``: serve an emulated cluster on 127.0.0.1.
 
-Prints ``READY http://127.0.0.1:P`` once it accepts connections; stops on SIGTERM or SIGINT.
+Prints ``READY http://127.0.0.1:P`` (``https`` with ``--tls-dir``) once it accepts connections;
+stops on SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from pathlib import Path
 
 from .server import Emulator, start
 
@@ -17,9 +19,16 @@ async def _main(args: argparse.Namespace) -> None:
         history=args.history,
         bookmark_interval=args.bookmark_interval,
         log_requests=args.log_requests,
+        issuer=args.issuer,
+        api_audiences=args.api_audiences.split(",") if args.api_audiences else None,
     )
-    runner, port = await start(emulator, args.host, args.port)
-    print(f"READY http://{args.host}:{port}", flush=True)
+    context = None
+    if args.tls_dir:
+        from .tls import make_certificates
+
+        context = make_certificates(Path(args.tls_dir), args.host)
+    runner, port = await start(emulator, args.host, args.port, context)
+    print(f"READY {emulator.scheme}://{args.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,6 +57,16 @@ def main() -> None:
         "--log-requests",
         action="store_true",
         help="print one line per request (method, path, status, time)",
+    )
+    parser.add_argument(
+        "--tls-dir",
+        help="serve HTTPS with a throwaway CA; its certificate is written to TLS_DIR/ca.crt",
+    )
+    parser.add_argument(
+        "--issuer", help="service-account token issuer (default: the emulator's own URL)"
+    )
+    parser.add_argument(
+        "--api-audiences", help="comma-separated API audiences (default: the issuer)"
     )
     asyncio.run(_main(parser.parse_args()))
 

@@ -201,7 +201,7 @@ def apply_patch(content_type: str, target: dict[str, Any], body: Any, custom: bo
     if content_type == STRATEGIC and not custom:
         return strategic_merge_patch(target, body)
     if content_type == APPLY:
-        # Server-side apply (field managers) is the next slice: refuse rather than fake it.
+        # Server-side apply (field managers) is not reproduced: refuse rather than fake it.
         raise errors.unsupported_media_type(
             content_type + "; server-side apply is not implemented by the emulator",
             [t for t in (CUSTOM_TYPES if custom else BUILTIN_TYPES) if t != APPLY],

@@ -31,6 +31,7 @@ class ResourceType:
     schemas: dict[str, CompiledSchema] = field(default_factory=dict)  # version -> schema (CRDs)
     printer_columns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     storage_version: str = ""
+    verbs: list[str] = field(default_factory=list)  # empty: the full set (virtual kinds: fewer)
 
     def __post_init__(self) -> None:
         self.storage_version = self.storage_version or self.versions[0]
@@ -49,7 +50,16 @@ class ResourceType:
 
     def discovery(self) -> list[dict[str, Any]]:
         """This resource's entries in an APIResourceList (the resource, then its subresources)."""
-        verbs = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+        verbs = self.verbs or [
+            "create",
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "update",
+            "watch",
+        ]
         entry: dict[str, Any] = {
             "name": self.plural,
             "singularName": self.singular or self.kind.lower(),
@@ -113,14 +123,28 @@ def _t(
 
 
 def builtin_types() -> list[ResourceType]:
-    """The built-in resources served from the start (the next slice adds pods, TokenReview, ...)."""
+    """The built-in resources served from the start."""
+    token_review = _t("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False)
+    token_review.verbs = ["create"]
+    self_review = _t(
+        "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False
+    )
+    self_review.verbs = ["create"]
     return [
         _t("", "v1", "namespaces", "Namespace", False, ("ns",), ("status",)),
         _t("", "v1", "secrets", "Secret"),
         _t("", "v1", "configmaps", "ConfigMap", short=("cm",)),
         _t("", "v1", "events", "Event", short=("ev",)),
-        _t("", "v1", "serviceaccounts", "ServiceAccount", short=("sa",)),
-        _t("", "v1", "services", "Service", short=("svc",), subs=("status",), categories=("all",)),
+        _t("", "v1", "serviceaccounts", "ServiceAccount", short=("sa",), subs=("token",)),
+        _t(
+            "",
+            "v1",
+            "services",
+            "Service",
+            short=("svc",),
+            subs=("status", "proxy"),
+            categories=("all",),
+        ),
         _t(
             "apps",
             "v1",
@@ -168,6 +192,8 @@ def builtin_types() -> list[ResourceType]:
             generation=True,
             categories=("api-extensions",),
         ),
+        token_review,
+        self_review,
     ]
 
 

@@ -6,9 +6,19 @@ body. Besides the resources, it serves discovery, ``/version``, ``/healthz``/``/
 and a minimal ``/openapi/v3`` (see :mod:`.openapi`). Request bodies are JSON (YAML is accepted
 too); protobuf is refused with 415, which clients answer by falling back to JSON.
 
-Extension points for the next slice: subresources other than ``status`` go through
-:meth:`Emulator.subresource` (TokenRequest, services/proxy, scale), and :meth:`Emulator.handle`
-is the single place where an audit log or a fault mode would hook in.
+Subresources other than ``status`` go through :meth:`Emulator.subresource` (TokenRequest,
+services/proxy), create-only kinds that are never stored through :meth:`Emulator.virtual`
+(TokenReview, SelfSubjectReview), and :meth:`Emulator.handle` is the one place every request
+passes: the test-only control endpoints under ``/_emulator/`` (audit log, faults, token clock),
+bearer-token authentication, the audit record and the fault mode (:mod:`.auth`, :mod:`.audit`,
+:mod:`.faults`). Its added cost per request does not depend on the stored objects.
+
+Test-only endpoints (outside the Kubernetes paths; never authenticated, audited or faulted):
+
+* ``GET /_emulator/audit[?serviceAccount=ns/name]`` — ``{"items": [...], "dropped": N}``;
+  ``DELETE /_emulator/audit`` empties it;
+* ``GET|POST|DELETE /_emulator/faults`` — the active rules; add rules (see :mod:`.faults`); clear;
+* ``POST /_emulator/clock`` ``{"advanceSeconds": S}`` — moves the token clock forward (expiry).
 """
 
 from __future__ import annotations
@@ -20,11 +30,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, openapi, watch
+from . import discovery, errors, openapi, proxy, watch
+from .audit import AuditLog, request_info
+from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
+from .faults import Faults
 from .resources import ResourceType
 from .selectors import combine, field_selector, label_selector
 from .store import Obj, Store
@@ -55,14 +69,34 @@ class Emulator:
     """One emulated cluster: a store and the aiohttp app serving it."""
 
     def __init__(
-        self, *, history: int = 10_000, bookmark_interval: float = 60.0, log_requests: bool = False
+        self,
+        *,
+        history: int = 10_000,
+        bookmark_interval: float = 60.0,
+        log_requests: bool = False,
+        issuer: str | None = None,
+        api_audiences: list[str] | None = None,
+        scheme: str = "http",
     ) -> None:
         self.store = Store(history=history, defer=self._defer)
         self.bookmark_interval = bookmark_interval
         self.log_requests = log_requests
+        self.scheme = scheme
         self.app = web.Application(client_max_size=16 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.on_cleanup.append(self._close_session)
         self.address = "127.0.0.1:0"
+        self.tokens = TokenAuthority(
+            self.store, lambda: issuer or f"{self.scheme}://{self.address}", api_audiences
+        )
+        self.audit = AuditLog()
+        self.faults = Faults()
+        self.watches: set[watch.StreamWatcher] = set()
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _close_session(self, app: web.Application) -> None:
+        if self._session is not None:
+            await self._session.close()
 
     def _defer(self, fn: Callable[[], None]) -> None:
         def run() -> None:
@@ -78,10 +112,38 @@ class Emulator:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        record: dict[str, Any] | None = None
         try:
-            resp = await self._route(request)
+            if request.path.startswith("/_emulator/"):
+                resp = await self._control(request)
+            else:
+                user = self._authenticate(request)
+                username = user.username if user else "admin"
+                sa = user.service_account if user else ""
+                info = None
+                if user is not None or self.faults.rules:
+                    info = request_info(request.method, request.path, request.query)
+                if user is not None and info is not None:
+                    record = self.audit.record(username, sa, info)
+                if self.faults.rules and info is not None:
+                    delay, failure, headers = self.faults.pick(info, username, sa)
+                    if delay:
+                        await asyncio.sleep(delay)
+                    if failure is not None:
+                        raise _Fault(failure, headers)
+                request["user"] = user
+                resp = await self._route(request)
+        except _Fault as f:
+            resp = web.Response(
+                body=f.error.body(),
+                status=f.error.code,
+                content_type="application/json",
+                headers=f.headers,
+            )
         except ApiError as e:
             resp = web.Response(body=e.body(), status=e.code, content_type="application/json")
+        if record is not None:
+            record["code"] = resp.status
         if self.log_requests:
             ms = (time.perf_counter() - started) * 1000
             print(
@@ -91,10 +153,65 @@ class Emulator:
             )
         return resp
 
+    def _authenticate(self, request: web.Request) -> User | None:
+        """The service account of a bearer token of this cluster; None for any other credential.
+
+        A token that claims this cluster's issuer but does not validate is 401, as on an
+        apiserver; other tokens (the kubeconfig's admin token) and no token are the test's admin.
+        """
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        token = header[7:].strip()
+        if token.count(".") != 2 or not self.tokens.is_ours(token):
+            return None
+        try:
+            return self.tokens.validate(token)[0]
+        except InvalidToken:
+            raise unauthorized() from None
+
+    async def _control(self, request: web.Request) -> web.StreamResponse:
+        """The test-only endpoints under ``/_emulator/`` (see the module docstring)."""
+        path, method = request.path.rstrip("/"), request.method
+        if path == "/_emulator/audit":
+            if method == "DELETE":
+                self.audit.clear()
+                return _json({"items": [], "dropped": 0})
+            if method == "GET":
+                want = request.query.get("serviceAccount")
+                items = [r for r in self.audit if not want or r["serviceAccount"] == want]
+                return _json({"items": items, "dropped": self.audit.dropped})
+        elif path == "/_emulator/faults":
+            if method == "DELETE":
+                self.faults.clear()
+            elif method == "POST":
+                try:
+                    drop = self.faults.add(await self._body(request))
+                except (TypeError, ValueError) as e:
+                    raise errors.bad_request(f"invalid fault: {e}") from None
+                for watcher in list(self.watches) if drop else []:
+                    watcher.drop()
+            if method in ("GET", "POST", "DELETE"):
+                rules = [r.describe() for r in self.faults.rules]
+                return _json({"rules": rules, "injected": self.faults.injected})
+        elif path == "/_emulator/clock" and method == "POST":
+            body = await self._body(request)
+            self.tokens.offset += float((body or {}).get("advanceSeconds", 0))
+            return _json({"offsetSeconds": self.tokens.offset})
+        else:
+            raise errors.no_such_resource()
+        raise errors.method_not_allowed(method)
+
     async def _route(self, request: web.Request) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         if path in ("/healthz", "/readyz", "/livez"):
             return web.Response(text="ok")
+        if path == "/.well-known/openid-configuration":
+            return _json(self.tokens.openid_configuration())
+        if path == "/openid/v1/jwks":
+            resp = _json(self.tokens.jwks())
+            resp.content_type = "application/jwk-set+json"
+            return resp
         if path == "/version":
             return _json(discovery.VERSION)
         if path == "/api":
@@ -132,7 +249,8 @@ class Emulator:
         reg = self.store.registry
         if rest[0] == "namespaces" and len(rest) >= 3:
             rt = reg.get(group, version, rest[2])
-            if rt is not None and rt.namespaced and len(rest) <= 5:
+            proxied = len(rest) > 5 and rest[4] == "proxy"  # .../services/x/proxy/<path>
+            if rt is not None and rt.namespaced and (len(rest) <= 5 or proxied):
                 return (
                     rt,
                     rest[1],
@@ -167,6 +285,8 @@ class Emulator:
     ) -> web.StreamResponse:
         q = request.query
         method = request.method
+        if rt.verbs == ["create"]:
+            return await self.virtual(request, rt, version, name)
         if sub and sub != "status":
             return await self.subresource(request, rt, namespace, name, sub)
         if sub == "status" and not rt.status_subresource:
@@ -182,7 +302,14 @@ class Emulator:
                 )
                 if q.get("watch") in ("true", "1"):
                     return await watch.serve(
-                        request, store, rt, version, namespace, match, self.bookmark_interval
+                        request,
+                        store,
+                        rt,
+                        version,
+                        namespace,
+                        match,
+                        self.bookmark_interval,
+                        self.watches,
                     )
                 items, rv = store.list(rt, namespace, match)
                 return _json(self._list(rt, version, items, rv))
@@ -231,7 +358,50 @@ class Emulator:
     async def subresource(
         self, request: web.Request, rt: ResourceType, namespace: str, name: str, sub: str
     ) -> web.StreamResponse:
-        """Subresources other than ``status``: none yet (TokenRequest, proxy: next slice)."""
+        """Subresources other than ``status``: ``serviceaccounts/token``, ``services/proxy``."""
+        if rt.key == ("", "serviceaccounts") and sub == "token":
+            if request.method != "POST":
+                raise errors.method_not_allowed(request.method)
+            body = await self._body(request)
+            return _json(self.tokens.token_request(namespace, name, body), 201)
+        if rt.key == ("", "services") and sub == "proxy":
+            _, svc_name, _ = proxy.split_scheme_name_port(name)
+            service = self.store.get(rt, namespace, svc_name)
+            # the rest of the raw path, encoded as the client sent it:
+            # ["", "api", "v1", "namespaces", ns, "services", name, "proxy", <tail>...]
+            tail = "/".join(request.raw_path.split("?", 1)[0].split("/")[8:])
+            if self._session is None:
+                self._session = aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=60), auto_decompress=False
+                )
+            return await proxy.forward(self._session, request, service, name, tail)
+        raise errors.no_such_resource()
+
+    async def virtual(
+        self, request: web.Request, rt: ResourceType, version: str, name: str
+    ) -> web.StreamResponse:
+        """Create-only kinds that are answered, never stored: TokenReview, SelfSubjectReview."""
+        if request.method != "POST" or name:
+            raise errors.method_not_allowed(request.method)
+        body = await self._body(request)
+        if rt.key == ("authentication.k8s.io", "tokenreviews"):
+            return _json(self.tokens.token_review(body), 201)
+        if rt.key == ("authentication.k8s.io", "selfsubjectreviews"):
+            user: User | None = request.get("user")
+            info = (
+                user.as_dict()
+                if user
+                else {"username": "admin", "groups": ["system:masters", "system:authenticated"]}
+            )
+            return _json(
+                {
+                    "kind": "SelfSubjectReview",
+                    "apiVersion": rt.api_version(version),
+                    "metadata": {"creationTimestamp": None},
+                    "status": {"userInfo": info},
+                },
+                201,
+            )
         raise errors.no_such_resource()
 
     async def _delete_collection(
@@ -307,14 +477,21 @@ class Emulator:
             return False
 
 
+class _Fault(Exception):
+    def __init__(self, error: ApiError, headers: dict[str, str]) -> None:
+        self.error, self.headers = error, headers
+
+
 async def start(
-    emulator: Emulator, host: str = "127.0.0.1", port: int = 0
+    emulator: Emulator, host: str = "127.0.0.1", port: int = 0, ssl_context: Any = None
 ) -> tuple[web.AppRunner, int]:
     runner = web.AppRunner(
         emulator.app, access_log=None, handle_signals=False, shutdown_timeout=0.5
     )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
+    if ssl_context is not None:
+        emulator.scheme = "https"
     await site.start()
     server = site._server
     assert server is not None

@@ -12,7 +12,10 @@ the stream — newline-delimited ``{"type": ..., "object": ...}`` — starting f
   as the apiserver's watch cache answers);
 
 then sends BOOKMARK events every ``bookmark_interval`` and just before closing when
-``allowWatchBookmarks=true``, and closes after ``timeoutSeconds``.
+``allowWatchBookmarks=true``, and closes after ``timeoutSeconds``. An open stream is in the
+``streams`` set given to :func:`serve`; :meth:`StreamWatcher.drop` cuts it (the fault mode's
+``drop_watches``): the connection is aborted without the chunked stream's end, as a network
+failure or an apiserver restart would leave it.
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ class StreamWatcher:
         self.namespace = namespace
         self.match = match
         self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.dropped = False
+
+    def drop(self) -> None:
+        self.dropped = True
+        self.queue.put_nowait(b"")  # wakes the writer up
 
     def _matches(self, obj: Obj | None) -> bool:
         if obj is None:
@@ -90,6 +98,7 @@ async def serve(
     namespace: str,
     match: Callable[[Obj], bool] | None,
     bookmark_interval: float,
+    streams: set[StreamWatcher] | None = None,
 ) -> web.StreamResponse:
     q = request.query
     watcher = StreamWatcher(rt, version, namespace, match)
@@ -113,6 +122,8 @@ async def serve(
             error = e
     initial_rv = store.rv
     store.subscribe(rt.key, watcher)
+    if streams is not None:
+        streams.add(watcher)
     resp = web.StreamResponse(
         headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
     )
@@ -136,6 +147,10 @@ async def serve(
                 first = await asyncio.wait_for(
                     watcher.queue.get(), min(deadline, next_bookmark) - now
                 )
+                if watcher.dropped:
+                    if request.transport is not None:
+                        request.transport.abort()
+                    return resp
                 await resp.write(first + _drain(watcher))
             except TimeoutError:
                 if bookmarks and time.monotonic() >= next_bookmark:
@@ -150,6 +165,8 @@ async def serve(
         pass  # the client went away
     finally:
         store.unsubscribe(rt.key, watcher)
+        if streams is not None:
+            streams.discard(watcher)
     return resp
 
 
