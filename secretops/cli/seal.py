@@ -57,6 +57,99 @@ def _fetch(url: str) -> bytes:
     return data
 
 
+PROXY_CERT = "kube-proxy://"  # an internal --cert source made by --fetch-cert
+DEFAULT_CONTROLLER = "secretops-controller"
+DEFAULT_CONTROLLER_NAMESPACE = "secretops-system"
+
+
+def _kubeconfig() -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    """(server, cluster, user, source) of the current context of $KUBECONFIG/~/.kube/config."""
+    import os
+
+    import yaml
+
+    from secretops.errors import ExitCode
+
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    path = os.path.expanduser(paths[0] if paths else "~/.kube/config")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+        ctx_name = config["current-context"]
+        ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
+        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
+        user = next((u.get("user") or {} for u in config.get("users") or []
+                     if u["name"] == ctx.get("user")), {})
+    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as e:
+        raise _fail(f"cannot read the kubeconfig ({type(e).__name__})",
+                    ExitCode.CERT_FETCH_FAILED, file=path,
+                    hints=("set KUBECONFIG, or save the recipients file and give --cert",)
+                    ) from None
+    return str(cluster.get("server", "")), cluster, user, path
+
+
+def _fetch_proxy(source: str) -> bytes:
+    """GET /v1/cert of the controller's Service through the API server's service proxy."""
+    import base64
+    import ssl
+    import tempfile
+    import urllib.error
+    import urllib.request
+    from pathlib import Path
+    from urllib.parse import quote
+
+    from secretops.errors import ExitCode
+
+    namespace, _, name = source[len(PROXY_CERT):].partition("/")
+    server, cluster, user, config_path = _kubeconfig()
+    url = (f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/services/"
+           f"{quote(name, safe='')}:http/proxy/v1/cert")
+    headers = {}
+    if user.get("token"):
+        headers["Authorization"] = f"Bearer {user['token']}"
+    elif user.get("username") and user.get("password"):
+        pair = f"{user['username']}:{user['password']}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    context = None
+    if url.startswith("https://"):
+        context = ssl.create_default_context()
+        if cluster.get("insecure-skip-tls-verify"):
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif cluster.get("certificate-authority-data"):
+            ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+            context.load_verify_locations(cadata=ca)
+        elif cluster.get("certificate-authority"):
+            context.load_verify_locations(cafile=cluster["certificate-authority"])
+        with tempfile.TemporaryDirectory() as tmp:  # ssl loads client keys from files only
+            cert, key = user.get("client-certificate"), user.get("client-key")
+            for field, out in (("client-certificate-data", "crt"), ("client-key-data", "key")):
+                if user.get(field):
+                    target = Path(tmp) / out
+                    target.touch(0o600)
+                    target.write_bytes(base64.b64decode(user[field]))
+                    cert, key = (str(target), key) if out == "crt" else (cert, str(target))
+            if cert:
+                context.load_cert_chain(cert, key)
+    where = f"Service {namespace}/{name} (through the API server, {config_path})"
+    try:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=CERT_TIMEOUT, context=context) as resp:
+            data: bytes = resp.read(CERT_MAX_BYTES + 1)
+    except urllib.error.HTTPError as e:
+        raise _fail(f"cannot fetch the recipients from {where}: HTTP {e.code}",
+                    ExitCode.CERT_FETCH_FAILED, hints=(
+                        "check --controller-name/--controller-namespace and that you may "
+                        "get services/proxy there",)) from None
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        reason = getattr(e, "reason", None) or type(e).__name__
+        raise _fail(f"cannot fetch the recipients from {where}: {reason}",
+                    ExitCode.CERT_FETCH_FAILED) from None
+    if len(data) > CERT_MAX_BYTES:
+        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED)
+    return data
+
+
 def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
     """The Recipients: every line of each --cert (a file or an http(s) URL), then --recipient."""
     from secretops.errors import ExitCode
@@ -64,7 +157,12 @@ def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
 
     texts: list[str] = []
     for cert in certs:
-        data = _fetch(cert) if cert.startswith(("http://", "https://")) else _read(cert)
+        if cert.startswith(PROXY_CERT):
+            data = _fetch_proxy(cert)
+        elif cert.startswith(("http://", "https://")):
+            data = _fetch(cert)
+        else:
+            data = _read(cert)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
@@ -130,6 +228,13 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
 @click.option("--cert", multiple=True, metavar="FILE|URL", envvar="SECRETOPS_SEALING_CERT",
               help="The cluster's recipients file (one age recipient a line), or its http(s) "
                    "URL; repeatable, for several clusters. [env: SECRETOPS_SEALING_CERT]")
+@click.option("--fetch-cert", is_flag=True,
+              help="Also fetch the recipients from the controller, through the API server's "
+                   "service proxy (the current kubeconfig context).")
+@click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
+              help="With --fetch-cert: the controller's Service (port named http).")
+@click.option("--controller-namespace", default=DEFAULT_CONTROLLER_NAMESPACE,
+              show_default=True, help="With --fetch-cert: the controller's namespace.")
 @click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
               help="Also seal for this age or SSH recipient (repeatable): other clusters, "
                    "break-glass keys.")
@@ -158,7 +263,8 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
 @click.option("-o", "--format", "fmt", type=FORMATS,
               help="Output format (default yaml; --merge-into keeps the file's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
-def command(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...], scope: str | None,
+def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controller_name: str,
+            controller_namespace: str, recipient: tuple[str, ...], scope: str | None,
             name: str | None, namespace: str | None, from_literal: tuple[str, ...],
             from_file: tuple[str, ...], secret_type: str | None, raw: bool, key: str | None,
             merge_into: str | None, from_bitnami: str | None, bitnami_key: tuple[str, ...],
@@ -174,11 +280,14 @@ def command(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...],
       secretops seal --cert cluster.txt -r age1breakglass... -n prod --name db \\
           --from-literal password=... > sealed.yaml
       secretops seal --cert cluster.txt --merge-into sealed.yaml --from-literal token=...
+      secretops seal --fetch-cert -n prod --name db --from-literal password=...
       echo -n value | secretops seal --cert cluster.txt --raw -n prod --name db --key token
       secretops seal --from-bitnami old.yaml --bitnami-key keys.yaml --cert cluster.txt
     """
     from secretops.errors import ExitCode
 
+    if fetch_cert:
+        cert = (*cert, f"{PROXY_CERT}{controller_namespace}/{controller_name}")
     literal = bool(from_literal or from_file)
     modes = [m for m, on in (("--raw", raw), ("--merge-into", merge_into),
                              ("--from-bitnami", from_bitnami)) if on]

@@ -1,0 +1,98 @@
+"""``secretops-controller`` / ``python -m secretops_controller``: flags → :func:`operator.run`.
+
+The same code runs in a Pod (service account, ``POD_NAMESPACE``) and in tests (``--kubeconfig``
+pointing at the emulator, short periods).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from secretops_controller.config import DEFAULT_NAMESPACE, Config, parse_duration, parse_time
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _time(text: str) -> object:
+    try:
+        return parse_time(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = argparse.ArgumentParser(
+        prog="secretops-controller",
+        description="Unseal SealedSecrets into Secrets; keep the sealing key ring.")
+    p.add_argument("--namespace", default=env("POD_NAMESPACE") or DEFAULT_NAMESPACE,
+                   help="the controller's own namespace: key ring and recipients ConfigMap "
+                        "(default: $POD_NAMESPACE or %(default)s)")
+    p.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
+                   help="watch only this namespace (repeatable; default: all namespaces)")
+    p.add_argument("--key-renew-period", type=_duration, default=parse_duration("30d"),
+                   metavar="DURATION", help="make a new sealing key this often (0: never; "
+                   "default 30d)")
+    p.add_argument("--key-cutoff-time", type=_time, default=None, metavar="RFC3339",
+                   help="renew at start if the newest key was made before this time")
+    p.add_argument("--key-refresh-interval", type=_duration, default=60.0,
+                   metavar="DURATION", help="re-read the key ring this often (default 60s)")
+    p.add_argument("--http-host", default=env("SECRETOPS_HTTP_HOST", "0.0.0.0"))
+    p.add_argument("--http-port", type=int, default=int(env("SECRETOPS_HTTP_PORT", "8080")),
+                   help="/v1/cert, /v1/verify, /v1/rotate, /healthz, /metrics (default 8080)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="default: $KUBECONFIG, else the Pod's service account")
+    p.add_argument("--retry-base-delay", type=_duration,
+                   default=parse_duration(env("SECRETOPS_RETRY_BASE_DELAY", "1s")),
+                   metavar="DURATION", help="first retry delay, doubled per retry (1s)")
+    p.add_argument("--retry-max-delay", type=_duration,
+                   default=parse_duration(env("SECRETOPS_RETRY_MAX_DELAY", "60s")),
+                   metavar="DURATION", help="longest retry delay (60s)")
+    p.add_argument("--max-retries", type=int, default=20,
+                   help="give up a failing reconcile after this many retries (20)")
+    p.add_argument("--watch-timeout", type=_duration, default=300.0, metavar="DURATION",
+                   help="server-side timeout of each watch request (300s)")
+    p.add_argument("--log-level", default=env("SECRETOPS_LOG_LEVEL", "INFO"),
+                   choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return p
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return Config(
+        namespace=args.namespace,
+        watch_namespaces=tuple(args.watch_namespace),
+        key_renew_period=args.key_renew_period,
+        key_cutoff_time=args.key_cutoff_time,
+        key_refresh_interval=args.key_refresh_interval,
+        http_host=args.http_host,
+        http_port=args.http_port,
+        kubeconfig=args.kubeconfig,
+        retry_base_delay=args.retry_base_delay,
+        retry_max_delay=args.retry_max_delay,
+        max_retries=args.max_retries,
+        watch_timeout=args.watch_timeout,
+        log_level=args.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = config_from(parser().parse_args(argv))
+    logging.basicConfig(
+        level=config.log_level, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from secretops_controller import operator  # kopf is imported only once flags are valid
+
+    operator.run(config)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,28 @@
+"""The controller's state shared by its handlers: settings, API client, key ring, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+from secretops_controller.config import Config
+from secretops_controller.keyring import KeyRing
+from secretops_controller.kube import Kube
+from secretops_controller.runtime import Health, Metrics
+
+
+@dataclass
+class Context:
+    config: Config
+    api: Kube
+    ring: KeyRing
+    metrics: Metrics
+    health: Health = field(default_factory=Health)
+    # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
+    # for a Secret that still matches needs no unsealing (our own writes echo back).
+    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
+    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+
+    def lock(self, namespace: str, name: str) -> asyncio.Lock:
+        """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""
+        return self._locks.setdefault((namespace, name), asyncio.Lock())

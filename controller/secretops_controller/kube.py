@@ -1,0 +1,166 @@
+"""The only module that talks to the Kubernetes API (besides kopf's own watching).
+
+A small async client over aiohttp, authenticated with the same ``kopf.ConnectionInfo`` that the
+operator's ``@kopf.on.login`` handler returns: a kubeconfig (``--kubeconfig`` or ``KUBECONFIG``)
+or, in a Pod, the service account. There is no test-only path: tests give it the emulator's
+kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens).
+
+Errors are :class:`ApiError` with the HTTP status (0: the API server could not be reached);
+:attr:`ApiError.transient` says whether a retry may help.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import kopf
+
+JSON = "application/json"
+MERGE_PATCH = "application/merge-patch+json"
+SEALED_GROUP_VERSION = "secretops.dev/v1alpha1"
+
+
+class ApiError(Exception):
+    """A failed API request: ``status`` (0 for a connection failure), ``reason`` and message."""
+
+    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
+        super().__init__(f"{method} {path}: {status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+    @property
+    def transient(self) -> bool:
+        return self.status in (0, 409, 429) or self.status >= 500
+
+
+def login(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
+    """Credentials from ``kubeconfig`` (else ``KUBECONFIG``), else the Pod's service account."""
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = kubeconfig  # kopf's kubeconfig login reads the variable
+    settings = kopf.OperatorSettings()
+    info = None
+    if os.environ.get("KUBECONFIG"):
+        info = kopf.login_with_kubeconfig(settings=settings)
+    else:
+        info = kopf.login_with_service_account(settings=settings)
+    if info is None:
+        raise kopf.LoginError("no kubeconfig (--kubeconfig, KUBECONFIG) and no service account")
+    return info
+
+
+def secrets(namespace: str, name: str | None = None) -> str:
+    return _path("/api/v1", namespace, "secrets", name)
+
+
+def configmaps(namespace: str, name: str | None = None) -> str:
+    return _path("/api/v1", namespace, "configmaps", name)
+
+
+def sealedsecrets(namespace: str, name: str | None = None) -> str:
+    return _path(f"/apis/{SEALED_GROUP_VERSION}", namespace, "sealedsecrets", name)
+
+
+def _path(prefix: str, namespace: str, plural: str, name: str | None) -> str:
+    base = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
+    return f"{base}/{quote(name, safe='')}" if name else base
+
+
+class Kube:
+    """An async Kubernetes API client; :meth:`start` inside the event loop, :meth:`close`."""
+
+    def __init__(self, credentials: Callable[[], kopf.ConnectionInfo],
+                 timeout: float = 30.0) -> None:
+        self._credentials = credentials
+        self._timeout = timeout
+        self._info: kopf.ConnectionInfo | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._info = self._credentials()
+        ssl = self._info.as_ssl_context() if self._info.server.startswith("https") else False
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ssl, limit=0),
+            timeout=aiohttp.ClientTimeout(total=self._timeout))
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      content_type: str = JSON,
+                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The decoded JSON answer; :class:`ApiError` for any status >= 400."""
+        for attempt in range(2):
+            status, answer = await self._send(method, path, body, content_type, params)
+            if status == 401 and attempt == 0:
+                await self.close()
+                await self.start()  # re-read rotated credentials once
+                continue
+            break
+        if status >= 400:
+            reason = str(answer.get("reason") or "Error")
+            message = str(answer.get("message") or "")
+            raise ApiError(status, reason, message, method, path)
+        return answer
+
+    async def _send(self, method: str, path: str, body: Any, content_type: str,
+                    params: Mapping[str, str] | None) -> tuple[int, dict[str, Any]]:
+        if self._session is None or self._info is None:
+            await self.start()
+        assert self._session is not None and self._info is not None
+        url = self._info.server.rstrip("/") + path
+        if params:
+            url += "?" + urlencode(params)
+        headers = {"Accept": JSON, **self._info.as_http_headers()}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type
+            data = json.dumps(body)
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise ApiError(0, "Unreachable", type(e).__name__, method, path) from None
+        try:
+            answer = json.loads(raw) if raw else {}
+        except ValueError:
+            answer = {"message": raw[:200].decode("utf-8", "replace")}
+        return status, answer if isinstance(answer, dict) else {}
+
+    # ---- the calls the controller makes ----------------------------------------------------
+    async def get(self, path: str) -> dict[str, Any] | None:
+        """The object, or None when it does not exist."""
+        try:
+            return await self.request("GET", path)
+        except ApiError as e:
+            if e.status == 404:
+                return None
+            raise
+
+    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {"labelSelector": label_selector} if label_selector else None
+        return list((await self.request("GET", path, params=params)).get("items") or [])
+
+    async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("POST", path, obj)
+
+    async def replace(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PUT", path, obj)
+
+    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
+
+    async def delete(self, path: str) -> None:
+        try:
+            await self.request("DELETE", path)
+        except ApiError as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,93 @@
+"""What every half of the controller shares: metrics, Events with fixed reasons, health.
+
+The SealedSecret reconciler uses it today; the external-secrets half will reuse it.
+
+* :class:`Metrics`: one ``prometheus_client`` registry, served on ``/metrics``
+  (``secretops_unseals_total``, ``secretops_unseal_errors_total{reason}``,
+  ``secretops_sealing_keys``, ``secretops_newest_sealing_key_age_seconds``,
+  ``secretops_reconcile_duration_seconds{kind}``).
+* :class:`Reason`: the fixed Event and condition reasons; :func:`event` posts an Event through
+  kopf's poster (retried with the operator's posting backoffs).
+* :class:`Health`: what ``/healthz`` reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, cast
+
+import kopf
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Reason(StrEnum):
+    """Event reasons, also the ``reason`` of the ``Synced`` condition. Never renamed."""
+
+    UNSEALED = "Unsealed"  # the Secret matches the SealedSecret (Normal)
+    SCOPE_MISMATCH = "ScopeMismatch"  # a value was sealed for another namespace/name/key
+    NO_KEY = "NoKeyCouldUnseal"  # no key of the ring opens a value
+    ALTERED = "ValueAltered"  # a value fails authentication
+    MALFORMED = "Malformed"  # not a well-formed SealedSecret or sealed value
+    TEMPLATE_ERROR = "TemplateError"  # spec.template.data does not render
+    SECRET_NOT_OWNED = "SecretNotOwned"  # an existing Secret is not ours and does not opt in
+    UPDATE_FAILED = "UpdateFailed"  # the API refused or failed the write
+    KEY_CREATED = "SealingKeyCreated"  # the key ring got a new key (on the ConfigMap)
+
+
+WARNING_REASONS = frozenset(set(Reason) - {Reason.UNSEALED, Reason.KEY_CREATED})
+
+
+def event(obj: Mapping[str, Any], reason: Reason, message: str) -> None:
+    """Post an Event about ``obj`` (a full object body) with a fixed reason."""
+    kind = "Warning" if reason in WARNING_REASONS else "Normal"
+    body = kopf.Body(cast(kopf.RawBody, dict(obj)))
+    kopf.event(body, type=kind, reason=reason.value, message=message[:1000])
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def rfc3339(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Metrics:
+    """The controller's metrics, in their own registry (no process-global state in tests)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.unseals = Counter("secretops_unseals", "SealedSecrets unsealed into a Secret",
+                               registry=r)
+        self.unseal_errors = Counter("secretops_unseal_errors",
+                                     "SealedSecrets that could not be unsealed or written",
+                                     ["reason"], registry=r)
+        self.sealing_keys = Gauge("secretops_sealing_keys", "Keys in the sealing key ring",
+                                  registry=r)
+        self.newest_key_created = 0.0
+        self.newest_key_age = Gauge("secretops_newest_sealing_key_age_seconds",
+                                    "Age of the newest sealing key", registry=r)
+        self.newest_key_age.set_function(
+            lambda: time.time() - self.newest_key_created if self.newest_key_created else 0.0)
+        self.reconcile_duration = Histogram(
+            "secretops_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+@dataclass
+class Health:
+    """``/healthz``: healthy once started, while every named check is true."""
+
+    checks: dict[str, bool] = field(default_factory=dict)
+
+    def set(self, name: str, ok: bool) -> None:
+        self.checks[name] = ok
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(self.checks.values())

@@ -1,0 +1,316 @@
+"""SealedSecret → Secret: unseal with the key ring, write the Secret, report in status/Events.
+
+Handlers (registered on the operator's registry by :func:`register`):
+
+* SealedSecret create/update/resume → :func:`reconcile`; the outcome goes to
+  ``status.conditions[type=Synced]`` and ``status.observedGeneration`` (status subresource,
+  through kopf's patch) and to an Event with a fixed reason (:class:`~.runtime.Reason`).
+  Unsealing failures (scope, key, altered, malformed, template) and a Secret we may not touch
+  are permanent until the SealedSecret or the Secret changes; API outages are retried with
+  backoff (``--retry-base-delay``/``--retry-max-delay``, at most ``--max-retries`` times).
+* Secrets labelled ``secretops.dev/sealed-by`` (ours; watched with a server-side label selector)
+  → when one no longer matches what we wrote, or is deleted, it is written again (drift
+  self-heal).
+
+Ownership: a Secret is ours when its controller ownerReference is a SealedSecret, or when it
+carries our label (made with skip-set-owner-references). An existing Secret that is not ours is
+taken over only with ``secretops.dev/managed: "true"``, or merged into with
+``secretops.dev/patch: "true"`` (on the Secret or in the template); otherwise it is left alone
+and the condition says ``SecretNotOwned``. Messages name namespaces, names, keys and key-ring
+keys, never a value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from secretops.errors import ExitCode, SecretOpsError
+from secretops.sealing import unseal_sealed
+from secretops.sealing.format import (
+    GROUP,
+    KIND,
+    MANAGED_ANNOTATION,
+    PATCH_ANNOTATION,
+    PLURAL,
+    VERSION,
+)
+from secretops_controller import kube
+from secretops_controller.context import Context
+from secretops_controller.runtime import Reason, event, now, rfc3339
+
+log = logging.getLogger(__name__)
+SEALED_LABEL = "secretops.dev/sealed-by"
+SYNCED = "Synced"
+
+_REASONS = {
+    ExitCode.SEALED_SCOPE_MISMATCH: Reason.SCOPE_MISMATCH,
+    ExitCode.COULD_NOT_RETRIEVE_KEY: Reason.NO_KEY,
+    ExitCode.ERROR_DECRYPTING_TREE: Reason.ALTERED,
+    ExitCode.INVALID_SEALED_SECRET: Reason.MALFORMED,
+    ExitCode.TEMPLATE_ERROR: Reason.TEMPLATE_ERROR,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    reason: Reason
+    message: str
+    wrote: bool = False
+
+
+def reason_of(error: SecretOpsError) -> Reason:
+    return _REASONS.get(error.code, Reason.MALFORMED)
+
+
+def _ref(meta: Mapping[str, Any]) -> str:
+    return f"{meta.get('namespace')}/{meta.get('name')}"
+
+
+def _unseal_message(error: SecretOpsError, sealed: Mapping[str, Any], ctx: Context) -> str:
+    spec = sealed.get("spec") or {}
+    where = (f"cannot unseal SealedSecret {_ref(sealed.get('metadata') or {})} "
+             f"(scope {spec.get('scope') or 'strict'})")
+    detail = f"{error.path}: {error.message}" if error.path else error.message
+    keys = ", ".join(k.name for k in ctx.ring.keys) or "none"
+    return f"{where}: {detail}; key-ring keys tried: {keys}"
+
+
+def _unseal(ctx: Context, sealed: Mapping[str, Any]) -> dict[str, Any]:
+    meta = sealed.get("metadata") or {}
+    return unseal_sealed(sealed, ctx.ring.identities, namespace=meta.get("namespace"),
+                         owner_uid=meta.get("uid"))
+
+
+def fingerprint(secret: Mapping[str, Any]) -> str:
+    """A digest of what we manage in a Secret (kept in memory only; never published)."""
+    meta = secret.get("metadata") or {}
+    refs = [(r.get("kind"), r.get("name"), r.get("uid"), bool(r.get("controller")))
+            for r in meta.get("ownerReferences") or []]
+    parts = [secret.get("data") or {}, secret.get("type") or "Opaque", meta.get("labels") or {},
+             meta.get("annotations") or {}, refs, bool(secret.get("immutable"))]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _ours(current: Mapping[str, Any]) -> bool:
+    meta = current.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or []:
+        if ref.get("controller"):
+            return bool(ref.get("kind") == KIND and str(ref.get("apiVersion", ""))
+                        .startswith(GROUP + "/"))
+    return SEALED_LABEL in (meta.get("labels") or {})
+
+
+def desired_secret(current: Mapping[str, Any] | None, desired: Mapping[str, Any],
+                   sealed: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The Secret to write over ``current`` (None: not ours and no opt-in). Pure."""
+    if current is None:
+        return dict(desired)
+    template = ((sealed.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    cmeta = current.get("metadata") or {}
+    opt = {**(cmeta.get("annotations") or {}), **(template.get("annotations") or {})}
+    take = _ours(current) or opt.get(MANAGED_ANNOTATION) == "true"
+    merge = opt.get(PATCH_ANNOTATION) == "true"
+    if not take and not merge:
+        return None
+    dmeta = desired.get("metadata") or {}
+    meta = {k: v for k, v in cmeta.items() if k != "managedFields"}
+    new: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta}
+    if merge:
+        meta["labels"] = {**(cmeta.get("labels") or {}), **(dmeta.get("labels") or {})}
+        meta["annotations"] = {**(cmeta.get("annotations") or {}),
+                               **(dmeta.get("annotations") or {})}
+        new["data"] = {**(current.get("data") or {}), **(desired.get("data") or {})}
+        new["type"] = current.get("type") or desired.get("type")
+    else:
+        meta["labels"] = dict(dmeta.get("labels") or {})
+        meta["annotations"] = dict(dmeta.get("annotations") or {})
+        new["data"] = dict(desired.get("data") or {})
+        new["type"] = desired.get("type")
+    if take:
+        refs = [r for r in cmeta.get("ownerReferences") or [] if not r.get("controller")]
+        meta["ownerReferences"] = refs + list(dmeta.get("ownerReferences") or [])
+    for k in ("labels", "annotations", "ownerReferences"):
+        if not meta.get(k):
+            meta.pop(k, None)
+    if "immutable" in desired:
+        new["immutable"] = desired["immutable"]
+    elif "immutable" in current:
+        new["immutable"] = current["immutable"]
+    return new
+
+
+async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
+    """Make the Secret match the SealedSecret. Raises :class:`kube.ApiError` for API failures."""
+    meta = sealed.get("metadata") or {}
+    ns, name = str(meta.get("namespace")), str(meta.get("name"))
+    try:
+        try:
+            desired = _unseal(ctx, sealed)
+        except SecretOpsError as e:
+            if reason_of(e) is not Reason.NO_KEY:
+                raise
+            await ctx.ring.load()  # another replica may have added a key
+            desired = _unseal(ctx, sealed)
+    except SecretOpsError as e:
+        return Outcome(False, reason_of(e), _unseal_message(e, sealed, ctx))
+    desired.setdefault("metadata", {}).setdefault("labels", {})[SEALED_LABEL] = "true"
+    keys = ", ".join(sorted(desired.get("data") or {}))
+    path = kube.secrets(ns, name)
+    async with ctx.lock(ns, name):
+        current = await ctx.api.get(path)
+        new = desired_secret(current, desired, sealed)
+        if new is None:
+            assert current is not None
+            ctx.fingerprints.pop((ns, name), None)
+            return Outcome(False, Reason.SECRET_NOT_OWNED, (
+                f"Secret {ns}/{name} exists and is not managed by this SealedSecret: left "
+                f"alone; annotate it {MANAGED_ANNOTATION}=true to let the controller take it "
+                f"over, or {PATCH_ANNOTATION}=true to merge into it, then touch the "
+                f"SealedSecret"))
+        if current is not None and fingerprint(current) == fingerprint(new):
+            ctx.fingerprints[(ns, name)] = fingerprint(current)
+            return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} is up to date "
+                           f"(keys: {keys})")
+        if current is None:
+            written = await ctx.api.create(kube.secrets(ns), new)
+            verb = "created"
+        elif current.get("immutable") and new.get("data") != current.get("data"):
+            await ctx.api.delete(path)  # an immutable Secret can only be replaced whole
+            new["metadata"] = {k: v for k, v in new["metadata"].items()
+                               if k not in ("resourceVersion", "uid", "creationTimestamp")}
+            written = await ctx.api.create(kube.secrets(ns), new)
+            verb = "re-created (immutable)"
+        else:
+            written = await ctx.api.replace(path, new)
+            verb = "updated"
+        ctx.fingerprints[(ns, name)] = fingerprint(written)
+        return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} {verb} (keys: {keys})",
+                       wrote=True)
+
+
+def status_of(sealed: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
+    """``status`` with the Synced condition for ``outcome`` (lastTransitionTime kept if same)."""
+    status = sealed.get("status") or {}
+    old = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+    prev = next((c for c in old if c.get("type") == SYNCED), None)
+    value = "True" if outcome.ok else "False"
+    stamp = rfc3339(now())
+    changed = prev is None or prev.get("status") != value
+    gen = (sealed.get("metadata") or {}).get("generation")
+    cond: dict[str, Any] = {
+        "type": SYNCED, "status": value, "reason": outcome.reason.value,
+        "message": outcome.message,
+        "lastTransitionTime": (stamp if changed or prev is None
+                               else prev.get("lastTransitionTime", stamp)),
+        "lastUpdateTime": stamp,
+    }
+    if gen is not None:
+        cond["observedGeneration"] = gen
+    out: dict[str, Any] = {"conditions": [*(c for c in old if c.get("type") != SYNCED), cond]}
+    if gen is not None:
+        out["observedGeneration"] = gen
+    return out
+
+
+def _same_condition(sealed: Mapping[str, Any], outcome: Outcome) -> bool:
+    status = sealed.get("status") or {}
+    for c in status.get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == SYNCED:
+            return bool(c.get("status") == ("True" if outcome.ok else "False")
+                        and c.get("reason") == outcome.reason.value
+                        and c.get("message") == outcome.message
+                        and status.get("observedGeneration")
+                        == (sealed.get("metadata") or {}).get("generation"))
+    return False
+
+
+def _record(ctx: Context, sealed: Mapping[str, Any], outcome: Outcome, drift: bool) -> None:
+    if outcome.ok:
+        ctx.metrics.unseals.inc()
+        if outcome.wrote:
+            msg = outcome.message + (" after it was changed or deleted" if drift else "")
+            log.info("%s", msg)
+            event(sealed, Reason.UNSEALED, msg)
+    else:
+        ctx.metrics.unseal_errors.labels(reason=outcome.reason.value).inc()
+        log.warning("%s: %s", outcome.reason.value, outcome.message)
+        event(sealed, outcome.reason, outcome.message)
+
+
+async def on_sealed(ctx: Context, body: Mapping[str, Any], patch: kopf.Patch,
+                    retry: int) -> None:
+    """The SealedSecret handler: reconcile, then status and Event."""
+    started = time.perf_counter()
+    try:
+        outcome = await reconcile(ctx, body)
+    except kube.ApiError as e:
+        if e.transient and retry < ctx.config.max_retries:
+            raise kopf.TemporaryError(f"Secret write failed, will retry: {e}",
+                                      delay=ctx.config.retry_delay(retry)) from None
+        outcome = Outcome(False, Reason.UPDATE_FAILED, str(e))
+    finally:
+        ctx.metrics.reconcile_duration.labels(kind=KIND).observe(time.perf_counter() - started)
+    patch.status.update(status_of(body, outcome))
+    _record(ctx, body, outcome, drift=False)
+    if not outcome.ok:
+        raise kopf.PermanentError(f"{outcome.reason.value}: {outcome.message}")
+
+
+async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> None:
+    """Drift self-heal for one of our Secrets that changed or went away."""
+    meta = body.get("metadata") or {}
+    ns, name = str(meta.get("namespace")), str(meta.get("name"))
+    if event_type is None:
+        return  # the initial listing: the SealedSecrets' resume handlers cover it
+    if event_type != "DELETED" and ctx.fingerprints.get((ns, name)) == fingerprint(body):
+        return  # our own write, echoed
+    for attempt in range(ctx.config.max_retries + 1):
+        try:
+            sealed = await ctx.api.get(kube.sealedsecrets(ns, name))
+            if sealed is None or (sealed.get("metadata") or {}).get("deletionTimestamp"):
+                ctx.fingerprints.pop((ns, name), None)
+                return  # its SealedSecret is gone: the garbage collector has the Secret
+            started = time.perf_counter()
+            outcome = await reconcile(ctx, sealed)
+            ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
+                time.perf_counter() - started)
+            if outcome.wrote or not outcome.ok:
+                _record(ctx, sealed, outcome, drift=True)
+            if not _same_condition(sealed, outcome):
+                await ctx.api.merge_patch(kube.sealedsecrets(ns, name) + "/status",
+                                          {"status": status_of(sealed, outcome)})
+            return
+        except kube.ApiError as e:
+            if not e.transient or attempt == ctx.config.max_retries:
+                log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
+                return
+            await asyncio.sleep(ctx.config.retry_delay(attempt))
+
+
+def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
+    """The SealedSecret and Secret handlers, bound to ``ctx``."""
+    kw: dict[str, Any] = {"registry": registry, "retries": ctx.config.max_retries + 1}
+
+    @kopf.on.resume(GROUP, VERSION, PLURAL, **kw)
+    @kopf.on.create(GROUP, VERSION, PLURAL, **kw)
+    @kopf.on.update(GROUP, VERSION, PLURAL, **kw)
+    async def sealed_secret(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+        await on_sealed(ctx, copy.deepcopy(dict(body)), patch, retry)
+
+    @kopf.on.event("v1", "secrets", labels={SEALED_LABEL: kopf.PRESENT}, registry=registry)
+    async def owned_secret(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        await on_secret(ctx, event.get("type"), copy.deepcopy(dict(body)))
+
+
+__all__ = ["SEALED_LABEL", "Outcome", "reconcile", "register", "status_of"]

@@ -1,0 +1,127 @@
+"""The controller under test: ``python -m secretops_controller`` as a child process.
+
+It runs exactly as in a cluster — kopf, the key ring, the HTTP endpoints — against the module's
+fresh emulator (``k8s_emulator``), with the CRD from ``crds/`` applied by kubectl, short retry
+delays instead of kopf's 60 s, and its own free port. Its stderr goes to a log file that the
+fixture scans for the canary plaintext when it stops it (by its PID).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.k8s import K8s, free_port
+from tests.helpers import CANARY
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "sealedsecret.yaml"
+SYSTEM_NS = "secretops-system"
+FAST = ("--retry-base-delay", "0.1s", "--retry-max-delay", "1s", "--max-retries", "5",
+        "--watch-timeout", "30s")
+
+
+@dataclass
+class Controller:
+    """One running controller process."""
+
+    k8s: K8s
+    directory: Path
+    args: tuple[str, ...] = ()
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(default_factory=Path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> Controller:
+        self.port = free_port()
+        self.log = self.directory / f"controller-{self.port}.log"
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        with open(self.log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "secretops_controller",
+                 "--kubeconfig", str(self.k8s.kubeconfig), "--namespace", SYSTEM_NS,
+                 "--http-host", "127.0.0.1", "--http-port", str(self.port), *FAST, *self.args],
+                cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while self.get("/healthz")[0] != 200:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"controller exited {self.proc.returncode}:\n{self.logs()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"controller not healthy after {timeout} s:\n{self.logs()}")
+            time.sleep(0.05)  # polling interval of a loop with a deadline
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def logs(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def request(self, method: str, path: str, body: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, str]:
+        req = urllib.request.Request(self.url + path, data=body, method=method,
+                                     headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+        except (urllib.error.URLError, OSError):
+            return 0, ""
+
+    def get(self, path: str) -> tuple[int, str]:
+        return self.request("GET", path)
+
+
+def prepare_cluster(k8s: K8s, *namespaces: str) -> None:
+    """The CRD (applied with the real kubectl, validated by the emulator) and namespaces."""
+    k8s.kubectl("apply", "-f", str(CRD))
+    k8s.kubectl("wait", "--for=condition=Established", "crd/sealedsecrets.secretops.dev")
+    for ns in (SYSTEM_NS, *namespaces):
+        if k8s.request("GET", f"/api/v1/namespaces/{ns}")[0] == 404:
+            k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+
+
+@pytest.fixture(scope="module")
+def start_controller(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
+                     ) -> Iterator[Any]:
+    """``start_controller(*flags)`` → a running :class:`Controller`; all stopped at the end,
+    and none of their logs may contain the canary plaintext."""
+    started: list[Controller] = []
+    directory = tmp_path_factory.mktemp("controller")
+
+    def start(*args: str) -> Controller:
+        ctl = Controller(k8s_emulator, directory, args).start()
+        started.append(ctl)
+        return ctl
+
+    try:
+        yield start
+    finally:
+        for ctl in started:
+            ctl.stop()
+        for ctl in started:
+            assert CANARY not in ctl.logs(), f"canary plaintext in {ctl.log}"

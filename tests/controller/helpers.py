@@ -1,0 +1,89 @@
+"""Helpers for the controller's tests: seal with the CLI, apply with kubectl, read state."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import yaml
+
+from tests.fixtures.k8s import K8s
+from tests.helpers import CANARY, secretops
+from tests.k8s.helpers import wait_for
+
+SEALED = "/apis/secretops.dev/v1alpha1/namespaces/{ns}/sealedsecrets"
+MERGE = "application/merge-patch+json"
+
+__all__ = ["CANARY", "wait_for"]
+
+
+def seal(cert: Path, *args: str) -> str:
+    """``secretops seal --cert CERT ARGS`` → the SealedSecret YAML (asserts success)."""
+    r = secretops("seal", "--cert", str(cert), *args)
+    assert r.code == 0, r.err
+    assert CANARY not in r.err
+    return r.text
+
+
+def apply(k8s: K8s, manifest: str) -> None:
+    k8s.kubectl("apply", "-f", "-", input=manifest)
+
+
+def secret(k8s: K8s, ns: str, name: str) -> dict[str, Any] | None:
+    status, body, _ = k8s.request("GET", f"/api/v1/namespaces/{ns}/secrets/{name}")
+    return body if status == 200 else None
+
+
+def values(obj: dict[str, Any] | None) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in ((obj or {}).get("data") or {}).items()}
+
+
+def sealed(k8s: K8s, ns: str, name: str) -> dict[str, Any] | None:
+    status, body, _ = k8s.request("GET", SEALED.format(ns=ns) + f"/{name}")
+    return body if status == 200 else None
+
+
+def synced(k8s: K8s, ns: str, name: str) -> dict[str, Any] | None:
+    """The Synced condition, once it is for the current generation."""
+    obj = sealed(k8s, ns, name) or {}
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj.get("metadata", {}).get("generation"):
+        return None
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Synced":
+            return dict(c)
+    return None
+
+
+def events(k8s: K8s, ns: str, name: str | None = None, reason: str | None = None
+           ) -> list[dict[str, Any]]:
+    selectors = []
+    if name:
+        selectors.append(f"involvedObject.name={name}")
+    if reason:
+        selectors.append(f"reason={reason}")
+    path = f"/api/v1/namespaces/{ns}/events"
+    if selectors:
+        path += "?fieldSelector=" + quote(",".join(selectors))
+    status, body, _ = k8s.request("GET", path)
+    assert status == 200, body
+    return list(body["items"])
+
+
+def no_canary_in_cluster(k8s: K8s, *namespaces: str) -> None:
+    """The canary plaintext is in no Event and no SealedSecret status in these namespaces."""
+    for ns in namespaces:
+        assert CANARY not in json.dumps(events(k8s, ns))
+        _, body, _ = k8s.request("GET", SEALED.format(ns=ns))
+        assert CANARY not in json.dumps([i.get("status") for i in body.get("items") or []])
+
+
+def load(text: str) -> dict[str, Any]:
+    return dict(yaml.safe_load(text))
+
+
+def dump(obj: dict[str, Any]) -> str:
+    return yaml.safe_dump(obj, sort_keys=False)
