@@ -12,7 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-from secretops_controller.config import DEFAULT_NAMESPACE, Config, parse_duration, parse_time
+from secretops_controller.config import (
+    DEFAULT_LEASE_NAME,
+    DEFAULT_NAMESPACE,
+    Config,
+    default_identity,
+    parse_duration,
+    parse_time,
+)
 
 
 def _duration(text: str) -> float:
@@ -61,8 +68,25 @@ def parser() -> argparse.ArgumentParser:
                    help="give up a failing reconcile after this many retries (20)")
     p.add_argument("--watch-timeout", type=_duration, default=300.0, metavar="DURATION",
                    help="server-side timeout of each watch request (300s)")
+    p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
+                   help="the leader re-checks that every Synced SealedSecret has its Secret "
+                        "this often, repairing what a dropped watch missed (300s; 0: never)")
     p.add_argument("--log-level", default=env("SECRETOPS_LOG_LEVEL", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease in --namespace)")
+    le.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
+                    help="only the holder of the Lease reconciles, renews keys and writes "
+                         "(default: on; --no-leader-elect for a single replica)")
+    le.add_argument("--lease-name", default=DEFAULT_LEASE_NAME,
+                    help="the Lease's name (default %(default)s)")
+    le.add_argument("--lease-duration", type=_duration, default=15.0, metavar="DURATION",
+                    help="a non-leader takes over after the Lease went this long without "
+                         "renewal (15s)")
+    le.add_argument("--renew-deadline", type=_duration, default=10.0, metavar="DURATION",
+                    help="the leader stops its handlers when it could not renew for this long "
+                         "(10s; less than --lease-duration)")
+    le.add_argument("--retry-period", type=_duration, default=2.0, metavar="DURATION",
+                    help="how often the leader renews and the others try to acquire (2s)")
     return p
 
 
@@ -80,12 +104,24 @@ def config_from(args: argparse.Namespace) -> Config:
         retry_max_delay=args.retry_max_delay,
         max_retries=args.max_retries,
         watch_timeout=args.watch_timeout,
+        resync_period=args.resync_period,
         log_level=args.log_level,
+        leader_elect=args.leader_elect,
+        lease_name=args.lease_name,
+        lease_duration=args.lease_duration,
+        renew_deadline=args.renew_deadline,
+        retry_period=args.retry_period,
+        identity=default_identity(),
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    config = config_from(parser().parse_args(argv))
+    p = parser()
+    config = config_from(p.parse_args(argv))
+    try:
+        config.check()
+    except ValueError as e:
+        p.error(str(e))
     logging.basicConfig(
         level=config.log_level, stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

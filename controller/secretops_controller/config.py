@@ -6,7 +6,9 @@ sleeping (``--key-renew-period 2s --retry-base-delay 0.1s``).
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,6 +16,7 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
 DEFAULT_NAMESPACE = "secretops-system"
+DEFAULT_LEASE_NAME = "secretops-controller"
 RECIPIENTS_CONFIGMAP = "secretops-sealing-recipients"
 
 
@@ -43,6 +46,11 @@ def parse_time(text: str) -> datetime:
     return value
 
 
+def default_identity() -> str:
+    """The Lease holder name: ``$POD_NAME`` (downward API), else ``<hostname>_<pid>``."""
+    return os.environ.get("POD_NAME") or f"{socket.gethostname()}_{os.getpid()}"
+
+
 def backoffs(base: float, ceiling: float, count: int = 8) -> list[float]:
     """``base``, doubling, capped at ``ceiling``: kopf's retry sequences."""
     return [min(base * 2**i, ceiling) for i in range(count)]
@@ -62,7 +70,24 @@ class Config:
     retry_max_delay: float = 60.0
     max_retries: int = 20
     watch_timeout: float = 300.0
+    resync_period: float = 300.0  # leader: repair Secrets the watches missed (0: never)
     log_level: str = "INFO"
+    # Leader election (a coordination.k8s.io/v1 Lease in ``namespace``; see leader.py).
+    leader_elect: bool = True
+    lease_name: str = DEFAULT_LEASE_NAME
+    lease_duration: float = 15.0  # a non-leader may take over after this long without renewal
+    renew_deadline: float = 10.0  # the leader stops its handlers after this long without one
+    retry_period: float = 2.0  # how often the leader renews and candidates try
+    identity: str = ""  # the Lease holder name: $POD_NAME, else hostname_pid
+
+    def check(self) -> None:
+        """Refuse inconsistent settings (ValueError)."""
+        if self.leader_elect and not (
+                self.lease_duration > self.renew_deadline > self.retry_period > 0):
+            raise ValueError("leader election needs --lease-duration > --renew-deadline > "
+                             "--retry-period > 0")
+        if self.max_retries < 0 or self.retry_base_delay <= 0:
+            raise ValueError("--max-retries must be >= 0 and --retry-base-delay > 0")
 
     def retry_delay(self, retry: int) -> float:
         """The delay before retry number ``retry`` (0-based) of a failed reconcile."""

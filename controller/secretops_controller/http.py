@@ -9,7 +9,10 @@
   newest key, plus the age recipients in ``spec.recipients`` that are not keys of this ring
   (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
   be kept). YAML unless ``Accept: application/json``.
-* ``GET /healthz`` — 200 once the key ring is loaded and the operator runs, else 503.
+* ``GET /healthz`` — 200 ``ok`` once the key ring is loaded (made by the leader, or read by a
+  replica that does not lead: it is healthy and serves these endpoints), else 503. The header
+  ``X-Secretops-Leader: true|false`` says whether this replica leads; ``/healthz?verbose``
+  adds ``leader: …`` and one line per check to the body.
 * ``GET /metrics`` — Prometheus text format (see :mod:`secretops_controller.runtime`).
 """
 
@@ -79,11 +82,22 @@ def make_app(ctx: Context) -> web.Application:
             return web.Response(body=dump(out, "json"), content_type="application/json")
         return web.Response(body=dump(out, "yaml"), content_type="application/yaml")
 
-    async def healthz(_: web.Request) -> web.Response:
-        if ctx.health.ok:
-            return web.Response(text="ok\n")
-        failing = ", ".join(k for k, v in ctx.health.checks.items() if not v) or "starting"
-        return web.Response(status=503, text=f"not ready: {failing}\n")
+    async def healthz(request: web.Request) -> web.Response:
+        health = ctx.health
+        headers = {}
+        extra = ""
+        if health.leader is not None:
+            headers["X-Secretops-Leader"] = "true" if health.leader else "false"
+            extra = f"leader: {headers['X-Secretops-Leader']}\n"
+        if "verbose" in request.query:
+            extra += "".join(f"{k}: {'ok' if v else 'failing'}\n"
+                             for k, v in sorted(health.checks.items()))
+        else:
+            extra = ""
+        if health.ok:
+            return web.Response(text="ok\n" + extra, headers=headers)
+        failing = ", ".join(k for k, v in health.checks.items() if not v) or "starting"
+        return web.Response(status=503, text=f"not ready: {failing}\n" + extra, headers=headers)
 
     async def metrics(_: web.Request) -> web.Response:
         body = generate_latest(ctx.metrics.registry)

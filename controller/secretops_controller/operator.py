@@ -1,25 +1,45 @@
-"""The kopf operator: settings, login, startup/cleanup, and the handlers of each half.
+"""The kopf operator: settings, login, startup, the handlers of each half, and leadership.
 
 :func:`run` is what ``secretops-controller`` runs, in a cluster and in tests alike. kopf's
 persistence is kept in annotations under ``secretops.dev/`` (the CRD's status schema has no
 room for kopf's fields), kopf's own peering is off (``standalone``), and every retry delay comes
 from the flags so tests run in seconds.
+
+Leadership gates the handlers by **running kopf only while leading** (:func:`serve`):
+
+* every replica reads the key ring and serves HTTP (``/v1/cert`` and friends, ``/healthz``,
+  ``/metrics``) from the start, and campaigns for the Lease (:mod:`.leader`);
+* the leader runs the kopf operator — watches, the SealedSecret and Secret handlers, the startup
+  handler that makes or renews sealing keys — and the key-renewal task;
+* a replica that is not the leader runs no watch and no handler (so it writes nothing: no
+  Secret, no status, no kopf annotation, no Event) and re-reads the ring every
+  ``--key-refresh-interval``;
+* when leadership is lost, kopf is cancelled at once (before anyone else may take over, since
+  ``--renew-deadline`` < ``--lease-duration``); when it comes back, kopf starts again and its
+  resume handlers catch up with everything that changed meanwhile;
+* the leader also re-checks every ``--resync-period`` that each Synced SealedSecret still has
+  its Secret (:func:`resync_once`): a deletion while a watch was down is not a watch event
+  (kopf re-lists on reconnect);
+* on SIGTERM: kopf stops, then the Lease is released so another replica takes over within one
+  ``--retry-period``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import signal
 import socket
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
-from secretops_controller import http, kube, sealed
+from secretops_controller import http, kube, runtime, sealed
 from secretops_controller.config import Config, backoffs
 from secretops_controller.context import Context
 from secretops_controller.keyring import KeyRing
+from secretops_controller.leader import LeaderElector, cancel
 from secretops_controller.runtime import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,7 +63,7 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.execution.default_backoff = config.retry_base_delay
     settings.posting.default_backoffs = delays[:4]
     settings.posting.reporting_component = "secretops-controller"
-    settings.posting.reporting_instance = socket.gethostname()
+    settings.posting.reporting_instance = config.identity or socket.gethostname()
 
 
 def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
@@ -52,50 +72,228 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
     metrics = Metrics()
     api = kube.Kube(lambda: kube.login(config.kubeconfig))
     ctx = Context(config, api, KeyRing(api, config, metrics), metrics)
-    tasks: list[asyncio.Task[None]] = []
-    runners: list[Any] = []
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kube.login(config.kubeconfig)
 
     @kopf.on.startup(registry=registry)
-    async def startup(settings: kopf.OperatorSettings, retry: int, **_: Any) -> None:
-        configure(settings, config)
-        ctx.health.set("keyring", False)
+    async def startup(retry: int, **_: Any) -> None:
+        # Runs each time this replica starts leading: only the leader makes or renews keys.
         try:
             await ctx.ring.ensure()
         except kube.ApiError as e:
             raise kopf.TemporaryError(f"key ring: {e}", delay=config.retry_delay(retry)) from None
-        if not runners:
-            runners.append(await http.start(ctx))
-        tasks.append(asyncio.create_task(ctx.ring.run(), name="key ring"))
         ctx.health.set("keyring", True)
         newest = ctx.ring.newest
-        log.info("key ring: %d keys, newest %s; serving http on %s:%d",
-                 len(ctx.ring.keys), newest.name if newest else "-", config.http_host,
-                 config.http_port)
-
-    @kopf.on.cleanup(registry=registry)
-    async def cleanup(**_: Any) -> None:
-        ctx.health.set("keyring", False)
-        for task in tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for runner in runners:
-            await runner.cleanup()
-        await api.close()
+        log.info("key ring: %d keys, newest %s", len(ctx.ring.keys),
+                 newest.name if newest else "-")
 
     sealed.register(registry, ctx)
     return registry, ctx
 
 
-def run(config: Config) -> None:
-    """Run the operator until SIGTERM/SIGINT."""
-    registry, _ = build(config)
+async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asyncio.Event,
+                own_signals: Callable[[], None]) -> None:
+    """One run of the kopf operator (watches and handlers), until cancelled or stopped."""
+    existing = asyncio.all_tasks()  # ours (HTTP, Lease): kopf must not stop them when it ends
     settings = kopf.OperatorSettings()
-    configure(settings, config)
-    namespaces = list(config.watch_namespaces)
-    kopf.run(registry=registry, settings=settings, standalone=True,
-             clusterwide=not namespaces, namespaces=namespaces)
+    configure(settings, ctx.config)
+    namespaces = list(ctx.config.watch_namespaces)
+    tasks = await kopf.spawn_tasks(registry=registry, settings=settings, standalone=True,
+                                   clusterwide=not namespaces, namespaces=namespaces,
+                                   stop_flag=stop_flag)
+    own_signals()  # kopf installed its own SIGTERM/SIGINT handlers: the process decides
+    # In kopf's context (its settings and Event queue), so repairs can post Events.
+    resync = asyncio.create_task(_resync(ctx), name="resync")
+    try:
+        await kopf.run_tasks(tasks, ignored=existing)
+    finally:
+        await cancel(resync)
+
+
+async def _follow_ring(ctx: Context) -> None:
+    """Not leading: read the ring (keys made by the leader) now and every
+    --key-refresh-interval; ready to serve once it holds a key."""
+    while True:
+        try:
+            await ctx.ring.load()
+            ctx.health.set("keyring", bool(ctx.ring.keys))
+        except kube.ApiError as e:
+            log.warning("key ring: %s (retrying)", e)
+        await asyncio.sleep(ctx.config.key_refresh_interval)
+
+
+async def resync_once(ctx: Context) -> int:
+    """Repair what the watches may have missed (an object deleted while a watch was down and
+    kopf re-listed): every SealedSecret that is ``Synced`` but whose Secret is gone or differs
+    from what we wrote goes through drift repair. Two LISTs per namespace scope. The repairs."""
+    scopes: list[str | None] = list(ctx.config.watch_namespaces) or [None]
+    sealed_items: list[dict[str, Any]] = []
+    secrets: dict[tuple[str, str], dict[str, Any]] = {}
+    for ns in scopes:
+        sealed_items += await ctx.api.list(
+            kube.sealedsecrets(ns) if ns else f"/apis/{kube.SEALED_GROUP_VERSION}/sealedsecrets")
+        for item in await ctx.api.list(kube.secrets(ns) if ns else "/api/v1/secrets",
+                                       sealed.SEALED_LABEL):
+            meta = item.get("metadata") or {}
+            secrets[(str(meta.get("namespace")), str(meta.get("name")))] = item
+    repaired = 0
+    for item in sealed_items:
+        meta = item.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        conditions = (item.get("status") or {}).get("conditions") or []
+        ok = any(c.get("type") == sealed.SYNCED and c.get("status") == "True"
+                 for c in conditions if isinstance(c, dict))
+        if meta.get("deletionTimestamp") or not ok:
+            continue  # failures stay as they are until the SealedSecret changes
+        current = secrets.get(key)
+        known = ctx.fingerprints.get(key)
+        if current is not None and known in (None, sealed.fingerprint(current)):
+            continue
+        log.info("resync: Secret %s/%s %s", *key, "is missing" if current is None else "drifted")
+        await sealed.on_secret(ctx, "DELETED" if current is None else "MODIFIED",
+                               current or {"metadata": {"namespace": key[0], "name": key[1]}})
+        repaired += 1
+    return repaired
+
+
+def _post_events(ctx: Context) -> None:
+    """Let this task post Events itself (kopf's poster exists only inside its handlers)."""
+    pending: set[asyncio.Task[None]] = set()
+
+    async def post(body: dict[str, Any]) -> None:
+        try:
+            await ctx.api.create(f"/api/v1/namespaces/{body['metadata']['namespace']}/events",
+                                 body)
+        except kube.ApiError as e:
+            log.warning("could not post an Event: %s", e)
+
+    def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        body = runtime.event_body(obj, kind, reason, message, "secretops-controller",
+                                  ctx.config.identity or socket.gethostname())
+        task = asyncio.create_task(post(body))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    runtime.event_poster.set(poster)
+
+
+async def _resync(ctx: Context) -> None:
+    """Leading: :func:`resync_once` every --resync-period (0: never)."""
+    _post_events(ctx)
+    period = ctx.config.resync_period
+    while period > 0:
+        await asyncio.sleep(period)
+        try:
+            await resync_once(ctx)
+        except kube.ApiError as e:
+            log.warning("resync: %s (next in %.1f s)", e, period)
+        except Exception:  # one bad round must not end the resync
+            log.exception("resync failed (next in %.1f s)", period)
+
+
+async def _first(*aws: asyncio.Future[Any] | asyncio.Task[Any]) -> None:
+    await asyncio.wait(aws, return_when=asyncio.FIRST_COMPLETED)
+
+
+async def _until(event: asyncio.Event, *others: asyncio.Task[Any] | None) -> None:
+    """Wait for ``event`` or for any of ``others`` to end."""
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await _first(waiter, *(t for t in others if t is not None))
+    finally:
+        await cancel(waiter)
+
+
+async def serve(config: Config) -> None:
+    """The controller until SIGTERM/SIGINT: HTTP always, kopf only while leading."""
+    registry, ctx = build(config)
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+
+    def own_signals() -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+
+    def on_change(leading: bool) -> None:
+        ctx.metrics.leader.set(1 if leading else 0)
+        ctx.health.leader = leading
+
+    own_signals()
+    elector = None
+    if config.leader_elect:
+        elector = LeaderElector(
+            ctx.api, config.namespace, config.lease_name, config.identity,
+            lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
+            retry_period=config.retry_period, on_change=on_change)
+    on_change(elector is None)
+    ctx.health.set("keyring", False)
+    runner = None
+    election: asyncio.Task[None] | None = None
+    follower: asyncio.Task[None] | None = None
+    stop_wait = asyncio.create_task(stopping.wait(), name="stop signal")
+    try:
+        runner = await http.start(ctx)  # /healthz says 503 until the ring is read (or made)
+        log.info("serving http on %s:%d; %s", config.http_host, config.http_port,
+                 f"campaigning for Lease {config.namespace}/{config.lease_name} as "
+                 f"{config.identity}" if elector else "leader election off")
+        if elector is not None:
+            election = asyncio.create_task(elector.run(), name="leader election")
+        while not stopping.is_set():
+            if elector is not None and not elector.is_leader:
+                if not elector.campaigned.is_set():  # leader or not? (a leader makes keys)
+                    await _until(elector.campaigned, stop_wait, election)
+                    continue
+                if follower is None:
+                    follower = asyncio.create_task(_follow_ring(ctx), name="key ring (follower)")
+                await _until(elector.elected, stop_wait, election)
+                if election is not None and election.done():
+                    election.result()  # the campaign never ends by itself: surface its error
+                continue
+            await cancel(follower)
+            follower = None
+            await _lead(registry, ctx, elector, stop_wait, own_signals)
+    finally:
+        await cancel(follower)
+        await cancel(election)
+        if elector is not None:
+            await elector.release(timeout=min(config.renew_deadline, 5.0))
+        await cancel(stop_wait)
+        if runner is not None:
+            await runner.cleanup()
+        await ctx.api.close()
+
+
+async def _lead(registry: kopf.OperatorRegistry, ctx: Context, elector: LeaderElector | None,
+                stop_wait: asyncio.Task[Any], own_signals: Callable[[], None]) -> None:
+    """Run kopf and key renewal until leadership is lost or the process stops."""
+    config = ctx.config
+    deposed = asyncio.create_task(elector.deposed.wait()) if elector else None
+    stop_flag = asyncio.Event()
+    renewal = asyncio.create_task(ctx.ring.run(), name="key ring")
+    operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals),
+                                   name="kopf operator")
+    ended = False
+    try:
+        await _first(operator, stop_wait, *([deposed] if deposed else []))
+        ended = operator.done()
+    finally:
+        stop_flag.set()  # an intentional stop: kopf's last-resort SIGKILL timer stays off
+        await cancel(operator)
+        await cancel(renewal)
+        await cancel(deposed)
+    if ended and not stop_wait.done() and (elector is None or elector.is_leader):
+        log.error("the kopf operator ended by itself; restarting it in %.1f s",
+                  config.retry_base_delay)
+        await asyncio.sleep(config.retry_base_delay)
+    elif elector is not None and not stop_wait.done():
+        log.info("not the leader any more: handlers stopped")
+
+
+def run(config: Config) -> None:
+    """Run the controller until SIGTERM/SIGINT."""
+    asyncio.run(serve(config))
+
+
+__all__ = ["build", "configure", "resync_once", "run", "serve"]

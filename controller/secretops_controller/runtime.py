@@ -5,7 +5,7 @@ The SealedSecret reconciler uses it today; the external-secrets half will reuse 
 * :class:`Metrics`: one ``prometheus_client`` registry, served on ``/metrics``
   (``secretops_unseals_total``, ``secretops_unseal_errors_total{reason}``,
   ``secretops_sealing_keys``, ``secretops_newest_sealing_key_age_seconds``,
-  ``secretops_reconcile_duration_seconds{kind}``).
+  ``secretops_reconcile_duration_seconds{kind}``, ``secretops_leader``).
 * :class:`Reason`: the fixed Event and condition reasons; :func:`event` posts an Event through
   kopf's poster (retried with the operator's posting backoffs).
 * :class:`Health`: what ``/healthz`` reports.
@@ -14,7 +14,8 @@ The SealedSecret reconciler uses it today; the external-secrets half will reuse 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -41,11 +42,41 @@ class Reason(StrEnum):
 WARNING_REASONS = frozenset(set(Reason) - {Reason.UNSEALED, Reason.KEY_CREATED})
 
 
+# Outside kopf's handlers (e.g. the leader's resync task) kopf has no Event queue: such a task
+# sets a poster of its own here (a ContextVar: it applies to that task only).
+EventPoster = Callable[[Mapping[str, Any], str, str, str], None]
+event_poster: ContextVar[EventPoster | None] = ContextVar("secretops_event_poster", default=None)
+
+
 def event(obj: Mapping[str, Any], reason: Reason, message: str) -> None:
     """Post an Event about ``obj`` (a full object body) with a fixed reason."""
     kind = "Warning" if reason in WARNING_REASONS else "Normal"
+    poster = event_poster.get()
+    if poster is not None:
+        poster(obj, kind, reason.value, message[:1000])
+        return
     body = kopf.Body(cast(kopf.RawBody, dict(obj)))
     kopf.event(body, type=kind, reason=reason.value, message=message[:1000])
+
+
+def event_body(obj: Mapping[str, Any], kind: str, reason: str, message: str,
+               component: str, instance: str) -> dict[str, Any]:
+    """A core/v1 Event about ``obj`` (what kopf's poster sends)."""
+    meta = obj.get("metadata") or {}
+    stamp = rfc3339(now())
+    return {
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": "secretops-event-", "namespace": meta.get("namespace")},
+        "involvedObject": {k: v for k, v in {
+            "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+            "name": meta.get("name"), "namespace": meta.get("namespace"),
+            "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}.items()
+            if v},
+        "type": kind, "reason": reason, "message": message,
+        "source": {"component": component}, "reportingComponent": component,
+        "reportingInstance": instance, "firstTimestamp": stamp, "lastTimestamp": stamp,
+        "count": 1,
+    }
 
 
 def now() -> datetime:
@@ -77,13 +108,21 @@ class Metrics:
         self.reconcile_duration = Histogram(
             "secretops_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        self.leader = Gauge("secretops_leader",
+                            "1 while this replica holds the leader Lease (its handlers run)",
+                            registry=r)
 
 
 @dataclass
 class Health:
-    """``/healthz``: healthy once started, while every named check is true."""
+    """``/healthz``: healthy once started, while every named check is true.
+
+    ``leader``: whether this replica leads (None: leader election is off). A replica that does
+    not lead is healthy: it serves the HTTP endpoints from the key ring it reads.
+    """
 
     checks: dict[str, bool] = field(default_factory=dict)
+    leader: bool | None = None
 
     def set(self, name: str, ok: bool) -> None:
         self.checks[name] = ok

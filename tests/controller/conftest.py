@@ -41,6 +41,7 @@ class Controller:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
+    env: dict[str, str] = field(default_factory=dict)  # e.g. POD_NAME (the Lease holder name)
 
     @property
     def url(self) -> str:
@@ -49,7 +50,7 @@ class Controller:
     def start(self, timeout: float = 30.0) -> Controller:
         self.port = free_port()
         self.log = self.directory / f"controller-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env = {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, **self.env}
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "secretops_controller",
@@ -74,6 +75,12 @@ class Controller:
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to release the Lease (a crashed Pod, a lost node)."""
+        if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
 
@@ -108,13 +115,13 @@ def prepare_cluster(k8s: K8s, *namespaces: str) -> None:
 @pytest.fixture(scope="module")
 def start_controller(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[Any]:
-    """``start_controller(*flags)`` → a running :class:`Controller`; all stopped at the end,
-    and none of their logs may contain the canary plaintext."""
+    """``start_controller(*flags, env={...})`` → a running :class:`Controller`; all stopped at
+    the end, and none of their logs may contain the canary plaintext."""
     started: list[Controller] = []
     directory = tmp_path_factory.mktemp("controller")
 
-    def start(*args: str) -> Controller:
-        ctl = Controller(k8s_emulator, directory, args).start()
+    def start(*args: str, env: dict[str, str] | None = None) -> Controller:
+        ctl = Controller(k8s_emulator, directory, args, env=dict(env or {})).start()
         started.append(ctl)
         return ctl
 

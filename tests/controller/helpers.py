@@ -87,3 +87,25 @@ def load(text: str) -> dict[str, Any]:
 
 def dump(obj: dict[str, Any]) -> str:
     return yaml.safe_dump(obj, sort_keys=False)
+
+
+def metrics(ctl: Any) -> dict[str, float]:
+    """A controller's ``/metrics`` as ``{"name{labels}": value}``."""
+    status, text = ctl.get("/metrics")
+    assert status == 200
+    return {ln.split()[0]: float(ln.split()[1]) for ln in text.splitlines()
+            if ln and not ln.startswith("#")}
+
+
+def leads(ctl: Any) -> bool | None:
+    """``True``/``False`` from ``/healthz?verbose`` (None: not answering or not healthy)."""
+    status, text = ctl.get("/healthz?verbose")
+    if status != 200:
+        return None
+    return "leader: true" in text.splitlines()
+
+
+def lease(k8s: K8s, ns: str, name: str = "secretops-controller") -> dict[str, Any] | None:
+    status, body, _ = k8s.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/"
+                                         f"leases/{name}")
+    return body if status == 200 else None

@@ -1,0 +1,319 @@
+"""The SealedSecret controller at scale: ``./scripts/bench --sealed [--count N]``.
+
+Issue 7's goal: 1,000 SealedSecrets applied at once, all 1,000 Secrets exist within 5 s
+(stretch 3 s), and the controller process stays at or below 120 MiB.
+
+What runs, all on 127.0.0.1 and stopped by PID at the end:
+
+* the Kubernetes API emulator (``tests/k8s/emulator``, plain HTTP, no request log) with the
+  CRD from ``crds/sealedsecret.yaml`` and the namespaces;
+* the controller as in a cluster: ``python -m secretops_controller`` (kopf, INFO logs to a
+  file, default settings apart from short retry delays), all namespaces;
+* this process: seals N SealedSecrets (one value each, for the controller's key from
+  ``GET /v1/cert``) **before** the clock starts, waits until one warm-up SealedSecret has
+  become a Secret (so the controller's watches are up), opens a watch on Secrets, then POSTs
+  the N SealedSecrets over keep-alive HTTP with ``--concurrency`` requests in flight.
+
+Measured: **time** from the first POST to the watch event of the N-th distinct Secret; the time
+until every SealedSecret reports ``Synced=True`` (polled); the controller's **peak RSS**
+(``VmHWM`` from ``/proc/<pid>/status``, start-up included) and CPU seconds during the run
+(``/proc/<pid>/stat``). Every Secret's value is checked. Results:
+``bench/results/sealed-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from secretops.sealing import parse_recipients_file, seal_secret
+from tests.fixtures.k8s import free_port, start_emulator, stop
+
+REPO = Path(__file__).resolve().parent.parent
+CRD = REPO / "crds" / "sealedsecret.yaml"
+SYSTEM_NS, NS = "secretops-system", "bench"
+SEALED = f"/apis/secretops.dev/v1alpha1/namespaces/{NS}/sealedsecrets"
+SECRETS = f"/api/v1/namespaces/{NS}/secrets"
+GOAL_S, STRETCH_S, GOAL_MIB = 5.0, 3.0, 120.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_status(pid: int, field: str) -> float:
+    """A ``kB`` field of /proc/<pid>/status in MiB (VmHWM: peak RSS, VmRSS: current)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of the process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def value_of(i: int) -> str:
+    return f"bench-value-{i:05d}"
+
+
+def sealed_objects(recipients: list[str], count: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(count + 1):  # index `count` is the warm-up object
+        secret = {"apiVersion": "v1", "kind": "Secret",
+                  "metadata": {"name": f"s{i:05d}", "namespace": NS},
+                  "stringData": {"value": value_of(i)}}
+        out.append(seal_secret(secret, recipients))
+    return out
+
+
+async def _post(session: aiohttp.ClientSession, url: str, path: str, body: Any) -> None:
+    async with session.post(url + path, data=json.dumps(body),
+                            headers={"Content-Type": "application/json"}) as r:
+        text = await r.text()
+        if r.status not in (200, 201, 409):
+            raise RuntimeError(f"POST {path}: {r.status} {text[:300]}")
+
+
+async def _get(session: aiohttp.ClientSession, url: str, path: str) -> tuple[int, Any]:
+    async with session.get(url + path) as r:
+        return r.status, (await r.json()) if r.status == 200 else None
+
+
+async def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.02)  # polling interval of a loop with a deadline
+
+
+async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int,
+                  timeout: float) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=concurrency + 4)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def healthy() -> bool:
+            try:
+                async with session.get(ctl_url + "/healthz") as r:
+                    return r.status == 200
+            except aiohttp.ClientError:
+                return False
+
+        await _wait(healthy, 60, "the controller's /healthz")
+
+        async def cert() -> str | None:
+            async with session.get(ctl_url + "/v1/cert") as r:
+                return await r.text() if r.status == 200 else None
+
+        recipients = parse_recipients_file(await _wait(cert, 60, "GET /v1/cert"))
+        idle_rss = proc_status(pid, "VmRSS")
+        t = time.perf_counter()
+        objects = sealed_objects(recipients, count)
+        seal_s = time.perf_counter() - t
+
+        # warm-up: one SealedSecret → Secret proves kopf's watches are established
+        warm = objects.pop()
+        await _post(session, url, SEALED, warm)
+        warm_name = warm["metadata"]["name"]
+        await _wait(lambda: _exists(session, url, warm_name), 60, "the warm-up Secret")
+
+        # the watch on Secrets, from now on (resourceVersion of a fresh list)
+        _, listing = await _get(session, url, SECRETS)
+        rv = listing["metadata"]["resourceVersion"]
+        names = {o["metadata"]["name"] for o in objects}
+        seen: dict[str, float] = {}
+        done = asyncio.Event()
+        watch_ready = asyncio.Event()
+
+        async def watch() -> None:
+            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
+            async with session.get(url + SECRETS + query,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
+                watch_ready.set()
+                async for line in r.content:
+                    ev = json.loads(line)
+                    name = ev["object"]["metadata"]["name"]
+                    if ev["type"] in ("ADDED", "MODIFIED") and name in names \
+                            and name not in seen:
+                        seen[name] = time.perf_counter()
+                        if len(seen) == len(names):
+                            done.set()
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(watch_ready.wait(), 10)
+        cpu0 = proc_cpu(pid)
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for o in objects:
+            queue.put_nowait(o)
+        posted: list[float] = []
+
+        async def creator() -> None:
+            while not queue.empty():
+                await _post(session, url, SEALED, queue.get_nowait())
+                posted.append(time.perf_counter())
+
+        started = time.perf_counter()
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        created_s = time.perf_counter() - started
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            watcher.cancel()
+            raise TimeoutError(f"only {len(seen)} of {count} Secrets after {timeout:.0f} s"
+                               ) from None
+        all_secrets_s = max(seen.values()) - started
+        cpu_secrets = proc_cpu(pid) - cpu0
+
+        async def all_synced() -> bool:
+            _, body = await _get(session, url, SEALED)
+            return sum(1 for o in body["items"]
+                       for c in (o.get("status") or {}).get("conditions") or []
+                       if c.get("type") == "Synced" and c.get("status") == "True") == count + 1
+
+        await _wait(all_synced, timeout, "every SealedSecret Synced=True")
+        synced_s = time.perf_counter() - started
+        cpu_synced = proc_cpu(pid) - cpu0
+
+        _, body = await _get(session, url, SECRETS)
+        wrong = [s["metadata"]["name"] for s in body["items"]
+                 if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
+                 != value_of(int(s["metadata"]["name"][1:])).encode()]
+        times = sorted(t - started for t in seen.values())
+        return {
+            "count": count, "concurrency": concurrency,
+            "seal_s": round(seal_s, 3),
+            "create_s": round(created_s, 3),
+            "all_secrets_s": round(all_secrets_s, 3),
+            "p50_secret_s": round(times[len(times) // 2], 3),
+            "all_synced_s": round(synced_s, 3),
+            "controller_cpu_s_to_last_secret": round(cpu_secrets, 2),
+            "controller_cpu_s_to_all_synced": round(cpu_synced, 2),
+            "controller_vmhwm_mib": round(proc_status(pid, "VmHWM"), 1),
+            "controller_vmrss_mib_idle": round(idle_rss, 1),
+            "controller_vmrss_mib_end": round(proc_status(pid, "VmRSS"), 1),
+            "wrong_values": wrong,
+        }
+
+
+async def _exists(session: aiohttp.ClientSession, url: str, name: str) -> bool:
+    return (await _get(session, url, f"{SECRETS}/{name}"))[0] == 200
+
+
+def _setup(url: str) -> None:
+    def call(method: str, path: str, body: Any) -> int:
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as e:
+            return int(e.code)
+
+    assert call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                yaml.safe_load(CRD.read_text())) == 201
+    for ns in (SYSTEM_NS, NS):
+        assert call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
+
+
+def run(count: int, concurrency: int, log_level: str, timeout: float,
+        keep: bool) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix="sealed-bench-"))
+    emu, k8s = start_emulator(directory, log_requests=False)
+    ctl: subprocess.Popen[bytes] | None = None
+    try:
+        _setup(k8s.url)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        log = directory / "controller.log"
+        with open(log, "wb") as out:
+            ctl = subprocess.Popen(
+                [sys.executable, "-m", "secretops_controller", "--kubeconfig",
+                 str(k8s.kubeconfig), "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1",
+                 "--http-port", str(port), "--retry-base-delay", "0.1s",
+                 "--retry-max-delay", "1s", "--log-level", log_level],
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        result = asyncio.run(measure(k8s.url, f"http://127.0.0.1:{port}", ctl.pid, count,
+                                     concurrency, timeout))
+        result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
+        result["log_level"] = log_level
+        result["log_lines"] = len(log.read_bytes().splitlines())
+        return result
+    finally:
+        if ctl is not None and ctl.poll() is None:
+            ctl.terminate()
+            try:
+                ctl.wait(15)
+            except subprocess.TimeoutExpired:
+                ctl.kill()
+                ctl.wait(10)
+        stop(emu)
+        if keep:
+            print(f"kept {directory}", file=sys.stderr)
+        else:
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench --sealed")
+    parser.add_argument("--count", type=int, default=1_000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args()
+    load_start = os.getloadavg()[0]
+    r = run(args.count, args.concurrency, args.log_level, args.timeout, args.keep)
+    r["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    t, mib = r["all_secrets_s"], r["controller_vmhwm_mib"]
+    time_ok, mem_ok = t <= GOAL_S, mib <= GOAL_MIB
+    r["verdict"] = {"time": "PASS (stretch too)" if t <= STRETCH_S else
+                    "PASS" if time_ok else "FAIL",
+                    "memory": "PASS" if mem_ok else "FAIL"}
+    n = r["count"]
+    print(f"sealed {n:,} SealedSecrets (before the clock)  {r['seal_s']:.2f} s")
+    print(f"POSTed {n:,} SealedSecrets ({r['concurrency']} in flight)  {r['create_s']:.2f} s")
+    print(f"all {n:,} Secrets exist           {t:.2f} s   goal <= {GOAL_S:.0f} s "
+          f"(stretch {STRETCH_S:.0f} s): {r['verdict']['time']}")
+    print(f"  median Secret                {r['p50_secret_s']:.2f} s")
+    print(f"all {n:,} Synced=True             {r['all_synced_s']:.2f} s")
+    print(f"controller CPU                 {r['controller_cpu_s_to_last_secret']:.2f} s to the "
+          f"last Secret, {r['controller_cpu_s_to_all_synced']:.2f} s to all Synced")
+    print(f"controller peak RSS (VmHWM)    {mib:.1f} MiB   goal <= {GOAL_MIB:.0f} MiB: "
+          f"{r['verdict']['memory']}")
+    print(f"controller RSS idle / at end   {r['controller_vmrss_mib_idle']:.1f} / "
+          f"{r['controller_vmrss_mib_end']:.1f} MiB")
+    print(f"emulator CPU (whole run)       {r['emulator_cpu_s_total']:.2f} s   load average "
+          f"{r['loadavg_1m_start_end'][0]:.2f} -> {r['loadavg_1m_start_end'][1]:.2f} (2 cores: "
+          f"other work stretches the wall time)")
+    checked = "all right" if not r["wrong_values"] else "WRONG: " + ", ".join(
+        r["wrong_values"][:5])
+    print(f"values checked                 {checked}")
+    out = Path(__file__).parent / "results" / "sealed-latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(r, indent=2) + "\n")
+    sys.exit(0 if time_ok and mem_ok and not r["wrong_values"] else 1)
+
+
+if __name__ == "__main__":
+    main()

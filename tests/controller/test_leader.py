@@ -1,0 +1,177 @@
+"""Leader election on a coordination.k8s.io/v1 Lease (issue 7: "two controller replicas → one
+leader in steady state, the other takes over when it stops").
+
+Two controller processes run against one emulator with short Lease timings. Only the holder of
+the Lease runs kopf (watches and handlers); the other serves HTTP from the key ring it reads. The
+leader is stopped with SIGTERM (it releases the Lease: takeover within a retry period) and with
+SIGKILL (nothing released: takeover once the Lease expires). Every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from secretops_controller.leader import LeaseRecord, claim, micro_time, released
+
+from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster
+from tests.controller.helpers import (
+    CANARY,
+    apply,
+    events,
+    leads,
+    lease,
+    metrics,
+    seal,
+    secret,
+    values,
+    wait_for,
+)
+from tests.fixtures.k8s import K8s
+
+APP = "leader"
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 3.0, 2.0, 0.2
+ELECTION = ("--lease-duration", f"{LEASE_DURATION}s", "--renew-deadline", f"{RENEW_DEADLINE}s",
+            "--retry-period", f"{RETRY_PERIOD}s", "--key-renew-period", "0",
+            "--key-refresh-interval", "0.5s")
+TAKEOVERS: dict[str, float] = {}
+REPLICAS: list[Controller] = []  # started in this module (the fixture stops them all)
+
+
+def _replica(start_controller: Any, name: str) -> Controller:
+    ctl: Controller = start_controller(*ELECTION, env={"POD_NAME": name})
+    REPLICAS.append(ctl)
+    return ctl
+
+
+def _holder(k8s: K8s) -> str:
+    return str(((lease(k8s, SYSTEM_NS) or {}).get("spec") or {}).get("holderIdentity") or "")
+
+
+def _unsealed_by(k8s: K8s, cert: Path, name: str) -> None:
+    apply(k8s, seal(cert, "-n", APP, "--name", name, "--from-literal", f"v={CANARY}"))
+    wait_for(lambda: values(secret(k8s, APP, name)) == {"v": CANARY.encode()}, timeout=15,
+             what=f"Secret {name} unsealed")
+
+
+def _steady(k8s: K8s, leader: Controller, follower: Controller, holder: str,
+            period: float) -> None:
+    """For ``period`` seconds (several renewals), every sample shows one and the same leader."""
+    first = (lease(k8s, SYSTEM_NS) or {})["spec"]["renewTime"]
+    end = time.monotonic() + period
+    while time.monotonic() < end:
+        assert _holder(k8s) == holder
+        assert (leads(leader), leads(follower)) == (True, False)
+        time.sleep(0.05)  # sampling interval of a check that must hold throughout
+    assert (lease(k8s, SYSTEM_NS) or {})["spec"]["renewTime"] > first  # the leader renews
+
+
+def _takeover(k8s: K8s, ctl: Controller, holder: str, timeout: float) -> float:
+    started = time.monotonic()
+    wait_for(lambda: leads(ctl) is True and _holder(k8s) == holder, timeout=timeout,
+             what=f"{holder} leading")
+    return time.monotonic() - started
+
+
+@pytest.fixture(scope="module")
+def cluster(k8s_emulator: K8s) -> K8s:
+    prepare_cluster(k8s_emulator, APP)
+    return k8s_emulator
+
+
+def test_one_leader_unseals_once_and_sigterm_hands_over(
+        cluster: K8s, k8s: K8s, start_controller: Any, tmp_path: Path) -> None:
+    a = _replica(start_controller, "replica-a")
+    wait_for(lambda: leads(a), what="replica-a leading")
+    b = _replica(start_controller, "replica-b")  # healthy (serves HTTP) without leading
+    assert leads(b) is False
+
+    spec = (lease(k8s, SYSTEM_NS) or {})["spec"]
+    assert spec["holderIdentity"] == "replica-a"
+    assert spec["leaseDurationSeconds"] == 3 and spec["acquireTime"] and spec["renewTime"]
+    transitions = int(spec.get("leaseTransitions") or 0)
+    _steady(k8s, a, b, "replica-a", 3 * RETRY_PERIOD + 0.5)
+
+    status, text = b.get("/v1/cert")  # any replica serves the cert, from the ring it reads
+    assert status == 200 and (200, text) == a.get("/v1/cert")
+    cert = tmp_path / "cert.txt"
+    cert.write_text(text)
+    _unsealed_by(k8s, cert, "first")
+    wait_for(lambda: metrics(a).get("secretops_unseals_total", 0) >= 1, what="a counted it")
+    wait_for(lambda: "Secret leader/first created" in a.logs(),
+             what="the leader's log line")  # written just after the Secret
+    assert "Secret leader/first" not in b.logs()  # the follower ran no handler
+    wait_for(lambda: len(events(k8s, APP, "first", "Unsealed")) == 1, what="one Event")
+    mb = metrics(b)
+    assert mb["secretops_leader"] == 0 and mb.get("secretops_unseals_total", 0) == 0
+    assert metrics(a)["secretops_leader"] == 1
+
+    stopped = time.monotonic()
+    a.stop()  # SIGTERM: handlers stop, then the Lease is released
+    took = _takeover(k8s, b, "replica-b", timeout=LEASE_DURATION)
+    TAKEOVERS["sigterm"] = time.monotonic() - stopped
+    assert took < LEASE_DURATION  # well before the Lease would have expired
+    assert "released Lease secretops-system/secretops-controller" in a.logs()
+    spec = (lease(k8s, SYSTEM_NS) or {})["spec"]
+    assert spec["leaseTransitions"] >= transitions + 1
+    assert metrics(b)["secretops_leader"] == 1
+
+    _unsealed_by(k8s, cert, "after-sigterm")
+    wait_for(lambda: "Secret leader/after-sigterm created" in b.logs(),
+             what="the leader's log line")  # written just after the Secret
+    assert len(events(k8s, APP, "first", "Unsealed")) == 1  # the new leader's resume: no rewrite
+
+
+def test_sigkill_takeover_after_the_lease_expires(
+        k8s: K8s, start_controller: Any, tmp_path: Path) -> None:
+    running = [c for c in REPLICAS if c.proc is not None and c.proc.poll() is None]
+    b = wait_for(lambda: next((c for c in running if leads(c)), None),
+                 what="the leader from the previous test") if running else None
+    if b is None:  # this test run alone
+        b = _replica(start_controller, "replica-b")
+        wait_for(lambda: leads(b), what="replica-b leading")
+    holder = _holder(k8s)
+    c = _replica(start_controller, "replica-c")
+    assert leads(c) is False
+    status, text = c.get("/v1/cert")
+    assert status == 200
+    cert = tmp_path / "cert.txt"
+    cert.write_text(text)
+    transitions = (lease(k8s, SYSTEM_NS) or {})["spec"]["leaseTransitions"]
+
+    killed = time.monotonic()
+    b.kill()  # no release: the Lease still names the dead holder
+    assert _holder(k8s) == holder
+    took = _takeover(k8s, c, "replica-c", timeout=LEASE_DURATION + 5)
+    TAKEOVERS["sigkill"] = took
+    assert took >= LEASE_DURATION - 2 * RETRY_PERIOD - 0.5  # it waited for the expiry
+    assert took <= LEASE_DURATION + 5
+    spec = (lease(k8s, SYSTEM_NS) or {})["spec"]
+    assert spec["leaseTransitions"] == transitions + 1
+    print(f"takeover after SIGTERM {TAKEOVERS.get('sigterm', float('nan')):.2f} s, "
+          f"after SIGKILL {took:.2f} s (lease {LEASE_DURATION} s) from {killed:.0f}")
+
+    _unsealed_by(k8s, cert, "after-sigkill")
+    wait_for(lambda: "Secret leader/after-sigkill created" in c.logs(),
+             what="the leader's log line")  # written just after the Secret
+
+
+def test_claim_decisions() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    stamp = micro_time(at)
+    assert stamp == "2026-01-01T00:00:00.000000Z"
+    new = claim(None, "me", False, at, 2.5)
+    assert new == LeaseRecord("me", 3, stamp, stamp, 0)  # whole seconds, rounded up
+    held = LeaseRecord("other", 15, "t0", "t1", 4)
+    assert claim(held, "me", False, at, 15) is None  # held and fresh
+    taken = claim(held, "me", True, at, 15)  # expired on our clock
+    assert taken == LeaseRecord("me", 15, stamp, stamp, 5)
+    mine = LeaseRecord("me", 15, "t0", "t1", 5)
+    renewed = claim(mine, "me", False, at, 15)
+    assert renewed == LeaseRecord("me", 15, "t0", stamp, 5)  # acquireTime, transitions kept
+    free = released(mine, at)
+    assert free.holder == "" and free.transitions == 5
+    assert claim(free, "other", False, at, 15) == LeaseRecord("other", 15, stamp, stamp, 6)
