@@ -1,0 +1,15 @@
+"""External secrets: values kept in Vault / OpenBao or AWS, synced into Kubernetes Secrets.
+
+This package is the part of the ExternalSecret half that needs no Kubernetes API:
+
+* :mod:`.provider` — the small protocol every provider implements (``read_many``, ``versions``,
+  and optionally ``find``), the value and error types;
+* :mod:`.providers.vault`, :mod:`.providers.aws` — Vault KV v2 (token, AppRole, Kubernetes
+  auth) and AWS Secrets Manager / SSM Parameter Store (batched reads);
+* :mod:`.scheduler` — one central scheduler and coalescing cache: one provider read per distinct
+  (store, credentials, remote key) per refresh window, new objects first, jitter, backoff;
+* :mod:`.mapping` — remote values → Secret data (property, decoding, ``dataFrom``, templates,
+  content hash).
+
+The reconcile loop that ties these to ExternalSecret objects lives in the controller (later).
+"""

@@ -1,0 +1,420 @@
+"""One central scheduler and coalescing cache for every ExternalSecret's remote values.
+
+ExternalSecrets do not poll on their own. Each one *registers* what it needs — a store
+identity, its remote refs, its refresh interval — and the scheduler keeps one cache entry per
+distinct ``(store, credentials, ref)``, however many ExternalSecrets share it:
+
+* **one provider read per entry per refresh window**: an entry is refreshed at the shortest
+  interval of its subscribers; a new subscriber to an entry that already has a value gets it at
+  once, without a read. Entries of one store that fall due together go to the provider as one
+  batch (so AWS reads are batched 20 / 10 per call).
+* **tenant isolation**: the cache is keyed by :class:`StoreKey`, whose ``fingerprint`` covers the
+  store's resolved configuration *and credentials* (:func:`fingerprint`). A ClusterSecretStore
+  used from two namespaces with different credentials gives two keys, two caches, two reads.
+* **new and changed objects first**: entries without a value (and force-syncs) go to an urgent
+  queue that workers serve before periodic refreshes; one worker serves only that queue, so a
+  slow periodic batch never holds a new object back.
+* **jitter inside the interval**: the next refresh is at ``interval × (1 − jitter × U)`` after
+  the last read, so refreshes of different stores do not align, and no value is ever older than
+  its interval. When one entry of a store falls due, the store's entries due within their jitter
+  span come along in the same batch (early, never late): one call per 20 / 10 keys on AWS.
+* **backoff with a cap** on provider errors; the last good value stays in the cache and is still
+  served, with the error alongside, until a read succeeds again. ``NotFound`` is not an error
+  to back off from: it is a definitive answer (``deletionPolicy`` decides what it means).
+
+Pure asyncio, no Kubernetes: time is a :class:`Clock` (tests pass a fake one), provider calls
+run through ``run_blocking`` (a worker thread by default). Subscribers learn about changes
+through ``on_update(owners)``, then read :meth:`Scheduler.snapshot`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import math
+import os
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from secretops_controller.external.provider import (
+    ErrorKind,
+    Finder,
+    FindRef,
+    Provider,
+    ProviderError,
+    RemoteRef,
+    RemoteValue,
+    Want,
+)
+
+T = TypeVar("T")
+Owner = Hashable  # an ExternalSecret's identity, e.g. (namespace, name)
+_KEY = os.urandom(32)  # fingerprints are keyed: a fingerprint in a log reveals nothing
+
+
+def fingerprint(*parts: str | bytes) -> str:
+    """A keyed hash of a store's resolved configuration and credentials (per process)."""
+    mac = hmac.new(_KEY, digestmod=hashlib.sha256)
+    for p in parts:
+        b = p.encode() if isinstance(p, str) else p
+        mac.update(len(b).to_bytes(8, "big") + b)
+    return mac.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class StoreKey:
+    """Which provider connection: the store and a fingerprint of its config and credentials."""
+
+    kind: str
+    namespace: str
+    name: str
+    fingerprint: str
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind} {where}{self.name}"
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+
+    async def wait(self, timeout: float | None, wake: asyncio.Event) -> None:
+        """Return after ``timeout`` seconds (never, if None) or as soon as ``wake`` is set."""
+
+
+class LoopClock:
+    """The event loop's monotonic clock."""
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def wait(self, timeout: float | None, wake: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout)
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.to_thread(fn, *args)
+
+
+@dataclass
+class Settings:
+    jitter: float = 0.1  # refresh up to 10 % early, spread over the interval
+    coalesce_window: float = 1.0  # read entries due within 1 s of each other together
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    workers: int = 4  # concurrent provider calls, one of them for urgent work only
+    max_batch: int = 100  # refs per provider call from the scheduler (providers chunk further)
+
+
+@dataclass
+class _Entry:
+    store: StoreKey
+    want: Want
+    subscribers: dict[Owner, float] = field(default_factory=dict)  # owner -> interval
+    value: RemoteValue | dict[str, RemoteValue] | None = None  # last good value
+    missing: bool = False  # the provider said NotFound at the last read
+    error: ProviderError | None = None
+    read: bool = False  # has been answered at least once
+    due: float = 0.0
+    failures: int = 0
+    queued: bool = False
+    urgent: bool = False
+
+    @property
+    def interval(self) -> float:
+        """The shortest positive interval of its subscribers; 0: read once."""
+        positive = [i for i in self.subscribers.values() if i > 0]
+        return min(positive) if positive else 0.0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one owner's refs hold now. ``values`` are the last good values (kept on errors)."""
+
+    values: dict[RemoteRef, RemoteValue]
+    found: dict[FindRef, dict[str, RemoteValue]]
+    missing: frozenset[RemoteRef]
+    errors: dict[Want, ProviderError]
+    pending: frozenset[Want]
+
+    @property
+    def complete(self) -> bool:
+        """Every ref has been answered with a value or NotFound."""
+        have = set(self.values) | set(self.found) | set(self.missing)
+        return not self.pending and all(w in have for w in self.errors)
+
+    def versions(self) -> dict[str, str]:
+        return {str(r): v.version for r, v in sorted(self.values.items())}
+
+
+@dataclass
+class _Registration:
+    store: StoreKey
+    wants: frozenset[Want]
+    interval: float
+
+
+class Scheduler:
+    """Register owners, :meth:`run` the loop as a task, read :meth:`snapshot`."""
+
+    def __init__(self, *, clock: Clock | None = None, settings: Settings | None = None,
+                 rng: random.Random | None = None,
+                 on_update: Callable[[set[Owner]], None] = lambda owners: None,
+                 run_blocking: Callable[..., Awaitable[Any]] = in_thread) -> None:
+        self.clock: Clock = clock or LoopClock()
+        self.settings = settings or Settings()
+        self._rng = rng or random.Random()
+        self._on_update = on_update
+        self._run_blocking = run_blocking
+        self._entries: dict[tuple[StoreKey, Want], _Entry] = {}
+        self._owners: dict[Owner, _Registration] = {}
+        self._providers: dict[StoreKey, Provider] = {}
+        self._urgent: deque[tuple[StoreKey, list[_Entry]]] = deque()
+        self._periodic: deque[tuple[StoreKey, list[_Entry]]] = deque()
+        self._wake = asyncio.Event()
+        self._work = asyncio.Event()
+        self._in_flight = 0
+        self._parked_until: float | None = None  # the loop waits until then
+        self.calls = 0  # provider calls made (read_many or find), for tests and metrics
+
+    # ---- registration --------------------------------------------------------------------
+    def register(self, owner: Owner, store: StoreKey, provider: Provider,
+                 wants: Iterable[Want], interval: float) -> None:
+        """Subscribe ``owner`` to ``wants`` of ``store`` (replacing what it had)."""
+        wants = frozenset(wants)
+        old = self._owners.get(owner)
+        if old is not None:
+            self._unsubscribe(owner, old, keep=wants if old.store == store else frozenset())
+        self._providers.setdefault(store, provider)
+        self._owners[owner] = _Registration(store, wants, interval)
+        now = self.clock.now()
+        for want in wants:
+            entry = self._entries.get((store, want))
+            if entry is None:
+                entry = self._entries[(store, want)] = _Entry(store, want)
+            before = entry.interval
+            entry.subscribers[owner] = interval
+            if not entry.read:
+                entry.urgent = True  # nobody has it yet: ahead of periodic refreshes
+            elif entry.interval and (not before or entry.interval < before):
+                entry.due = min(entry.due, now + self._spread(entry.interval))
+        self._wake.set()
+
+    def unregister(self, owner: Owner) -> None:
+        reg = self._owners.pop(owner, None)
+        if reg is not None:
+            self._unsubscribe(owner, reg, keep=frozenset())
+
+    def _unsubscribe(self, owner: Owner, reg: _Registration, keep: frozenset[Want]) -> None:
+        for want in reg.wants - keep:
+            entry = self._entries.get((reg.store, want))
+            if entry is None:
+                continue
+            entry.subscribers.pop(owner, None)
+            if not entry.subscribers:
+                del self._entries[(reg.store, want)]  # a queued batch skips it
+        if not any(r.store == reg.store for o, r in self._owners.items() if o != owner):
+            provider = self._providers.pop(reg.store, None)
+            if provider is not None:
+                with contextlib.suppress(Exception):
+                    provider.close()
+
+    def refresh(self, owner: Owner) -> None:
+        """Force-sync: read ``owner``'s refs again now, ahead of periodic work."""
+        reg = self._owners.get(owner)
+        if reg is None:
+            return
+        for want in reg.wants:
+            entry = self._entries.get((reg.store, want))
+            if entry is not None and not entry.queued:
+                entry.urgent = True
+        self._wake.set()
+
+    def snapshot(self, owner: Owner) -> Snapshot | None:
+        reg = self._owners.get(owner)
+        if reg is None:
+            return None
+        values: dict[RemoteRef, RemoteValue] = {}
+        found: dict[FindRef, dict[str, RemoteValue]] = {}
+        missing: set[RemoteRef] = set()
+        errors: dict[Want, ProviderError] = {}
+        pending: set[Want] = set()
+        for want in reg.wants:
+            e = self._entries[(reg.store, want)]
+            if not e.read:
+                pending.add(want)
+                continue
+            if e.error is not None:
+                errors[want] = e.error
+            if isinstance(want, RemoteRef):
+                if e.missing:
+                    missing.add(want)
+                elif isinstance(e.value, RemoteValue):
+                    values[want] = e.value
+            elif isinstance(e.value, dict):
+                found[want] = e.value
+        return Snapshot(values, found, frozenset(missing), errors, frozenset(pending))
+
+    # ---- the loop ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Schedule forever (cancel the task to stop)."""
+        n = max(2, self.settings.workers)
+        workers = [asyncio.create_task(self._worker(urgent_only=(i == 0))) for i in range(n)]
+        try:
+            while True:
+                self._wake.clear()
+                now = self.clock.now()
+                self._enqueue(now)
+                upcoming = [e.due for e in self._entries.values()
+                            if not e.queued and e.read and (e.interval or e.error)]
+                timeout = max(0.0, min(upcoming) - now) if upcoming else None
+                self._parked_until = math.inf if timeout is None else now + timeout
+                await self.clock.wait(timeout, self._wake)
+                self._parked_until = None
+        finally:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    def quiet(self) -> bool:
+        """Nothing queued or in flight, and the loop waits for a time still to come."""
+        return (not self._urgent and not self._periodic and self._in_flight == 0
+                and not self._wake.is_set() and self._parked_until is not None
+                and self._parked_until > self.clock.now())
+
+    def _enqueue(self, now: float) -> None:
+        """Queue urgent entries, and the periodic entries of every store with one due now.
+
+        Once one entry of a store is due, its other entries due within their jitter span
+        (``jitter × interval``) come along: refreshed a little early, but in the same batch, so
+        the spread of a restart does not turn into one provider call per key.
+        """
+        window = now + self.settings.coalesce_window
+        urgent: dict[StoreKey, list[_Entry]] = {}
+        candidates: dict[StoreKey, list[_Entry]] = {}
+        due_stores: set[StoreKey] = set()
+        for e in self._entries.values():
+            if e.queued:
+                continue
+            if e.urgent:
+                urgent.setdefault(e.store, []).append(e)
+            elif e.read and (e.interval or e.error):
+                candidates.setdefault(e.store, []).append(e)
+                if e.due <= window:
+                    due_stores.add(e.store)
+        periodic = {store: [e for e in candidates[store]
+                            if e.due <= window + self.settings.jitter * e.interval]
+                    for store in due_stores}
+        for groups, queue in ((urgent, self._urgent), (periodic, self._periodic)):
+            for store, entries in groups.items():
+                for e in entries:
+                    e.queued = True
+                size = self.settings.max_batch
+                for i in range(0, len(entries), size):
+                    queue.append((store, entries[i:i + size]))
+        if self._urgent or self._periodic:
+            self._work.set()
+
+    async def _worker(self, urgent_only: bool) -> None:
+        while True:
+            if self._urgent:
+                store, batch = self._urgent.popleft()
+            elif self._periodic and not urgent_only:
+                store, batch = self._periodic.popleft()
+            else:
+                self._work.clear()
+                await self._work.wait()
+                continue
+            self._in_flight += 1
+            try:
+                await self._read(store, batch)
+            finally:
+                self._in_flight -= 1
+                self._wake.set()  # the loop recomputes the next due time
+
+    async def _read(self, store: StoreKey, batch: list[_Entry]) -> None:
+        provider = self._providers.get(store)
+        live = [e for e in batch if self._entries.get((e.store, e.want)) is e]
+        for e in live:
+            e.urgent = False
+        if provider is None or not live:
+            for e in batch:
+                e.queued = False
+            return
+        started = self.clock.now()  # the next refresh counts from the read, not its end
+        results: dict[Want, Any] = {}
+        refs = [e.want for e in live if isinstance(e.want, RemoteRef)]
+        if refs:
+            self.calls += 1
+            try:
+                got = await self._run_blocking(provider.read_many, refs)
+                results.update({r: got.get(r, _missing(provider, r)) for r in refs})
+            except ProviderError as err:
+                results.update(dict.fromkeys(refs, err))
+            except Exception as err:  # a provider bug must not stop the scheduler
+                results.update(dict.fromkeys(refs, _unexpected(provider, err)))
+        for e in live:
+            if isinstance(e.want, FindRef):
+                results[e.want] = await self._find(provider, e.want)
+        changed: set[Owner] = set()
+        for e in live:
+            if self._settle(e, results[e.want], started):
+                changed.update(e.subscribers)
+        for e in batch:
+            e.queued = False
+        if changed:
+            self._on_update(changed)
+
+    async def _find(self, provider: Provider, query: FindRef) -> Any:
+        if not isinstance(provider, Finder):
+            return ProviderError(ErrorKind.INVALID, f"{provider.name}: dataFrom.find is not "
+                                                    "supported by this provider")
+        self.calls += 1
+        try:
+            return await self._run_blocking(provider.find, query)
+        except ProviderError as err:
+            return err
+        except Exception as err:
+            return _unexpected(provider, err)
+
+    def _settle(self, e: _Entry, result: Any, now: float) -> bool:
+        """Store a result; True if subscribers should hear about it."""
+        before = (e.read, e.missing, e.error, _fp(e.value))
+        e.read = True
+        if isinstance(result, ProviderError) and result.kind == ErrorKind.NOT_FOUND:
+            e.value, e.missing, e.error, e.failures = None, True, None, 0
+        elif isinstance(result, ProviderError):
+            e.error = result  # the last good value stays
+            e.failures += 1
+            delay = min(self.settings.backoff_cap,
+                        self.settings.backoff_base * 2 ** min(e.failures - 1, 30))
+            e.due = now + delay * (0.5 + 0.5 * self._rng.random())
+            return before != (e.read, e.missing, e.error, _fp(e.value))
+        else:
+            e.value, e.missing, e.error, e.failures = result, False, None, 0
+        e.due = now + self._spread(e.interval) if e.interval else math.inf
+        return before != (e.read, e.missing, e.error, _fp(e.value))
+
+    def _spread(self, interval: float) -> float:
+        return interval * (1 - self.settings.jitter * self._rng.random())
+
+
+def _fp(value: RemoteValue | dict[str, RemoteValue] | None) -> Any:
+    if isinstance(value, dict):
+        return tuple(sorted((k, v.fingerprint()) for k, v in value.items()))
+    return value.fingerprint() if value is not None else None
+
+
+def _missing(provider: Provider, ref: RemoteRef) -> ProviderError:
+    return ProviderError(ErrorKind.NOT_FOUND, f"{provider.name}: {ref}: not found")
+
+
+def _unexpected(provider: Provider, err: Exception) -> ProviderError:
+    return ProviderError(ErrorKind.UNAVAILABLE,
+                         f"{provider.name}: unexpected {type(err).__name__}")
