@@ -38,6 +38,7 @@ import kopf
 from secretops_controller import http, kube, runtime, sealed
 from secretops_controller.config import Config, backoffs
 from secretops_controller.context import Context
+from secretops_controller.external import reconcile as external_reconcile
 from secretops_controller.keyring import KeyRing
 from secretops_controller.leader import LeaderElector, cancel
 from secretops_controller.runtime import Metrics
@@ -90,6 +91,7 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
                  newest.name if newest else "-")
 
     sealed.register(registry, ctx)
+    external_reconcile.register(registry, ctx)
     return registry, ctx
 
 

@@ -7,7 +7,9 @@
 * the controller process runs **as the manifests' ServiceAccount** (a TokenRequest token in a
   kubeconfig), is driven through its behaviours — seal → apply → Secret; a hand-edited and a
   deleted Secret restored; an immutable Secret re-created when its value changes; key renewal
-  with a short period; ``seal --fetch-cert`` through the Service's ``http`` port — and its
+  with a short period; ``seal --fetch-cert`` through the Service's ``http`` port; a
+  SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, each with an
+  ExternalSecret whose Secret is written, then deleted by hand and restored — and its
   recorded calls are checked against the rendered RBAC: every call allowed, every permission
   used (leader election on, as by default, with short Lease periods so it renews).
 * ``controller/Dockerfile`` is parsed for its essentials (it is not built here: no Docker).
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from tests.controller.helpers import (
     wait_for,
 )
 from tests.fixtures.k8s import K8s, assert_least_privilege
+from tests.fixtures.openbao import OpenBao
 from tests.helpers import secretops
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,6 +49,8 @@ SA = f"{SYSTEM_NS}/{SA_NAME}"
 APP = "deploy-app"
 IMAGE = "ghcr.io/secretops/secretops-controller:0.1.0"
 CERT_PROXY = f"/api/v1/namespaces/{SYSTEM_NS}/services/{SA_NAME}:http/proxy/v1/cert"
+ES_API = "/apis/secretops.dev/v1alpha1"
+
 
 @pytest.fixture(scope="module")
 def rendered(k8s_tls_emulator: K8s) -> list[dict[str, Any]]:
@@ -61,6 +67,9 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in rendered)
     assert kinds == sorted([
         ("CustomResourceDefinition", "sealedsecrets.secretops.dev"),
+        ("CustomResourceDefinition", "secretstores.secretops.dev"),
+        ("CustomResourceDefinition", "clustersecretstores.secretops.dev"),
+        ("CustomResourceDefinition", "externalsecrets.secretops.dev"),
         ("Namespace", SYSTEM_NS), ("ServiceAccount", SA_NAME), ("ClusterRole", SA_NAME),
         ("ClusterRoleBinding", SA_NAME), ("Role", SA_NAME), ("RoleBinding", SA_NAME),
         ("Deployment", SA_NAME), ("Service", SA_NAME)])
@@ -103,7 +112,8 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
 
 def test_apply_k_creates_every_object(k8s_tls: K8s, rendered: list[dict[str, Any]]) -> None:
     k8s_tls.kubectl("apply", "-k", str(BASE))
-    k8s_tls.kubectl("wait", "--for=condition=Established", "crd/sealedsecrets.secretops.dev")
+    for crd in ("sealedsecrets", "secretstores", "clustersecretstores", "externalsecrets"):
+        k8s_tls.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
     paths = {
         "Namespace": "/api/v1/namespaces/{name}",
         "CustomResourceDefinition": "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/"
@@ -133,9 +143,47 @@ def _recipients(ctl: Controller) -> str:
     return text
 
 
+def _external_secrets(k8s: K8s, openbao: OpenBao) -> None:
+    """A SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, an
+    ExternalSecret on each; Secrets written, one deleted by hand and restored."""
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        path="deploy/db", secret={"password": CANARY}, mount_point="secret")
+    token = base64.b64encode(openbao.token.encode()).decode()
+    k8s.request("POST", f"/api/v1/namespaces/{APP}/secrets", {
+        "metadata": {"name": "bao-token"}, "data": {"token": token}})
+    auth = {"tokenSecretRef": {"name": "bao-token", "key": "token"}}
+    k8s.request("POST", f"{ES_API}/namespaces/{APP}/secretstores", {
+        "apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
+        "metadata": {"name": "bao"},
+        "spec": {"provider": {"vault": {"server": openbao.url, "auth": auth}}}})
+    k8s.request("PATCH", f"/api/v1/namespaces/{APP}", {"metadata": {"labels": {
+        "secrets": "bao"}}}, "application/merge-patch+json")
+    k8s.request("POST", f"{ES_API}/clustersecretstores", {
+        "apiVersion": "secretops.dev/v1alpha1", "kind": "ClusterSecretStore",
+        "metadata": {"name": "bao"},
+        "spec": {"provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+            **auth["tokenSecretRef"], "namespace": APP}}}},
+            "conditions": [{"namespaceSelector": {"matchLabels": {"secrets": "bao"}}}]}})
+    for name, kind in (("es-db", "SecretStore"), ("ces-db", "ClusterSecretStore")):
+        k8s.request("POST", f"{ES_API}/namespaces/{APP}/externalsecrets", {
+            "apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+            "metadata": {"name": name},
+            "spec": {"secretStoreRef": {"name": "bao", "kind": kind}, "refreshInterval": "1s",
+                     "data": [{"secretKey": "password",
+                               "remoteRef": {"key": "deploy/db", "property": "password"}}]}})
+        wait_for(lambda n=name: values(secret(k8s, APP, n)) == {"password": CANARY.encode()},
+                 what=f"Secret {name} from OpenBao")
+    k8s.request("DELETE", f"/api/v1/namespaces/{APP}/secrets/es-db")
+    wait_for(lambda: values(secret(k8s, APP, "es-db")) == {"password": CANARY.encode()},
+             what="deleted ExternalSecret Secret restored")
+
+
 def test_controller_as_its_service_account_uses_exactly_its_rbac(
-        k8s_tls: K8s, rendered: list[dict[str, Any]], tmp_path: Path) -> None:
+        k8s_tls: K8s, rendered: list[dict[str, Any]], tmp_path: Path,
+        openbao: OpenBao) -> None:
     k8s_tls.kubectl("apply", "-k", str(BASE))
+    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
+        k8s_tls.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
     if k8s_tls.request("GET", f"/api/v1/namespaces/{APP}")[0] == 404:
         k8s_tls.request("POST", "/api/v1/namespaces", {"metadata": {"name": APP}})
     kubeconfig = k8s_tls.kubeconfig_for(SYSTEM_NS, SA_NAME, tmp_path / "sa-kubeconfig")
@@ -206,6 +254,8 @@ def test_controller_as_its_service_account_uses_exactly_its_rbac(
                             "--from-literal", f"v={CANARY}"))
         wait_for(lambda: values(secret(k8s_tls, APP, "renewed")) == {"v": CANARY.encode()},
                  what="Secret sealed for the renewed key")
+
+        _external_secrets(k8s_tls, openbao)
     finally:
         ctl.stop()
     assert CANARY not in ctl.logs()

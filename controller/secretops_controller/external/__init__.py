@@ -1,6 +1,6 @@
 """External secrets: values kept in Vault / OpenBao or AWS, synced into Kubernetes Secrets.
 
-This package is the part of the ExternalSecret half that needs no Kubernetes API:
+This package is the ExternalSecret half; these modules need no Kubernetes API:
 
 * :mod:`.provider` — the small protocol every provider implements (``read_many``, ``versions``,
   and optionally ``find``), the value and error types;
@@ -11,5 +11,7 @@ This package is the part of the ExternalSecret half that needs no Kubernetes API
 * :mod:`.mapping` — remote values → Secret data (property, decoding, ``dataFrom``, templates,
   content hash).
 
-The reconcile loop that ties these to ExternalSecret objects lives in the controller (later).
+The reconcile loop that ties these to store and ExternalSecret objects (kopf handlers, Secret
+writes, status, drift watch) is :mod:`.reconcile`, with :mod:`.stores` (store → provider
+with resolved credentials; ClusterSecretStore conditions).
 """

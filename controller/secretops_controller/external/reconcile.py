@@ -1,0 +1,759 @@
+"""The ExternalSecret reconcile loop: stores, ExternalSecrets, their Secrets (leader only).
+
+:func:`register` adds the handlers to the operator's registry (they run only on the leader,
+like the SealedSecret half):
+
+* **SecretStore / ClusterSecretStore** create/update/resume: credentials resolved from the
+  referenced Secrets (or the default chain), validated by one cheap provider call (Vault
+  ``lookup-self`` or login; an AWS version lookup), ``status.conditions[type=Ready]`` with
+  ``Valid`` / ``InvalidStoreConfiguration`` / ``InvalidProviderConfig`` / ``ValidationFailed``
+  / ``ValidationUnknown``. ExternalSecrets that use the store are registered again.
+* **ExternalSecret** create/update/resume: the spec is parsed, the store resolved (a
+  ClusterSecretStore's ``spec.conditions`` enforced: ``StoreNotAllowed``), and the refs are
+  registered with the central :class:`~.scheduler.Scheduler` under the store's
+  :class:`~.scheduler.StoreKey` (credentials fingerprint: tenants never share an entry). The
+  force-sync annotation (:data:`FORCE_SYNC`, any new value) asks for a read now. Delete
+  (optional, no finalizer): unregistered.
+* **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
+  the owner: the Secret is written per ``creationPolicy`` (Owner, default: ownerReference with
+  ``controller: true``; Merge: into an existing Secret; Orphan; None: nothing written) with the
+  content-hash annotation; ``deletionPolicy: Delete`` deletes it when a remote secret is
+  NotFound (Retain, default, keeps it); a provider error keeps the last good Secret and sets
+  Ready=False with the reason until a read succeeds again.
+* **Drift**: Secrets labelled ``secretops.dev/managed`` are watched (a watch of its own with a
+  server-side label selector: kopf's Secret watch is limited to the SealedSecret label); one that
+  is deleted or edited is written again at once from the cached values.
+
+Status: ``Ready`` with ESO's reasons, ``refreshTime``, ``syncedResourceVersion``,
+``remoteVersions``, ``dataHash``; Events with fixed reasons (:class:`EsReason`). No value ever
+goes to a log, an Event or a status: messages name fields, keys and stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, cast
+
+import aiohttp
+import kopf
+
+from secretops_controller import kube, runtime
+from secretops_controller.config import parse_duration
+from secretops_controller.context import Context
+from secretops_controller.external import mapping, stores
+from secretops_controller.external.metrics import ExternalMetrics
+from secretops_controller.external.provider import (
+    ErrorKind,
+    Provider,
+    ProviderError,
+    RemoteRef,
+)
+from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION = "secretops.dev", "v1alpha1"
+API = f"{GROUP}/{VERSION}"
+KIND = "ExternalSecret"
+FORCE_SYNC = "secretops.dev/force-sync"
+OWNER_ANNOTATION = "secretops.dev/external-secret"  # on the Secret: the ExternalSecret's name
+READY = "Ready"
+DEFAULT_INTERVAL = 3600.0
+PROBE = RemoteRef("secretops-validation-probe")
+
+Owner = tuple[str, str]  # (namespace, ExternalSecret name)
+
+
+class EsReason(StrEnum):
+    """Condition and Event reasons of the external-secrets half. Never renamed."""
+
+    SYNCED = "SecretSynced"
+    SYNC_ERROR = "SecretSyncedError"
+    DELETED = "SecretDeleted"
+    MISSING = "SecretMissing"
+    UPDATE_FAILED = "UpdateFailed"
+    STORE_NOT_READY = "StoreNotReady"
+    STORE_NOT_ALLOWED = "StoreNotAllowed"
+    PROVIDER_UNAVAILABLE = "ProviderUnavailable"
+    TEMPLATE_ERROR = "TemplateError"
+    # stores
+    VALID = "Valid"
+    INVALID_PROVIDER = "InvalidProviderConfig"
+    INVALID_STORE = "InvalidStoreConfiguration"
+    VALIDATION_FAILED = "ValidationFailed"
+    VALIDATION_UNKNOWN = "ValidationUnknown"
+
+
+NORMAL = frozenset({EsReason.SYNCED, EsReason.VALID, EsReason.DELETED})
+
+
+def event(obj: Mapping[str, Any], reason: EsReason, message: str) -> None:
+    """An Event about ``obj`` with a fixed reason (the shared poster, else kopf's)."""
+    kind = "Normal" if reason in NORMAL else "Warning"
+    poster = runtime.event_poster.get()
+    if poster is not None:
+        poster(obj, kind, reason.value, message[:1000])
+        return
+    kopf.event(kopf.Body(cast(kopf.RawBody, dict(obj))), type=kind, reason=reason.value,
+               message=message[:1000])
+
+
+def path(namespace: str, name: str | None = None) -> str:
+    return kube._path(f"/apis/{API}", namespace, "externalsecrets", name)
+
+
+def store_path(kind: str, namespace: str, name: str) -> str:
+    if kind == stores.CLUSTER_KIND:
+        return f"/apis/{API}/clustersecretstores/{name}"
+    return kube._path(f"/apis/{API}", namespace, "secretstores", name)
+
+
+def condition(old_status: Mapping[str, Any], ok: bool | None, reason: EsReason,
+              message: str) -> dict[str, Any]:
+    """The Ready condition (lastTransitionTime kept when the status does not change)."""
+    value = "Unknown" if ok is None else ("True" if ok else "False")
+    prev = next((c for c in old_status.get("conditions") or []
+                 if isinstance(c, dict) and c.get("type") == READY), None)
+    stamp = runtime.rfc3339(runtime.now())
+    keep = prev is not None and prev.get("status") == value
+    return {"type": READY, "status": value, "reason": reason.value, "message": message,
+            "lastTransitionTime": prev.get("lastTransitionTime", stamp)
+            if keep and prev is not None else stamp}
+
+
+def _same(cond: Mapping[str, Any], old_status: Mapping[str, Any]) -> bool:
+    for c in old_status.get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == READY:
+            return all(c.get(k) == cond.get(k) for k in ("status", "reason", "message"))
+    return False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    reason: EsReason
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)  # status fields besides conditions
+    wrote: bool = False
+
+
+@dataclass
+class _Owned:
+    store: tuple[str, str, str]  # (kind, namespace, name) of the store it uses
+    target: str = ""
+    forced: str | None = None
+    seen: bool = False  # registered once: a new force-sync value then means "read now"
+    key: StoreKey | None = None
+
+
+class ExternalSecrets:
+    """The external-secrets half's state while leading: scheduler, providers, owners."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.metrics = ExternalMetrics(ctx.metrics.registry)
+        self.scheduler = self._new_scheduler()
+        self.providers: dict[StoreKey, Provider] = {}
+        self.owned: dict[Owner, _Owned] = {}
+        self.written: dict[tuple[str, str], str] = {}  # Secret -> resourceVersion we wrote
+        self._running: dict[Owner, asyncio.Task[None]] = {}
+        self._again: set[Owner] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
+
+    def _new_scheduler(self) -> Scheduler:
+        c = self.ctx.config
+        settings = Settings(backoff_base=c.retry_base_delay, backoff_cap=c.retry_max_delay)
+        return Scheduler(settings=settings, on_update=self._delivered)
+
+    # ---- lifecycle (leader) --------------------------------------------------------------
+    async def start(self) -> None:
+        await self.stop()
+        self.scheduler = self._new_scheduler()
+        self.owned.clear()
+        self.written.clear()
+        self._tasks = [asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
+                       asyncio.create_task(self._run(self._watch_secrets()),
+                                           name="external Secrets watch")]
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *self._running.values()]
+        self._tasks, self._running = [], {}
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        providers, self.providers = list(self.providers.values()), {}
+        for p in providers:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(p.close)
+
+    async def _run(self, coro: Any) -> None:
+        self._post_events()
+        await coro
+
+    def _post_events(self) -> None:
+        """Post Events from this task (outside kopf's handlers kopf has no Event queue)."""
+        ctx = self.ctx
+        pending: set[asyncio.Task[None]] = set()
+
+        async def post(body: dict[str, Any]) -> None:
+            try:
+                await ctx.api.create(
+                    f"/api/v1/namespaces/{body['metadata']['namespace']}/events", body)
+            except kube.ApiError as e:
+                log.warning("could not post an Event: %s", e)
+
+        def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+            body = runtime.event_body(obj, kind, reason, message, "secretops-controller",
+                                      ctx.config.identity or socket.gethostname())
+            task = asyncio.create_task(post(body))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        runtime.event_poster.set(poster)
+
+    # ---- stores --------------------------------------------------------------------------
+    async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
+        return await self.ctx.api.get(kube.secrets(ns, name))
+
+    async def _labels(self, ns: str) -> Mapping[str, str] | None:
+        obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
+        return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
+
+    def _provider(self, resolved: stores.Resolved) -> Provider:
+        p = self.providers.get(resolved.key)
+        if p is None:
+            p = self.providers[resolved.key] = resolved.make(self.metrics.observe)
+        return p
+
+    async def validate(self, store: Mapping[str, Any]) -> tuple[bool | None, EsReason, str]:
+        """The store's Ready condition: resolve and make one cheap provider call."""
+        try:
+            resolved = await stores.resolve(store, None, self._get_secret)
+        except stores.StoreError as e:
+            reason = EsReason(e.reason)
+            return (None if reason is EsReason.VALIDATION_UNKNOWN else False), reason, e.message
+        provider = self._provider(resolved)
+        try:
+            await asyncio.to_thread(_probe, provider)
+        except ProviderError as e:
+            if e.kind in (ErrorKind.DENIED, ErrorKind.INVALID):
+                return False, EsReason.INVALID_PROVIDER, e.message
+            return False, EsReason.VALIDATION_FAILED, e.message
+        return True, EsReason.VALID, f"{resolved.provider_name}: connection and credentials valid"
+
+    async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
+        ok, reason, message = await self.validate(body)
+        status = body.get("status") or {}
+        cond = condition(status, ok, reason, message)
+        patch.status["conditions"] = [
+            *(c for c in status.get("conditions") or [] if c.get("type") != READY), cond]
+        gen = (body.get("metadata") or {}).get("generation")
+        if gen is not None:
+            patch.status["observedGeneration"] = gen
+        if not _same(cond, status):
+            log.info("%s %s: %s: %s", body.get("kind"), _name(body), reason.value, message)
+            event(body, reason, message)
+        await self._reregister(_store_id(body))
+
+    async def _reregister(self, store: tuple[str, str, str]) -> None:
+        """ExternalSecrets that use ``store``: registered again (credentials may differ)."""
+        for owner, o in list(self.owned.items()):
+            if o.store == store:
+                es = await self.ctx.api.get(path(*owner))
+                if es is not None:
+                    await self.on_external(es, refresh=False)
+
+    # ---- ExternalSecrets -----------------------------------------------------------------
+    async def on_external(self, es: Mapping[str, Any], refresh: bool = True) -> None:
+        """Register ``es`` with the scheduler (or report why not) and sync what is cached."""
+        meta = es.get("metadata") or {}
+        owner: Owner = (str(meta.get("namespace")), str(meta.get("name")))
+        spec = es.get("spec") or {}
+        ref = spec.get("secretStoreRef") or {}
+        kind = ref.get("kind") or stores.NAMESPACED_KIND
+        store_ns = "" if kind == stores.CLUSTER_KIND else owner[0]
+        o = self.owned.get(owner)
+        if o is None:
+            o = self.owned[owner] = _Owned((kind, store_ns, str(ref.get("name") or "")))
+        o.store = (kind, store_ns, str(ref.get("name") or ""))
+        o.target = str((spec.get("target") or {}).get("name") or owner[1])
+        forced = (meta.get("annotations") or {}).get(FORCE_SYNC)
+        try:
+            parsed = mapping.parse_spec(spec)
+            interval = parse_duration(str(spec.get("refreshInterval") or "1h"))
+            if not ref.get("name"):
+                raise stores.StoreError(EsReason.STORE_NOT_READY.value,
+                                        "spec.secretStoreRef.name is required")
+            store = await self.ctx.api.get(store_path(kind, store_ns, o.store[2]))
+            if store is None:
+                raise stores.StoreError(EsReason.STORE_NOT_READY.value,
+                                        f"{kind} {o.store[2]} not found")
+            if kind == stores.CLUSTER_KIND and not await stores.allowed(store, owner[0],
+                                                                        self._labels):
+                raise stores.StoreError(EsReason.STORE_NOT_ALLOWED.value, (
+                    f"ClusterSecretStore {o.store[2]} may not be used from namespace "
+                    f"{owner[0]} (spec.conditions)"))
+            resolved = await stores.resolve(store, owner[0], self._get_secret)
+        except (mapping.MappingError, ValueError, stores.StoreError) as e:
+            self.scheduler.unregister(owner)
+            o.key = None
+            if isinstance(e, stores.StoreError):
+                reason = EsReason.STORE_NOT_READY if e.reason not in (
+                    EsReason.STORE_NOT_ALLOWED.value,) else EsReason.STORE_NOT_ALLOWED
+                msg = e.message
+            elif isinstance(e, mapping.MappingError):
+                reason, msg = EsReason.SYNC_ERROR, f"{e.path}: {e.message}"
+            else:
+                reason, msg = EsReason.SYNC_ERROR, f"spec.refreshInterval: {e}"
+            await self._report(es, Outcome(False, reason, msg))
+            return
+        self.scheduler.register(owner, resolved.key, self._provider(resolved),
+                                parsed.wants(), interval)
+        o.key = resolved.key
+        if refresh and o.seen and forced != o.forced and forced is not None:
+            log.info("ExternalSecret %s/%s: force-sync", *owner)
+            self.scheduler.refresh(owner)
+        o.forced, o.seen = forced, True
+        self.kick(owner)  # what is cached already (a shared key) is written now
+
+    def on_annotations(self, es: Mapping[str, Any]) -> None:
+        """Force-sync: a new value of :data:`FORCE_SYNC` reads the remote values now. (kopf's
+        update handlers cannot see it: kopf leaves annotations of its storage prefix,
+        ``secretops.dev/``, out of the diff, so every watch event is checked here.)"""
+        meta = es.get("metadata") or {}
+        owner: Owner = (str(meta.get("namespace")), str(meta.get("name")))
+        o = self.owned.get(owner)
+        forced = (meta.get("annotations") or {}).get(FORCE_SYNC)
+        if o is None or not o.seen or o.key is None or forced == o.forced or forced is None:
+            return
+        o.forced = forced
+        log.info("ExternalSecret %s/%s: force-sync", *owner)
+        self.scheduler.refresh(owner)
+
+    def forget(self, owner: Owner) -> None:
+        self.scheduler.unregister(owner)
+        self.owned.pop(owner, None)
+        self._drop_unused_providers()
+
+    def _drop_unused_providers(self) -> None:
+        used = {o.key for o in self.owned.values()}
+        for key in [k for k in self.providers if k not in used]:
+            p = self.providers.pop(key)
+            with contextlib.suppress(Exception):
+                p.close()
+
+    # ---- syncing -------------------------------------------------------------------------
+    def _delivered(self, owners: set[Any]) -> None:
+        for owner in owners:
+            self.kick(owner)
+
+    def kick(self, owner: Owner) -> None:
+        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile."""
+        if owner in self._running:
+            self._again.add(owner)
+            return
+        self._running[owner] = asyncio.create_task(self._sync_loop(owner))
+
+    async def _sync_loop(self, owner: Owner) -> None:
+        self._post_events()
+        try:
+            while True:
+                self._again.discard(owner)
+                await self._sync_retrying(owner)
+                if owner not in self._again:
+                    return
+        finally:
+            self._running.pop(owner, None)
+
+    async def _sync_retrying(self, owner: Owner) -> None:
+        cfg = self.ctx.config
+        for attempt in range(cfg.max_retries + 1):
+            try:
+                await self.sync(owner)
+                return
+            except kube.ApiError as e:
+                if not e.transient or attempt == cfg.max_retries:
+                    log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
+                    return
+                await asyncio.sleep(cfg.retry_delay(attempt))
+            except Exception:  # one bad sync must not end the loop of others
+                log.exception("ExternalSecret %s/%s: sync failed", *owner)
+                return
+
+    async def sync(self, owner: Owner) -> None:
+        """Write the Secret of ``owner`` from the scheduler's snapshot; then the status."""
+        started = time.perf_counter()
+        es = await self.ctx.api.get(path(*owner))
+        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
+            self.forget(owner)
+            return
+        o = self.owned.get(owner)
+        snap = self.scheduler.snapshot(owner)
+        if o is None or o.key is None or snap is None or snap.pending:
+            return
+        outcome = await self._apply(es, owner, o, snap)
+        self.ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
+            time.perf_counter() - started)
+        self.metrics.syncs.labels(reason=outcome.reason.value).inc()
+        await self._report(es, outcome)
+
+    async def _apply(self, es: Mapping[str, Any], owner: Owner, o: _Owned,
+                     snap: Any) -> Outcome:
+        spec = es.get("spec") or {}
+        target = spec.get("target") or {}
+        creation = target.get("creationPolicy") or "Owner"
+        deletion = target.get("deletionPolicy") or "Retain"
+        ns, name = owner[0], o.target
+        errors = {str(w): e for w, e in snap.errors.items()}
+        if snap.missing:
+            keys = ", ".join(sorted(str(r) for r in snap.missing))
+            if deletion == "Delete" and creation in ("Owner", "Orphan"):
+                async with self.ctx.lock(ns, name):
+                    current = await self.ctx.api.get(kube.secrets(ns, name))
+                    if current is not None and _ours(current, owner[1]):
+                        await self.ctx.api.delete(kube.secrets(ns, name))
+                        self.written.pop((ns, name), None)
+                        return Outcome(False, EsReason.DELETED, (
+                            f"Secret {ns}/{name} deleted: the remote secret {keys} does not "
+                            "exist (deletionPolicy Delete)"), wrote=True)
+                return Outcome(False, EsReason.DELETED, (
+                    f"Secret {ns}/{name} absent: the remote secret {keys} does not exist "
+                    "(deletionPolicy Delete)"))
+            return Outcome(False, EsReason.SYNC_ERROR, (
+                f"the remote secret {keys} does not exist; the Secret {ns}/{name} is kept "
+                f"(deletionPolicy {deletion})"))
+        try:
+            data = mapping.build(mapping.parse_spec(spec), snap)
+        except mapping.MappingError as e:
+            if errors:
+                return self._provider_outcome(errors, ns, name)
+            reason = (EsReason.TEMPLATE_ERROR if (e.path or "").startswith("spec.target.template")
+                      else EsReason.SYNC_ERROR)
+            return Outcome(False, reason, f"{e.path}: {e.message}")
+        extra = {"remoteVersions": data.versions, "dataHash": data.annotations.get(
+            mapping.HASH_ANNOTATION, "")}
+        wrote = False
+        verb = "up to date"
+        if creation != "None":
+            async with self.ctx.lock(ns, name):
+                current = await self.ctx.api.get(kube.secrets(ns, name))
+                if current is None and creation == "Merge":
+                    return Outcome(False, EsReason.MISSING, (
+                        f"Secret {ns}/{name} does not exist (creationPolicy Merge writes into "
+                        "an existing Secret only)"), extra)
+                if current is not None and creation in ("Owner", "Orphan") and not _ours(
+                        current, owner[1]) and _controller(current) is not None:
+                    return Outcome(False, EsReason.SYNC_ERROR, (
+                        f"Secret {ns}/{name} is controlled by another object: left alone"),
+                        extra)
+                new = desired(current, data, es, creation,
+                              bool(target.get("immutable")))
+                if current is None or _differs(current, new):
+                    verb = await self._write(ns, name, current, new)
+                    wrote = True
+        keys = ", ".join(sorted(data.data))
+        if errors:
+            return self._provider_outcome(errors, ns, name, extra)
+        if creation == "None":
+            return Outcome(True, EsReason.SYNCED, f"values read (keys: {keys}); creationPolicy "
+                                                  "None writes no Secret", extra)
+        return Outcome(True, EsReason.SYNCED, f"Secret {ns}/{name} {verb} (keys: {keys})",
+                       extra, wrote=wrote)
+
+    @staticmethod
+    def _provider_outcome(errors: Mapping[str, ProviderError], ns: str, name: str,
+                          extra: dict[str, Any] | None = None) -> Outcome:
+        first = sorted(errors.items())[0][1]
+        reason = (EsReason.PROVIDER_UNAVAILABLE if first.transient else EsReason.SYNC_ERROR)
+        return Outcome(False, reason, f"{first.message}; the last good Secret {ns}/{name} is "
+                                      "kept, retrying with backoff", extra or {})
+
+    async def _write(self, ns: str, name: str, current: Mapping[str, Any] | None,
+                     new: dict[str, Any]) -> str:
+        api = self.ctx.api
+        if current is None:
+            written = await api.create(kube.secrets(ns), new)
+            verb = "created"
+        elif (current.get("immutable") and new.get("data") != current.get("data")) or (
+                (current.get("type") or "Opaque") != new.get("type")):
+            await api.delete(kube.secrets(ns, name))  # immutable or new type: replaced whole
+            new["metadata"] = {k: v for k, v in new["metadata"].items()
+                               if k not in ("resourceVersion", "uid", "creationTimestamp")}
+            written = await api.create(kube.secrets(ns), new)
+            verb = "re-created"
+        else:
+            written = await api.replace(kube.secrets(ns, name), new)
+            verb = "updated"
+        self.written[(ns, name)] = str((written.get("metadata") or {}).get("resourceVersion"))
+        return verb
+
+    async def _report(self, es: Mapping[str, Any], outcome: Outcome) -> None:
+        """Status (only when something changed) and an Event (writes and new conditions)."""
+        meta = es.get("metadata") or {}
+        old = es.get("status") or {}
+        cond = condition(old, outcome.ok, outcome.reason, outcome.message)
+        same = _same(cond, old)
+        status: dict[str, Any] = {
+            "conditions": [*(c for c in old.get("conditions") or [] if c.get("type") != READY),
+                           cond],
+            "observedGeneration": meta.get("generation"),
+            "syncedResourceVersion": synced_version(es),
+            **outcome.extra,
+        }
+        if outcome.ok or outcome.wrote:
+            status["refreshTime"] = runtime.rfc3339(runtime.now())
+        unchanged = same and not outcome.wrote and all(
+            old.get(k) == v for k, v in status.items() if k not in ("conditions", "refreshTime"))
+        if not unchanged:
+            if "remoteVersions" in status and old.get("remoteVersions"):
+                # a merge patch merges maps: refs no longer used are removed explicitly
+                gone = set(old["remoteVersions"]) - set(status["remoteVersions"])
+                status["remoteVersions"] = {**status["remoteVersions"], **dict.fromkeys(gone)}
+            await self.ctx.api.merge_patch(path(str(meta.get("namespace")),
+                                                str(meta.get("name"))) + "/status",
+                                           {"status": status})
+        if outcome.wrote or not same:
+            log_fn = log.info if outcome.ok or outcome.reason is EsReason.DELETED else log.warning
+            log_fn("ExternalSecret %s: %s: %s", _name(es), outcome.reason.value, outcome.message)
+            event(es, outcome.reason, outcome.message)
+
+    # ---- drift: our Secrets, watched -----------------------------------------------------
+    def on_secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:
+        meta = secret.get("metadata") or {}
+        ns, name = str(meta.get("namespace")), str(meta.get("name"))
+        es_name = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
+        if not es_name:
+            owners = [k for k, o in self.owned.items() if k[0] == ns and o.target == name]
+        else:
+            owners = [(ns, str(es_name))]
+        for owner in owners:
+            if owner not in self.owned:
+                continue
+            if kind != "DELETED" and self.written.get((ns, name)) == str(
+                    meta.get("resourceVersion")):
+                continue  # our own write, echoed
+            log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
+                     "deleted" if kind == "DELETED" else "changed")
+            self.kick(owner)
+
+    async def _watch_secrets(self) -> None:
+        scopes: list[str | None] = list(self.ctx.config.watch_namespaces) or [None]
+        await asyncio.gather(*(self._watch_scope(ns) for ns in scopes))
+
+    async def _watch_scope(self, ns: str | None) -> None:
+        """LIST then WATCH our Secrets (label selector), relisting when the watch ends badly."""
+        cfg = self.ctx.config
+        base = kube.secrets(ns) if ns else "/api/v1/secrets"
+        selector = f"{mapping.MANAGED_LABEL}=true"
+        while True:
+            try:
+                info = kube.login(cfg.kubeconfig)
+                https = info.server.startswith("https")
+                conn = aiohttp.TCPConnector(ssl=info.as_ssl_context() if https else False)
+                async with aiohttp.ClientSession(connector=conn) as session:
+                    listed = await self.ctx.api.request("GET", base,
+                                                        params={"labelSelector": selector})
+                    for item in listed.get("items") or []:
+                        self.on_secret_event("LISTED", item)
+                    rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                    while True:
+                        rv = await self._watch_once(session, info, base, selector, rv)
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, TimeoutError, kube.ApiError, ValueError,
+                    _Relist) as e:
+                log.debug("external Secrets watch: %s (relisting)", type(e).__name__)
+            await asyncio.sleep(cfg.retry_base_delay)
+
+    async def _watch_once(self, session: aiohttp.ClientSession, info: kopf.ConnectionInfo,
+                          base: str, selector: str, rv: str) -> str:
+        cfg = self.ctx.config
+        params = {"watch": "true", "labelSelector": selector, "resourceVersion": rv,
+                  "timeoutSeconds": str(int(cfg.watch_timeout)),
+                  "allowWatchBookmarks": "true"}
+        headers = {"Accept": "application/json", **info.as_http_headers()}
+        timeout = aiohttp.ClientTimeout(total=None, sock_read=cfg.watch_timeout + 30)
+        async with session.get(info.server.rstrip("/") + base, params=params, headers=headers,
+                               timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise _Relist()
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                ev = json.loads(line)
+                obj = ev.get("object") or {}
+                if ev.get("type") == "ERROR":
+                    raise _Relist()
+                rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                if ev.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    self.on_secret_event(str(ev["type"]), obj)
+        return rv
+
+
+class _Relist(Exception):
+    pass
+
+
+def _probe(provider: Provider) -> None:
+    """One cheap call that proves connection and credentials (NotFound is fine)."""
+    ensure = getattr(provider, "_ensure_token", None)
+    if ensure is not None:  # Vault: lookup-self (token) or the login (AppRole), reused later
+        with provider._lock:  # type: ignore[attr-defined]
+            ensure()
+        return
+    result = provider.versions([PROBE]).get(PROBE)
+    if isinstance(result, ProviderError) and result.kind != ErrorKind.NOT_FOUND:
+        raise result
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    return f"{meta['namespace']}/{meta.get('name')}" if meta.get("namespace") else str(
+        meta.get("name"))
+
+
+def _store_id(store: Mapping[str, Any]) -> tuple[str, str, str]:
+    meta = store.get("metadata") or {}
+    return (str(store.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
+
+
+def _controller(secret: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return cast(Mapping[str, Any], ref)
+    return None
+
+
+def _ours(secret: Mapping[str, Any], es_name: str) -> bool:
+    ref = _controller(secret)
+    if ref is not None:
+        return bool(ref.get("kind") == KIND and ref.get("name") == es_name
+                    and str(ref.get("apiVersion", "")).startswith(GROUP + "/"))
+    annotations = (secret.get("metadata") or {}).get("annotations") or {}
+    return bool(annotations.get(OWNER_ANNOTATION) == es_name)
+
+
+def synced_version(es: Mapping[str, Any]) -> str:
+    """As ESO: the generation and a hash of the labels and annotations (kopf's excluded)."""
+    meta = es.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
+                   if not k.startswith("secretops.dev/last-handled")
+                   and not k.startswith("kopf.")}
+    digest = hashlib.sha256(json.dumps([meta.get("labels") or {}, annotations],
+                                       sort_keys=True).encode()).hexdigest()[:16]
+    return f"{meta.get('generation')}-{digest}"
+
+
+def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
+            es: Mapping[str, Any], creation: str, immutable: bool) -> dict[str, Any]:
+    """The Secret to write over ``current`` for ``creation`` (Owner / Merge / Orphan). Pure."""
+    meta = es.get("metadata") or {}
+    encoded = {k: base64.b64encode(v).decode() for k, v in data.data.items()}
+    cmeta = copy.deepcopy(dict((current or {}).get("metadata") or {}))
+    cmeta.pop("managedFields", None)
+    new_meta: dict[str, Any] = {**cmeta, "name": (cmeta.get("name")
+                                                  or _target(es)),
+                                "namespace": meta.get("namespace")}
+    new_meta["labels"] = {**(cmeta.get("labels") or {}), **data.labels}
+    new_meta["annotations"] = {**(cmeta.get("annotations") or {}), **data.annotations,
+                               OWNER_ANNOTATION: str(meta.get("name"))}
+    if creation == "Merge":
+        values = {**((current or {}).get("data") or {}), **encoded}
+        kind = (current or {}).get("type") or data.type
+    else:
+        values = encoded
+        kind = data.type
+    if creation == "Owner":
+        refs = [r for r in cmeta.get("ownerReferences") or [] if not r.get("controller")]
+        refs.append({"apiVersion": API, "kind": KIND, "name": meta.get("name"),
+                     "uid": meta.get("uid"), "controller": True,
+                     "blockOwnerDeletion": True})
+        new_meta["ownerReferences"] = refs
+    new: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": new_meta,
+                           "type": kind, "data": values}
+    if immutable or (current or {}).get("immutable"):
+        new["immutable"] = True
+    return new
+
+
+def _target(es: Mapping[str, Any]) -> str:
+    return str(((es.get("spec") or {}).get("target") or {}).get("name")
+               or (es.get("metadata") or {}).get("name"))
+
+
+def _differs(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    cm, nm = current.get("metadata") or {}, new.get("metadata") or {}
+    return bool((current.get("data") or {}) != (new.get("data") or {})
+                or (current.get("type") or "Opaque") != new.get("type")
+                or cm.get("labels") != nm.get("labels")
+                or cm.get("annotations") != nm.get("annotations")
+                or (cm.get("ownerReferences") or []) != (nm.get("ownerReferences") or [])
+                or bool(current.get("immutable")) != bool(new.get("immutable")))
+
+
+def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
+    """The store and ExternalSecret handlers, bound to ``ctx`` (run only while leading)."""
+    half = ExternalSecrets(ctx)
+    kw: dict[str, Any] = {"registry": registry, "retries": ctx.config.max_retries + 1}
+
+    @kopf.on.startup(registry=registry)
+    async def external_startup(**_: Any) -> None:
+        await half.start()  # each time this replica starts leading: a fresh scheduler
+
+    @kopf.on.cleanup(registry=registry)
+    async def external_cleanup(**_: Any) -> None:
+        await half.stop()
+
+    async def store_handler(body: kopf.Body, patch: kopf.Patch, retry: int) -> None:
+        try:
+            await half.on_store(copy.deepcopy(dict(body)), patch)
+        except kube.ApiError as e:
+            if e.transient and retry < ctx.config.max_retries:
+                raise kopf.TemporaryError(f"store: {e}",
+                                          delay=ctx.config.retry_delay(retry)) from None
+            raise kopf.PermanentError(str(e)) from None
+
+    for plural in ("secretstores", "clustersecretstores"):
+        @kopf.on.resume(GROUP, VERSION, plural, **kw)
+        @kopf.on.create(GROUP, VERSION, plural, **kw)
+        @kopf.on.update(GROUP, VERSION, plural, **kw)
+        async def store(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
+            await store_handler(body, patch, retry)
+
+    @kopf.on.resume(GROUP, VERSION, "externalsecrets", **kw)
+    @kopf.on.create(GROUP, VERSION, "externalsecrets", **kw)
+    @kopf.on.update(GROUP, VERSION, "externalsecrets", **kw)
+    async def external_secret(body: kopf.Body, retry: int, **_: Any) -> None:
+        try:
+            await half.on_external(copy.deepcopy(dict(body)))
+        except kube.ApiError as e:
+            if e.transient and retry < ctx.config.max_retries:
+                raise kopf.TemporaryError(f"ExternalSecret: {e}",
+                                          delay=ctx.config.retry_delay(retry)) from None
+            raise kopf.PermanentError(str(e)) from None
+
+    @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry)
+    async def external_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if event.get("type") == "MODIFIED":
+            half.on_annotations(body)
+
+    @kopf.on.delete(GROUP, VERSION, "externalsecrets", optional=True, registry=registry)
+    async def external_secret_gone(namespace: str | None, name: str | None, **_: Any) -> None:
+        half.forget((str(namespace), str(name)))
+
+    return half
+
+
+__all__ = ["FORCE_SYNC", "EsReason", "ExternalSecrets", "desired", "register"]

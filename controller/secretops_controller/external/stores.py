@@ -1,0 +1,213 @@
+"""SecretStore / ClusterSecretStore → a provider bound to resolved credentials.
+
+:func:`resolve` reads a store object (as stored: a dict) and the Secrets its auth refers to,
+applies the documented defaults (``path: secret``, AppRole ``path: approle``), and returns a
+:class:`Resolved`: the scheduler's :class:`~.scheduler.StoreKey` (whose fingerprint covers the
+configuration *and* the credentials, so tenants never share cache entries) and a factory for
+the provider. :func:`allowed` applies a ClusterSecretStore's ``spec.conditions``.
+
+Errors are :class:`StoreError` with a fixed reason and a message naming fields and Secrets,
+never a value.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from secretops_controller.external.provider import Observe, Provider
+from secretops_controller.external.providers import aws, vault
+from secretops_controller.external.scheduler import StoreKey, fingerprint
+
+CLUSTER_KIND = "ClusterSecretStore"
+NAMESPACED_KIND = "SecretStore"
+
+# (namespace, name) -> the Secret (None: missing); namespace -> its labels (None: missing)
+GetSecret = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
+GetLabels = Callable[[str], Awaitable[Mapping[str, str] | None]]
+
+
+class StoreError(Exception):
+    """The store cannot be used; ``reason`` is one of the fixed store/ExternalSecret reasons."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Resolved:
+    key: StoreKey
+    provider_name: str
+    make: Callable[[Observe], Provider]
+
+
+def _need(obj: Mapping[str, Any], field: str, where: str) -> str:
+    v = obj.get(field)
+    if not isinstance(v, str) or not v:
+        raise StoreError("InvalidStoreConfiguration", f"{where}.{field} is required")
+    return v
+
+
+async def _secret_value(ref: Mapping[str, Any], where: str, kind: str, store_ns: str,
+                        es_ns: str | None, get_secret: GetSecret) -> str:
+    name = _need(ref, "name", where)
+    key = _need(ref, "key", where)
+    if kind == CLUSTER_KIND:
+        ns = ref.get("namespace") or es_ns
+        if not ns:
+            raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
+                                                  "the namespace of each ExternalSecret")
+    else:
+        ns = store_ns  # a SecretStore reads its own namespace only
+    secret = await get_secret(str(ns), name)
+    if secret is None:
+        raise StoreError("InvalidStoreConfiguration", f"{where}: Secret {ns}/{name} not found")
+    raw = (secret.get("data") or {}).get(key)
+    if raw is None:
+        raise StoreError("InvalidStoreConfiguration",
+                         f"{where}: Secret {ns}/{name} has no key {key!r}")
+    try:
+        return base64.b64decode(raw).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise StoreError("InvalidStoreConfiguration",
+                         f"{where}: Secret {ns}/{name} key {key!r} is not UTF-8 text") from None
+
+
+async def resolve(store: Mapping[str, Any], es_namespace: str | None,
+                  get_secret: GetSecret) -> Resolved:
+    """The provider of ``store`` with its credentials (read for ``es_namespace`` where a
+    ClusterSecretStore's refs name no namespace)."""
+    kind = str(store.get("kind") or NAMESPACED_KIND)
+    meta = store.get("metadata") or {}
+    store_ns = str(meta.get("namespace") or "")
+    name = str(meta.get("name"))
+    provider = ((store.get("spec") or {}).get("provider")) or {}
+    if len([p for p in ("vault", "aws") if provider.get(p)]) != 1:
+        raise StoreError("InvalidStoreConfiguration",
+                         "spec.provider must name exactly one of vault, aws")
+    config_text = json.dumps(provider, sort_keys=True)
+
+    relative: list[bool] = []  # a ClusterSecretStore ref read in the ExternalSecret's namespace
+
+    async def value(ref: Mapping[str, Any], where: str) -> str:
+        relative.append(kind == CLUSTER_KIND and not ref.get("namespace"))
+        return await _secret_value(ref, where, kind, store_ns, es_namespace, get_secret)
+
+    secrets: list[str] = []
+    make: Callable[[Observe], Provider]
+    if provider.get("vault"):
+        v = provider["vault"]
+        w = "spec.provider.vault"
+        server = _need(v, "server", w)
+        if (v.get("version") or "v2") != "v2":
+            raise StoreError("InvalidStoreConfiguration", f"{w}.version: only v2 is supported")
+        if v.get("caBundle"):
+            raise StoreError("InvalidStoreConfiguration",
+                             f"{w}.caBundle is not supported by the controller yet")
+        cfg = vault.VaultConfig(server=server, mount=v.get("path") or "secret",
+                                namespace=v.get("namespace") or None)
+        a = v.get("auth") or {}
+        auth: vault.VaultAuth
+        if len([m for m in ("tokenSecretRef", "appRole", "kubernetes") if a.get(m)]) != 1:
+            raise StoreError("InvalidStoreConfiguration", f"{w}.auth must name exactly one of "
+                                                          "tokenSecretRef, appRole, kubernetes")
+        if a.get("tokenSecretRef"):
+            token = await value(a["tokenSecretRef"], f"{w}.auth.tokenSecretRef")
+            secrets.append(token)
+            auth = vault.TokenAuth(token)
+        elif a.get("appRole"):
+            ar = a["appRole"]
+            role_id = _need(ar, "roleId", f"{w}.auth.appRole")
+            secret_id = await value(ar.get("secretRef") or {}, f"{w}.auth.appRole.secretRef")
+            secrets.append(secret_id)
+            auth = vault.AppRoleAuth(role_id, secret_id, ar.get("path") or "approle")
+        else:
+            raise StoreError("InvalidStoreConfiguration", f"{w}.auth.kubernetes is not "
+                                                          "supported by the controller yet")
+
+        def make_vault(observe: Observe) -> Provider:
+            return vault.VaultProvider(cfg, auth, observe=observe)
+
+        make, provider_name = make_vault, vault.NAME
+    else:
+        v = provider["aws"]
+        w = "spec.provider.aws"
+        service = _need(v, "service", w)
+        if service not in ("SecretsManager", "ParameterStore"):
+            raise StoreError("InvalidStoreConfiguration",
+                             f"{w}.service must be SecretsManager or ParameterStore")
+        region = _need(v, "region", w)
+        creds = None
+        ref = ((v.get("auth") or {}).get("secretRef")) or {}
+        if ref:
+            where = f"{w}.auth.secretRef"
+            key_id = await value(ref.get("accessKeyIDSecretRef") or {},
+                                 f"{where}.accessKeyIDSecretRef")
+            secret_key = await value(ref.get("secretAccessKeySecretRef") or {},
+                                     f"{where}.secretAccessKeySecretRef")
+            session = (await value(ref["sessionTokenSecretRef"],
+                                   f"{where}.sessionTokenSecretRef")
+                       if ref.get("sessionTokenSecretRef") else None)
+            secrets += [key_id, secret_key, session or ""]
+            creds = aws.AwsCredentials(key_id, secret_key, session)
+        acfg = aws.AwsConfig(service=service,  # type: ignore[arg-type]
+                             region=region, endpoint=v.get("endpoint") or None,
+                             credentials=creds, role=v.get("role") or None)
+
+        def make_aws(observe: Observe) -> Provider:
+            return aws.provider(acfg, observe=observe)
+
+        make, provider_name = make_aws, f"aws {service}"
+    # The cache key: which store, and a keyed hash of its configuration and credentials (and,
+    # for a ClusterSecretStore, of the namespace its namespace-relative refs were read in).
+    scope = (es_namespace or "") if any(relative) else ""
+    fp = fingerprint(kind, store_ns, name, config_text, scope, *secrets)
+    return Resolved(StoreKey(kind, store_ns, name, fp), provider_name, make)
+
+
+def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), list(e.get("values") or [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+async def allowed(store: Mapping[str, Any], namespace: str, get_labels: GetLabels) -> bool:
+    """Whether an ExternalSecret in ``namespace`` may use this ClusterSecretStore: any of
+    ``spec.conditions`` matches (names, regexes, label selector); no conditions: everyone."""
+    conditions = (store.get("spec") or {}).get("conditions") or []
+    if not conditions:
+        return True
+    labels: Mapping[str, str] | None = None
+    for c in conditions:
+        if namespace in (c.get("namespaces") or []):
+            return True
+        for rx in c.get("namespaceRegexes") or []:
+            try:
+                if re.search(rx, namespace):
+                    return True
+            except re.error:
+                continue
+        selector = c.get("namespaceSelector")
+        if selector is not None:
+            if labels is None:
+                labels = await get_labels(namespace) or {}
+            if _selector_matches(selector, labels):
+                return True
+    return False
