@@ -59,8 +59,9 @@ async def _watch(session: aiohttp.ClientSession, url: str, counter: list[int]) -
             counter[0] += 1
 
 
-async def measure(url: str, stored: int, creates: int, concurrency: int) -> dict[str, Any]:
-    connector = aiohttp.TCPConnector(limit=concurrency + 2)
+async def measure(url: str, stored: int, creates: int, concurrency: int,
+                  watchers: int = 1) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=concurrency + watchers + 2)
     async with aiohttp.ClientSession(connector=connector) as session:
         crd = yaml.safe_load(CRD.read_text())
         async with session.post(
@@ -73,28 +74,36 @@ async def measure(url: str, stored: int, creates: int, concurrency: int) -> dict
                     break
             await asyncio.sleep(0.01)
         preload = await _create(session, url, range(stored), concurrency)
-        seen = [0]
-        watcher = asyncio.create_task(_watch(session, url, seen))
-        await asyncio.sleep(0.2)
-        rate = await _create(session, url, range(stored, stored + creates), concurrency)
+        counters = [[0] for _ in range(watchers)]
+        tasks = [asyncio.create_task(_watch(session, url, c)) for c in counters]
+        total = stored + creates
+        deadline = time.monotonic() + 30
+        while min(c[0] for c in counters) < stored and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # every watcher has received the initial list
+        rate = await _create(session, url, range(stored, total), concurrency)
+        done = time.perf_counter()
         deadline = time.monotonic() + 10
-        while seen[0] < stored + creates and time.monotonic() < deadline:
+        while min(c[0] for c in counters) < total and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        watcher.cancel()
+        catchup = time.perf_counter() - done
+        for task in tasks:
+            task.cancel()
         return {
             "stored": stored,
             "creates": creates,
             "preload_per_s": round(preload),
             "creates_per_s": round(rate),
-            "watch_events": seen[0],
+            "watchers": watchers,
+            "watch_events": min(c[0] for c in counters),
+            "watch_catchup_s": round(catchup, 3),
         }
 
 
-def run(stored: int, creates: int, concurrency: int = 4) -> dict[str, Any]:
+def run(stored: int, creates: int, concurrency: int = 4, watchers: int = 1) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as d:
         proc, k8s = start_emulator(Path(d), log_requests=False)
         try:
-            result = asyncio.run(measure(k8s.url, stored, creates, concurrency))
+            result = asyncio.run(measure(k8s.url, stored, creates, concurrency, watchers))
             result["startup_s"] = round(k8s.startup_seconds, 3)
             return result
         finally:
@@ -106,8 +115,9 @@ def main() -> None:
     parser.add_argument("--stored", type=int, default=10_000)
     parser.add_argument("--creates", type=int, default=2_000)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--watchers", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(run(args.stored, args.creates, args.concurrency)))
+    print(json.dumps(run(args.stored, args.creates, args.concurrency, args.watchers)))
 
 
 if __name__ == "__main__":
