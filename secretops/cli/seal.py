@@ -90,6 +90,22 @@ def _kubeconfig() -> tuple[str, dict[str, Any], dict[str, Any], str]:
 
 def _fetch_proxy(source: str) -> bytes:
     """GET /v1/cert of the controller's Service through the API server's service proxy."""
+    from secretops.errors import ExitCode
+
+    namespace, _, name = source[len(PROXY_CERT):].partition("/")
+    _, data = _proxy_call(namespace, name, "v1/cert")
+    if len(data) > CERT_MAX_BYTES:
+        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED)
+    return data
+
+
+def _proxy_call(namespace: str, name: str, path: str, body: bytes | None = None,
+                ok: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
+    """A request to the controller's Service through the API server's service proxy.
+
+    GET without ``body``, else POST of ``body`` (JSON). Statuses in ``ok`` are returned with
+    the body; any other status, or no connection, is exit 162 naming where.
+    """
     import base64
     import ssl
     import tempfile
@@ -100,11 +116,12 @@ def _fetch_proxy(source: str) -> bytes:
 
     from secretops.errors import ExitCode
 
-    namespace, _, name = source[len(PROXY_CERT):].partition("/")
     server, cluster, user, config_path = _kubeconfig()
     url = (f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/services/"
-           f"{quote(name, safe='')}:http/proxy/v1/cert")
-    headers = {}
+           f"{quote(name, safe='')}:http/proxy/{path}")
+    headers = {"Accept": "application/json"} if body is not None else {}
+    if body is not None:
+        headers["Content-Type"] = "application/json"
     if user.get("token"):
         headers["Authorization"] = f"Bearer {user['token']}"
     elif user.get("username") and user.get("password"):
@@ -132,22 +149,23 @@ def _fetch_proxy(source: str) -> bytes:
             if cert:
                 context.load_cert_chain(cert, key)
     where = f"Service {namespace}/{name} (through the API server, {config_path})"
+    what = "fetch the recipients" if path == "v1/cert" else f"call /{path}"
     try:
-        request = urllib.request.Request(url, headers=headers)
+        request = urllib.request.Request(url, data=body, headers=headers,
+                                         method="POST" if body is not None else "GET")
         with urllib.request.urlopen(request, timeout=CERT_TIMEOUT, context=context) as resp:
-            data: bytes = resp.read(CERT_MAX_BYTES + 1)
+            return resp.status, resp.read(CERT_MAX_BYTES + 1)
     except urllib.error.HTTPError as e:
-        raise _fail(f"cannot fetch the recipients from {where}: HTTP {e.code}",
+        if e.code in ok:
+            return e.code, e.read(CERT_MAX_BYTES + 1)
+        raise _fail(f"cannot {what} from {where}: HTTP {e.code}",
                     ExitCode.CERT_FETCH_FAILED, hints=(
                         "check --controller-name/--controller-namespace and that you may "
-                        "get services/proxy there",)) from None
+                        f"{'get' if body is None else 'create'} services/proxy there",)) from None
     except (urllib.error.URLError, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or type(e).__name__
-        raise _fail(f"cannot fetch the recipients from {where}: {reason}",
+        raise _fail(f"cannot {what} from {where}: {reason}",
                     ExitCode.CERT_FETCH_FAILED) from None
-    if len(data) > CERT_MAX_BYTES:
-        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED)
-    return data
 
 
 def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
@@ -437,6 +455,49 @@ _identity_option = click.option(
          "-l secretops.dev/sealing-key -o yaml); repeatable.")
 _namespace_option = click.option(
     "-n", "--namespace", help="The namespace, when the SealedSecret file does not say it.")
+_optional_identity_option = click.option(
+    "--identity", "identity", multiple=True, metavar="FILE",
+    help="Offline: an age identities file, an SSH private key, or key-ring Secrets; "
+         "repeatable. Without it, --controller asks the cluster's controller.")
+
+
+def _controller_options(f: Any) -> Any:
+    f = click.option("--controller-namespace", default=DEFAULT_CONTROLLER_NAMESPACE,
+                     show_default=True, help="With --controller: its namespace.")(f)
+    f = click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
+                     help="With --controller: its Service's name.")(f)
+    return click.option("--controller", "use_controller", is_flag=True,
+                        help="Ask the controller in the current kubeconfig context, through "
+                             "the API server's service proxy (needs services/proxy).")(f)
+
+
+def _one_way(identity: tuple[str, ...], use_controller: bool) -> None:
+    from secretops.errors import ExitCode
+
+    if bool(identity) == use_controller:
+        raise _fail("give either --identity (offline) or --controller",
+                    ExitCode.CONFLICTING_PARAMETERS)
+
+
+_REFUSALS = {"ScopeMismatch": "SEALED_SCOPE_MISMATCH", "NoKeyCouldUnseal": "COULD_NOT_RETRIEVE_KEY",
+             "ValueAltered": "ERROR_DECRYPTING_TREE", "Malformed": "INVALID_SEALED_SECRET"}
+
+
+def _controller_refusal(body: bytes, file: str) -> Any:
+    """The controller's 409 (``{"reason", "message"}``, value-free) as our error and code."""
+    import json
+
+    from secretops.errors import ExitCode, SecretOpsError
+
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = {}
+    reason = str(answer.get("reason") or "Malformed")
+    code = ExitCode[_REFUSALS.get(reason, "INVALID_SEALED_SECRET")]
+    return SecretOpsError(f"the cluster's controller cannot unseal it ({reason}): "
+                          f"{answer.get('message') or 'no detail'}", code=code,
+                          file=file if file != "-" else "<stdin>")
 
 
 def _load_sealed(file: str) -> tuple[bytes, dict[str, Any]]:
@@ -477,7 +538,8 @@ def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
 
 @click.command("reseal")
 @click.argument("file", required=False, default="-")
-@_identity_option
+@_optional_identity_option
+@_controller_options
 @click.option("--cert", multiple=True, metavar="FILE|URL", envvar="SECRETOPS_SEALING_CERT",
               help="The new recipients file (e.g. the new cluster's), or its URL; repeatable.")
 @click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
@@ -487,17 +549,23 @@ def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
 @click.option("-o", "--format", "fmt", type=FORMATS,
               help="Output format (default: the input's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE.")
-def reseal_command(file: str, identity: tuple[str, ...], cert: tuple[str, ...],
+def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
+                   controller_name: str, controller_namespace: str, cert: tuple[str, ...],
                    recipient: tuple[str, ...], namespace: str | None, in_place: bool,
                    fmt: str | None, output: str | None) -> None:
-    """Seal a SealedSecret again for new recipients, offline.
+    """Seal a SealedSecret again: offline for new recipients, or by the cluster's controller.
 
-    Every value is opened with the identity and sealed under a fresh data key for the
-    recipients given (only those): for a new cluster after a disaster, or after a key change.
+    Offline (--identity): every value is opened with the identity and sealed under a fresh
+    data key for the recipients given (only those): for a new cluster after a disaster, or
+    after a key change. --controller: the controller re-seals every value for its newest key
+    (POST /v1/rotate through the API server); no identity leaves the cluster.
 
     \b
       secretops reseal --identity break-glass.txt --cert new-cluster.txt -i sealed.yaml
+      secretops reseal --controller -i sealed.yaml        # after a key renewal
     """
+    import json
+
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import atomic_write
     from secretops.sealing import reseal_sealed
@@ -505,13 +573,25 @@ def reseal_command(file: str, identity: tuple[str, ...], cert: tuple[str, ...],
 
     if in_place and (output or file == "-"):
         raise _fail("--in-place needs a FILE and no --output", ExitCode.CONFLICTING_PARAMETERS)
-    ids = _identities(identity)
-    recips = _recipients(cert, recipient)
+    _one_way(identity, use_controller)
     data, sealed = _load_sealed(file)
-    try:
-        new = reseal_sealed(sealed, ids, recips, namespace=namespace)
-    except SecretOpsError as e:
-        raise e.with_file(file if file != "-" else "<stdin>") from None
+    if use_controller:
+        if cert or recipient:
+            raise _fail("--controller re-seals for the cluster's newest key: --cert and "
+                        "--recipient are for offline resealing",
+                        ExitCode.CONFLICTING_PARAMETERS)
+        status, body = _proxy_call(controller_namespace, controller_name, "v1/rotate",
+                                   json.dumps(sealed).encode(), ok=(200, 409))
+        if status != 200:
+            raise _controller_refusal(body, file)
+        new = json.loads(body)
+    else:
+        ids = _identities(identity)
+        recips = _recipients(cert, recipient)
+        try:
+            new = reseal_sealed(sealed, ids, recips, namespace=namespace)
+        except SecretOpsError as e:
+            raise e.with_file(file if file != "-" else "<stdin>") from None
     out = dump(new, fmt or detect_format(data))
     if in_place:
         atomic_write(file, out)
@@ -521,28 +601,46 @@ def reseal_command(file: str, identity: tuple[str, ...], cert: tuple[str, ...],
 
 @click.command("verify")
 @click.argument("files", nargs=-1, required=True)
-@_identity_option
+@_optional_identity_option
+@_controller_options
 @_namespace_option
-def verify_command(files: tuple[str, ...], identity: tuple[str, ...],
+def verify_command(files: tuple[str, ...], identity: tuple[str, ...], use_controller: bool,
+                   controller_name: str, controller_namespace: str,
                    namespace: str | None) -> None:
-    """Check that the identities open every value of each SealedSecret; print no value.
+    """Check that every value of each SealedSecret opens; print no value.
 
+    Offline with --identity, or --controller: can this cluster unseal it (POST /v1/verify
+    through the API server; the controller answers without revealing values).
     Exits 0 when all open, else with the first failure's code (160 moved value, 128 no
     fitting key, 25 altered, 161 malformed).
 
     \b
       secretops verify --identity keyring-backup.yaml sealed/*.yaml
+      secretops verify --controller sealed/*.yaml
     """
+    import json
+
     from secretops.cli._actions import report
     from secretops.errors import SecretOpsError
     from secretops.sealing import verify_sealed
 
-    ids = _identities(identity)
+    _one_way(identity, use_controller)
+    ids = None if use_controller else _identities(identity)
     first = 0
     for file in files:
         try:
             _, sealed = _load_sealed(file)
-            n = verify_sealed(sealed, ids, namespace=namespace)
+            if use_controller:
+                if namespace and not (sealed.get("metadata") or {}).get("namespace"):
+                    sealed.setdefault("metadata", {})["namespace"] = namespace
+                status, body = _proxy_call(controller_namespace, controller_name, "v1/verify",
+                                           json.dumps(sealed).encode(), ok=(200, 409))
+                if status != 200:
+                    raise _controller_refusal(body, file)
+                n = int(json.loads(body).get("values", 0))
+            else:
+                assert ids is not None
+                n = verify_sealed(sealed, ids, namespace=namespace)
         except SecretOpsError as e:
             first = first or report(e.with_file(file))
             continue

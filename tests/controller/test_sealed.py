@@ -242,3 +242,32 @@ def test_metrics_and_health(controller: Controller, k8s: K8s, cert: Path) -> Non
     assert metric["secretops_sealing_keys"] == 1.0
     assert 0 <= metric["secretops_newest_sealing_key_age_seconds"] < 3600
     assert metric['secretops_reconcile_duration_seconds_count{kind="SealedSecret"}'] >= 2
+
+
+def test_verify_and_reseal_through_the_controller(controller: Controller, k8s: K8s,
+                                                  cert: Path, tmp_path: Path) -> None:
+    service = {"metadata": {"name": "secretops-controller", "annotations": {
+        "emulator.secretops.dev/forward-to": f"127.0.0.1:{controller.port}"}},
+        "spec": {"ports": [{"name": "http", "port": 8080, "targetPort": 8080}]}}
+    status, body, _ = k8s.request("POST", f"/api/v1/namespaces/{SYSTEM_NS}/services", service)
+    assert status in (201, 409), body
+    sealed = tmp_path / "sealed.yaml"
+    sealed.write_text(seal(cert, "-n", APP, "--name", "checked", "--from-literal",
+                           f"a={CANARY}"))
+    r = secretops("verify", "--controller", "--controller-namespace", SYSTEM_NS, str(sealed))
+    assert r.code == 0 and "ok: 1 values open" in r.text, r.err
+    moved = load(sealed.read_text())
+    moved["metadata"]["name"] = "elsewhere"
+    other = tmp_path / "moved.yaml"
+    other.write_text(dump(moved))
+    r = secretops("verify", "--controller", "--controller-namespace", SYSTEM_NS, str(other))
+    assert r.code == 160 and "ScopeMismatch" in r.err and CANARY not in r.err
+    before = load(sealed.read_text())["spec"]["encryptedData"]["a"]
+    r = secretops("reseal", "--controller", "--controller-namespace", SYSTEM_NS, "-i",
+                  str(sealed))
+    assert r.code == 0, r.err
+    assert load(sealed.read_text())["spec"]["encryptedData"]["a"] != before
+    r = secretops("verify", "--controller", "--controller-namespace", SYSTEM_NS, str(sealed))
+    assert r.code == 0, r.err
+    r = secretops("verify", str(sealed))
+    assert r.code == 8 and "--identity" in r.err
