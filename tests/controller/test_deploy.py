@@ -9,8 +9,9 @@
   deleted Secret restored; an immutable Secret re-created when its value changes; key renewal
   with a short period; ``seal --fetch-cert`` through the Service's ``http`` port; a
   SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, each with an
-  ExternalSecret whose Secret is written, then deleted by hand and restored — and its
-  recorded calls are checked against the rendered RBAC: every call allowed, every permission
+  ExternalSecret whose Secret is written, then deleted by hand and restored; an upstream change
+  that rolls a Deployment, a StatefulSet and a DaemonSet (our and Reloader's annotations) —
+  and its recorded calls are checked against the rendered RBAC: every call allowed, every permission
   used (leader election on, as by default, with short Lease periods so it renews).
 * ``controller/Dockerfile`` is parsed for its essentials (it is not built here: no Docker).
 """
@@ -145,7 +146,8 @@ def _recipients(ctl: Controller) -> str:
 
 def _external_secrets(k8s: K8s, openbao: OpenBao) -> None:
     """A SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, an
-    ExternalSecret on each; Secrets written, one deleted by hand and restored."""
+    ExternalSecret on each; Secrets written, one deleted by hand and restored; an upstream
+    change rolls a Deployment, a StatefulSet and a DaemonSet that read one of them."""
     openbao.client().secrets.kv.v2.create_or_update_secret(
         path="deploy/db", secret={"password": CANARY}, mount_point="secret")
     token = base64.b64encode(openbao.token.encode()).decode()
@@ -176,6 +178,30 @@ def _external_secrets(k8s: K8s, openbao: OpenBao) -> None:
     k8s.request("DELETE", f"/api/v1/namespaces/{APP}/secrets/es-db")
     wait_for(lambda: values(secret(k8s, APP, "es-db")) == {"password": CANARY.encode()},
              what="deleted ExternalSecret Secret restored")
+    # rollout (list and patch on apps workloads): a Deployment opted in with
+    # secretops.dev/reload-on-change, a StatefulSet and a DaemonSet with Reloader's annotations,
+    # all reading es-db, roll when the upstream value changes
+    for plural, kind, notes in (
+            ("deployments", "Deployment", {"secretops.dev/reload-on-change": "true"}),
+            ("statefulsets", "StatefulSet", {"secret.reloader.stakater.com/reload": "es-db"}),
+            ("daemonsets", "DaemonSet", {"reloader.stakater.com/auto": "true"})):
+        labels = {"app": f"deploy-{plural}"}
+        spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": {
+            "metadata": {"labels": labels}, "spec": {"containers": [{
+                "name": "web", "image": "nginx", "envFrom": [{"secretRef": {
+                    "name": "es-db"}}]}]}}}
+        if kind == "StatefulSet":
+            spec["serviceName"] = "web"
+        status, body, _ = k8s.request("POST", f"/apis/apps/v1/namespaces/{APP}/{plural}", {
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": "web", "annotations": notes}, "spec": spec})
+        assert status == 201, body
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        path="deploy/db", secret={"password": "rotated"}, mount_point="secret")
+    for plural in ("deployments", "statefulsets", "daemonsets"):
+        wait_for(lambda p=plural: "secretops.dev/restartedAt" in (k8s.request(
+            "GET", f"/apis/apps/v1/namespaces/{APP}/{p}/web")[1]["spec"]["template"][
+            "metadata"].get("annotations") or {}), timeout=10, what=f"{plural}/web rolled")
 
 
 def test_controller_as_its_service_account_uses_exactly_its_rbac(

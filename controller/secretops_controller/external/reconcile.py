@@ -41,7 +41,8 @@ import logging
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
@@ -51,7 +52,7 @@ import kopf
 from secretops_controller import kube, runtime
 from secretops_controller.config import parse_duration
 from secretops_controller.context import Context
-from secretops_controller.external import mapping, stores
+from secretops_controller.external import mapping, rollout, rotation, stores
 from secretops_controller.external.metrics import ExternalMetrics
 from secretops_controller.external.provider import (
     ErrorKind,
@@ -93,9 +94,16 @@ class EsReason(StrEnum):
     INVALID_STORE = "InvalidStoreConfiguration"
     VALIDATION_FAILED = "ValidationFailed"
     VALIDATION_UNKNOWN = "ValidationUnknown"
+    # rollout and rotation
+    ROLLED = "WorkloadsRolled"
+    ROLLOUT_SKIPPED = "RolloutSkipped"
+    ROLLOUT_FAILED = "RolloutFailed"
+    ROTATED = "SecretRotated"
+    ROTATION_FAILED = "RotationFailed"
 
 
-NORMAL = frozenset({EsReason.SYNCED, EsReason.VALID, EsReason.DELETED})
+NORMAL = frozenset({EsReason.SYNCED, EsReason.VALID, EsReason.DELETED, EsReason.ROLLED,
+                    EsReason.ROTATED})
 
 
 def event(obj: Mapping[str, Any], reason: EsReason, message: str) -> None:
@@ -146,6 +154,7 @@ class Outcome:
     message: str
     extra: dict[str, Any] = field(default_factory=dict)  # status fields besides conditions
     wrote: bool = False
+    changed: str | None = None  # an existing Secret's data changed: its new content hash
 
 
 @dataclass
@@ -168,6 +177,8 @@ class ExternalSecrets:
         self.owned: dict[Owner, _Owned] = {}
         self.written: dict[tuple[str, str], str] = {}  # Secret -> resourceVersion we wrote
         self._running: dict[Owner, asyncio.Task[None]] = {}
+        self.rotations: dict[Owner, tuple[rotation.Rotation, datetime]] = {}  # and when due
+        self._rotation_wake = asyncio.Event()
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
@@ -183,7 +194,10 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.owned.clear()
         self.written.clear()
-        self._tasks = [asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
+        self.rotations.clear()
+        self._rotation_wake = asyncio.Event()
+        self._tasks = [asyncio.create_task(self._run(self._rotate_loop()), name="rotation"),
+                       asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
                        asyncio.create_task(self._run(self._watch_secrets()),
                                            name="external Secrets watch")]
 
@@ -306,13 +320,17 @@ class ExternalSecrets:
                     f"ClusterSecretStore {o.store[2]} may not be used from namespace "
                     f"{owner[0]} (spec.conditions)"))
             resolved = await stores.resolve(store, owner[0], self._get_secret)
+            rot = rotation.parse(spec)
         except (mapping.MappingError, ValueError, stores.StoreError) as e:
             self.scheduler.unregister(owner)
+            self.rotations.pop(owner, None)
             o.key = None
             if isinstance(e, stores.StoreError):
                 reason = EsReason.STORE_NOT_READY if e.reason not in (
                     EsReason.STORE_NOT_ALLOWED.value,) else EsReason.STORE_NOT_ALLOWED
                 msg = e.message
+            elif isinstance(e, rotation.RotationError):
+                reason, msg = EsReason.SYNC_ERROR, str(e)
             elif isinstance(e, mapping.MappingError):
                 reason, msg = EsReason.SYNC_ERROR, f"{e.path}: {e.message}"
             else:
@@ -322,6 +340,7 @@ class ExternalSecrets:
         self.scheduler.register(owner, resolved.key, self._provider(resolved),
                                 parsed.wants(), interval)
         o.key = resolved.key
+        self._schedule_rotation(owner, es, rot)
         if refresh and o.seen and forced != o.forced and forced is not None:
             log.info("ExternalSecret %s/%s: force-sync", *owner)
             self.scheduler.refresh(owner)
@@ -344,6 +363,7 @@ class ExternalSecrets:
 
     def forget(self, owner: Owner) -> None:
         self.scheduler.unregister(owner)
+        self.rotations.pop(owner, None)
         self.owned.pop(owner, None)
         self._drop_unused_providers()
 
@@ -353,6 +373,81 @@ class ExternalSecrets:
             p = self.providers.pop(key)
             with contextlib.suppress(Exception):
                 p.close()
+
+    # ---- rotation: one timer for all (see :mod:`.rotation`) ------------------------------
+    def _schedule_rotation(self, owner: Owner, es: Mapping[str, Any],
+                           rot: rotation.Rotation | None) -> None:
+        if rot is None:
+            self.rotations.pop(owner, None)
+            return
+        meta = es.get("metadata") or {}
+        since = (rotation.parse_time((es.get("status") or {}).get("lastRotationTime"))
+                 or rotation.parse_time(meta.get("creationTimestamp")) or runtime.now())
+        prev = self.rotations.get(owner)
+        if prev is not None and prev[0] == rot:
+            return  # unchanged: keep the due time (a retry may be pending)
+        self.rotations[owner] = (rot, rotation.next_due(rot.schedule, since))
+        self._rotation_wake.set()
+
+    async def _rotate_loop(self) -> None:
+        while True:
+            now = runtime.now()
+            due = [o for o, (_, t) in self.rotations.items() if t <= now]
+            for owner in due:
+                try:
+                    await self.rotate(owner)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one bad rotation must not end the timer of the others
+                    log.exception("ExternalSecret %s/%s: rotation failed", *owner)
+                    entry = self.rotations.get(owner)
+                    if entry is not None:
+                        self.rotations[owner] = (entry[0], runtime.now() + timedelta(seconds=60))
+            nxt = min((t for _, t in self.rotations.values()), default=None)
+            timeout = None if nxt is None else max(0.05, (nxt - runtime.now()).total_seconds())
+            self._rotation_wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rotation_wake.wait(), timeout)
+
+    async def rotate(self, owner: Owner) -> None:
+        """Generate a new value, write it to the store, record the time, read it back now
+        (the sync then rolls the workloads). The value goes nowhere else."""
+        entry = self.rotations.get(owner)
+        o = self.owned.get(owner)
+        if entry is None:
+            return
+        rot, _ = entry
+        es = await self.ctx.api.get(path(*owner))
+        provider = self.providers.get(o.key) if o is not None and o.key is not None else None
+        where = rot.key + (f" (property {rot.prop})" if rot.prop else "")
+        try:
+            if es is None:
+                self.rotations.pop(owner, None)
+                return
+            if provider is None:
+                raise ProviderError(ErrorKind.UNAVAILABLE, "the store is not ready")
+            write = getattr(provider, "write", None)
+            if write is None:
+                raise ProviderError(ErrorKind.INVALID,
+                                    f"provider {provider.name} cannot write a rotated value")
+            version = await asyncio.to_thread(write, rot.key, rot.prop, rot.generator.generate())
+        except (ProviderError, kube.ApiError) as e:
+            retry = min(60.0, rot.schedule if isinstance(rot.schedule, float) else 60.0)
+            self.rotations[owner] = (rot, runtime.now() + timedelta(seconds=max(1.0, retry)))
+            msg = f"rotating {where} failed: {e}; retrying"
+            log.warning("ExternalSecret %s/%s: %s", *owner, msg)
+            if es is not None:
+                event(es, EsReason.ROTATION_FAILED, msg)
+            return
+        stamp = runtime.now()
+        self.rotations[owner] = (rot, rotation.next_due(rot.schedule, stamp))
+        msg = f"a new value written to {where}" + (f", version {version}" if version else "")
+        log.info("ExternalSecret %s/%s: rotated: %s", *owner, msg)
+        event(es, EsReason.ROTATED, msg)
+        with contextlib.suppress(kube.ApiError):
+            await self.ctx.api.merge_patch(path(*owner) + "/status", {"status": {
+                "lastRotationTime": runtime.rfc3339(stamp)}})
+        self.scheduler.refresh(owner)
 
     # ---- syncing -------------------------------------------------------------------------
     def _delivered(self, owners: set[Any]) -> None:
@@ -408,6 +503,39 @@ class ExternalSecrets:
             time.perf_counter() - started)
         self.metrics.syncs.labels(reason=outcome.reason.value).inc()
         await self._report(es, outcome)
+        if outcome.changed is not None:
+            await self._rollout(es, owner[0], o.target, outcome.changed)
+
+    async def _rollout(self, es: Mapping[str, Any], ns: str, secret: str,
+                       data_hash: str) -> None:
+        """The Secret's data changed: roll the workloads that use it (see :mod:`.rollout`)."""
+        api = self.ctx.api
+        listed = rollout.listed_workloads(es.get("spec") or {})
+        try:
+            rolled, skipped, missing = await rollout.roll(
+                ns, secret, data_hash, listed, api.list, api.merge_patch)
+        except kube.ApiError as e:
+            msg = f"rolling the workloads that use Secret {ns}/{secret} failed: {e}"
+            log.warning("ExternalSecret %s: %s", _name(es), msg)
+            event(es, EsReason.ROLLOUT_FAILED, msg)
+            return
+        for t in skipped:
+            msg = (f"{t.kind} {ns}/{t.name} is paused: not rolled after Secret {secret} "
+                   "changed")
+            log.warning("ExternalSecret %s: %s", _name(es), msg)
+            event({"apiVersion": "apps/v1", "kind": t.kind, **t.obj}, EsReason.ROLLOUT_SKIPPED,
+                  msg)
+            event(es, EsReason.ROLLOUT_SKIPPED, msg)
+        if missing:
+            msg = (f"listed in spec.rollout but not found: {', '.join(missing)} "
+                   f"(namespace {ns})")
+            log.warning("ExternalSecret %s: %s", _name(es), msg)
+            event(es, EsReason.ROLLOUT_FAILED, msg)
+        if rolled:
+            names = ", ".join(f"{t.kind}/{t.name} ({t.why})" for t in rolled)
+            msg = f"Secret {ns}/{secret} changed: rolled {names}"
+            log.info("ExternalSecret %s: %s", _name(es), msg)
+            event(es, EsReason.ROLLED, msg)
 
     async def _apply(self, es: Mapping[str, Any], owner: Owner, o: _Owned,
                      snap: Any) -> Outcome:
@@ -445,6 +573,7 @@ class ExternalSecrets:
         extra = {"remoteVersions": data.versions, "dataHash": data.annotations.get(
             mapping.HASH_ANNOTATION, "")}
         wrote = False
+        changed: str | None = None
         verb = "up to date"
         if creation != "None":
             async with self.ctx.lock(ns, name):
@@ -463,14 +592,16 @@ class ExternalSecrets:
                 if current is None or _differs(current, new):
                     verb = await self._write(ns, name, current, new)
                     wrote = True
+                    if current is not None and (current.get("data") or {}) != new["data"]:
+                        changed = str(extra["dataHash"] or "changed")
         keys = ", ".join(sorted(data.data))
         if errors:
-            return self._provider_outcome(errors, ns, name, extra)
+            return replace(self._provider_outcome(errors, ns, name, extra), changed=changed)
         if creation == "None":
             return Outcome(True, EsReason.SYNCED, f"values read (keys: {keys}); creationPolicy "
                                                   "None writes no Secret", extra)
         return Outcome(True, EsReason.SYNCED, f"Secret {ns}/{name} {verb} (keys: {keys})",
-                       extra, wrote=wrote)
+                       extra, wrote=wrote, changed=changed)
 
     @staticmethod
     def _provider_outcome(errors: Mapping[str, ProviderError], ns: str, name: str,

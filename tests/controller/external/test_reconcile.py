@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -339,3 +340,213 @@ def test_aws_secrets_manager_and_parameter_store(
              what="SM rotated")
     wait_for(lambda: has(k8s, ns, "from-ssm", {"token": b"rotated"}), timeout=5,
              what="SSM rotated")
+
+
+# ---- rollout ---------------------------------------------------------------------------------
+def workload(ns: str, kind: str, name: str, annotations: dict[str, str] | None = None, *,
+             env_secret: str | None = None, volume_secret: str | None = None,
+             projected_secret: str | None = None, paused: bool = False) -> dict[str, Any]:
+    labels = {"app": name}
+    container: dict[str, Any] = {"name": "app", "image": "busybox"}
+    if env_secret:
+        container["env"] = [{"name": "P", "valueFrom": {"secretKeyRef": {
+            "name": env_secret, "key": "password"}}}]
+    volumes: list[dict[str, Any]] = []
+    if volume_secret:
+        volumes.append({"name": "s", "secret": {"secretName": volume_secret}})
+    if projected_secret:
+        volumes.append({"name": "p", "projected": {"sources": [
+            {"secret": {"name": projected_secret}}]}})
+    spec: dict[str, Any] = {"selector": {"matchLabels": labels}, "template": {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [container], "volumes": volumes}}}
+    if kind == "StatefulSet":
+        spec["serviceName"] = name
+    if paused:
+        spec["paused"] = True
+    return {"apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations or {}},
+            "spec": spec}
+
+
+PLURALS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
+
+
+def create_workload(k8s: K8s, obj: dict[str, Any]) -> None:
+    meta = obj["metadata"]
+    status, body, _ = k8s.request(
+        "POST", f"/apis/apps/v1/namespaces/{meta['namespace']}/{PLURALS[obj['kind']]}", obj)
+    assert status == 201, body
+
+
+def template_annotations(k8s: K8s, ns: str, kind: str, name: str) -> dict[str, str]:
+    obj = get(k8s, f"/apis/apps/v1/namespaces/{ns}/{PLURALS[kind]}/{name}")
+    return dict(obj["spec"]["template"]["metadata"].get("annotations") or {})
+
+
+def restarted(k8s: K8s, ns: str, kind: str, name: str) -> str | None:
+    return template_annotations(k8s, ns, kind, name).get("secretops.dev/restartedAt")
+
+
+def test_rollout_of_workloads_when_the_secret_changes(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    key = f"{tenant.prefix}/roll"
+    put(openbao, key, {"password": CANARY})
+    token_store(k8s, openbao, tenant, ns)
+    reloader_named = {"secret.reloader.stakater.com/reload": "unrelated, db"}
+    auto = {"reloader.stakater.com/auto": "true"}
+    ours = {"secretops.dev/reload-on-change": "true"}
+    rolls = [("Deployment", "named", workload(ns, "Deployment", "named", reloader_named)),
+             ("Deployment", "ours", workload(ns, "Deployment", "ours", ours,
+                                             volume_secret="db")),
+             ("StatefulSet", "listed", workload(ns, "StatefulSet", "listed")),
+             ("DaemonSet", "auto", workload(ns, "DaemonSet", "auto", auto,
+                                            projected_secret="db"))]
+    stays = [("Deployment", "paused", workload(ns, "Deployment", "paused", auto,
+                                               env_secret="db", paused=True)),
+             ("Deployment", "other", workload(ns, "Deployment", "other", {**auto, **ours},
+                                              env_secret="other-secret")),
+             ("Deployment", "ignored", workload(ns, "Deployment", "ignored", {
+                 **auto, "reloader.stakater.com/ignore": "true"}, env_secret="db")),
+             ("StatefulSet", "unlisted", workload(ns, "StatefulSet", "unlisted"))]
+    for _, _, obj in rolls + stays:
+        create_workload(k8s, obj)
+    es = external(ns, "db", "vault", [item("password", key, "password")])
+    es["spec"]["rollout"] = {"workloads": [{"kind": "StatefulSet", "name": "listed"},
+                                           {"kind": "Deployment", "name": "absent"}]}
+    create(k8s, es)
+    wait_for(lambda: has(k8s, ns, "db", {"password": CANARY.encode()}), what="Secret created")
+    wait_for(lambda: es_status(k8s, ns, "db").get("refreshTime"), what="status")
+    # the first creation of the Secret rolls nothing (a few refreshes pass meanwhile)
+    put(openbao, f"{tenant.prefix}/unrelated", {"x": "1"})
+    time.sleep(2.5)
+    for kind, name, _ in rolls + stays:
+        assert restarted(k8s, ns, kind, name) is None, (kind, name)
+
+    put(openbao, key, {"password": "rotated"})
+    wait_for(lambda: has(k8s, ns, "db", {"password": b"rotated"}), timeout=5,
+             what="Secret updated")
+    for kind, name, _ in rolls:
+        wait_for(lambda k=kind, n=name: restarted(k8s, ns, k, n), timeout=5,
+                 what=f"{kind} {name} rolled")
+    digest = (secret(k8s, ns, "db") or {})["metadata"]["annotations"]["secretops.dev/data-hash"]
+    assert template_annotations(k8s, ns, "Deployment", "ours")[
+        "secretops.dev/secret-hash-db"] == digest
+    for kind, name, _ in stays:
+        assert restarted(k8s, ns, kind, name) is None, (kind, name)
+    skipped = wait_for(lambda: events(k8s, ns, "paused", "RolloutSkipped"),
+                       what="RolloutSkipped Event on the paused Deployment")
+    assert skipped[0]["type"] == "Warning"
+    assert skipped[0]["involvedObject"]["kind"] == "Deployment"
+    rolled = wait_for(lambda: events(k8s, ns, "db", "WorkloadsRolled"), what="rolled Event")
+    assert "StatefulSet/listed (listed)" in rolled[0]["message"]
+    wait_for(lambda: [e for e in events(k8s, ns, "db", "RolloutFailed")
+                      if "Deployment/absent" in e["message"]], what="missing listed workload")
+
+    # a second change rolls again (a new restartedAt)
+    first = restarted(k8s, ns, "DaemonSet", "auto")
+    put(openbao, key, {"password": "again"})
+    wait_for(lambda: restarted(k8s, ns, "DaemonSet", "auto") != first, timeout=5,
+             what="rolled again")
+
+
+# ---- scheduled rotation ----------------------------------------------------------------------
+def nowhere_but_the_secret(k8s: K8s, controller: Controller, ns: str, value: str) -> None:
+    assert value not in controller.logs()
+    assert value not in json.dumps(events(k8s, ns))
+    assert value not in json.dumps(es_status(k8s, ns, "rot"))
+
+
+def rotating(ns: str, store: str, key: str, prop: str | None, schedule: str,
+             **generator: Any) -> dict[str, Any]:
+    es = external(ns, "rot", store, [item("password", key, prop)])
+    ref = {"key": key, **({"property": prop} if prop else {})}
+    es["spec"]["rotation"] = {"schedule": schedule, "remoteRef": ref, "generator": generator}
+    return es
+
+
+def test_scheduled_rotation_writes_to_openbao_then_syncs_and_rolls(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant, controller: Controller) -> None:
+    key = f"{tenant.prefix}/rot"
+    put(openbao, key, {"password": CANARY, "user": "app"})
+    client = openbao.client()
+    policy = f"{tenant.prefix}-rw"
+    client.sys.create_or_update_policy(name=policy, policy=f"""
+path "secret/data/{tenant.prefix}/*" {{ capabilities = ["create", "read", "update"] }}
+path "secret/metadata/{tenant.prefix}/*" {{ capabilities = ["read"] }}
+""")
+    token = client.auth.token.create(policies=[policy], ttl="1h")["auth"]["client_token"]
+    create(k8s, opaque(ns, "rw-token", token=token))
+    create(k8s, vault_store(ns, "rw", openbao.url,
+                            {"tokenSecretRef": {"name": "rw-token", "key": "token"}}))
+    create_workload(k8s, workload(ns, "Deployment", "app", {
+        "secretops.dev/reload-on-change": "true"}, env_secret="rot"))
+    es = rotating(ns, "rw", key, "password", "2s", length=24, digits=3, symbols=2,
+                  symbolCharacters="#%")
+    es["spec"]["data"].append(item("user", key, "user"))
+    create(k8s, es)
+
+    def pw() -> bytes:
+        return values(secret(k8s, ns, "rot")).get("password", b"")
+
+    wait_for(lambda: pw() == CANARY.encode() or (pw() and es_status(k8s, ns, "rot").get(
+        "lastRotationTime")), what="Secret created")
+    first = bytes(wait_for(lambda: (p := pw()) not in (b"", CANARY.encode()) and p,
+                           timeout=10, what="rotated value synced"))
+    assert len(first) == 24 and sum(c in b"0123456789" for c in first) >= 3
+    assert sum(c in b"#%" for c in first) >= 2
+    stored = client.secrets.kv.v2.read_secret_version(path=key, mount_point="secret",
+                                                      raise_on_deleted_version=True)["data"]
+    assert stored["metadata"]["version"] >= 2
+    assert stored["data"]["user"] == "app"  # the other properties are kept
+    assert values(secret(k8s, ns, "rot"))["user"] == b"app"
+    assert es_status(k8s, ns, "rot").get("lastRotationTime")
+    wait_for(lambda: restarted(k8s, ns, "Deployment", "app"), timeout=5, what="rolled")
+    wait_for(lambda: events(k8s, ns, "rot", "SecretRotated"), what="SecretRotated Event")
+    # and again at the next interval
+    second = bytes(wait_for(lambda: (p := pw()) != first and p, timeout=10,
+                            what="rotated again"))
+    for v in (first, second):
+        nowhere_but_the_secret(k8s, controller, ns, v.decode())
+
+
+def test_scheduled_rotation_writes_to_secrets_manager(
+        k8s: K8s, ns: str, moto_server: str, controller: Controller) -> None:
+    import boto3
+
+    kw: dict[str, Any] = {"region_name": REGION, "endpoint_url": moto_server,
+                          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    sm = boto3.client("secretsmanager", **kw)
+    name = f"{ns}/rot"
+    sm.create_secret(Name=name, SecretString=json.dumps({"password": CANARY, "user": "app"}))
+    create(k8s, opaque(ns, "aws", id="testing", secret="testing"))
+    create(k8s, aws_store(ns, "sm", "SecretsManager", moto_server))
+    create(k8s, rotating(ns, "sm", name, "password", "1s", length=16, noUpper=True))
+
+    def pw() -> bytes:
+        return values(secret(k8s, ns, "rot")).get("password", b"")
+
+    rotated = bytes(wait_for(lambda: (p := pw()) not in (b"", CANARY.encode()) and p,
+                             timeout=10, what="rotated value synced"))
+    assert len(rotated) == 16 and rotated == rotated.lower()
+    doc = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+    assert doc["user"] == "app"
+    assert es_status(k8s, ns, "rot").get("lastRotationTime")
+    versions = sm.list_secret_version_ids(SecretId=name)["Versions"]
+    assert len(versions) >= 2
+    nowhere_but_the_secret(k8s, controller, ns, rotated.decode())
+
+
+def test_rotation_refused_without_a_property_for_vault(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    key = f"{tenant.prefix}/noprop"
+    put(openbao, key, {"password": CANARY})
+    token_store(k8s, openbao, tenant, ns)
+    es = rotating(ns, "vault", key, None, "1s")
+    es["spec"]["data"] = [item("password", key, "password")]
+    create(k8s, es)
+    wait_for(lambda: has(k8s, ns, "rot", {"password": CANARY.encode()}), what="synced")
+    failed = wait_for(lambda: events(k8s, ns, "rot", "RotationFailed"), timeout=5,
+                      what="RotationFailed")
+    assert "remoteRef.property is required" in failed[0]["message"]
+    assert not es_status(k8s, ns, "rot").get("lastRotationTime")

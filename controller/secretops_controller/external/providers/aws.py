@@ -19,13 +19,14 @@ error code, never a value.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from secretops_controller.external.provider import (
     ErrorKind,
@@ -289,6 +290,34 @@ class SecretsManagerProvider(_Aws):
             args["NextToken"] = page["NextToken"]
 
 
+    def write(self, key: str, prop: str | None, value: str) -> str:
+        """Rotation write-back: ``PutSecretValue`` (a JSON object's ``prop`` set, the other
+        properties kept; the whole string without ``prop``); ``CreateSecret`` if absent."""
+        api = self._api()
+        got = self._get(RemoteRef(key))
+        if isinstance(got, ProviderError):  # NOT_FOUND (others raised)
+            body = json.dumps({prop: value}) if prop else value
+            out = self._call(api, "CreateSecret", key, lambda: api.create_secret(
+                Name=key, SecretString=body))
+            return str(out.get("VersionId", ""))
+        if prop:
+            try:
+                doc = json.loads(cast(bytes, got.value))
+            except ValueError:
+                doc = None
+            if not isinstance(doc, dict):
+                raise ProviderError(ErrorKind.INVALID, (
+                    f"aws {self.name}: write {key}: not a JSON object, cannot set property "
+                    f"{prop}"))
+            doc[prop] = value
+            body = json.dumps(doc)
+        else:
+            body = value
+        out = self._call(api, "PutSecretValue", key, lambda: api.put_secret_value(
+            SecretId=key, SecretString=body))
+        return str(out.get("VersionId", ""))
+
+
 def _client_error(code: str) -> Exception:
     from botocore.exceptions import ClientError
 
@@ -358,6 +387,17 @@ class ParameterStoreProvider(_Aws):
             if not page.get("NextToken"):
                 return found
             args["NextToken"] = page["NextToken"]
+
+
+    def write(self, key: str, prop: str | None, value: str) -> str:
+        """Rotation write-back: ``PutParameter`` (SecureString, overwrite). The new version."""
+        if prop:
+            raise ProviderError(ErrorKind.INVALID, (
+                f"aws {self.name}: write {key}: a parameter has no properties"))
+        api = self._api()
+        out = self._call(api, "PutParameter", key, lambda: api.put_parameter(
+            Name=key, Value=value, Type="SecureString", Overwrite=True))
+        return str(out.get("Version", ""))
 
 
 def _ssm_chunks(refs: Sequence[RemoteRef], size: int) -> list[list[RemoteRef]]:

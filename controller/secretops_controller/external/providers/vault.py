@@ -18,11 +18,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from secretops_controller.external.provider import (
     ErrorKind,
@@ -313,6 +313,27 @@ class VaultProvider:
             if isinstance(result, RemoteValue):
                 found[name.key] = result
         return found
+
+    def write(self, key: str, prop: str | None, value: str) -> str:
+        """Rotation write-back: ``prop`` set to ``value`` in a new KV v2 version of ``key`` (the
+        other properties kept; check-and-set against the version read). The new version."""
+        if not prop:
+            raise ProviderError(ErrorKind.INVALID, (
+                f"vault: write {key}: a KV v2 secret is a map: remoteRef.property is required"))
+        mount = self.config.mount
+        with self._lock:
+            try:
+                current = self._read(RemoteRef(key))
+                data = dict(cast(Mapping[str, Any], current.value))
+                cas = int(current.version or 0)
+            except ProviderError as e:
+                if e.kind != ErrorKind.NOT_FOUND:
+                    raise
+                data, cas = {}, 0
+            data[prop] = value
+            out = self._request("write", key, lambda c: c.secrets.kv.v2.create_or_update_secret(
+                path=key, secret=data, cas=cas, mount_point=mount))
+        return str(((out or {}).get("data") or {}).get("version", ""))
 
     def close(self) -> None:
         """Revoke a token this provider logged in for (never a given one) and drop the client."""
