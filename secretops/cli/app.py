@@ -62,6 +62,7 @@ def _register() -> None:
     for sealing_command in (seal.command, seal.unseal_command, seal.reseal_command,
                             seal.verify_command):
         cli.add_command(sealing_command)
+    cli.add_command(__import__("secretops.cli.converteso", fromlist=["command"]).command)
 
 
 _register()

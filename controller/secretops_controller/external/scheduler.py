@@ -14,10 +14,13 @@ distinct ``(store, credentials, ref)``, however many ExternalSecrets share it:
 * **new and changed objects first**: entries without a value (and force-syncs) go to an urgent
   queue that workers serve before periodic refreshes; one worker serves only that queue, so a
   slow periodic batch never holds a new object back.
-* **jitter inside the interval**: the next refresh is at ``interval × (1 − jitter × U)`` after
-  the last read, so refreshes of different stores do not align, and no value is ever older than
-  its interval. When one entry of a store falls due, the store's entries due within their jitter
-  span come along in the same batch (early, never late): one call per 20 / 10 keys on AWS.
+* **jitter inside the interval**: the first refresh after an entry's first read (or after an
+  error) is at ``interval × (1 − jitter × U)``, which sets its phase, so stores that start
+  together (a restart) do not stay aligned; after that it is read exactly every interval, so no
+  value is ever older than its interval and each key costs one read per interval. When one
+  entry of a store falls due, the store's entries due within their jitter span come along in
+  the same batch (early, never late; they then keep that phase): one call per 20 / 10 keys on
+  AWS.
 * **backoff with a cap** on provider errors; the last good value stays in the cache and is still
   served, with the error alongside, until a read succeeds again. ``NotFound`` is not an error
   to back off from: it is a definitive answer (``deletionPolicy`` decides what it means).
@@ -398,7 +401,14 @@ class Scheduler:
             return before != (e.read, e.missing, e.error, _fp(e.value))
         else:
             e.value, e.missing, e.error, e.failures = result, False, None, 0
-        e.due = now + self._spread(e.interval) if e.interval else math.inf
+        # Jitter sets an entry's phase once (after its first read, or after an error); from then
+        # on it is read exactly every interval, and entries pulled into a store's batch early
+        # take that batch's phase: one read per key per interval in the steady state.
+        phase = not before[0] or before[2] is not None
+        if not e.interval:
+            e.due = math.inf
+        else:
+            e.due = now + (self._spread(e.interval) if phase else e.interval)
         return before != (e.read, e.missing, e.error, _fp(e.value))
 
     def _spread(self, interval: float) -> float:

