@@ -116,9 +116,10 @@ def desired_secret(current: Mapping[str, Any] | None, desired: Mapping[str, Any]
     """The Secret to write over ``current`` (None: not ours and no opt-in). Pure."""
     if current is None:
         return dict(desired)
-    template = ((sealed.get("spec") or {}).get("template") or {}).get("metadata") or {}
     cmeta = current.get("metadata") or {}
-    opt = {**(cmeta.get("annotations") or {}), **(template.get("annotations") or {})}
+    # Only the existing Secret can opt in (as with Bitnami): a SealedSecret's own annotations
+    # must not let whoever may create SealedSecrets take over a Secret they could not write.
+    opt = cmeta.get("annotations") or {}
     take = _ours(current) or opt.get(MANAGED_ANNOTATION) == "true"
     merge = opt.get(PATCH_ANNOTATION) == "true"
     if not take and not merge:
