@@ -29,9 +29,11 @@ Measured:
   refresh window". Shown beside it: the requests per *round* (window requests divided by the
   number of times every key was read on average: K when every request is a coalesced KV read,
   more with logins, metadata or token calls), the breakdown by kind, and the effective refresh
-  period per key. The scheduler refreshes each key a little early (``interval × (1 − 0.1 U)``
-  after the last read, and due entries pull along entries due within their jitter span), so
-  the per-interval count exceeds the per-round one by that margin;
+  period per key. The scheduler refreshes each key's first time a little early (``interval ×
+  (1 − 0.1 U)``, its phase), and due entries pull along entries due within their jitter span, so
+  the per-interval count exceeds the per-round one by that margin while the keys' phases
+  merge after the first sync (``--settle-cycles`` intervals, counted and shown apart); once
+  merged, each key is read exactly once per interval;
 * the controller's **peak RSS** (``VmHWM``) and CPU seconds.
 
 Results: ``bench/results/external-latest.json``.
@@ -186,7 +188,7 @@ def _ready(obj: dict[str, Any]) -> bool:
 
 async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: int,
                   refresh_s: float, cycles: int, concurrency: int,
-                  timeout: float) -> dict[str, Any]:
+                  timeout: float, settle_cycles: int = 12) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=concurrency + 4)
     async with aiohttp.ClientSession(connector=connector) as session:
         async def store_valid() -> bool:
@@ -259,6 +261,12 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
                  if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
                  != value_of(int(s["metadata"]["name"][2:]) % keys).encode()]
 
+        # the phases of the keys' refreshes merge into one batch over the first intervals
+        # (entries due within the jitter span are pulled into a due batch and keep its phase):
+        # counted apart, then the steady state
+        proxy.reset()
+        await asyncio.sleep(settle_cycles * refresh_s)  # a measurement window, not a wait
+        settling = list(proxy.requests)
         # steady state: every request over `cycles` refresh intervals
         proxy.reset()
         cpu1 = proc_cpu(pid)
@@ -292,6 +300,9 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
             "distinct_keys_read_in_window": sum(1 for n in reads_of_key if n),
             "requests_per_round": round(per_cycle, 1),
             "requests_per_interval_s": round(len(window) / cycles, 1),
+            "settling_cycles": settle_cycles,
+            "settling_requests_per_interval": (round(len(settling) / settle_cycles, 1)
+                                               if settle_cycles else None),
             "controller_cpu_s_first_sync": round(cpu_first, 2),
             "controller_cpu_s_window": round(cpu_window, 2),
             "controller_vmhwm_mib": round(proc_status(pid, "VmHWM"), 1),
@@ -327,7 +338,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
         result = asyncio.run(measure(k8s.url, proxy, ctl.pid, args.count, args.keys,
-                                     args.refresh, args.cycles, args.concurrency, args.timeout))
+                                     args.refresh, args.cycles, args.concurrency, args.timeout,
+                                     args.settle_cycles))
         result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
         result["log_level"] = args.log_level
         result["log_lines"] = len(log.read_bytes().splitlines())
@@ -362,6 +374,9 @@ def main() -> None:
                         help="refreshInterval of every ExternalSecret, seconds")
     parser.add_argument("--cycles", type=int, default=6,
                         help="refresh intervals in the steady-state window")
+    parser.add_argument("--settle-cycles", type=int, default=12,
+                        help="refresh intervals counted apart before the steady-state window, "
+                             "while the keys' refresh phases merge into one batch")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -381,6 +396,9 @@ def main() -> None:
     print(f"first sync: all {n:,} Ready=True         {r['all_ready_s']:.2f} s")
     print(f"provider requests, first sync        {r['first_sync_requests']} "
           f"{r['first_sync_breakdown']}")
+    if r.get("settling_requests_per_interval") is not None:
+        print(f"provider requests per interval while phases merge ({r['settling_cycles']} "
+              f"intervals)  {r['settling_requests_per_interval']}")
     print(f"provider requests, {r['window_s']:g} s window      {r['window_requests']} "
           f"{r['window_breakdown']}; refreshes per key "
           f"{r['refreshes_per_key_in_window']}")
