@@ -61,7 +61,14 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bench.sealed_controller import _get, _post, _wait, proc_cpu, proc_status
+from bench.sealed_controller import (
+    SecretArrivals,
+    _get,
+    _wait,
+    post_all,
+    proc_cpu,
+    proc_status,
+)
 from tests.controller.external.proxy import CountingProxy
 from tests.fixtures.k8s import free_port, start_emulator, stop
 from tests.fixtures.openbao import ROOT_TOKEN, _bao_binary, _stop, _wait_ready
@@ -201,50 +208,17 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
         proxy.reset()
         idle_rss = proc_status(pid, "VmRSS")
 
-        _, listing = await _get(session, url, SECRETS)
-        rv = listing["metadata"]["resourceVersion"]
         names = {f"es{i:04d}" for i in range(count)}
-        seen: dict[str, float] = {}
-        done = asyncio.Event()
-        watch_ready = asyncio.Event()
-
-        async def watch() -> None:
-            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
-            async with session.get(url + SECRETS + query,
-                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
-                watch_ready.set()
-                async for line in r.content:
-                    ev = json.loads(line)
-                    obj = ev["object"]
-                    name = obj["metadata"]["name"]
-                    if ev["type"] in ("ADDED", "MODIFIED") and name in names \
-                            and name not in seen and (obj.get("data") or {}).get("value"):
-                        seen[name] = time.perf_counter()
-                        if len(seen) == len(names):
-                            done.set()
-                            return
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(watch_ready.wait(), 10)
+        arrivals = SecretArrivals(names, need_value=True, path=SECRETS)
+        await arrivals.start(session, url)
+        seen = arrivals.seen
         refresh = f"{refresh_s:g}s"
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        for i in range(count):
-            queue.put_nowait(external_secret(i, keys, refresh))
-
-        async def creator() -> None:
-            while not queue.empty():
-                await _post(session, url, ES_PATH, queue.get_nowait())
-
+        objects = [external_secret(i, keys, refresh) for i in range(count)]
         cpu0 = proc_cpu(pid)
         started = time.perf_counter()
-        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        await post_all(session, url, ES_PATH, objects, concurrency)
         create_s = time.perf_counter() - started
-        try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            watcher.cancel()
-            raise TimeoutError(f"only {len(seen)} of {count} Secrets after {timeout:.0f} s"
-                               ) from None
+        await arrivals.wait_all(timeout, count)
         first_sync_s = max(seen.values()) - started
         first_requests = list(proxy.requests)
         cpu_first = proc_cpu(pid) - cpu0

@@ -103,6 +103,70 @@ async def _wait(check: Any, timeout: float, what: str) -> Any:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         await asyncio.sleep(0.02)  # polling interval of a loop with a deadline
 
+class SecretArrivals:
+    """When each named Secret first appears, from a watch opened on a fresh list's version.
+
+    ``need_value``: count a Secret only once its ``data.value`` is set (an external Secret may be
+    created before its value is written).
+    """
+
+    def __init__(self, names: set[str], need_value: bool = False, path: str = SECRETS) -> None:
+        self.names = names
+        self.path = path
+        self.need_value = need_value
+        self.seen: dict[str, float] = {}
+        self.done = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, session: aiohttp.ClientSession, url: str) -> None:
+        _, listing = await _get(session, url, self.path)
+        rv = listing["metadata"]["resourceVersion"]
+        ready = asyncio.Event()
+
+        async def watch() -> None:
+            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
+            async with session.get(url + self.path + query,
+                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
+                ready.set()
+                async for line in r.content:
+                    ev = json.loads(line)
+                    obj = ev["object"]
+                    name = obj["metadata"]["name"]
+                    if ev["type"] in ("ADDED", "MODIFIED") and name in self.names \
+                            and name not in self.seen \
+                            and (not self.need_value or (obj.get("data") or {}).get("value")):
+                        self.seen[name] = time.perf_counter()
+                        if len(self.seen) == len(self.names):
+                            self.done.set()
+                            return
+
+        self._task = asyncio.create_task(watch())
+        await asyncio.wait_for(ready.wait(), 10)
+
+    async def wait_all(self, timeout: float, count: int) -> None:
+        try:
+            await asyncio.wait_for(self.done.wait(), timeout)
+        except TimeoutError:
+            if self._task is not None:
+                self._task.cancel()
+            raise TimeoutError(f"only {len(self.seen)} of {count} Secrets after "
+                               f"{timeout:.0f} s") from None
+
+
+async def post_all(session: aiohttp.ClientSession, url: str, path: str,
+                   objects: list[dict[str, Any]], concurrency: int) -> None:
+    """POST every object with ``concurrency`` requests in flight."""
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    for o in objects:
+        queue.put_nowait(o)
+
+    async def creator() -> None:
+        while not queue.empty():
+            await _post(session, url, path, queue.get_nowait())
+
+    await asyncio.gather(*(creator() for _ in range(concurrency)))
+
+
 
 async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int,
                   timeout: float) -> dict[str, Any]:
@@ -134,50 +198,15 @@ async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int
         await _wait(lambda: _exists(session, url, warm_name), 60, "the warm-up Secret")
 
         # the watch on Secrets, from now on (resourceVersion of a fresh list)
-        _, listing = await _get(session, url, SECRETS)
-        rv = listing["metadata"]["resourceVersion"]
         names = {o["metadata"]["name"] for o in objects}
-        seen: dict[str, float] = {}
-        done = asyncio.Event()
-        watch_ready = asyncio.Event()
-
-        async def watch() -> None:
-            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
-            async with session.get(url + SECRETS + query,
-                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
-                watch_ready.set()
-                async for line in r.content:
-                    ev = json.loads(line)
-                    name = ev["object"]["metadata"]["name"]
-                    if ev["type"] in ("ADDED", "MODIFIED") and name in names \
-                            and name not in seen:
-                        seen[name] = time.perf_counter()
-                        if len(seen) == len(names):
-                            done.set()
-                            return
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(watch_ready.wait(), 10)
+        arrivals = SecretArrivals(names)
+        await arrivals.start(session, url)
+        seen = arrivals.seen
         cpu0 = proc_cpu(pid)
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        for o in objects:
-            queue.put_nowait(o)
-        posted: list[float] = []
-
-        async def creator() -> None:
-            while not queue.empty():
-                await _post(session, url, SEALED, queue.get_nowait())
-                posted.append(time.perf_counter())
-
         started = time.perf_counter()
-        await asyncio.gather(*(creator() for _ in range(concurrency)))
+        await post_all(session, url, SEALED, objects, concurrency)
         created_s = time.perf_counter() - started
-        try:
-            await asyncio.wait_for(done.wait(), timeout)
-        except TimeoutError:
-            watcher.cancel()
-            raise TimeoutError(f"only {len(seen)} of {count} Secrets after {timeout:.0f} s"
-                               ) from None
+        await arrivals.wait_all(timeout, count)
         all_secrets_s = max(seen.values()) - started
         cpu_secrets = proc_cpu(pid) - cpu0
 
