@@ -30,7 +30,7 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -160,30 +160,9 @@ async def resync_once(ctx: Context) -> int:
     return repaired
 
 
-def _post_events(ctx: Context) -> None:
-    """Let this task post Events itself (kopf's poster exists only inside its handlers)."""
-    pending: set[asyncio.Task[None]] = set()
-
-    async def post(body: dict[str, Any]) -> None:
-        try:
-            await ctx.api.create(f"/api/v1/namespaces/{body['metadata']['namespace']}/events",
-                                 body)
-        except kube.ApiError as e:
-            log.warning("could not post an Event: %s", e)
-
-    def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-        body = runtime.event_body(obj, kind, reason, message, "secretops-controller",
-                                  ctx.config.identity or socket.gethostname())
-        task = asyncio.create_task(post(body))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-
-    runtime.event_poster.set(poster)
-
-
 async def _resync(ctx: Context) -> None:
     """Leading: :func:`resync_once` every --resync-period (0: never)."""
-    _post_events(ctx)
+    runtime.post_events_from_this_task(ctx)
     period = ctx.config.resync_period
     while period > 0:
         await asyncio.sleep(period)

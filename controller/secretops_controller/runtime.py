@@ -19,10 +19,13 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import kopf
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from secretops_controller.context import Context
 
 
 class Reason(StrEnum):
@@ -77,6 +80,35 @@ def event_body(obj: Mapping[str, Any], kind: str, reason: str, message: str,
         "reportingInstance": instance, "firstTimestamp": stamp, "lastTimestamp": stamp,
         "count": 1,
     }
+
+
+def post_events_from_this_task(ctx: Context) -> None:
+    """Let the current task post Events itself through ``ctx.api`` (kopf's poster exists only
+    inside its handlers): sets :data:`event_poster` for this task."""
+    import asyncio
+    import logging
+    import socket
+
+    from secretops_controller import kube
+
+    log = logging.getLogger("secretops_controller.events")
+    pending: set[asyncio.Task[None]] = set()
+
+    async def post(body: dict[str, Any]) -> None:
+        try:
+            await ctx.api.create(f"/api/v1/namespaces/{body['metadata']['namespace']}/events",
+                                 body)
+        except kube.ApiError as e:
+            log.warning("could not post an Event: %s", e)
+
+    def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
+        body = event_body(obj, kind, reason, message, "secretops-controller",
+                          ctx.config.identity or socket.gethostname())
+        task = asyncio.create_task(post(body))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
+    event_poster.set(poster)
 
 
 def now() -> datetime:

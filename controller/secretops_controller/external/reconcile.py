@@ -38,7 +38,6 @@ import copy
 import hashlib
 import json
 import logging
-import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -213,29 +212,8 @@ class ExternalSecrets:
                 await asyncio.to_thread(p.close)
 
     async def _run(self, coro: Any) -> None:
-        self._post_events()
+        runtime.post_events_from_this_task(self.ctx)
         await coro
-
-    def _post_events(self) -> None:
-        """Post Events from this task (outside kopf's handlers kopf has no Event queue)."""
-        ctx = self.ctx
-        pending: set[asyncio.Task[None]] = set()
-
-        async def post(body: dict[str, Any]) -> None:
-            try:
-                await ctx.api.create(
-                    f"/api/v1/namespaces/{body['metadata']['namespace']}/events", body)
-            except kube.ApiError as e:
-                log.warning("could not post an Event: %s", e)
-
-        def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
-            body = runtime.event_body(obj, kind, reason, message, "secretops-controller",
-                                      ctx.config.identity or socket.gethostname())
-            task = asyncio.create_task(post(body))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
-
-        runtime.event_poster.set(poster)
 
     # ---- stores --------------------------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
@@ -462,7 +440,7 @@ class ExternalSecrets:
         self._running[owner] = asyncio.create_task(self._sync_loop(owner))
 
     async def _sync_loop(self, owner: Owner) -> None:
-        self._post_events()
+        runtime.post_events_from_this_task(self.ctx)
         try:
             while True:
                 self._again.discard(owner)
