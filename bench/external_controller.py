@@ -72,6 +72,7 @@ from bench.sealed_controller import (
 from tests.controller.external.proxy import CountingProxy
 from tests.fixtures.k8s import free_port, start_emulator, stop
 from tests.fixtures.openbao import ROOT_TOKEN, _bao_binary, _stop, _wait_ready
+from tests.helpers import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 CRDS = [REPO / "crds" / f for f in ("sealedsecret.yaml", "secretstore.yaml",
@@ -321,13 +322,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      for k in range(args.keys))
         return result
     finally:
-        if ctl is not None and ctl.poll() is None:
-            ctl.terminate()
-            try:
-                ctl.wait(15)
-            except subprocess.TimeoutExpired:
-                ctl.kill()
-                ctl.wait(10)
+        if ctl is not None:
+            stop_process(ctl, grace=15)
         if emu is not None:
             stop(emu)
         if proxy is not None:

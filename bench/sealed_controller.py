@@ -42,6 +42,7 @@ import yaml
 
 from secretops.sealing import parse_recipients_file, seal_secret
 from tests.fixtures.k8s import free_port, start_emulator, stop
+from tests.helpers import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
 CRD = REPO / "crds" / "sealedsecret.yaml"
@@ -286,13 +287,8 @@ def run(count: int, concurrency: int, log_level: str, timeout: float,
         result["log_lines"] = len(log.read_bytes().splitlines())
         return result
     finally:
-        if ctl is not None and ctl.poll() is None:
-            ctl.terminate()
-            try:
-                ctl.wait(15)
-            except subprocess.TimeoutExpired:
-                ctl.kill()
-                ctl.wait(10)
+        if ctl is not None:
+            stop_process(ctl, grace=15)
         stop(emu)
         if keep:
             print(f"kept {directory}", file=sys.stderr)

@@ -91,3 +91,15 @@ def git_init(repo: Path) -> Path:
                        ("commit.gpgsign", "false")):
         git(repo, "config", key, value)
     return repo
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Stop a server we started, by its PID: SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.k8s import K8s, free_port
-from tests.helpers import CANARY
+from tests.helpers import CANARY, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "sealedsecret.yaml"
@@ -69,14 +69,8 @@ class Controller:
         return self
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+        if self.proc is not None:
+            stop_process(self.proc, grace=15)
 
     def kill(self) -> None:
         """SIGKILL: no chance to release the Lease (a crashed Pod, a lost node)."""
