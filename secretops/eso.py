@@ -514,9 +514,6 @@ def _vault(v: Any, ctx: _Ctx, store: _Store) -> dict[str, Any]:
     if auth.get("kubernetes"):
         k8s = ctx.fields(auth["kubernetes"], f"{a}.kubernetes",
                          ("mountPath", "role", "serviceAccountRef", "secretRef"))
-        if k8s.get("secretRef") is not None:
-            raise ctx.skip(f"{a}.kubernetes.secretRef", "a JWT from a Secret is not supported "
-                                                        "(serviceAccountRef is); store skipped")
         if not k8s.get("role"):
             raise ctx.skip(f"{a}.kubernetes.role", "missing; store skipped")
         kube: dict[str, Any] = {"role": str(k8s["role"])}
@@ -533,6 +530,14 @@ def _vault(v: Any, ctx: _Ctx, store: _Store) -> dict[str, Any]:
                 kube["serviceAccountRef"]["namespace"] = sa["namespace"]
             if sa.get("audiences"):
                 kube["serviceAccountRef"]["audiences"] = list(sa["audiences"])
+        elif k8s.get("secretRef") is not None:
+            kube["secretRef"] = _secret_ref(k8s["secretRef"], f"{a}.kubernetes.secretRef", ctx,
+                                            store)
+        elif not store.cluster:
+            ctx.warn(f"{a}.kubernetes", "names no serviceAccountRef or secretRef: ESO logs in "
+                                        "as its own service account, secretops refuses that "
+                                        "for a SecretStore; name the namespace's service "
+                                        "account")
         return {**out, "auth": {"kubernetes": kube}}
     raise ctx.skip(a, "no supported auth method (tokenSecretRef, appRole, kubernetes); "
                       "store skipped")

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from secretops_controller.config import (
     DEFAULT_LEASE_NAME,
     DEFAULT_NAMESPACE,
+    SERVICE_ACCOUNT_TOKEN_FILE,
     Config,
     default_identity,
     parse_duration,
@@ -71,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
                    help="the leader re-checks that every Synced SealedSecret has its Secret "
                         "this often, repairing what a dropped watch missed (300s; 0: never)")
+    p.add_argument("--service-account-token-file", default=SERVICE_ACCOUNT_TOKEN_FILE,
+                   metavar="FILE", help="the controller's own service-account token, for Vault "
+                   "Kubernetes auth of a ClusterSecretStore naming no service account "
+                   "(default: the Pod's, %(default)s)")
     p.add_argument("--log-level", default=env("SECRETOPS_LOG_LEVEL", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease in --namespace)")
@@ -106,6 +111,7 @@ def config_from(args: argparse.Namespace) -> Config:
         watch_timeout=args.watch_timeout,
         resync_period=args.resync_period,
         log_level=args.log_level,
+        service_account_token_file=args.service_account_token_file,
         leader_elect=args.leader_elect,
         lease_name=args.lease_name,
         lease_duration=args.lease_duration,

@@ -56,6 +56,9 @@ def backoffs(base: float, ceiling: float, count: int = 8) -> list[float]:
     return [min(base * 2**i, ceiling) for i in range(count)]
 
 
+SERVICE_ACCOUNT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
 @dataclass(frozen=True)
 class Config:
     namespace: str = DEFAULT_NAMESPACE
@@ -72,6 +75,9 @@ class Config:
     watch_timeout: float = 300.0
     resync_period: float = 300.0  # leader: repair Secrets the watches missed (0: never)
     log_level: str = "INFO"
+    # The controller's own service-account token: Vault Kubernetes auth of a ClusterSecretStore
+    # that names no service account (kubelet rotates the file in place; read at each login).
+    service_account_token_file: str = SERVICE_ACCOUNT_TOKEN_FILE
     # Leader election (a coordination.k8s.io/v1 Lease in ``namespace``; see leader.py).
     leader_elect: bool = True
     lease_name: str = DEFAULT_LEASE_NAME

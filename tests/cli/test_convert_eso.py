@@ -91,3 +91,31 @@ def test_output_validates_against_our_crds_in_the_emulator(k8s: K8s, tmp_path: P
     refused = k8s.kubectl("apply", "--validate=strict", "-f", "-", check=False,
                           input=json.dumps(written))
     assert refused.returncode != 0 and "engineVersion" in refused.stderr, refused
+
+
+def test_vault_kubernetes_auth_secret_ref_and_the_controllers_own_identity() -> None:
+    store = """
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: NAME, namespace: web}
+spec:
+  provider:
+    vault:
+      server: https://vault.example:8200
+      path: secret
+      auth:
+        kubernetes:
+          role: demo
+AUTH"""
+    with_ref = store.replace("NAME", "from-secret").replace(
+        "AUTH", "          secretRef: {name: sa-token, key: token}\n")
+    own = store.replace("NAME", "own").replace("AUTH", "")
+    r = secretops("convert-eso", input=f"{with_ref}---\n{own}".encode())
+    assert r.code == 0, r.err
+    first, second = yaml.safe_load_all(r.text)
+    assert first["spec"]["provider"]["vault"]["auth"] == {"kubernetes": {
+        "role": "demo", "secretRef": {"name": "sa-token", "key": "token"}}}
+    assert second["spec"]["provider"]["vault"]["auth"] == {"kubernetes": {"role": "demo"}}
+    [line] = r.err.splitlines()  # only the SecretStore that would log in as the controller
+    assert "SecretStore web/own: spec.provider.vault.auth.kubernetes: names no " \
+           "serviceAccountRef or secretRef" in line

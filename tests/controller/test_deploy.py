@@ -10,7 +10,9 @@
   with a short period; ``seal --fetch-cert`` through the Service's ``http`` port; a
   SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, each with an
   ExternalSecret whose Secret is written, then deleted by hand and restored; an upstream change
-  that rolls a Deployment, a StatefulSet and a DaemonSet (our and Reloader's annotations) —
+  that rolls a Deployment, a StatefulSet and a DaemonSet (our and Reloader's annotations);
+  Vault Kubernetes auth (OpenBao asks the emulator's TokenReview) as a namespace's service
+  account (a TokenRequest by the controller) and as the controller itself (its token file) —
   and its recorded calls are checked against the rendered RBAC: every call allowed, every permission
   used (leader election on, as by default, with short Lease periods so it renews).
 * ``controller/Dockerfile`` is parsed for its essentials (it is not built here: no Docker).
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +147,72 @@ def _recipients(ctl: Controller) -> str:
     return text
 
 
+def _openbao_kubernetes_auth(k8s: K8s, openbao: OpenBao) -> str:
+    """OpenBao's Kubernetes auth against this emulator (TokenReview with a reviewer's token):
+    role ``app`` for the service account app-reader of APP (audience vault), role
+    ``controller`` for the controller's own service account."""
+    assert k8s.ca_file is not None
+    client = openbao.client()
+    mount = f"k8s-{uuid.uuid4().hex[:8]}"
+    client.sys.enable_auth_method("kubernetes", path=mount)
+    client.write(f"auth/{mount}/config", kubernetes_host=k8s.url,
+                 kubernetes_ca_cert=k8s.ca_file.read_text(),
+                 token_reviewer_jwt=k8s.token("kube-system", "openbao", expiration_seconds=3600),
+                 disable_local_ca_jwt=True)
+    client.sys.create_or_update_policy(name="deploy-read", policy="""
+path "secret/data/deploy/*" { capabilities = ["read"] }
+path "secret/metadata/deploy/*" { capabilities = ["read"] }
+""")
+    client.write(f"auth/{mount}/role/app", bound_service_account_names=["app-reader"],
+                 bound_service_account_namespaces=[APP], audience="vault",
+                 token_policies=["deploy-read"], token_ttl="10m")
+    client.write(f"auth/{mount}/role/controller", bound_service_account_names=[SA_NAME],
+                 bound_service_account_namespaces=[SYSTEM_NS], token_policies=["deploy-read"],
+                 token_ttl="10m")
+    k8s.service_account(APP, "app-reader")
+    return mount
+
+
+def _vault_kubernetes_auth(k8s: K8s, openbao: OpenBao, mount: str) -> None:
+    """Vault Kubernetes auth: a SecretStore logging in as a service account of its namespace
+    (a TokenRequest by the controller), a ClusterSecretStore as the controller itself (its
+    token file). A SecretStore that names no service account may not borrow the controller's."""
+    openbao.client().secrets.kv.v2.create_or_update_secret(
+        path="deploy/api", secret={"key": CANARY}, mount_point="secret")
+    k8s_auth = {"mountPath": mount, "role": "app",
+                "serviceAccountRef": {"name": "app-reader", "audiences": ["vault"]}}
+    stores = [(f"{ES_API}/namespaces/{APP}/secretstores", "SecretStore", "bao-sa", k8s_auth),
+              (f"{ES_API}/clustersecretstores", "ClusterSecretStore", "bao-own",
+               {"mountPath": mount, "role": "controller"}),
+              (f"{ES_API}/namespaces/{APP}/secretstores", "SecretStore", "bao-borrow",
+               {"mountPath": mount, "role": "controller"})]
+    for path, kind, name, auth in stores:
+        status, body, _ = k8s.request("POST", path, {
+            "apiVersion": "secretops.dev/v1alpha1", "kind": kind, "metadata": {"name": name},
+            "spec": {"provider": {"vault": {"server": openbao.url,
+                                            "auth": {"kubernetes": auth}}}}})
+        assert status == 201, body
+    for name, kind in (("es-sa", "SecretStore"), ("es-own", "ClusterSecretStore")):
+        k8s.request("POST", f"{ES_API}/namespaces/{APP}/externalsecrets", {
+            "apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+            "metadata": {"name": name},
+            "spec": {"secretStoreRef": {"name": f"bao-{name[3:]}", "kind": kind},
+                     "refreshInterval": "1h",
+                     "data": [{"secretKey": "key",
+                               "remoteRef": {"key": "deploy/api", "property": "key"}}]}})
+        wait_for(lambda n=name: values(secret(k8s, APP, n)) == {"key": CANARY.encode()},
+                 what=f"Secret {name} through Vault Kubernetes auth")
+
+    def borrow_refused() -> bool:
+        st = k8s.request("GET", f"{ES_API}/namespaces/{APP}/secretstores/bao-borrow")[1]
+        ready = [c for c in (st.get("status") or {}).get("conditions") or []
+                 if c["type"] == "Ready"]
+        return bool(ready) and ready[0]["status"] == "False" and \
+            "may not log in with the controller's own service account" in ready[0]["message"]
+
+    wait_for(borrow_refused, what="a SecretStore refused the controller's own identity")
+
+
 def _external_secrets(k8s: K8s, openbao: OpenBao) -> None:
     """A SecretStore and a ClusterSecretStore (namespace selector) against OpenBao, an
     ExternalSecret on each; Secrets written, one deleted by hand and restored; an upstream
@@ -213,9 +282,14 @@ def test_controller_as_its_service_account_uses_exactly_its_rbac(
     if k8s_tls.request("GET", f"/api/v1/namespaces/{APP}")[0] == 404:
         k8s_tls.request("POST", "/api/v1/namespaces", {"metadata": {"name": APP}})
     kubeconfig = k8s_tls.kubeconfig_for(SYSTEM_NS, SA_NAME, tmp_path / "sa-kubeconfig")
+    # the Pod's projected token, as kubelet mounts it (Vault Kubernetes auth as the controller)
+    own_token = tmp_path / "serviceaccount-token"
+    own_token.write_text(k8s_tls.token(SYSTEM_NS, SA_NAME, expiration_seconds=3600))
+    bao_k8s_mount = _openbao_kubernetes_auth(k8s_tls, openbao)
     k8s_tls.reset_audit()
     ctl = Controller(k8s_tls, tmp_path, (
-        "--kubeconfig", str(kubeconfig), "--key-renew-period", "2s",
+        "--kubeconfig", str(kubeconfig), "--service-account-token-file", str(own_token),
+        "--key-renew-period", "2s",
         "--key-refresh-interval", "0.5s", "--lease-duration", "3s", "--renew-deadline", "2s",
         "--retry-period", "0.5s"))
     try:
@@ -282,6 +356,7 @@ def test_controller_as_its_service_account_uses_exactly_its_rbac(
                  what="Secret sealed for the renewed key")
 
         _external_secrets(k8s_tls, openbao)
+        _vault_kubernetes_auth(k8s_tls, openbao, bao_k8s_mount)
     finally:
         ctl.stop()
     assert CANARY not in ctl.logs()

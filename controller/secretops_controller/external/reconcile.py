@@ -71,6 +71,8 @@ OWNER_ANNOTATION = "secretops.dev/external-secret"  # on the Secret: the Externa
 READY = "Ready"
 DEFAULT_INTERVAL = 3600.0
 PROBE = RemoteRef("secretops-validation-probe")
+TOKEN_EXPIRATION_SECONDS = 600  # a TokenRequest for a Vault login (the API server's minimum)
+TOKEN_REQUEST_TIMEOUT = 30.0
 
 Owner = tuple[str, str]  # (namespace, ExternalSecret name)
 
@@ -180,6 +182,7 @@ class ExternalSecrets:
         self._rotation_wake = asyncio.Event()
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
 
     def _new_scheduler(self) -> Scheduler:
@@ -190,6 +193,7 @@ class ExternalSecrets:
     # ---- lifecycle (leader) --------------------------------------------------------------
     async def start(self) -> None:
         await self.stop()
+        self._loop = asyncio.get_running_loop()
         self.scheduler = self._new_scheduler()
         self.owned.clear()
         self.written.clear()
@@ -223,6 +227,37 @@ class ExternalSecrets:
         obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
         return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
 
+    async def _resolve(self, store: Mapping[str, Any], es_ns: str | None) -> stores.Resolved:
+        return await stores.resolve(
+            store, es_ns, self._get_secret, request_token=self._request_token,
+            own_token_file=self.ctx.config.service_account_token_file)
+
+    def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
+        """A TokenRequest for a Vault login, from a provider's worker thread (never the loop's:
+        it waits for the loop to run the request)."""
+        if self._loop is None:
+            raise ProviderError(ErrorKind.UNAVAILABLE, "the controller is not leading")
+        future = asyncio.run_coroutine_threadsafe(self._token(ns, name, audiences), self._loop)
+        return future.result(timeout=TOKEN_REQUEST_TIMEOUT)
+
+    async def _token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
+        spec: dict[str, Any] = {"expirationSeconds": TOKEN_EXPIRATION_SECONDS}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        try:
+            out = await self.ctx.api.create(
+                f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token", body)
+        except kube.ApiError as e:
+            raise ProviderError(ErrorKind.UNAVAILABLE if e.transient else ErrorKind.DENIED,
+                                f"TokenRequest for serviceaccount {ns}/{name}: {e.status} "
+                                f"{e.reason}") from None
+        token = (out.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise ProviderError(ErrorKind.DENIED, f"TokenRequest for serviceaccount {ns}/{name}"
+                                                  ": no token in the answer")
+        return token
+
     def _provider(self, resolved: stores.Resolved) -> Provider:
         p = self.providers.get(resolved.key)
         if p is None:
@@ -232,7 +267,7 @@ class ExternalSecrets:
     async def validate(self, store: Mapping[str, Any]) -> tuple[bool | None, EsReason, str]:
         """The store's Ready condition: resolve and make one cheap provider call."""
         try:
-            resolved = await stores.resolve(store, None, self._get_secret)
+            resolved = await self._resolve(store, None)
         except stores.StoreError as e:
             reason = EsReason(e.reason)
             return (None if reason is EsReason.VALIDATION_UNKNOWN else False), reason, e.message
@@ -297,7 +332,7 @@ class ExternalSecrets:
                 raise stores.StoreError(EsReason.STORE_NOT_ALLOWED.value, (
                     f"ClusterSecretStore {o.store[2]} may not be used from namespace "
                     f"{owner[0]} (spec.conditions)"))
-            resolved = await stores.resolve(store, owner[0], self._get_secret)
+            resolved = await self._resolve(store, owner[0])
             rot = rotation.parse(spec)
         except (mapping.MappingError, ValueError, stores.StoreError) as e:
             self.scheduler.unregister(owner)

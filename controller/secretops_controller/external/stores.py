@@ -15,11 +15,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from secretops_controller.external.provider import Observe, Provider
+from secretops_controller.external.provider import ErrorKind, Observe, Provider, ProviderError
 from secretops_controller.external.providers import aws, vault
 from secretops_controller.external.scheduler import StoreKey, fingerprint
 
@@ -29,6 +30,9 @@ NAMESPACED_KIND = "SecretStore"
 # (namespace, name) -> the Secret (None: missing); namespace -> its labels (None: missing)
 GetSecret = Callable[[str, str], Awaitable[Mapping[str, Any] | None]]
 GetLabels = Callable[[str], Awaitable[Mapping[str, str] | None]]
+# (namespace, service account, audiences) -> a fresh token from a TokenRequest. Called from a
+# provider's worker thread at each Vault login, never on the event loop.
+RequestToken = Callable[[str, str, tuple[str, ...]], str]
 
 
 class StoreError(Exception):
@@ -79,10 +83,20 @@ async def _secret_value(ref: Mapping[str, Any], where: str, kind: str, store_ns:
                          f"{where}: Secret {ns}/{name} key {key!r} is not UTF-8 text") from None
 
 
+def _no_token_requests(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
+    raise ProviderError(ErrorKind.DENIED, f"no TokenRequest for serviceaccount {namespace}/"
+                                          f"{name}: not connected to a cluster")
+
+
 async def resolve(store: Mapping[str, Any], es_namespace: str | None,
-                  get_secret: GetSecret) -> Resolved:
+                  get_secret: GetSecret, *, request_token: RequestToken = _no_token_requests,
+                  own_token_file: str | None = None) -> Resolved:
     """The provider of ``store`` with its credentials (read for ``es_namespace`` where a
-    ClusterSecretStore's refs name no namespace)."""
+    ClusterSecretStore's refs name no namespace).
+
+    Vault Kubernetes auth logs in with the token of ``serviceAccountRef`` (``request_token``
+    at each login), of ``secretRef``, or — a ClusterSecretStore only, since a namespace's own
+    store must not borrow the controller's identity — the controller's (``own_token_file``)."""
     kind = str(store.get("kind") or NAMESPACED_KIND)
     meta = store.get("metadata") or {}
     store_ns = str(meta.get("namespace") or "")
@@ -107,11 +121,10 @@ async def resolve(store: Mapping[str, Any], es_namespace: str | None,
         server = _need(v, "server", w)
         if (v.get("version") or "v2") != "v2":
             raise StoreError("InvalidStoreConfiguration", f"{w}.version: only v2 is supported")
-        if v.get("caBundle"):
-            raise StoreError("InvalidStoreConfiguration",
-                             f"{w}.caBundle is not supported by the controller yet")
+        ca_pem = _ca_bundle(v.get("caBundle"), f"{w}.caBundle")
         cfg = vault.VaultConfig(server=server, mount=v.get("path") or "secret",
-                                namespace=v.get("namespace") or None)
+                                namespace=v.get("namespace") or None,
+                                ca_bundle=vault.ca_file(ca_pem) if ca_pem else None)
         a = v.get("auth") or {}
         auth: vault.VaultAuth
         if len([m for m in ("tokenSecretRef", "appRole", "kubernetes") if a.get(m)]) != 1:
@@ -128,8 +141,33 @@ async def resolve(store: Mapping[str, Any], es_namespace: str | None,
             secrets.append(secret_id)
             auth = vault.AppRoleAuth(role_id, secret_id, ar.get("path") or "approle")
         else:
-            raise StoreError("InvalidStoreConfiguration", f"{w}.auth.kubernetes is not "
-                                                          "supported by the controller yet")
+            k = a["kubernetes"]
+            where = f"{w}.auth.kubernetes"
+            role = _need(k, "role", where)
+            sa, ref = k.get("serviceAccountRef"), k.get("secretRef")
+            jwt: Callable[[], str]
+            if sa and ref:
+                raise StoreError("InvalidStoreConfiguration",
+                                 f"{where}: name serviceAccountRef or secretRef, not both")
+            if sa:
+                jwt, identity = _service_account(sa, f"{where}.serviceAccountRef", kind,
+                                                 store_ns, es_namespace, request_token, relative)
+                secrets.append(identity)
+            elif ref:
+                sa_token = await value(ref, f"{where}.secretRef")
+                secrets.append(sa_token)
+                jwt = lambda: sa_token  # noqa: E731
+            elif kind == CLUSTER_KIND and own_token_file:
+                jwt = vault.jwt_from_file(own_token_file)
+            elif kind == CLUSTER_KIND:
+                raise StoreError("InvalidStoreConfiguration",
+                                 f"{where} names no service account and the controller has "
+                                 "no token file of its own (--service-account-token-file)")
+            else:
+                raise StoreError("InvalidStoreConfiguration",
+                                 f"{where} needs serviceAccountRef or secretRef: a SecretStore "
+                                 "may not log in with the controller's own service account")
+            auth = vault.KubernetesAuth(role, jwt, k.get("mountPath") or "kubernetes")
 
         def make_vault(observe: Observe) -> Provider:
             return vault.VaultProvider(cfg, auth, observe=observe)
@@ -169,6 +207,42 @@ async def resolve(store: Mapping[str, Any], es_namespace: str | None,
     scope = (es_namespace or "") if any(relative) else ""
     fp = fingerprint(kind, store_ns, name, config_text, scope, *secrets)
     return Resolved(StoreKey(kind, store_ns, name, fp), provider_name, make)
+
+
+def _ca_bundle(text: Any, where: str) -> str | None:
+    """The PEM certificates of a ``caBundle`` (base64, as ESO), checked to load."""
+    if not text:
+        return None
+    try:
+        pem = base64.b64decode(str(text), validate=True).decode("ascii")
+        ssl.create_default_context(cadata=pem)
+    except (ValueError, UnicodeDecodeError, ssl.SSLError):
+        raise StoreError("InvalidStoreConfiguration",
+                         f"{where} is not base64-encoded PEM certificates") from None
+    return pem
+
+
+def _service_account(sa: Mapping[str, Any], where: str, kind: str, store_ns: str,
+                     es_ns: str | None, request_token: RequestToken, relative: list[bool]
+                     ) -> tuple[Callable[[], str], str]:
+    """A JWT source for ``serviceAccountRef`` and the identity it stands for."""
+    name = _need(sa, "name", where)
+    if kind == CLUSTER_KIND:
+        relative.append(not sa.get("namespace"))
+        ns = sa.get("namespace") or es_ns
+        if not ns:
+            raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
+                                                  "the namespace of each ExternalSecret")
+    else:
+        ns = store_ns
+        if sa.get("namespace") not in (None, "", store_ns):
+            raise StoreError("InvalidStoreConfiguration",
+                             f"{where}.namespace: a SecretStore may only name a service "
+                             f"account of its own namespace {store_ns}")
+    audiences = tuple(str(x) for x in sa.get("audiences") or ())
+    namespace = str(ns)
+    return (lambda: request_token(namespace, name, audiences),
+            f"serviceaccount:{namespace}/{name}:{','.join(audiences)}")
 
 
 def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:

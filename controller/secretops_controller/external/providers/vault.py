@@ -16,6 +16,9 @@ Every request has a bounded timeout; errors carry the HTTP status and the key, n
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -75,6 +78,20 @@ class VaultConfig:
     timeout: float = 10.0
     ca_bundle: str | None = None
     renew_fraction: float = 2 / 3  # renew once two thirds of the TTL have passed (as VSO)
+
+
+def ca_file(pem: str) -> str:
+    """A file holding ``pem`` (public CA certificates), named by its hash, for hvac's
+    ``verify``: written once per content, atomically, under the temp directory."""
+    directory = Path(tempfile.gettempdir()) / f"secretops-ca-{os.getuid()}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    path = directory / f"{hashlib.sha256(pem.encode()).hexdigest()[:32]}.pem"
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+        with os.fdopen(fd, "w") as out:
+            out.write(pem)
+        os.replace(tmp, path)
+    return str(path)
 
 
 def _client(config: VaultConfig) -> Any:
@@ -173,15 +190,16 @@ class VaultProvider:
                     use_token=True))
                 self._adopt(out["auth"])
             else:
-                jwt = auth.jwt()
+                try:
+                    jwt = auth.jwt()
+                except OSError as e:
+                    raise ProviderError(ErrorKind.DENIED, f"{NAME}: login: cannot read the "
+                                        f"service-account token ({type(e).__name__})") from None
                 out = self._call("login", lambda: c.auth.kubernetes.login(
                     role=auth.role, jwt=jwt, mount_point=auth.mount, use_token=True))
                 self._adopt(out["auth"])
         except ProviderError:
             raise
-        except OSError as e:
-            raise ProviderError(ErrorKind.DENIED, f"{NAME}: login: cannot read the service-"
-                                                  f"account token ({type(e).__name__})") from None
         except Exception as e:
             raise _error(e, "login", "") from None
         self.logins += 1
