@@ -28,12 +28,11 @@ Measured:
   (window requests / cycles, wall clock) ≤ K: the strict reading of "one read per key per
   refresh window". Shown beside it: the requests per *round* (window requests divided by the
   number of times every key was read on average: K when every request is a coalesced KV read,
-  more with logins, metadata or token calls), the breakdown by kind, and the effective refresh
-  period per key. The scheduler refreshes each key's first time a little early (``interval ×
-  (1 − 0.1 U)``, its phase), and due entries pull along entries due within their jitter span, so
-  the per-interval count exceeds the per-round one by that margin while the keys' phases
-  merge after the first sync (``--settle-cycles`` intervals, counted and shown apart); once
-  merged, each key is read exactly once per interval;
+  more with logins, metadata or token calls), the breakdown by kind, the effective refresh
+  period per key and the gaps between two reads of one key (from the proxy's timestamps). The
+  scheduler refreshes each key's first time a little early (``interval × (1 − 0.1 U)``, its
+  phase), and a due batch pulls along entries due within its coalescing span, so the first
+  intervals after the first sync are counted apart (``--settle-cycles``);
 * the controller's **peak RSS** (``VmHWM``) and CPU seconds.
 
 Results: ``bench/results/external-latest.json``.
@@ -189,6 +188,25 @@ def breakdown(requests: list[tuple[str, str, str]]) -> dict[str, int]:
     return dict(Counter(classify(p) for _, p, _ in requests))
 
 
+def read_gaps(requests: list[tuple[str, str, str]], stamps: list[float]) -> dict[str, Any]:
+    """Time between consecutive reads of the same key in the window: the refresh period each
+    key really gets (shorter than the interval = an early read)."""
+    last: dict[str, float] = {}
+    gaps: list[float] = []
+    for (_, p, _), t in zip(requests, stamps, strict=False):
+        if classify(p) != "read":
+            continue
+        if p in last:
+            gaps.append(t - last[p])
+        last[p] = t
+    if not gaps:
+        return {}
+    gaps.sort()
+    return {"min": round(gaps[0], 3), "p10": round(gaps[len(gaps) // 10], 3),
+            "median": round(statistics.median(gaps), 3), "max": round(gaps[-1], 3),
+            "count": len(gaps)}
+
+
 def _ready(obj: dict[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (obj.get("status") or {}).get("conditions") or [])
@@ -248,6 +266,7 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
         window_s = cycles * refresh_s
         await asyncio.sleep(window_s)  # the measurement window itself, not a wait for a state
         window = list(proxy.requests)
+        gaps = read_gaps(window, list(proxy.stamps))
         cpu_window = proc_cpu(pid) - cpu1
         per_key = Counter(p for _, p, _ in window if classify(p) == "read")
         reads_of_key = [per_key.get(f"/v1/secret/data/{KV_PREFIX}/k{k:03d}", 0)
@@ -284,6 +303,7 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
             "controller_vmrss_mib_idle": round(idle_rss, 1),
             "controller_vmrss_mib_end": round(proc_status(pid, "VmRSS"), 1),
             "wrong_values": wrong,
+            "read_gap_s": gaps,
         }
 
 
@@ -377,6 +397,7 @@ def main() -> None:
           f"{r['verdict']['requests_per_refresh_interval']}")
     print(f"  per round (every key read once)    {r['requests_per_round']:g}; each key read "
           f"every {r['effective_refresh_period_s']} s on average")
+    print(f"gap between two reads of one key     {r['read_gap_s']}")
     print(f"controller peak RSS (VmHWM)          {r['controller_vmhwm_mib']:.1f} MiB "
           f"(idle {r['controller_vmrss_mib_idle']:.1f}, end {r['controller_vmrss_mib_end']:.1f})")
     print(f"controller CPU                       {r['controller_cpu_s_first_sync']:.2f} s first "

@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import math
 import os
 import random
@@ -55,7 +56,9 @@ from secretops_controller.external.provider import (
     Want,
 )
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
+DUE_TOLERANCE = 0.001  # s: a timer may fire a hair before its deadline
 Owner = Hashable  # an ExternalSecret's identity, e.g. (namespace, name)
 _KEY = os.urandom(32)  # fingerprints are keyed: a fingerprint in a log reveals nothing
 
@@ -294,9 +297,12 @@ class Scheduler:
     def _enqueue(self, now: float) -> None:
         """Queue urgent entries, and the periodic entries of every store with one due now.
 
-        Once one entry of a store is due, its other entries due within their jitter span
-        (``jitter × interval``) come along: refreshed a little early, but in the same batch, so
-        the spread of a restart does not turn into one provider call per key.
+        Once one entry of a store is due, its other entries due within the coalescing window
+        and their jitter span (``jitter × interval``) come along: refreshed a little early, but
+        in the same batch (and from then on in step with it), so the spread of a restart does
+        not turn into one provider call per key. Only an entry that *is* due starts a batch:
+        the loop also wakes for other reasons (a registration, a batch that finished), and
+        reading early then would shorten every refresh period of a busy store.
         """
         window = now + self.settings.coalesce_window
         urgent: dict[StoreKey, list[_Entry]] = {}
@@ -309,11 +315,18 @@ class Scheduler:
                 urgent.setdefault(e.store, []).append(e)
             elif e.read and (e.interval or e.error):
                 candidates.setdefault(e.store, []).append(e)
-                if e.due <= window:
+                if e.due <= now + DUE_TOLERANCE:
                     due_stores.add(e.store)
         periodic = {store: [e for e in candidates[store]
                             if e.due <= window + self.settings.jitter * e.interval]
                     for store in due_stores}
+        if log.isEnabledFor(logging.DEBUG):
+            for store, entries in periodic.items():
+                dues = [e.due - now for e in entries]
+                log.debug("scheduler: %s: %d refreshes queued (due %+.3f s .. %+.3f s)",
+                          store, len(entries), min(dues), max(dues))
+            for store, entries in urgent.items():
+                log.debug("scheduler: %s: %d urgent reads queued", store, len(entries))
         for groups, queue in ((urgent, self._urgent), (periodic, self._periodic)):
             for store, entries in groups.items():
                 for e in entries:

@@ -264,3 +264,42 @@ def test_a_first_read_that_fails_is_not_complete(kind: ErrorKind) -> None:
         assert snap is not None and not snap.complete and snap.errors[RemoteRef("x")].kind == kind
 
     run(body)
+
+
+def test_a_batch_that_finishes_does_not_pull_the_next_one_early() -> None:
+    """A slow provider (45 ms a key, as through the benchmark's proxy): two groups of keys of
+    one store, 2.8 s apart in phase, keep their 5 s period; the end of one group's batch (a
+    wake-up of the loop) must not start the other group's reads before they are due."""
+    p = FakeProvider()
+    for k in range(100):
+        p.set(f"k{k:03d}", b"v")
+    clock_box: list[FakeClock] = []
+    read_at: dict[str, list[float]] = {}
+
+    async def slow(fn: Any, *args: Any) -> Any:
+        clock = clock_box[0]
+        for ref in args[0]:
+            clock.t += 0.045
+            read_at.setdefault(ref.key, []).append(clock.t)
+        await asyncio.sleep(0)
+        return fn(*args)
+
+    async def body(s: Scheduler, clock: FakeClock) -> None:
+        clock_box.append(clock)
+        for k in range(62):
+            s.register(("ns", f"a{k}"), STORE, p, [RemoteRef(f"k{k:03d}")], 5.0)
+        await settle(s)
+        await clock.advance(2.8, s)
+        for k in range(62, 100):
+            s.register(("ns", f"b{k}"), STORE, p, [RemoteRef(f"k{k:03d}")], 5.0)
+        await settle(s)
+        start = clock.now()
+        for _ in range(600):  # 60 s in 0.1 s steps (and the reads' own time)
+            await clock.advance(0.1, s)
+        for key, times in read_at.items():
+            gaps = [b - a for a, b in pairwise(times)][2:]  # after the first (jittered) period
+            assert gaps and min(gaps) >= 5.0 - 0.2, (key, gaps)  # 0.1 s steps, 45 ms reads
+        reads = sum(1 for times in read_at.values() for t in times if t > start)
+        assert reads <= 100 * ((clock.now() - start) / 5.0 + 1)
+
+    run(body, settings=Settings(jitter=0.1), run_blocking=slow)
