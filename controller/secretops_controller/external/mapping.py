@@ -39,6 +39,9 @@ from secretops_controller.external.scheduler import Snapshot
 
 HASH_ANNOTATION = "secretops.dev/data-hash"
 MANAGED_LABEL = "secretops.dev/managed"
+# creationPolicy Merge: the keys this ExternalSecret merged into the Secret (comma-separated),
+# so keys it no longer produces, or all of them under deletionPolicy Delete, can be removed
+MERGED_KEYS_ANNOTATION = "secretops.dev/merged-keys"
 DECODINGS = ("None", "Base64", "Base64URL", "Auto")
 _KEY_CHARS = re.compile(r"[^-._a-zA-Z0-9]")
 
@@ -245,16 +248,19 @@ def data_hash(data: Mapping[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def build(spec: Spec, snap: Snapshot) -> SecretData:
+def build(spec: Spec, snap: Snapshot, skip_missing: bool = False) -> SecretData:
     """The Secret for ``spec`` from a complete snapshot (:attr:`Snapshot.complete`).
 
     A ref that is missing (NotFound) raises :class:`MappingError` naming its field: what to do
-    then (keep or delete the Secret) is ``target.deletionPolicy``, the caller's decision.
+    then (keep or delete the Secret) is ``target.deletionPolicy``, the caller's decision. With
+    ``skip_missing`` (``deletionPolicy: Delete``) the keys of missing refs are left out instead.
     """
     data: dict[str, bytes] = {}
     for i, f in enumerate(spec.data_from):
         path = f"spec.dataFrom[{i}]"
         if isinstance(f, Extract):
+            if skip_missing and f.ref in snap.missing:
+                continue
             value = _value(snap, f.ref, f"{path}.extract.key")
             obj = _as_json(pick(value.value, f.property, f"{path}.extract.property")
                            if f.property else value.value, f"{path}.extract")
@@ -271,6 +277,8 @@ def build(spec: Spec, snap: Snapshot) -> SecretData:
                                                 f"{path}.find.decodingStrategy")
     for i, d in enumerate(spec.data):
         path = f"spec.data[{i}].remoteRef"
+        if skip_missing and d.ref in snap.missing:
+            continue
         rv = _value(snap, d.ref, f"{path}.key")
         data[d.secret_key] = decode(pick(rv.value, d.property, f"{path}.property"), d.decoding,
                                     f"{path}.decodingStrategy")

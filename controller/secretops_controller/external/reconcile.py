@@ -17,8 +17,9 @@ like the SealedSecret half):
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner: the Secret is written per ``creationPolicy`` (Owner, default: ownerReference with
   ``controller: true``; Merge: into an existing Secret; Orphan; None: nothing written) with the
-  content-hash annotation; ``deletionPolicy: Delete`` deletes it when a remote secret is
-  NotFound (Retain, default, keeps it); a provider error keeps the last good Secret and sets
+  content-hash annotation; ``deletionPolicy: Delete`` drops the keys of a remote secret that
+  is NotFound and deletes the Secret (Merge: takes the merged keys out) once all are (Retain,
+  default, keeps it); a provider error keeps the last good Secret and sets
   Ready=False with the reason until a read succeeds again.
 * **Drift**: Secrets labelled ``secretops.dev/managed`` are watched (a watch of its own with a
   server-side label selector: kopf's Secret watch is limited to the SealedSecret label); one that
@@ -558,25 +559,18 @@ class ExternalSecrets:
         deletion = target.get("deletionPolicy") or "Retain"
         ns, name = owner[0], o.target
         errors = {str(w): e for w, e in snap.errors.items()}
-        if snap.missing:
-            keys = ", ".join(sorted(str(r) for r in snap.missing))
-            if deletion == "Delete" and creation in ("Owner", "Orphan"):
-                async with self.ctx.lock(ns, name):
-                    current = await self.ctx.api.get(kube.secrets(ns, name))
-                    if current is not None and _ours(current, owner[1]):
-                        await self.ctx.api.delete(kube.secrets(ns, name))
-                        self.written.pop((ns, name), None)
-                        return Outcome(False, EsReason.DELETED, (
-                            f"Secret {ns}/{name} deleted: the remote secret {keys} does not "
-                            "exist (deletionPolicy Delete)"), wrote=True)
-                return Outcome(False, EsReason.DELETED, (
-                    f"Secret {ns}/{name} absent: the remote secret {keys} does not exist "
-                    "(deletionPolicy Delete)"))
+        parsed = mapping.parse_spec(spec)
+        missing = ", ".join(sorted(str(r) for r in snap.missing))
+        if snap.missing and deletion != "Delete":
             return Outcome(False, EsReason.SYNC_ERROR, (
-                f"the remote secret {keys} does not exist; the Secret {ns}/{name} is kept "
+                f"the remote secret {missing} does not exist; the Secret {ns}/{name} is kept "
                 f"(deletionPolicy {deletion})"))
+        if snap.missing and _all_gone(parsed, snap):
+            # deletionPolicy Delete, every remote secret gone (as ESO): the Secret is deleted,
+            # or, merged into someone else's Secret, the merged keys are taken out of it
+            return await self._remove(owner, ns, name, creation, missing)
         try:
-            data = mapping.build(mapping.parse_spec(spec), snap)
+            data = mapping.build(parsed, snap, skip_missing=deletion == "Delete")
         except mapping.MappingError as e:
             if errors:
                 return self._provider_outcome(errors, ns, name)
@@ -610,11 +604,34 @@ class ExternalSecrets:
         keys = ", ".join(sorted(data.data))
         if errors:
             return replace(self._provider_outcome(errors, ns, name, extra), changed=changed)
+        if snap.missing:
+            return Outcome(True, EsReason.SYNCED, (
+                f"Secret {ns}/{name} {verb} (keys: {keys}); without the keys of {missing}, "
+                "which does not exist (deletionPolicy Delete)"), extra, wrote=wrote,
+                changed=changed)
         if creation == "None":
             return Outcome(True, EsReason.SYNCED, f"values read (keys: {keys}); creationPolicy "
                                                   "None writes no Secret", extra)
         return Outcome(True, EsReason.SYNCED, f"Secret {ns}/{name} {verb} (keys: {keys})",
                        extra, wrote=wrote, changed=changed)
+
+    async def _remove(self, owner: Owner, ns: str, name: str, creation: str,
+                      missing: str) -> Outcome:
+        why = f"the remote secret {missing} does not exist (deletionPolicy Delete)"
+        if creation == "None":
+            return Outcome(False, EsReason.DELETED, f"nothing written: {why}")
+        async with self.ctx.lock(ns, name):
+            current = await self.ctx.api.get(kube.secrets(ns, name))
+            if current is None or not _ours(current, owner[1]):
+                return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} absent: {why}")
+            if creation != "Merge":
+                await self.ctx.api.delete(kube.secrets(ns, name))
+                self.written.pop((ns, name), None)
+                return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} deleted: {why}",
+                               wrote=True)
+            await self._write(ns, name, current, unmerged(current))
+            return Outcome(False, EsReason.DELETED, (
+                f"keys merged into Secret {ns}/{name} removed: {why}"), wrote=True)
 
     @staticmethod
     def _provider_outcome(errors: Mapping[str, ProviderError], ns: str, name: str,
@@ -814,7 +831,11 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     new_meta["annotations"] = {**(cmeta.get("annotations") or {}), **data.annotations,
                                OWNER_ANNOTATION: str(meta.get("name"))}
     if creation == "Merge":
-        values = {**((current or {}).get("data") or {}), **encoded}
+        before = _merged_keys(current)
+        values = {k: v for k, v in ((current or {}).get("data") or {}).items()
+                  if k not in before or k in encoded}  # keys it no longer produces go
+        values.update(encoded)
+        new_meta["annotations"][mapping.MERGED_KEYS_ANNOTATION] = ",".join(sorted(encoded))
         kind = (current or {}).get("type") or data.type
     else:
         values = encoded
@@ -830,6 +851,33 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     if immutable or (current or {}).get("immutable"):
         new["immutable"] = True
     return new
+
+
+def _merged_keys(secret: Mapping[str, Any] | None) -> set[str]:
+    notes = ((secret or {}).get("metadata") or {}).get("annotations") or {}
+    return {k for k in str(notes.get(mapping.MERGED_KEYS_ANNOTATION) or "").split(",") if k}
+
+
+def unmerged(current: Mapping[str, Any]) -> dict[str, Any]:
+    """``current`` without what a Merge put into it: the merged keys, our annotations and the
+    managed label (the Secret is someone else's again). Pure."""
+    new = copy.deepcopy(dict(current))
+    meta = new.setdefault("metadata", {})
+    meta.pop("managedFields", None)
+    gone = _merged_keys(current)
+    new["data"] = {k: v for k, v in (new.get("data") or {}).items() if k not in gone}
+    meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items()
+                           if k not in (OWNER_ANNOTATION, mapping.HASH_ANNOTATION,
+                                        mapping.MERGED_KEYS_ANNOTATION)}
+    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items()
+                      if k != mapping.MANAGED_LABEL}
+    return new
+
+
+def _all_gone(spec: mapping.Spec, snap: Any) -> bool:
+    """Every remote secret of ``spec`` is gone: each ref NotFound, each find empty."""
+    return all(w in snap.missing if isinstance(w, RemoteRef) else not snap.found.get(w)
+               for w in spec.wants())
 
 
 def _target(es: Mapping[str, Any]) -> str:

@@ -238,6 +238,54 @@ def test_deletion_policy_delete_when_the_remote_key_disappears(
     wait_for(lambda: has(k8s, ns, "del", {"v": b"back"}), timeout=5, what="Secret back")
 
 
+def test_deletion_policy_delete_drops_keys_and_unmerges_as_eso(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """ESO's semantics: a Secret loses the keys of remote secrets that are gone and is deleted
+    only once all are gone; merged into an existing Secret, only the merged keys are taken out
+    (and keys a Merge no longer produces go too)."""
+    one, two = f"{tenant.prefix}/one", f"{tenant.prefix}/two"
+    put(openbao, one, {"v": CANARY})
+    put(openbao, two, {"v": "second"})
+    token_store(k8s, openbao, tenant, ns)
+    both = [item("a", one, "v"), item("b", two, "v")]
+    create(k8s, external(ns, "owned", "vault", both, deletionPolicy="Delete"))
+    create(k8s, opaque(ns, "shared", mine="kept"))
+    create(k8s, external(ns, "merged", "vault", both, name="shared", creationPolicy="Merge",
+                         deletionPolicy="Delete"))
+    wait_for(lambda: has(k8s, ns, "owned", {"a": CANARY.encode(), "b": b"second"})
+             and has(k8s, ns, "shared", {"mine": b"kept", "a": CANARY.encode(),
+                                         "b": b"second"}), what="Secrets written")
+
+    openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(two, mount_point="secret")
+    wait_for(lambda: has(k8s, ns, "owned", {"a": CANARY.encode()})
+             and has(k8s, ns, "shared", {"mine": b"kept", "a": CANARY.encode()}), timeout=5,
+             what="the gone key dropped")
+    assert ready(k8s, ns, "externalsecrets", "owned").get("reason") == "SecretSynced"
+
+    openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(one, mount_point="secret")
+    wait_for(lambda: secret(k8s, ns, "owned") is None
+             and has(k8s, ns, "shared", {"mine": b"kept"}), timeout=5,
+             what="owned Secret deleted, merged keys removed")
+    shared = secret(k8s, ns, "shared") or {}
+    assert not any(k.startswith("secretops.dev/")
+                   for k in shared["metadata"].get("annotations") or {})
+    assert "secretops.dev/managed" not in (shared["metadata"].get("labels") or {})
+    wait_for(lambda: ready(k8s, ns, "externalsecrets", "merged").get("reason")
+             == "SecretDeleted", what="SecretDeleted for the Merge")
+
+    # back: merged again; then the spec no longer asks for b: the merged b goes, mine stays
+    put(openbao, one, {"v": "one-back"})
+    put(openbao, two, {"v": "two-back"})
+    wait_for(lambda: has(k8s, ns, "shared", {"mine": b"kept", "a": b"one-back",
+                                             "b": b"two-back"}), timeout=5, what="re-merged")
+    status, body, _ = k8s.request(
+        "PATCH", f"{API}/namespaces/{ns}/externalsecrets/merged",
+        {"spec": {"data": [item("a", one, "v")]}}, MERGE)
+    assert status == 200, body
+    wait_for(lambda: has(k8s, ns, "shared", {"mine": b"kept", "a": b"one-back"}),
+             what="a key the Merge no longer produces removed")
+
+
 def test_cluster_store_refused_outside_its_namespace_selector(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
     key = f"{tenant.prefix}/shared"
