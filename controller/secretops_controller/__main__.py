@@ -72,6 +72,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
                    help="the leader re-checks that every Synced SealedSecret has its Secret "
                         "this often, repairing what a dropped watch missed (300s; 0: never)")
+    p.add_argument("--store-refresh-interval", type=_duration, default=300.0,
+                   metavar="DURATION", help="validate each SecretStore / ClusterSecretStore "
+                   "again this often unless its spec.refreshInterval says otherwise (5m; 0: "
+                   "only when it changes)")
     p.add_argument("--service-account-token-file", default=SERVICE_ACCOUNT_TOKEN_FILE,
                    metavar="FILE", help="the controller's own service-account token, for Vault "
                    "Kubernetes auth of a ClusterSecretStore naming no service account "
@@ -112,6 +116,7 @@ def config_from(args: argparse.Namespace) -> Config:
         resync_period=args.resync_period,
         log_level=args.log_level,
         service_account_token_file=args.service_account_token_file,
+        store_refresh_interval=args.store_refresh_interval,
         leader_elect=args.leader_elect,
         lease_name=args.lease_name,
         lease_duration=args.lease_duration,

@@ -78,6 +78,9 @@ class Config:
     # The controller's own service-account token: Vault Kubernetes auth of a ClusterSecretStore
     # that names no service account (kubelet rotates the file in place; read at each login).
     service_account_token_file: str = SERVICE_ACCOUNT_TOKEN_FILE
+    # SecretStores / ClusterSecretStores are validated again this often, unless their
+    # spec.refreshInterval says otherwise (0: only on create/update/resume)
+    store_refresh_interval: float = 300.0
     # Leader election (a coordination.k8s.io/v1 Lease in ``namespace``; see leader.py).
     leader_elect: bool = True
     lease_name: str = DEFAULT_LEASE_NAME

@@ -183,6 +183,9 @@ class ExternalSecrets:
         self._rotation_wake = asyncio.Event()
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self.store_due: dict[tuple[str, str, str], float] = {}  # monotonic time
+        self.store_keys: dict[tuple[str, str, str], StoreKey | None] = {}
+        self._store_wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None  # set by start()
         self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
 
@@ -200,7 +203,12 @@ class ExternalSecrets:
         self.written.clear()
         self.rotations.clear()
         self._rotation_wake = asyncio.Event()
+        self.store_due.clear()
+        self.store_keys.clear()
+        self._store_wake = asyncio.Event()
         self._tasks = [asyncio.create_task(self._run(self._rotate_loop()), name="rotation"),
+                       asyncio.create_task(self._run(self._store_loop()),
+                                           name="store validation"),
                        asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
                        asyncio.create_task(self._run(self._watch_secrets()),
                                            name="external Secrets watch")]
@@ -267,11 +275,14 @@ class ExternalSecrets:
 
     async def validate(self, store: Mapping[str, Any]) -> tuple[bool | None, EsReason, str]:
         """The store's Ready condition: resolve and make one cheap provider call."""
+        sid = _store_id(store)
         try:
             resolved = await self._resolve(store, None)
         except stores.StoreError as e:
+            self.store_keys[sid] = None
             reason = EsReason(e.reason)
             return (None if reason is EsReason.VALIDATION_UNKNOWN else False), reason, e.message
+        self.store_keys[sid] = resolved.key
         provider = self._provider(resolved)
         try:
             await asyncio.to_thread(_probe, provider)
@@ -281,19 +292,85 @@ class ExternalSecrets:
             return False, EsReason.VALIDATION_FAILED, e.message
         return True, EsReason.VALID, f"{resolved.provider_name}: connection and credentials valid"
 
-    async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
-        ok, reason, message = await self.validate(body)
+    def _store_status(self, body: Mapping[str, Any], ok: bool | None, reason: EsReason,
+                      message: str) -> dict[str, Any] | None:
+        """The store's new status, or None when its Ready condition says the same already;
+        a changed condition is logged and posted as an Event."""
         status = body.get("status") or {}
         cond = condition(status, ok, reason, message)
-        patch.status["conditions"] = [
-            *(c for c in status.get("conditions") or [] if c.get("type") != READY), cond]
         gen = (body.get("metadata") or {}).get("generation")
-        if gen is not None:
-            patch.status["observedGeneration"] = gen
+        if _same(cond, status) and status.get("observedGeneration") == gen:
+            return None
         if not _same(cond, status):
             log.info("%s %s: %s: %s", body.get("kind"), _name(body), reason.value, message)
             event(body, reason, message)
+        new: dict[str, Any] = {"conditions": [
+            *(c for c in status.get("conditions") or [] if c.get("type") != READY), cond]}
+        if gen is not None:
+            new["observedGeneration"] = gen
+        return new
+
+    async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
+        ok, reason, message = await self.validate(body)
+        new = self._store_status(body, ok, reason, message)
+        if new is not None:
+            patch.status.update(new)
+        self._schedule_store(body)
         await self._reregister(_store_id(body))
+
+    # ---- periodic store validation (one timer for all stores) ----------------------------
+    def _schedule_store(self, body: Mapping[str, Any]) -> None:
+        """Validate ``body`` again after its ``spec.refreshInterval`` (default
+        ``--store-refresh-interval``; 0: never), as ESO requeues stores."""
+        sid = _store_id(body)
+        text = (body.get("spec") or {}).get("refreshInterval")
+        try:
+            interval = (parse_duration(str(text)) if text
+                        else self.ctx.config.store_refresh_interval)
+        except ValueError:
+            interval = self.ctx.config.store_refresh_interval
+        if interval <= 0:
+            self.store_due.pop(sid, None)
+        else:
+            self.store_due[sid] = time.monotonic() + interval
+        self._store_wake.set()
+
+    async def _store_loop(self) -> None:
+        while True:
+            now = time.monotonic()
+            for sid in [s for s, due in self.store_due.items() if due <= now]:
+                try:
+                    await self.revalidate(sid)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # one store must not stop the others' validation
+                    log.warning("%s %s: periodic validation failed: %s", sid[0],
+                                "/".join(p for p in sid[1:] if p), e)
+                    self.store_due[sid] = time.monotonic() + self.ctx.config.retry_max_delay
+            nxt = min(self.store_due.values(), default=None)
+            self._store_wake.clear()
+            timeout = None if nxt is None else max(0.05, nxt - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._store_wake.wait(), timeout)
+
+    async def revalidate(self, sid: tuple[str, str, str]) -> None:
+        """One periodic validation: the status written only if the condition changed; the
+        ExternalSecrets registered again only if the credentials did (a rotated token)."""
+        kind, ns, name = sid
+        body = await self.ctx.api.get(store_path(kind, ns, name))
+        if body is None:
+            self.store_due.pop(sid, None)
+            self.store_keys.pop(sid, None)
+            return
+        before = self.store_keys.get(sid)
+        ok, reason, message = await self.validate(body)
+        new = self._store_status(body, ok, reason, message)
+        if new is not None:
+            await self.ctx.api.merge_patch(store_path(kind, ns, name) + "/status",
+                                           {"status": new})
+        self._schedule_store(body)
+        if self.store_keys.get(sid) != before:
+            await self._reregister(sid)
 
     async def _reregister(self, store: tuple[str, str, str]) -> None:
         """ExternalSecrets that use ``store``: registered again (credentials may differ)."""
@@ -769,10 +846,9 @@ class _Relist(Exception):
 
 def _probe(provider: Provider) -> None:
     """One cheap call that proves connection and credentials (NotFound is fine)."""
-    ensure = getattr(provider, "_ensure_token", None)
-    if ensure is not None:  # Vault: lookup-self (token) or the login (AppRole), reused later
-        with provider._lock:  # type: ignore[attr-defined]
-            ensure()
+    check = getattr(provider, "check", None)
+    if check is not None:  # Vault: the login (its token is reused later), else lookup-self
+        check()
         return
     result = provider.versions([PROBE]).get(PROBE)
     if isinstance(result, ProviderError) and result.kind != ErrorKind.NOT_FOUND:

@@ -337,6 +337,38 @@ def test_provider_outage_keeps_the_last_good_secret_and_recovers(
     assert [e for e in events(k8s, ns, "flaky") if e["reason"] == "ProviderUnavailable"]
 
 
+def test_stores_are_validated_again_periodically(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """spec.refreshInterval of a store: a revoked token turns the store not Ready without any
+    change to it; a new token in the Secret makes it Valid again, and its ExternalSecret syncs
+    with the new credentials."""
+    key = f"{tenant.prefix}/revalidated"
+    put(openbao, key, {"v": CANARY})
+    token = token_for(openbao, tenant)
+    create(k8s, opaque(ns, "rev-token", token=token))
+    store = vault_store(ns, "rev", openbao.url, {"tokenSecretRef": {"name": "rev-token",
+                                                                    "key": "token"}})
+    store["spec"]["refreshInterval"] = "1s"
+    create(k8s, store)
+    wait_for(lambda: ready(k8s, ns, "secretstores", "rev").get("reason") == "Valid",
+             what="store Valid")
+    create(k8s, external(ns, "rev", "rev", [item("v", key, "v")], interval="1h"))
+    wait_for(lambda: has(k8s, ns, "rev", {"v": CANARY.encode()}), what="synced")
+    openbao.client().auth.token.revoke(token)
+    cond = wait_for(lambda: (c := ready(k8s, ns, "secretstores", "rev")).get(
+        "status") == "False" and c, timeout=10, what="store not Ready after revocation")
+    assert cond["reason"] == "InvalidProviderConfig" and "permission denied" in cond["message"]
+    assert [e for e in events(k8s, ns, "rev") if e["reason"] == "InvalidProviderConfig"]
+    put(openbao, key, {"v": "with-the-new-token"})
+    new = base64.b64encode(token_for(openbao, tenant).encode()).decode()
+    k8s.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/rev-token",
+                {"data": {"token": new}}, MERGE)
+    wait_for(lambda: ready(k8s, ns, "secretstores", "rev").get("reason") == "Valid",
+             timeout=10, what="store Valid with the new token")
+    wait_for(lambda: has(k8s, ns, "rev", {"v": b"with-the-new-token"}), timeout=10,
+             what="the ExternalSecret read with the new credentials")
+
+
 def test_invalid_credentials_and_missing_store(
         k8s: K8s, ns: str, openbao: OpenBao) -> None:
     create(k8s, opaque(ns, "bad-token", token="not-a-token"))

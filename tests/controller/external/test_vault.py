@@ -57,6 +57,34 @@ def test_token_auth_reads_values_versions_and_not_found(
     p.close()
 
 
+def test_check_is_one_request_and_sees_a_revoked_token(
+        openbao: OpenBao, bao_proxy: CountingProxy, tenant: Tenant,
+        approle: tuple[str, AppRoleAuth]) -> None:
+    token = openbao.client().auth.token.create(policies=[tenant.policy], ttl="1h")["auth"][
+        "client_token"]
+    p = VaultProvider(VaultConfig(bao_proxy.url), TokenAuth(token))
+    p.check()
+    p.check()
+    assert bao_proxy.count(path_part="/v1/auth/token/lookup-self") == 2
+    openbao.client().auth.token.revoke(token)
+    with pytest.raises(ProviderError) as e:
+        p.check()
+    assert e.value.kind == ErrorKind.DENIED
+    # AppRole: the first check is the login; a revoked token logs in again
+    mount, auth = approle
+    bao_proxy.reset()
+    a = VaultProvider(VaultConfig(bao_proxy.url), auth)
+    a.check()
+    assert bao_proxy.count(path_part=f"/v1/auth/{mount}/login") == 1
+    assert bao_proxy.count(path_part="lookup-self") == 0
+    assert a._client is not None
+    openbao.client().auth.token.revoke(a._client.token)
+    a.check()
+    assert a.logins == 2
+    p.close()
+    a.close()
+
+
 def test_approle_logs_in_once_renews_before_expiry_and_relogs_only_when_needed(
         openbao: OpenBao, bao_proxy: CountingProxy, tenant: Tenant,
         approle: tuple[str, AppRoleAuth]) -> None:

@@ -254,6 +254,16 @@ class VaultProvider:
                 raise _error(e, op, key) from None
         raise AssertionError("unreachable")
 
+    def check(self) -> None:
+        """One request that proves connection and credentials: the login when there is no
+        token yet (AppRole, Kubernetes; ``lookup-self`` for a given token), else ``lookup-self``
+        with the token held (a revoked one: a new login where the method can, else Denied)."""
+        with self._lock:
+            logins = self.logins
+            self._ensure_token()
+            if self.logins == logins:
+                self._request("lookup-self", "", lambda c: c.auth.token.lookup_self())
+
     # ---- the Provider protocol -----------------------------------------------------------
     def _read(self, ref: RemoteRef) -> RemoteValue:
         mount = self.config.mount
