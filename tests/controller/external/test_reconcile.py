@@ -218,6 +218,45 @@ def test_approle_store_and_creation_policies(
     assert secret(k8s, ns, "none") is None
 
 
+def test_data_from_extract_find_and_a_template_end_to_end(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """dataFrom.extract explodes a JSON secret, dataFrom.find collects secrets under a path
+    whose keys match (the regexp sees the whole key, as in ESO), data[] adds its keys, and an
+    ESO-style template (converted Go forms) makes the Secret's data, type and labels; a new
+    secret under the path appears at the next refresh."""
+    p = tenant.prefix
+    put(openbao, f"{p}/db", {"user": "app", "password": CANARY, "port": 5432})
+    put(openbao, f"{p}/certs/api-cert", {"v": "C1"})
+    put(openbao, f"{p}/certs/api-key", {"v": "K1"})
+    put(openbao, f"{p}/certs/other", {"v": "no"})
+    token_store(k8s, openbao, tenant, ns)
+    es = external(ns, "from", "vault", [item("user", f"{p}/db", "user")], template={
+        "type": "kubernetes.io/basic-auth",
+        "metadata": {"labels": {"app": "web"}},
+        "mergePolicy": "Merge",
+        "data": {"username": "{{ .user }}", "dsn": "postgres://{{ .user }}:{{ .password }}"
+                                                   "@db:{{ .port }}/app"}})
+    es["spec"]["dataFrom"] = [{"extract": {"key": f"{p}/db"}},
+                              {"find": {"path": f"{p}/certs", "name": {"regexp": "/api-[^/]*$"}}}]
+    create(k8s, es)
+    found_a = f"{p}/certs/api-cert".replace("/", "_")
+    found_b = f"{p}/certs/api-key".replace("/", "_")
+
+    def expected(extra: dict[str, bytes]) -> dict[str, bytes]:
+        return {"user": b"app", "password": CANARY.encode(), "port": b"5432",
+                "username": b"app", "dsn": f"postgres://app:{CANARY}@db:5432/app".encode(),
+                found_a: b'{"v":"C1"}', found_b: b'{"v":"K1"}', **extra}
+
+    wait_for(lambda: has(k8s, ns, "from", expected({})), what="dataFrom + template")
+    s = secret(k8s, ns, "from") or {}
+    assert s["type"] == "kubernetes.io/basic-auth"
+    assert s["metadata"]["labels"]["app"] == "web"
+    put(openbao, f"{p}/certs/api-new", {"v": "N1"})
+    wait_for(lambda: has(k8s, ns, "from", expected({
+        f"{p}/certs/api-new".replace("/", "_"): b'{"v":"N1"}'})), timeout=5,
+        what="a new secret found at the next refresh")
+
+
 def test_deletion_policy_delete_when_the_remote_key_disappears(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
     key = f"{tenant.prefix}/gone"
