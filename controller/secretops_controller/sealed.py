@@ -169,6 +169,18 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
     keys = ", ".join(sorted(desired.get("data") or {}))
     path = kube.secrets(ns, name)
     async with ctx.lock(ns, name):
+        if _never_synced(sealed):
+            # a new SealedSecret's Secret rarely exists: create it without reading first (a
+            # create never overwrites; an existing Secret answers 409 and is read below)
+            try:
+                written = await ctx.api.create(kube.secrets(ns), dict(desired))
+            except kube.ApiError as e:
+                if e.status != 409:
+                    raise
+            else:
+                ctx.fingerprints[(ns, name)] = fingerprint(written)
+                return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} created "
+                               f"(keys: {keys})", wrote=True)
         current = await ctx.api.get(path)
         new = desired_secret(current, desired, sealed)
         if new is None:
@@ -198,6 +210,12 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
         ctx.fingerprints[(ns, name)] = fingerprint(written)
         return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} {verb} (keys: {keys})",
                        wrote=True)
+
+
+def _never_synced(sealed: Mapping[str, Any]) -> bool:
+    """No Synced condition yet: the controller has not handled this SealedSecret before."""
+    conditions = (sealed.get("status") or {}).get("conditions") or []
+    return not any(isinstance(c, dict) and c.get("type") == SYNCED for c in conditions)
 
 
 def status_of(sealed: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
@@ -310,8 +328,14 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         await on_sealed(ctx, copy.deepcopy(dict(body)), patch, retry)
 
     @kopf.on.event("v1", "secrets", labels={SEALED_LABEL: kopf.PRESENT}, registry=registry)
-    async def owned_secret(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        await on_secret(ctx, event.get("type"), copy.deepcopy(dict(body)))
+    async def owned_secret(event: kopf.RawEvent, **_: Any) -> None:
+        raw = event.get("object") or {}
+        meta = raw.get("metadata") or {}
+        kind = event.get("type")
+        if kind not in (None, "DELETED") and ctx.fingerprints.get(
+                (meta.get("namespace"), meta.get("name"))) == fingerprint(raw):
+            return  # the echo of our own write: nothing to copy or check
+        await on_secret(ctx, kind, copy.deepcopy(dict(raw)))
 
 
 __all__ = ["SEALED_LABEL", "Outcome", "reconcile", "register", "status_of"]
