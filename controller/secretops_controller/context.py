@@ -21,6 +21,10 @@ class Context:
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
     fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (namespace, name) -> (uid, generation, labels/annotations digest) of the SealedSecret as
+    # last handled while leading: a watch event that still matches (the echo of our status
+    # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
+    handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:

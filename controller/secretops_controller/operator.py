@@ -15,8 +15,9 @@ Leadership gates the handlers by **running kopf only while leading** (:func:`ser
   Secret, no status, no kopf annotation, no Event) and re-reads the ring every
   ``--key-refresh-interval``;
 * when leadership is lost, kopf is cancelled at once (before anyone else may take over, since
-  ``--renew-deadline`` < ``--lease-duration``); when it comes back, kopf starts again and its
-  resume handlers catch up with everything that changed meanwhile;
+  ``--renew-deadline`` < ``--lease-duration``); when it comes back, kopf starts again and
+  looks at every object once (resume handlers; for SealedSecrets, the first event of each),
+  catching up with everything that changed meanwhile;
 * the leader also re-checks every ``--resync-period`` that each Synced SealedSecret still has
   its Secret (:func:`resync_once`): a deletion while a watch was down is not a watch event
   (kopf re-lists on reconnect);
@@ -99,6 +100,7 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
                 own_signals: Callable[[], None]) -> None:
     """One run of the kopf operator (watches and handlers), until cancelled or stopped."""
     existing = asyncio.all_tasks()  # ours (HTTP, Lease): kopf must not stop them when it ends
+    ctx.handled.clear()  # leading (again): every SealedSecret is looked at once, as on resume
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)

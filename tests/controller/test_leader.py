@@ -109,6 +109,14 @@ def test_one_leader_unseals_once_and_sigterm_hands_over(
     assert mb["secretops_leader"] == 0 and mb.get("secretops_unseals_total", 0) == 0
     assert metrics(a)["secretops_leader"] == 1
 
+    first_path = f"/apis/secretops.dev/v1alpha1/namespaces/{APP}/sealedsecrets/first"
+    wait_for(lambda: (k8s.request("GET", first_path)[1].get("status") or {}).get(
+        "observedGeneration") == 1, what="first's status written")
+    first = k8s.request("GET", first_path)[1]
+    # handled by an event handler: kopf leaves no progress or diffbase annotation behind
+    assert not any(k.startswith("secretops.dev/")
+                   for k in first["metadata"].get("annotations") or {}), first["metadata"]
+
     stopped = time.monotonic()
     a.stop()  # SIGTERM: handlers stop, then the Lease is released
     took = _takeover(k8s, b, "replica-b", timeout=LEASE_DURATION)
@@ -122,7 +130,13 @@ def test_one_leader_unseals_once_and_sigterm_hands_over(
     _unsealed_by(k8s, cert, "after-sigterm")
     wait_for(lambda: "Secret leader/after-sigterm created" in b.logs(),
              what="the leader's log line")  # written just after the Secret
-    assert len(events(k8s, APP, "first", "Unsealed")) == 1  # the new leader's resume: no rewrite
+    # the new leader looked at "first" once (as a resume) and found it up to date: no write
+    # to the Secret, no Event, not even a status write
+    wait_for(lambda: metrics(b).get("secretops_unseals_total", 0) >= 2,
+             what="the new leader checked first")
+    assert len(events(k8s, APP, "first", "Unsealed")) == 1
+    assert k8s.request("GET", first_path)[1]["metadata"]["resourceVersion"] == \
+        first["metadata"]["resourceVersion"]
 
 
 def test_sigkill_takeover_after_the_lease_expires(
