@@ -42,17 +42,23 @@ def stdout_to(path: str) -> Iterator[None]:
 
 
 def run_cli(args: list[str], out: str) -> None:
-    """``secretops ARGS`` through the console script's entry point, ``secretops.cli:main``."""
-    from secretops.cli import main as cli_main
+    """``secretops ARGS`` as the console script runs it: the fast path for plain encrypt /
+    decrypt (without the entry point's ``os._exit``, which would end this process), else the
+    click application."""
+    from secretops.cli import _fast
 
     saved = sys.argv
     sys.argv = ["secretops", *args]
     try:
         with stdout_to(out):
-            cli_main()
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise RuntimeError(f"secretops {args[0]} exited {e.code}") from None
+            code = _fast.run(args)
+            if code is None:
+                from secretops.cli.app import cli
+
+                cli(args=args, prog_name="secretops", standalone_mode=False)
+                code = 0
+        if code:
+            raise RuntimeError(f"secretops {args[0]} exited {code}")
     finally:
         sys.argv = saved
 

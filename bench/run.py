@@ -30,7 +30,13 @@ from bench.procs import (
     sops_tool,
 )
 from bench.report import Row, render_table
-from bench.startup import import_budget, render_imports, render_startup, startup_walls
+from bench.startup import (
+    FLOOR_LABEL,
+    import_budget,
+    render_imports,
+    render_startup,
+    startup_walls,
+)
 
 DEFAULT_SIZES = "10,1000,10000,100000,helm1000,helm5000"
 QUICK_SIZES = "10,1000"
@@ -260,6 +266,12 @@ def _run(args: argparse.Namespace, specs: list[InputSpec], ops: list[str], work:
             print()
             print("Startup (paired, rotated order)")
             print(render_startup(walls))
+            floor = next(w for w in walls if w.label == FLOOR_LABEL).median
+            small_rows = [r for r in rows if r.spec.name == small.name and r.sops.runs]
+            for r in small_rows:
+                print(f"import floor / sops {r.op} of {small.name}: {floor / r.sops.median:.2f} "
+                      f"(secretops {r.ratio:.2f}): the interpreter and the imports any Python "
+                      "tool of this kind needs, doing nothing, against the whole sops run")
             startup = {"imports": budget.to_json(), "commands": [w.to_json() for w in walls]}
 
     wrong = [c for c in b.checks if not c["ok"]]

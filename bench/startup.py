@@ -112,12 +112,23 @@ class StartupRow:
                 "wall_s": w, "peak_mib": max(r.maxrss_mib for r in self.runs)}
 
 
+PYTHON_LABEL = "python -c pass"
+FLOOR_LABEL = "python: import floor"
+# What any Python encrypt/decrypt of a YAML file with age must import, doing nothing else: the
+# interpreter, PyYAML with its C parser, cryptography's AES-GCM (which imports typing) and
+# pyrage. Compared with sops's decrypt of the 10-value file, it bounds the small-file ratio.
+FLOOR_CODE = ("import yaml, pyrage; "
+              "from cryptography.hazmat.primitives.ciphers.aead import AESGCM")
+
+
 def startup_walls(spawner: Spawner, ours: Tool, sops: Tool, env: dict[str, str],
                   rounds: int) -> list[StartupRow]:
     """``secretops --version``, ``secretops --help`` and ``sops --version``, rotated each round."""
     cmds = [("secretops --version", [ours.argv0, "--version"]),
             ("secretops --help", [ours.argv0, "--help"]),
-            ("sops --version", [sops.argv0, "--version"])]
+            ("sops --version", [sops.argv0, "--version"]),
+            (PYTHON_LABEL, [sys.executable, "-c", "pass"]),
+            (FLOOR_LABEL, [sys.executable, "-c", FLOOR_CODE])]
     rows = {label: StartupRow(label) for label, _ in cmds}
     for _, argv in cmds:  # warm-up
         spawner.run(argv, env)

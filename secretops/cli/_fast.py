@@ -92,6 +92,13 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
 
 def run(argv: list[str]) -> int | None:
     """Run a recognised invocation and return its exit code; ``None`` if not recognised."""
+    if argv in (["--version"], ["-v"]):  # the same line as click's version option prints
+        import sys
+
+        from secretops import __version__
+
+        sys.stdout.write(f"secretops {__version__} (sops format 3.11)\n")
+        return 0
     if len(argv) == 3 and argv[:2] == ["git", "textconv"] and not argv[2].startswith("-"):
         from secretops.cli._actions import run_textconv  # git runs it per file per revision
 
