@@ -81,3 +81,16 @@ def test_decrypts_like_sops(name: str, path: Path) -> None:
         assert data_of(out, "yaml") == data_of(expected.read_bytes(), "yaml")
     else:
         assert out == expected.read_bytes()
+
+
+YAML11 = [c for c in CASES if c[0].startswith(("yaml-types/bool-", "yaml-types/sexagesimal"))]
+
+
+@pytest.mark.parametrize(("name", "path"), YAML11, ids=[c[0] for c in YAML11])
+def test_yaml11_lookalikes_are_quoted_byte_for_byte_as_sops_does(name: str, path: Path) -> None:
+    """sops writes every value plain, so a plain ENC[...] says nothing about the original's
+    quoting: strings that a YAML 1.1 reader (kubectl, Helm) would read as a bool or a number
+    (yes, on, n, 1:20) come out double-quoted, exactly as sops decrypts them."""
+    env = {"SOPS_AGE_KEY_FILE": str(KEYFILE), "HOME": str(path.parent)}
+    out = api.decrypt(path.read_bytes(), format="yaml", env=env)
+    assert out == path.with_name(path.name.replace(".sops.", ".sops-decrypted.")).read_bytes()

@@ -134,7 +134,9 @@ def _anchor_end(text: str, start: int) -> int:
 
 
 # First characters with which a plain scalar can resolve to something other than a string.
-_MAY_RESOLVE = frozenset("tTfFnN~.+-0123456789<")
+# first characters of plain words that may not stay plain: YAML 1.2 bools / nulls / numbers,
+# and the YAML 1.1 bools (yes, on, off, y, n) that are quoted as sops quotes them
+_MAY_RESOLVE = frozenset("tTfFnN~.+-0123456789<yYoO")
 
 
 def _resolve(ev: Any) -> Any:
@@ -584,7 +586,7 @@ def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, st
     if flow and style == "'":
         # plain and single-quoted both encrypt to 'ENC[...]' in flow: plain when it is valid
         # (the usual case), else the single quotes the span had
-        out = render_str_inline(value, flow, None, yaml11_safe=False)
+        out = render_str_inline(value, flow, None)
         return out if not out.startswith(('"', "'")) else render_str_inline(value, flow, "'")
     if style in ("|", ">") or (not flow and "\n" in value and style == ""):
         indent = _block_indent(text, start, end, col, step)
@@ -603,7 +605,10 @@ def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, st
         return render_str_inline(value, flow, '"')
     if style in ("'", '"'):
         return render_str_inline(value, flow, style)
-    return render_str_inline(value, flow, None, yaml11_safe=False)
+    # A plain ENC[...] says nothing about the original's quoting (sops writes every value
+    # plain): strings a YAML 1.1 reader (kubectl, Helm) would take for a bool or a number —
+    # yes, on, y, 1:20 — are double-quoted, byte for byte as sops decrypts them.
+    return render_str_inline(value, flow, None)
 
 
 def _block_indent(text: str, start: int, end: int, col: int, step: int) -> str:
