@@ -98,6 +98,9 @@ class Config:
         if self.max_retries < 0 or self.retry_base_delay <= 0:
             raise ValueError("--max-retries must be >= 0 and --retry-base-delay > 0")
 
-    def retry_delay(self, retry: int) -> float:
-        """The delay before retry number ``retry`` (0-based) of a failed reconcile."""
-        return float(min(self.retry_base_delay * 2.0**retry, self.retry_max_delay))
+    def retry_delay(self, retry: int, error: object = None) -> float:
+        """The delay before retry number ``retry`` (0-based) of a failed reconcile; at least
+        the server's ``Retry-After`` when ``error`` (an API error) carries one."""
+        delay = float(min(self.retry_base_delay * 2.0**retry, self.retry_max_delay))
+        after = getattr(error, "retry_after", None)
+        return max(delay, float(after)) if after else delay

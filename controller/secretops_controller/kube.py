@@ -28,15 +28,25 @@ SEALED_GROUP_VERSION = "secretops.dev/v1alpha1"
 class ApiError(Exception):
     """A failed API request: ``status`` (0 for a connection failure), ``reason`` and message."""
 
-    def __init__(self, status: int, reason: str, message: str, method: str, path: str) -> None:
+    def __init__(self, status: int, reason: str, message: str, method: str, path: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(f"{method} {path}: {status} {reason}: {message}")
         self.status = status
         self.reason = reason
         self.message = message
+        self.retry_after = retry_after  # the server's Retry-After (429, 503), in seconds
 
     @property
     def transient(self) -> bool:
         return self.status in (0, 409, 429) or self.status >= 500
+
+
+def _seconds(header: str | None) -> float | None:
+    """A Retry-After in seconds (the API server sends delta-seconds), capped at 5 minutes."""
+    try:
+        return min(max(float(header), 0.0), 300.0) if header else None
+    except ValueError:
+        return None
 
 
 def login(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
@@ -98,7 +108,8 @@ class Kube:
                       params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The decoded JSON answer; :class:`ApiError` for any status >= 400."""
         for attempt in range(2):
-            status, answer = await self._send(method, path, body, content_type, params)
+            status, answer, retry_after = await self._send(method, path, body, content_type,
+                                                           params)
             if status == 401 and attempt == 0:
                 await self.close()
                 await self.start()  # re-read rotated credentials once
@@ -107,11 +118,12 @@ class Kube:
         if status >= 400:
             reason = str(answer.get("reason") or "Error")
             message = str(answer.get("message") or "")
-            raise ApiError(status, reason, message, method, path)
+            raise ApiError(status, reason, message, method, path, retry_after)
         return answer
 
     async def _send(self, method: str, path: str, body: Any, content_type: str,
-                    params: Mapping[str, str] | None) -> tuple[int, dict[str, Any]]:
+                    params: Mapping[str, str] | None
+                    ) -> tuple[int, dict[str, Any], float | None]:
         if self._session is None or self._info is None:
             await self.start()
         assert self._session is not None and self._info is not None
@@ -127,13 +139,14 @@ class Kube:
             async with self._session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
+                retry_after = _seconds(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as e:
             raise ApiError(0, "Unreachable", type(e).__name__, method, path) from None
         try:
             answer = json.loads(raw) if raw else {}
         except ValueError:
             answer = {"message": raw[:200].decode("utf-8", "replace")}
-        return status, answer if isinstance(answer, dict) else {}
+        return status, answer if isinstance(answer, dict) else {}, retry_after
 
     # ---- the calls the controller makes ----------------------------------------------------
     async def get(self, path: str) -> dict[str, Any] | None:

@@ -85,7 +85,8 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
         try:
             await ctx.ring.ensure()
         except kube.ApiError as e:
-            raise kopf.TemporaryError(f"key ring: {e}", delay=config.retry_delay(retry)) from None
+            raise kopf.TemporaryError(f"key ring: {e}",
+                                      delay=config.retry_delay(retry, e)) from None
         ctx.health.set("keyring", True)
         newest = ctx.ring.newest
         log.info("key ring: %d keys, newest %s", len(ctx.ring.keys),

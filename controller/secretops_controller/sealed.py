@@ -294,7 +294,7 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
                 outcome = Outcome(False, Reason.UPDATE_FAILED, str(e))
             else:
                 log.warning("SealedSecret %s/%s: Secret write failed, retrying: %s", ns, name, e)
-                await asyncio.sleep(ctx.config.retry_delay(attempt))
+                await asyncio.sleep(ctx.config.retry_delay(attempt, e))
                 continue
         finally:
             ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
@@ -333,7 +333,7 @@ async def _patch_status(ctx: Context, sealed: Mapping[str, Any],
             if not e.transient or attempt == ctx.config.max_retries:
                 log.error("SealedSecret %s/%s: status not written: %s", ns, name, e)
                 return
-            await asyncio.sleep(ctx.config.retry_delay(attempt))
+            await asyncio.sleep(ctx.config.retry_delay(attempt, e))
 
 
 async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -364,7 +364,7 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
             if not e.transient or attempt == ctx.config.max_retries:
                 log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
                 return
-            await asyncio.sleep(ctx.config.retry_delay(attempt))
+            await asyncio.sleep(ctx.config.retry_delay(attempt, e))
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:

@@ -573,7 +573,7 @@ class ExternalSecrets:
                 if not e.transient or attempt == cfg.max_retries:
                     log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
                     return
-                await asyncio.sleep(cfg.retry_delay(attempt))
+                await asyncio.sleep(cfg.retry_delay(attempt, e))
             except Exception:  # one bad sync must not end the loop of others
                 log.exception("ExternalSecret %s/%s: sync failed", *owner)
                 return
@@ -990,7 +990,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
         except kube.ApiError as e:
             if e.transient and retry < ctx.config.max_retries:
                 raise kopf.TemporaryError(f"store: {e}",
-                                          delay=ctx.config.retry_delay(retry)) from None
+                                          delay=ctx.config.retry_delay(retry, e)) from None
             raise kopf.PermanentError(str(e)) from None
 
     for plural in ("secretstores", "clustersecretstores"):
@@ -1009,7 +1009,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
         except kube.ApiError as e:
             if e.transient and retry < ctx.config.max_retries:
                 raise kopf.TemporaryError(f"ExternalSecret: {e}",
-                                          delay=ctx.config.retry_delay(retry)) from None
+                                          delay=ctx.config.retry_delay(retry, e)) from None
             raise kopf.PermanentError(str(e)) from None
 
     @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry)

@@ -1,0 +1,41 @@
+"""The handlers' API client against the Kubernetes API emulator: errors carry the server's
+``Retry-After``, and every retry waits at least that long (not only kopf's own requests)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from secretops_controller import kube
+from secretops_controller.config import Config
+
+from tests.fixtures.k8s import K8s
+
+
+def test_retry_after_reaches_the_error_and_the_retry_delay(k8s: K8s) -> None:
+    name = f"ra-{uuid.uuid4().hex[:8]}"
+    k8s.fail_next(1, 429, match={"resource": "configmaps", "name": name}, retry_after=7)
+    k8s.fail_next(1, 500, match={"resource": "configmaps", "name": name})
+
+    async def main() -> tuple[kube.ApiError, kube.ApiError, dict[str, object] | None]:
+        api = kube.Kube(lambda: kube.login(str(k8s.kubeconfig)))
+        try:
+            errors = []
+            for _ in range(2):
+                try:
+                    await api.get(kube.configmaps("default", name))
+                except kube.ApiError as e:
+                    errors.append(e)
+            return errors[0], errors[1], await api.get(kube.configmaps("default", name))
+        finally:
+            await api.close()
+
+    throttled, unavailable, after = asyncio.run(main())
+    assert (throttled.status, throttled.retry_after, throttled.transient) == (429, 7.0, True)
+    assert (unavailable.status, unavailable.retry_after) == (500, None)
+    assert after is None  # the faults are used up: a plain 404
+    config = Config(retry_base_delay=1.0, retry_max_delay=60.0)
+    assert config.retry_delay(0, throttled) == 7.0  # the server asked for more than 1 s
+    assert config.retry_delay(4, throttled) == 16.0  # the backoff had grown past it
+    assert config.retry_delay(0, unavailable) == 1.0
+    assert kube._seconds("86400") == 300.0 and kube._seconds("soon") is None
