@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -128,9 +128,10 @@ def _relative(file_path: str, directory: Path) -> str:
     return file_path
 
 
-def find_config(start: str | None, env: Mapping[str, str], explicit: str | None = None
-                ) -> Path | None:
-    """The config file to use, or None."""
+def find_config(start: str | None, env: Mapping[str, str], explicit: str | None = None,
+                exists: Callable[[Path], bool] = Path.is_file) -> Path | None:
+    """The config file to use, or None. ``exists`` says whether a candidate is there (the
+    pre-commit check asks the git index instead of the disk)."""
     given = explicit or env.get("SOPS_CONFIG")
     if given:
         p = Path(given)
@@ -147,7 +148,7 @@ def find_config(start: str | None, env: Mapping[str, str], explicit: str | None 
         for _ in range(100):
             for name in CONFIG_NAMES:
                 p = d / name
-                if p.is_file():
+                if exists(p):
                     return p
             if d.parent == d:
                 break
@@ -155,11 +156,13 @@ def find_config(start: str | None, env: Mapping[str, str], explicit: str | None 
     return None
 
 
-def load_config(path: Path) -> Config:
+def load_config(path: Path, text: bytes | None = None) -> Config:
+    """The config at ``path`` (its content ``text`` when given, e.g. from the git index)."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text("utf-8")) or {}
+        raw = path.read_bytes() if text is None else text
+        data = yaml.safe_load(raw.decode("utf-8")) or {}
     except OSError as e:
         raise ConfigError(f"cannot read the config: {e.strerror}", file=str(path)) from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:

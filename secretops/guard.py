@@ -259,16 +259,26 @@ def _check_manifest(name: str, node: Any, where: list[str | int]) -> list[Findin
 class Policy:
     """Tells, for a path, what the ``.sops.yaml`` that applies to it says (cached per config)."""
 
-    def __init__(self, env: Mapping[str, str], explicit_config: str | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], explicit_config: str | None = None,
+                 staged_configs: Mapping[Path, bytes] | None = None) -> None:
+        """``staged_configs``: the ``.sops.yaml`` files of the git index (absolute path →
+        content): the one that applies to a path is taken from there when the index has one,
+        as the commit will; else from the disk (a config that was never added)."""
         self.env = env
         self.explicit_config = explicit_config
+        self.staged_configs = staged_configs
         self._configs: dict[Path, tuple[Config, list[tuple[str, re.Pattern[str]]]]] = {}
 
     def verdict(self, path: str, data: bytes) -> Verdict:
         """The verdict for the file at ``path`` (need not exist) with content ``data``."""
         fmt = format_for_path(path)
         allowed_by = f"the '{ALLOW_MARKER}' marker" if has_allow_marker(data, fmt) else ""
-        cfg_path = find_config(path, self.env, self.explicit_config)
+        staged = self.staged_configs
+        cfg_path = None
+        if staged and not (self.explicit_config or self.env.get("SOPS_CONFIG")):
+            cfg_path = find_config(path, self.env, exists=lambda p: p in staged)
+        if cfg_path is None:  # no .sops.yaml in the index for it (or none asked for): the disk
+            cfg_path = find_config(path, self.env, self.explicit_config)
         if cfg_path is None:
             return Verdict(allowed_by=allowed_by)
         cfg, globs = self._load(cfg_path)
@@ -283,7 +293,7 @@ class Policy:
 
     def _load(self, cfg_path: Path) -> tuple[Config, list[tuple[str, re.Pattern[str]]]]:
         if cfg_path not in self._configs:
-            cfg = load_config(cfg_path)
+            cfg = load_config(cfg_path, (self.staged_configs or {}).get(cfg_path))
             self._configs[cfg_path] = (cfg, _allow_globs(cfg))
         return self._configs[cfg_path]
 

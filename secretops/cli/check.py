@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NamedTuple
 
 import click
@@ -45,11 +46,12 @@ def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> No
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.guard import Policy, check_data, is_skipped
 
-    policy = Policy(os.environ, config_path)
     checked = allowed = 0
     bad_files: set[str] = set()
     total = 0
     try:
+        # --staged: the .sops.yaml files of the index decide, as they will in the commit
+        policy = Policy(os.environ, config_path, _staged_configs() if staged else None)
         files = _staged(paths) if staged else _working_tree(paths or (".",))
         for file in files:
             if is_skipped(file.where):
@@ -158,6 +160,26 @@ def _staged(paths: tuple[str, ...]) -> Iterator[_File]:
     blobs = _read_blobs([blob for _, blob in selected])
     for where, blob in selected:
         yield _File(os.path.relpath(where), where, blobs[blob])
+
+
+def _staged_configs() -> dict[Path, bytes]:
+    """Every ``.sops.yaml`` / ``.sops.yml`` in the index: absolute path → staged content."""
+    import os
+
+    from secretops.config import CONFIG_NAMES
+
+    top = os.fsdecode(_git("rev-parse", "--show-toplevel").rstrip(b"\n"))
+    raw = _git("ls-files", "--stage", "-z", "--", *(f":(glob)**/{n}" for n in CONFIG_NAMES))
+    found: list[tuple[Path, str]] = []
+    for entry in raw.split(b"\0"):
+        if not entry:
+            continue
+        meta, _, path = entry.partition(b"\t")
+        mode, blob = meta.split()[:2]
+        if mode in (b"100644", b"100755"):
+            found.append((Path(top, os.fsdecode(path)), blob.decode("ascii")))
+    blobs = _read_blobs([blob for _, blob in found])
+    return {path: blobs[blob] for path, blob in found}
 
 
 def _read_blobs(ids: list[str]) -> dict[str, bytes]:

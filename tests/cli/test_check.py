@@ -100,6 +100,30 @@ def test_staged_content_is_checked_not_the_working_tree(repo: Path, key: AgeKey)
     assert "secrets/app.yaml: creation_rules[0]" in tree.text
 
 
+def test_staged_check_applies_the_staged_sops_yaml(repo: Path, key: AgeKey) -> None:
+    """What the commit will contain decides: a .sops.yaml allowlisting a plaintext file on
+    disk only does not let it through; one that is staged does."""
+    notes = repo / "secrets" / "notes.yaml"
+    notes.write_text(f"password: {CANARY}\n")
+    git(repo, "add", ".sops.yaml", "secrets/notes.yaml")
+    allowing = RULES.format(recipient=key.recipient) + "secretops:\n  check:\n    allow:\n" \
+        "      - secrets/notes.yaml\n"
+    (repo / ".sops.yaml").write_text(allowing)  # on disk only
+    blocked = secretops("check", "--staged", cwd=repo)
+    assert blocked.code == 158, blocked.text
+    assert "secrets/notes.yaml: creation_rules[0]" in blocked.text
+    assert secretops("check", "secrets", cwd=repo).code == 0  # the working tree allows it
+    git(repo, "add", ".sops.yaml")
+    allowed = secretops("check", "--staged", cwd=repo)
+    assert allowed.code == 0, allowed.text
+    assert "1 allowlisted" in allowed.text
+    # and a rule only on disk does not apply to the index either
+    (repo / ".sops.yaml").write_text("creation_rules: []\n")
+    again = secretops("check", "--staged", cwd=repo)
+    assert again.code == 0 and "1 allowlisted" in again.text, again.text
+    assert CANARY not in blocked.text + allowed.text + again.text
+
+
 def test_commit_all_and_commit_paths_are_checked(repo: Path, key: AgeKey) -> None:
     manifest = repo / "k8s" / "db.yaml"
     manifest.write_text(SECRET)
