@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import copy
 import hashlib
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
+from urllib.parse import quote
 
 import aiohttp
 import kopf
@@ -73,7 +75,7 @@ READY = "Ready"
 DEFAULT_INTERVAL = 3600.0
 PROBE = RemoteRef("secretops-validation-probe")
 TOKEN_EXPIRATION_SECONDS = 600  # a TokenRequest for a Vault login (the API server's minimum)
-TOKEN_REQUEST_TIMEOUT = 30.0
+TOKEN_REQUEST_TIMEOUT = 5.0  # well under --renew-deadline: a login never waits long
 
 Owner = tuple[str, str]  # (namespace, ExternalSecret name)
 
@@ -183,6 +185,7 @@ class ExternalSecrets:
         self._rotation_wake = asyncio.Event()
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
+        self._closing: set[asyncio.Task[Any]] = set()
         self.store_due: dict[tuple[str, str, str], float] = {}  # monotonic time
         self.store_keys: dict[tuple[str, str, str], StoreKey | None] = {}
         self._store_wake = asyncio.Event()
@@ -221,8 +224,8 @@ class ExternalSecrets:
         await asyncio.gather(*tasks, return_exceptions=True)
         providers, self.providers = list(self.providers.values()), {}
         for p in providers:
-            with contextlib.suppress(Exception):
-                await asyncio.to_thread(p.close)
+            await asyncio.to_thread(_close_quietly, p)
+        self._loop = None
 
     async def _run(self, coro: Any) -> None:
         runtime.post_events_from_this_task(self.ctx)
@@ -247,7 +250,14 @@ class ExternalSecrets:
         if self._loop is None:
             raise ProviderError(ErrorKind.UNAVAILABLE, "the controller is not leading")
         future = asyncio.run_coroutine_threadsafe(self._token(ns, name, audiences), self._loop)
-        return future.result(timeout=TOKEN_REQUEST_TIMEOUT)
+        try:
+            return future.result(timeout=TOKEN_REQUEST_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ProviderError(ErrorKind.UNAVAILABLE, f"TokenRequest for serviceaccount {ns}/"
+                                                       f"{name}: timed out") from None
+        except concurrent.futures.CancelledError:
+            raise ProviderError(ErrorKind.UNAVAILABLE, "the controller stopped leading") from None
 
     async def _token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
         spec: dict[str, Any] = {"expirationSeconds": TOKEN_EXPIRATION_SECONDS}
@@ -256,7 +266,8 @@ class ExternalSecrets:
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
         try:
             out = await self.ctx.api.create(
-                f"/api/v1/namespaces/{ns}/serviceaccounts/{name}/token", body)
+                f"/api/v1/namespaces/{quote(ns, safe='')}/serviceaccounts/"
+                f"{quote(name, safe='')}/token", body)
         except kube.ApiError as e:
             raise ProviderError(ErrorKind.UNAVAILABLE if e.transient else ErrorKind.DENIED,
                                 f"TokenRequest for serviceaccount {ns}/{name}: {e.status} "
@@ -317,6 +328,7 @@ class ExternalSecrets:
             patch.status.update(new)
         self._schedule_store(body)
         await self._reregister(_store_id(body))
+        self._drop_unused_providers()
 
     # ---- periodic store validation (one timer for all stores) ----------------------------
     def _schedule_store(self, body: Mapping[str, Any]) -> None:
@@ -371,6 +383,7 @@ class ExternalSecrets:
         self._schedule_store(body)
         if self.store_keys.get(sid) != before:
             await self._reregister(sid)
+            self._drop_unused_providers()  # the old credentials' provider
 
     async def _reregister(self, store: tuple[str, str, str]) -> None:
         """ExternalSecrets that use ``store``: registered again (credentials may differ)."""
@@ -459,11 +472,16 @@ class ExternalSecrets:
         self._drop_unused_providers()
 
     def _drop_unused_providers(self) -> None:
-        used = {o.key for o in self.owned.values()}
+        """Close the providers no ExternalSecret and no store validation uses any more (old
+        credentials: their Vault token is revoked), in a worker thread: closing takes the
+        provider's lock, which a login may hold while it waits for this loop."""
+        used = {o.key for o in self.owned.values()} | {
+            k for k in self.store_keys.values() if k is not None}
         for key in [k for k in self.providers if k not in used]:
             p = self.providers.pop(key)
-            with contextlib.suppress(Exception):
-                p.close()
+            task = asyncio.get_running_loop().create_task(asyncio.to_thread(_close_quietly, p))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     # ---- rotation: one timer for all (see :mod:`.rotation`) ------------------------------
     def _schedule_rotation(self, owner: Owner, es: Mapping[str, Any],
@@ -642,7 +660,7 @@ class ExternalSecrets:
             return Outcome(False, EsReason.SYNC_ERROR, (
                 f"the remote secret {missing} does not exist; the Secret {ns}/{name} is kept "
                 f"(deletionPolicy {deletion})"))
-        if snap.missing and _all_gone(parsed, snap):
+        if deletion == "Delete" and not snap.errors and _all_gone(parsed, snap):
             # deletionPolicy Delete, every remote secret gone (as ESO): the Secret is deleted,
             # or, merged into someone else's Secret, the merged keys are taken out of it
             return await self._remove(owner, ns, name, creation, missing)
@@ -699,16 +717,19 @@ class ExternalSecrets:
             return Outcome(False, EsReason.DELETED, f"nothing written: {why}")
         async with self.ctx.lock(ns, name):
             current = await self.ctx.api.get(kube.secrets(ns, name))
+            if creation == "Merge":
+                if current is None or owner[1] not in _merged_map(current):
+                    return Outcome(False, EsReason.DELETED, (
+                        f"nothing merged into Secret {ns}/{name}: {why}"))
+                await self._write(ns, name, current, unmerged(current, owner[1]))
+                return Outcome(False, EsReason.DELETED, (
+                    f"keys merged into Secret {ns}/{name} removed: {why}"), wrote=True)
             if current is None or not _ours(current, owner[1]):
                 return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} absent: {why}")
-            if creation != "Merge":
-                await self.ctx.api.delete(kube.secrets(ns, name))
-                self.written.pop((ns, name), None)
-                return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} deleted: {why}",
-                               wrote=True)
-            await self._write(ns, name, current, unmerged(current))
-            return Outcome(False, EsReason.DELETED, (
-                f"keys merged into Secret {ns}/{name} removed: {why}"), wrote=True)
+            await self.ctx.api.delete(kube.secrets(ns, name))
+            self.written.pop((ns, name), None)
+            return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} deleted: {why}",
+                           wrote=True)
 
     @staticmethod
     def _provider_outcome(errors: Mapping[str, ProviderError], ns: str, name: str,
@@ -844,6 +865,11 @@ class _Relist(Exception):
     pass
 
 
+def _close_quietly(provider: Provider) -> None:
+    with contextlib.suppress(Exception):
+        provider.close()
+
+
 def _probe(provider: Provider) -> None:
     """One cheap call that proves connection and credentials (NotFound is fine)."""
     check = getattr(provider, "check", None)
@@ -907,11 +933,14 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     new_meta["annotations"] = {**(cmeta.get("annotations") or {}), **data.annotations,
                                OWNER_ANNOTATION: str(meta.get("name"))}
     if creation == "Merge":
-        before = _merged_keys(current)
+        merged = _merged_map(current)
+        before = set(merged.get(str(meta.get("name")), ()))
         values = {k: v for k, v in ((current or {}).get("data") or {}).items()
                   if k not in before or k in encoded}  # keys it no longer produces go
         values.update(encoded)
-        new_meta["annotations"][mapping.MERGED_KEYS_ANNOTATION] = ",".join(sorted(encoded))
+        merged[str(meta.get("name"))] = sorted(encoded)
+        new_meta["annotations"][mapping.MERGED_KEYS_ANNOTATION] = json.dumps(
+            merged, sort_keys=True, separators=(",", ":"))
         kind = (current or {}).get("type") or data.type
     else:
         values = encoded
@@ -929,31 +958,50 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     return new
 
 
-def _merged_keys(secret: Mapping[str, Any] | None) -> set[str]:
+def _merged_map(secret: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """ExternalSecret name → the keys it merged into ``secret`` (several may merge into one)."""
     notes = ((secret or {}).get("metadata") or {}).get("annotations") or {}
-    return {k for k in str(notes.get(mapping.MERGED_KEYS_ANNOTATION) or "").split(",") if k}
+    try:
+        merged = json.loads(notes.get(mapping.MERGED_KEYS_ANNOTATION) or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(merged, dict):
+        return {}
+    return {str(k): [str(x) for x in v] for k, v in merged.items() if isinstance(v, list)}
 
 
-def unmerged(current: Mapping[str, Any]) -> dict[str, Any]:
-    """``current`` without what a Merge put into it: the merged keys, our annotations and the
-    managed label (the Secret is someone else's again). Pure."""
+def unmerged(current: Mapping[str, Any], es_name: str) -> dict[str, Any]:
+    """``current`` without what ``es_name`` merged into it: its keys, its entry in the merged
+    keys; once no ExternalSecret has merged anything, our annotations and the managed label
+    too (the Secret is someone else's again). Pure."""
     new = copy.deepcopy(dict(current))
     meta = new.setdefault("metadata", {})
     meta.pop("managedFields", None)
-    gone = _merged_keys(current)
-    new["data"] = {k: v for k, v in (new.get("data") or {}).items() if k not in gone}
-    meta["annotations"] = {k: v for k, v in (meta.get("annotations") or {}).items()
-                           if k not in (OWNER_ANNOTATION, mapping.HASH_ANNOTATION,
-                                        mapping.MERGED_KEYS_ANNOTATION)}
-    meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items()
-                      if k != mapping.MANAGED_LABEL}
+    merged = _merged_map(current)
+    gone = set(merged.pop(es_name, ()))
+    still = {k for keys in merged.values() for k in keys}
+    new["data"] = {k: v for k, v in (new.get("data") or {}).items()
+                   if k not in gone or k in still}
+    notes = dict(meta.get("annotations") or {})
+    if merged:
+        notes[mapping.MERGED_KEYS_ANNOTATION] = json.dumps(merged, sort_keys=True,
+                                                           separators=(",", ":"))
+        if notes.get(OWNER_ANNOTATION) == es_name:
+            notes[OWNER_ANNOTATION] = sorted(merged)[0]
+    else:
+        for k in (OWNER_ANNOTATION, mapping.HASH_ANNOTATION, mapping.MERGED_KEYS_ANNOTATION):
+            notes.pop(k, None)
+        meta["labels"] = {k: v for k, v in (meta.get("labels") or {}).items()
+                          if k != mapping.MANAGED_LABEL}
+    meta["annotations"] = notes
     return new
 
 
 def _all_gone(spec: mapping.Spec, snap: Any) -> bool:
-    """Every remote secret of ``spec`` is gone: each ref NotFound, each find empty."""
-    return all(w in snap.missing if isinstance(w, RemoteRef) else not snap.found.get(w)
-               for w in spec.wants())
+    """Every remote secret of ``spec`` is gone: each ref NotFound, each find answered empty
+    (only answers count: an error is never a reason to delete)."""
+    return all(w in snap.missing if isinstance(w, RemoteRef)
+               else w in snap.found and not snap.found[w] for w in spec.wants())
 
 
 def _target(es: Mapping[str, Any]) -> str:

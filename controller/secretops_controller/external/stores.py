@@ -83,6 +83,12 @@ async def _secret_value(ref: Mapping[str, Any], where: str, kind: str, store_ns:
                          f"{where}: Secret {ns}/{name} key {key!r} is not UTF-8 text") from None
 
 
+# Kubernetes object names: a service account is a DNS subdomain, a namespace a DNS label. A
+# name that is not one must never reach a URL (a "../" would name another namespace's account).
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
 def _no_token_requests(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
     raise ProviderError(ErrorKind.DENIED, f"no TokenRequest for serviceaccount {namespace}/"
                                           f"{name}: not connected to a cluster")
@@ -122,9 +128,13 @@ async def resolve(store: Mapping[str, Any], es_namespace: str | None,
         if (v.get("version") or "v2") != "v2":
             raise StoreError("InvalidStoreConfiguration", f"{w}.version: only v2 is supported")
         ca_pem = _ca_bundle(v.get("caBundle"), f"{w}.caBundle")
+        try:
+            ca_path = vault.ca_file(ca_pem) if ca_pem else None
+        except OSError as e:
+            raise StoreError("InvalidStoreConfiguration", f"{w}.caBundle: cannot keep the CA "
+                                                          f"file: {e}") from None
         cfg = vault.VaultConfig(server=server, mount=v.get("path") or "secret",
-                                namespace=v.get("namespace") or None,
-                                ca_bundle=vault.ca_file(ca_pem) if ca_pem else None)
+                                namespace=v.get("namespace") or None, ca_bundle=ca_path)
         a = v.get("auth") or {}
         auth: vault.VaultAuth
         if len([m for m in ("tokenSecretRef", "appRole", "kubernetes") if a.get(m)]) != 1:
@@ -227,12 +237,18 @@ def _service_account(sa: Mapping[str, Any], where: str, kind: str, store_ns: str
                      ) -> tuple[Callable[[], str], str]:
     """A JWT source for ``serviceAccountRef`` and the identity it stands for."""
     name = _need(sa, "name", where)
+    if not _DNS_SUBDOMAIN.fullmatch(name):
+        raise StoreError("InvalidStoreConfiguration",
+                         f"{where}.name is not a valid service account name")
     if kind == CLUSTER_KIND:
         relative.append(not sa.get("namespace"))
         ns = sa.get("namespace") or es_ns
         if not ns:
             raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
                                                   "the namespace of each ExternalSecret")
+        if not _DNS_LABEL.fullmatch(str(ns)):
+            raise StoreError("InvalidStoreConfiguration",
+                             f"{where}.namespace is not a valid namespace name")
     else:
         ns = store_ns
         if sa.get("namespace") not in (None, "", store_ns):

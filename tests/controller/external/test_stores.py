@@ -171,3 +171,20 @@ def test_ca_bundle_trusts_a_private_ca(openbao_tls: OpenBao) -> None:
             resolve(_store("SecretStore", {**vault, "caBundle": bad}), secrets=found)
         assert err.value.reason == "InvalidStoreConfiguration"
         assert "spec.provider.vault.caBundle" in err.value.message
+
+
+def test_a_service_account_name_cannot_reach_another_namespace() -> None:
+    """A name is checked before it becomes part of a TokenRequest URL: '../' would otherwise
+    name any service account of any namespace (the controller may create tokens for all)."""
+    tokens = Tokens()
+    for kind, ref in (
+            ("SecretStore", {"name": "../../kube-system/serviceaccounts/admin"}),
+            ("SecretStore", {"name": "app/token?x="}),
+            (stores.CLUSTER_KIND, {"name": "app", "namespace": "../kube-system"}),
+            (stores.CLUSTER_KIND, {"name": "Admin"})):
+        store = _store(kind, {"server": "http://127.0.0.1:1", "auth": {"kubernetes": {
+            "role": "r", "serviceAccountRef": ref}}})
+        with pytest.raises(stores.StoreError) as e:
+            resolve(store, "team", request_token=tokens)
+        assert e.value.reason == "InvalidStoreConfiguration", ref
+    assert tokens.asked == []

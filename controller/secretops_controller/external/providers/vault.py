@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -85,6 +86,9 @@ def ca_file(pem: str) -> str:
     ``verify``: written once per content, atomically, under the temp directory."""
     directory = Path(tempfile.gettempdir()) / f"secretops-ca-{os.getuid()}"
     directory.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(directory)  # a shared /tmp: the directory must be ours, private, no symlink
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise OSError(f"{directory} is not a private directory of this user")
     path = directory / f"{hashlib.sha256(pem.encode()).hexdigest()[:32]}.pem"
     if not path.exists():
         fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
