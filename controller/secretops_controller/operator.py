@@ -101,7 +101,10 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
                 own_signals: Callable[[], None]) -> None:
     """One run of the kopf operator (watches and handlers), until cancelled or stopped."""
     existing = asyncio.all_tasks()  # ours (HTTP, Lease): kopf must not stop them when it ends
-    ctx.handled.clear()  # leading (again): every SealedSecret is looked at once, as on resume
+    # leading (again): every SealedSecret is looked at once, as on resume, and no Secret is
+    # taken for our own write from what we remember of an earlier term
+    ctx.handled.clear()
+    ctx.fingerprints.clear()
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)

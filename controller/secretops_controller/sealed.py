@@ -296,6 +296,12 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
                 log.warning("SealedSecret %s/%s: Secret write failed, retrying: %s", ns, name, e)
                 await asyncio.sleep(ctx.config.retry_delay(attempt, e))
                 continue
+        except Exception as e:  # a bug must still leave a status behind (kopf will not retry)
+            # the type only: an exception's text could hold anything, a value included
+            log.error("SealedSecret %s/%s: reconcile failed: internal error (%s)", ns, name,
+                      type(e).__name__)
+            outcome = Outcome(False, Reason.UPDATE_FAILED,
+                              f"internal error ({type(e).__name__}); see the controller log")
         finally:
             ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
                 time.perf_counter() - started)
@@ -305,7 +311,12 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
     if not (_same_condition(body, outcome) or (
             outcome.ok and not outcome.wrote and _synced_at_generation(body))):
         await _patch_status(ctx, body, status_of(body, outcome))
-    ctx.handled[(ns, name)] = handled_mark(body)
+    if outcome.reason is Reason.UPDATE_FAILED:
+        # API trouble, not the SealedSecret: any later event (the next re-list included)
+        # tries again, where a permanent failure waits for the SealedSecret to change
+        ctx.handled.pop((ns, name), None)
+    else:
+        ctx.handled[(ns, name)] = handled_mark(body)
 
 
 def _synced_at_generation(sealed: Mapping[str, Any]) -> bool:
@@ -341,7 +352,7 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
     meta = body.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     if event_type is None:
-        return  # the initial listing: the SealedSecrets' resume handlers cover it
+        return  # the initial listing: each SealedSecret's first event covers it
     if event_type != "DELETED" and ctx.fingerprints.get((ns, name)) == fingerprint(body):
         return  # our own write, echoed
     for attempt in range(ctx.config.max_retries + 1):
@@ -392,9 +403,14 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
         kind = event.get("type")
-        if kind not in (None, "DELETED") and ctx.fingerprints.get(
-                (str(meta.get("namespace")), str(meta.get("name")))) == fingerprint(raw):
-            return  # the echo of our own write: nothing to copy or check
+        if kind != "DELETED":
+            known = ctx.fingerprints.get((str(meta.get("namespace")), str(meta.get("name"))))
+            if known == fingerprint(raw):
+                return  # the echo of our own write (or a re-list): nothing to copy or check
+            if kind is None:
+                if known is None:
+                    return  # the first listing: each SealedSecret's first event covers it
+                kind = "MODIFIED"  # re-listed after a watch gap, changed meanwhile: repair
         await on_secret(ctx, kind, copy.deepcopy(dict(raw)))
 
 

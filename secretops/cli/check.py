@@ -169,7 +169,9 @@ def _staged_configs() -> dict[Path, bytes]:
     from secretops.config import CONFIG_NAMES
 
     top = os.fsdecode(_git("rev-parse", "--show-toplevel").rstrip(b"\n"))
-    raw = _git("ls-files", "--stage", "-z", "--", *(f":(glob)**/{n}" for n in CONFIG_NAMES))
+    # the whole index, with paths from the top, wherever in the work tree this runs
+    raw = _git("ls-files", "--stage", "-z", "--full-name", "--",
+               *(f":(top,glob)**/{n}" for n in CONFIG_NAMES))
     found: list[tuple[Path, str]] = []
     for entry in raw.split(b"\0"):
         if not entry:

@@ -121,6 +121,8 @@ def test_staged_check_applies_the_staged_sops_yaml(repo: Path, key: AgeKey) -> N
     (repo / ".sops.yaml").write_text("creation_rules: []\n")
     again = secretops("check", "--staged", cwd=repo)
     assert again.code == 0 and "1 allowlisted" in again.text, again.text
+    below = secretops("check", "--staged", cwd=repo / "k8s")  # the index is the whole repo's
+    assert below.code == 0 and "1 allowlisted" in below.text, below.text
     assert CANARY not in blocked.text + allowed.text + again.text
 
 

@@ -188,6 +188,7 @@ class Scheduler:
         self._in_flight = 0
         self._parked_until: float | None = None  # the loop waits until then
         self.calls = 0  # provider calls made (read_many or find), for tests and metrics
+        self._closing: set[asyncio.Task[None]] = set()
 
     # ---- registration --------------------------------------------------------------------
     def register(self, owner: Owner, store: StoreKey, provider: Provider,
@@ -228,8 +229,18 @@ class Scheduler:
         if not any(r.store == reg.store for o, r in self._owners.items() if o != owner):
             provider = self._providers.pop(reg.store, None)
             if provider is not None:
-                with contextlib.suppress(Exception):
-                    provider.close()
+                self._close(provider)
+
+    def _close(self, provider: Provider) -> None:
+        """Close a provider through ``run_blocking`` (a worker thread): closing takes the
+        provider's lock, which a login in progress may hold while it waits for the loop."""
+        async def close() -> None:
+            with contextlib.suppress(Exception):
+                await self._run_blocking(provider.close)
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     def refresh(self, owner: Owner) -> None:
         """Force-sync: read ``owner``'s refs again now, ahead of periodic work."""

@@ -325,6 +325,32 @@ def test_deletion_policy_delete_drops_keys_and_unmerges_as_eso(
              what="a key the Merge no longer produces removed")
 
 
+def test_two_externalsecrets_merge_into_one_secret_and_leave_it_one_by_one(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    one, two = f"{tenant.prefix}/m1", f"{tenant.prefix}/m2"
+    put(openbao, one, {"v": CANARY})
+    put(openbao, two, {"v": "two"})
+    token_store(k8s, openbao, tenant, ns)
+    create(k8s, opaque(ns, "app", own="kept"))
+    for es, key, remote in (("m1", "a", one), ("m2", "b", two)):
+        create(k8s, external(ns, es, "vault", [item(key, remote, "v")], name="app",
+                             creationPolicy="Merge", deletionPolicy="Delete"))
+    wait_for(lambda: has(k8s, ns, "app", {"own": b"kept", "a": CANARY.encode(), "b": b"two"}),
+             what="both merged")
+    put(openbao, two, {"v": "two-again"})  # m2 writes again: m1's key must stay
+    wait_for(lambda: has(k8s, ns, "app", {"own": b"kept", "a": CANARY.encode(),
+                                          "b": b"two-again"}), timeout=5, what="m2 updated")
+    openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(one, mount_point="secret")
+    wait_for(lambda: has(k8s, ns, "app", {"own": b"kept", "b": b"two-again"}), timeout=5,
+             what="only m1's key removed")
+    assert "secretops.dev/managed" in (secret(k8s, ns, "app") or {})["metadata"]["labels"]
+    openbao.client().secrets.kv.v2.delete_metadata_and_all_versions(two, mount_point="secret")
+    wait_for(lambda: has(k8s, ns, "app", {"own": b"kept"}), timeout=5, what="m2's key removed")
+    left = (secret(k8s, ns, "app") or {})["metadata"]
+    assert not any(k.startswith("secretops.dev/") for k in left.get("annotations") or {})
+    assert "secretops.dev/managed" not in (left.get("labels") or {})
+
+
 def test_cluster_store_refused_outside_its_namespace_selector(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
     key = f"{tenant.prefix}/shared"

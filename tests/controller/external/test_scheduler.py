@@ -229,7 +229,9 @@ def test_force_refresh_interval_zero_changes_and_unregister() -> None:
         await settle(s)
         assert p.calls[-1] == [RemoteRef("b")]
         s.unregister("once")
-        assert p.closed and s.snapshot("once") is None
+        assert s.snapshot("once") is None
+        await settle(s)  # closed off the loop, through run_blocking
+        assert p.closed
 
     run(body)
 
