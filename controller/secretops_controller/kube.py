@@ -6,20 +6,28 @@ or, in a Pod, the service account. There is no test-only path: tests give it the
 kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens).
 
 Errors are :class:`ApiError` with the HTTP status (0: the API server could not be reached);
-:attr:`ApiError.transient` says whether a retry may help.
+:attr:`ApiError.transient` says whether a retry may help, and :func:`retrying` is the one retry
+loop the handlers use.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
 import kopf
 
+if TYPE_CHECKING:
+    from secretops_controller.config import Config
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 SEALED_GROUP_VERSION = "secretops.dev/v1alpha1"
@@ -39,6 +47,24 @@ class ApiError(Exception):
     @property
     def transient(self) -> bool:
         return self.status in (0, 409, 429) or self.status >= 500
+
+
+async def retrying(config: Config, call: Callable[[], Awaitable[T]],
+                   what: str | None = None) -> T:
+    """``call()``, again after ``config.retry_delay`` (at least the server's Retry-After) when
+    it fails with a transient :class:`ApiError`, at most ``--max-retries`` times; then the last
+    error is raised, as is a permanent one at once. ``what`` logs each retry as a warning."""
+    attempt = 0
+    while True:
+        try:
+            return await call()
+        except ApiError as e:
+            if not e.transient or attempt >= config.max_retries:
+                raise
+            if what:
+                log.warning("%s failed, retrying: %s", what, e)
+            await asyncio.sleep(config.retry_delay(attempt, e))
+            attempt += 1
 
 
 def _seconds(header: str | None) -> float | None:

@@ -24,7 +24,6 @@ keys, never a value.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import hashlib
 import json
@@ -284,29 +283,26 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
     the status (only when it changes) and an Event."""
     meta = body.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
-    outcome: Outcome | None = None
-    for attempt in range(ctx.config.max_retries + 1):
+
+    async def attempt() -> Outcome:
         started = time.perf_counter()
         try:
-            outcome = await reconcile(ctx, body)
-        except kube.ApiError as e:
-            if not e.transient or attempt == ctx.config.max_retries:
-                outcome = Outcome(False, Reason.UPDATE_FAILED, str(e))
-            else:
-                log.warning("SealedSecret %s/%s: Secret write failed, retrying: %s", ns, name, e)
-                await asyncio.sleep(ctx.config.retry_delay(attempt, e))
-                continue
-        except Exception as e:  # a bug must still leave a status behind (kopf will not retry)
-            # the type only: an exception's text could hold anything, a value included
-            log.error("SealedSecret %s/%s: reconcile failed: internal error (%s)", ns, name,
-                      type(e).__name__)
-            outcome = Outcome(False, Reason.UPDATE_FAILED,
-                              f"internal error ({type(e).__name__}); see the controller log")
+            return await reconcile(ctx, body)
         finally:
             ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
                 time.perf_counter() - started)
-        break
-    assert outcome is not None
+
+    try:
+        outcome = await kube.retrying(ctx.config, attempt,
+                                      f"SealedSecret {ns}/{name}: Secret write")
+    except kube.ApiError as e:
+        outcome = Outcome(False, Reason.UPDATE_FAILED, str(e))
+    except Exception as e:  # a bug must still leave a status behind (kopf will not retry)
+        # the type only: an exception's text could hold anything, a value included
+        log.error("SealedSecret %s/%s: reconcile failed: internal error (%s)", ns, name,
+                  type(e).__name__)
+        outcome = Outcome(False, Reason.UPDATE_FAILED,
+                          f"internal error ({type(e).__name__}); see the controller log")
     _record(ctx, body, outcome, drift=False)
     if not (_same_condition(body, outcome) or (
             outcome.ok and not outcome.wrote and _synced_at_generation(body))):
@@ -333,18 +329,12 @@ async def _patch_status(ctx: Context, sealed: Mapping[str, Any],
                         status: Mapping[str, Any]) -> None:
     meta = sealed.get("metadata") or {}
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
-    for attempt in range(ctx.config.max_retries + 1):
-        try:
-            await ctx.api.merge_patch(kube.sealedsecrets(ns, name) + "/status",
-                                      {"status": status})
-            return
-        except kube.ApiError as e:
-            if e.status == 404:
-                return  # deleted meanwhile
-            if not e.transient or attempt == ctx.config.max_retries:
-                log.error("SealedSecret %s/%s: status not written: %s", ns, name, e)
-                return
-            await asyncio.sleep(ctx.config.retry_delay(attempt, e))
+    try:
+        await kube.retrying(ctx.config, lambda: ctx.api.merge_patch(
+            kube.sealedsecrets(ns, name) + "/status", {"status": status}))
+    except kube.ApiError as e:
+        if e.status != 404:  # 404: deleted meanwhile
+            log.error("SealedSecret %s/%s: status not written: %s", ns, name, e)
 
 
 async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -355,27 +345,25 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
         return  # the initial listing: each SealedSecret's first event covers it
     if event_type != "DELETED" and ctx.fingerprints.get((ns, name)) == fingerprint(body):
         return  # our own write, echoed
-    for attempt in range(ctx.config.max_retries + 1):
-        try:
-            sealed = await ctx.api.get(kube.sealedsecrets(ns, name))
-            if sealed is None or (sealed.get("metadata") or {}).get("deletionTimestamp"):
-                ctx.fingerprints.pop((ns, name), None)
-                return  # its SealedSecret is gone: the garbage collector has the Secret
-            started = time.perf_counter()
-            outcome = await reconcile(ctx, sealed)
-            ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
-                time.perf_counter() - started)
-            if outcome.wrote or not outcome.ok:
-                _record(ctx, sealed, outcome, drift=True)
-            if not _same_condition(sealed, outcome):
-                await ctx.api.merge_patch(kube.sealedsecrets(ns, name) + "/status",
-                                          {"status": status_of(sealed, outcome)})
-            return
-        except kube.ApiError as e:
-            if not e.transient or attempt == ctx.config.max_retries:
-                log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
-                return
-            await asyncio.sleep(ctx.config.retry_delay(attempt, e))
+
+    async def repair() -> None:
+        sealed = await ctx.api.get(kube.sealedsecrets(ns, name))
+        if sealed is None or (sealed.get("metadata") or {}).get("deletionTimestamp"):
+            ctx.fingerprints.pop((ns, name), None)
+            return  # its SealedSecret is gone: the garbage collector has the Secret
+        started = time.perf_counter()
+        outcome = await reconcile(ctx, sealed)
+        ctx.metrics.reconcile_duration.labels(kind=KIND).observe(time.perf_counter() - started)
+        if outcome.wrote or not outcome.ok:
+            _record(ctx, sealed, outcome, drift=True)
+        if not _same_condition(sealed, outcome):
+            await ctx.api.merge_patch(kube.sealedsecrets(ns, name) + "/status",
+                                      {"status": status_of(sealed, outcome)})
+
+    try:
+        await kube.retrying(ctx.config, repair)
+    except kube.ApiError as e:
+        log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:

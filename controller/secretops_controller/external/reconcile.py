@@ -582,19 +582,12 @@ class ExternalSecrets:
             self._running.pop(owner, None)
 
     async def _sync_retrying(self, owner: Owner) -> None:
-        cfg = self.ctx.config
-        for attempt in range(cfg.max_retries + 1):
-            try:
-                await self.sync(owner)
-                return
-            except kube.ApiError as e:
-                if not e.transient or attempt == cfg.max_retries:
-                    log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
-                    return
-                await asyncio.sleep(cfg.retry_delay(attempt, e))
-            except Exception:  # one bad sync must not end the loop of others
-                log.exception("ExternalSecret %s/%s: sync failed", *owner)
-                return
+        try:
+            await kube.retrying(self.ctx.config, lambda: self.sync(owner))
+        except kube.ApiError as e:
+            log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
+        except Exception:  # one bad sync must not end the loop of others
+            log.exception("ExternalSecret %s/%s: sync failed", *owner)
 
     async def sync(self, owner: Owner) -> None:
         """Write the Secret of ``owner`` from the scheduler's snapshot; then the status."""
