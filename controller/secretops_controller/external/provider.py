@@ -18,6 +18,7 @@ operation, the remote key and what went wrong, nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -126,3 +127,10 @@ class Finder(Protocol):
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def close_quietly(provider: Provider) -> None:
+    """Close ``provider``, ignoring errors (closing is best effort: tokens expire anyway). It
+    takes the provider's lock, so it runs in a worker thread, never on the event loop."""
+    with contextlib.suppress(Exception):
+        provider.close()

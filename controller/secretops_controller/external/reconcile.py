@@ -61,6 +61,7 @@ from secretops_controller.external.provider import (
     Provider,
     ProviderError,
     RemoteRef,
+    close_quietly,
 )
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
 
@@ -185,7 +186,6 @@ class ExternalSecrets:
         self._rotation_wake = asyncio.Event()
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._closing: set[asyncio.Task[Any]] = set()
         self.store_due: dict[tuple[str, str, str], float] = {}  # monotonic time
         self.store_keys: dict[tuple[str, str, str], StoreKey | None] = {}
         self._store_wake = asyncio.Event()
@@ -224,7 +224,7 @@ class ExternalSecrets:
         await asyncio.gather(*tasks, return_exceptions=True)
         providers, self.providers = list(self.providers.values()), {}
         for p in providers:
-            await asyncio.to_thread(_close_quietly, p)
+            await asyncio.to_thread(close_quietly, p)
         self._loop = None
 
     async def _run(self, coro: Any) -> None:
@@ -478,10 +478,7 @@ class ExternalSecrets:
         used = {o.key for o in self.owned.values()} | {
             k for k in self.store_keys.values() if k is not None}
         for key in [k for k in self.providers if k not in used]:
-            p = self.providers.pop(key)
-            task = asyncio.get_running_loop().create_task(asyncio.to_thread(_close_quietly, p))
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self.scheduler.close_later(self.providers.pop(key))
 
     # ---- rotation: one timer for all (see :mod:`.rotation`) ------------------------------
     def _schedule_rotation(self, owner: Owner, es: Mapping[str, Any],
@@ -856,11 +853,6 @@ class ExternalSecrets:
 
 class _Relist(Exception):
     pass
-
-
-def _close_quietly(provider: Provider) -> None:
-    with contextlib.suppress(Exception):
-        provider.close()
 
 
 def _probe(provider: Provider) -> None:

@@ -54,6 +54,7 @@ from secretops_controller.external.provider import (
     RemoteRef,
     RemoteValue,
     Want,
+    close_quietly,
 )
 
 log = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ class Scheduler:
         self._in_flight = 0
         self._parked_until: float | None = None  # the loop waits until then
         self.calls = 0  # provider calls made (read_many or find), for tests and metrics
-        self._closing: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Future[Any]] = set()
 
     # ---- registration --------------------------------------------------------------------
     def register(self, owner: Owner, store: StoreKey, provider: Provider,
@@ -229,16 +230,13 @@ class Scheduler:
         if not any(r.store == reg.store for o, r in self._owners.items() if o != owner):
             provider = self._providers.pop(reg.store, None)
             if provider is not None:
-                self._close(provider)
+                self.close_later(provider)
 
-    def _close(self, provider: Provider) -> None:
+    def close_later(self, provider: Provider) -> None:
         """Close a provider through ``run_blocking`` (a worker thread): closing takes the
         provider's lock, which a login in progress may hold while it waits for the loop."""
-        async def close() -> None:
-            with contextlib.suppress(Exception):
-                await self._run_blocking(provider.close)
-
-        task = asyncio.get_running_loop().create_task(close())
+        task: asyncio.Future[Any] = asyncio.ensure_future(
+            self._run_blocking(close_quietly, provider))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
