@@ -58,17 +58,22 @@ def _need(obj: Mapping[str, Any], field: str, where: str) -> str:
     return v
 
 
+def _cluster_ref_namespace(ref: Mapping[str, Any], where: str, es_ns: str | None) -> str:
+    """The namespace a ClusterSecretStore's reference points into: its own ``namespace``, else
+    the ExternalSecret's (unknown while validating the store alone)."""
+    ns = ref.get("namespace") or es_ns
+    if not ns:
+        raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
+                                              "the namespace of each ExternalSecret")
+    return str(ns)
+
+
 async def _secret_value(ref: Mapping[str, Any], where: str, kind: str, store_ns: str,
                         es_ns: str | None, get_secret: GetSecret) -> str:
     name = _need(ref, "name", where)
     key = _need(ref, "key", where)
-    if kind == CLUSTER_KIND:
-        ns = ref.get("namespace") or es_ns
-        if not ns:
-            raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
-                                                  "the namespace of each ExternalSecret")
-    else:
-        ns = store_ns  # a SecretStore reads its own namespace only
+    # a SecretStore reads its own namespace only
+    ns = _cluster_ref_namespace(ref, where, es_ns) if kind == CLUSTER_KIND else store_ns
     secret = await get_secret(str(ns), name)
     if secret is None:
         raise StoreError("InvalidStoreConfiguration", f"{where}: Secret {ns}/{name} not found")
@@ -242,11 +247,8 @@ def _service_account(sa: Mapping[str, Any], where: str, kind: str, store_ns: str
                          f"{where}.name is not a valid service account name")
     if kind == CLUSTER_KIND:
         relative.append(not sa.get("namespace"))
-        ns = sa.get("namespace") or es_ns
-        if not ns:
-            raise StoreError("ValidationUnknown", f"{where} names no namespace: it is read from "
-                                                  "the namespace of each ExternalSecret")
-        if not _DNS_LABEL.fullmatch(str(ns)):
+        ns = _cluster_ref_namespace(sa, where, es_ns)
+        if not _DNS_LABEL.fullmatch(ns):
             raise StoreError("InvalidStoreConfiguration",
                              f"{where}.namespace is not a valid namespace name")
     else:
