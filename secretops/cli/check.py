@@ -51,8 +51,9 @@ def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> No
     total = 0
     try:
         # --staged: the .sops.yaml files of the index decide, as they will in the commit
-        policy = Policy(os.environ, config_path, _staged_configs() if staged else None)
-        files = _staged(paths) if staged else _working_tree(paths or (".",))
+        top = _top() if staged else ""
+        policy = Policy(os.environ, config_path, _staged_configs(top) if staged else None)
+        files = _staged(paths, top) if staged else _working_tree(paths or (".",))
         for file in files:
             if is_skipped(file.where):
                 continue
@@ -135,11 +136,17 @@ def _git(*args: str, input: bytes | None = None) -> bytes:
     return p.stdout
 
 
-def _staged(paths: tuple[str, ...]) -> Iterator[_File]:
+def _top() -> str:
+    """The top directory of the work tree."""
+    import os
+
+    return os.fsdecode(_git("rev-parse", "--show-toplevel").rstrip(b"\n"))
+
+
+def _staged(paths: tuple[str, ...], top: str) -> Iterator[_File]:
     """Staged files (added, copied, modified; regular files only) with their index content."""
     import os
 
-    top = os.fsdecode(_git("rev-parse", "--show-toplevel").rstrip(b"\n"))
     raw = _git("diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev",
                "--diff-filter=ACMRT", "--")
     fields = raw.split(b"\0")
@@ -162,13 +169,12 @@ def _staged(paths: tuple[str, ...]) -> Iterator[_File]:
         yield _File(os.path.relpath(where), where, blobs[blob])
 
 
-def _staged_configs() -> dict[Path, bytes]:
+def _staged_configs(top: str) -> dict[Path, bytes]:
     """Every ``.sops.yaml`` / ``.sops.yml`` in the index: absolute path → staged content."""
     import os
 
     from secretops.config import CONFIG_NAMES
 
-    top = os.fsdecode(_git("rev-parse", "--show-toplevel").rstrip(b"\n"))
     # the whole index, with paths from the top, wherever in the work tree this runs
     raw = _git("ls-files", "--stage", "-z", "--full-name", "--",
                *(f":(top,glob)**/{n}" for n in CONFIG_NAMES))
