@@ -180,8 +180,13 @@ def open_file(
     ignore_mac: bool = False,
     env: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
+    keep_ivs: bool = True,
 ) -> OpenedFile:
-    """Load, find the data key, decrypt and verify: the shared first half of most commands."""
+    """Load, find the data key, decrypt and verify: the shared first half of most commands.
+
+    ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
+    (see :mod:`secretops.core.document`), and saves remembering one IV per value.
+    """
     from secretops.keys import DEFAULT_DECRYPTION_ORDER, lazy_identities, recover_data_key
 
     env = os.environ if env is None else env
@@ -197,7 +202,8 @@ def open_file(
              else list(DEFAULT_DECRYPTION_ORDER))
     data_key = recover_data_key(metadata, lazy_identities(env), order)
     docs, cipher = open_documents(
-        loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac
+        loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
+        keep_ivs=keep_ivs,
     )
     return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
 
@@ -437,7 +443,8 @@ def decrypt(
             if config:
                 raise
     opened = open_file(
-        data, format=fmt, ignore_mac=ignore_mac, env=env, options=_store_options(cfg, fmt)
+        data, format=fmt, ignore_mac=ignore_mac, env=env, options=_store_options(cfg, fmt),
+        keep_ivs=False,
     )
     out_store = opened.store if out_fmt == fmt else get_store(out_fmt, _store_options(cfg, out_fmt))
     if extract_path:

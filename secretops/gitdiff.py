@@ -69,10 +69,10 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     warning = b""
     try:
         try:
-            opened = api.open_file(data, format=fmt, env=env)
+            opened = api.open_file(data, format=fmt, env=env, keep_ivs=False)
         except MacMismatchError:
             warning = c + b" secretops: MAC MISMATCH: this version was changed outside sops\n"
-            opened = api.open_file(data, format=fmt, env=env, ignore_mac=True)
+            opened = api.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
     except MetadataError:  # the markers were there by chance: not an encrypted file
         return data
     except NoKeyError:

@@ -82,7 +82,8 @@ def _opened(file: str, input_type: str | None) -> Any:
     from secretops.fileio import read_input
     from secretops.stores import format_for_path
 
-    return api.open_file(read_input(file), format=input_type or format_for_path(file))
+    return api.open_file(read_input(file), format=input_type or format_for_path(file),
+                         keep_ivs=False)
 
 
 def _exit_with(proc_code: int) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import binascii
 import re
+from binascii import a2b_base64
 from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
@@ -30,6 +31,10 @@ NONCE_SIZE = 32
 TAG_SIZE = 16
 ENC_PREFIX = "ENC[AES256_GCM,"
 _ENC_RE = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]")
+_ENC_WELL_FORMED = re.compile(
+    r"ENC\[AES256_GCM,data:([A-Za-z0-9+/]+=*),iv:([A-Za-z0-9+/]+=*),"
+    r"tag:([A-Za-z0-9+/]+=*),type:([a-z]+)\]"
+)
 
 Random = Callable[[int], bytes]
 
@@ -43,21 +48,18 @@ def is_encrypted(value: object) -> bool:
     return isinstance(value, str) and value.startswith(ENC_PREFIX)
 
 
-def _split_enc(text: str) -> tuple[str, str, str, str] | None:
+def _split_enc(text: str) -> tuple[str, ...] | None:
     """The four fields of ``ENC[AES256_GCM,data:…,iv:…,tag:…,type:…]``, or None.
 
-    A fast path for the well-formed value (base64 has no commas); anything unusual falls back to
-    sops's own regular expression, so both accept the same inputs.
+    A fast path for the well-formed value (base64 fields, a lowercase type); anything unusual
+    falls back to sops's own regular expression, so both accept the same inputs.
     """
-    if text.startswith(ENC_PREFIX) and text.endswith("]"):
-        parts = text[15:-1].split(",")
-        if (len(parts) == 4 and parts[0].startswith("data:") and parts[1].startswith("iv:")
-                and parts[2].startswith("tag:") and parts[3].startswith("type:")):
-            return parts[0][5:], parts[1][3:], parts[2][4:], parts[3][5:]
-    m = _ENC_RE.match(text)
+    m = _ENC_WELL_FORMED.fullmatch(text)
     if m is None:
-        return None
-    return m.group(1), m.group(2), m.group(3), m.group(4)
+        m = _ENC_RE.match(text)
+        if m is None:
+            return None
+    return m.groups()
 
 
 def _b64(data: bytes) -> str:
@@ -69,16 +71,19 @@ class ValueCipher:
 
     __slots__ = ("_aead", "_random", "_stash")
 
-    def __init__(self, key: bytes, random: Random) -> None:
+    def __init__(self, key: bytes, random: Random, *, remember: bool = True) -> None:
+        """``remember=False``: a cipher that only reads (plain ``decrypt``) keeps no IVs."""
         if len(key) != 32:
             raise CipherError("the data key must be 32 bytes")
         self._aead = AESGCM(key)
         self._random = random
-        self._stash: dict[tuple[str, str, bytes], bytes] = {}
+        self._stash: dict[tuple[str, str, bytes], bytes] | None = {} if remember else None
 
     def adopt(self, other: ValueCipher) -> None:
         """Also reuse the IVs ``other`` (a cipher under the same key) has seen, where this one
         has none: values taken from another version of the file keep their ciphertext."""
+        if self._stash is None or other._stash is None:
+            return
         for k, iv in other._stash.items():
             self._stash.setdefault(k, iv)
 
@@ -88,7 +93,7 @@ class ValueCipher:
             return ""
         type_ = type_name(value)
         plain = to_bytes(value)
-        iv = self._stash.get((aad, type_, plain))
+        iv = self._stash.get((aad, type_, plain)) if self._stash is not None else None
         if iv is None:
             iv = self._random(NONCE_SIZE)
         sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
@@ -98,17 +103,22 @@ class ValueCipher:
         )
 
     def decrypt(self, text: str, aad: str) -> Scalar:
-        """Decrypt one ``ENC[…]`` value and remember its IV for reuse."""
+        """Decrypt one ``ENC[…]`` value (and remember its IV for reuse, if this cipher does)."""
+        return self.open(text, aad)[0]
+
+    def open(self, text: str, aad: str) -> tuple[Scalar, bytes]:
+        """Decrypt one ``ENC[…]`` value: the value and its plaintext bytes (what the MAC hashes
+        for a string; ``b""`` for the empty string, which stays unencrypted)."""
         if text == "":
-            return ""
+            return "", b""
         fields = _split_enc(text)
         if fields is None:
             raise CipherError("the value is not in sops's ENC[AES256_GCM,...] format")
         data_b64, iv_b64, tag_b64, type_ = fields
         try:
-            data = binascii.a2b_base64(data_b64)
-            iv = binascii.a2b_base64(iv_b64)
-            tag = binascii.a2b_base64(tag_b64)
+            data = a2b_base64(data_b64)
+            iv = a2b_base64(iv_b64)
+            tag = a2b_base64(tag_b64)
         except binascii.Error:
             raise CipherError("the value's base64 is malformed") from None
         if len(iv) < 8 or len(tag) != TAG_SIZE:
@@ -120,9 +130,13 @@ class ValueCipher:
                 "authentication failed (the value was altered, moved to another path, "
                 "or belongs to another data key)"
             ) from None
-        try:
-            value = from_bytes(plain, type_)
-        except (ValueError, UnicodeDecodeError):
-            raise CipherError(f"the decrypted value is not a valid {type_}") from None
-        self._stash[(aad, type_, plain)] = iv
-        return value
+        if type_ == "str":  # the common case, without the dispatch of from_bytes
+            value: Scalar = plain.decode("utf-8", "surrogateescape")
+        else:
+            try:
+                value = from_bytes(plain, type_)
+            except (ValueError, UnicodeDecodeError):
+                raise CipherError(f"the decrypted value is not a valid {type_}") from None
+        if self._stash is not None:
+            self._stash[(aad, type_, plain)] = iv
+        return value, plain

@@ -47,9 +47,14 @@ def open_documents(
     *,
     random: Random,
     ignore_mac: bool = False,
+    keep_ivs: bool = True,
 ) -> tuple[list[Branch], ValueCipher]:
-    """Decrypt ``docs`` and verify the MAC (unless ``ignore_mac``)."""
-    cipher = ValueCipher(data_key, random)
+    """Decrypt ``docs`` and verify the MAC (unless ``ignore_mac``).
+
+    The returned cipher remembers every value's IV for :func:`seal` unless ``keep_ivs`` is
+    false (plain reading).
+    """
+    cipher = ValueCipher(data_key, random, remember=keep_ivs)
     plain, mac = decrypt_documents(docs, metadata.selection, cipher)
     if not ignore_mac:
         verify_mac(metadata.mac, mac, metadata.lastmodified, cipher)

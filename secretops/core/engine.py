@@ -48,15 +48,23 @@ def _display(segments: list[str | int]) -> str:
 
 
 class _Walk:
-    __slots__ = ("by_path", "cipher", "encrypt", "hasher", "selection")
+    """One walk over a file's documents, encrypting or decrypting."""
+
+    __slots__ = ("by_path", "cipher", "decrypting", "hash_all", "hasher", "key_matches",
+                 "selection", "wanted")
 
     def __init__(self, selection: Selection, cipher: ValueCipher, encrypt: bool,
                  hasher: Any) -> None:
         self.selection = selection
         self.by_path = not selection.uses_comments
+        # with path rules only, a leaf is encrypted when ``matched`` (some key on its path
+        # matched the rule) equals ``wanted`` — Selection.decide, without a call per leaf
+        self.wanted = selection.decide(True)
+        self.hash_all = not selection.mac_only_encrypted
+        self.key_matches = selection.key_matches
         self.cipher = cipher
-        self.encrypt = encrypt
         self.hasher = hasher
+        self.decrypting = not encrypt
 
     def branch(self, node: Branch, path: list[str], stack: list[list[str]],
                matched: bool = False) -> Branch:
@@ -64,11 +72,12 @@ class _Walk:
         level = stack[-1]
         out = Branch()
         append = out.append
-        key_matches = self.selection.key_matches
+        key_matches = self.key_matches
+        leaf = self.decrypt_leaf if self.decrypting else self.encrypt_leaf
         for item in node:
             if type(item) is not tuple:  # a comment line
                 level.append(str(item))
-                append(self.leaf(item, path, stack, matched))
+                append(leaf(item, path, stack, matched))
                 continue
             key, value = item
             if not isinstance(key, str):
@@ -76,11 +85,14 @@ class _Walk:
                     f"keys must be strings, found the {type(key).__name__} key {key!r}", []
                 )
             try:
-                append((key, self.value(value, [*path, key], stack,
-                                        matched or key_matches(key))))
+                if value is None or isinstance(value, (Branch, Seq)):
+                    value = self.value(value, [*path, key], stack, matched or key_matches(key))
+                else:
+                    value = leaf(value, [*path, key], stack, matched or key_matches(key))
             except _LeafError as e:
                 e.segments.insert(0, key)
                 raise
+            append((key, value))
             level.clear()
         return out
 
@@ -111,41 +123,55 @@ class _Walk:
         return self.leaf(value, path, stack, matched)
 
     def leaf(self, value: Any, path: list[str], stack: list[list[str]], matched: bool) -> Any:
-        sel = self.selection
-        is_comment = isinstance(value, Comment)
+        if self.decrypting:
+            return self.decrypt_leaf(value, path, stack, matched)
+        return self.encrypt_leaf(value, path, stack, matched)
+
+    def encrypted(self, value: Any, path: list[str], stack: list[list[str]],
+                  matched: bool) -> bool:
         if self.by_path:
-            encrypted = sel.decide(matched)
-        else:
-            encrypted = sel.should_encrypt(path, stack, is_comment)
-        aad = ":".join(path) + ":"
-        out: Any
-        if self.encrypt:
-            if not is_comment and (encrypted or not sel.mac_only_encrypted):
-                self.hasher.update(to_bytes(value))
-            if encrypted:
-                try:
-                    enc = self.cipher.encrypt(value, aad)
-                except (TypeError, ValueError) as e:
-                    raise _LeafError(str(e), []) from None
-                return Comment(enc) if is_comment else enc
+            return matched == self.wanted
+        return self.selection.should_encrypt(path, stack, isinstance(value, Comment))
+
+    def encrypt_leaf(self, value: Any, path: list[str], stack: list[list[str]],
+                     matched: bool) -> Any:
+        encrypted = (matched == self.wanted if self.by_path
+                     else self.encrypted(value, path, stack, matched))
+        is_comment = isinstance(value, Comment)
+        if not is_comment and (encrypted or self.hash_all):
+            self.hasher.update(to_bytes(value))
+        if not encrypted:
             return value
+        try:
+            enc = self.cipher.encrypt(value, ":".join(path) + ":")
+        except (TypeError, ValueError) as e:
+            raise _LeafError(str(e), []) from None
+        return Comment(enc) if is_comment else enc
+
+    def decrypt_leaf(self, value: Any, path: list[str], stack: list[list[str]],
+                     matched: bool) -> Any:
+        encrypted = (matched == self.wanted if self.by_path
+                     else self.encrypted(value, path, stack, matched))
         if encrypted:
-            if is_comment:
+            if isinstance(value, Comment):
                 try:
-                    out = self.cipher.decrypt(str(value), aad)
+                    out = self.cipher.decrypt(str(value), ":".join(path) + ":")
                 except CipherError:
-                    out = value  # an unencrypted comment (older files), as sops allows
+                    return value  # an unencrypted comment (older files), as sops allows
                 return out if isinstance(out, Comment) else Comment(str(out))
             if not isinstance(value, str):
                 raise _LeafError("the value should be encrypted but is not an ENC[...] string", [])
             try:
-                out = self.cipher.decrypt(value, aad)
+                out, plain = self.cipher.open(value, ":".join(path) + ":")
             except CipherError as e:
                 raise _LeafError(str(e), []) from None
+            if type(out) is str:  # its bytes are the plaintext: no need to encode it again
+                self.hasher.update(plain)
+                return out
         else:
             out = value
         # sops decides on the decrypted value: a list item of type:comment is a comment
-        if not isinstance(out, Comment) and (encrypted or not sel.mac_only_encrypted):
+        if not isinstance(out, Comment) and (encrypted or self.hash_all):
             self.hasher.update(to_bytes(out))
         return out
 

@@ -83,6 +83,43 @@ def test_iv_reused_only_for_identical_value_and_path() -> None:
     assert ValueCipher(KEY, os.urandom).encrypt("unchanged", "a:") != original
 
 
+def test_a_reading_cipher_remembers_no_iv() -> None:
+    """``remember=False`` (plain decrypt, textconv, exec-env): nothing kept, nothing reused."""
+    original = cipher().encrypt("unchanged", "a:")
+    reader = ValueCipher(KEY, os.urandom, remember=False)
+    assert reader.decrypt(original, "a:") == "unchanged"
+    assert reader.encrypt("unchanged", "a:") != original
+
+
+@pytest.mark.parametrize("value", ["s3cret", "héllo 😀", "", 42, 1.5, True,
+                                   Comment(" c"), Timestamp("2001-12-14T21:59:43Z")])
+def test_open_returns_the_plaintext_bytes(value: object) -> None:
+    """The MAC hashes a string's plaintext bytes as they come out of the cipher."""
+    c = cipher()
+    out, plain = c.open(c.encrypt(value, "k:"), "k:")  # type: ignore[arg-type]
+    assert out == value and type(out) is type(value)
+    assert plain == to_bytes(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("enc", [
+    # sops's own expression is not anchored at the end and takes any characters
+    "ENC[AES256_GCM,data:{d},iv:{i},tag:{t},type:str]trailing",
+    "ENC[AES256_GCM,data:{d},iv:{i},tag:{t},type:str]]",
+])
+def test_unusual_but_valid_spellings_still_decrypt(enc: str) -> None:
+    c = cipher()
+    good = c.encrypt("v", "k:")
+    d, rest = good[len("ENC[AES256_GCM,data:"):].split(",iv:")
+    i, rest = rest.split(",tag:")
+    t = rest.split(",type:")[0]
+    text = enc.format(d=d, i=i, t=t)
+    if text.endswith("]]"):  # type "str]" is not a type sops knows
+        with pytest.raises(CipherError):
+            c.decrypt(text, "k:")
+    else:
+        assert c.decrypt(text, "k:") == "v"
+
+
 def test_stash_is_per_cipher_and_key() -> None:
     enc = cipher().encrypt("v", "a:")
     other_key = ValueCipher(bytes(32), os.urandom)
