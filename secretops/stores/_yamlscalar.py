@@ -198,6 +198,12 @@ _OLD_BOOLS = frozenset(
     ("y", "Y", "yes", "Yes", "YES", "on", "On", "ON",
      "n", "N", "no", "No", "NO", "off", "Off", "OFF")
 )  # fmt: skip
+# words spelled with letters that a plain scalar cannot keep as a string: YAML 1.2 nulls and
+# bools, and the YAML 1.1 bools go-yaml quotes
+_NOT_PLAIN_WORDS = _NULLS | _BOOLS.keys() | _OLD_BOOLS
+# what an alphanumeric word led by a digit may resolve to: an int (also hex, octal, binary) or
+# a float with an exponent — a superset; such words are left to the full rules
+_MAYBE_NUMBER = re.compile(r"[0-9]+(?:[eE][0-9]+)?|0[xXoObB][0-9A-Fa-f]+")
 _BASE60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?\Z")
 _INDICATORS = set("-?:,[]{}#&*!|>'\"%@`")
 _FLOW_FORBIDDEN = set(",[]{}")
@@ -233,6 +239,19 @@ def plain_allowed(s: str, flow: bool) -> bool:
     if flow:
         return first not in "?:" and _FLOW_INDICATORS.isdisjoint(rest)
     return ": " not in rest and ":\t" not in rest and not rest.endswith(":")
+
+
+def plain_word(s: str) -> bool:
+    """Is ``s`` an alphanumeric word that is written plain, as it is?
+
+    The common value, decided without resolving it: :func:`render_str_inline` returns such a
+    word unchanged. Words that may be numbers or bools are left to it.
+    """
+    if not s.isalnum():
+        return False
+    if s[0].isdigit():
+        return _MAYBE_NUMBER.fullmatch(s) is None
+    return s not in _NOT_PLAIN_WORDS
 
 
 def _printable(s: str) -> bool:

@@ -24,11 +24,12 @@ which is where go-yaml, and so sops, attaches them.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import yaml as _pyyaml
 
-from secretops.core.cipher import is_encrypted
+from secretops.core.cipher import ENC_PREFIX, is_encrypted
 from secretops.core.tree import Branch, Comment, Seq, to_plain
 from secretops.core.values import Timestamp
 from secretops.errors import FormatError, MetadataError
@@ -38,6 +39,7 @@ from secretops.stores._yamlscalar import (
     UnsupportedScalar,
     literal_block,
     plain_allowed,
+    plain_word,
     render_number,
     render_str_inline,
     resolve_plain,
@@ -166,6 +168,10 @@ def _resolve(ev: Any) -> Any:
 class _Builder:
     """One pass over libyaml events: trees plus layouts."""
 
+    __slots__ = ("anchors", "doc", "docs", "last_end", "last_flow_closed", "last_frame",
+                 "last_was_value", "layouts", "metas", "pending_comments", "root",
+                 "sops_frame_depth", "sops_key_start", "stack", "text")
+
     def __init__(self, text: str) -> None:
         self.text = text
         self.docs: list[Branch] = []
@@ -177,6 +183,7 @@ class _Builder:
         self.root: _Frame | None = None
         self.doc: DocLayout | None = None
         self.sops_frame_depth = -1
+        self.sops_key_start = 0
         self.last_end = 0
         self.last_frame: _Frame | None = None
         self.last_was_value = False
@@ -226,18 +233,6 @@ class _Builder:
             target.spans.append(("c", s, e, "", False, target.col))
         self.pending_comments.clear()
 
-    def check_duplicate(self, frame: _Frame, key: Any, ev: Any) -> None:
-        try:
-            if key not in frame.seen:
-                frame.seen.add(key)
-                return
-        except TypeError:
-            return  # an unhashable (alias) key; rejected later as a non-string key
-        raise FormatError(
-            f"line {ev.start_mark.line + 1}: mapping key {key!r} already defined; "
-            "duplicate keys are not allowed (sops rejects them too)"
-        )
-
     # -- values -----------------------------------------------------------------------------
     def add_value(self, value: Any, span: Any, child: _Frame | None = None) -> None:
         frame = self.stack[-1]
@@ -267,150 +262,174 @@ class _Builder:
 
     def run(self) -> None:
         text = self.text
+        find = text.find
+        stack = self.stack
         pos = 0
         S, MS, ME, SS, SE, A = (_E.ScalarEvent, _E.MappingStartEvent, _E.MappingEndEvent,
                                 _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
-        events: Any = _pyyaml.parse(text, Loader=_Loader)
-        for ev in events:
-            t = type(ev)
-            start = ev.start_mark.index
-            if start > pos:
-                self.scan(pos, start)
-            if t is S:
-                if self.pending_comments:
-                    self.place_comments()
-                frame = self.stack[-1] if self.stack else None
-                self.last_flow_closed = None
-                end = ev.end_mark.index
-                pos = self.last_end = end
-                raw = ev.value
-                try:
-                    if ev.style == "" and ev.tag is None and raw and raw[0] not in _MAY_RESOLVE:
-                        value = raw  # cannot be null, bool, number or timestamp: a string
+        parser = _Loader(text)
+        try:
+            # one C call per event (yaml.parse adds a generator and a second call)
+            events = iter(parser.get_event, None)
+            for ev in events:
+                t = type(ev)
+                start = ev.start_mark.index
+                if start > pos and find("#", pos, start) >= 0:
+                    self.scan(pos, start)
+                if t is S:
+                    if self.pending_comments:
+                        self.place_comments()
+                    self.last_flow_closed = None
+                    end = ev.end_mark.index
+                    pos = self.last_end = end
+                    raw = ev.value
+                    tag = ev.tag
+                    try:
+                        if ev.style == "" and tag is None and raw and raw[0] not in _MAY_RESOLVE:
+                            value = raw  # cannot be null, bool, number or timestamp: a string
+                        else:
+                            value = _resolve(ev)
+                    except UnsupportedScalar as e:
+                        raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
+                    if not stack:  # a document that is a bare scalar
+                        if value is not None:
+                            raise FormatError(
+                                f"line {ev.start_mark.line + 1}: YAML documents that are "
+                                "values are not supported (the top level must be a mapping)"
+                            )
+                        continue
+                    frame = stack[-1]
+                    self.last_frame = frame
+                    anchor = ev.anchor
+                    if frame.is_map and frame.key is _NOKEY:
+                        if type(value) is not str:
+                            raise FormatError(
+                                f"line {ev.start_mark.line + 1}: a {type(value).__name__} key "
+                                "is not a string; sops supports only string keys (quote it)"
+                            )
+                        if anchor:
+                            self.anchors[anchor] = value
+                        if value in frame.seen:
+                            raise FormatError(
+                                f"line {ev.start_mark.line + 1}: mapping key {value!r} already "
+                                "defined; duplicate keys are not allowed (sops rejects them too)"
+                            )
+                        frame.seen.add(value)
+                        frame.key = value
+                        frame.key_start = start
+                        self.last_was_value = False
+                        continue
+                    if anchor or tag:
+                        if anchor:
+                            self.anchors[anchor] = value
+                        # typed tags go with the text they typed; an anchor and other tags stay
+                        vstart = (_anchor_end(text, start) if tag in _TYPED_TAGS
+                                  else _scalar_start(text, start, True))
+                        # a tagged plain scalar keeps its tag, which carries its type: plain
+                        style = ("!" if tag and tag not in _TYPED_TAGS and ev.style == ""
+                                 and tag != "!" else ev.style)
                     else:
-                        value = _resolve(ev)
-                except UnsupportedScalar as e:
-                    raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
-                if frame is None:  # a document that is a bare scalar
-                    if value is not None:
-                        raise FormatError(
-                            f"line {ev.start_mark.line + 1}: YAML documents that are values "
-                            "are not supported (the top level must be a mapping)"
-                        )
-                    continue
-                self.last_frame = frame
-                if frame.is_map and frame.key is _NOKEY:
-                    if not isinstance(value, str):
-                        raise FormatError(
-                            f"line {ev.start_mark.line + 1}: a {type(value).__name__} key is not "
-                            "a string; sops supports only string keys (quote it)"
-                        )
+                        vstart, style = start, ev.style
+                    span = ("s", vstart, end, style, frame.flow, frame.col)
+                    if frame.is_map and frame is not self.root:
+                        # add_value's common case: a value in a nested mapping
+                        frame.node.append((frame.key, value))
+                        frame.key = _NOKEY
+                        frame.spans.append(span)
+                    else:
+                        self.add_value(value, span)
+                    self.last_was_value = True
+                elif t is MS or t is SS:
+                    self.last_flow_closed = None
+                    is_map = t is MS
+                    flow = bool(ev.flow_style)
+                    col = ev.start_mark.column
+                    child = _Frame(is_map, flow, col)
+                    pos = ev.end_mark.index
+                    if not self.stack:
+                        if not is_map:
+                            raise FormatError(
+                                f"line {ev.start_mark.line + 1}: YAML documents that are sequences "
+                                "are not supported (the top level must be a mapping)"
+                            )
+                        child.col = 0 if not flow else col
+                        self.root = child
+                        assert self.doc is not None
+                        self.doc.root_block_map = not flow
+                        self.stack.append(child)
+                    else:
+                        parent = self.stack[-1]
+                        if parent.is_map and parent.key is _NOKEY:
+                            raise FormatError(
+                                f"line {ev.start_mark.line + 1}: complex (non-scalar) mapping keys "
+                                "are not supported; sops supports only string keys"
+                            )
+                        if parent.flow:
+                            child.flow = True
+                        self.add_value(child.node, child.spans, child)
+                        self.stack.append(child)
                     if ev.anchor:
-                        self.anchors[ev.anchor] = value
-                    self.check_duplicate(frame, value, ev)
-                    frame.key = value
-                    frame.key_start = start
-                    self.last_was_value = False
-                    continue
-                if ev.anchor:
-                    self.anchors[ev.anchor] = value
-                # typed tags go with the text they typed; an anchor and other tags stay
-                vstart = (_anchor_end(text, start) if ev.tag in _TYPED_TAGS
-                          else _scalar_start(text, start, bool(ev.anchor or ev.tag)))
-                # a tagged plain scalar keeps its tag, which carries its type: stays plain
-                style = ("!" if ev.tag and ev.tag not in _TYPED_TAGS and ev.style == ""
-                         and ev.tag != "!" else ev.style)
-                self.add_value(value, ("s", vstart, end, style, frame.flow, frame.col))
-                self.last_was_value = True
-            elif t is MS or t is SS:
-                self.last_flow_closed = None
-                is_map = t is MS
-                flow = bool(ev.flow_style)
-                col = ev.start_mark.column
-                child = _Frame(is_map, flow, col)
-                pos = ev.end_mark.index
-                if not self.stack:
-                    if not is_map:
+                        self.anchors[ev.anchor] = child.node
+                    if self.pending_comments:
+                        self.place_comments()
+                elif t is ME or t is SE:
+                    if self.pending_comments:
+                        self.place_comments()
+                    pos = max(pos, ev.end_mark.index)
+                    closed_frame = self.stack.pop()
+                    if closed_frame.flow:
+                        self.last_end = pos  # a flow collection ends at its bracket
+                    self.last_frame = None
+                    self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
+                    if self.sops_frame_depth == len(self.stack):
+                        self.end_sops()
+                elif t is A:
+                    if self.pending_comments:
+                        self.place_comments()
+                    pos = self.last_end = ev.end_mark.index
+                    try:
+                        target = self.anchors[ev.anchor]
+                    except KeyError:
                         raise FormatError(
-                            f"line {ev.start_mark.line + 1}: YAML documents that are sequences "
-                            "are not supported (the top level must be a mapping)"
-                        )
-                    child.col = 0 if not flow else col
-                    self.root = child
+                            f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
+                        ) from None
                     assert self.doc is not None
-                    self.doc.root_block_map = not flow
-                    self.stack.append(child)
-                else:
-                    parent = self.stack[-1]
-                    if parent.is_map and parent.key is _NOKEY:
-                        raise FormatError(
-                            f"line {ev.start_mark.line + 1}: complex (non-scalar) mapping keys "
-                            "are not supported; sops supports only string keys"
-                        )
-                    if parent.flow:
-                        child.flow = True
-                    self.add_value(child.node, child.spans, child)
-                    self.stack.append(child)
-                if ev.anchor:
-                    self.anchors[ev.anchor] = child.node
-                if self.pending_comments:
-                    self.place_comments()
-            elif t is ME or t is SE:
-                if self.pending_comments:
-                    self.place_comments()
-                pos = max(pos, ev.end_mark.index)
-                closed_frame = self.stack.pop()
-                if closed_frame.flow:
-                    self.last_end = pos  # a flow collection ends at its bracket
-                self.last_frame = None
-                self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
-                if self.sops_frame_depth == len(self.stack):
-                    self.end_sops()
-            elif t is A:
-                if self.pending_comments:
-                    self.place_comments()
-                pos = self.last_end = ev.end_mark.index
-                try:
-                    target = self.anchors[ev.anchor]
-                except KeyError:
-                    raise FormatError(
-                        f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
-                    ) from None
-                assert self.doc is not None
-                self.doc.spliceable = False  # sops expands aliases: re-emit this document
-                frame = self.stack[-1]
-                if frame.is_map and frame.key is _NOKEY:
-                    frame.key = target
-                    frame.key_start = start
-                    self.last_frame, self.last_was_value = frame, False
-                    continue
-                import copy
+                    self.doc.spliceable = False  # sops expands aliases: re-emit this document
+                    frame = self.stack[-1]
+                    if frame.is_map and frame.key is _NOKEY:
+                        frame.key = target
+                        frame.key_start = start
+                        self.last_frame, self.last_was_value = frame, False
+                        continue
+                    import copy
 
-                value = copy.deepcopy(target)
-                self.add_value(value, _spans_like(value))
-                self.last_frame, self.last_was_value = frame, True
-            elif t is _E.DocumentStartEvent:
-                self.doc = DocLayout(start=ev.end_mark.index)
-                pos = ev.end_mark.index
-                self.anchors = {}
-            elif t is _E.DocumentEndEvent:
-                assert self.doc is not None
-                if self.root is None:
-                    self.root = _Frame(True, False, 0)
-                    self.stack.append(self.root)
-                    self.place_comments()
-                    self.stack.pop()
-                    self.doc.root_block_map = False
-                else:
-                    self.stack.append(self.root)
-                    self.place_comments()
-                    self.stack.pop()
-                self.doc.end = start
-                self.finish_doc(self.root)
-                self.root = None
-                pos = ev.end_mark.index
-        if self.pending_comments:
-            self.pending_comments.clear()
+                    value = copy.deepcopy(target)
+                    self.add_value(value, _spans_like(value))
+                    self.last_frame, self.last_was_value = frame, True
+                elif t is _E.DocumentStartEvent:
+                    self.doc = DocLayout(start=ev.end_mark.index)
+                    pos = ev.end_mark.index
+                    self.anchors = {}
+                elif t is _E.DocumentEndEvent:
+                    assert self.doc is not None
+                    if self.root is None:
+                        self.root = _Frame(True, False, 0)
+                        self.stack.append(self.root)
+                        self.place_comments()
+                        self.stack.pop()
+                        self.doc.root_block_map = False
+                    else:
+                        self.stack.append(self.root)
+                        self.place_comments()
+                        self.stack.pop()
+                    self.doc.end = start
+                    self.finish_doc(self.root)
+                    self.root = None
+                    pos = ev.end_mark.index
+            if self.pending_comments:
+                self.pending_comments.clear()
+        finally:
+            parser.dispose()
 
     def finish_doc(self, root: _Frame) -> None:
         assert self.doc is not None
@@ -447,17 +466,13 @@ def _spans_like(value: Any) -> Any:
     return None
 
 
-def _flatten(spans: list[Any]) -> list[Any]:
-    out: list[Any] = []
-
-    def rec(items: list[Any]) -> None:
-        for s in items:
-            if type(s) is list:
-                rec(s)
-            else:
-                out.append(s)
-
-    rec(spans)
+def _flatten(spans: list[Any], out: list[Any] | None = None) -> list[Any]:
+    out = [] if out is None else out
+    for s in spans:
+        if type(s) is list:
+            _flatten(s, out)
+        else:
+            out.append(s)
     return out
 
 
@@ -537,17 +552,27 @@ class YamlStore:
 
 
 def _leaves(node: Any, out: list[Any]) -> None:
+    """Every leaf (scalars and comments) in walk order."""
+    append = out.append
+    if type(node) is Seq:
+        for item in node:
+            if isinstance(item, _BRANCHES):
+                _leaves(item, out)
+            else:
+                append(item)
+        return
     for item in node:
         if type(item) is tuple:
             v = item[1]
-            if isinstance(v, Branch | Seq):
+            if isinstance(v, _BRANCHES):
                 _leaves(v, out)
             else:
-                out.append(v)
-        elif isinstance(node, Seq) and isinstance(item, Branch | Seq):
-            _leaves(item, out)
+                append(v)
         else:
-            out.append(item)
+            append(item)
+
+
+_BRANCHES = (Branch, Seq)
 
 
 def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
@@ -577,7 +602,7 @@ def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -
 
 def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
     _, start, end, style, flow, col = span
-    if style == "" and value.isalnum() and value[0] not in _MAY_RESOLVE:
+    if style == "" and plain_word(value):
         return value  # the common case: a plain word that stays a plain string
     if style == "!":
         if "\n" not in value and plain_allowed(value, flow):
@@ -650,19 +675,25 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
         leaves: list[Any] = []
         _leaves(doc, leaves)
         edits: list[tuple[int, int, str]] = []
+        add = edits.append
         for value, old, span in zip(leaves, dl.values, dl.spans, strict=True):
             if span is None or value is None or (type(value) is type(old) and value == old):
                 continue  # unchanged leaves keep their exact text
             start, end = span[1], span[2]
+            if type(value) is str and span[3] == "" and span[0] == "s" and (
+                plain_word(value) or (not span[4] and value.startswith(ENC_PREFIX))
+            ):
+                add((start, end, value))  # _render's common cases, without the call
+                continue
             if span[0] == "s" and isinstance(value, Comment):
                 # sops writes comments inside lists as "- ENC[...type:comment]" items
                 dash = text.rfind("- ", text.rfind("\n", 0, start) + 1, start)
                 if dash >= 0 and not text[dash + 2 : start].strip():
                     start = dash
-            edits.append((start, end, _render(value, span, text, eol, step)))
+            add((start, end, _render(value, span, text, eol, step)))
         if dl.sops_range is not None:
             edits.append((dl.sops_range[0], dl.sops_range[1], ""))
-        edits.sort(key=lambda e: e[0])
+        edits.sort(key=itemgetter(0))
         for start, end, new in edits:
             pieces.append(text[pos:start])
             pieces.append(new)

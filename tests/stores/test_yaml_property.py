@@ -114,3 +114,20 @@ def _strings(node: Any) -> list[str]:
     if isinstance(node, list):
         return [s for v in node for s in _strings(v)]
     return [node] if isinstance(node, str) else []
+
+
+WORDS = st.one_of(
+    st.text(alphabet="0123456789eExXoObBaAfFtTnNyY", min_size=1, max_size=24),
+    st.text(alphabet=st.characters(categories=("L", "N")), min_size=1, max_size=12),
+    st.sampled_from(["true", "TRUE", "null", "Null", "yes", "On", "OFF", "y", "N", "0755",
+                     "0x1F", "0o17", "0b101", "1e5", "1E400", "99999999999999999999", "٣٤"]),
+)
+
+
+@given(word=WORDS, flow=st.booleans())
+def test_plain_word_shortcut_agrees_with_the_full_rules(word: str, flow: bool) -> None:
+    """The emitter's shortcut for plain words never writes a value the full rules would quote."""
+    from secretops.stores._yamlscalar import plain_word, render_str_inline
+
+    if plain_word(word):
+        assert render_str_inline(word, flow) == word
