@@ -91,9 +91,12 @@ class ValueCipher:
         """Encrypt one leaf. Empty strings stay empty, as in sops."""
         if value == "" and isinstance(value, str):
             return ""
-        type_ = type_name(value)
-        plain = to_bytes(value)
-        iv = self._stash.get((aad, type_, plain)) if self._stash is not None else None
+        return self.seal(to_bytes(value), type_name(value), aad)
+
+    def seal(self, plain: bytes, type_: str, aad: str) -> str:
+        """Encrypt a leaf given as its bytes (:func:`~secretops.core.values.to_bytes`) and its
+        ``type:`` tag; the old IV when this cipher saw the identical value at ``aad``."""
+        iv = self._stash.get((aad, type_, plain)) if self._stash else None
         if iv is None:
             iv = self._random(NONCE_SIZE)
         sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))

@@ -24,7 +24,7 @@ from typing import Any
 from secretops.core.cipher import CipherError, ValueCipher
 from secretops.core.selection import Selection
 from secretops.core.tree import Branch, Comment, Seq
-from secretops.core.values import to_bytes
+from secretops.core.values import to_bytes, type_name
 from secretops.errors import DecryptionError, ExitCode, MacMismatchError, SecretOpsError
 
 # sha256(b"sops"): seeds the hash when mac_only_encrypted is set, so the two MAC kinds differ.
@@ -66,7 +66,9 @@ class _Walk:
         self.hasher = hasher
         self.decrypting = not encrypt
 
-    def branch(self, node: Branch, path: list[str], stack: list[list[str]],
+    # ``aad`` is a node's key path as sops authenticates it (``a:b:``; ``:`` at the top), built
+    # once per key on the way down; ``path`` is the same as a list, for the comment rules.
+    def branch(self, node: Branch, path: list[str], aad: str, stack: list[list[str]],
                matched: bool = False) -> Branch:
         stack = [*stack, []]
         level = stack[-1]
@@ -74,10 +76,12 @@ class _Walk:
         append = out.append
         key_matches = self.key_matches
         leaf = self.decrypt_leaf if self.decrypting else self.encrypt_leaf
+        base = aad if path else ""
+        by_path = self.by_path
         for item in node:
             if type(item) is not tuple:  # a comment line
                 level.append(str(item))
-                append(leaf(item, path, stack, matched))
+                append(leaf(item, path, aad, stack, matched))
                 continue
             key, value = item
             if not isinstance(key, str):
@@ -86,9 +90,11 @@ class _Walk:
                 )
             try:
                 if value is None or isinstance(value, (Branch, Seq)):
-                    value = self.value(value, [*path, key], stack, matched or key_matches(key))
+                    value = self.value(value, [*path, key], f"{base}{key}:", stack,
+                                       matched or key_matches(key))
                 else:
-                    value = leaf(value, [*path, key], stack, matched or key_matches(key))
+                    value = leaf(value, path if by_path else [*path, key], f"{base}{key}:",
+                                 stack, matched or key_matches(key))
             except _LeafError as e:
                 e.segments.insert(0, key)
                 raise
@@ -96,36 +102,39 @@ class _Walk:
             level.clear()
         return out
 
-    def seq(self, node: Seq, path: list[str], stack: list[list[str]], matched: bool) -> Seq:
+    def seq(self, node: Seq, path: list[str], aad: str, stack: list[list[str]],
+            matched: bool) -> Seq:
         stack = [*stack, []]
         level = stack[-1]
         out = Seq()
         for i, value in enumerate(node):
             if isinstance(value, Comment):
                 level.append(str(value))
-                out.append(self.leaf(value, path, stack, matched))
+                out.append(self.leaf(value, path, aad, stack, matched))
                 continue
             try:
-                out.append(self.value(value, path, stack, matched))
+                out.append(self.value(value, path, aad, stack, matched))
             except _LeafError as e:
                 e.segments.insert(0, i)
                 raise
             level.clear()
         return out
 
-    def value(self, value: Any, path: list[str], stack: list[list[str]], matched: bool) -> Any:
+    def value(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
+              matched: bool) -> Any:
         if isinstance(value, Branch):
-            return self.branch(value, path, stack, matched)
+            return self.branch(value, path, aad, stack, matched)
         if isinstance(value, Seq):
-            return self.seq(value, path, stack, matched)
+            return self.seq(value, path, aad, stack, matched)
         if value is None:
             return None
-        return self.leaf(value, path, stack, matched)
+        return self.leaf(value, path, aad, stack, matched)
 
-    def leaf(self, value: Any, path: list[str], stack: list[list[str]], matched: bool) -> Any:
+    def leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
+             matched: bool) -> Any:
         if self.decrypting:
-            return self.decrypt_leaf(value, path, stack, matched)
-        return self.encrypt_leaf(value, path, stack, matched)
+            return self.decrypt_leaf(value, path, aad, stack, matched)
+        return self.encrypt_leaf(value, path, aad, stack, matched)
 
     def encrypted(self, value: Any, path: list[str], stack: list[list[str]],
                   matched: bool) -> bool:
@@ -133,36 +142,45 @@ class _Walk:
             return matched == self.wanted
         return self.selection.should_encrypt(path, stack, isinstance(value, Comment))
 
-    def encrypt_leaf(self, value: Any, path: list[str], stack: list[list[str]],
+    def encrypt_leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
                      matched: bool) -> Any:
         encrypted = (matched == self.wanted if self.by_path
                      else self.encrypted(value, path, stack, matched))
-        is_comment = isinstance(value, Comment)
+        if type(value) is str:  # the common leaf, without the dispatch of to_bytes
+            plain, type_ = value.encode("utf-8", "surrogateescape"), "str"
+        else:
+            try:
+                plain, type_ = to_bytes(value), type_name(value)
+            except TypeError as e:
+                raise _LeafError(str(e), []) from None
+        is_comment = type_ == "comment"
         if not is_comment and (encrypted or self.hash_all):
-            self.hasher.update(to_bytes(value))
+            self.hasher.update(plain)
         if not encrypted:
             return value
+        if not plain and isinstance(value, str):
+            return value  # an empty string stays empty, as in sops
         try:
-            enc = self.cipher.encrypt(value, ":".join(path) + ":")
-        except (TypeError, ValueError) as e:
+            enc = self.cipher.seal(plain, type_, aad)
+        except ValueError as e:
             raise _LeafError(str(e), []) from None
         return Comment(enc) if is_comment else enc
 
-    def decrypt_leaf(self, value: Any, path: list[str], stack: list[list[str]],
+    def decrypt_leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
                      matched: bool) -> Any:
         encrypted = (matched == self.wanted if self.by_path
                      else self.encrypted(value, path, stack, matched))
         if encrypted:
             if isinstance(value, Comment):
                 try:
-                    out = self.cipher.decrypt(str(value), ":".join(path) + ":")
+                    out = self.cipher.decrypt(str(value), aad)
                 except CipherError:
                     return value  # an unencrypted comment (older files), as sops allows
                 return out if isinstance(out, Comment) else Comment(str(out))
             if not isinstance(value, str):
                 raise _LeafError("the value should be encrypted but is not an ENC[...] string", [])
             try:
-                out, plain = self.cipher.open(value, ":".join(path) + ":")
+                out, plain = self.cipher.open(value, aad)
             except CipherError as e:
                 raise _LeafError(str(e), []) from None
             if type(out) is str:  # its bytes are the plaintext: no need to encode it again
@@ -187,7 +205,7 @@ def _run(docs: list[Branch], walk: _Walk, failure_code: ExitCode) -> tuple[list[
     out = []
     for doc in docs:
         try:
-            out.append(walk.branch(doc, [], []))
+            out.append(walk.branch(doc, [], ":", []))
         except _LeafError as e:
             raise SecretOpsError(
                 e.cause, code=failure_code, path=_display(e.segments) or None

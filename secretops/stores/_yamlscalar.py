@@ -241,6 +241,16 @@ def plain_allowed(s: str, flow: bool) -> bool:
     return ": " not in rest and ":\t" not in rest and not rest.endswith(":")
 
 
+def plain_string(s: str) -> bool:
+    """Does the plain scalar ``s`` certainly read as the string ``s``? (A cheap test for the
+    common alphanumeric word: a False means "resolve it", not "not a string".)"""
+    if not s.isalnum():
+        return False
+    if s[0].isdigit():
+        return _MAYBE_NUMBER.fullmatch(s) is None
+    return s not in _NULLS and s not in _BOOLS
+
+
 def plain_word(s: str) -> bool:
     """Is ``s`` an alphanumeric word that is written plain, as it is?
 

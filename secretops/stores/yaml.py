@@ -39,6 +39,7 @@ from secretops.stores._yamlscalar import (
     UnsupportedScalar,
     literal_block,
     plain_allowed,
+    plain_string,
     plain_word,
     render_number,
     render_str_inline,
@@ -268,14 +269,19 @@ class _Builder:
         S, MS, ME, SS, SE, A = (_E.ScalarEvent, _E.MappingStartEvent, _E.MappingEndEvent,
                                 _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
         parser = _Loader(text)
+        next_hash = find("#")  # comments are looked for only in gaps that may hold one
         try:
             # one C call per event (yaml.parse adds a generator and a second call)
             events = iter(parser.get_event, None)
             for ev in events:
                 t = type(ev)
                 start = ev.start_mark.index
-                if start > pos and find("#", pos, start) >= 0:
-                    self.scan(pos, start)
+                if start > pos and 0 <= next_hash < start:
+                    if next_hash < pos:  # that '#' was inside a scalar: find the next
+                        next_hash = find("#", pos)
+                    if 0 <= next_hash < start:
+                        self.scan(pos, start)
+                        next_hash = find("#", start)
                 if t is S:
                     if self.pending_comments:
                         self.place_comments()
@@ -285,7 +291,9 @@ class _Builder:
                     raw = ev.value
                     tag = ev.tag
                     try:
-                        if ev.style == "" and tag is None and raw and raw[0] not in _MAY_RESOLVE:
+                        if ev.style == "" and tag is None and raw and (
+                            raw[0] not in _MAY_RESOLVE or plain_string(raw)
+                        ):
                             value = raw  # cannot be null, bool, number or timestamp: a string
                         else:
                             value = _resolve(ev)

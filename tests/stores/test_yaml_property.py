@@ -131,3 +131,12 @@ def test_plain_word_shortcut_agrees_with_the_full_rules(word: str, flow: bool) -
 
     if plain_word(word):
         assert render_str_inline(word, flow) == word
+
+
+@given(word=WORDS)
+def test_plain_string_shortcut_agrees_with_resolving(word: str) -> None:
+    """The reader's shortcut for plain words never takes a number, bool or null for a string."""
+    from secretops.stores._yamlscalar import plain_string, resolve_plain
+
+    if plain_string(word):
+        assert resolve_plain(word) == word and type(resolve_plain(word)) is str
