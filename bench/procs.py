@@ -93,6 +93,22 @@ class Tool:
         return [self.argv0, "decrypt", str(path)]
 
 
+@dataclass(frozen=True)
+class FloorTool(Tool):
+    """``bench/floor.py``: the building blocks alone, run like the tools (see its docstring)."""
+
+    def encrypt_argv(self, recipient: str, flags: list[str], path: Path) -> list[str]:
+        regex = flags[flags.index("--encrypted-regex") + 1:][:1] if flags else []
+        return [sys.executable, self.argv0, "encrypt", str(path), recipient, *regex]
+
+    def decrypt_argv(self, path: Path) -> list[str]:
+        return [sys.executable, self.argv0, "decrypt", str(path)]
+
+
+def floor_tool() -> Tool:
+    return FloorTool("floor", str(Path(__file__).with_name("floor.py")))
+
+
 def secretops_tool() -> Tool:
     """The venv's ``secretops`` console script, exactly as users run it, with the package
     byte-compiled first as ``pip install`` does: an editable checkout under

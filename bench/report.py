@@ -61,12 +61,24 @@ class Row:
     input_bytes: int
     ours: Series = field(default_factory=Series)
     sops: Series = field(default_factory=Series)
+    floor: Series = field(default_factory=Series)  # bench/floor.py, run in the same rounds
     wrong: list[str] = field(default_factory=list)  # correctness problems found for this row
     error: str | None = None
 
     @property
     def ratio(self) -> float:
         return self.ours.median / self.sops.median
+
+    @property
+    def floor_ratio(self) -> float | None:
+        return self.floor.median / self.sops.median if self.floor.runs else None
+
+    @property
+    def below_floor(self) -> bool:
+        """Is the time goal below what the building blocks alone take?"""
+        goal = goal_for(self.spec)
+        fr = self.floor_ratio
+        return goal is not None and fr is not None and fr > goal[0]
 
     @property
     def paired(self) -> list[float]:
@@ -90,7 +102,7 @@ class Row:
         goal = goal_for(self.spec)
         misses = [w for w, ok in (("time", self.time_ok), ("mem", self.mem_ok)) if ok is False]
         if misses:
-            return "MISS " + "+".join(misses)
+            return "MISS " + "+".join(misses) + (" (goal < floor)" if self.below_floor else "")
         if goal is None:
             return "info (mem ok)"
         if goal[1] is not None and self.ratio <= goal[1]:
@@ -118,6 +130,9 @@ class Row:
             "time_ok": self.time_ok,
             "mem_ok": self.mem_ok,
         })
+        if self.floor.runs:
+            out.update({"floor": self.floor.to_json(), "floor_ratio": self.floor_ratio,
+                        "goal_below_floor": self.below_floor})
         return out
 
 
@@ -155,6 +170,23 @@ def render_table(rows: list[Row]) -> str:
             f"{r.ours.peak_mib:.1f}", f"{r.sops.peak_mib:.1f}", _goal_text(r.spec), r.verdict,
         ])
     return format_columns(head, body, right={2, 5, 7, 8})
+
+
+def render_floor(rows: list[Row]) -> str:
+    """The building-block floor (bench/floor.py) against sops and against secretops."""
+    head = ["input", "op", "floor s med (min–max)", "floor / sops", "secretops / floor", "goal",
+            "goal vs floor"]
+    body: list[list[str]] = []
+    for r in rows:
+        if r.error or not r.floor.runs:
+            continue
+        goal = goal_for(r.spec)
+        body.append([
+            r.spec.name, r.op, _spread(r.floor), f"{r.floor_ratio:.2f}",
+            f"{r.ours.median / r.floor.median:.2f}", _goal_text(r.spec),
+            "–" if goal is None else ("below the floor" if r.below_floor else "reachable"),
+        ])
+    return format_columns(head, body, right={3, 4})
 
 
 def format_columns(head: list[str], body: list[list[str]], right: set[int] | None = None) -> str:

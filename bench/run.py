@@ -24,12 +24,13 @@ from bench.procs import (
     REPO,
     Spawner,
     Tool,
+    floor_tool,
     isolated_env,
     make_age_key,
     secretops_tool,
     sops_tool,
 )
-from bench.report import Row, render_table
+from bench.report import Row, render_floor, render_table
 from bench.startup import (
     FLOOR_LABEL,
     import_budget,
@@ -78,6 +79,7 @@ class Bench:
         self.env = isolated_env(work, work / "keys.txt")
         self.ours = secretops_tool()
         self.sops = sops_tool(work, sops_path)
+        self.floor = floor_tool()
         self.tools = (self.ours, self.sops)
         self.spawner = Spawner(work)
         self.checks: list[dict[str, Any]] = []
@@ -126,17 +128,18 @@ class Bench:
                             "ok": not found, "problems": found})
 
     def measure(self, spec: InputSpec, src: Path, op: str, repeat: int, row: Row) -> None:
-        """``repeat`` pairs, alternating which tool goes first; output to /dev/null."""
+        """``repeat`` rounds of the two tools (a pair, alternating which goes first) and the
+        building-block floor; output to /dev/null."""
         argvs = {
             t.name: (t.encrypt_argv(self.recipient, spec.encrypt_flags, src) if op == "encrypt"
-                     else t.decrypt_argv(self.enc_path(spec, t)))
-            for t in self.tools
+                     else t.decrypt_argv(self.enc_path(spec, self.ours if t is self.floor else t)))
+            for t in (*self.tools, self.floor)
         }
-        series = {self.ours.name: row.ours, self.sops.name: row.sops}
+        series = {self.ours.name: row.ours, self.sops.name: row.sops, self.floor.name: row.floor}
         for i in range(repeat):
             t0 = time.perf_counter()
             order = self.tools if i % 2 == 0 else self.tools[::-1]
-            for tool in order:
+            for tool in (*order, self.floor):
                 r = self.spawner.run(argvs[tool.name], self.env, stderr=self._err(tool))
                 if r.code != 0:
                     row.error = self._fail(tool, op, r.code)
@@ -247,6 +250,12 @@ def _run(args: argparse.Namespace, specs: list[InputSpec], ops: list[str], work:
         print("secretops / sops: whole-process wall seconds and peak RSS, paired A/B "
               "(ratio = median/median; paired = median of per-pair ratios)")
         print(render_table(rows))
+        print()
+        print("Building-block floor (bench/floor.py): the interpreter, the imports, libyaml's "
+              "events with the key paths, the data key and AES-GCM for every value — no tree, "
+              "no layout, no output. A goal below it cannot be met with PyYAML and "
+              "cryptography.")
+        print(render_floor(rows))
         startup: dict[str, Any] = {}
         small = next((s for s in specs if s.kind == "secret" and s.values == 10), None)
         if not args.no_startup:
