@@ -2,7 +2,9 @@
 
 :func:`atomic_write` writes to a temporary file in the target's directory, fsyncs it, and renames
 it over the target, so a reader (or a crash) sees either the old file or the new one. An existing
-file keeps its mode; a new file gets ``new_mode`` (0600 for decrypted output).
+file keeps its mode; a new file gets ``new_mode`` (0600 for decrypted output). A symbolic link
+is written through, as sops does: the file it points to is replaced and the link stays — so
+``encrypt -i link.yaml`` never leaves the plaintext behind at the link's target.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from secretops.errors import ExitCode, SecretOpsError
 
 
 def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)  # errors still name the path the user gave
+    directory = os.path.dirname(target)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        mode = stat.S_IMODE(os.stat(target).st_mode)
     except FileNotFoundError:
         mode = new_mode
     except OSError as e:
@@ -37,7 +40,7 @@ def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
         tmp = None
         try:
             dfd = os.open(directory, os.O_RDONLY)

@@ -178,6 +178,22 @@ def test_in_place_keeps_mode_and_round_trips(tmp_path: Path, age_key: AgeKey) ->
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".secretops-")] == []
 
 
+def test_in_place_writes_through_a_symlink(tmp_path: Path, age_key: AgeKey) -> None:
+    """As sops: the link stays a link and its target is encrypted, never left in plaintext."""
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "s.yaml"
+    target.write_text(SECRET)
+    target.chmod(0o640)
+    link = tmp_path / "link.yaml"
+    link.symlink_to(target)
+    assert secretops("encrypt", "-i", "--age", age_key.recipient, str(link)).code == 0
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    assert CANARY not in target.read_text() and stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert secretops("decrypt", "-i", str(link)).code == 0
+    assert link.is_symlink() and target.read_text() == SECRET
+    assert [p.name for p in target.parent.iterdir()] == ["s.yaml"]  # no temp file left
+
+
 def test_decrypt_output_new_file_is_private(tmp_path: Path, age_key: AgeKey) -> None:
     enc = _encrypted(tmp_path, age_key)
     out = tmp_path / "plain-out.yaml"
