@@ -217,6 +217,16 @@ class _Builder:
                 continue
             self.pending_comments.append((s, e))
 
+    def header_comment(self, frame: _Frame, start: int, end: int) -> None:
+        """A comment after a block scalar's indicator (``key: | # note``) is inside the
+        scalar's span, where the gap scan cannot see it. It goes before the item, as sops
+        puts it; the splice leaves the header line's rest to it."""
+        ind_end, hdr_end = _block_header(self.text, start, end)
+        m = _COMMENT_RE.search(self.text, ind_end, hdr_end)
+        if m is not None:
+            frame.node.append(Comment(self.text[m.start() + 1 : m.end()]))
+            frame.spans.append(("c", m.start(), m.end(), "", False, frame.col))
+
     def place_comments(self) -> None:
         if not self.pending_comments or not self.stack:
             return
@@ -338,6 +348,8 @@ class _Builder:
                                  and tag != "!" else ev.style)
                     else:
                         vstart, style = start, ev.style
+                    if (style == "|" or style == ">") and self.sops_frame_depth < 0:
+                        self.header_comment(frame, vstart, end)
                     span = ("s", vstart, end, style, frame.flow, frame.col)
                     if frame.is_map and frame is not self.root:
                         # add_value's common case: a value in a nested mapping
@@ -584,18 +596,14 @@ _BRANCHES = (Branch, Seq)
 
 
 def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
-    kind, start, end, style, flow, col = span
+    kind, start, end, style, flow, _ = span
     if kind == "c" or isinstance(value, Comment):
         return "#" + str(value)
     if isinstance(value, Timestamp):
         return str(value)  # resolves back to the same timestamp when plain
     if isinstance(value, str) and not is_encrypted(value):
         return _render_plain_str(value, span, text, eol, step)
-    if isinstance(value, str):  # ENC[...] going in: keep the quoting, collapse blocks
-        if style in ("|", ">"):
-            indent = _block_indent(text, start, end, col, step)
-            tail = _block_tail(text, start, end)
-            return f"{style}-{eol}{indent}{value}{eol}{tail}"
+    if isinstance(value, str):  # ENC[...] going in: keep the quoting
         if style == '"':
             return f'"{value}"'
         if style == "'" or flow:
@@ -621,20 +629,12 @@ def _render_plain_str(value: str, span: tuple[Any, ...], text: str, eol: str, st
         # (the usual case), else the single quotes the span had
         out = render_str_inline(value, flow, None)
         return out if not out.startswith(('"', "'")) else render_str_inline(value, flow, "'")
-    if style in ("|", ">") or (not flow and "\n" in value and style == ""):
-        indent = _block_indent(text, start, end, col, step)
-        block = literal_block(value, indent, folded=(style == ">"))
-        if block is None and style == ">":
-            block = literal_block(value, indent)
+    if not flow and "\n" in value and style == "":
+        # a multi-line plain scalar comes back as a literal block; its span ends mid-line, so
+        # the original line break follows
+        block = literal_block(value, _block_indent(text, start, end, col, step))
         if block is not None:
-            tail = _block_tail(text, start, end) if style in ("|", ">") else ""
-            # a keep-chomped block owns its trailing blank lines; others leave them after it
-            if block.split("\n", 1)[0].endswith("+"):
-                tail = ""
-            out = block.replace("\n", eol) + eol + tail
-            if style == "":
-                out = out[: -len(eol)]  # a plain span ends mid-line: the original EOL follows
-            return out
+            return block.replace("\n", eol)
         return render_str_inline(value, flow, '"')
     if style in ("'", '"'):
         return render_str_inline(value, flow, style)
@@ -654,13 +654,61 @@ def _block_indent(text: str, start: int, end: int, col: int, step: int) -> str:
     return " " * (col + step)
 
 
-def _block_tail(text: str, start: int, end: int) -> str:
-    """The blank lines that close a block scalar's span (kept as they were)."""
-    body = text[start:end]
-    stripped = body.rstrip(" \t\r\n")
-    rest = body[len(stripped):]
-    first_nl = rest.find("\n")
-    return rest[first_nl + 1 :] if first_nl >= 0 else ""
+_BLOCK_INDICATOR = re.compile(r"[|>][0-9+-]*")
+
+
+def _block_header(text: str, start: int, end: int) -> tuple[int, int]:
+    """A block scalar's header line: where its indicator (``|``, ``>2-``, …) ends, and where
+    the line ends (before its line break). What lies between — spaces, a comment — is kept."""
+    m = _BLOCK_INDICATOR.match(text, start, end)
+    ind_end = m.end() if m else start + 1
+    nl = text.find("\n", start, end)
+    if nl < 0:
+        return ind_end, end
+    return ind_end, nl - 1 if text[nl - 1 : nl] == "\r" else nl
+
+
+def _block_tail(text: str, body_start: int, end: int, indent: int) -> str:
+    """The empty lines that close a block scalar's span, kept as they were: lines of at most
+    ``indent`` spaces (a line with more is content — the spaces beyond are the value's)."""
+    tail_start = end
+    while tail_start > body_start:
+        nl = text.rfind("\n", body_start, tail_start - 1)
+        if nl < 0:
+            break
+        line = text[nl + 1 : tail_start].rstrip("\r\n")
+        if line.strip(" ") or len(line) > indent:
+            break
+        tail_start = nl + 1
+    return text[tail_start:end]
+
+
+def _render_block(value: Any, span: tuple[Any, ...], text: str, eol: str,
+                  step: int) -> tuple[str, str]:
+    """A new value in a block scalar's span, as two pieces around the header line's rest
+    (spaces and a comment there stay, or are replaced on their own): the part that replaces
+    the indicator, and the part that replaces the line break and the body."""
+    _, start, end, style, flow, col = span
+    ind_end, hdr_end = _block_header(text, start, end)
+    indent = _block_indent(text, start, end, col, step)
+    digits = [c for c in text[start:ind_end] if c.isdigit()]
+    width = col + int(digits[0]) if digits else len(indent)  # an indentation indicator
+    tail = _block_tail(text, hdr_end, end, width)
+    if isinstance(value, str) and not isinstance(value, Comment | Timestamp):
+        if is_encrypted(value):  # going in: the ENC line, chomping stripped
+            return f"{style}-", f"{eol}{indent}{value}{eol}{tail}"
+        block = literal_block(value, indent, folded=(style == ">"))
+        if block is None and style == ">":
+            block = literal_block(value, indent)
+        if block is not None:
+            head, _, lines = block.partition("\n")
+            # a keep-chomped block owns its trailing empty lines; others leave them after it
+            rest = eol + lines.replace("\n", eol) + eol if lines else eol
+            return head, rest + ("" if head.endswith("+") else tail)
+        return render_str_inline(value, flow, '"'), eol + tail
+    if isinstance(value, bool | int | float):
+        return render_number(value), eol + tail
+    return render_str_inline(str(value), flow), eol + tail
 
 
 def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layout: Layout) -> str:
@@ -692,6 +740,12 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
                 plain_word(value) or (not span[4] and value.startswith(ENC_PREFIX))
             ):
                 add((start, end, value))  # _render's common cases, without the call
+                continue
+            if span[3] in ("|", ">") and span[0] == "s" and not isinstance(value, Comment):
+                head, body = _render_block(value, span, text, eol, step)
+                ind_end, hdr_end = _block_header(text, start, end)
+                add((start, ind_end, head))
+                add((hdr_end, end, body))
                 continue
             if span[0] == "s" and isinstance(value, Comment):
                 # sops writes comments inside lists as "- ENC[...type:comment]" items

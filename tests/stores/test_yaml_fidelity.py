@@ -42,6 +42,8 @@ def test_encrypted_file_changes_only_values_and_comments(
     assert enc.code == 0, enc.err
     before = golden.read_text().splitlines()
     after = _without_sops_blocks(enc.text).splitlines()
+    # every comment is encrypted, wherever it sits (after a key, a block scalar's header, ...)
+    assert [line for line in after if re.search(r"(?:^|[ \t])#(?!ENC\[)", line)] == []
     matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":

@@ -170,3 +170,29 @@ def test_collections_nested_in_list_items_are_indented_as_go_yaml_does(
     assert r.code == 0, r.err
     theirs = r.text.split("sops:\n")[0]
     assert emit_document(YamlStore().load(text.encode()).docs[0], 4) == theirs
+
+
+@pytest.mark.parametrize("text", [
+    "key: |2\n    indented\nnext: 1\n",
+    "l:\n  - |2\n     x\n  - |\n    y\n",
+    "d: |2-\n   x\ne: 1\n",
+    "f: >\n  a\n   \ng: 1\n",
+    "c: | # note\n  line\n   \n",
+])
+def test_block_scalars_that_cannot_come_back_as_blocks_stay_valid_yaml(
+    text: str, age_key: AgeKey
+) -> None:
+    """A value that needs an indentation indicator comes back quoted, on its own line."""
+    store = YamlStore()
+    enc = api.encrypt(text.encode(), format="yaml", age=[age_key.recipient])
+    dec = api.decrypt(enc, format="yaml")
+    assert store.load(dec).docs == store.load(text.encode()).docs
+
+
+def test_a_changed_value_in_a_block_span_keeps_the_line_break(age_key: AgeKey) -> None:
+    """set on a block-scalar key with a number: the next key stays on its own line."""
+    enc = api.encrypt(b"a: |\n  text\n\nb: 1\n", format="yaml", age=[age_key.recipient])
+    opened = api.open_file(enc, format="yaml")
+    out = api.set_value(opened, ["a"], 5)
+    assert out is not None
+    assert api.decrypt(out, format="yaml") == b"a: 5\n\nb: 1\n"
