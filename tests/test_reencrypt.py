@@ -19,7 +19,9 @@ from secretops.core.tree import Branch
 from secretops.stores.yaml import YamlStore
 from tests.helpers import TESTDATA, AgeKey, secretops, sops
 
-TEXT = "db:\n  user: admin\n  password: s3cret # keep\nlist: [a, b]\nother: value\n"
+# repeated comments and list items share their key path; "y" comes back double-quoted
+TEXT = ("db:\n  user: admin\n  password: s3cret # keep\nlist: [a, b]\nother: value\n"
+        "# same\ndup: [x, y, x]\n# same\nflag: y\n")
 
 
 def _changed_lines(a: bytes, b: bytes) -> list[str]:
@@ -47,6 +49,14 @@ def test_reencrypt_unchanged_touches_only_lastmodified_and_mac(encrypted: bytes)
     assert changed[0].strip().startswith("lastmodified:") and "2030-01-01" in changed[0]
     assert changed[1].strip().startswith("mac: ENC[")
     assert api.decrypt(out, format="yaml") == api.decrypt(encrypted, format="yaml")
+
+
+def test_decrypted_text_encrypted_again_is_the_same_file(encrypted: bytes) -> None:
+    """edit / encrypt --reuse with nothing changed: not one byte differs, for secretops's
+    files and for sops's (repeated comments and list items keep their own ciphertexts)."""
+    opened = api.open_file(encrypted, format="yaml")
+    out = api.reencrypt_plaintext(opened, api.decrypt(encrypted, format="yaml"))
+    assert out == encrypted
 
 
 def test_changed_value_gets_a_fresh_iv_and_only_its_line_changes(encrypted: bytes) -> None:

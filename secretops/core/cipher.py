@@ -11,6 +11,9 @@ reproduces the identical ciphertext: an edit changes only the values that change
 belongs to one data key and one cipher object, and an IV is only reused for the identical
 (key, path, type, plaintext) — i.e. only to produce a ciphertext that already exists. Any new
 or changed plaintext gets a fresh random IV, so GCM never sees one nonce with two messages.
+Identical values at one path (list items, comments) each get back their own IV, in order, and
+each remembered IV is used at most once: re-encrypting never makes two equal values show equal
+ciphertexts that were different before.
 
 Randomness is a parameter (``random``), never read from a global here.
 """
@@ -77,15 +80,19 @@ class ValueCipher:
             raise CipherError("the data key must be 32 bytes")
         self._aead = AESGCM(key)
         self._random = random
-        self._stash: dict[tuple[str, str, bytes], bytes] | None = {} if remember else None
+        # (AAD, type, plaintext) -> the IVs seen, in file order: list items and comments share
+        # their AAD, so identical ones get back their own IVs, the n-th use the n-th
+        self._stash: dict[tuple[str, str, bytes], list[bytes]] | None = (
+            {} if remember else None
+        )
 
     def adopt(self, other: ValueCipher) -> None:
         """Also reuse the IVs ``other`` (a cipher under the same key) has seen, where this one
         has none: values taken from another version of the file keep their ciphertext."""
         if self._stash is None or other._stash is None:
             return
-        for k, iv in other._stash.items():
-            self._stash.setdefault(k, iv)
+        for k, ivs in other._stash.items():
+            self._stash.setdefault(k, list(ivs))
 
     def encrypt(self, value: Scalar, aad: str) -> str:
         """Encrypt one leaf. Empty strings stay empty, as in sops."""
@@ -96,9 +103,8 @@ class ValueCipher:
     def seal(self, plain: bytes, type_: str, aad: str) -> str:
         """Encrypt a leaf given as its bytes (:func:`~secretops.core.values.to_bytes`) and its
         ``type:`` tag; the old IV when this cipher saw the identical value at ``aad``."""
-        iv = self._stash.get((aad, type_, plain)) if self._stash else None
-        if iv is None:
-            iv = self._random(NONCE_SIZE)
+        ivs = self._stash.get((aad, type_, plain)) if self._stash else None
+        iv = ivs.pop(0) if ivs else self._random(NONCE_SIZE)
         sealed = self._aead.encrypt(iv, plain, aad.encode("utf-8", "surrogateescape"))
         return (
             f"ENC[AES256_GCM,data:{_b64(sealed[:-TAG_SIZE])},iv:{_b64(iv)},"
@@ -141,5 +147,5 @@ class ValueCipher:
             except (ValueError, UnicodeDecodeError):
                 raise CipherError(f"the decrypted value is not a valid {type_}") from None
         if self._stash is not None:
-            self._stash[(aad, type_, plain)] = iv
+            self._stash.setdefault((aad, type_, plain), []).append(iv)
         return value, plain

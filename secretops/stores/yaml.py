@@ -595,7 +595,9 @@ def _leaves(node: Any, out: list[Any]) -> None:
 _BRANCHES = (Branch, Seq)
 
 
-def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -> str:
+def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int,
+            old: Any = None) -> str:
+    """The new text of one leaf's span (``old``: the value the span held)."""
     kind, start, end, style, flow, _ = span
     if kind == "c" or isinstance(value, Comment):
         return "#" + str(value)
@@ -604,8 +606,12 @@ def _render(value: Any, span: tuple[Any, ...], text: str, eol: str, step: int) -
     if isinstance(value, str) and not is_encrypted(value):
         return _render_plain_str(value, span, text, eol, step)
     if isinstance(value, str):  # ENC[...] going in: keep the quoting
-        if style == '"':
+        if style == '"' and not (
+            type(old) is str and render_str_inline(old, flow) == text[start:end]
+        ):
             return f'"{value}"'
+        # double quotes that decrypting a plain ENC[...] writes anyway ("yes", "1:20") are not
+        # kept: the value goes back plain, as sops writes it, so decrypt → encrypt is stable
         if style == "'" or flow:
             return f"'{value}'"
         return value
@@ -752,7 +758,7 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
                 dash = text.rfind("- ", text.rfind("\n", 0, start) + 1, start)
                 if dash >= 0 and not text[dash + 2 : start].strip():
                     start = dash
-            add((start, end, _render(value, span, text, eol, step)))
+            add((start, end, _render(value, span, text, eol, step, old)))
         if dl.sops_range is not None:
             edits.append((dl.sops_range[0], dl.sops_range[1], ""))
         edits.sort(key=itemgetter(0))

@@ -83,6 +83,18 @@ def test_iv_reused_only_for_identical_value_and_path() -> None:
     assert ValueCipher(KEY, os.urandom).encrypt("unchanged", "a:") != original
 
 
+def test_identical_values_at_one_path_get_back_their_own_ivs() -> None:
+    """List items and comments share their AAD: the n-th re-encryption of the same value gets
+    the n-th IV seen, each IV at most once; one more copy gets a fresh IV."""
+    c = cipher()
+    first, second = c.encrypt("x", "l:"), c.encrypt("x", "l:")
+    assert first != second
+    reader = ValueCipher(KEY, os.urandom)
+    assert reader.decrypt(first, "l:") == reader.decrypt(second, "l:") == "x"
+    again = [reader.encrypt("x", "l:") for _ in range(3)]
+    assert again[:2] == [first, second] and again[2] not in (first, second)
+
+
 def test_a_reading_cipher_remembers_no_iv() -> None:
     """``remember=False`` (plain decrypt, textconv, exec-env): nothing kept, nothing reused."""
     original = cipher().encrypt("unchanged", "a:")
