@@ -49,6 +49,9 @@ __all__ = [
 ]
 
 
+_COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]*(?:#[^\n]*)?")
+
+
 def _as_list(value: Sequence[str] | str) -> list[str] | str:
     return value if isinstance(value, str) else list(value)
 
@@ -113,6 +116,12 @@ def encrypt(
     if fmt == "yaml" and not data.strip():
         raise SecretOpsError(
             "the file has no YAML document to encrypt",
+            code=ExitCode.NEED_AT_LEAST_ONE_DOCUMENT,
+        )
+    if fmt == "yaml" and _COMMENTS_ONLY.fullmatch(data):
+        # sops refuses it too (it would keep nothing: the comments belong to no document)
+        raise SecretOpsError(
+            "the file has no YAML document to encrypt, only comments",
             code=ExitCode.NEED_AT_LEAST_ONE_DOCUMENT,
         )
     if loaded.metadata is not None:

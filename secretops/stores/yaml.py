@@ -120,7 +120,7 @@ _TYPED_TAGS: dict[str, Any] = {
     "tag:yaml.org,2002:bool": bool,
     "tag:yaml.org,2002:null": type(None),
     "tag:yaml.org,2002:binary": None,
-    "tag:yaml.org,2002:timestamp": None,
+    "tag:yaml.org,2002:timestamp": Timestamp,
 }
 
 
@@ -152,9 +152,10 @@ def _resolve(ev: Any) -> Any:
         import base64
 
         try:
-            return base64.b64decode("".join(ev.value.split())).decode("utf-8", "surrogateescape")
+            data = base64.b64decode("".join(ev.value.split()), validate=True)
         except ValueError:
-            return ev.value
+            raise UnsupportedScalar("a value tagged binary is not valid base64") from None
+        return data.decode("utf-8", "surrogateescape")
     if tag in _TYPED_TAGS:
         value = resolve_plain(ev.value)
         if tag == "tag:yaml.org,2002:float" and type(value) is int:
@@ -427,6 +428,12 @@ class _Builder:
                     self.add_value(value, _spans_like(value))
                     self.last_frame, self.last_was_value = frame, True
                 elif t is _E.DocumentStartEvent:
+                    if ev.version is not None and tuple(ev.version) != (1, 1):
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: %YAML "
+                            f"{'.'.join(map(str, ev.version))}: sops reads only YAML 1.1 "
+                            "directives (go-yaml refuses this document)"
+                        )
                     self.doc = DocLayout(start=ev.end_mark.index)
                     pos = ev.end_mark.index
                     self.anchors = {}

@@ -70,6 +70,24 @@ def test_encrypt_refuses_a_sops_entry_like_sops(
     assert "top-level sops entry" in ours.err and "Traceback" not in ours.err
 
 
+@pytest.mark.parametrize(("text", "fragment"), [
+    ("# just a comment\n", "only comments"),
+    ("%YAML 1.2\n---\na: 1\n", "%YAML 1.2"),
+    ("a: !!binary hunter2@@\n", "not valid base64"),
+    ("b: !!timestamp nope\n", "timestamp is not one"),
+])
+def test_encrypt_refuses_what_sops_refuses(
+    text: str, fragment: str, tmp_path: Path, age_key: AgeKey, sops_bin: str
+) -> None:
+    src = tmp_path / "plain.yaml"
+    src.write_text(text)
+    theirs = sops(sops_bin, "encrypt", "--age", age_key.recipient, str(src))
+    assert theirs.code != 0
+    ours = secretops("encrypt", "--age", age_key.recipient, str(src))
+    assert ours.code != 0 and ours.out == b"" and "Traceback" not in ours.err
+    assert ours.err.startswith(f"secretops: error: {src}: ") and fragment in ours.err
+
+
 # ---- removing the sops block: it ends where its last node ends ---------------------------------
 
 
