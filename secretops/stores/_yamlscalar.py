@@ -221,10 +221,8 @@ def plain_allowed(s: str, flow: bool) -> bool:
     """
     if not s or s[0] in " \t" or s[-1] in " \t":
         return False
-    if not s.isprintable() and (
-        "\ufeff" in s or not all(c.isprintable() or c == "\t" for c in s)
-    ):
-        return False
+    if not s.isprintable() or "\ufeff" in s:
+        return False  # a tab too: go-yaml double-quotes it, and not every reader takes it plain
     if s.startswith(("---", "...")):
         return False
     first = s[0]
