@@ -19,7 +19,6 @@ git's ``cachetextconv`` must stay off: git would store the decrypted text inside
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 
@@ -29,6 +28,8 @@ _ENC = re.compile(rb"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]*,"
 
 
 def _mask(data: bytes) -> bytes:
+    import hashlib  # only here: the decrypting path never loads the system's OpenSSL
+
     def one(m: re.Match[bytes]) -> bytes:
         digest = hashlib.sha256(m.group(0)).hexdigest()[:8].encode()
         return b"ENC[" + m.group(1) + b" " + digest + b"]"
