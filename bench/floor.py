@@ -14,7 +14,6 @@ the floor shows as such. Deliberately standalone (no ``bench`` or ``secretops`` 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -23,6 +22,7 @@ from collections.abc import Iterator
 
 import pyrage
 import yaml
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _ENC = re.compile(r"ENC\[AES256_GCM,data:([^,]+),iv:([^,]+),tag:([^,]+),type:([a-z]+)\]")
@@ -79,7 +79,7 @@ def encrypt(text: str, recipient: str, rule: re.Pattern[str] | None) -> int:
     key = os.urandom(32)
     pyrage.encrypt(key, [pyrage.x25519.Recipient.from_str(recipient)])
     aead = AESGCM(key)
-    mac = hashlib.sha512()
+    mac = hashes.Hash(hashes.SHA512())
     out = []
     for aad, value, selected in values(text, rule):
         plain = value.encode()
@@ -101,7 +101,7 @@ def decrypt(text: str, identity_file: str) -> int:
     armored = "\n".join(line.strip() for line in block.group(0).splitlines()) + "\n"
     key = pyrage.decrypt(armored.encode(), [pyrage.x25519.Identity.from_str(secret.strip())])
     aead = AESGCM(bytes(key))
-    mac = hashlib.sha512()
+    mac = hashes.Hash(hashes.SHA512())
     n = 0
     for aad, value, _ in values(text, None):
         m = _ENC.fullmatch(value)
