@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 
-_COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\n)*[ \t]*(?:#[^\n]*)?")
+_COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?:#[^\n]*)?")
 
 
 def _as_list(value: Sequence[str] | str) -> list[str] | str:

@@ -49,6 +49,7 @@ from secretops.stores._yamlscalar import (
 _Loader = getattr(_pyyaml, "CSafeLoader", _pyyaml.SafeLoader)
 _E = _pyyaml.events
 _COMMENT_RE = re.compile(r"(?:^|(?<=[ \t\n]))#[^\n]*")
+_COMMENT_LINE = re.compile(r"(?m)^[ \t]*#[^\n]*(?:\n|\Z)")
 DEFAULT_INDENT = 4
 _NOKEY = object()
 
@@ -435,6 +436,8 @@ class _Builder:
                             "directives (go-yaml refuses this document)"
                         )
                     self.doc = DocLayout(start=ev.end_mark.index)
+                    if find("#", start, ev.end_mark.index) >= 0:
+                        self.scan(start, ev.end_mark.index)  # between directives and ---
                     pos = ev.end_mark.index
                     self.anchors = {}
                 elif t is _E.DocumentEndEvent:
@@ -667,7 +670,8 @@ def _block_indent(text: str, start: int, end: int, col: int, step: int) -> str:
     return " " * (col + step)
 
 
-_BLOCK_INDICATOR = re.compile(r"[|>][0-9+-]*")
+# a typed tag (!!binary, !!str …) stays in a value's span, to be dropped with the old text
+_BLOCK_INDICATOR = re.compile(r"(?:![^ \t\r\n]*[ \t]+)?([|>][0-9+-]*)")
 
 
 def _block_header(text: str, start: int, end: int) -> tuple[int, int]:
@@ -702,9 +706,10 @@ def _render_block(value: Any, span: tuple[Any, ...], text: str, eol: str,
     (spaces and a comment there stay, or are replaced on their own): the part that replaces
     the indicator, and the part that replaces the line break and the body."""
     _, start, end, style, flow, col = span
-    ind_end, hdr_end = _block_header(text, start, end)
+    _, hdr_end = _block_header(text, start, end)
     indent = _block_indent(text, start, end, col, step)
-    digits = [c for c in text[start:ind_end] if c.isdigit()]
+    m = _BLOCK_INDICATOR.match(text, start, end)
+    digits = [c for c in (m.group(1) if m else "") if c.isdigit()]
     width = col + int(digits[0]) if digits else len(indent)  # an indentation indicator
     tail = _block_tail(text, hdr_end, end, width)
     if isinstance(value, str) and not isinstance(value, Comment | Timestamp):
@@ -732,7 +737,8 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
         step = store.indent_for(layout, i)
         if not dl.spliceable or (metadata is not None and not dl.root_block_map and doc):
             end = dl.end if dl.end >= 0 else len(text)
-            pieces.append(text[pos : dl.start])
+            # comments before the document's start are in its tree, and re-emitted with it
+            pieces.append(_COMMENT_LINE.sub("", text[pos : dl.start]))
             if dl.start > 0 and text[dl.start - 1] not in "\n":
                 pieces.append(eol)
             body = emit_document(doc, step) if doc or metadata is None else ""

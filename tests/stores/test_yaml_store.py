@@ -72,6 +72,7 @@ def test_encrypt_refuses_a_sops_entry_like_sops(
 
 @pytest.mark.parametrize(("text", "fragment"), [
     ("# just a comment\n", "only comments"),
+    ("# a\r\n\r\n# b\r\n", "only comments"),
     ("%YAML 1.2\n---\na: 1\n", "%YAML 1.2"),
     ("a: !!binary hunter2@@\n", "not valid base64"),
     ("b: !!timestamp nope\n", "timestamp is not one"),
@@ -214,3 +215,32 @@ def test_a_changed_value_in_a_block_span_keeps_the_line_break(age_key: AgeKey) -
     out = api.set_value(opened, ["a"], 5)
     assert out is not None
     assert api.decrypt(out, format="yaml") == b"a: 5\n\nb: 1\n"
+
+
+@pytest.mark.parametrize("text", [
+    "# password: hunter2\n---\n",
+    "# a\n---\n# b\n",
+    "%YAML 1.1\n# password: hunter2\n---\na: 1\n",
+    "a: 1\n---\n# password: hunter2\n---\nb: 2\n",
+])
+def test_comments_around_document_markers_are_encrypted(text: str, age_key: AgeKey) -> None:
+    enc = api.encrypt(text.encode(), format="yaml", age=[age_key.recipient]).decode()
+    assert [ln for ln in enc.splitlines() if ln.lstrip().startswith("#")
+            and not ln.lstrip().startswith("#ENC[")] == []
+    dec = api.decrypt(enc.encode(), format="yaml").decode()
+    assert sorted(ln for ln in dec.splitlines() if ln.startswith("#")) == sorted(
+        ln for ln in text.splitlines() if ln.startswith("#"))
+
+
+def test_a_typed_block_scalar_drops_its_tag(tmp_path: Path, age_key: AgeKey,
+                                            sops_bin: str) -> None:
+    src = tmp_path / "bin.yaml"
+    src.write_text("a: !!binary |\n  aGVsbG8gd29ybGQ=\nl:\n  - !!binary |\n    aGk=\n")
+    enc = secretops("encrypt", "--age", age_key.recipient, str(src))
+    assert enc.code == 0 and "!!binary" not in enc.text
+    f = tmp_path / "bin.enc.yaml"
+    f.write_bytes(enc.out)
+    ours, theirs = secretops("decrypt", str(f)), sops(sops_bin, "decrypt", str(f))
+    assert theirs.code == 0, theirs.err
+    assert YamlStore().load(ours.out).docs == YamlStore().load(theirs.out).docs
+    assert ours.text == "a: |-\n  hello world\nl:\n  - |-\n    hi\n"
