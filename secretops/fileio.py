@@ -16,7 +16,26 @@ import stat
 from secretops.errors import ExitCode, SecretOpsError
 
 
+def _check_link(path: str) -> None:
+    """Follow a symbolic link only where the kernel's ``protected_symlinks`` would: not one
+    that another user owns in a sticky, world-writable directory such as /tmp (someone could
+    point it at a file of theirs and receive the plaintext)."""
+    try:
+        link = os.lstat(path)
+    except OSError:
+        return
+    if not stat.S_ISLNK(link.st_mode) or link.st_uid == os.geteuid():
+        return
+    parent = os.stat(os.path.dirname(os.path.abspath(path)))
+    if parent.st_mode & stat.S_ISVTX and parent.st_mode & stat.S_IWOTH:
+        raise SecretOpsError(
+            "refusing to write through a symbolic link another user owns in a shared "
+            "directory", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path,
+        )
+
+
 def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
+    _check_link(path)
     target = os.path.realpath(path)  # errors still name the path the user gave
     directory = os.path.dirname(target)
     try:

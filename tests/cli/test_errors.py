@@ -194,6 +194,25 @@ def test_in_place_writes_through_a_symlink(tmp_path: Path, age_key: AgeKey) -> N
     assert [p.name for p in target.parent.iterdir()] == ["s.yaml"]  # no temp file left
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a link to another user")
+def test_a_planted_link_in_a_shared_directory_is_not_followed(
+    tmp_path: Path, age_key: AgeKey
+) -> None:
+    """decrypt --output /tmp/x, where another user made x a link to a file of theirs."""
+    enc = _encrypted(tmp_path, age_key)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    loot = tmp_path / "loot"
+    loot.write_text("")
+    link = shared / "out.yaml"
+    link.symlink_to(loot)
+    os.lchown(link, 4242, 4242)
+    r = secretops("decrypt", "--output", str(link), str(enc))
+    assert r.code == 3 and "symbolic link another user owns" in r.err
+    assert loot.read_text() == "" and link.is_symlink()
+
+
 def test_decrypt_output_new_file_is_private(tmp_path: Path, age_key: AgeKey) -> None:
     enc = _encrypted(tmp_path, age_key)
     out = tmp_path / "plain-out.yaml"
