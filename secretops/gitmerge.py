@@ -38,6 +38,19 @@ from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import ExitCode, SecretOpsError, format_path
 
 MISSING: Any = object()
+_MARKERS = (b"ENC[AES256_GCM", b"sops_mac", b"sops_version")
+
+
+def is_sops_file(data: bytes, fmt: str) -> bool:
+    """Does this version of a file carry sops metadata? (A plain file never gets parsed.)"""
+    if not any(m in data for m in _MARKERS):
+        return False
+    from secretops import api
+
+    try:
+        return api.is_encrypted(data, fmt)
+    except SecretOpsError:
+        return True  # sops-like but damaged: the value merge reports what is wrong
 
 
 class MergeConflict(SecretOpsError):

@@ -192,7 +192,7 @@ def _install_drivers(force: bool) -> str:
         ("diff.secretops.textconv", f"{cmd} git textconv"),
         ("diff.secretops.cachetextconv", "false"),
         ("merge.secretops.name", "secretops: merge encrypted files value by value"),
-        ("merge.secretops.driver", f"{cmd} git merge-driver %O %A %B %P"),
+        ("merge.secretops.driver", f"{cmd} git merge-driver %O %A %B %P %L"),
     ):
         _git("config", "--local", key, value)
     globs = _attribute_globs(top)

@@ -30,22 +30,45 @@ def textconv_command(file: str) -> None:
 @click.argument("ours")
 @click.argument("theirs")
 @click.argument("path", required=False)
-def merge_driver_command(base: str, ours: str, theirs: str, path: str | None) -> None:
-    """Merge an encrypted file value by value (git's %O %A %B %P).
+@click.argument("marker_size", required=False, type=int, default=7)
+def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
+                         marker_size: int) -> None:
+    """Merge an encrypted file value by value (git's %O %A %B %P %L).
 
     Writes the merged file to OURS and exits 0; on a conflict leaves OURS as it is (never
-    plaintext), prints the conflicting paths and exits 1, so git reports the conflict.
+    plaintext), prints the conflicting paths and exits 1, so git reports the conflict. A file
+    that is not encrypted on any side (a plain .yaml matched by a broad glob) is merged as text,
+    exactly as git would (`git merge-file`, conflict markers included).
     Configured as merge.secretops.driver by `secretops git setup`.
     """
     from secretops.errors import SecretOpsError
     from secretops.fileio import atomic_write, read_input
-    from secretops.gitmerge import MergeConflict, merge_files
+    from secretops.gitmerge import MergeConflict, is_sops_file, merge_files
     from secretops.stores import format_for_path
 
     name = path or ours
+    fmt = format_for_path(name)
+    versions = [read_input(p) for p in (base, ours, theirs)]
+    encrypted = [is_sops_file(v, fmt) for v in versions]
+    if not any(encrypted):
+        sys.exit(_merge_text(base, ours, theirs, name, marker_size))
+    problem = None
+    if not versions[0].strip() and all(encrypted[1:]):
+        problem = "both sides added this file: there is no common version to merge values from"
+    elif not all(e or not v.strip() for e, v in zip(encrypted, versions, strict=True)):
+        plain = [side for side, e, v in zip(("base", "ours", "theirs"), encrypted, versions,
+                                            strict=True) if v.strip() and not e]
+        problem = (f"{' and '.join(plain)} {'is' if len(plain) == 1 else 'are'} not encrypted "
+                   "while another side is: merge it by hand (secretops writes no plaintext "
+                   "into an encrypted file)")
+    if problem is not None:
+        click.echo(f"secretops: merge conflict in {name}: {problem}", err=True)
+        click.echo(f"secretops: the file keeps our version; resolve with: secretops edit "
+                   f"{name}", err=True)
+        sys.exit(1)
     try:
-        merged = merge_files(read_input(base), read_input(ours), read_input(theirs),
-                             format_for_path(name), env=os.environ, options=_options(name))
+        merged = merge_files(versions[0], versions[1], versions[2], fmt, env=os.environ,
+                             options=_options(name))
     except MergeConflict as e:
         click.echo(f"secretops: merge conflict in {name}:", err=True)
         for p in e.paths:
@@ -61,6 +84,26 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None) ->
             click.echo(f"secretops: hint: {h}", err=True)
         sys.exit(1)
     atomic_write(ours, merged)
+
+
+def _merge_text(base: str, ours: str, theirs: str, name: str, marker_size: int) -> int:
+    """git's own line merge into OURS: 0 when clean, 1 when conflict markers were written."""
+    import subprocess
+
+    try:
+        rc = subprocess.run(
+            ["git", "merge-file", f"--marker-size={marker_size}", "-L", f"{name} (ours)",
+             "-L", f"{name} (base)", "-L", f"{name} (theirs)", ours, base, theirs],
+            stdin=subprocess.DEVNULL, check=False,
+        ).returncode
+    except OSError as e:
+        click.echo(f"secretops: error: {name}: cannot run git merge-file: {e.strerror}",
+                   err=True)
+        return 2
+    if rc < 0 or rc > 127:
+        click.echo(f"secretops: error: {name}: git merge-file failed", err=True)
+        return 2
+    return 1 if rc else 0
 
 
 def _options(name: str) -> object:

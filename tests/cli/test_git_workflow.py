@@ -38,7 +38,8 @@ def test_setup_writes_attributes_and_config(repo: Path) -> None:
     attrs = (repo / ".gitattributes").read_text()
     assert "*.enc.yaml diff=secretops merge=secretops" in attrs
     assert _git(repo, "config", "diff.secretops.cachetextconv").stdout.strip() == "false"
-    assert "git merge-driver %O %A %B %P" in _git(repo, "config", "merge.secretops.driver").stdout
+    driver = _git(repo, "config", "merge.secretops.driver").stdout
+    assert "git merge-driver %O %A %B %P %L" in driver
     assert secretops("git", "setup", cwd=repo).code == 0  # again: the block is replaced
     assert (repo / ".gitattributes").read_text() == attrs
 
@@ -113,6 +114,44 @@ def test_a_conflict_leaves_no_plaintext_and_names_the_path(repo: Path) -> None:
     for f in repo.rglob("*"):
         if ".git" not in f.parts and f.is_file():
             assert CANARY.encode() not in f.read_bytes(), f
+
+
+def _plain_repo(tmp_path: Path) -> Path:
+    """A repository whose attributes send every .yaml through the driver (git setup falls
+    back to such globs when it cannot translate a path_regex, or finds no .sops.yaml)."""
+    r = git_init(tmp_path / "plain-repo")
+    assert secretops("git", "setup", cwd=r).code == 0
+    assert "*.yaml diff=secretops merge=secretops" in (r / ".gitattributes").read_text()
+    (r / "app.yaml").write_text("a: 1\nb: 2\nc: 3\nd: 4\ne: 5\nf: 6\n")
+    git(r, "add", "-A")
+    git(r, "commit", "-qm", "init")
+    return r
+
+
+def test_plain_files_under_the_driver_merge_as_text(tmp_path: Path) -> None:
+    r = _plain_repo(tmp_path)
+    for branch, old, new in (("a", "a: 1", "a: 10"), ("b", "f: 6", "f: 60")):
+        git(r, "checkout", "-q", "-b", branch, "main")
+        (r / "app.yaml").write_text((r / "app.yaml").read_text().replace(old, new))
+        git(r, "commit", "-qam", branch)
+    git(r, "checkout", "-q", "a")
+    merge = _git(r, "merge", "--no-edit", "b", check=False)
+    assert merge.returncode == 0, merge.stdout + merge.stderr
+    assert (r / "app.yaml").read_text() == "a: 10\nb: 2\nc: 3\nd: 4\ne: 5\nf: 60\n"
+
+
+def test_a_plain_file_conflict_gets_conflict_markers(tmp_path: Path) -> None:
+    r = _plain_repo(tmp_path)
+    for branch, value in (("a", "b: ours"), ("b", "b: theirs")):
+        git(r, "checkout", "-q", "-b", branch, "main")
+        (r / "app.yaml").write_text((r / "app.yaml").read_text().replace("b: 2", value))
+        git(r, "commit", "-qam", branch)
+    git(r, "checkout", "-q", "a")
+    merge = _git(r, "merge", "--no-edit", "b", check=False)
+    assert merge.returncode != 0
+    text = (r / "app.yaml").read_text()
+    assert "<<<<<<< app.yaml (ours)\nb: ours\n=======\nb: theirs\n>>>>>>> app.yaml (theirs)" \
+        in text
 
 
 def test_textconv_passes_other_files_through(repo: Path) -> None:
