@@ -11,8 +11,9 @@ value — for these cases:
   not parse as its format is a finding too.
 * **A Kubernetes ``Secret`` carries plaintext.** Any YAML or JSON document (every document of a
   multi-document file, and the ``items`` of a ``kind: List``) with ``apiVersion: v1`` and
-  ``kind: Secret`` whose ``data`` or ``stringData`` has a value that is not ``ENC[…]``; empty
-  and null values are fine. This holds whether or not a rule matches the file.
+  ``kind: Secret`` whose ``data`` or ``stringData`` has a value that is not ``ENC[…]`` (with
+  the IV and tag sizes sops writes); empty and null values are fine. This holds whether or not
+  a rule matches the file, and a file that looks like a Secret but does not parse is one too.
 * **An encrypted file is malformed.** Its ``sops`` metadata does not load, lacks ``mac``,
   ``lastmodified`` or ``version``, names no master key, or a value that the file's own selection
   rule (``unencrypted_suffix``, ``encrypted_regex``, the comment rules …, read from its
@@ -41,6 +42,7 @@ files to tell what applies to a path.
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -58,6 +60,7 @@ from secretops.stores import Loaded, format_for_path, get_store
 ALLOW_MARKER = "secretops: allow-plaintext"
 _MARKER_RE = re.compile(rb"^[ \t]*[#;][ \t]*secretops:[ \t]*allow-plaintext[ \t]*\r?$", re.M)
 _ENC_RE = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]\Z")
+_SECRET_KIND = re.compile(rb"""(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret\b""", re.M)
 _SKIP_NAMES = frozenset(CONFIG_NAMES)
 
 
@@ -81,7 +84,18 @@ class Verdict(NamedTuple):
 
 
 def _well_formed(value: object) -> bool:
-    return isinstance(value, str) and _ENC_RE.match(value) is not None
+    """An ``ENC[…]`` value whose IV and tag decode to the sizes sops writes (32 and 16 bytes):
+    a hand-made ``ENC[AES256_GCM,data:<base64 of the secret>,iv:x,tag:y,…]`` is not one."""
+    if not isinstance(value, str):
+        return False
+    m = _ENC_RE.match(value)
+    if m is None:
+        return False
+    try:
+        iv, tag = binascii.a2b_base64(m.group(2)), binascii.a2b_base64(m.group(3))
+    except binascii.Error:
+        return False
+    return len(iv) == 32 and len(tag) == 16
 
 
 def has_allow_marker(data: bytes, fmt: str) -> bool:
@@ -106,6 +120,11 @@ def check_data(name: str, data: bytes, *, fmt: str | None = None,
                                       f"it does not parse as {fmt}")]
         if b"ENC[AES256_GCM," in data and b"sops" in data:
             return [Finding(name, "", f"looks encrypted but does not parse as {fmt}")]
+        if fmt in ("yaml", "json") and _SECRET_KIND.search(data):
+            # a later document that does not parse, a duplicate key: the Secret in it cannot
+            # be checked, and kubectl may well apply it
+            return [Finding(name, "", f"looks like a Kubernetes Secret but does not parse as "
+                                      f"{fmt}, so it cannot be checked")]
         return []
     findings: list[Finding] = []
     if loaded.metadata is None:

@@ -91,6 +91,27 @@ def test_only_v1_secrets_and_maps_of_ciphertext() -> None:
     _no_canary(findings)
 
 
+@pytest.mark.parametrize("content", [
+    SECRET + b"---\nfoo: [\n",                             # a later document does not parse
+    SECRET.replace(b"  empty:", b"  password: x\n  empty:"),  # a duplicate key
+    b"%YAML 1.2\n---\n" + SECRET,                            # a directive sops refuses
+    b'{"apiVersion": "v1", "kind": "Secret", "stringData": {"a": 1, "a": 2}',  # truncated JSON
+])
+def test_a_secret_that_does_not_parse_is_a_finding(content: bytes) -> None:
+    fmt = "json" if content.startswith(b"{") else "yaml"
+    findings = check_data(f"db.{fmt}", content)
+    assert [f.reason for f in findings] == [
+        f"looks like a Kubernetes Secret but does not parse as {fmt}, so it cannot be checked"]
+    _no_canary(findings)
+
+
+def test_a_hand_made_enc_value_is_plaintext() -> None:
+    """ENC[...] with the secret's base64 as data and no real IV or tag is not ciphertext."""
+    fake = (b"apiVersion: v1\nkind: Secret\nstringData:\n  password: "
+            b"ENC[AES256_GCM,data:aHVudGVyMg==,iv:x,tag:y,type:str]\n")
+    assert _paths(check_data("db.yaml", fake)) == ['["stringData"]["password"]']
+
+
 def test_encrypted_secret_passes(recipient: str) -> None:
     enc = _encrypt(SECRET, recipient, encrypted_regex="^(data|stringData)$")
     assert check_data("db.yaml", enc) == []
