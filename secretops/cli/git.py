@@ -64,10 +64,10 @@ def setup(drivers: bool, hook: bool, force: bool) -> None:
     from secretops.errors import SecretOpsError
 
     parts: list[Callable[[bool], str]] = []
+    if hook:  # first: a hook in the way stops setup before anything is written
+        parts.append(_install_hook)
     if drivers:
         parts.append(_install_drivers)
-    if hook:
-        parts.append(_install_hook)
     if not parts:
         raise click.UsageError("nothing to set up: drop --no-drivers or pass --hook")
     try:

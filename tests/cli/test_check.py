@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -257,6 +258,19 @@ def test_hook_setup_is_idempotent_and_leaves_foreign_hooks_alone(repo: Path) -> 
     assert forced.code == 0, forced.err
     assert HOOK_MARKER in hook.read_text()
     assert (repo / ".git" / "hooks" / "pre-commit.bak").read_text() == "#!/bin/sh\necho mine\n"
+
+
+def test_a_refused_hook_stops_setup_before_anything_is_written(tmp_path: Path) -> None:
+    r = git_init(tmp_path / "r")
+    hook = r / ".git" / "hooks" / "pre-commit"
+    hook.parent.mkdir(parents=True, exist_ok=True)
+    hook.write_text("#!/bin/sh\necho mine\n")
+    refused = secretops("git", "setup", "--hook", cwd=r)
+    assert refused.code == 1
+    assert not (r / ".gitattributes").exists()
+    config = subprocess.run(["git", "-C", str(r), "config", "--get-regexp", "secretops"],
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    assert config.stdout == ""
 
 
 def test_hook_setup_follows_core_hooks_path(tmp_path: Path) -> None:
