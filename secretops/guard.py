@@ -58,6 +58,7 @@ from secretops.errors import ConfigError, SecretOpsError, format_path
 from secretops.stores import Loaded, format_for_path, get_store
 
 ALLOW_MARKER = "secretops: allow-plaintext"
+_MARKER_TEXT = "secretops:allow-plaintext"
 _MARKER_RE = re.compile(rb"^[ \t]*[#;][ \t]*secretops:[ \t]*allow-plaintext[ \t]*\r?$", re.M)
 _ENC_RE = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]\Z")
 _SECRET_KIND = re.compile(rb"""(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret\b""", re.M)
@@ -99,8 +100,28 @@ def _well_formed(value: object) -> bool:
 
 
 def has_allow_marker(data: bytes, fmt: str) -> bool:
-    """Does the file carry the ``# secretops: allow-plaintext`` line? (Never for JSON.)"""
-    return fmt != "json" and _MARKER_RE.search(data) is not None
+    """Does the file carry the ``# secretops: allow-plaintext`` line? (Never for JSON.)
+
+    In YAML the line must be a comment, not a line of a block scalar's text (a README
+    pasted into a Secret); a file that does not parse keeps the benefit of the doubt."""
+    if fmt == "json" or _MARKER_RE.search(data) is None:
+        return False
+    if fmt != "yaml":
+        return True
+    loaded = _load(data, fmt)
+    if loaded is None or not any(loaded.docs):  # no parse, or comments only
+        return True
+    return any(_has_marker_comment(doc) for doc in loaded.docs)
+
+
+def _has_marker_comment(node: Any) -> bool:
+    for item in node:
+        value = item[1] if type(item) is tuple else item
+        if isinstance(value, Comment) and value.strip().replace(" ", "") == _MARKER_TEXT:
+            return True
+        if isinstance(value, Branch | Seq) and _has_marker_comment(value):
+            return True
+    return False
 
 
 def check_data(name: str, data: bytes, *, fmt: str | None = None,

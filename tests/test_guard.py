@@ -229,6 +229,10 @@ def test_allow_marker() -> None:
     assert has_allow_marker(b"; secretops: allow-plaintext\n[a]\n", "ini")
     assert not has_allow_marker(b"a: 1  # secretops: allow-plaintext\n", "yaml")  # own line
     assert not has_allow_marker(marker + SECRET_JSON, "json")  # JSON has no comments
+    in_text = SECRET + b"  notes: |\n    # secretops: allow-plaintext\n"  # a value's line
+    assert not has_allow_marker(in_text, "yaml")
+    assert has_allow_marker(SECRET + b"# secretops: allow-plaintext\n", "yaml")
+    assert has_allow_marker(b"a: [\n# secretops: allow-plaintext\n", "yaml")  # no parse
     assert check_data("x.yaml", marker + SECRET, verdict=Verdict(allowed_by="marker")) == []
 
 
