@@ -170,4 +170,32 @@ def load_config(path: Path, text: bytes | None = None) -> Config:
                           file=str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError("the config must be a map", file=str(path))
+    _contexts_as_written(data, raw, path)
     return Config(path, data)
+
+
+def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
+    """KMS encryption contexts of ``key_groups`` hold the scalars' text, as go-yaml gives sops
+    (``true``, ``yes``, ``0x10`` — not ``True``, ``16``): they are sent to KMS and an IAM
+    condition may name them."""
+    import yaml
+
+    where = []
+    for n, rule in enumerate(data.get("creation_rules") or []):
+        for m, group in enumerate((rule or {}).get("key_groups") or [] if isinstance(rule, dict)
+                                  else []):
+            for k, entry in enumerate((group or {}).get("kms") or [] if isinstance(group, dict)
+                                      else []):
+                if isinstance(entry, dict) and isinstance(entry.get("context"), dict):
+                    where.append((n, m, k))
+    if not where:
+        return
+    text = yaml.load(raw.decode("utf-8"), Loader=yaml.BaseLoader)  # every scalar a string
+    for n, m, k in where:
+        typed = data["creation_rules"][n]["key_groups"][m]["kms"][k]
+        for key, value in typed["context"].items():
+            if value is None:
+                raise ConfigError(
+                    f"creation_rules[{n}].key_groups[{m}].kms[{k}].context.{key} has no value",
+                    file=str(path))
+        typed["context"] = dict(text["creation_rules"][n]["key_groups"][m]["kms"][k]["context"])

@@ -134,3 +134,23 @@ def test_stores_indent_applies_to_emitted_parts_only(tmp_path: Path, age_key: Ag
     assert r.code == 0, r.err
     assert "    b: ENC[" in r.text  # the file keeps its own layout
     assert "\n  age:\n    - recipient:" in r.text  # the sops block uses the configured indent
+
+
+def test_kms_context_values_are_the_text_as_written(tmp_path: Path) -> None:
+    """go-yaml gives sops the scalars' text: true stays 'true', 0x10 stays '0x10'."""
+    from secretops.config import load_config
+    from secretops.errors import SecretOpsError
+
+    arn = "arn:aws:kms:us-east-1:123456789012:key/k"
+    cfg = tmp_path / ".sops.yaml"
+    cfg.write_text("creation_rules:\n  - key_groups:\n      - kms:\n"
+                   f"          - arn: {arn}\n"
+                   "            context: {flag: true, b1: yes, h: 0x10, o: 010, s: plain}\n")
+    rule = load_config(cfg).rule_for(str(tmp_path / "x.yaml"))
+    assert rule is not None
+    (rule_group,) = rule.groups
+    assert rule_group[0].fields["context"] == {"flag": "true", "b1": "yes", "h": "0x10",
+                                               "o": "010", "s": "plain"}
+    cfg.write_text(cfg.read_text().replace("s: plain", "t: ~"))
+    with pytest.raises(SecretOpsError, match=r"context\.t has no value"):
+        load_config(cfg)

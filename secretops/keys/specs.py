@@ -17,6 +17,7 @@ No I/O here; the key-source modules turn specs into recipients.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -41,16 +42,19 @@ def split_list(value: str | list[Any] | None) -> list[str]:
 
 
 def parse_context(text: str | None) -> dict[str, str]:
-    """``--encryption-context k1:v1,k2:v2`` (sops's format; exit 6 when malformed)."""
+    """``--encryption-context k1:v1,k2:v2``, read exactly as sops reads it: every pair is one
+    ``key:value`` (no empty pair, no second ``:``), nothing trimmed; exit 6 when malformed."""
     out: dict[str, str] = {}
-    for pair in split_list(text):
-        key, sep, value = pair.partition(":")
-        if not sep or not key:
+    if not text:
+        return out
+    for pair in text.split(","):
+        parts = pair.split(":")
+        if len(parts) != 2:
             raise SecretOpsError(
                 "invalid KMS encryption context: expected key:value pairs separated by commas",
                 code=ExitCode.INVALID_KMS_ENCRYPTION_CONTEXT,
             )
-        out[key] = value
+        out[parts[0]] = parts[1]
     return out
 
 
@@ -66,20 +70,34 @@ def kms_spec(arn: str, context: Mapping[str, Any] | None = None, aws_profile: st
                            "aws_profile": aws_profile or ""})
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` with the password of its user info replaced by ``***`` (for messages)."""
+    parts = urlsplit(uri.strip())
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
 def vault_spec(uri: str) -> KeySpec:
     """``https://host:port/v1/<engine path>/keys/<key name>`` → the metadata's three fields."""
     parts = urlsplit(uri.strip())
     path = parts.path
+    # sops accepts any API version (/v1/, /v2/ …) and a trailing slash
+    version = re.match(r"/v[0-9]+/", path)
+    if version:
+        path = "/v1/" + path[version.end():]
     if (parts.scheme not in ("http", "https") or not parts.netloc
             or not path.startswith("/v1/") or "/keys/" not in path):
         raise SecretOpsError(
-            f"invalid Vault transit URI {uri!r}",
+            f"invalid Vault transit URI {redact_uri(uri)!r}",
             code=ExitCode.INVALID_KEY,
             hints=("the form is https://vault.example.com:8200/v1/transit/keys/KEY_NAME",),
         )
-    engine, _, key = path[len("/v1/"):].rpartition("/keys/")
+    engine, _, key = path[len("/v1/"):].rstrip("/").rpartition("/keys/")
     if not engine or not key or "/" in key:
-        raise SecretOpsError(f"invalid Vault transit URI {uri!r}", code=ExitCode.INVALID_KEY)
+        raise SecretOpsError(f"invalid Vault transit URI {redact_uri(uri)!r}",
+                             code=ExitCode.INVALID_KEY)
     return KeySpec("hc_vault", {"vault_address": f"{parts.scheme}://{parts.netloc}",
                                 "engine_path": engine.strip("/"), "key_name": key})
 
@@ -127,10 +145,7 @@ def from_rule(rule: Mapping[str, Any], where: str) -> list[list[KeySpec]]:
     bad = [k for k in UNSUPPORTED if rule.get(k)]
     groups: list[list[KeySpec]] = []
     if rule.get("key_groups"):
-        top = [k for k in ("age", "kms", "pgp", "hc_vault_transit_uri") if rule.get(k)]
-        if top:
-            raise SecretOpsError(f"{where}: use either key_groups or top-level keys, not both",
-                                 code=ExitCode.ERROR_READING_CONFIG)
+        # top-level keys beside key_groups are ignored, as sops ignores them
         for n, group in enumerate(rule["key_groups"]):
             if not isinstance(group, Mapping):
                 raise SecretOpsError(f"{where}.key_groups[{n}] is not a map",
@@ -146,6 +161,11 @@ def from_rule(rule: Mapping[str, Any], where: str) -> list[list[KeySpec]]:
                     specs.append(kms_spec(str(entry)))
             specs += [vault_spec(u) for u in split_list(group.get("hc_vault"))]
             specs += [pgp_spec(f) for f in split_list(group.get("pgp"))]
+            if not specs and not any(group.get(k) for k in UNSUPPORTED):
+                # an empty group could never be opened: with a threshold the file would be
+                # lost, without one the policy would shrink silently (sops refuses it too)
+                raise SecretOpsError(f"{where}.key_groups[{n}] has no keys (empty key group)",
+                                     code=ExitCode.ERROR_READING_CONFIG)
             groups.append(specs)
     else:
         specs = from_flags(age=rule.get("age"), kms=rule.get("kms"),

@@ -110,3 +110,22 @@ def test_a_failing_file_does_not_stop_the_others(enc: Path, tmp_path: Path,
     assert r.code == 151  # the first error's code
     assert broken.read_text() == "not: encrypted\n"
     assert new.recipient in enc.read_text()
+
+
+def test_an_empty_key_group_is_refused_and_the_file_kept(
+    tmp_path: Path, age_key: AgeKey
+) -> None:
+    """A 2-of-2 file whose second group would lose its only key: it could never be opened
+    again, so updatekeys refuses (as sops does) and writes nothing."""
+    other = make_age_key(tmp_path, "other.txt")
+    _config(tmp_path, groups=[[age_key.recipient], [other.recipient]], threshold=2)
+    f = tmp_path / "g.yaml"
+    f.write_text(TEXT)
+    assert secretops("encrypt", "-i", str(f)).code == 0
+    before = f.read_bytes()
+    (tmp_path / ".sops.yaml").write_text(
+        "creation_rules:\n  - shamir_threshold: 2\n    key_groups:\n"
+        f"      - age:\n          - {age_key.recipient}\n      - age: []\n")
+    r = secretops("updatekeys", "--yes", str(f))
+    assert r.code != 0 and "empty key group" in r.err
+    assert f.read_bytes() == before

@@ -18,11 +18,16 @@ def test_kms_with_role_context_and_profile() -> None:
                                    "context": {"app": "web", "env": "prod"}})
 
 
-@pytest.mark.parametrize("bad", ["novalue", ":x", "a:b,broken"])
+@pytest.mark.parametrize("bad", ["novalue", "a:b,broken", "a:b:c", "a:1,,b:2", "a:1,"])
 def test_bad_encryption_context_is_exit_6(bad: str) -> None:
     with pytest.raises(SecretOpsError) as e:
         parse_context(bad)
     assert e.value.code == ExitCode.INVALID_KMS_ENCRYPTION_CONTEXT
+
+
+def test_encryption_context_is_taken_as_written() -> None:
+    """As sops: nothing trimmed (an empty key is sops's business too)."""
+    assert parse_context(" a : 1,b:") == {" a ": " 1", "b": ""}
 
 
 @pytest.mark.parametrize(
@@ -34,6 +39,11 @@ def test_bad_encryption_context_is_exit_6(bad: str) -> None:
         ("http://127.0.0.1:8200/v1/team/a/transit/keys/k1",
          {"vault_address": "http://127.0.0.1:8200", "engine_path": "team/a/transit",
           "key_name": "k1"}),
+        # sops takes any API version and a trailing slash
+        ("https://v:1/v1/transit/keys/k1/",
+         {"vault_address": "https://v:1", "engine_path": "transit", "key_name": "k1"}),
+        ("https://v:1/v2/transit/keys/k1",
+         {"vault_address": "https://v:1", "engine_path": "transit", "key_name": "k1"}),
     ],
 )
 def test_vault_uri(uri: str, fields: dict[str, str]) -> None:
@@ -41,7 +51,7 @@ def test_vault_uri(uri: str, fields: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize("uri", ["vault:8200/transit/keys/x", "https://v/v1/transit/x",
-                                 "https://v/v2/transit/keys/x", "https://v/v1/keys/x"])
+                                 "https://v/prefix/v1/transit/keys/x", "https://v/v1/keys/x"])
 def test_bad_vault_uri(uri: str) -> None:
     with pytest.raises(SecretOpsError):
         from_flags(hc_vault_transit=uri)
@@ -83,3 +93,24 @@ def test_rule_top_level_keys_share_aws_profile() -> None:
 def test_unsupported_sources_are_refused(field: str) -> None:
     with pytest.raises(SecretOpsError, match="does not support"):
         from_rule({field: "x"}, "creation_rules[0]")
+
+
+def test_a_password_in_a_vault_uri_is_not_shown() -> None:
+    from secretops.keys.specs import redact_uri
+
+    assert redact_uri("http://admin:s3cr3t@v:1/v1/t/keys/k") == "http://admin:***@v:1/v1/t/keys/k"
+    with pytest.raises(SecretOpsError) as e:
+        from_flags(hc_vault_transit="http://admin:s3cr3t@v:1/v1/keys/x")
+    assert "s3cr3t" not in e.value.message
+
+
+def test_an_empty_key_group_is_refused() -> None:
+    """Its share could never be opened: the file would be lost, or the policy would shrink."""
+    for groups in ([{"age": ["age1a"]}, {"age": []}], [{"age": ["age1a"]}, {"kms": []}]):
+        with pytest.raises(SecretOpsError, match="empty key group"):
+            from_rule({"key_groups": groups, "shamir_threshold": 2}, "creation_rules[0]")
+
+
+def test_key_groups_win_over_top_level_keys_as_in_sops() -> None:
+    (group,) = from_rule({"age": "age1top", "key_groups": [{"age": ["age1g"]}]}, "r")
+    assert group == [KeySpec("age", {"recipient": "age1g"})]
