@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, SecretOpsError
+from secretops.keys.specs import redact_uri
 
 KIND = "hc_vault"
 DEFAULT_TIMEOUT = 10.0
@@ -64,8 +65,8 @@ class VaultTransitError(Exception):
 
 def key_uri(fields: Mapping[str, Any]) -> str:
     """The key's URI, as sops prints it: ``<address>/v1/<engine path>/keys/<key name>``."""
-    return (f"{fields.get('vault_address', '?')}/v1/{fields.get('engine_path', '?')}"
-            f"/keys/{fields.get('key_name', '?')}")
+    return (f"{redact_uri(str(fields.get('vault_address', '?')))}/v1/"
+            f"{fields.get('engine_path', '?')}/keys/{fields.get('key_name', '?')}")
 
 
 def ciphertext_version(enc: str) -> int | None:
@@ -133,7 +134,7 @@ def _explain(e: Exception, fields: Mapping[str, Any], op: str, env: Mapping[str,
     import requests
 
     engine, key = fields.get("engine_path", "?"), fields.get("key_name", "?")
-    server = env.get("VAULT_AGENT_ADDR") or fields.get("vault_address", "?")
+    server = redact_uri(str(env.get("VAULT_AGENT_ADDR") or fields.get("vault_address", "?")))
     if isinstance(e, requests.exceptions.Timeout):
         return (f"Vault at {server} did not answer within {_timeout(env):g} s "
                 "(VAULT_CLIENT_TIMEOUT sets the limit)")
