@@ -3,8 +3,10 @@
 * ``GET /v1/cert`` — the recipients file (``text/plain``): the newest key of the ring, for
   ``secretops seal --cert URL`` (or ``--fetch-cert`` through the API server's service proxy).
 * ``POST /v1/verify`` — body: a SealedSecret (YAML or JSON). 200 ``{"ok": true, "values": n}``
-  if this cluster's keys open every value (and render the templates); 409 ``{"ok": false,
-  "reason": …, "message": …}`` otherwise. No value is ever returned.
+  if this cluster's keys open every value and the templates parse; 409 ``{"ok": false,
+  "reason": …, "message": …}`` otherwise. No value is ever returned, and templates are not
+  rendered: anyone who can reach the endpoint could otherwise probe a value with a template
+  that fails or not depending on it.
 * ``POST /v1/rotate`` — body: a SealedSecret. 200: the same SealedSecret sealed again for the
   newest key, plus the age recipients in ``spec.recipients`` that are not keys of this ring
   (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
@@ -60,7 +62,7 @@ def make_app(ctx: Context) -> web.Application:
     async def verify(request: web.Request) -> web.Response:
         try:
             sealed = _sealed_from(await request.read())
-            count = verify_sealed(sealed, ctx.ring.identities)
+            count = verify_sealed(sealed, ctx.ring.identities, render=False)
         except SecretOpsError as e:
             return _refusal(e)
         return _json(200, {"ok": True, "values": count})

@@ -43,6 +43,7 @@ from secretops.sealing.format import (
     MANAGED_ANNOTATION,
     PATCH_ANNOTATION,
     PLURAL,
+    SKIP_OWNER_REFERENCES_ANNOTATION,
     VERSION,
 )
 from secretops_controller import kube
@@ -121,8 +122,10 @@ def desired_secret(current: Mapping[str, Any] | None, desired: Mapping[str, Any]
     # Only the existing Secret can opt in (as with Bitnami): a SealedSecret's own annotations
     # must not let whoever may create SealedSecrets take over a Secret they could not write.
     opt = cmeta.get("annotations") or {}
-    take = _ours(current) or opt.get(MANAGED_ANNOTATION) == "true"
     merge = opt.get(PATCH_ANNOTATION) == "true"
+    # a patched Secret carries our label (for the drift watch) but stays its owner's: patch
+    # never takes ownership unless managed is set too
+    take = opt.get(MANAGED_ANNOTATION) == "true" or (_ours(current) and not merge)
     if not take and not merge:
         return None
     dmeta = desired.get("metadata") or {}
@@ -167,6 +170,8 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
     except SecretOpsError as e:
         return Outcome(False, reason_of(e), _unseal_message(e, sealed, ctx))
     desired.setdefault("metadata", {}).setdefault("labels", {})[SEALED_LABEL] = "true"
+    if (meta.get("annotations") or {}).get(SKIP_OWNER_REFERENCES_ANNOTATION) == "true":
+        desired["metadata"].pop("ownerReferences", None)  # on the SealedSecret itself too
     keys = ", ".join(sorted(desired.get("data") or {}))
     path = kube.secrets(ns, name)
     async with ctx.lock(ns, name):
@@ -199,12 +204,15 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
         if current is None:
             written = await ctx.api.create(kube.secrets(ns), new)
             verb = "created"
-        elif current.get("immutable") and new.get("data") != current.get("data"):
-            await ctx.api.delete(path)  # an immutable Secret can only be replaced whole
+        elif ((current.get("immutable") and new.get("data") != current.get("data"))
+              or (current.get("type") or "Opaque") != (new.get("type") or "Opaque")):
+            # an immutable Secret, and a Secret's type, can only be replaced whole
+            await ctx.api.delete(path)
             new["metadata"] = {k: v for k, v in new["metadata"].items()
                                if k not in ("resourceVersion", "uid", "creationTimestamp")}
             written = await ctx.api.create(kube.secrets(ns), new)
-            verb = "re-created (immutable)"
+            verb = ("re-created (immutable)" if current.get("immutable")
+                    else "re-created (its type changed)")
         else:
             written = await ctx.api.replace(path, new)
             verb = "updated"

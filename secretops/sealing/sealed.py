@@ -171,10 +171,19 @@ def reseal_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[
 
 
 def verify_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[Any], *,
-                  namespace: str | None = None) -> int:
-    """How many values open (templates are rendered too); raises like :func:`unseal_sealed`."""
-    from secretops.sealing.template import render_all
+                  namespace: str | None = None, render: bool = True) -> int:
+    """How many values open; raises like :func:`unseal_sealed`.
+
+    ``render`` renders the templates with the values too. Whoever asks without holding the
+    key (the controller's ``/v1/verify``) must get ``render=False``: templates are not sealed,
+    so a template of the asker's choosing that fails or not depending on a value would read
+    the value out one guess at a time. Then the templates are only parsed.
+    """
+    from secretops.sealing.template import check_syntax, render_all
 
     parts, values = unseal_values(sealed, identities, namespace=namespace)
-    render_all(template_data(parts.template), values)
+    if render:
+        render_all(template_data(parts.template), values)
+    else:
+        check_syntax(template_data(parts.template))
     return len(values)

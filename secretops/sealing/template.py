@@ -85,6 +85,21 @@ def _safe_reason(e: Exception, values: Mapping[str, str]) -> str:
     return text[:200]
 
 
+def check_syntax(templates: Mapping[str, str]) -> None:
+    """Parse every template without rendering it: what can be said about templates without
+    the values (a render's success or failure depends on them, so it must not be shown to
+    anyone who may not read the Secret)."""
+    from jinja2 import TemplateError as JinjaError
+
+    env = _env()
+    for key, text in templates.items():
+        try:
+            env.parse(convert_go(text))
+        except JinjaError as e:
+            raise TemplateError(f"template does not parse: {str(e).splitlines()[0][:200]}",
+                                path=f'["spec"]["template"]["data"]["{key}"]') from None
+
+
 def render_all(templates: Mapping[str, str], values: Mapping[str, bytes]) -> dict[str, bytes]:
     """Render every template; a failing one raises :class:`TemplateError` naming its key."""
     if not templates:

@@ -30,3 +30,21 @@ def test_the_secret_itself_opts_in() -> None:
     assert took is not None and took["data"] == {"pw": "bmV3"}
     merged = desired_secret(_existing({"secretops.dev/patch": "true"}), DESIRED, _sealed({}))
     assert merged is not None and merged["data"] == {"pw": "bmV3", "other": "a2VlcA=="}
+
+
+def test_a_patched_secret_never_becomes_ours() -> None:
+    """After the first merge the Secret carries our label (for the drift watch); the next
+    merge must still not give it our ownerReference, or deleting the SealedSecret would
+    delete the keys it never managed."""
+    owned = {**DESIRED, "metadata": {**DESIRED["metadata"], "ownerReferences": [{
+        "apiVersion": "secretops.dev/v1alpha1", "kind": "SealedSecret", "name": "db",
+        "uid": "u1", "controller": True}]}}
+    patched = _existing({"secretops.dev/patch": "true"})
+    first = desired_secret(patched, owned, _sealed({}))
+    assert first is not None and "ownerReferences" not in first["metadata"]
+    first["metadata"]["labels"] = {"secretops.dev/sealed-by": "true"}
+    second = desired_secret(first, owned, _sealed({}))
+    assert second is not None and "ownerReferences" not in second["metadata"]
+    both = _existing({"secretops.dev/patch": "true", "secretops.dev/managed": "true"})
+    took = desired_secret(both, owned, _sealed({}))
+    assert took is not None and took["metadata"]["ownerReferences"][0]["uid"] == "u1"
