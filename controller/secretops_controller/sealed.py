@@ -394,7 +394,10 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             return  # being deleted, or nothing new (our status write echoed, a re-list)
         await on_sealed(ctx, copy.deepcopy(dict(raw)))
 
-    @kopf.on.event("v1", "secrets", labels={SEALED_LABEL: kopf.PRESENT}, registry=registry)
+    # The watch is already narrowed to our label on the server (operator settings); no
+    # client-side label filter here: a Secret that loses the label arrives as DELETED without
+    # it, and must be repaired like a deleted one.
+    @kopf.on.event("v1", "secrets", registry=registry)
     async def owned_secret(event: kopf.RawEvent, **_: Any) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}

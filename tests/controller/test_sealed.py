@@ -159,6 +159,15 @@ def test_an_edited_or_deleted_secret_is_restored(controller: Controller, k8s: K8
              what="deleted Secret re-created")
     assert (wait_for(lambda: synced(k8s, APP, "drift")) or {})["status"] == "True"
 
+    # our label removed and a value changed: the watch (selected by the label) sees it leave
+    # as DELETED; it is repaired at once, not at the next resync
+    unlabel = {"metadata": {"labels": {"secretops.dev/sealed-by": None}},
+               "data": {"key": hand}}
+    assert k8s.request("PATCH", path, unlabel, MERGE)[0] == 200
+    wait_for(lambda: values(secret(k8s, APP, "drift")) == {"key": CANARY.encode()}
+             and "secretops.dev/sealed-by" in (secret(k8s, APP, "drift") or {})["metadata"].get(
+                 "labels", {}), what="unlabelled Secret repaired")
+
 
 def test_an_unmanaged_secret_is_left_alone_until_it_opts_in(controller: Controller, k8s: K8s,
                                                            cert: Path) -> None:
