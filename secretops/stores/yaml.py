@@ -223,7 +223,7 @@ class _Builder:
         """A comment after a block scalar's indicator (``key: | # note``) is inside the
         scalar's span, where the gap scan cannot see it. It goes before the item, as sops
         puts it; the splice leaves the header line's rest to it."""
-        ind_end, hdr_end = _block_header(self.text, start, end)
+        ind_end, hdr_end, _ = _block_header(self.text, start, end)
         m = _COMMENT_RE.search(self.text, ind_end, hdr_end)
         if m is not None:
             frame.node.append(Comment(self.text[m.start() + 1 : m.end()]))
@@ -282,184 +282,180 @@ class _Builder:
                                 _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
         parser = _Loader(text)
         next_hash = find("#")  # comments are looked for only in gaps that may hold one
-        try:
-            # one C call per event (yaml.parse adds a generator and a second call)
-            events = iter(parser.get_event, None)
-            for ev in events:
-                t = type(ev)
-                start = ev.start_mark.index
-                if start > pos and 0 <= next_hash < start:
-                    if next_hash < pos:  # that '#' was inside a scalar: find the next
-                        next_hash = find("#", pos)
-                    if 0 <= next_hash < start:
-                        self.scan(pos, start)
-                        next_hash = find("#", start)
-                if t is S:
-                    if self.pending_comments:
-                        self.place_comments()
-                    self.last_flow_closed = None
-                    end = ev.end_mark.index
-                    pos = self.last_end = end
-                    raw = ev.value
-                    tag = ev.tag
-                    try:
-                        if ev.style == "" and tag is None and raw and (
-                            raw[0] not in _MAY_RESOLVE or plain_string(raw)
-                        ):
-                            value = raw  # cannot be null, bool, number or timestamp: a string
-                        else:
-                            value = _resolve(ev)
-                    except UnsupportedScalar as e:
-                        raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
-                    if not stack:  # a document that is a bare scalar
-                        if value is not None:
-                            raise FormatError(
-                                f"line {ev.start_mark.line + 1}: YAML documents that are "
-                                "values are not supported (the top level must be a mapping)"
-                            )
-                        continue
-                    frame = stack[-1]
-                    self.last_frame = frame
-                    anchor = ev.anchor
-                    if frame.is_map and frame.key is _NOKEY:
-                        if type(value) is not str:
-                            raise FormatError(
-                                f"line {ev.start_mark.line + 1}: a {type(value).__name__} key "
-                                "is not a string; sops supports only string keys (quote it)"
-                            )
-                        if anchor:
-                            self.anchors[anchor] = value
-                        if value in frame.seen:
-                            raise FormatError(
-                                f"line {ev.start_mark.line + 1}: mapping key {value!r} already "
-                                "defined; duplicate keys are not allowed (sops rejects them too)"
-                            )
-                        frame.seen.add(value)
-                        frame.key = value
-                        frame.key_start = start
-                        self.last_was_value = False
-                        continue
-                    if anchor or tag:
-                        if anchor:
-                            self.anchors[anchor] = value
-                        # typed tags go with the text they typed; an anchor and other tags stay
-                        vstart = (_anchor_end(text, start) if tag in _TYPED_TAGS
-                                  else _scalar_start(text, start, True))
-                        # a tagged plain scalar keeps its tag, which carries its type: plain
-                        style = ("!" if tag and tag not in _TYPED_TAGS and ev.style == ""
-                                 and tag != "!" else ev.style)
+        # one C call per event (yaml.parse adds a generator and a second call)
+        for ev in iter(parser.get_event, None):
+            t = type(ev)
+            start = ev.start_mark.index
+            if start > pos and 0 <= next_hash < start:
+                if next_hash < pos:  # that '#' was inside a scalar: find the next
+                    next_hash = find("#", pos)
+                if 0 <= next_hash < start:
+                    self.scan(pos, start)
+                    next_hash = find("#", start)
+            if t is S:
+                if self.pending_comments:
+                    self.place_comments()
+                self.last_flow_closed = None
+                end = ev.end_mark.index
+                pos = self.last_end = end
+                raw = ev.value
+                tag = ev.tag
+                try:
+                    if ev.style == "" and tag is None and raw and (
+                        raw[0] not in _MAY_RESOLVE or plain_string(raw)
+                    ):
+                        value = raw  # cannot be null, bool, number or timestamp: a string
                     else:
-                        vstart, style = start, ev.style
-                    if (style == "|" or style == ">") and self.sops_frame_depth < 0:
-                        self.header_comment(frame, vstart, end)
-                    span = ("s", vstart, end, style, frame.flow, frame.col)
-                    if frame.is_map and frame is not self.root:
-                        # add_value's common case: a value in a nested mapping
-                        frame.node.append((frame.key, value))
-                        frame.key = _NOKEY
-                        frame.spans.append(span)
-                    else:
-                        self.add_value(value, span)
-                    self.last_was_value = True
-                elif t is MS or t is SS:
-                    self.last_flow_closed = None
-                    is_map = t is MS
-                    flow = bool(ev.flow_style)
-                    col = ev.start_mark.column
-                    child = _Frame(is_map, flow, col)
-                    pos = ev.end_mark.index
-                    if not self.stack:
-                        if not is_map:
-                            raise FormatError(
-                                f"line {ev.start_mark.line + 1}: YAML documents that are sequences "
-                                "are not supported (the top level must be a mapping)"
-                            )
-                        child.col = 0 if not flow else col
-                        self.root = child
-                        assert self.doc is not None
-                        self.doc.root_block_map = not flow
-                        self.stack.append(child)
-                    else:
-                        parent = self.stack[-1]
-                        if parent.is_map and parent.key is _NOKEY:
-                            raise FormatError(
-                                f"line {ev.start_mark.line + 1}: complex (non-scalar) mapping keys "
-                                "are not supported; sops supports only string keys"
-                            )
-                        if parent.flow:
-                            child.flow = True
-                        self.add_value(child.node, child.spans, child)
-                        self.stack.append(child)
-                    if ev.anchor:
-                        self.anchors[ev.anchor] = child.node
-                    if self.pending_comments:
-                        self.place_comments()
-                elif t is ME or t is SE:
-                    if self.pending_comments:
-                        self.place_comments()
-                    pos = max(pos, ev.end_mark.index)
-                    closed_frame = self.stack.pop()
-                    if closed_frame.flow:
-                        self.last_end = pos  # a flow collection ends at its bracket
-                    self.last_frame = None
-                    self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
-                    if self.sops_frame_depth == len(self.stack):
-                        self.end_sops()
-                elif t is A:
-                    if self.pending_comments:
-                        self.place_comments()
-                    pos = self.last_end = ev.end_mark.index
-                    try:
-                        target = self.anchors[ev.anchor]
-                    except KeyError:
+                        value = _resolve(ev)
+                except UnsupportedScalar as e:
+                    raise FormatError(f"line {ev.start_mark.line + 1}: {e}") from None
+                if not stack:  # a document that is a bare scalar
+                    if value is not None:
                         raise FormatError(
-                            f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
-                        ) from None
-                    assert self.doc is not None
-                    self.doc.spliceable = False  # sops expands aliases: re-emit this document
-                    frame = self.stack[-1]
-                    if frame.is_map and frame.key is _NOKEY:
-                        frame.key = target
-                        frame.key_start = start
-                        self.last_frame, self.last_was_value = frame, False
-                        continue
-                    import copy
-
-                    value = copy.deepcopy(target)
-                    self.add_value(value, _spans_like(value))
-                    self.last_frame, self.last_was_value = frame, True
-                elif t is _E.DocumentStartEvent:
-                    if ev.version is not None and tuple(ev.version) != (1, 1):
-                        raise FormatError(
-                            f"line {ev.start_mark.line + 1}: %YAML "
-                            f"{'.'.join(map(str, ev.version))}: sops reads only YAML 1.1 "
-                            "directives (go-yaml refuses this document)"
+                            f"line {ev.start_mark.line + 1}: YAML documents that are "
+                            "values are not supported (the top level must be a mapping)"
                         )
-                    self.doc = DocLayout(start=ev.end_mark.index)
-                    if find("#", start, ev.end_mark.index) >= 0:
-                        self.scan(start, ev.end_mark.index)  # between directives and ---
-                    pos = ev.end_mark.index
-                    self.anchors = {}
-                elif t is _E.DocumentEndEvent:
+                    continue
+                frame = stack[-1]
+                self.last_frame = frame
+                anchor = ev.anchor
+                if frame.is_map and frame.key is _NOKEY:
+                    if type(value) is not str:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: a {type(value).__name__} key "
+                            "is not a string; sops supports only string keys (quote it)"
+                        )
+                    if anchor:
+                        self.anchors[anchor] = value
+                    if value in frame.seen:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: mapping key {value!r} already "
+                            "defined; duplicate keys are not allowed (sops rejects them too)"
+                        )
+                    frame.seen.add(value)
+                    frame.key = value
+                    frame.key_start = start
+                    self.last_was_value = False
+                    continue
+                if anchor or tag:
+                    if anchor:
+                        self.anchors[anchor] = value
+                    # typed tags go with the text they typed; an anchor and other tags stay
+                    vstart = (_anchor_end(text, start) if tag in _TYPED_TAGS
+                              else _scalar_start(text, start, True))
+                    # a tagged plain scalar keeps its tag, which carries its type: plain
+                    style = ("!" if tag and tag not in _TYPED_TAGS and ev.style == ""
+                             and tag != "!" else ev.style)
+                else:
+                    vstart, style = start, ev.style
+                if (style == "|" or style == ">") and self.sops_frame_depth < 0:
+                    self.header_comment(frame, vstart, end)
+                span = ("s", vstart, end, style, frame.flow, frame.col)
+                if frame.is_map and frame is not self.root:
+                    # add_value's common case: a value in a nested mapping
+                    frame.node.append((frame.key, value))
+                    frame.key = _NOKEY
+                    frame.spans.append(span)
+                else:
+                    self.add_value(value, span)
+                self.last_was_value = True
+            elif t is MS or t is SS:
+                self.last_flow_closed = None
+                is_map = t is MS
+                flow = bool(ev.flow_style)
+                col = ev.start_mark.column
+                child = _Frame(is_map, flow, col)
+                pos = ev.end_mark.index
+                if not self.stack:
+                    if not is_map:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: YAML documents that are sequences "
+                            "are not supported (the top level must be a mapping)"
+                        )
+                    child.col = 0 if not flow else col
+                    self.root = child
                     assert self.doc is not None
-                    if self.root is None:
-                        self.root = _Frame(True, False, 0)
-                        self.stack.append(self.root)
-                        self.place_comments()
-                        self.stack.pop()
-                        self.doc.root_block_map = False
-                    else:
-                        self.stack.append(self.root)
-                        self.place_comments()
-                        self.stack.pop()
-                    self.doc.end = start
-                    self.finish_doc(self.root)
-                    self.root = None
-                    pos = ev.end_mark.index
-            if self.pending_comments:
-                self.pending_comments.clear()
-        finally:
-            parser.dispose()
+                    self.doc.root_block_map = not flow
+                    self.stack.append(child)
+                else:
+                    parent = self.stack[-1]
+                    if parent.is_map and parent.key is _NOKEY:
+                        raise FormatError(
+                            f"line {ev.start_mark.line + 1}: complex (non-scalar) mapping keys "
+                            "are not supported; sops supports only string keys"
+                        )
+                    if parent.flow:
+                        child.flow = True
+                    self.add_value(child.node, child.spans, child)
+                    self.stack.append(child)
+                if ev.anchor:
+                    self.anchors[ev.anchor] = child.node
+                if self.pending_comments:
+                    self.place_comments()
+            elif t is ME or t is SE:
+                if self.pending_comments:
+                    self.place_comments()
+                pos = max(pos, ev.end_mark.index)
+                closed_frame = self.stack.pop()
+                if closed_frame.flow:
+                    self.last_end = pos  # a flow collection ends at its bracket
+                self.last_frame = None
+                self.last_flow_closed = (closed_frame, pos) if closed_frame.flow else None
+                if self.sops_frame_depth == len(self.stack):
+                    self.end_sops()
+            elif t is A:
+                if self.pending_comments:
+                    self.place_comments()
+                pos = self.last_end = ev.end_mark.index
+                try:
+                    target = self.anchors[ev.anchor]
+                except KeyError:
+                    raise FormatError(
+                        f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
+                    ) from None
+                assert self.doc is not None
+                self.doc.spliceable = False  # sops expands aliases: re-emit this document
+                frame = self.stack[-1]
+                if frame.is_map and frame.key is _NOKEY:
+                    frame.key = target
+                    frame.key_start = start
+                    self.last_frame, self.last_was_value = frame, False
+                    continue
+                import copy
+
+                value = copy.deepcopy(target)
+                self.add_value(value, _spans_like(value))
+                self.last_frame, self.last_was_value = frame, True
+            elif t is _E.DocumentStartEvent:
+                if ev.version is not None and tuple(ev.version) != (1, 1):
+                    raise FormatError(
+                        f"line {ev.start_mark.line + 1}: %YAML "
+                        f"{'.'.join(map(str, ev.version))}: sops reads only YAML 1.1 "
+                        "directives (go-yaml refuses this document)"
+                    )
+                self.doc = DocLayout(start=ev.end_mark.index)
+                self.scan(start, ev.end_mark.index)  # comments between directives and ---
+                pos = ev.end_mark.index
+                self.anchors = {}
+            elif t is _E.DocumentEndEvent:
+                assert self.doc is not None
+                if self.root is None:
+                    self.root = _Frame(True, False, 0)
+                    self.stack.append(self.root)
+                    self.place_comments()
+                    self.stack.pop()
+                    self.doc.root_block_map = False
+                else:
+                    self.stack.append(self.root)
+                    self.place_comments()
+                    self.stack.pop()
+                self.doc.end = start
+                self.finish_doc(self.root)
+                self.root = None
+                pos = ev.end_mark.index
+        if self.pending_comments:
+            self.pending_comments.clear()
+        parser.dispose()
 
     def finish_doc(self, root: _Frame) -> None:
         assert self.doc is not None
@@ -674,15 +670,16 @@ def _block_indent(text: str, start: int, end: int, col: int, step: int) -> str:
 _BLOCK_INDICATOR = re.compile(r"(?:![^ \t\r\n]*[ \t]+)?([|>][0-9+-]*)")
 
 
-def _block_header(text: str, start: int, end: int) -> tuple[int, int]:
-    """A block scalar's header line: where its indicator (``|``, ``>2-``, …) ends, and where
-    the line ends (before its line break). What lies between — spaces, a comment — is kept."""
+def _block_header(text: str, start: int, end: int) -> tuple[int, int, str]:
+    """A block scalar's header line: where its indicator (``|``, ``>2-``, …) ends, where the
+    line ends (before its line break), and the indicator. What lies between the two ends —
+    spaces, a comment — is kept."""
     m = _BLOCK_INDICATOR.match(text, start, end)
-    ind_end = m.end() if m else start + 1
+    ind_end, indicator = (m.end(), m.group(1)) if m else (start + 1, text[start : start + 1])
     nl = text.find("\n", start, end)
     if nl < 0:
-        return ind_end, end
-    return ind_end, nl - 1 if text[nl - 1 : nl] == "\r" else nl
+        return ind_end, end, indicator
+    return ind_end, nl - 1 if text[nl - 1 : nl] == "\r" else nl, indicator
 
 
 def _block_tail(text: str, body_start: int, end: int, indent: int) -> str:
@@ -701,17 +698,22 @@ def _block_tail(text: str, body_start: int, end: int, indent: int) -> str:
 
 
 def _render_block(value: Any, span: tuple[Any, ...], text: str, eol: str,
-                  step: int) -> tuple[str, str]:
-    """A new value in a block scalar's span, as two pieces around the header line's rest
-    (spaces and a comment there stay, or are replaced on their own): the part that replaces
-    the indicator, and the part that replaces the line break and the body."""
+                  step: int) -> list[tuple[int, int, str]]:
+    """A new value in a block scalar's span, as two edits around the header line's rest
+    (spaces and a comment there stay, or are replaced on their own): one replaces the
+    indicator, the other the line break and the body."""
     _, start, end, style, flow, col = span
-    _, hdr_end = _block_header(text, start, end)
+    ind_end, hdr_end, indicator = _block_header(text, start, end)
     indent = _block_indent(text, start, end, col, step)
-    m = _BLOCK_INDICATOR.match(text, start, end)
-    digits = [c for c in (m.group(1) if m else "") if c.isdigit()]
+    digits = [c for c in indicator if c.isdigit()]
     width = col + int(digits[0]) if digits else len(indent)  # an indentation indicator
     tail = _block_tail(text, hdr_end, end, width)
+    head, body = _block_pieces(value, style, flow, indent, eol, tail)
+    return [(start, ind_end, head), (hdr_end, end, body)]
+
+
+def _block_pieces(value: Any, style: str, flow: bool, indent: str, eol: str,
+                  tail: str) -> tuple[str, str]:
     if isinstance(value, str) and not isinstance(value, Comment | Timestamp):
         if is_encrypted(value):  # going in: the ENC line, chomping stripped
             return f"{style}-", f"{eol}{indent}{value}{eol}{tail}"
@@ -761,10 +763,7 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
                 add((start, end, value))  # _render's common cases, without the call
                 continue
             if span[3] in ("|", ">") and span[0] == "s" and not isinstance(value, Comment):
-                head, body = _render_block(value, span, text, eol, step)
-                ind_end, hdr_end = _block_header(text, start, end)
-                add((start, ind_end, head))
-                add((hdr_end, end, body))
+                edits += _render_block(value, span, text, eol, step)
                 continue
             if span[0] == "s" and isinstance(value, Comment):
                 # sops writes comments inside lists as "- ENC[...type:comment]" items
