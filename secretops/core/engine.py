@@ -137,16 +137,15 @@ class _Walk:
             return self.decrypt_leaf(value, path, aad, stack, matched)
         return self.encrypt_leaf(value, path, aad, stack, matched)
 
-    def encrypted(self, value: Any, path: list[str], stack: list[list[str]],
-                  matched: bool) -> bool:
-        if self.by_path:
-            return matched == self.wanted
+    def by_rules(self, value: Any, path: list[str], stack: list[list[str]]) -> bool:
+        """Encrypt this leaf? The full rules, for selections that look at comments (the leaves
+        decide ``matched == self.wanted`` themselves otherwise)."""
         return self.selection.should_encrypt(path, stack, isinstance(value, Comment))
 
     def encrypt_leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
                      matched: bool) -> Any:
         encrypted = (matched == self.wanted if self.by_path
-                     else self.encrypted(value, path, stack, matched))
+                     else self.by_rules(value, path, stack))
         if type(value) is str:  # the common leaf, without the dispatch of to_bytes
             plain, type_ = value.encode("utf-8", "surrogateescape"), "str"
         else:
@@ -170,7 +169,7 @@ class _Walk:
     def decrypt_leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
                      matched: bool) -> Any:
         encrypted = (matched == self.wanted if self.by_path
-                     else self.encrypted(value, path, stack, matched))
+                     else self.by_rules(value, path, stack))
         if encrypted:
             if isinstance(value, Comment):
                 try:
