@@ -27,6 +27,11 @@ _ENC = re.compile(rb"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]*,"
                   rb"tag:[A-Za-z0-9+/=]*,type:(\w+)\]")
 
 
+def looks_like_sops(data: bytes) -> bool:
+    """Could ``data`` be a sops file? (No: a plain file, passed through without parsing.)"""
+    return any(m in data for m in _MARKERS)
+
+
 def _mask(data: bytes) -> bytes:
     import hashlib  # only here: the decrypting path never loads the system's OpenSSL
 
@@ -59,7 +64,7 @@ def _trailer(metadata: object, fmt: str) -> bytes:
 
 def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     """The text git should diff for the blob ``data`` of the file called ``name``."""
-    if not any(m in data for m in _MARKERS):
+    if not looks_like_sops(data):
         return data
     from secretops import api
     from secretops.errors import MacMismatchError, MetadataError, NoKeyError, SecretOpsError

@@ -38,12 +38,13 @@ from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import ExitCode, SecretOpsError, format_path
 
 MISSING: Any = object()
-_MARKERS = (b"ENC[AES256_GCM", b"sops_mac", b"sops_version")
 
 
 def is_sops_file(data: bytes, fmt: str) -> bool:
     """Does this version of a file carry sops metadata? (A plain file never gets parsed.)"""
-    if not any(m in data for m in _MARKERS):
+    from secretops.gitdiff import looks_like_sops
+
+    if not looks_like_sops(data):
         return False
     from secretops import api
 

@@ -52,12 +52,12 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
     encrypted = [is_sops_file(v, fmt) for v in versions]
     if not any(encrypted):
         sys.exit(_merge_text(base, ours, theirs, name, marker_size))
+    plain = [side for side, e, v in zip(("base", "ours", "theirs"), encrypted, versions,
+                                        strict=True) if v.strip() and not e]
     problem = None
     if not versions[0].strip() and all(encrypted[1:]):
         problem = "both sides added this file: there is no common version to merge values from"
-    elif not all(e or not v.strip() for e, v in zip(encrypted, versions, strict=True)):
-        plain = [side for side, e, v in zip(("base", "ours", "theirs"), encrypted, versions,
-                                            strict=True) if v.strip() and not e]
+    elif plain:
         problem = (f"{' and '.join(plain)} {'is' if len(plain) == 1 else 'are'} not encrypted "
                    "while another side is: merge it by hand (secretops writes no plaintext "
                    "into an encrypted file)")
