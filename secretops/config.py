@@ -174,6 +174,12 @@ def load_config(path: Path, text: bytes | None = None) -> Config:
     return Config(path, data)
 
 
+def _list(value: Any) -> list[Any]:
+    """``value`` if it is a list, else nothing: a malformed entry is reported where it is used
+    (``rule_for``), not here."""
+    return value if isinstance(value, list) else []
+
+
 def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
     """KMS encryption contexts of ``key_groups`` hold the scalars' text, as go-yaml gives sops
     (``true``, ``yes``, ``0x10`` — not ``True``, ``16``): they are sent to KMS and an IAM
@@ -181,11 +187,9 @@ def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
     import yaml
 
     where = []
-    for n, rule in enumerate(data.get("creation_rules") or []):
-        for m, group in enumerate((rule or {}).get("key_groups") or [] if isinstance(rule, dict)
-                                  else []):
-            for k, entry in enumerate((group or {}).get("kms") or [] if isinstance(group, dict)
-                                      else []):
+    for n, rule in enumerate(_list(data.get("creation_rules"))):
+        for m, group in enumerate(_list(rule.get("key_groups") if isinstance(rule, dict) else 0)):
+            for k, entry in enumerate(_list(group.get("kms") if isinstance(group, dict) else 0)):
                 if isinstance(entry, dict) and isinstance(entry.get("context"), dict):
                     where.append((n, m, k))
     if not where:

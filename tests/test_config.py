@@ -154,3 +154,15 @@ def test_kms_context_values_are_the_text_as_written(tmp_path: Path) -> None:
     cfg.write_text(cfg.read_text().replace("s: plain", "t: ~"))
     with pytest.raises(SecretOpsError, match=r"context\.t has no value"):
         load_config(cfg)
+
+
+@pytest.mark.parametrize("rules", ["5", "{a: 1}", "[5, {key_groups: 3}, {key_groups: [7]}]"])
+def test_malformed_rules_are_a_config_error_not_a_crash(tmp_path: Path, rules: str) -> None:
+    """Reading KMS contexts as written must not trip over rules that are not lists or maps."""
+    from secretops.config import load_config
+    from secretops.errors import SecretOpsError
+
+    cfg = tmp_path / ".sops.yaml"
+    cfg.write_text(f"creation_rules: {rules}\n")
+    with pytest.raises(SecretOpsError):
+        load_config(cfg).rule_for(str(tmp_path / "x.yaml"))
