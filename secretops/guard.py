@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 from secretops.config import CONFIG_NAMES, Config, _relative, find_config, load_config
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
-from secretops.core.tree import Branch, Comment, Seq
+from secretops.core.tree import Branch, Comment, Seq, iter_leaves
 from secretops.errors import ConfigError, SecretOpsError, format_path
 from secretops.stores import Loaded, format_for_path, get_store
 
@@ -111,17 +111,8 @@ def has_allow_marker(data: bytes, fmt: str) -> bool:
     loaded = _load(data, fmt)
     if loaded is None or not any(loaded.docs):  # no parse, or comments only
         return True
-    return any(_has_marker_comment(doc) for doc in loaded.docs)
-
-
-def _has_marker_comment(node: Any) -> bool:
-    for item in node:
-        value = item[1] if type(item) is tuple else item
-        if isinstance(value, Comment) and value.strip().replace(" ", "") == _MARKER_TEXT:
-            return True
-        if isinstance(value, Branch | Seq) and _has_marker_comment(value):
-            return True
-    return False
+    return any(isinstance(leaf, Comment) and leaf.strip().replace(" ", "") == _MARKER_TEXT
+               for doc in loaded.docs for leaf in iter_leaves(doc))
 
 
 def check_data(name: str, data: bytes, *, fmt: str | None = None,

@@ -85,6 +85,10 @@ def _safe_reason(e: Exception, values: Mapping[str, str]) -> str:
     return text[:200]
 
 
+def _path(key: str) -> str:
+    return f'["spec"]["template"]["data"]["{key}"]'
+
+
 def check_syntax(templates: Mapping[str, str]) -> None:
     """Parse every template without rendering it: what can be said about templates without
     the values (a render's success or failure depends on them, so it must not be shown to
@@ -97,7 +101,7 @@ def check_syntax(templates: Mapping[str, str]) -> None:
             env.parse(convert_go(text))
         except JinjaError as e:
             raise TemplateError(f"template does not parse: {str(e).splitlines()[0][:200]}",
-                                path=f'["spec"]["template"]["data"]["{key}"]') from None
+                                path=_path(key)) from None
 
 
 def render_all(templates: Mapping[str, str], values: Mapping[str, bytes]) -> dict[str, bytes]:
@@ -113,7 +117,7 @@ def render_all(templates: Mapping[str, str], values: Mapping[str, bytes]) -> dic
     context["values"] = strs
     out: dict[str, bytes] = {}
     for key, text in templates.items():
-        path = f'["spec"]["template"]["data"]["{key}"]'
+        path = _path(key)
         try:
             rendered = env.from_string(convert_go(text)).render(context)
         except SecurityError as e:
