@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,14 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _seconds(text: str) -> int:
+    """A duration in whole seconds (rounded up): for parameters the apiserver types as int64."""
+    value = _duration(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be at least 1s: {text!r}")
+    return math.ceil(value)
 
 
 def _time(text: str) -> object:
@@ -67,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
                    metavar="DURATION", help="longest retry delay (60s)")
     p.add_argument("--max-retries", type=int, default=20,
                    help="give up a failing reconcile after this many retries (20)")
-    p.add_argument("--watch-timeout", type=_duration, default=300.0, metavar="DURATION",
+    p.add_argument("--watch-timeout", type=_seconds, default=300, metavar="DURATION",
                    help="server-side timeout of each watch request (300s)")
     p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
                    help="the leader re-checks that every Synced SealedSecret has its Secret "

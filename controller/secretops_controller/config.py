@@ -72,7 +72,7 @@ class Config:
     retry_base_delay: float = 1.0
     retry_max_delay: float = 60.0
     max_retries: int = 20
-    watch_timeout: float = 300.0
+    watch_timeout: int = 300  # whole seconds: the apiserver refuses timeoutSeconds=300.0
     resync_period: float = 300.0  # leader: repair Secrets the watches missed (0: never)
     log_level: str = "INFO"
     # The controller's own service-account token: Vault Kubernetes auth of a ClusterSecretStore

@@ -126,3 +126,5 @@ def start_controller(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
             ctl.stop()
         for ctl in started:
             assert CANARY not in ctl.logs(), f"canary plaintext in {ctl.log}"
+        # Nothing the controller sent may rely on a leniency: a real apiserver refuses these.
+        assert k8s_emulator.malformed() == [], "the controller sent malformed requests"

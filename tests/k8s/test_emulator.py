@@ -823,6 +823,27 @@ def test_watch_starts_with_current_objects_then_streams_changes(k8s: K8s, ns: st
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "w0")]
 
 
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("watch=true&timeoutSeconds=300.0", 'parsing "300.0": invalid syntax'),
+        ("timeoutSeconds=1e3", 'parsing "1e3": invalid syntax'),
+        ("limit=5.5", 'parsing "5.5": invalid syntax'),
+        ("limit=99999999999999999999", "value out of range"),
+    ],
+)
+def test_integer_query_parameters_are_typed_as_the_apiserver_types_them(
+    k8s: K8s, ns: str, query: str, message: str
+) -> None:
+    # A real kube-apiserver refused every kopf watch sent with timeoutSeconds=300.0.
+    status, body, _ = k8s.request("GET", f"/api/v1/namespaces/{ns}/configmaps?{query}")
+    assert status == 400 and body["reason"] == "BadRequest"
+    assert body["message"].startswith("strconv.ParseInt: ") and message in body["message"]
+    empty_and_signed = "limit=%2B5&timeoutSeconds="
+    status, _, _ = k8s.request("GET", f"/api/v1/namespaces/{ns}/configmaps?{empty_and_signed}")
+    assert status == 200
+
+
 def test_watch_closes_after_timeout_with_a_final_bookmark(k8s: K8s, ns: str) -> None:
     base = f"/api/v1/namespaces/{ns}/configmaps"
     _, lst, _ = k8s.request("GET", base)

@@ -830,7 +830,7 @@ class ExternalSecrets:
                           base: str, selector: str, rv: str) -> str:
         cfg = self.ctx.config
         params = {"watch": "true", "labelSelector": selector, "resourceVersion": rv,
-                  "timeoutSeconds": str(int(cfg.watch_timeout)),
+                  "timeoutSeconds": str(cfg.watch_timeout),
                   "allowWatchBookmarks": "true"}
         headers = {"Accept": "application/json", **info.as_http_headers()}
         timeout = aiohttp.ClientTimeout(total=None, sock_read=cfg.watch_timeout + 30)

@@ -18,6 +18,8 @@ Test-only endpoints (outside the Kubernetes paths; never authenticated, audited 
 * ``GET /_emulator/audit[?serviceAccount=ns/name]`` — ``{"items": [...], "dropped": N}``;
   ``DELETE /_emulator/audit`` empties it;
 * ``GET|POST|DELETE /_emulator/faults`` — the active rules; add rules (see :mod:`.faults`); clear;
+* ``GET|DELETE /_emulator/malformed`` — the requests refused as malformed (400, or 415 for a
+  body type no apiserver takes): a client that sends one relies on a leniency somewhere;
 * ``POST /_emulator/clock`` ``{"advanceSeconds": S}`` — moves the token clock forward (expiry).
 """
 
@@ -26,7 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +55,25 @@ JSON_TYPES = (
     "application/strategic-merge-patch+json",
     "",
 )
+
+
+# The int64 query parameters of ListOptions / DeleteOptions. The apiserver decodes them with
+# strconv.ParseInt (apimachinery's Convert_Slice_string_To_int64): "300.0" is a 400, not 300.
+INT_PARAMS = ("timeoutSeconds", "limit", "gracePeriodSeconds")
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def typed_query(q: Any) -> None:
+    """Refuse what the apiserver's parameter codec refuses, with its message."""
+    for name in INT_PARAMS:
+        text = q.get(name)
+        if not text:
+            continue  # an empty value is "not set", as for the pointer fields
+        why = "invalid syntax" if not _GO_INT.fullmatch(text) else ""
+        if not why and not -(2**63) <= int(text) < 2**63:
+            why = "value out of range"
+        if why:
+            raise errors.bad_request(f"strconv.ParseInt: parsing {json.dumps(text)}: {why}")
 
 
 def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -91,6 +114,8 @@ class Emulator:
         )
         self.audit = AuditLog()
         self.faults = Faults()
+        # Requests refused as malformed (400, 415): a client that sends one relies on leniency.
+        self.malformed: deque[dict[str, Any]] = deque(maxlen=1000)
         self.watches: set[watch.StreamWatcher] = set()
         self._session: aiohttp.ClientSession | None = None
 
@@ -144,6 +169,17 @@ class Emulator:
             resp = web.Response(body=e.body(), status=e.code, content_type="application/json")
         if record is not None:
             record["code"] = resp.status
+        if resp.status == 400 or (resp.status == 415 and "protobuf" not in request.content_type):
+            # malformed for any apiserver, whatever the state (protobuf is our gap, not theirs)
+            self.malformed.append(
+                {
+                    "method": request.method,
+                    "path": request.path_qs,
+                    "userAgent": request.headers.get("User-Agent", ""),
+                    "code": resp.status,
+                    "message": getattr(resp, "text", "") or "",
+                }
+            )
         if self.log_requests:
             ms = (time.perf_counter() - started) * 1000
             print(
@@ -181,6 +217,11 @@ class Emulator:
                 want = request.query.get("serviceAccount")
                 items = [r for r in self.audit if not want or r["serviceAccount"] == want]
                 return _json({"items": items, "dropped": self.audit.dropped})
+        elif path == "/_emulator/malformed":
+            if method == "DELETE":
+                self.malformed.clear()
+            if method in ("GET", "DELETE"):
+                return _json({"items": list(self.malformed)})
         elif path == "/_emulator/faults":
             if method == "DELETE":
                 self.faults.clear()
@@ -284,6 +325,7 @@ class Emulator:
         sub: str,
     ) -> web.StreamResponse:
         q = request.query
+        typed_query(q)
         method = request.method
         if rt.verbs == ["create"]:
             return await self.virtual(request, rt, version, name)
