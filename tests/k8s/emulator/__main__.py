@@ -18,6 +18,7 @@ async def _main(args: argparse.Namespace) -> None:
     emulator = Emulator(
         history=args.history,
         bookmark_interval=args.bookmark_interval,
+        cache_init_seconds=args.cache_init_seconds,
         log_requests=args.log_requests,
         issuer=args.issuer,
         api_audiences=args.api_audiences.split(",") if args.api_audiences else None,
@@ -45,7 +46,14 @@ def main() -> None:
         "--history",
         type=int,
         default=10_000,
-        help="events kept for watch resumption; older versions get 410 Gone",
+        help="events kept per resource for watch resumption; older versions get 410 Expired",
+    )
+    parser.add_argument(
+        "--cache-init-seconds",
+        type=float,
+        default=1.0,
+        help="after a CRD is served, its lists and watches get 429 'storage is (re)initializing' "
+        "for this long, as a real apiserver's new cacher answers (0: never)",
     )
     parser.add_argument(
         "--bookmark-interval",

@@ -48,6 +48,8 @@ class Controllers:
             self, rt: ResourceType, ns: str, name: str, obj: Obj, old: Obj | None
         ) -> Obj: ...
         def _remove(self, rt: ResourceType, ns: str, name: str, last: Obj) -> Obj: ...
+        def start_cache(self, key: Key) -> None: ...
+        def stop_cache(self, key: Key) -> None: ...
         def _internal(self, key: Key, ns: str, name: str) -> tuple[ResourceType, Obj] | None: ...
         def _update(
             self,
@@ -131,7 +133,9 @@ class Controllers:
         if not found:
             return
         rt, crd = found
-        self.registry.add(kinds.crd_resource_type(crd))
+        served = kinds.crd_resource_type(crd)
+        self.registry.add(served)
+        self.start_cache(served.key)
         status = kinds.crd_accepted_status(crd, rfc3339(self.clock()))
         self._commit(rt, "", name, {**crd, "status": status}, crd)
 
@@ -143,9 +147,9 @@ class Controllers:
     def _unserve_crd(self, crd: Obj) -> None:
         key = (crd["spec"]["group"], crd["spec"]["names"]["plural"])
         rt = self.registry.remove(key)
-        if rt is None:
-            return
-        for ns, bucket in list(self._objects.get(key, {}).items()):
-            for name, obj in list(bucket.items()):
-                self._remove(rt, ns, name, obj)
+        if rt is not None:
+            for ns, bucket in list(self._objects.get(key, {}).items()):
+                for name, obj in list(bucket.items()):
+                    self._remove(rt, ns, name, obj)
         self._objects.pop(key, None)
+        self.stop_cache(key)

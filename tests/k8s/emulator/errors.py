@@ -160,5 +160,10 @@ def unprocessable(message: str) -> ApiError:
     )
 
 
+def storage_initializing() -> ApiError:
+    """A CRD's cacher before its first list completes (``retryAfterSeconds`` 1)."""
+    return ApiError(429, "TooManyRequests", "storage is (re)initializing", {"retryAfterSeconds": 1})
+
+
 def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)

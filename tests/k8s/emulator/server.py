@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -43,6 +42,7 @@ from .audit import AuditLog, request_info
 from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
 from .faults import Faults
+from .params import go_bool, typed_query
 from .resources import ResourceType
 from .selectors import combine, field_selector, label_selector
 from .store import Obj, Store
@@ -55,25 +55,6 @@ JSON_TYPES = (
     "application/strategic-merge-patch+json",
     "",
 )
-
-
-# The int64 query parameters of ListOptions / DeleteOptions. The apiserver decodes them with
-# strconv.ParseInt (apimachinery's Convert_Slice_string_To_int64): "300.0" is a 400, not 300.
-INT_PARAMS = ("timeoutSeconds", "limit", "gracePeriodSeconds")
-_GO_INT = re.compile(r"[+-]?[0-9]+")
-
-
-def typed_query(q: Any) -> None:
-    """Refuse what the apiserver's parameter codec refuses, with its message."""
-    for name in INT_PARAMS:
-        text = q.get(name)
-        if not text:
-            continue  # an empty value is "not set", as for the pointer fields
-        why = "invalid syntax" if not _GO_INT.fullmatch(text) else ""
-        if not why and not -(2**63) <= int(text) < 2**63:
-            why = "value out of range"
-        if why:
-            raise errors.bad_request(f"strconv.ParseInt: parsing {json.dumps(text)}: {why}")
 
 
 def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -96,12 +77,15 @@ class Emulator:
         *,
         history: int = 10_000,
         bookmark_interval: float = 60.0,
+        cache_init_seconds: float = 0.0,
         log_requests: bool = False,
         issuer: str | None = None,
         api_audiences: list[str] | None = None,
         scheme: str = "http",
     ) -> None:
-        self.store = Store(history=history, defer=self._defer)
+        self.store = Store(
+            history=history, defer=self._defer, cache_init_seconds=cache_init_seconds
+        )
         self.bookmark_interval = bookmark_interval
         self.log_requests = log_requests
         self.scheme = scheme
@@ -167,6 +151,9 @@ class Emulator:
             )
         except ApiError as e:
             resp = web.Response(body=e.body(), status=e.code, content_type="application/json")
+            retry = e.details.get("retryAfterSeconds")
+            if retry:  # the apiserver's responsewriters copy it into the header
+                resp.headers["Retry-After"] = str(retry)
         if record is not None:
             record["code"] = resp.status
         if resp.status == 400 or (resp.status == 415 and "protobuf" not in request.content_type):
@@ -338,11 +325,12 @@ class Emulator:
         store = self.store
         if not name:
             if method == "GET":
+                store.check_ready(rt.key)
                 match = combine(
                     label_selector(q.get("labelSelector")),
                     field_selector(q.get("fieldSelector"), rt.key),
                 )
-                if q.get("watch") in ("true", "1"):
+                if go_bool(q.get("watch")):
                     return await watch.serve(
                         request,
                         store,

@@ -6,7 +6,8 @@ stored objects; a list costs the size of what it returns. Stored objects are nev
 write builds a new dict (sharing unchanged subtrees), so watch events and responses can hold them.
 
 Every write takes the next value of one cluster-wide counter as its ``resourceVersion`` and is
-appended to a bounded history that watches resume from (an older version is 410 Gone). The store
+appended to its resource's watch cache that watches resume from (:mod:`.watchcache`: an older
+version is 410 Expired). The store
 also keeps what the apiserver's controllers would do in the background — ownerReference garbage
 collection, namespace termination, CRD establishment — and runs it through ``defer`` (the event
 loop's ``call_soon`` in the server), i.e. right after the request that caused it.
@@ -17,7 +18,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ from .controllers import Controllers, rfc3339
 from .errors import Cause
 from .patch import apply_patch
 from .resources import Registry, ResourceType
+from .watchcache import WatchCache
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
@@ -55,14 +57,18 @@ class Store(Controllers):
         clock: Callable[[], float] = time.time,
         history: int = 10_000,
         defer: Callable[[Callable[[], None]], Any] | None = None,
+        cache_init_seconds: float = 0.0,
     ) -> None:
         self.registry = registry or Registry()
         self.clock = clock
         self.defer = defer or (lambda fn: fn())
         self.rv = 0
-        self.history: deque[Event] = deque()
-        self.history_size = history
-        self.compacted = 0  # the newest resourceVersion no longer in the history
+        self.history_size = history  # events kept per resource (each resource's watch cache)
+        self._caches: dict[Key, WatchCache] = {}
+        self._boot_rv = 0
+        # A served CRD's storage answers lists and watches with 429 until this time.
+        self.cache_init_seconds = cache_init_seconds
+        self._initializing: dict[Key, float] = {}
         self._objects: dict[Key, dict[str, dict[str, Obj]]] = defaultdict(dict)
         self._uids: dict[str, tuple[Key, str, str]] = {}
         self._dependents: dict[str, set[tuple[Key, str, str]]] = defaultdict(set)
@@ -72,6 +78,9 @@ class Store(Controllers):
         assert ns is not None
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
             self.create(ns, "", {"metadata": {"name": name}})
+        # The built-in resources' caches start now, as an apiserver's start after etcd has data.
+        self._caches.clear()
+        self._boot_rv = self.rv
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -101,9 +110,38 @@ class Store(Controllers):
         self._watchers[key].discard(watcher)
 
     def events_since(self, key: Key, rv: int) -> Iterator[Event]:
-        if rv < self.compacted:
-            raise errors.gone(f"too old resource version: {rv} ({self.compacted + 1})")
-        return (e for e in self.history if e.rv > rv and e.key == key)
+        return self._cache(key).since(rv)
+
+    def resource_rv(self, key: Key) -> int:
+        """The newest version of this resource's own objects (what its bookmarks carry)."""
+        return self._cache(key).last_rv
+
+    def check_ready(self, key: Key) -> None:
+        """429 while a just-served CRD's storage initialises, as its cacher answers."""
+        until = self._initializing.get(key)
+        if until is None:
+            return
+        if time.monotonic() >= until:
+            del self._initializing[key]
+            return
+        raise errors.storage_initializing()
+
+    def start_cache(self, key: Key) -> None:
+        """A custom resource's cache starts when its CRD is first served."""
+        if key not in self._caches:
+            self._caches[key] = WatchCache(self.rv, self.history_size)
+            if self.cache_init_seconds > 0:
+                self._initializing[key] = time.monotonic() + self.cache_init_seconds
+
+    def stop_cache(self, key: Key) -> None:
+        self._caches.pop(key, None)
+        self._initializing.pop(key, None)
+
+    def _cache(self, key: Key) -> WatchCache:
+        cache = self._caches.get(key)
+        if cache is None:
+            cache = self._caches[key] = WatchCache(self._boot_rv, self.history_size)
+        return cache
 
     # ---- writes ------------------------------------------------------------------------------
     def create(
@@ -470,9 +508,7 @@ class Store(Controllers):
                     del self._dependents[ref.get("uid")]
 
     def _emit(self, event: Event) -> None:
-        if len(self.history) >= self.history_size:
-            self.compacted = self.history.popleft().rv
-        self.history.append(event)
+        self._cache(event.key).add(event)
         for watcher in list(self._watchers.get(event.key, ())):
             watcher.offer(event)
 

@@ -7,12 +7,15 @@ the stream — newline-delimited ``{"type": ..., "object": ...}`` — starting f
 
 * no ``resourceVersion`` (or ``"0"``, or ``sendInitialEvents=true``): a synthetic ADDED for each
   current object, then changes;
-* a ``resourceVersion``: the events after it from the store's bounded history, or, if it is
-  older than the history, a single ``ERROR`` event carrying a 410 ``Expired`` Status (HTTP 200,
-  as the apiserver's watch cache answers);
+* a ``resourceVersion``: the events after it from the resource's watch cache
+  (:mod:`.watchcache`), or, if it is older than the cache reaches (``resourceVersion=1``, or
+  events dropped from the window), a single ``ERROR`` event carrying a 410 ``Expired`` Status
+  (HTTP 200, as the apiserver's watch cache answers);
 
-then sends BOOKMARK events every ``bookmark_interval`` and just before closing when
-``allowWatchBookmarks=true``, and closes after ``timeoutSeconds``. An open stream is in the
+then, with ``allowWatchBookmarks``, a BOOKMARK every ``bookmark_interval`` and one 2 s before
+``timeoutSeconds`` closes the stream (none at the close, none for a timeout under 2 s), each only
+if the resource's own newest version moved past the watch's start, and carrying that version (as
+the apiserver's cache watcher does). An open stream is in the
 ``streams`` set given to :func:`serve`; :meth:`StreamWatcher.drop` cuts it (the fault mode's
 ``drop_watches``): the connection is aborted without the chunked stream's end, as a network
 failure or an apiserver restart would leave it.
@@ -29,10 +32,14 @@ from typing import Any
 from aiohttp import web
 
 from .errors import ApiError
+from .params import go_bool
 from .resources import ResourceType
 from .store import Event, Obj, Store
 
 DEFAULT_TIMEOUT = 1800.0  # the apiserver picks 30-60 min when the client gives none
+TOO_LARGE_WAIT = 3.0  # watch_cache.go blockTimeout
+_TOO_LARGE = {"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}
+PRE_TIMEOUT_BOOKMARK = 2.0  # cache_watcher.go: a bookmark 2 s before the watch times out
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
@@ -102,11 +109,14 @@ async def serve(
 ) -> web.StreamResponse:
     q = request.query
     watcher = StreamWatcher(rt, version, namespace, match)
-    bookmarks = q.get("allowWatchBookmarks") in ("true", "1")
-    initial_end = q.get("sendInitialEvents") == "true"
+    bookmarks = go_bool(q.get("allowWatchBookmarks"))
+    initial_end = go_bool(q.get("sendInitialEvents"))
     timeout = float(q.get("timeoutSeconds") or DEFAULT_TIMEOUT)
     rv = q.get("resourceVersion") or ""
     error: ApiError | None = None
+    if rv.isdigit() and int(rv) > store.rv:
+        error = await _wait_until_fresh(store, int(rv))
+    start_rv = store.resource_rv(rt.key)
     # Nothing awaits from here to subscribe(): no event slips between the snapshot and the stream.
     if initial_end or rv in ("", "0"):
         items, _ = store.list(rt, namespace, match)
@@ -114,12 +124,13 @@ async def serve(
             watcher.queue.put_nowait(watcher.line("ADDED", obj))
     else:
         try:
-            for event in store.events_since(rt.key, int(rv)):
+            start_rv = int(rv)
+            for event in store.events_since(rt.key, start_rv):
                 watcher.offer(event)
         except ValueError:
             error = ApiError(400, "BadRequest", f"invalid resource version: {rv}")
         except ApiError as e:
-            error = e
+            error = error or e
     initial_rv = store.rv
     store.subscribe(rt.key, watcher)
     if streams is not None:
@@ -127,6 +138,12 @@ async def serve(
     resp = web.StreamResponse(
         headers={"Content-Type": "application/json", "Cache-Control": "no-cache, private"}
     )
+
+    def bookmark() -> bytes:
+        # The cacher sends a bookmark only once its resource moved past the watch's start.
+        resource_rv = store.resource_rv(rt.key)
+        return watcher.bookmark(resource_rv) if resource_rv > start_rv else b""
+
     try:
         await resp.prepare(request)
         if error is not None:
@@ -137,28 +154,28 @@ async def serve(
         if initial_end and bookmarks:
             chunk = _drain(watcher) + watcher.bookmark(initial_rv, initial_end=True)
             await resp.write(chunk)
-        deadline = time.monotonic() + timeout
-        next_bookmark = time.monotonic() + bookmark_interval
+        started = time.monotonic()
+        deadline = started + timeout
+        next_bookmark = _next_bookmark(started, bookmark_interval, deadline) if bookmarks else None
         while True:
             now = time.monotonic()
             if now >= deadline:
                 break
+            wake = deadline if next_bookmark is None else min(deadline, next_bookmark)
             try:
-                first = await asyncio.wait_for(
-                    watcher.queue.get(), min(deadline, next_bookmark) - now
-                )
+                first = await asyncio.wait_for(watcher.queue.get(), wake - now)
                 if watcher.dropped:
                     if request.transport is not None:
                         request.transport.abort()
                     return resp
                 await resp.write(first + _drain(watcher))
             except TimeoutError:
-                if bookmarks and time.monotonic() >= next_bookmark:
-                    await resp.write(_drain(watcher) + watcher.bookmark(store.rv))
-                    next_bookmark = time.monotonic() + bookmark_interval
+                if next_bookmark is not None and time.monotonic() >= next_bookmark:
+                    chunk = _drain(watcher) + bookmark()
+                    if chunk:
+                        await resp.write(chunk)
+                    next_bookmark = _next_bookmark(time.monotonic(), bookmark_interval, deadline)
         tail = _drain(watcher)
-        if bookmarks:
-            tail += watcher.bookmark(store.rv)
         if tail:
             await resp.write(tail)
     except ConnectionResetError:
@@ -168,6 +185,27 @@ async def serve(
         if streams is not None:
             streams.discard(watcher)
     return resp
+
+
+async def _wait_until_fresh(store: Store, rv: int) -> ApiError | None:
+    """A version newer than the server's: the cacher waits 3 s for it, then gives up (504)."""
+    deadline = time.monotonic() + TOO_LARGE_WAIT
+    while store.rv < rv:
+        if time.monotonic() >= deadline:
+            return ApiError(
+                504,
+                "Timeout",
+                f"Timeout: Too large resource version: {rv}, current: {store.rv}",
+                {"causes": [_TOO_LARGE], "retryAfterSeconds": 1},
+            )
+        await asyncio.sleep(0.05)
+    return None
+
+
+def _next_bookmark(now: float, interval: float, deadline: float) -> float | None:
+    """The cache watcher's rule: every ``interval``, and 2 s before the timeout; none later."""
+    at = min(now + interval, deadline - PRE_TIMEOUT_BOOKMARK)
+    return at if at > now else None
 
 
 def _drain(watcher: StreamWatcher) -> bytes:
