@@ -563,6 +563,67 @@ def test_a_new_crds_lists_and_watches_are_429_while_its_storage_initialises(k8s:
     assert seen == [429, 200]
 
 
+FORMATS_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "formats.example.secretops.dev"},
+    "spec": {
+        "group": "example.secretops.dev",
+        "scope": "Namespaced",
+        "names": {"plural": "formats", "singular": "format", "kind": "Format",
+                  "listKind": "FormatList"},
+        "versions": [{"name": "v1", "served": True, "storage": True, "schema": {
+            "openAPIV3Schema": {"type": "object", "properties": {"spec": {
+                "type": "object", "properties": {
+                    "caBundle": {"type": "string", "format": "byte"},
+                    "at": {"type": "string", "format": "date-time"},
+                    "day": {"type": "string", "format": "date"},
+                    "count": {"type": "integer", "format": "int64"},
+                    "free": {"type": "string", "format": "no-such-format"},
+                }}}}}}],
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        ({"caBundle": "not base64!"}, "spec.caBundle"),
+        ({"caBundle": "YWJj"[:3]}, "spec.caBundle"),  # unpadded
+        ({"caBundle": ""}, "spec.caBundle"),  # govalidator's IsBase64 refuses the empty string
+        ({"at": "yesterday"}, "spec.at"),
+        ({"at": "2026-12-07 10:00:00Z"}, "spec.at"),  # a space, not T
+        ({"at": "2026-12-07T25:00:00Z"}, "spec.at"),
+        ({"at": "2026-12-07T10:00:00"}, "spec.at"),  # no zone
+        ({"day": "2026-02-30"}, "spec.day"),
+    ],
+)
+def test_crd_string_formats_are_enforced_as_the_apiserver_does(
+    k8s: K8s, ns: str, spec: dict[str, Any], field: str
+) -> None:
+    k8s.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", FORMATS_CRD)
+    path = f"{CR_BASE}/namespaces/{ns}/formats"
+    wait_for(lambda: k8s.request("GET", path)[0] == 200, what="formats served")
+    body = {"apiVersion": "example.secretops.dev/v1", "kind": "Format",
+            "metadata": {"name": "f"}, "spec": spec}
+    status, out, _ = k8s.request("POST", path, body)
+    assert status == 422, out
+    (cause,) = out["details"]["causes"]
+    value = next(iter(spec.values()))
+    fmt = {"caBundle": "byte", "at": "date-time", "day": "date"}[field.split(".")[1]]
+    assert cause == {
+        "reason": "FieldValueTypeInvalid",
+        "field": field,
+        "message": f'Invalid value: "{value}": {field} in body must be of type {fmt}: "{value}"',
+    }
+    good = {"caBundle": "YWJj", "at": "2026-12-07t10:00:00.123456+01:00", "day": "2024-02-29",
+            "count": 5, "free": "anything"}
+    body["spec"] = good
+    status, out, _ = k8s.request("POST", path, body)
+    assert status == 201, out
+    k8s.request("DELETE", f"{path}/f")
+
+
 def test_invalid_crd_is_rejected_with_field_paths(k8s: K8s) -> None:
     body = yaml.safe_load(CRD_FILE.read_text())
     body["metadata"]["name"] = "wrong.example.secretops.dev"

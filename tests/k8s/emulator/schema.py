@@ -18,7 +18,9 @@ of the apiserver's structural-schema rules that catches a wrong CRD before it is
 from __future__ import annotations
 
 import copy
+import datetime
 import json
+import re
 from typing import Any
 
 import jsonschema
@@ -26,7 +28,51 @@ import jsonschema
 from .errors import Cause
 
 TYPES = ("object", "array", "string", "integer", "number", "boolean")
-_DROP = ("nullable", "default", "description", "example", "externalDocs", "format")
+_DROP = ("nullable", "default", "description", "example", "externalDocs")
+_GO_DATE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
+_GO_TIME = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})(.[0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))")
+# govalidator.IsBase64: padded standard base64 of at least one group (so "" fails too).
+_GO_BASE64 = re.compile(
+    r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{4})"
+)
+
+
+def _is_date(text: str) -> bool:
+    """strfmt ``date``: Go's ``time.Parse("2006-01-02", s)``."""
+    m = _GO_DATE.fullmatch(text)
+    if not m:
+        return False
+    try:
+        datetime.date(int(m[1]), int(m[2]), int(m[3]))
+    except ValueError:
+        return False
+    return True
+
+
+def _is_date_time(text: str) -> bool:
+    """strfmt ``date-time`` (kube-openapi ``IsDateTime``): a date, ``t``, a time and a zone."""
+    parts = text.lower().split("t")
+    if len(text) < 4 or len(parts) < 2 or not _is_date(parts[0]):
+        return False
+    m = _GO_TIME.fullmatch(parts[1])
+    return m is not None and m[1] <= "23" and m[2] <= "59" and m[3] <= "59"
+
+
+# The formats the apiserver checks (kube-openapi's strfmt registry, names without dashes) that
+# our CRDs use; other formats are not checked here (see docs/testing.md).
+_FORMATS = {
+    "byte": lambda s: _GO_BASE64.fullmatch(s) is not None,
+    "date": _is_date,
+    "datetime": _is_date_time,
+}
+
+
+def _format_checker() -> jsonschema.FormatChecker:
+    checker = jsonschema.FormatChecker(formats=())
+    for name, check in _FORMATS.items():
+        for alias in {name, name.replace("datetime", "date-time")}:
+            checker.checks(alias)(lambda v, c=check: not isinstance(v, str) or c(v))
+    return checker
 
 
 def _type_name(value: Any) -> str:
@@ -79,6 +125,9 @@ def _convert(node: Any) -> Any:
     return out
 
 
+_FORMAT_CHECKER = _format_checker()
+
+
 class CompiledSchema:
     """One CRD version's schema, ready to prune, default and validate objects."""
 
@@ -89,7 +138,7 @@ class CompiledSchema:
         root.get("properties", {}).pop("metadata", None)
         if "required" in root:
             root["required"] = [r for r in root["required"] if r != "metadata"]
-        self._validator = jsonschema.Draft4Validator(root)
+        self._validator = jsonschema.Draft4Validator(root, format_checker=_FORMAT_CHECKER)
 
     def prune(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """A pruned and defaulted copy of ``obj`` and the paths of the unknown fields dropped."""
@@ -181,6 +230,15 @@ def _causes(err: jsonschema.ValidationError) -> list[Cause]:
             Cause(
                 "FieldValueTypeInvalid",
                 f'Invalid value: "{got}": {where} in body must be of type {want}: "{got}"',
+                where,
+            )
+        ]
+    if err.validator == "format":
+        return [
+            Cause(
+                "FieldValueTypeInvalid",
+                f"Invalid value: {_value(err.instance)}: {where} in body must be of type "
+                f"{err.validator_value}: {_value(err.instance)}",
                 where,
             )
         ]
