@@ -196,7 +196,7 @@ def test_custom_objects_api(api: Any, ns: str, crd: None) -> None:
     assert err.value.status == 404
 
 
-def test_leases_roles_and_events_v1(api: Any, ns: str) -> None:
+def test_leases_roles_and_events_v1(api: Any, ns: str, k8s: K8s) -> None:
     coord = client.CoordinationV1Api(api)
     lease = coord.create_namespaced_lease(
         ns,
@@ -221,19 +221,23 @@ def test_leases_roles_and_events_v1(api: Any, ns: str) -> None:
     rbac.create_cluster_role({"metadata": {"name": f"cr-{ns}"}, "rules": []})
     assert rbac.read_namespaced_role("r", ns).rules[0].resources == ["secrets"]
     events = client.EventsV1Api(api)
-    made = events.create_namespaced_event(
-        ns,
-        {
-            "metadata": {"generateName": "e-"},
-            "eventTime": "2026-01-01T00:00:00.000000Z",
-            "reason": "R",
-            "action": "A",
-            "reportingController": "c",
-            "reportingInstance": "i",
-            "type": "Normal",
-        },
-    )
-    assert made.metadata.name.startswith("e-")
+    body = {
+        "metadata": {"generateName": "e-"},
+        "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reason": "R",
+        "action": "A",
+        "reportingController": "c",
+        "reportingInstance": "i",
+        "type": "Normal",
+    }
+    # This client turns eventTime into a datetime and sends isoformat() ("...+00:00"), which a
+    # real apiserver cannot decode as a MicroTime: the emulator refuses it the same way.
+    with pytest.raises(ApiException) as err:
+        events.create_namespaced_event(ns, body)
+    assert err.value.status == 400 and "cannot be handled as a Event" in err.value.body
+    status, made, _ = k8s.request("POST", f"/apis/events.k8s.io/v1/namespaces/{ns}/events", body)
+    assert status == 201 and made["metadata"]["name"].startswith("e-")
+    assert events.read_namespaced_event(made["metadata"]["name"], ns).reason == "R"
 
 
 def test_version_and_dynamic_client(api: Any, ns: str, crd: None) -> None:

@@ -1035,3 +1035,72 @@ def test_watch_from_a_compacted_version_is_410_gone(tmp_path: Path) -> None:
 def test_a_fresh_emulator_starts_in_well_under_a_second(k8s: K8s) -> None:
     # The requirement is < 1 s; the margin absorbs a loaded CI machine (typical: 0.3 s).
     assert k8s.startup_seconds < 2.0, k8s.startup_seconds
+
+
+# ---- update strategies: leases, custom resources, create-on-update ------------------------------
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
+
+
+def lease(name: str, renew: str = "2026-12-07T10:00:00.123456Z", **meta: Any) -> dict[str, Any]:
+    return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, **meta},
+            "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15, "renewTime": renew}}
+
+
+def test_a_lease_put_needs_a_resource_version_and_creates_a_missing_lease(
+    k8s: K8s, ns: str
+) -> None:
+    base = LEASES.format(ns=ns)
+    # A PUT to a missing Lease creates it (AllowCreateOnUpdate), even carrying a resourceVersion.
+    status, made, _ = k8s.request("PUT", f"{base}/l1", lease("l1", resourceVersion="12345"))
+    assert status == 201 and made["metadata"]["resourceVersion"] != "12345"
+    # An existing Lease: no unconditional update.
+    status, out, _ = k8s.request("PUT", f"{base}/l1", lease("l1"))
+    assert status == 422 and out["reason"] == "Invalid"
+    assert out["message"] == (
+        'leases.coordination.k8s.io "l1" is invalid: metadata.resourceVersion: '
+        "Invalid value: 0x0: must be specified for an update"
+    )
+    assert out["details"]["kind"] == "leases"
+    assert out["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": "metadata.resourceVersion",
+        "message": "Invalid value: 0x0: must be specified for an update"}]
+    rv = made["metadata"]["resourceVersion"]
+    status, _, _ = k8s.request("PUT", f"{base}/l1", lease("l1", resourceVersion=rv))
+    assert status == 200
+    # A ConfigMap may be updated unconditionally, and a PUT to a missing one is 404.
+    cms = f"/api/v1/namespaces/{ns}/configmaps"
+    k8s.request("POST", cms, {"metadata": {"name": "c"}})
+    assert k8s.request("PUT", f"{cms}/c", {"metadata": {"name": "c"}, "data": {"a": "1"}})[0] == 200
+    assert k8s.request("PUT", f"{cms}/missing", {"metadata": {"name": "missing"}})[0] == 404
+
+
+def test_a_custom_resource_put_needs_a_resource_version(k8s: K8s, ns: str, crd: Any) -> None:
+    path = f"{CR_BASE}/namespaces/{ns}/secretrequests"
+    status, made, _ = k8s.request("POST", path, cr("u1"))
+    assert status == 201, made
+    status, out, _ = k8s.request("PUT", f"{path}/u1", cr("u1"))
+    assert status == 422
+    assert out["message"].startswith(
+        'secretrequests.example.secretops.dev "u1" is invalid: metadata.resourceVersion'
+    )
+    assert k8s.request("PUT", f"{path}/missing", cr("missing"))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("renew", "tail"),
+    [
+        ("2026-12-07T10:00:00Z", 'cannot parse "Z" as ".000000"'),
+        ("2026-12-07T10:00:00.123Z", 'cannot parse ".123Z" as ".000000"'),
+        ("2026-12-07T10:00:00.123456789Z", 'cannot parse "789Z" as "Z07:00"'),
+    ],
+)
+def test_a_lease_micro_time_needs_exactly_six_fractional_digits(
+    k8s: K8s, ns: str, renew: str, tail: str
+) -> None:
+    status, out, _ = k8s.request("POST", LEASES.format(ns=ns), lease("m", renew=renew))
+    assert status == 400 and out["reason"] == "BadRequest"
+    assert out["message"] == (
+        'Lease in version "v1" cannot be handled as a Lease: parsing time '
+        f'"{renew}" as "2006-01-02T15:04:05.000000Z07:00": {tail}'
+    )

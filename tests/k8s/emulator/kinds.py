@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import re
 from typing import Any
 
@@ -86,8 +87,50 @@ def _qualified_key(key: str) -> bool:
     return 0 < len(name) <= 63 and bool(QUALIFIED_NAME.match(name))
 
 
+# metav1.MicroTime fields: decoded with time.Parse(RFC3339Micro): exactly 6 fractional digits.
+_MICRO_TIMES = {
+    ("coordination.k8s.io", "leases"): (("spec", "acquireTime"), ("spec", "renewTime")),
+    ("", "events"): (("eventTime",), ("series", "lastObservedTime")),
+    ("events.k8s.io", "events"): (("eventTime",), ("series", "lastObservedTime")),
+}
+_RFC3339_MICRO = "2006-01-02T15:04:05.000000Z07:00"
+_MICRO_HEAD = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}")
+_MICRO_ZONE = re.compile(r"Z|[+-][0-9]{2}:[0-9]{2}")
+
+
+def _micro_time_error(value: Any) -> str | None:
+    """Why Go's time.Parse(RFC3339Micro, value) fails (its wording, close enough), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return "json: cannot unmarshal into Go value of type string"
+    where = f"parsing time {json.dumps(value)} as {json.dumps(_RFC3339_MICRO)}: cannot parse"
+    if not _MICRO_HEAD.match(value):
+        return f"{where} {json.dumps(value)} as \"2006\""
+    rest = value[19:]
+    if not re.match(r"\.[0-9]{6}", rest):
+        return f"{where} {json.dumps(rest)} as \".000000\""
+    if not _MICRO_ZONE.fullmatch(rest[7:]):
+        return f"{where} {json.dumps(rest[7:])} as \"Z07:00\""
+    return None
+
+
+def check_decodable(rt: ResourceType, obj: dict[str, Any]) -> None:
+    """What the apiserver's decoder refuses before any validation (400, no field path)."""
+    for path in _MICRO_TIMES.get(rt.key, ()):
+        node: Any = obj
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        why = _micro_time_error(node)
+        if why:
+            raise errors.bad_request(
+                f'{rt.kind} in version "{rt.versions[0]}" cannot be handled as a {rt.kind}: {why}'
+            )
+
+
 def prepare(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
     """The object to store; ``old`` is None on create."""
+    check_decodable(rt, obj)
     if rt.key == ("", "secrets"):
         obj = _secret(obj, old)
     elif rt.key == ("", "namespaces"):
@@ -252,6 +295,7 @@ def crd_resource_type(crd: dict[str, Any]) -> ResourceType:
         generation=True,
         custom=True,
         storage_version=storage,
+        unconditional_update=False,  # customresource/strategy.go
     )
     for v in spec["versions"]:
         rt.schemas[v["name"]] = CompiledSchema(v["schema"]["openAPIV3Schema"])

@@ -32,6 +32,11 @@ class ResourceType:
     printer_columns: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     storage_version: str = ""
     verbs: list[str] = field(default_factory=list)  # empty: the full set (virtual kinds: fewer)
+    # The registry strategy's AllowUnconditionalUpdate / AllowCreateOnUpdate: a PUT without
+    # metadata.resourceVersion is 422 where the first is false; a PUT to a missing object
+    # creates it where the second is true (leases, events, services, RBAC).
+    unconditional_update: bool = True
+    create_on_update: bool = False
 
     def __post_init__(self) -> None:
         self.storage_version = self.storage_version or self.versions[0]
@@ -130,7 +135,7 @@ def builtin_types() -> list[ResourceType]:
         "authentication.k8s.io", "v1", "selfsubjectreviews", "SelfSubjectReview", False
     )
     self_review.verbs = ["create"]
-    return [
+    types = [
         _t("", "v1", "namespaces", "Namespace", False, ("ns",), ("status",)),
         _t("", "v1", "secrets", "Secret"),
         _t("", "v1", "configmaps", "ConfigMap", short=("cm",)),
@@ -195,6 +200,22 @@ def builtin_types() -> list[ResourceType]:
         token_review,
         self_review,
     ]
+    for rt in types:
+        rt.unconditional_update = rt.plural not in ("leases", "customresourcedefinitions")
+        rt.create_on_update = rt.plural in _CREATE_ON_UPDATE
+    return types
+
+
+# pkg/registry/*/strategy.go: AllowCreateOnUpdate() is true for these only.
+_CREATE_ON_UPDATE = (
+    "leases",
+    "events",
+    "services",
+    "roles",
+    "rolebindings",
+    "clusterroles",
+    "clusterrolebindings",
+)
 
 
 class Registry:

@@ -354,10 +354,11 @@ class Emulator:
             return _json(self._out(rt, version, store.get(rt, namespace, name)))
         if method == "PUT":
             body = await self._body(request)
-            obj, warnings = store.update(
+            obj, warnings, created = store.put(
                 rt, namespace, name, body, subresource=sub or None, dry_run=dry_run, strict=strict
             )
-            return _json(self._out(rt, version, obj), 200, self._warn(q, warnings))
+            return _json(self._out(rt, version, obj), 201 if created else 200,
+                         self._warn(q, warnings))
         if method == "PATCH":
             body = await self._body(request)
             obj, warnings = store.patch(

@@ -225,8 +225,56 @@ class Store(Controllers):
         dry_run: bool = False,
         strict: bool = False,
     ) -> tuple[Obj, list[str]]:
-        old = self.get(rt, namespace, name)
+        old = self.get(rt, namespace, name)  # a missing object is 404 before anything else
+        self._check_type(rt, body)
+        if not rt.unconditional_update and not (body.get("metadata") or {}).get(
+            "resourceVersion"
+        ):
+            raise errors.invalid(
+                rt.plural,
+                rt.group,
+                name,
+                [
+                    Cause(
+                        "FieldValueInvalid",
+                        "Invalid value: 0x0: must be specified for an update",
+                        "metadata.resourceVersion",
+                    )
+                ],
+            )
         return self._update(rt, namespace, name, old, body, subresource, dry_run, strict)
+
+    def put(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Obj,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> tuple[Obj, list[str], bool]:
+        """A PUT: an update, or a create where the kind allows it; the last item says which."""
+        if rt.create_on_update and not subresource and (
+            self._objects[rt.key].get(namespace if rt.namespaced else "", {}).get(name) is None
+        ):
+            meta = {k: v for k, v in (body.get("metadata") or {}).items()
+                    if k != "resourceVersion"}  # the storage layer clears it
+            if meta.get("name", name) != name:
+                raise errors.bad_request(
+                    f"the name of the object ({meta['name']}) does not match the name "
+                    f"on the URL ({name})"
+                )
+            obj, warnings = self.create(
+                rt, namespace, {**body, "metadata": {**meta, "name": name}}, dry_run=dry_run,
+                strict=strict,
+            )
+            return obj, warnings, True
+        obj, warnings = self.update(
+            rt, namespace, name, body, subresource=subresource, dry_run=dry_run, strict=strict
+        )
+        return obj, warnings, False
 
     def patch(
         self,
