@@ -67,9 +67,12 @@ def event_body(obj: Mapping[str, Any], kind: str, reason: str, message: str,
     """A core/v1 Event about ``obj`` (what kopf's poster sends)."""
     meta = obj.get("metadata") or {}
     stamp = rfc3339(now())
+    # An Event about a cluster-scoped object lives in "default" (the apiserver refuses any other
+    # namespace for an Event whose involvedObject has none), as client-go's recorder puts it.
     return {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": "secretops-event-", "namespace": meta.get("namespace")},
+        "metadata": {"generateName": "secretops-event-",
+                     "namespace": meta.get("namespace") or "default"},
         "involvedObject": {k: v for k, v in {
             "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
             "name": meta.get("name"), "namespace": meta.get("namespace"),

@@ -39,3 +39,17 @@ def test_retry_after_reaches_the_error_and_the_retry_delay(k8s: K8s) -> None:
     assert config.retry_delay(4, throttled) == 16.0  # the backoff had grown past it
     assert config.retry_delay(0, unavailable) == 1.0
     assert kube._seconds("86400") == 300.0 and kube._seconds("soon") is None
+
+
+def test_event_bodies_are_what_a_real_apiserver_accepts(k8s: K8s) -> None:
+    from secretops_controller.runtime import event_body
+
+    cluster_scoped = {"apiVersion": "secretops.dev/v1alpha1", "kind": "ClusterSecretStore",
+                      "metadata": {"name": "vault", "uid": "u1"}}
+    namespaced = {"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+                  "metadata": {"name": "db", "namespace": "default", "uid": "u2"}}
+    for obj in (cluster_scoped, namespaced):
+        body = event_body(obj, "Normal", "Valid", "checked", "secretops-controller", "pod-1")
+        ns = body["metadata"]["namespace"]
+        status, out, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/events", body)
+        assert status == 201, out

@@ -229,6 +229,7 @@ def test_leases_roles_and_events_v1(api: Any, ns: str, k8s: K8s) -> None:
         "reportingController": "c",
         "reportingInstance": "i",
         "type": "Normal",
+        "regarding": {"kind": "ConfigMap", "name": "x", "namespace": ns},
     }
     # This client turns eventTime into a datetime and sends isoformat() ("...+00:00"), which a
     # real apiserver cannot decode as a MicroTime: the emulator refuses it the same way.

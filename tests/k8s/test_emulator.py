@@ -555,12 +555,26 @@ def test_a_new_crds_lists_and_watches_are_429_while_its_storage_initialises(k8s:
             assert out["message"] == "storage is (re)initializing"
             assert out["reason"] == "TooManyRequests"
             assert out["details"]["retryAfterSeconds"] == 1 and headers["Retry-After"] == "1"
-            watch, _, _ = k8s.request("GET", f"{CR_BASE}/{plural}?watch=true")
-            assert watch == 429
         return code == 200
 
     wait_for(listed, what="the new resource listed")
     assert seen == [429, 200]
+
+
+def test_a_new_crds_watches_are_429_too(tmp_path: Path) -> None:
+    proc, slow = start_emulator(tmp_path, "--cache-init-seconds", "60")
+    try:
+        body = yaml.safe_load(CRD_FILE.read_text())
+        slow.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
+        wait_for(lambda: slow.request("GET", f"{CR_BASE}/secretrequests")[0] != 404,
+                 what="served")
+        status, out, _ = slow.request("GET", f"{CR_BASE}/secretrequests?watch=true")
+        assert status == 429 and out["message"] == "storage is (re)initializing"
+        # Reading one object goes to etcd, not the cache: a plain 404.
+        assert slow.request("GET", f"{CR_BASE}/namespaces/default/secretrequests/x")[0] == 404
+    finally:
+        slow.close()
+        stop(proc)
 
 
 FORMATS_CRD = {
@@ -1104,3 +1118,71 @@ def test_a_lease_micro_time_needs_exactly_six_fractional_digits(
         'Lease in version "v1" cannot be handled as a Lease: parsing time '
         f'"{renew}" as "2006-01-02T15:04:05.000000Z07:00": {tail}'
     )
+
+
+# ---- Events -----------------------------------------------------------------------------------
+def test_an_event_in_another_namespace_than_its_object_is_refused(k8s: K8s, ns: str) -> None:
+    body = {"metadata": {"generateName": "e-"}, "reason": "R", "message": "m", "type": "Normal",
+            "involvedObject": {"kind": "ConfigMap", "name": "c", "namespace": "default"}}
+    status, out, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/events", body)
+    assert status == 422
+    assert out["details"]["causes"] == [{
+        "reason": "FieldValueInvalid", "field": "involvedObject.namespace",
+        "message": 'Invalid value: "default": does not match event.namespace'}]
+    # About a cluster-scoped object: only in "default" (or without a namespace).
+    cluster = {**body, "involvedObject": {"kind": "Namespace", "name": ns}}
+    assert k8s.request("POST", f"/api/v1/namespaces/{ns}/events", cluster)[0] == 422
+    assert k8s.request("POST", "/api/v1/namespaces/default/events", cluster)[0] == 201
+    # With eventTime (kopf's Events): the reporting fields are required.
+    timed = {**body, "involvedObject": {**body["involvedObject"], "namespace": ns},
+             "eventTime": "2026-12-07T10:00:00.000000Z"}
+    status, out, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/events", timed)
+    assert status == 422
+    assert {c["field"] for c in out["details"]["causes"]} == {
+        "reportingComponent", "reportingInstance", "action"}
+    timed.update(reportingComponent="kopf", reportingInstance="pod-1", action="Sync")
+    assert k8s.request("POST", f"/api/v1/namespaces/{ns}/events", timed)[0] == 201
+
+
+def test_core_and_events_k8s_io_events_are_one_storage(k8s: K8s, ns: str) -> None:
+    core = f"/api/v1/namespaces/{ns}/events"
+    v1 = f"/apis/events.k8s.io/v1/namespaces/{ns}/events"
+    _, lst, _ = k8s.request("GET", v1)
+    start = lst["metadata"]["resourceVersion"]
+    status, made, _ = k8s.request("POST", core, {
+        "metadata": {"name": "from-core"}, "reason": "Synced", "message": "done", "type": "Normal",
+        "involvedObject": {"kind": "ConfigMap", "name": "c", "namespace": ns},
+        "source": {"component": "me"}, "count": 1,
+        "firstTimestamp": "2026-12-07T10:00:00Z", "lastTimestamp": "2026-12-07T10:00:00Z"})
+    assert status == 201, made
+    status, seen, _ = k8s.request("GET", f"{v1}/from-core")
+    assert status == 200 and seen["apiVersion"] == "events.k8s.io/v1"
+    assert seen["regarding"] == made["involvedObject"] and seen["note"] == "done"
+    assert seen["deprecatedSource"] == {"component": "me"} and seen["deprecatedCount"] == 1
+    assert "message" not in seen and "involvedObject" not in seen
+    status, made2, _ = k8s.request("POST", v1, {
+        "metadata": {"name": "from-v1"}, "eventTime": "2026-12-07T10:00:00.000000Z",
+        "reason": "R", "action": "A", "note": "n", "type": "Warning",
+        "reportingController": "secretops.dev/controller", "reportingInstance": "pod-1",
+        "regarding": {"kind": "ConfigMap", "name": "c", "namespace": ns}})
+    assert status == 201, made2
+    _, both, _ = k8s.request("GET", core)
+    names = {i["metadata"]["name"]: i for i in both["items"]}
+    assert set(names) == {"from-core", "from-v1"}
+    assert names["from-v1"]["message"] == "n"
+    assert names["from-v1"]["reportingComponent"] == "secretops.dev/controller"
+    events = watch_events(k8s.url, f"{v1}?watch=true&resourceVersion={start}", count=2)
+    assert [(e["object"]["apiVersion"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("events.k8s.io/v1", "from-core"), ("events.k8s.io/v1", "from-v1")]
+    assert k8s.request("DELETE", f"{v1}/from-core")[0] == 200
+    assert k8s.request("GET", f"{core}/from-core")[0] == 404
+
+
+def test_events_k8s_io_applies_its_strict_rules(k8s: K8s, ns: str) -> None:
+    v1 = f"/apis/events.k8s.io/v1/namespaces/{ns}/events"
+    status, out, _ = k8s.request("POST", v1, {
+        "metadata": {"name": "old-style"}, "reason": "R", "type": "Info", "deprecatedCount": 3,
+        "regarding": {"kind": "ConfigMap", "name": "c", "namespace": ns}})
+    assert status == 422
+    assert {c["field"] for c in out["details"]["causes"]} == {"eventTime", "type",
+                                                              "deprecatedCount"}

@@ -143,7 +143,75 @@ def prepare(rt: ResourceType, obj: dict[str, Any], old: dict[str, Any] | None) -
         obj = {**obj, "spec": spec}
     elif rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
         validate_crd(obj)
+    elif rt.plural == "events" and old is None:
+        causes = _event_causes(rt, obj)
+        if causes:
+            raise errors.invalid(rt.kind, rt.group, obj["metadata"].get("name", ""), causes)
     return obj
+
+
+def check_view_create(rt: ResourceType, namespace: str, body: Any) -> None:
+    """A create through a view (events.k8s.io/v1): its own rules, in its own field names."""
+    if rt.plural != "events" or not isinstance(body, dict):
+        return
+    meta = body.get("metadata") if isinstance(body.get("metadata"), dict) else {}
+    obj = {**body, "metadata": {**meta, "namespace": namespace}}
+    check_decodable(rt, obj)
+    causes = _event_causes(rt, obj)
+    if causes:
+        raise errors.invalid(rt.kind, rt.group, str(meta.get("name") or ""), causes)
+
+
+_EVENT_LIMITS = (("reportingInstance", 128), ("action", 128), ("reason", 128))
+
+
+def _event_causes(rt: ResourceType, obj: dict[str, Any]) -> list[Cause]:
+    """pkg/apis/core/validation/events.go: the legacy rules for every API version, and the
+    strict ones for events.k8s.io. Field paths are the internal type's (``involvedObject``)."""
+    core = rt.group == ""
+    ns = obj["metadata"].get("namespace") or ""
+    regarding = obj.get("involvedObject" if core else "regarding") or {}
+    rns = regarding.get("namespace") or ""
+    mismatch = Cause(
+        "FieldValueInvalid",
+        f"Invalid value: {json.dumps(rns)}: does not match event.namespace",
+        "involvedObject.namespace",
+    )
+    causes: list[Cause] = []
+    if not obj.get("eventTime"):
+        if (rns and rns != ns) or (not rns and ns not in ("", "default")):
+            causes.append(mismatch)
+    else:
+        if not rns and ns not in ("default", "kube-system"):
+            causes.append(mismatch)
+        controller = "reportingComponent" if core else "reportingController"
+        if not obj.get(controller):
+            causes.append(Cause("FieldValueRequired", "Required value", controller))
+        for field, limit in _EVENT_LIMITS:
+            value = obj.get(field) or ""
+            if not value:
+                causes.append(Cause("FieldValueRequired", "Required value", field))
+            elif len(value) > limit:
+                causes.append(Cause(
+                    "FieldValueInvalid", f'Invalid value: "": can have at most {limit} characters',
+                    field))
+        if len(obj.get("message" if core else "note") or "") > 1024:
+            causes.append(Cause(
+                "FieldValueInvalid", 'Invalid value: "": can have at most 1024 characters',
+                "message"))
+    if not core:  # events.k8s.io/v1: the strict rules
+        if not obj.get("eventTime"):
+            causes.append(Cause("FieldValueRequired", "Required value", "eventTime"))
+        if obj.get("type") not in ("Normal", "Warning"):
+            causes.append(Cause(
+                "FieldValueInvalid", f'Invalid value: "": has invalid value: {obj.get("type", "")}',
+                "type"))
+        for field in ("deprecatedFirstTimestamp", "deprecatedLastTimestamp", "deprecatedCount",
+                      "deprecatedSource"):
+            if obj.get(field):
+                causes.append(Cause("FieldValueInvalid", 'Invalid value: "": needs to be unset',
+                                    field))
+    return causes
 
 
 def _secret(obj: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:

@@ -37,12 +37,13 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, openapi, proxy, watch
+from . import discovery, errors, kinds, openapi, proxy, views, watch
 from .audit import AuditLog, request_info
 from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
 from .faults import Faults
 from .params import go_bool, typed_query
+from .patch import apply_patch
 from .resources import ResourceType
 from .selectors import combine, field_selector, label_selector
 from .store import Obj, Store
@@ -55,6 +56,10 @@ JSON_TYPES = (
     "application/strategic-merge-patch+json",
     "",
 )
+
+
+def _same(obj: Any) -> Any:
+    return obj
 
 
 def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -323,67 +328,85 @@ class Emulator:
         dry_run = q.get("dryRun") == "All"
         strict = q.get("fieldValidation") == "Strict"
         store = self.store
+        # A view (events.k8s.io Events) is served from another resource's storage: bodies are
+        # converted on the way in, objects on the way out, and its own rules checked first.
+        view = views.view_of(rt, store.registry)
+        srt = view.storage if view else rt
+        inn: Callable[[Any], Any] = view.to_storage if view else _same
+        out: Callable[[Obj], Obj] = view.from_storage if view else _same
         if not name:
             if method == "GET":
-                store.check_ready(rt.key)
+                store.check_ready(srt.key)
                 match = combine(
                     label_selector(q.get("labelSelector")),
-                    field_selector(q.get("fieldSelector"), rt.key),
+                    field_selector(q.get("fieldSelector"), srt.key),
                 )
                 if go_bool(q.get("watch")):
                     return await watch.serve(
                         request,
                         store,
-                        rt,
+                        srt,
                         version,
                         namespace,
                         match,
                         self.bookmark_interval,
                         self.watches,
+                        view,
                     )
-                items, rv = store.list(rt, namespace, match)
-                return _json(self._list(rt, version, items, rv))
+                items, rv = store.list(srt, namespace, match)
+                return _json(self._list(rt, version, [out(o) for o in items], rv))
             if method == "POST":
                 body = await self._body(request)
-                obj, warnings = store.create(rt, namespace, body, dry_run=dry_run, strict=strict)
-                return _json(self._out(rt, version, obj), 201, self._warn(q, warnings))
+                if view:
+                    kinds.check_view_create(rt, namespace, body)
+                obj, warnings = store.create(
+                    srt, namespace, inn(body), dry_run=dry_run, strict=strict
+                )
+                return _json(self._out(rt, version, out(obj)), 201, self._warn(q, warnings))
             if method == "DELETE":
-                return await self._delete_collection(request, rt, version, namespace)
+                return await self._delete_collection(request, rt, version, namespace, srt, out)
             raise errors.method_not_allowed(method)
         if method == "GET":
-            return _json(self._out(rt, version, store.get(rt, namespace, name)))
+            return _json(self._out(rt, version, out(store.get(srt, namespace, name))))
         if method == "PUT":
             body = await self._body(request)
             obj, warnings, created = store.put(
-                rt, namespace, name, body, subresource=sub or None, dry_run=dry_run, strict=strict
+                srt, namespace, name, inn(body), subresource=sub or None, dry_run=dry_run,
+                strict=strict,
             )
-            return _json(self._out(rt, version, obj), 201 if created else 200,
+            return _json(self._out(rt, version, out(obj)), 201 if created else 200,
                          self._warn(q, warnings))
         if method == "PATCH":
             body = await self._body(request)
-            obj, warnings = store.patch(
-                rt,
-                namespace,
-                name,
-                request.content_type,
-                body,
-                subresource=sub or None,
-                dry_run=dry_run,
-                strict=strict,
-            )
-            return _json(self._out(rt, version, obj), 200, self._warn(q, warnings))
+            if view:  # the patch applies to the object as this API shows it
+                shown = out(store.get(srt, namespace, name))
+                patched = inn(apply_patch(request.content_type, shown, body, rt.custom))
+                obj, warnings = store.update(srt, namespace, name, patched, dry_run=dry_run,
+                                             strict=strict)
+            else:
+                obj, warnings = store.patch(
+                    rt,
+                    namespace,
+                    name,
+                    request.content_type,
+                    body,
+                    subresource=sub or None,
+                    dry_run=dry_run,
+                    strict=strict,
+                )
+            return _json(self._out(rt, version, out(obj)), 200, self._warn(q, warnings))
         if method == "DELETE":
             options = await self._body(request) if request.can_read_body else None
             options = options if isinstance(options, dict) else {}
             obj = store.delete(
-                rt,
+                srt,
                 namespace,
                 name,
                 propagation=self._propagation(q, options),
                 preconditions=options.get("preconditions"),
                 dry_run=dry_run or "All" in (options.get("dryRun") or []),
             )
-            return _json(self._deleted(rt, version, obj))
+            return _json(self._deleted(rt, version, out(obj)))
         raise errors.method_not_allowed(method)
 
     async def subresource(
@@ -436,20 +459,28 @@ class Emulator:
         raise errors.no_such_resource()
 
     async def _delete_collection(
-        self, request: web.Request, rt: ResourceType, version: str, namespace: str
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        version: str,
+        namespace: str,
+        srt: ResourceType,
+        out: Callable[[Obj], Obj],
     ) -> web.StreamResponse:
         """DELETE on a collection: each selected object is deleted (finalizers honoured)."""
         q = request.query
         match = combine(
-            label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"), rt.key)
+            label_selector(q.get("labelSelector")), field_selector(q.get("fieldSelector"), srt.key)
         )
-        items, _ = self.store.list(rt, namespace, match)
+        items, _ = self.store.list(srt, namespace, match)
         done = [
-            self.store.delete(
-                rt,
-                o["metadata"].get("namespace", ""),
-                o["metadata"]["name"],
-                propagation=q.get("propagationPolicy"),
+            out(
+                self.store.delete(
+                    srt,
+                    o["metadata"].get("namespace", ""),
+                    o["metadata"]["name"],
+                    propagation=q.get("propagationPolicy"),
+                )
             )
             for o in items
         ]

@@ -35,6 +35,7 @@ from .errors import ApiError
 from .params import go_bool
 from .resources import ResourceType
 from .store import Event, Obj, Store
+from .views import View
 
 DEFAULT_TIMEOUT = 1800.0  # the apiserver picks 30-60 min when the client gives none
 TOO_LARGE_WAIT = 3.0  # watch_cache.go blockTimeout
@@ -45,10 +46,16 @@ INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 class StreamWatcher:
     def __init__(
-        self, rt: ResourceType, version: str, namespace: str, match: Callable[[Obj], bool] | None
+        self,
+        rt: ResourceType,
+        version: str,
+        namespace: str,
+        match: Callable[[Obj], bool] | None,
+        view: View | None = None,
     ) -> None:
-        self.rt = rt
-        self.api_version = rt.api_version(version)
+        self.rt = view.rt if view else rt
+        self.view = view
+        self.api_version = self.rt.api_version(version)
         self.convert = self.api_version != rt.api_version()
         self.namespace = namespace
         self.match = match
@@ -80,7 +87,9 @@ class StreamWatcher:
         cache_key = f"{kind}/{self.api_version}"
         if event is not None and cache_key in event.cache:
             return event.cache[cache_key]
-        if self.convert:
+        if self.view is not None:
+            obj = self.view.from_storage(obj)
+        elif self.convert:
             obj = {**obj, "apiVersion": self.api_version}
         data = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
         if event is not None:
@@ -106,9 +115,10 @@ async def serve(
     match: Callable[[Obj], bool] | None,
     bookmark_interval: float,
     streams: set[StreamWatcher] | None = None,
+    view: View | None = None,
 ) -> web.StreamResponse:
     q = request.query
-    watcher = StreamWatcher(rt, version, namespace, match)
+    watcher = StreamWatcher(rt, version, namespace, match, view)
     bookmarks = go_bool(q.get("allowWatchBookmarks"))
     initial_end = go_bool(q.get("sendInitialEvents"))
     timeout = float(q.get("timeoutSeconds") or DEFAULT_TIMEOUT)
