@@ -6,6 +6,7 @@ values sealed for an older key keep unsealing, because old keys stay in the ring
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from secretops_controller.keyring import Key, renewal_due
 from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster
 from tests.controller.helpers import CANARY, apply, seal, secret, values, wait_for
 from tests.fixtures.k8s import K8s
+from tests.helpers import secretops
 
 APP = "renewal"
 KEYS = (f"/api/v1/namespaces/{SYSTEM_NS}/secrets"
@@ -101,3 +103,44 @@ def test_durations() -> None:
         except ValueError:
             continue
         raise AssertionError(f"{bad!r} accepted")
+
+
+_BACKUP = re.compile(r"^kubectl get secret (-n \S+ -l \S+) -o yaml > keyring-backup\.yaml$", re.M)
+
+
+def test_the_documented_key_ring_backup_restores_the_ring(
+        k8s: K8s, start_controller: Any, tmp_path: Path) -> None:
+    """The backup command of docs/sealing.md and docs/controller.md, run as written, captures
+    the ring; deleted keys come back with ``kubectl apply -f`` of it (a ``kind: List``); the
+    backup opens a SealedSecret offline and the restarted controller unseals with it."""
+    docs = Path(__file__).resolve().parents[2] / "docs"
+    commands = {m for f in ("sealing.md", "controller.md")
+                for m in _BACKUP.findall((docs / f).read_text())}
+    assert commands and all(c.split()[1] == SYSTEM_NS for c in commands), commands
+    prepare_cluster(k8s, "restore")
+    ctl = start_controller("--key-renew-period", "0")
+    cert = tmp_path / "cert.txt"
+    cert.write_text(_recipient(ctl) + "\n")
+    manifest = seal(cert, "-n", "restore", "--name", "bk", "--from-literal", f"v={CANARY}")
+    (tmp_path / "sealed.yaml").write_text(manifest)
+    apply(k8s, manifest)
+    wait_for(lambda: values(secret(k8s, "restore", "bk")) == {"v": CANARY.encode()},
+             what="unsealed")
+    ctl.stop()
+    backup = tmp_path / "keyring-backup.yaml"
+    for command in sorted(commands):
+        backup.write_text(k8s.kubectl("get", "secret", *command.split(), "-o", "yaml").stdout)
+        names = _key_names(k8s)
+        assert names and all(n in backup.read_text() for n in names)
+    for name in _key_names(k8s):
+        k8s.request("DELETE", f"/api/v1/namespaces/{SYSTEM_NS}/secrets/{name}")
+    assert _key_names(k8s) == []
+    assert "created" in k8s.kubectl("apply", "-f", str(backup)).stdout
+    assert _key_names(k8s) == names
+    r = secretops("unseal", "--identity", str(backup), str(tmp_path / "sealed.yaml"))
+    assert r.code == 0 and "bk" in r.text
+    k8s.request("DELETE", "/api/v1/namespaces/restore/secrets/bk")
+    start_controller("--key-renew-period", "0")
+    wait_for(lambda: values(secret(k8s, "restore", "bk")) == {"v": CANARY.encode()},
+             what="unsealed with the restored key")
+    assert _key_names(k8s) == names  # no new key was made

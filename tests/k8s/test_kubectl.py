@@ -99,3 +99,15 @@ def test_apply_of_an_invalid_custom_resource_reports_the_field(k8s: K8s) -> None
 def test_kubectl_create_of_builtin_kinds_is_refused_because_it_sends_protobuf(k8s: K8s) -> None:
     result = k8s.kubectl("create", "secret", "generic", "pb", "--from-literal=a=b", check=False)
     assert result.returncode == 1 and "application/vnd.kubernetes.protobuf" in result.stderr
+
+
+def test_apply_of_a_kind_list_as_kubectl_get_writes_it(k8s: K8s) -> None:
+    # kubectl validates a List client-side against /openapi/v2 (as protobuf), then applies each
+    # item; a server without /openapi/v2 fails it ("could not find the requested resource").
+    listing = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": [
+        {"apiVersion": "v1", "kind": "ConfigMap",
+         "metadata": {"name": f"listed-{i}", "namespace": "default", "resourceVersion": "1",
+                      "uid": "00000000-0000-0000-0000-00000000000{i}"},
+         "data": {"i": str(i)}} for i in range(2)]}
+    out = k8s.kubectl("apply", "-f", "-", input=json.dumps(listing)).stdout
+    assert out.split("\n")[:2] == ["configmap/listed-0 created", "configmap/listed-1 created"]

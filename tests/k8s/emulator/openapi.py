@@ -2,16 +2,33 @@
 
 kubectl reads it to decide whether the server validates fields itself (the ``fieldValidation``
 query parameter of PATCH), and then sends ``fieldValidation=Strict`` instead of validating the
-manifest client-side; ``/openapi/v2`` is not served, so client-side validation is never used.
-The component schemas are empty objects (``kubectl explain`` shows nothing useful); custom
-resources carry their CRD schema.
+manifest client-side. The component schemas are empty objects (``kubectl explain`` shows nothing
+useful); custom resources carry their CRD schema.
+
+``/openapi/v2`` is served without definitions (:func:`v2`): kubectl fetches it to validate a
+``kind: List`` client-side (it fails without it) and skips validation of kinds it does not find,
+so the items of a List are checked by the server only.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from .resources import Registry
+
+_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+
+
+def v2(accept: str) -> web.Response:
+    """An OpenAPI v2 document without definitions: empty protobuf (client-go asks for that) or
+    JSON."""
+    if "protobuf" in accept:
+        return web.Response(body=b"", content_type=_V2_PROTOBUF)
+    doc = {"swagger": "2.0", "info": {"title": "Kubernetes", "version": "v1.36.2"}, "paths": {},
+           "definitions": {}}
+    return web.json_response(doc)
 
 
 def document(registry: Registry, path: str, query: Any) -> dict[str, Any] | None:

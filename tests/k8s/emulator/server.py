@@ -251,6 +251,8 @@ class Emulator:
             return _json(discovery.api_versions(request.host))
         if path == "/apis":
             return _json(discovery.api_group_list(self.store.registry))
+        if path == "/openapi/v2":
+            return openapi.v2(request.headers.get("Accept", ""))
         if path.startswith("/openapi/"):
             doc = openapi.document(self.store.registry, path, request.query)
             if doc is None:
