@@ -1186,3 +1186,25 @@ def test_events_k8s_io_applies_its_strict_rules(k8s: K8s, ns: str) -> None:
     assert status == 422
     assert {c["field"] for c in out["details"]["causes"]} == {"eventTime", "type",
                                                               "deprecatedCount"}
+
+
+def test_without_kube_controllers_nothing_is_collected(tmp_path: Path) -> None:
+    """A bare apiserver (--no-controllers): no garbage collector, no namespace controller."""
+    proc, bare = start_emulator(tmp_path, "--no-controllers")
+    try:
+        bare.request("POST", "/api/v1/namespaces", {"metadata": {"name": "gone"}})
+        base = "/api/v1/namespaces/gone/configmaps"
+        _, owner, _ = bare.request("POST", base, {"metadata": {"name": "owner"}})
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+               "uid": owner["metadata"]["uid"]}
+        bare.request("POST", base, {"metadata": {"name": "child", "ownerReferences": [ref]}})
+        assert bare.request("DELETE", f"{base}/owner")[0] == 200
+        assert bare.request("DELETE", "/api/v1/namespaces/gone")[0] == 200
+        wait_for(lambda: bare.request("GET", f"{base}/owner")[0] == 404, what="owner deleted")
+        _, child, _ = bare.request("GET", f"{base}/child")  # no GC: the dependent stays
+        assert child["metadata"]["ownerReferences"] == [ref]
+        _, ns, _ = bare.request("GET", "/api/v1/namespaces/gone")
+        assert ns["status"]["phase"] == "Terminating"
+    finally:
+        bare.close()
+        stop(proc)

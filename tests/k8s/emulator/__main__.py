@@ -19,6 +19,7 @@ async def _main(args: argparse.Namespace) -> None:
         history=args.history,
         bookmark_interval=args.bookmark_interval,
         cache_init_seconds=args.cache_init_seconds,
+        kube_controllers=not args.no_controllers,
         log_requests=args.log_requests,
         issuer=args.issuer,
         api_audiences=args.api_audiences.split(",") if args.api_audiences else None,
@@ -60,6 +61,12 @@ def main() -> None:
         type=float,
         default=60.0,
         help="seconds between BOOKMARK events on watches that allow them",
+    )
+    parser.add_argument(
+        "--no-controllers",
+        action="store_true",
+        help="run no garbage collector or namespace controller (a bare apiserver): dependents "
+        "outlive their owners, deleted namespaces stay Terminating",
     )
     parser.add_argument(
         "--log-requests",

@@ -83,13 +83,17 @@ class Emulator:
         history: int = 10_000,
         bookmark_interval: float = 60.0,
         cache_init_seconds: float = 0.0,
+        kube_controllers: bool = True,
         log_requests: bool = False,
         issuer: str | None = None,
         api_audiences: list[str] | None = None,
         scheme: str = "http",
     ) -> None:
         self.store = Store(
-            history=history, defer=self._defer, cache_init_seconds=cache_init_seconds
+            history=history,
+            defer=self._defer,
+            cache_init_seconds=cache_init_seconds,
+            kube_controllers=kube_controllers,
         )
         self.bookmark_interval = bookmark_interval
         self.log_requests = log_requests

@@ -58,10 +58,15 @@ class Store(Controllers):
         history: int = 10_000,
         defer: Callable[[Callable[[], None]], Any] | None = None,
         cache_init_seconds: float = 0.0,
+        kube_controllers: bool = True,
     ) -> None:
         self.registry = registry or Registry()
         self.clock = clock
         self.defer = defer or (lambda fn: fn())
+        # kube-controller-manager's garbage collector and namespace controller: without them
+        # (a bare apiserver), dependents outlive their owners and a deleted namespace stays
+        # Terminating.
+        self.kube_controllers = kube_controllers
         self.rv = 0
         self.history_size = history  # events kept per resource (each resource's watch cache)
         self._caches: dict[Key, WatchCache] = {}
@@ -81,6 +86,10 @@ class Store(Controllers):
         # The built-in resources' caches start now, as an apiserver's start after etcd has data.
         self._caches.clear()
         self._boot_rv = self.rv
+
+    def _background(self, fn: Callable[[], None]) -> None:
+        if self.kube_controllers:
+            self.defer(fn)
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -329,7 +338,7 @@ class Store(Controllers):
             and self._dependents.get(meta["uid"])
         ):
             finalizers.append("orphan")
-            self.defer(lambda: self._orphan(rt, ns, name))
+            self._background(lambda: self._orphan(rt, ns, name))
         if finalizers or rt.key == ("", "namespaces"):
             new_meta = {
                 **meta,
@@ -344,7 +353,7 @@ class Store(Controllers):
             new = {**old, "metadata": new_meta}
             if rt.key == ("", "namespaces"):
                 new["status"] = {**(old.get("status") or {}), "phase": "Terminating"}
-                self.defer(lambda: self._empty_namespace(name))
+                self._background(lambda: self._empty_namespace(name))
             return self._commit(rt, ns, name, new, old)
         return self._remove(rt, ns, name, old)
 
@@ -518,7 +527,7 @@ class Store(Controllers):
         for owner in owners:
             self._dependents[owner].add((rt.key, ns, name))
         if owners and not any(o in self._uids for o in owners):
-            self.defer(lambda: self._collect_one(rt.key, ns, name))
+            self._background(lambda: self._collect_one(rt.key, ns, name))
         self._emit(Event("MODIFIED" if old else "ADDED", rt.key, self.rv, obj, old))
         if (
             old is not None
@@ -540,9 +549,9 @@ class Store(Controllers):
             self._ns_count[ns] -= 1
             state = self.namespace_state(ns)
             if state and state["metadata"].get("deletionTimestamp") and not self._ns_count[ns]:
-                self.defer(lambda: self._finish_namespace(ns))
+                self._background(lambda: self._finish_namespace(ns))
         if uid in self._dependents:
-            self.defer(lambda: self._collect(uid))
+            self._background(lambda: self._collect(uid))
         if rt.key == ("apiextensions.k8s.io", "customresourcedefinitions"):
             self.defer(lambda: self._unserve_crd(obj))
         return obj
