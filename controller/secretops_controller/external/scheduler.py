@@ -208,8 +208,10 @@ class Scheduler:
                 entry = self._entries[(store, want)] = _Entry(store, want)
             before = entry.interval
             entry.subscribers[owner] = interval
-            if not entry.read:
-                entry.urgent = True  # nobody has it yet: ahead of periodic refreshes
+            if not entry.read and not entry.queued:
+                # nobody has it yet: ahead of periodic refreshes (a read already queued or in
+                # flight answers the new subscriber too: one read per key)
+                entry.urgent = True
             elif entry.interval and (not before or entry.interval < before):
                 entry.due = min(entry.due, now + self._spread(entry.interval))
         self._wake.set()

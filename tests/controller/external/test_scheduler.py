@@ -305,3 +305,32 @@ def test_a_batch_that_finishes_does_not_pull_the_next_one_early() -> None:
         assert reads <= 100 * ((clock.now() - start) / 5.0 + 1)
 
     run(body, settings=Settings(jitter=0.1), run_blocking=slow)
+
+
+def test_a_key_whose_first_read_is_in_flight_is_not_read_again_for_a_new_subscriber() -> None:
+    p = FakeProvider()
+    p.set("k", b"v")
+    gate = asyncio.Event()
+
+    async def gated(fn: Any, *args: Any) -> Any:
+        await gate.wait()  # the first read is slow
+        return fn(*args)
+
+    updates: list[set[Any]] = []
+
+    async def body(s: Scheduler, clock: FakeClock) -> None:
+        s.register("first", STORE, p, [RemoteRef("k")], 60.0)
+        for _ in range(100):
+            await asyncio.sleep(0)  # the read started and waits
+        s.register("second", STORE, p, [RemoteRef("k")], 60.0)  # same key, read in flight
+        for _ in range(100):
+            await asyncio.sleep(0)
+        gate.set()
+        await settle(s)
+        assert p.keys_read == 1  # one read served both (docs: one read per key)
+        assert {"first", "second"} <= set().union(*updates)
+        for owner in ("first", "second"):
+            snap = s.snapshot(owner)
+            assert snap is not None and snap.complete
+
+    run(body, run_blocking=gated, on_update=updates.append)
