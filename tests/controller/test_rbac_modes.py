@@ -248,3 +248,64 @@ def test_a_forbidden_token_request_is_a_condition(cluster: K8s, tmp_path: Path,
     assert denied == {("app", "default"), ("kube-system", "kube-proxy")}, report.explain()
     assert all(r["resource"] == "serviceaccounts/token" for r in report.denied)
     assert any(r["name"] == STORE_SA for r, _ in report.allowed)
+
+
+def test_namespaced_with_cluster_secret_stores(cluster: K8s, tmp_path: Path,
+                                               openbao: OpenBao) -> None:
+    """A user's own namespaced install (written here as a user would: the repository's crds/,
+    the namespaced component, one namespace's Roles) that keeps ClusterSecretStores: one narrow
+    ClusterRole. A ClusterSecretStore that points at a Secret or a service account of a
+    namespace the controller does not watch is refused before any call, in its condition."""
+    for ns in (WATCHED[0], OUTSIDE):
+        ensure_namespace(cluster, ns)
+    mine = tmp_path / "my-install"
+    mine.mkdir()
+    rel = Path(*[".."] * len(mine.relative_to("/").parts)).as_posix()
+    (mine / "kustomization.yaml").write_text(f"""\
+resources:
+  - {rel}{ROOT}/crds
+  - {rel}{ROOT}/deploy/namespaced/{WATCHED[0]}
+components:
+  - {rel}{ROOT}/crds/components/namespaced
+patches:
+  - target: {{kind: Deployment, name: secretops-controller}}
+    patch: |
+      - op: add
+        path: /spec/template/spec/containers/0/env/-
+        value: {{name: SECRETOPS_WATCH_NAMESPACES, value: {WATCHED[0]}}}
+""")
+    INSTALLS["mine"] = mine
+    try:
+        docs = install(cluster, "mine")
+    finally:
+        del INSTALLS["mine"]
+    assert sorted(d["metadata"]["name"] for d in docs if d["kind"] == "ClusterRole") == [
+        "secretops-cluster-secret-stores"]
+    env = switches(docs)
+    ns = WATCHED[0]
+    mount = openbao_kubernetes_auth(cluster, openbao, [ns])
+    cluster.reset_audit()
+    ctl = start_as_service_account(cluster, tmp_path, "--key-renew-period", "2s", env=env)
+    try:
+        sealed_flow(cluster, ctl, tmp_path, ns)
+        key_renewal(cluster, ctl, tmp_path, ns)
+        external_flow(cluster, openbao, ns, cluster_store=True)
+        vault_kubernetes_auth(cluster, openbao, mount, ns, cluster_store=True)
+        for name, auth in (
+                ("reads-outside", {"tokenSecretRef": {"name": "t", "key": "t",
+                                                      "namespace": OUTSIDE}}),
+                ("token-outside", {"kubernetes": {"mountPath": mount, "role": "app",
+                                                  "serviceAccountRef": {
+                                                      "name": STORE_SA, "namespace": OUTSIDE}}})):
+            cluster.request("POST", f"{ES_API}/clustersecretstores", {
+                "apiVersion": "secretops.dev/v1alpha1", "kind": "ClusterSecretStore",
+                "metadata": {"name": name},
+                "spec": {"provider": {"vault": {"server": openbao.url, "auth": auth}}}})
+            path = f"{ES_API}/clustersecretstores/{name}"
+            wait_for(lambda p=path: "not one the controller watches" in str(
+                store_ready(cluster, p)), what=f"ClusterSecretStore {name} refused")
+    finally:
+        ctl.stop()
+    records = cluster.audit(SA)
+    assert touched(records) == {ns, SYSTEM_NS}
+    assert_least_privilege(records, docs, service_account=SA)
