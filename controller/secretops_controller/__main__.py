@@ -39,6 +39,23 @@ def _seconds(text: str) -> int:
     return math.ceil(value)
 
 
+def env_flag(name: str, default: bool = True) -> bool:
+    """A feature switch from the environment (``true``/``false``, ``1``/``0``, ``on``/``off``)."""
+    text = os.environ.get(name, "").strip().lower()
+    if not text:
+        return default
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise SystemExit(f"secretops-controller: error: ${name}: not true or false: {text!r}")
+
+
+def env_list(name: str) -> list[str]:
+    """A comma-separated list from the environment (``SECRETOPS_WATCH_NAMESPACES=a,b``)."""
+    return [x.strip() for x in os.environ.get(name, "").split(",") if x.strip()]
+
+
 def _time(text: str) -> object:
     try:
         return parse_time(text)
@@ -54,8 +71,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--namespace", default=env("POD_NAMESPACE") or DEFAULT_NAMESPACE,
                    help="the controller's own namespace: key ring and recipients ConfigMap "
                         "(default: $POD_NAMESPACE or %(default)s)")
-    p.add_argument("--watch-namespace", action="append", default=[], metavar="NS",
-                   help="watch only this namespace (repeatable; default: all namespaces)")
+    p.add_argument("--watch-namespace", action="append", default=None, metavar="NS",
+                   help="namespaced mode: watch only this namespace (repeatable; default: "
+                        "$SECRETOPS_WATCH_NAMESPACES, comma-separated, else all namespaces)")
     p.add_argument("--key-renew-period", type=_duration, default=parse_duration("30d"),
                    metavar="DURATION", help="make a new sealing key this often (0: never; "
                    "default 30d)")
@@ -91,6 +109,22 @@ def parser() -> argparse.ArgumentParser:
                    "(default: the Pod's, %(default)s)")
     p.add_argument("--log-level", default=env("SECRETOPS_LOG_LEVEL", "INFO"),
                    choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    ft = p.add_argument_group(
+        "features (a feature that is off registers no handler and makes no API call; "
+        "defaults from $SECRETOPS_<NAME>=true|false, else on)")
+    for flag, var, what in (
+            ("sealed-secrets", "SECRETOPS_SEALED_SECRETS",
+             "unseal SealedSecrets; keep the key ring; /v1/cert, /v1/verify, /v1/rotate"),
+            ("external-secrets", "SECRETOPS_EXTERNAL_SECRETS",
+             "sync ExternalSecrets from SecretStores"),
+            ("cluster-secret-stores", "SECRETOPS_CLUSTER_SECRET_STORES",
+             "ClusterSecretStores (cluster-scoped: a ClusterRole in every mode)"),
+            ("rollout", "SECRETOPS_ROLLOUT",
+             "roll Deployments, StatefulSets, DaemonSets when a synced Secret changes"),
+            ("token-requests", "SECRETOPS_TOKEN_REQUESTS",
+             "request service-account tokens for Vault Kubernetes auth (serviceAccountRef)")):
+        ft.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction,
+                        default=env_flag(var), help=f"{what} (${var})")
     le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease in --namespace)")
     le.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
                     help="only the holder of the Lease reconciles, renews keys and writes "
@@ -111,7 +145,8 @@ def parser() -> argparse.ArgumentParser:
 def config_from(args: argparse.Namespace) -> Config:
     return Config(
         namespace=args.namespace,
-        watch_namespaces=tuple(args.watch_namespace),
+        watch_namespaces=tuple(dict.fromkeys(
+            args.watch_namespace or env_list("SECRETOPS_WATCH_NAMESPACES"))),
         key_renew_period=args.key_renew_period,
         key_cutoff_time=args.key_cutoff_time,
         key_refresh_interval=args.key_refresh_interval,
@@ -132,6 +167,11 @@ def config_from(args: argparse.Namespace) -> Config:
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
         identity=default_identity(),
+        sealed_secrets=args.sealed_secrets,
+        external_secrets=args.external_secrets,
+        cluster_secret_stores=args.cluster_secret_stores,
+        rollout=args.rollout,
+        token_requests=args.token_requests,
     )
 
 

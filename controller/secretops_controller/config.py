@@ -57,6 +57,8 @@ def backoffs(base: float, ceiling: float, count: int = 8) -> list[float]:
 
 
 SERVICE_ACCOUNT_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+# A Kubernetes namespace name (a DNS label): --watch-namespace values go into URLs and RBAC.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,37 @@ class Config:
     renew_deadline: float = 10.0  # the leader stops its handlers after this long without one
     retry_period: float = 2.0  # how often the leader renews and candidates try
     identity: str = ""  # the Lease holder name: $POD_NAME, else hostname_pid
+    # Features (docs/controller.md, "Features and RBAC"). One that is off registers no handler
+    # and makes no API call, so an install leaves its RBAC out. The last three belong to the
+    # external-secrets half and are off with it.
+    sealed_secrets: bool = True
+    external_secrets: bool = True
+    cluster_secret_stores: bool = True  # cluster-scoped stores (a ClusterRole in any mode)
+    rollout: bool = True  # list and patch Deployments, StatefulSets, DaemonSets
+    token_requests: bool = True  # serviceaccounts/token for Vault Kubernetes auth
+
+    @property
+    def namespaced(self) -> bool:
+        """Watching a list of namespaces (Roles there) rather than the whole cluster."""
+        return bool(self.watch_namespaces)
+
+    @property
+    def uses_cluster_stores(self) -> bool:
+        return self.external_secrets and self.cluster_secret_stores
+
+    @property
+    def uses_rollout(self) -> bool:
+        return self.external_secrets and self.rollout
+
+    @property
+    def uses_token_requests(self) -> bool:
+        return self.external_secrets and self.token_requests
+
+    def in_scope(self, namespace: str) -> bool:
+        """Whether the controller may touch ``namespace``: any when cluster-wide, else a watched
+        one or its own (key ring, Lease)."""
+        return not self.namespaced or namespace in self.watch_namespaces or \
+            namespace == self.namespace
 
     def check(self) -> None:
         """Refuse inconsistent settings (ValueError)."""
@@ -97,6 +130,11 @@ class Config:
                              "--retry-period > 0")
         if self.max_retries < 0 or self.retry_base_delay <= 0:
             raise ValueError("--max-retries must be >= 0 and --retry-base-delay > 0")
+        if not (self.sealed_secrets or self.external_secrets):
+            raise ValueError("nothing to do: both --no-sealed-secrets and --no-external-secrets")
+        for ns in (*self.watch_namespaces, self.namespace):
+            if not _NAMESPACE.fullmatch(ns):
+                raise ValueError(f"not a namespace name: {ns!r}")
 
     def retry_delay(self, retry: int, error: object = None) -> float:
         """The delay before retry number ``retry`` (0-based) of a failed reconcile; at least

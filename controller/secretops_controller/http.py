@@ -12,9 +12,10 @@
   (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
   be kept). YAML unless ``Accept: application/json``.
 * ``GET /healthz`` — 200 ``ok`` once the key ring is loaded (made by the leader, or read by a
-  replica that does not lead: it is healthy and serves these endpoints), else 503. The header
-  ``X-Secretops-Leader: true|false`` says whether this replica leads; ``/healthz?verbose``
-  adds ``leader: …`` and one line per check to the body.
+  replica that does not lead: it is healthy and serves these endpoints), else 503; with
+  ``--no-sealed-secrets`` (no key ring; the three endpoints above answer 404), once serving.
+  The header ``X-Secretops-Leader: true|false`` says whether this replica leads;
+  ``/healthz?verbose`` adds ``leader: …`` and one line per check to the body.
 * ``GET /metrics`` — Prometheus text format (see :mod:`secretops_controller.runtime`).
 """
 
@@ -106,9 +107,10 @@ def make_app(ctx: Context) -> web.Application:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app = web.Application(client_max_size=MAX_BODY)
-    app.router.add_get("/v1/cert", cert)
-    app.router.add_post("/v1/verify", verify)
-    app.router.add_post("/v1/rotate", rotate)
+    if ctx.config.sealed_secrets:  # off (--no-sealed-secrets): no key ring, so 404
+        app.router.add_get("/v1/cert", cert)
+        app.router.add_post("/v1/verify", verify)
+        app.router.add_post("/v1/rotate", rotate)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

@@ -8,6 +8,11 @@ kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens)
 Errors are :class:`ApiError` with the HTTP status (0: the API server could not be reached);
 :attr:`ApiError.transient` says whether a retry may help, and :func:`retrying` is the one retry
 loop the handlers use.
+
+In namespaced mode a :class:`Scope` refuses, before anything is sent, a request for a namespace
+the controller does not watch (a ClusterSecretStore or a store naming another namespace's Secret
+or service account): a 403 ``ApiError`` like the API server's, so a tenant's object cannot make
+the controller reach outside its namespaces even where RBAC would allow it.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import aiohttp
 import kopf
@@ -107,13 +113,42 @@ def _path(prefix: str, namespace: str, plural: str, name: str | None) -> str:
     return f"{base}/{quote(name, safe='')}" if name else base
 
 
+def path_namespace(path: str) -> str | None:
+    """The namespace an API path names (``/api/v1/namespaces/NS/...``,
+    ``/apis/G/V/namespaces/NS/...``, the namespace object itself), else None."""
+    parts = path.split("?", 1)[0].strip("/").split("/")
+    at = 2 if parts[:1] == ["api"] else 3
+    if len(parts) > at + 1 and parts[at] == "namespaces":
+        return unquote(parts[at + 1])
+    return None
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a namespaced controller may call: paths in ``namespaces``, the paths in
+    ``exact`` (discovery), and the cluster-scoped resources under one of ``cluster``."""
+
+    namespaces: frozenset[str]
+    exact: frozenset[str] = frozenset()
+    cluster: tuple[str, ...] = ()
+
+    def allows(self, path: str) -> bool:
+        ns = path_namespace(path)
+        if ns is not None:
+            return ns in self.namespaces
+        bare = path.split("?", 1)[0].rstrip("/")
+        return bare in self.exact or any(bare == p or bare.startswith(p + "/")
+                                         for p in self.cluster)
+
+
 class Kube:
     """An async Kubernetes API client; :meth:`start` inside the event loop, :meth:`close`."""
 
     def __init__(self, credentials: Callable[[], kopf.ConnectionInfo],
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, scope: Scope | None = None) -> None:
         self._credentials = credentials
         self._timeout = timeout
+        self.scope = scope
         self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -133,6 +168,12 @@ class Kube:
                       content_type: str = JSON,
                       params: Mapping[str, str] | None = None) -> dict[str, Any]:
         """The decoded JSON answer; :class:`ApiError` for any status >= 400."""
+        if self.scope is not None and not self.scope.allows(path):
+            where = path_namespace(path)
+            raise ApiError(403, "Forbidden", (
+                f"namespace {where} is not one the controller watches (--watch-namespace)"
+                if where is not None else "a cluster-wide request in namespaced mode"),
+                method, path)
         for attempt in range(2):
             status, answer, retry_after = await self._send(method, path, body, content_type,
                                                            params)

@@ -60,6 +60,10 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.watching.reconnect_backoff = config.retry_base_delay
     # Only our Secrets are watched (drift repair): a server-side selector, not all Secrets.
     settings.watching.label_selectors["v1", "secrets"] = sealed.SEALED_LABEL
+    # Namespaced mode: kopf neither lists/watches CRDs nor namespaces (both cluster-scoped,
+    # so a ClusterRole): the resources are found once by discovery (see _wait_served) and the
+    # namespaces are the exact names given.
+    settings.scanning.disabled = config.namespaced
     settings.networking.error_backoffs = delays
     settings.queueing.error_delays = delays
     settings.execution.default_backoff = config.retry_base_delay
@@ -68,33 +72,75 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.posting.reporting_instance = config.identity or socket.gethostname()
 
 
+def scope_of(config: Config) -> kube.Scope | None:
+    """Namespaced mode: the watched namespaces and our own; cluster-wide, only discovery of our
+    group and (when on) ClusterSecretStores. Cluster-wide mode: no limit."""
+    if not config.namespaced:
+        return None
+    group = f"/apis/{kube.SEALED_GROUP_VERSION}"
+    cluster = (group + "/clustersecretstores",) if config.uses_cluster_stores else ()
+    return kube.Scope(frozenset({*config.watch_namespaces, config.namespace}),
+                      frozenset({group}), cluster)
+
+
 def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
     """The registry with every handler, bound to a fresh :class:`Context`."""
     registry = kopf.OperatorRegistry()
     metrics = Metrics()
-    api = kube.Kube(lambda: kube.login(config.kubeconfig))
+    api = kube.Kube(lambda: kube.login(config.kubeconfig), scope=scope_of(config))
     ctx = Context(config, api, KeyRing(api, config, metrics), metrics)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kube.login(config.kubeconfig)
 
-    @kopf.on.startup(registry=registry)
-    async def startup(retry: int, **_: Any) -> None:
-        # Runs each time this replica starts leading: only the leader makes or renews keys.
-        try:
-            await ctx.ring.ensure()
-        except kube.ApiError as e:
-            raise kopf.TemporaryError(f"key ring: {e}",
-                                      delay=config.retry_delay(retry, e)) from None
-        ctx.health.set("keyring", True)
-        newest = ctx.ring.newest
-        log.info("key ring: %d keys, newest %s", len(ctx.ring.keys),
-                 newest.name if newest else "-")
+    if config.sealed_secrets:
+        @kopf.on.startup(registry=registry)
+        async def startup(retry: int, **_: Any) -> None:
+            # Runs each time this replica starts leading: only the leader makes or renews keys.
+            try:
+                await ctx.ring.ensure()
+            except kube.ApiError as e:
+                raise kopf.TemporaryError(f"key ring: {e}",
+                                          delay=config.retry_delay(retry, e)) from None
+            ctx.health.set("keyring", True)
+            newest = ctx.ring.newest
+            log.info("key ring: %d keys, newest %s", len(ctx.ring.keys),
+                     newest.name if newest else "-")
 
-    sealed.register(registry, ctx)
-    external_reconcile.register(registry, ctx)
+        sealed.register(registry, ctx)
+    if config.external_secrets:
+        external_reconcile.register(registry, ctx)
     return registry, ctx
+
+
+def needed_resources(config: Config) -> set[str]:
+    """The secretops.dev plurals the enabled features watch."""
+    plurals = {"sealedsecrets"} if config.sealed_secrets else set()
+    if config.external_secrets:
+        plurals |= {"externalsecrets", "secretstores"}
+    if config.uses_cluster_stores:
+        plurals.add("clustersecretstores")
+    return plurals
+
+
+async def _wait_served(ctx: Context) -> None:
+    """Namespaced mode (kopf does not watch CRDs): wait until discovery serves every resource
+    the enabled features need, so that none is silently left unwatched."""
+    delay = ctx.config.retry_base_delay
+    while True:
+        try:
+            found = await ctx.api.request("GET", f"/apis/{kube.SEALED_GROUP_VERSION}")
+            served = {str(r.get("name")) for r in found.get("resources") or []}
+            missing = needed_resources(ctx.config) - served
+        except kube.ApiError as e:
+            missing = {f"discovery: {e}"}
+        if not missing:
+            return
+        log.warning("waiting for the CRDs to be served: %s (retrying in %.1f s)",
+                    ", ".join(sorted(missing)), delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, ctx.config.retry_max_delay)
 
 
 async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asyncio.Event,
@@ -108,12 +154,15 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)
+    if namespaces:
+        await _wait_served(ctx)
     tasks = await kopf.spawn_tasks(registry=registry, settings=settings, standalone=True,
                                    clusterwide=not namespaces, namespaces=namespaces,
                                    stop_flag=stop_flag)
     own_signals()  # kopf installed its own SIGTERM/SIGINT handlers: the process decides
     # In kopf's context (its settings and Event queue), so repairs can post Events.
-    resync = asyncio.create_task(_resync(ctx), name="resync")
+    resync = (asyncio.create_task(_resync(ctx), name="resync")
+              if ctx.config.sealed_secrets else None)
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
@@ -215,13 +264,16 @@ async def serve(config: Config) -> None:
             lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
             retry_period=config.retry_period, on_change=on_change)
     on_change(elector is None)
-    ctx.health.set("keyring", False)
+    # with SealedSecrets, ready once the key ring is read; without, once HTTP serves
+    ctx.health.set("keyring" if config.sealed_secrets else "http", False)
     runner = None
     election: asyncio.Task[None] | None = None
     follower: asyncio.Task[None] | None = None
     stop_wait = asyncio.create_task(stopping.wait(), name="stop signal")
     try:
         runner = await http.start(ctx)  # /healthz says 503 until the ring is read (or made)
+        if not config.sealed_secrets:
+            ctx.health.set("http", True)
         log.info("serving http on %s:%d; %s", config.http_host, config.http_port,
                  f"campaigning for Lease {config.namespace}/{config.lease_name} as "
                  f"{config.identity}" if elector else "leader election off")
@@ -232,7 +284,7 @@ async def serve(config: Config) -> None:
                 if not elector.campaigned.is_set():  # leader or not? (a leader makes keys)
                     await _until(elector.campaigned, stop_wait, election)
                     continue
-                if follower is None:
+                if follower is None and config.sealed_secrets:
                     follower = asyncio.create_task(_follow_ring(ctx), name="key ring (follower)")
                 await _until(elector.elected, stop_wait, election)
                 if election is not None and election.done():
@@ -258,7 +310,8 @@ async def _lead(registry: kopf.OperatorRegistry, ctx: Context, elector: LeaderEl
     config = ctx.config
     deposed = asyncio.create_task(elector.deposed.wait()) if elector else None
     stop_flag = asyncio.Event()
-    renewal = asyncio.create_task(ctx.ring.run(), name="key ring")
+    renewal = (asyncio.create_task(ctx.ring.run(), name="key ring")
+               if config.sealed_secrets else None)
     operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals),
                                    name="kopf operator")
     ended = False

@@ -107,6 +107,8 @@ def post_events_from_this_task(ctx: Context) -> None:
     def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         body = event_body(obj, kind, reason, message, "secretops-controller",
                           ctx.config.identity or socket.gethostname())
+        if not body["metadata"]["namespace"]:  # a cluster-scoped object: ours, as kopf does
+            body["metadata"]["namespace"] = ctx.config.namespace
         task = asyncio.create_task(post(body))
         pending.add(task)
         task.add_done_callback(pending.discard)

@@ -233,15 +233,24 @@ class ExternalSecrets:
 
     # ---- stores --------------------------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
-        return await self.ctx.api.get(kube.secrets(ns, name))
+        try:
+            return await self.ctx.api.get(kube.secrets(ns, name))
+        except kube.ApiError as e:
+            if e.status != 403:
+                raise
+            # RBAC or the namespaced scope: the store's own configuration, not an outage
+            raise stores.StoreError(EsReason.INVALID_STORE.value,
+                                    f"Secret {ns}/{name}: forbidden: {e.message}") from None
 
     async def _labels(self, ns: str) -> Mapping[str, str] | None:
         obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
         return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
 
     async def _resolve(self, store: Mapping[str, Any], es_ns: str | None) -> stores.Resolved:
+        tokens = (self._request_token if self.ctx.config.uses_token_requests
+                  else _tokens_off)
         return await stores.resolve(
-            store, es_ns, self._get_secret, request_token=self._request_token,
+            store, es_ns, self._get_secret, request_token=tokens,
             own_token_file=self.ctx.config.service_account_token_file)
 
     def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
@@ -269,6 +278,11 @@ class ExternalSecrets:
                 f"/api/v1/namespaces/{quote(ns, safe='')}/serviceaccounts/"
                 f"{quote(name, safe='')}/token", body)
         except kube.ApiError as e:
+            if e.status == 403:  # a clear condition on the store, no retry storm
+                raise ProviderError(ErrorKind.DENIED, (
+                    f"TokenRequest for serviceaccount {ns}/{name} forbidden: {e.message} (the "
+                    "controller's RBAC allows tokens only for the service accounts its install "
+                    "names: docs/controller.md, 'Token requests')")) from None
             raise ProviderError(ErrorKind.UNAVAILABLE if e.transient else ErrorKind.DENIED,
                                 f"TokenRequest for serviceaccount {ns}/{name}: {e.status} "
                                 f"{e.reason}") from None
@@ -414,6 +428,10 @@ class ExternalSecrets:
             if not ref.get("name"):
                 raise stores.StoreError(EsReason.STORE_NOT_READY.value,
                                         "spec.secretStoreRef.name is required")
+            if kind == stores.CLUSTER_KIND and not self.ctx.config.uses_cluster_stores:
+                raise stores.StoreError(EsReason.STORE_NOT_READY.value, (
+                    "ClusterSecretStores are off in this controller "
+                    "(--no-cluster-secret-stores): use a SecretStore"))
             store = await self.ctx.api.get(store_path(kind, store_ns, o.store[2]))
             if store is None:
                 raise stores.StoreError(EsReason.STORE_NOT_READY.value,
@@ -610,6 +628,14 @@ class ExternalSecrets:
         """The Secret's data changed: roll the workloads that use it (see :mod:`.rollout`)."""
         api = self.ctx.api
         listed = rollout.listed_workloads(es.get("spec") or {})
+        if not self.ctx.config.uses_rollout:  # no rights to list or patch workloads
+            if listed:
+                msg = (f"rollouts are off in this controller (--no-rollout): not rolled after "
+                       f"Secret {ns}/{secret} changed: "
+                       + ", ".join(f"{k}/{n}" for k, n in listed))
+                log.warning("ExternalSecret %s: %s", _name(es), msg)
+                event(es, EsReason.ROLLOUT_SKIPPED, msg)
+            return
         try:
             rolled, skipped, missing = await rollout.roll(
                 ns, secret, data_hash, listed, api.list, api.merge_patch)
@@ -855,6 +881,12 @@ class _Relist(Exception):
     pass
 
 
+def _tokens_off(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
+    raise ProviderError(ErrorKind.DENIED, f"no TokenRequest for serviceaccount {namespace}/"
+                                          f"{name}: token requests are off in this controller "
+                                          "(--no-token-requests)")
+
+
 def _probe(provider: Provider) -> None:
     """One cheap call that proves connection and credentials (NotFound is fine)."""
     check = getattr(provider, "check", None)
@@ -1026,7 +1058,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
                                           delay=ctx.config.retry_delay(retry, e)) from None
             raise kopf.PermanentError(str(e)) from None
 
-    for plural in ("secretstores", "clustersecretstores"):
+    plurals = ["secretstores"] + (["clustersecretstores"] if ctx.config.uses_cluster_stores
+                                  else [])
+    for plural in plurals:
         @kopf.on.resume(GROUP, VERSION, plural, **kw)
         @kopf.on.create(GROUP, VERSION, plural, **kw)
         @kopf.on.update(GROUP, VERSION, plural, **kw)
