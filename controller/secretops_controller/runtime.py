@@ -63,19 +63,23 @@ def event(obj: Mapping[str, Any], reason: Reason, message: str) -> None:
 
 
 def event_body(obj: Mapping[str, Any], kind: str, reason: str, message: str,
-               component: str, instance: str) -> dict[str, Any]:
-    """A core/v1 Event about ``obj`` (what kopf's poster sends)."""
+               component: str, instance: str, home: str) -> dict[str, Any]:
+    """A core/v1 Event about ``obj`` (what kopf's poster sends).
+
+    An Event about a cluster-scoped object (a ClusterSecretStore) goes to ``home``, the
+    controller's namespace, and names that namespace in its ``involvedObject`` too, as kopf's
+    own Events do: the apiserver refuses an Event whose object has no namespace anywhere but in
+    "default", which a namespaced install may not write to. ``kubectl get events -n <home>``
+    shows them (``kubectl describe clustersecretstore`` does not)."""
     meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or home
     stamp = rfc3339(now())
-    # An Event about a cluster-scoped object lives in "default" (the apiserver refuses any other
-    # namespace for an Event whose involvedObject has none), as client-go's recorder puts it.
     return {
         "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": "secretops-event-",
-                     "namespace": meta.get("namespace") or "default"},
+        "metadata": {"generateName": "secretops-event-", "namespace": namespace},
         "involvedObject": {k: v for k, v in {
             "apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
-            "name": meta.get("name"), "namespace": meta.get("namespace"),
+            "name": meta.get("name"), "namespace": namespace,
             "uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")}.items()
             if v},
         "type": kind, "reason": reason, "message": message,
@@ -106,9 +110,7 @@ def post_events_from_this_task(ctx: Context) -> None:
 
     def poster(obj: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         body = event_body(obj, kind, reason, message, "secretops-controller",
-                          ctx.config.identity or socket.gethostname())
-        if not body["metadata"]["namespace"]:  # a cluster-scoped object: ours, as kopf does
-            body["metadata"]["namespace"] = ctx.config.namespace
+                          ctx.config.identity or socket.gethostname(), ctx.config.namespace)
         task = asyncio.create_task(post(body))
         pending.add(task)
         task.add_done_callback(pending.discard)

@@ -44,12 +44,16 @@ def test_retry_after_reaches_the_error_and_the_retry_delay(k8s: K8s) -> None:
 def test_event_bodies_are_what_a_real_apiserver_accepts(k8s: K8s) -> None:
     from secretops_controller.runtime import event_body
 
+    if k8s.request("GET", "/api/v1/namespaces/secretops-system")[0] == 404:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": "secretops-system"}})
     cluster_scoped = {"apiVersion": "secretops.dev/v1alpha1", "kind": "ClusterSecretStore",
                       "metadata": {"name": "vault", "uid": "u1"}}
     namespaced = {"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
                   "metadata": {"name": "db", "namespace": "default", "uid": "u2"}}
     for obj in (cluster_scoped, namespaced):
-        body = event_body(obj, "Normal", "Valid", "checked", "secretops-controller", "pod-1")
+        body = event_body(obj, "Normal", "Valid", "checked", "secretops-controller", "pod-1",
+                          "secretops-system")
         ns = body["metadata"]["namespace"]
+        assert ns == obj["metadata"].get("namespace", "secretops-system")
         status, out, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/events", body)
         assert status == 201, out
