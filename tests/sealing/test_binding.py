@@ -343,3 +343,21 @@ def test_scope_annotations_read_as_kubeseal_reads_them_or_refused() -> None:
         with pytest.raises(SecretOpsError) as info:
             annotated_scope(bad)
         assert info.value.code == code
+
+
+def test_merge_into_never_seals_for_a_planted_recipient(key: Key) -> None:
+    """Someone who can write to the repository lists their own key in spec.recipients: the
+    next --merge-into refuses (names it) rather than sealing new values for it."""
+    attacker = Key()
+    sealed = seal_secret(SECRET, [key.recipient])
+    sealed["spec"]["recipients"].append(attacker.recipient)
+    with pytest.raises(SecretOpsError) as info:
+        merge_into(sealed, {"token": CANARY.encode()}, [key.recipient])
+    assert attacker.recipient in info.value.message
+    assert info.value.code == ExitCode.NO_ENCRYPTION_KEY_FOUND
+    sealed["spec"]["recipients"].remove(attacker.recipient)  # spotted in review
+    merged = merge_into(sealed, {"token": CANARY.encode()}, [key.recipient])
+    with pytest.raises(SecretOpsError) as info:
+        unseal_value(merged["spec"]["encryptedData"]["token"], [attacker.identity], "strict",
+                     "prod", "db", "token", template=merged["spec"]["template"])
+    assert info.value.code == ExitCode.COULD_NOT_RETRIEVE_KEY
