@@ -56,6 +56,7 @@ class ExitCode(IntEnum):
     INVALID_SEALED_SECRET = 161
     CERT_FETCH_FAILED = 162
     TEMPLATE_ERROR = 163
+    SEALED_TEMPLATE_NOT_BOUND = 164
     # 170-179: External Secrets (secretops.eso).
     ESO_UNTRANSLATED = 170
     FILE_HAS_NOT_BEEN_MODIFIED = 200

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from secretops.eso import GROUP, UNTRANSLATED_ANNOTATION, convert, convert_all, convert_template
+from secretops.eso import GROUP, convert, convert_all, convert_template
 from secretops.sealing.serialize import load_documents
 from secretops.sealing.template import render_all
 
@@ -71,7 +71,7 @@ def test_aws_stores_and_jwt_auth_skipped() -> None:
         "role": "arn:aws:iam::123456789012:role/team-a-reader"}
     assert "aws-irsa" not in objs  # another service account's identity: not the controller's
     assert paths(issues) == {("ClusterSecretStore aws-irsa", "spec.provider.aws.auth.jwt")}
-    assert "skipped" in issues[0].message
+    assert issues[0].refused
 
 
 def store(provider: dict[str, Any], kind: str = "SecretStore", **spec: Any) -> dict[str, Any]:
@@ -94,25 +94,42 @@ def store(provider: dict[str, Any], kind: str = "SecretStore", **spec: Any) -> d
     ({"aws": {"service": "SecretsManager", "region": "r", "additionalRoles": ["arn:x"]}},
      "spec.provider.aws.additionalRoles"),
 ])
-def test_stores_that_cannot_be_expressed_are_skipped_and_named(
+def test_stores_that_cannot_be_expressed_are_refused_and_named(
         provider: dict[str, Any], path: str) -> None:
     obj, issues = convert(store(provider))
     assert obj is None
     assert path in {i.path for i in issues}
-    assert any("skipped" in i.message for i in issues)
+    assert all(i.refused for i in issues)
 
 
-def test_store_fields_dropped_are_named_but_the_store_is_kept() -> None:
+def test_a_store_field_without_counterpart_refuses_the_store() -> None:
+    """A converter may refuse; it never changes meaning: no field is silently left out."""
     obj, issues = convert(store({"vault": {
         "server": "https://v", "path": "kv/", "caProvider": {"type": "Secret", "name": "ca"},
         "auth": {"tokenSecretRef": {"name": "t", "key": "t", "namespace": "web"}}}},
         controller="dev", conditions=[{"namespaces": ["a"]}]))
-    assert obj is not None
+    assert obj is None
+    assert {(i.path, i.refused) for i in issues} == {
+        ("spec.provider.vault.caProvider", True), ("spec.controller", True),
+        ("spec.conditions", False)}
+    # what ESO ignores too is only a note: the store is kept
+    obj, issues = convert(store({"vault": {
+        "server": "https://v", "path": "kv/",
+        "auth": {"tokenSecretRef": {"name": "t", "key": "t", "namespace": "web"}}}},
+        conditions=[{"namespaces": ["a"]}], retrySettings={"maxRetries": 3}))
+    assert obj is not None and not any(i.refused for i in issues)
     vault = obj["spec"]["provider"]["vault"]
     assert vault["path"] == "kv" and vault["auth"]["tokenSecretRef"] == {"name": "t", "key": "t"}
     assert "conditions" not in obj["spec"]
-    assert {i.path for i in issues} == {"spec.provider.vault.caProvider", "spec.controller",
-                                        "spec.conditions"}
+
+
+@pytest.mark.parametrize("auth", ["token", 5, ["tokenSecretRef"], {"tokenSecretRef": "t"},
+                                  {"appRole": {"roleId": 5}}, {"kubernetes": {"role": []}}])
+def test_a_vault_auth_of_the_wrong_shape_is_refused_not_a_crash(auth: Any) -> None:
+    """Issue 15 item 12: a scalar auth crashed with a traceback."""
+    obj, issues = convert(store({"vault": {"server": "https://v", "path": "kv", "auth": auth}}))
+    assert obj is None and issues and all(i.path.startswith("spec.provider.vault.auth")
+                                          for i in issues)
 
 
 # ---- ExternalSecrets -------------------------------------------------------------------------
@@ -143,13 +160,14 @@ def test_external_secret_fields_and_templates() -> None:
         {"find": {"path": "path-to-filter", "name": {"regexp": ".*foobar.*"},
                   "decodingStrategy": "Auto"}}]
     # the translated templates render in secretops's sandbox as ESO renders the originals
-    values = {"username": b"app", "password": base64.b64encode(b"s3cr\"t"),
-              "api-token": b"tok"}
+    values = {"username": b"app", "password": b"s3@cr\"t", "api-token": b"tok"}
     rendered = render_all(tpl["data"], values)
-    assert rendered["config.yml"] == b'user: app\npassword: s3cr"t\n'
-    assert rendered["token"] == b"TOK"
-    assert rendered["dsn"] == ("postgres://app:\"" + base64.b64encode(b's3cr"t').decode()
-                               + "\"@pg:5432/app").encode()
+    assert rendered["config.yml"] == b'user: app\npassword: s3@cr"t\n'
+    assert rendered["token"] == b"dG9r"
+    assert rendered["dsn"] == b'postgres://app:s3%40cr"t@pg:5432/app'
+    auth = base64.b64encode(b'app:s3@cr"t').decode()
+    assert rendered[".dockerconfigjson"] == ('{"auths":{"r.io":{"auth":"' + auth
+                                             + '"}}}').encode()
     other = by_name(out)["cluster-store-user"]["spec"]
     assert other["secretStoreRef"]["kind"] == "ClusterSecretStore"
     assert other["refreshInterval"] == "15s" and other["target"] == {"creationPolicy": "Merge"}
@@ -164,23 +182,19 @@ def test_untranslatable_parts_are_named_one_issue_each() -> None:
         ("ExternalSecret web/fancy", "spec.target.template.templateFrom"),
         ("ExternalSecret web/fancy", "spec.target.template.data.all.json"),
         ("ExternalSecret web/fancy", "spec.target.template.data.loop"),
+        ("ExternalSecret web/fancy", "spec.target.template.data.ok"),
         ("ExternalSecret web/fancy", "spec.data[0].remoteRef.metadataPolicy"),
         ("ExternalSecret web/fancy", "spec.data[1].sourceRef"),
         ("ExternalSecret web/fancy", "spec.dataFrom[0].rewrite"),
         ("ExternalSecret web/fancy", "spec.dataFrom[1].find.tags"),
         ("ExternalSecret web/fancy", "spec.dataFrom[1].find"),
     }
-    assert len(issues) == len(paths(issues))
+    assert len(issues) == len(paths(issues)) and all(i.refused for i in issues)
     objs = by_name(out)
-    assert set(objs) == {"fancy", "passes-through"}
+    assert set(objs) == {"passes-through"}  # each ESO object is refused whole
     assert objs["passes-through"] == load("unsupported.yaml")[-1]  # not ESO's: unchanged
-    fancy = objs["fancy"]
-    assert fancy["metadata"]["annotations"][UNTRANSLATED_ANNOTATION] == (
-        "spec.target.template.templateFrom, spec.target.template.data.all.json, "
-        "spec.target.template.data.loop")
-    assert fancy["spec"]["target"] == {"template": {"data": {"ok": '{{ values["user"] | lower }}'}}}
-    assert fancy["spec"]["data"] == [{"secretKey": "user", "remoteRef": {"key": "app/user"}}]
-    assert fancy["spec"]["dataFrom"] == [{"extract": {"key": "app/common"}}]
+    rewrite = next(i for i in issues if i.path == "spec.dataFrom[0].rewrite")
+    assert "keys would have other names" in rewrite.message
 
 
 def es(**spec: Any) -> dict[str, Any]:
@@ -200,9 +214,11 @@ def es(**spec: Any) -> dict[str, Any]:
 def test_refresh_interval_and_policy(spec: dict[str, Any], expected: str | None,
                                      issue: str | None) -> None:
     obj, issues = convert(es(**spec))
-    assert obj is not None
-    assert obj["spec"].get("refreshInterval") == expected
     assert [i.path for i in issues] == ([issue] if issue else [])
+    if issue:
+        assert obj is None  # refused: the default interval would change its meaning
+    else:
+        assert obj is not None and obj["spec"].get("refreshInterval") == expected
 
 
 def test_external_secret_without_store_is_skipped() -> None:
@@ -216,8 +232,7 @@ def test_external_secret_without_store_is_skipped() -> None:
 def test_templated_labels_are_named() -> None:
     obj, issues = convert(es(target={"template": {"metadata": {"labels": {
         "a": "{{ .x }}", "b": "plain"}}}}))
-    assert obj is not None
-    assert obj["spec"]["target"]["template"]["metadata"] == {"labels": {"b": "plain"}}
+    assert obj is None
     assert [i.path for i in issues] == ["spec.target.template.metadata.labels.a"]
 
 
@@ -228,28 +243,28 @@ def test_other_api_versions_of_eso_are_named_not_guessed() -> None:
     assert obj is None and issues[0].path == "apiVersion"
 
 
-# ---- templates -------------------------------------------------------------------------------
+# ---- templates (their meaning: tests/test_eso_templates.py) ----------------------------------
 @pytest.mark.parametrize(("go", "jinja", "values", "rendered"), [
     ("{{ .name }}", '{{ values["name"] }}', {"name": "v"}, "v"),
-    ("{{ .name | b64dec }}", '{{ values["name"] | b64dec }}', {"name": "aGk="}, "hi"),
     ("{{ .name | b64enc }}", '{{ values["name"] | b64enc }}', {"name": "hi"}, "aGk="),
     ("{{ .name | toString }}", '{{ values["name"] | string }}', {"name": "v"}, "v"),
-    ('{{ index . "a-b" }}', '{{ values["a-b"] }}', {"a-b": "v"}, "v"),
-    ('{{ index . "tls.crt" | b64enc }}', '{{ values["tls.crt"] | b64enc }}', {"tls.crt": "hi"},
-     "aGk="),
-    ("{{ .name | upper }}", '{{ values["name"] | upper }}', {"name": "v"}, "V"),
-    ("{{ .name | lower | quote }}", '{{ values["name"] | lower | quote }}', {"name": "V"}, '"v"'),
-    ("{{ .name | trim }}", '{{ values["name"] | trim }}', {"name": " v\n"}, "v"),
-    ("{{ b64dec .name }}", '{{ values["name"] | b64dec }}', {"name": "aGk="}, "hi"),
+    ('{{ index . "a-b" }}', '{{ values["a-b"] | default("", false) }}', {"a-b": "v"}, "v"),
+    ('{{ index . "tls.crt" | b64enc }}', '{{ (values["tls.crt"] | default("", false)) | b64enc }}',
+     {"tls.crt": "hi"}, "aGk="),
+    ("{{ b64enc .name }}", '{{ values["name"] | b64enc }}', {"name": "hi"}, "aGk="),
     ("{{ .name | sha256sum }}", '{{ values["name"] | sha256sum }}', {"name": ""},
      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
-    ('{{ .name | replace "-" "_" }}', '{{ values["name"] | replace("-", "_") }}',
+    ('{{ .name | replace "-" "_" }}', '{{ (values["name"] | string) | replace("-", "_") }}',
      {"name": "a-b"}, "a_b"),
-    ('{{ .name | default "x" }}', '{{ values["name"] | default("x", true) }}', {"name": ""}, "x"),
+    ('{{ .name | default "x" }}', '{{ (values["name"] | string) | default("x", true) }}',
+     {"name": ""}, "x"),
     ('{{ printf "%s:%s" .u .p }}', '{{ (values["u"] | string) ~ ":" ~ (values["p"] | string) }}',
      {"u": "a", "p": "b"}, "a:b"),
-    ("a\n{{- .x -}}\nb", 'a\n{{- values["x"] -}}\nb', {"x": "v"}, "avb"),
-    ("{{/* note */}}k={{ .x }}", '{# note #}k={{ values["x"] }}', {"x": "v"}, "k=v"),
+    ('{{ printf "%s:%s" .u .p | b64enc }}',
+     '{{ ((values["u"] | string) ~ ":" ~ (values["p"] | string)) | b64enc }}',
+     {"u": "a", "p": "b"}, "YTpi"),
+    ("a\n{{- .x -}}\nb", 'a{{ values["x"] }}b', {"x": "v"}, "avb"),
+    ("{{/* note */}}k={{ .x }}", 'k={{ values["x"] }}', {"x": "v"}, "k=v"),
     ("{% raw {# x={{ .x }}", '{{ "{%" }} raw {{ "{#" }} x={{ values["x"] }}', {"x": "v"},
      "{% raw {# x=v"),
     ("{{ `raw\\n` }}", '{{ "raw\\\\n" }}', {}, "raw\\n"),

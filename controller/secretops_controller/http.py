@@ -10,7 +10,9 @@
 * ``POST /v1/rotate`` — body: a SealedSecret. 200: the same SealedSecret sealed again for the
   newest key, plus the age recipients in ``spec.recipients`` that are not keys of this ring
   (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
-  be kept). YAML unless ``Accept: application/json``.
+  be kept). YAML unless ``Accept: application/json``. It never binds a template: each value
+  keeps its binding (a template other than the one the values are bound to is refused, 409
+  ``TemplateNotBound``), and values sealed before templates were bound stay unbound.
 * ``GET /healthz`` — 200 ``ok`` once the key ring is loaded (made by the leader, or read by a
   replica that does not lead: it is healthy and serves these endpoints), else 503; with
   ``--no-sealed-secrets`` (no key ring; the three endpoints above answer 404), once serving.
@@ -78,7 +80,10 @@ def make_app(ctx: Context) -> web.Application:
             listed = (sealed.get("spec") or {}).get("recipients") or []
             keep = [r for r in listed if isinstance(r, str) and r.startswith("age1")
                     and r not in ours]
-            out = reseal_sealed(sealed, ctx.ring.identities, [newest.recipient, *keep])
+            # never binds: a value keeps the template binding it has (an edited template is
+            # refused), and a version-1 value stays unbound, whoever asks
+            out = reseal_sealed(sealed, ctx.ring.identities, [newest.recipient, *keep],
+                                keep_unbound=True)
         except SecretOpsError as e:
             return _refusal(e)
         if "json" in request.headers.get("Accept", ""):

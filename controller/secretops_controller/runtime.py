@@ -37,6 +37,7 @@ class Reason(StrEnum):
     ALTERED = "ValueAltered"  # a value fails authentication
     MALFORMED = "Malformed"  # not a well-formed SealedSecret or sealed value
     TEMPLATE_ERROR = "TemplateError"  # spec.template.data does not render
+    TEMPLATE_NOT_BOUND = "TemplateNotBound"  # spec.template is not what the values are bound to
     SECRET_NOT_OWNED = "SecretNotOwned"  # an existing Secret is not ours and does not opt in
     UPDATE_FAILED = "UpdateFailed"  # the API refused or failed the write
     KEY_CREATED = "SealingKeyCreated"  # the key ring got a new key (on the ConfigMap)

@@ -2,9 +2,11 @@
 
 Reads ExternalSecret, SecretStore and ClusterSecretStore manifests (``external-secrets.io/v1``
 and ``v1beta1``; multi-document YAML, JSON, Lists) from FILEs or standard input and writes the
-``secretops.dev/v1alpha1`` objects (other objects pass through unchanged). Everything that could
-not be translated is named on stderr, one ``secretops: warning:`` line each; with ``--strict``
-the exit code is then 170 (ESO_UNTRANSLATED), else 0. The output is written either way.
+``secretops.dev/v1alpha1`` objects (other objects pass through unchanged). A converter may
+refuse, it never changes meaning: whatever cannot be translated faithfully is named on stderr,
+one ``secretops: error:`` line each (file, manifest, field path, why), and then nothing is
+written and the exit code is 170 (ESO_UNTRANSLATED). Notes about objects that were translated
+faithfully are ``secretops: warning:`` lines; ``--strict`` makes them refusals too.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import click
               show_default=True, help="Output format (JSON: one object, or a List).")
 @click.option("-w", "--output", metavar="OUT", help="Write to OUT instead of standard output.")
 @click.option("--strict", is_flag=True,
-              help="Exit 170 when anything could not be translated (the output is still "
-                   "written).")
+              help="Treat warnings (faithful translations that will behave differently at run "
+                   "time) as refusals: exit 170, nothing written.")
 def command(files: tuple[str, ...], fmt: str, output: str | None, strict: bool) -> None:
     """Translate External Secrets Operator manifests into secretops's.
 
     ExternalSecret, SecretStore and ClusterSecretStore become the same kinds in
-    secretops.dev/v1alpha1; ESO Go templates become sandboxed templates. Each field, template
-    or store that has no counterpart is named on stderr (manifest and field path); stores whose
-    provider or credentials cannot be expressed are skipped.
+    secretops.dev/v1alpha1; ESO Go templates become sandboxed templates that render the same
+    bytes. Anything that cannot be translated without changing its meaning (a field with no
+    counterpart, dataFrom rewrite, a template function without an exact counterpart, a store
+    whose provider or credentials cannot be expressed) is named on stderr with its field path,
+    and then nothing is written: exit 170.
     """
     from secretops.cli._actions import write_result
     from secretops.errors import ExitCode, SecretOpsError
@@ -42,13 +46,24 @@ def command(files: tuple[str, ...], fmt: str, output: str | None, strict: bool) 
         raise SecretOpsError("no file given (and standard input is a terminal)",
                              code=ExitCode.NO_FILE_SPECIFIED)
     objects: list[dict[str, Any]] = []
-    lines: list[str] = []
+    errors: list[str] = []
+    warnings: list[str] = []
     for source in sources:
         docs = load_documents(read_input(source), source)
         converted, issues = convert_all(docs)
         objects.extend(converted)
         where = "" if source == "-" else f"{source}: "
-        lines.extend(f"secretops: warning: {where}{issue}" for issue in issues)
+        for issue in issues:
+            refused = issue.refused or strict
+            (errors if refused else warnings).append(
+                f"secretops: {'error' if refused else 'warning'}: {where}{issue}")
+    if warnings:
+        sys.stderr.write("\n".join(warnings) + "\n")
+    if errors:
+        sys.stderr.write("\n".join(errors) + "\n")
+        sys.stderr.write("secretops: hint: nothing was written; change or remove what is named "
+                         "(docs/external-secrets.md#migrating-from-eso)\n")
+        sys.exit(int(ExitCode.ESO_UNTRANSLATED))
     if fmt == "json":
         data = dump(objects[0] if len(objects) == 1 else
                     {"apiVersion": "v1", "kind": "List", "items": objects}, "json")
@@ -57,7 +72,3 @@ def command(files: tuple[str, ...], fmt: str, output: str | None, strict: bool) 
     # a Secret passed through may hold plaintext: then a new OUT is created 0600
     write_result(data, "-", False, output,
                  private=any(o.get("kind") == "Secret" for o in objects))
-    if lines:
-        sys.stderr.write("\n".join(lines) + "\n")
-        if strict:
-            sys.exit(int(ExitCode.ESO_UNTRANSLATED))

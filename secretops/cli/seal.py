@@ -265,7 +265,11 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
 @click.option("--from-file", multiple=True, metavar="[KEY=]PATH",
               help="A value to seal from a file (repeatable; KEY defaults to the file name).")
 @click.option("--type", "secret_type", metavar="TYPE",
-              help="The Secret type with --from-literal/--from-file (default Opaque).")
+              help="The Secret type with --from-literal/--from-file, or the type of the "
+                   "SealedSecret a --raw value is bound to (default Opaque).")
+@click.option("--template", "templates", multiple=True, metavar="KEY=TEMPLATE",
+              help="A spec.template.data entry rendered from the values (repeatable), e.g. "
+                   "url='postgres://{{ .user }}:{{ .password }}@db'; bound to the values.")
 @click.option("--raw", is_flag=True,
               help="Seal one value (--from-file, --from-literal or standard input) and print "
                    "only the sealed string; needs --key, and --name/--namespace per scope.")
@@ -278,26 +282,36 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
 @click.option("--bitnami-key", multiple=True, metavar="FILE",
               help="A backup of the Bitnami controller's keys (List or Secret of "
                    "kubernetes.io/tls, or a PEM key); repeatable, every key is tried.")
+@click.option("--bind-template", is_flag=True,
+              help="With --from-bitnami: bind its spec.template.data (which their format does "
+                   "not authenticate) to the values; review the template first.")
 @click.option("-o", "--format", "fmt", type=FORMATS,
               help="Output format (default yaml; --merge-into keeps the file's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controller_name: str,
             controller_namespace: str, recipient: tuple[str, ...], scope: str | None,
             name: str | None, namespace: str | None, from_literal: tuple[str, ...],
-            from_file: tuple[str, ...], secret_type: str | None, raw: bool, key: str | None,
+            from_file: tuple[str, ...], secret_type: str | None, templates: tuple[str, ...],
+            raw: bool, key: str | None,
             merge_into: str | None, from_bitnami: str | None, bitnami_key: tuple[str, ...],
-            fmt: str | None, output: str | None) -> None:
+            bind_template: bool, fmt: str | None, output: str | None) -> None:
     """Seal a Secret into a SealedSecret, with public keys only.
 
     The input is a Secret manifest (FILE or standard input) or values given with
     --from-literal/--from-file. Every value gets its own data key, wrapped for every
-    recipient: the lines of --cert plus each --recipient.
+    recipient: the lines of --cert plus each --recipient. The values are bound to the
+    template (its type and --template entries): edited later, it is refused, not rendered.
+    A Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide annotation chooses the
+    scope, as with kubeseal (a different --scope is refused). --merge-into seals the new
+    values for every recipient spec.recipients lists: each must be given.
 
     \b
       secretops seal --cert cluster.txt secret.yaml -w sealed.yaml
       secretops seal --cert cluster.txt -r age1breakglass... -n prod --name db \\
           --from-literal password=... > sealed.yaml
       secretops seal --cert cluster.txt --merge-into sealed.yaml --from-literal token=...
+      secretops seal --cert cluster.txt -n prod --name db --from-literal user=... \\
+          --from-literal password=... --template url='pg://{{ .user }}:{{ .password }}@db'
       secretops seal --fetch-cert -n prod --name db --from-literal password=...
       echo -n value | secretops seal --cert cluster.txt --raw -n prod --name db --key token
       secretops seal --from-bitnami old.yaml --bitnami-key keys.yaml --cert cluster.txt
@@ -318,21 +332,46 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
     if merge_into and output:
         raise _fail("--merge-into rewrites its file; it cannot go with --output",
                     ExitCode.CONFLICTING_PARAMETERS)
+    if templates and (raw or from_bitnami):
+        raise _fail("--template goes with a Secret to seal or --merge-into",
+                    ExitCode.CONFLICTING_PARAMETERS)
+    if bind_template and not from_bitnami:
+        raise _fail("--bind-template goes with --from-bitnami (and secretops reseal): a "
+                    "Secret sealed here binds its own template", ExitCode.CONFLICTING_PARAMETERS)
     if from_bitnami:
-        _seal_bitnami(from_bitnami, bitnami_key, cert, recipient, namespace, fmt, output)
+        _seal_bitnami(from_bitnami, bitnami_key, cert, recipient, namespace, scope,
+                      bind_template, fmt, output)
     elif raw:
         _seal_raw(file, cert, recipient, scope, name, namespace, key, from_literal, from_file,
-                  output)
+                  secret_type, output)
     else:
         if bitnami_key:
             raise _fail("--bitnami-key needs --from-bitnami", ExitCode.CONFLICTING_PARAMETERS)
         secret = _input_secret(file, literal, from_literal, from_file, secret_type, name,
                                namespace)
+        data = _templates(templates)
         if merge_into:
-            _merge(merge_into, secret, cert, recipient, scope, fmt)
+            _merge(merge_into, secret, cert, recipient, scope, data, fmt)
         else:
-            _seal_manifest(secret, cert, recipient, scope, name, namespace, fmt, output,
+            _seal_manifest(secret, cert, recipient, scope, name, namespace, data, fmt, output,
                            file or "<stdin>")
+
+
+def _templates(items: tuple[str, ...]) -> dict[str, str]:
+    """--template KEY=TEMPLATE entries, each parsed by the sandbox before anything is sealed."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter("expected KEY=TEMPLATE", param_hint="--template")
+        if key in out:
+            raise click.BadParameter(f"key {key!r} is given twice", param_hint="--template")
+        out[key] = text
+    if out:
+        from secretops.sealing.template import check_syntax
+
+        check_syntax(out)
+    return out
 
 
 def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...],
@@ -352,25 +391,28 @@ def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...]
 
 def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
                    scope: str | None, name: str | None, namespace: str | None,
-                   fmt: str | None, output: str | None, source: str) -> None:
+                   templates: dict[str, str], fmt: str | None, output: str | None,
+                   source: str) -> None:
     from secretops.errors import SecretOpsError
     from secretops.sealing import seal_secret
     from secretops.sealing.serialize import dump
 
     recips = _recipients(cert, recipient)
     try:
-        sealed = seal_secret(secret, recips, scope, name=name, namespace=namespace)
+        sealed = seal_secret(secret, recips, scope, name=name, namespace=namespace,
+                             templates=templates)
     except SecretOpsError as e:
         raise e.with_file(source) from None
     _write(dump(sealed, fmt or "yaml"), output, private=False)
 
 
 def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
-           scope: str | None, fmt: str | None) -> None:
+           scope: str | None, templates: dict[str, str], fmt: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import atomic_write
     from secretops.sealing import merge_into
     from secretops.sealing.format import parse_sealed, secret_values, template_of
+    from secretops.sealing.sealed import annotated_scope
     from secretops.sealing.serialize import detect_format, dump
 
     data = _read(path)
@@ -381,6 +423,11 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
             raise _fail(f"the SealedSecret's scope is {parts.scope.value}, not {scope}",
                         ExitCode.CONFLICTING_PARAMETERS)
         meta = secret.get("metadata") or {}
+        annotated = annotated_scope(meta.get("annotations"))
+        if annotated and annotated is not parts.scope:
+            raise _fail(f"the Secret is annotated sealedsecrets.bitnami.com/{annotated.value} "
+                        f"but the SealedSecret's scope is {parts.scope.value}",
+                        ExitCode.CONFLICTING_PARAMETERS)
         for what, mine, theirs in (("name", meta.get("name"), parts.name),
                                    ("namespace", meta.get("namespace"), parts.namespace)):
             if mine and theirs and mine != theirs:
@@ -391,7 +438,8 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
             raise _fail("nothing to merge: no value given", ExitCode.INVALID_INPUT)
         tmeta = template_of(secret).get("metadata", {})
         merged = merge_into(sealed, values, _recipients(cert, recipient),
-                            labels=tmeta.get("labels"), annotations=tmeta.get("annotations"))
+                            labels=tmeta.get("labels"), annotations=tmeta.get("annotations"),
+                            templates=templates)
     except SecretOpsError as e:
         raise e.with_file(path) from None
     atomic_write(path, dump(merged, fmt or detect_format(data)))
@@ -401,7 +449,7 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
 def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...],
               scope: str | None, name: str | None, namespace: str | None, key: str | None,
               from_literal: tuple[str, ...], from_file: tuple[str, ...],
-              output: str | None) -> None:
+              secret_type: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode
     from secretops.sealing import seal_value
 
@@ -420,14 +468,15 @@ def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...
     if not key:
         raise _fail("--raw needs --key (the Secret key this value is for)",
                     ExitCode.CONFLICTING_PARAMETERS)
+    # bound to a SealedSecret whose template has this type and no data (docs/crypto.md)
     text = seal_value(value, _recipients(cert, recipient), scope or "strict", namespace, name,
-                      key)
+                      key, template={"type": secret_type} if secret_type else None)
     _write((text + "\n").encode("ascii"), output, private=False)
 
 
 def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
-                  recipient: tuple[str, ...], namespace: str | None, fmt: str | None,
-                  output: str | None) -> None:
+                  recipient: tuple[str, ...], namespace: str | None, scope: str | None,
+                  bind_template: bool, fmt: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.sealing.bitnami import convert, load_keys
     from secretops.sealing.serialize import dump
@@ -443,7 +492,7 @@ def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
     recips = _recipients(cert, recipient)
     try:
         ours = convert(_one(_read(path), path, "SealedSecret"), keys, recips,
-                       namespace=namespace)
+                       namespace=namespace, scope=scope, bind_template=bind_template)
     except SecretOpsError as e:
         raise e.with_file(path) from None
     _write(dump(ours, fmt or "yaml"), output, private=False)
@@ -480,7 +529,8 @@ def _one_way(identity: tuple[str, ...], use_controller: bool) -> None:
 
 
 _REFUSALS = {"ScopeMismatch": "SEALED_SCOPE_MISMATCH", "NoKeyCouldUnseal": "COULD_NOT_RETRIEVE_KEY",
-             "ValueAltered": "ERROR_DECRYPTING_TREE", "Malformed": "INVALID_SEALED_SECRET"}
+             "ValueAltered": "ERROR_DECRYPTING_TREE", "Malformed": "INVALID_SEALED_SECRET",
+             "TemplateNotBound": "SEALED_TEMPLATE_NOT_BOUND"}
 
 
 def _controller_refusal(body: bytes, file: str) -> Any:
@@ -545,14 +595,18 @@ def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
 @click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
               help="Also seal for this recipient (repeatable).")
 @_namespace_option
+@click.option("--bind-template", is_flag=True,
+              help="Offline: bind spec.template as it is now to the values, though they were "
+                   "sealed for another template or before templates were bound; review it "
+                   "first.")
 @click.option("-i", "--in-place", is_flag=True, help="Rewrite FILE.")
 @click.option("-o", "--format", "fmt", type=FORMATS,
               help="Output format (default: the input's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE.")
 def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
                    controller_name: str, controller_namespace: str, cert: tuple[str, ...],
-                   recipient: tuple[str, ...], namespace: str | None, in_place: bool,
-                   fmt: str | None, output: str | None) -> None:
+                   recipient: tuple[str, ...], namespace: str | None, bind_template: bool,
+                   in_place: bool, fmt: str | None, output: str | None) -> None:
     """Seal a SealedSecret again: offline for new recipients, or by the cluster's controller.
 
     Offline (--identity): every value is opened with the identity and sealed under a fresh
@@ -560,9 +614,14 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
     after a key change. --controller: the controller re-seals every value for its newest key
     (POST /v1/rotate through the API server); no identity leaves the cluster.
 
+    Values are bound to spec.template (its type and data): a template that is not the one
+    they were sealed with is refused (164) unless --bind-template (offline only) says that
+    you reviewed it; values sealed before templates were bound come out bound.
+
     \b
       secretops reseal --identity break-glass.txt --cert new-cluster.txt -i sealed.yaml
       secretops reseal --controller -i sealed.yaml        # after a key renewal
+      secretops reseal --identity break-glass.txt --cert cluster.txt --bind-template -i s.yaml
     """
     import json
 
@@ -576,6 +635,10 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
     _one_way(identity, use_controller)
     data, sealed = _load_sealed(file)
     if use_controller:
+        if bind_template:
+            raise _fail("--bind-template is offline only: the controller never binds a "
+                        "template (anyone who can reach it could ask)",
+                        ExitCode.CONFLICTING_PARAMETERS)
         if cert or recipient:
             raise _fail("--controller re-seals for the cluster's newest key: --cert and "
                         "--recipient are for offline resealing",
@@ -589,7 +652,8 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
         ids = _identities(identity)
         recips = _recipients(cert, recipient)
         try:
-            new = reseal_sealed(sealed, ids, recips, namespace=namespace)
+            new = reseal_sealed(sealed, ids, recips, namespace=namespace,
+                                bind_template=bind_template)
         except SecretOpsError as e:
             raise e.with_file(file if file != "-" else "<stdin>") from None
     out = dump(new, fmt or detect_format(data))

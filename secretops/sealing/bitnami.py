@@ -36,13 +36,16 @@ from secretops.sealing.format import (
     MANAGED_ANNOTATION,
     PATCH_ANNOTATION,
     SKIP_OWNER_REFERENCES_ANNOTATION,
+    TEMPLATE_PATH,
     Binding,
     Scope,
     ScopeMismatchError,
     SealedParts,
     SealedValueError,
+    TemplateNotBoundError,
     sealed_manifest,
     secret_values,
+    template_digest,
 )
 
 API_VERSION = "bitnami.com/v1alpha1"
@@ -225,8 +228,15 @@ def _template(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 def convert(bitnami: Mapping[str, Any], keys: Sequence[BitnamiKey],
             recipients: Recipients | Sequence[str], *, namespace: str | None = None,
+            scope: Scope | str | None = None, bind_template: bool = False,
             rand: Random = os.urandom) -> dict[str, Any]:
-    """Our SealedSecret for a Bitnami one: same name, namespace, scope, template, values."""
+    """Our SealedSecret for a Bitnami one: same name, namespace, scope, template, values.
+
+    The scope is the one their controller reads (``scope``, e.g. ``--scope``, must agree). Our
+    values are bound to the template; a template that renders values (``spec.template.data``)
+    was not authenticated in their format, so it is bound only with ``bind_template`` (the
+    caller reviewed it).
+    """
     from secretops.sealing.sealed import seal_all
 
     if bitnami.get("kind") != "SealedSecret" or bitnami.get("apiVersion") != API_VERSION:
@@ -240,21 +250,34 @@ def convert(bitnami: Mapping[str, Any], keys: Sequence[BitnamiKey],
         raise SecretOpsError(f"the SealedSecret is in namespace {meta['namespace']!r}, not "
                              f"{namespace!r}", code=ExitCode.CONFLICTING_PARAMETERS)
     ns = meta.get("namespace") or namespace or ""
-    scope = secret_scope(meta.get("annotations"))
-    if scope is not Scope.CLUSTER_WIDE and not ns:
-        raise SecretOpsError(f"the SealedSecret has no namespace and its scope is {scope.value}",
+    sc = secret_scope(meta.get("annotations"))
+    if scope and Scope(scope) is not sc:
+        raise SecretOpsError(
+            f"--scope {Scope(scope).value} conflicts with the Bitnami SealedSecret's scope "
+            f"{sc.value} (its annotations): its values open only under {sc.value}",
+            code=ExitCode.CONFLICTING_PARAMETERS)
+    if sc is not Scope.CLUSTER_WIDE and not ns:
+        raise SecretOpsError(f"the SealedSecret has no namespace and its scope is {sc.value}",
                              code=ExitCode.INVALID_INPUT, hints=("give --namespace",))
+    template = _template(spec)
+    if template.get("data") and not bind_template:
+        raise TemplateNotBoundError(
+            "spec.template.data renders values, and Bitnami's format does not authenticate it "
+            "(whoever could edit the SealedSecret could have changed it): not converted",
+            path=TEMPLATE_PATH,
+            hints=("review the template, then convert with --bind-template to bind it to the "
+                   "values",))
     encrypted = spec.get("encryptedData") or {}
     values: dict[str, bytes] = {}
     if encrypted:
         for key, blob in encrypted.items():
             try:
-                values[key] = _open(keys, str(blob), scope, ns, name, key)
+                values[key] = _open(keys, str(blob), sc, ns, name, key)
             except SecretOpsError as e:
                 e.path = e.path or f'["spec"]["encryptedData"]["{key}"]'
                 raise
     elif spec.get("data"):  # the deprecated v1 format: the whole Secret JSON as one value
-        whole = _open(keys, str(spec["data"]), scope, ns, name, "data")
+        whole = _open(keys, str(spec["data"]), sc, ns, name, "data")
         try:
             values = secret_values(json.loads(whole))
         except (ValueError, SecretOpsError):
@@ -262,5 +285,5 @@ def convert(bitnami: Mapping[str, Any], keys: Sequence[BitnamiKey],
     else:
         raise SealedValueError("the SealedSecret has no encryptedData")
     recips = recipients if isinstance(recipients, Recipients) else Recipients(recipients)
-    ours = seal_all(values, recips, scope, ns, name, rand)
-    return sealed_manifest(SealedParts(name, ns, scope, ours, _template(spec), recips.names))
+    ours = seal_all(values, recips, sc, ns, name, template_digest(template), rand)
+    return sealed_manifest(SealedParts(name, ns, sc, ours, template, recips.names))

@@ -1,15 +1,16 @@
 """Sealing and unsealing one value: AES-256-GCM under a fresh data key, the key wrapped by age.
 
 :func:`seal_value` draws a 32-byte data key and a 12-byte nonce from ``rand`` (a parameter, so
-tests can pin it), encrypts the value with the binding header as associated data, and wraps
-the data key in ONE age message with a stanza for every recipient. :func:`unseal_value` checks
-the binding before any cryptography, so a moved value gets a message that names both places.
+tests can pin it), encrypts the value with the binding header (place and template digest) as
+associated data, and wraps the data key in ONE age message with a stanza for every recipient.
+:func:`unseal_value` checks the binding before any cryptography, so a moved value gets a
+message that names both places, and a value whose template was edited is refused unopened.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from secretops.errors import DecryptionError, ExitCode, NoKeyError, SecretOpsError
@@ -21,8 +22,10 @@ from secretops.sealing.format import (
     ScopeMismatchError,
     SealedValue,
     SealedValueError,
+    TemplateNotBoundError,
     age_stanza_types,
     decode,
+    template_digest,
 )
 from secretops.sealing.keyring import IdentitySet, recipient_name
 
@@ -56,15 +59,32 @@ def _identities(value: IdentitySet | Sequence[Any]) -> IdentitySet:
     return IdentitySet(list(value), [str(getattr(i, "to_public", lambda: "?")()) for i in value])
 
 
+def digest_of(template: Mapping[str, Any] | bytes | None) -> bytes:
+    """A template digest: given as is, or of a ``spec.template`` (None: the default template,
+    type Opaque and no data)."""
+    if isinstance(template, bytes):
+        return template
+    return template_digest(template or {})
+
+
 def seal_value(value: bytes, recipients: Recipients | Sequence[str], scope: Scope | str,
                namespace: str | None, name: str | None, key: str, *,
+               template: Mapping[str, Any] | bytes | None = None,
                rand: Random = os.urandom) -> str:
-    """The ``encryptedData`` string for ``value`` at namespace/name/key under ``scope``."""
+    """The ``encryptedData`` string for ``value`` at namespace/name/key under ``scope``, bound
+    to ``template`` (the SealedSecret's ``spec.template``, or its digest; None: the default
+    template, type Opaque and no data)."""
+    binding = Binding.of(Scope(scope), namespace, name, key)
+    return seal_bound(value, _recipients(recipients), binding, digest_of(template), rand)
+
+
+def seal_bound(value: bytes, recips: Recipients, binding: Binding, template: bytes | None,
+               rand: Random = os.urandom) -> str:
+    """Seal under an exact header: ``template`` None writes a version-1 (unbound) value, which
+    only re-sealing a version-1 value for new recipients does (the controller's rotation)."""
     import pyrage
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    binding = Binding.of(Scope(scope), namespace, name, key)
-    recips = _recipients(recipients)
     data_key = rand(DATA_KEY_SIZE)
     nonce = rand(NONCE_SIZE)
     if len(data_key) != DATA_KEY_SIZE or len(nonce) != NONCE_SIZE:
@@ -77,8 +97,8 @@ def seal_value(value: bytes, recipients: Recipients | Sequence[str], scope: Scop
             code=ExitCode.ERROR_ENCRYPTING_TREE,
             hints=("a plugin recipient needs its age-plugin-<name> program on PATH",),
         ) from None
-    ciphertext = AESGCM(data_key).encrypt(nonce, value, binding.header())
-    return SealedValue(binding, wrapped, nonce, ciphertext).encode()
+    ciphertext = AESGCM(data_key).encrypt(nonce, value, binding.header(template))
+    return SealedValue(binding, wrapped, nonce, ciphertext, template).encode()
 
 
 def open_data_key(sealed: SealedValue, identities: IdentitySet | Sequence[Any]) -> bytes:
@@ -110,22 +130,37 @@ def open_data_key(sealed: SealedValue, identities: IdentitySet | Sequence[Any]) 
 
 
 def unseal_value(text: str, identities: IdentitySet | Sequence[Any], scope: Scope | str,
-                 namespace: str | None, name: str | None, key: str) -> bytes:
-    """The plaintext of a sealed value found at namespace/name/key under ``scope``.
+                 namespace: str | None, name: str | None, key: str, *,
+                 template: Mapping[str, Any] | bytes | None = None) -> bytes:
+    """The plaintext of a sealed value found at namespace/name/key under ``scope``, beside
+    ``template`` (as in :func:`seal_value`). A version-1 value has no template to check.
 
-    Raises :class:`ScopeMismatchError` (moved or copied value), :class:`NoKeyError` (no
-    identity fits), :class:`DecryptionError` (altered) or :class:`SealedValueError`.
+    Raises :class:`ScopeMismatchError` (moved or copied value), :class:`TemplateNotBoundError`
+    (sealed for another template), :class:`NoKeyError` (no identity fits),
+    :class:`DecryptionError` (altered) or :class:`SealedValueError`.
     """
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     sealed = decode(text)
     expected = Binding.of(Scope(scope), namespace, name, key)
     if sealed.binding != expected:
         raise ScopeMismatchError(expected, sealed.binding)
+    digest = digest_of(template)
+    if sealed.template is not None and sealed.template != digest:
+        raise TemplateNotBoundError.altered([key])
+    return open_value(sealed, identities, expected, None if sealed.template is None else digest)
+
+
+def open_value(sealed: SealedValue, identities: IdentitySet | Sequence[Any], expected: Binding,
+               template: bytes | None) -> bytes:
+    """Open a value whose place the caller checked: AES-GCM with the header of ``expected``
+    and ``template`` (None: version 1) as associated data, so a header rewritten to pass the
+    checks fails here."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     data_key = open_data_key(sealed, identities)
     try:
-        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext, expected.header())
+        return AESGCM(data_key).decrypt(sealed.nonce, sealed.ciphertext,
+                                        expected.header(template))
     except InvalidTag:
         raise DecryptionError(
             "the value fails authentication: it was altered after sealing",

@@ -6,19 +6,24 @@ this module is its reference.
 
 One ``spec.encryptedData`` value is standard base64 (padded) of::
 
-    header   "SOSL" | version 0x01 | scope | u16 len | namespace | u16 len | name
-             | u16 len | Secret key name                      (the AEAD associated data)
+    header   "SOSL" | version 0x02 | scope | u16 len | namespace | u16 len | name
+             | u16 len | Secret key name | 32-byte template digest   (the AEAD associated data)
     body     u32 len | age message | 12-byte nonce | AES-256-GCM ciphertext ‖ 16-byte tag
 
 The header is the binding: it says which scope, namespace, name and key the value was sealed
-for. Unsealing builds the header it expects from where the value is found, compares, and uses
-the *expected* header as the associated data, so an edited header only fails authentication.
+for, and (version 2) which ``spec.template`` it may be rendered into (:func:`template_digest`
+of the template's ``type`` and ``data``). Unsealing builds the header it expects from where the
+value is found and the template beside it, compares, and uses the *expected* header as the
+associated data, so an edited header only fails authentication. Version 1 values (sealed
+before templates were bound) have no digest; they are still read, under the rules of
+``docs/crypto.md`` ("Migration").
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 import struct
 from collections.abc import Mapping
@@ -47,7 +52,10 @@ LAST_APPLIED_ANNOTATIONS = (
 )
 
 MAGIC = b"SOSL"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # what sealing writes: the header binds the template too
+UNBOUND_VERSION = 1  # read only: values sealed before templates were bound
+TEMPLATE_DIGEST_SIZE = 32
+_TEMPLATE_DOMAIN = b"secretops.dev/sealed-template/v1\x00"
 DATA_KEY_SIZE = 32
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -81,6 +89,12 @@ class Scope(StrEnum):
 
 
 _SCOPE_CODES = {Scope.STRICT: 0, Scope.NAMESPACE_WIDE: 1, Scope.CLUSTER_WIDE: 2}
+# kubeseal's scope annotations on a Secret to seal: they choose the scope (as kubeseal reads
+# them), and are then dropped from the template, where they would mean nothing.
+SCOPE_ANNOTATIONS = {
+    "sealedsecrets.bitnami.com/namespace-wide": Scope.NAMESPACE_WIDE,
+    "sealedsecrets.bitnami.com/cluster-wide": Scope.CLUSTER_WIDE,
+}
 _CODE_SCOPES = {v: k for k, v in _SCOPE_CODES.items()}
 
 
@@ -88,6 +102,40 @@ class SealedValueError(SecretOpsError):
     """An ``encryptedData`` value is not a well-formed sealed value."""
 
     code = ExitCode.INVALID_SEALED_SECRET
+
+
+class TemplateNotBoundError(SecretOpsError):
+    """``spec.template`` is not the template the values were sealed with (edited after
+    sealing), or values sealed before templates were bound meet a template that renders them.
+    Nothing is unsealed or rendered; the message is fixed text that names keys only."""
+
+    code = ExitCode.SEALED_TEMPLATE_NOT_BOUND
+
+    @classmethod
+    def altered(cls, keys: list[str]) -> TemplateNotBoundError:
+        return cls(
+            f"spec.template is not the template the values were sealed with (keys "
+            f"{_names(keys)}): it was changed after sealing; nothing was unsealed or rendered",
+            path=TEMPLATE_PATH,
+            hints=("a template changes only with its values: restore it, seal again from the "
+                   "Secret (secretops seal), or review it and re-bind it with secretops reseal "
+                   "--identity KEY --bind-template",))
+
+    @classmethod
+    def unbound(cls, keys: list[str]) -> TemplateNotBoundError:
+        return cls(
+            f"values sealed before templates were bound (format 1: keys {_names(keys)}) meet "
+            f"a spec.template.data that renders values; nothing was unsealed or rendered",
+            path=TEMPLATE_PATH,
+            hints=("review the template, then bind it with secretops reseal --identity KEY "
+                   "--bind-template (or seal again from the Secret with secretops seal)",))
+
+
+TEMPLATE_PATH = '["spec"]["template"]'
+
+
+def _names(keys: list[str]) -> str:
+    return ", ".join(f'"{k}"' for k in sorted(keys))
 
 
 class ScopeMismatchError(SecretOpsError):
@@ -158,31 +206,39 @@ class Binding:
         parts.append(f'key "{self.key}"')
         return ", ".join(parts)
 
-    def header(self) -> bytes:
-        """The header bytes, which are also the AEAD associated data."""
+    def header(self, template: bytes | None) -> bytes:
+        """The header bytes, which are also the AEAD associated data: version 2 with a
+        template digest, version 1 (unbound, read only) with ``None``."""
+        if template is not None and len(template) != TEMPLATE_DIGEST_SIZE:
+            raise ValueError("a template digest is 32 bytes")
         out = bytearray(MAGIC)
-        out += bytes((FORMAT_VERSION, self.scope.code))
+        out += bytes((FORMAT_VERSION if template is not None else UNBOUND_VERSION,
+                      self.scope.code))
         for field in (self.namespace, self.name, self.key):
             raw = field.encode("utf-8")
             if len(raw) > _MAX_FIELD:
                 raise SecretOpsError("a namespace, name or key is too long",
                                      code=ExitCode.INVALID_INPUT)
             out += struct.pack(">H", len(raw)) + raw
-        return bytes(out)
+        return bytes(out) + (template or b"")
 
 
 @dataclass(frozen=True)
 class SealedValue:
-    """A parsed sealed value."""
+    """A parsed sealed value; ``template`` is its template digest (None: version 1)."""
 
     binding: Binding
     wrapped_key: bytes  # a binary age message; its payload is the 32-byte data key
     nonce: bytes
     ciphertext: bytes  # AES-256-GCM output: ciphertext ‖ tag
+    template: bytes | None = None
+
+    def header(self) -> bytes:
+        return self.binding.header(self.template)
 
     def encode(self) -> str:
         body = struct.pack(">I", len(self.wrapped_key)) + self.wrapped_key
-        raw = self.binding.header() + body + self.nonce + self.ciphertext
+        raw = self.header() + body + self.nonce + self.ciphertext
         return base64.b64encode(raw).decode("ascii")
 
 
@@ -198,10 +254,10 @@ def decode(text: str) -> SealedValue:
         raise SealedValueError("not a secretops sealed value (no SOSL header)", hints=hint)
     if len(raw) < 6:
         raise SealedValueError("truncated header")
-    if raw[4] != FORMAT_VERSION:
+    if raw[4] not in (UNBOUND_VERSION, FORMAT_VERSION):
         raise SealedValueError(
-            f"unsupported sealed-value format version {raw[4]} (this secretops reads version "
-            f"{FORMAT_VERSION})", hints=("upgrade secretops",))
+            f"unsupported sealed-value format version {raw[4]} (this secretops reads versions "
+            f"{UNBOUND_VERSION} and {FORMAT_VERSION})", hints=("upgrade secretops",))
     scope = _CODE_SCOPES.get(raw[5])
     if scope is None:
         raise SealedValueError(f"unknown scope code {raw[5]}")
@@ -226,6 +282,12 @@ def decode(text: str) -> SealedValue:
         raise SealedValueError("header binding is incomplete") from None
     if (binding.namespace, binding.name) != (namespace, name):
         raise SealedValueError("header binding is not canonical for its scope")
+    template = None
+    if raw[4] == FORMAT_VERSION:
+        if pos + TEMPLATE_DIGEST_SIZE > len(raw):
+            raise SealedValueError("truncated header")
+        template = raw[pos:pos + TEMPLATE_DIGEST_SIZE]
+        pos += TEMPLATE_DIGEST_SIZE
     if pos + 4 > len(raw):
         raise SealedValueError("truncated body")
     (n,) = struct.unpack_from(">I", raw, pos)
@@ -234,7 +296,8 @@ def decode(text: str) -> SealedValue:
         raise SealedValueError("truncated body")
     wrapped = raw[pos:pos + n]
     pos += n
-    return SealedValue(binding, wrapped, raw[pos:pos + NONCE_SIZE], raw[pos + NONCE_SIZE:])
+    return SealedValue(binding, wrapped, raw[pos:pos + NONCE_SIZE], raw[pos + NONCE_SIZE:],
+                       template)
 
 
 def _looks_bitnami(raw: bytes) -> bool:
@@ -306,7 +369,8 @@ def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
 def template_of(secret: Mapping[str, Any]) -> dict[str, Any]:
     """``spec.template`` for a Secret: its labels, annotations, type and immutability.
 
-    last-applied annotations are dropped: they hold the whole plaintext Secret.
+    last-applied annotations are dropped: they hold the whole plaintext Secret; so are
+    kubeseal's scope annotations, which the sealing reads (``sealed.annotated_scope``).
     """
     meta = _mapping(secret.get("metadata"), "metadata", SecretOpsError)
     tmeta: dict[str, Any] = {}
@@ -314,7 +378,7 @@ def template_of(secret: Mapping[str, Any]) -> dict[str, Any]:
     annotations = {
         k: v for k, v in _str_map(meta.get("annotations"), "metadata.annotations",
                                   SecretOpsError).items()
-        if k not in LAST_APPLIED_ANNOTATIONS
+        if k not in LAST_APPLIED_ANNOTATIONS and k not in SCOPE_ANNOTATIONS
     }
     if labels:
         tmeta["labels"] = labels
@@ -382,6 +446,36 @@ def parse_sealed(obj: Any, namespace: str | None = None) -> SealedParts:
 
 def template_data(template: Mapping[str, Any]) -> dict[str, str]:
     return _str_map(template.get("data"), "spec.template.data", SealedValueError)
+
+
+def template_digest(template: Mapping[str, Any]) -> bytes:
+    """What a version-2 value binds of ``spec.template``: SHA-256 over a domain tag, the
+    Secret ``type`` (default Opaque) and every ``data`` entry, sorted, each length-prefixed::
+
+        "secretops.dev/sealed-template/v1" 0x00 | u32 len | type | u32 count
+        | (u32 len | key | u32 len | template)*   (keys sorted by their UTF-8 bytes)
+
+    These are the parts that decide what the values become: the entries rendered from them,
+    and how Kubernetes and its consumers read the Secret. Labels and annotations are not bound
+    (``docs/crypto.md`` says why).
+    """
+    ttype = template.get("type") or "Opaque"
+    if not isinstance(ttype, str):
+        raise SealedValueError("spec.template.type must be a string")
+    try:
+        entries = sorted((k.encode("utf-8"), v.encode("utf-8"))
+                         for k, v in template_data(template).items())
+        out = bytearray(_TEMPLATE_DOMAIN)
+        out += _field(ttype.encode("utf-8")) + struct.pack(">I", len(entries))
+    except UnicodeEncodeError:
+        raise SealedValueError("spec.template is not valid UTF-8 text") from None
+    for key, text in entries:
+        out += _field(key) + _field(text)
+    return hashlib.sha256(bytes(out)).digest()
+
+
+def _field(raw: bytes) -> bytes:
+    return struct.pack(">I", len(raw)) + raw
 
 
 def secret_manifest(parts: SealedParts, data: Mapping[str, bytes],

@@ -1,5 +1,6 @@
-"""``secretops convert-eso``: files, stdin, Lists, JSON, -w, warnings on stderr, --strict → 170,
-and the output accepted by our CRDs in the Kubernetes API emulator (applied with real kubectl)."""
+"""``secretops convert-eso``: files, stdin, Lists, JSON, -w; refusals on stderr → 170 with nothing
+written, notes as warnings (--strict: refusals too), and the output accepted by our CRDs in the
+Kubernetes API emulator (applied with real kubectl)."""
 
 from __future__ import annotations
 
@@ -9,41 +10,61 @@ from pathlib import Path
 import yaml
 
 from secretops.errors import ExitCode
+from secretops.sealing.serialize import load_documents
 from tests.fixtures.k8s import K8s
 from tests.helpers import secretops
 
 DATA = Path(__file__).resolve().parents[1] / "testdata" / "eso"
 CRDS = Path(__file__).resolve().parents[2] / "crds"
-ALL = [str(DATA / f) for f in ("vault-stores.yaml", "aws-stores.yaml", "externalsecrets.yaml",
-                               "unsupported.yaml")]
+GOOD = [str(DATA / f) for f in ("vault-stores.yaml", "externalsecrets.yaml")]
+ALL = [*GOOD, str(DATA / "aws-stores.yaml"), str(DATA / "unsupported.yaml")]
 
 
-def test_files_to_yaml_with_one_warning_line_per_untranslated_item() -> None:
-    r = secretops("convert-eso", *ALL)
-    assert r.code == 0, r.err
+def test_files_to_yaml() -> None:
+    r = secretops("convert-eso", *GOOD)
+    assert (r.code, r.err) == (0, "")
     docs = list(yaml.safe_load_all(r.text))
     kinds = [(d["apiVersion"], d["kind"], d["metadata"]["name"]) for d in docs]
     assert ("secretops.dev/v1alpha1", "ExternalSecret", "example") in kinds
-    assert ("v1", "ConfigMap", "passes-through") in kinds
-    assert len(docs) == 3 + 2 + 2 + 2
-    lines = r.err.splitlines()
-    assert len(lines) == 12
-    assert all(line.startswith("secretops: warning: ") for line in lines)
-    assert (f"secretops: warning: {DATA / 'aws-stores.yaml'}: ClusterSecretStore aws-irsa: "
-            "spec.provider.aws.auth.jwt: ") in r.err
-    assert f"{DATA / 'unsupported.yaml'}: ExternalSecret web/fancy: spec.dataFrom[0].rewrite: " \
-           "not translated" in r.err
+    assert len(docs) == 3 + 2
 
 
-def test_strict_exits_170_and_still_writes(tmp_path: Path) -> None:
+def test_a_refusal_names_each_path_exits_170_and_writes_nothing(tmp_path: Path) -> None:
+    """A converter may refuse; it never changes meaning (issue 15 item 12)."""
     out = tmp_path / "out.yaml"
-    r = secretops("convert-eso", "--strict", "-w", str(out), str(DATA / "unsupported.yaml"))
+    r = secretops("convert-eso", "-w", str(out), *ALL)
     assert r.code == ExitCode.ESO_UNTRANSLATED == 170
-    assert r.out == b""
-    assert [d["metadata"]["name"] for d in yaml.safe_load_all(out.read_text())] == [
-        "fancy", "passes-through"]
-    clean = secretops("convert-eso", "--strict", str(DATA / "vault-stores.yaml"))
-    assert (clean.code, clean.err) == (0, "")
+    assert r.out == b"" and not out.exists()
+    *errors, hint = r.err.splitlines()
+    assert len(errors) == 1 + 12 and all(ln.startswith("secretops: error: ") for ln in errors)
+    assert hint.startswith("secretops: hint: nothing was written")
+    assert (f"secretops: error: {DATA / 'aws-stores.yaml'}: ClusterSecretStore aws-irsa: "
+            "spec.provider.aws.auth.jwt: ") in r.err
+    assert (f"{DATA / 'unsupported.yaml'}: ExternalSecret web/fancy: spec.dataFrom[0].rewrite: "
+            "not translated: key rewriting") in r.err
+    assert "spec.target.template.data.ok: template not translated: 'lower': no exact " \
+           "counterpart" in r.err
+
+
+def test_notes_are_warnings_and_strict_makes_them_refusals(tmp_path: Path) -> None:
+    store = """
+apiVersion: external-secrets.io/v1
+kind: SecretStore
+metadata: {name: own, namespace: web}
+spec:
+  provider:
+    vault:
+      server: https://vault.example:8200
+      path: secret
+      auth: {kubernetes: {role: demo}}
+"""
+    r = secretops("convert-eso", input=store.encode())
+    assert r.code == 0 and r.err.startswith("secretops: warning: SecretStore web/own: "), r.err
+    assert yaml.safe_load(r.out)["metadata"]["name"] == "own"
+    out = tmp_path / "out.yaml"
+    r = secretops("convert-eso", "--strict", "-w", str(out), "-", input=store.encode())
+    assert r.code == 170 and r.err.startswith("secretops: error: SecretStore web/own: ")
+    assert not out.exists()
 
 
 def test_stdin_list_to_json() -> None:
@@ -73,10 +94,13 @@ def test_output_validates_against_our_crds_in_the_emulator(k8s: K8s, tmp_path: P
     for ns in ("web", "ops"):
         k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     out = tmp_path / "converted.yaml"
-    r = secretops("convert-eso", "-w", str(out), *ALL)
+    aws = [d for d in load_documents((DATA / "aws-stores.yaml").read_bytes(), "aws")
+           if d["metadata"]["name"] != "aws-irsa"]  # refused: see the test above
+    (tmp_path / "aws.json").write_text(json.dumps({"kind": "List", "items": aws}))
+    r = secretops("convert-eso", "-w", str(out), *GOOD, str(tmp_path / "aws.json"))
     assert r.code == 0, r.err
     applied = k8s.kubectl("apply", "--validate=strict", "-f", str(out))
-    assert applied.stdout.count("created") == 9, applied.stdout
+    assert applied.stdout.count("created") == 7, applied.stdout
     # what was stored is what was written (nothing pruned as unknown)
     stored = json.loads(k8s.kubectl("get", "externalsecrets.secretops.dev", "-n", "web",
                                     "example", "-o", "json").stdout)

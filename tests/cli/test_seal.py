@@ -290,8 +290,12 @@ def test_cert_from_a_url(tmp_path: Path, cert_server: str, cluster: AgeKey) -> N
 def test_from_bitnami(tmp_path: Path, cert: Path, cluster: AgeKey) -> None:
     vectors = TESTDATA / "bitnami"
     out = tmp_path / "ours.yaml"
-    r = secretops("seal", "--from-bitnami", str(vectors / "ok-strict.yaml"), "--bitnami-key",
-                  str(vectors / "key-backup.yaml"), "--cert", str(cert), "-w", str(out))
+    args = ("seal", "--from-bitnami", str(vectors / "ok-strict.yaml"), "--bitnami-key",
+            str(vectors / "key-backup.yaml"), "--cert", str(cert), "-w", str(out))
+    r = secretops(*args)  # its template renders values, unauthenticated in their format
+    assert r.code == 164 and "--bind-template" in r.err and not out.exists(), r.err
+    assert len(r.err.splitlines()) == 2 and CANARY not in r.err  # error and hint
+    r = secretops(*args, "--bind-template")
     assert r.code == 0, r.err
     r = secretops("unseal", "--identity", str(cluster.path), str(out))
     assert _data(r.out)["url"] == f"postgres://admin:{CANARY}@db".encode()

@@ -110,9 +110,19 @@ def test_a_changed_type_replaces_the_secret_and_skip_owner_works_on_the_sealedse
     apply(k8s, dump(manifest))
     got = wait_for(lambda: secret(k8s, APP, "typed"), what="Secret typed created")
     assert "ownerReferences" not in got["metadata"]  # the annotation is on the SealedSecret
-    # a Secret's type cannot be updated in place (422): the Secret is replaced
-    manifest["spec"].setdefault("template", {})["type"] = "example.com/custom"
-    apply(k8s, dump(manifest))
+    # the type is bound to the values: edited alone it is refused, and the Secret stays
+    edited = load(dump(manifest))
+    edited["spec"]["template"]["type"] = "example.com/custom"
+    apply(k8s, dump(edited))
+    cond = wait_for(lambda: synced(k8s, APP, "typed"), what="Synced condition")
+    assert (cond["status"], cond["reason"]) == ("False", "TemplateNotBound")
+    assert (secret(k8s, APP, "typed") or {}).get("type") == "Opaque"
+    # sealed again with the new type, a Secret's type, which cannot be updated in place (422),
+    # is replaced
+    resealed = load(seal(cert, "-n", APP, "--name", "typed", "--type", "example.com/custom",
+                         "--from-literal", f"pw={CANARY}"))
+    resealed["metadata"]["annotations"] = manifest["metadata"]["annotations"]
+    apply(k8s, dump(resealed))
     wait_for(lambda: (secret(k8s, APP, "typed") or {}).get("type") == "example.com/custom",
              what="Secret re-created with the new type")
     assert values(secret(k8s, APP, "typed")) == {"pw": CANARY.encode()}
@@ -217,18 +227,20 @@ def test_verify_and_rotate_endpoints(controller: Controller, cert: Path, tmp_pat
     assert status == 409 and '"reason": "ScopeMismatch"' in body and CANARY not in body
 
     # a template of the asker's choosing is not rendered: its failing or not would depend on
-    # the value, an oracle for anyone who can reach the endpoint
+    # the value, an oracle for anyone who can reach the endpoint; and it is not the template
+    # the value is bound to, which is said the same way whatever the value
     probes = []
     for guess in (CANARY[0], "#"):
         probe = load(manifest)
         probe["spec"].setdefault("template", {})["data"] = {
             "x": f'{{{{ 1 if values["a"][0] == "{guess}" else values["__no__"] }}}}'}
         probes.append(controller.request("POST", "/v1/verify", dump(probe).encode())[:2])
-    assert probes[0] == probes[1] and probes[0][0] == 200
+    assert probes[0] == probes[1] and probes[0][0] == 409
+    assert '"reason": "TemplateNotBound"' in probes[0][1]
     broken = load(manifest)
     broken["spec"].setdefault("template", {})["data"] = {"x": "{{ unclosed"}
     status, body = controller.request("POST", "/v1/verify", dump(broken).encode())
-    assert status == 409 and "does not parse" in body
+    assert status == 409 and '"reason": "TemplateNotBound"' in body
 
     status, body = controller.request("POST", "/v1/rotate", manifest.encode())
     assert status == 200 and CANARY not in body

@@ -24,6 +24,7 @@ import yaml
 from secretops.errors import ExitCode, NoKeyError
 from secretops.sealing import IdentitySet, Scope, ScopeMismatchError, unseal_sealed
 from secretops.sealing.bitnami import convert, load_keys, secret_scope
+from secretops.sealing.format import TemplateNotBoundError
 from secretops.sealing.keyring import identities_from_age_text
 from tests.helpers import CANARY, TESTDATA
 
@@ -181,7 +182,13 @@ def test_each_scope_converts_and_keeps_its_scope(
 ) -> None:
     recipient, ids = age_identity
     theirs = seal_bitnami(rsa_key.public_key(), VALUES, "prod", "db", scope, template=TEMPLATE)
-    ours = convert(theirs, _keys(rsa_key), [recipient])
+    # their format does not authenticate the template: a template that renders values is
+    # bound to ours only when the caller says it reviewed it
+    with pytest.raises(TemplateNotBoundError) as info:
+        convert(theirs, _keys(rsa_key), [recipient])
+    assert info.value.code == ExitCode.SEALED_TEMPLATE_NOT_BOUND
+    assert "--bind-template" in " ".join(info.value.hints)
+    ours = convert(theirs, _keys(rsa_key), [recipient], bind_template=True)
     assert ours["apiVersion"] == "secretops.dev/v1alpha1"
     assert ours["spec"]["scope"] == scope
     assert ours["metadata"] == {"name": "db", "namespace": "prod"}
@@ -224,7 +231,11 @@ def test_vectors(name: str, age_identity: tuple[str, IdentitySet]) -> None:
     assert len(keys) == 2
     theirs = yaml.safe_load((VECTORS / name).read_text())
     if name.startswith("ok-"):
-        ours = convert(theirs, keys, [recipient])
+        if "exit_without_bind_template" in want:  # its template renders values
+            with pytest.raises(TemplateNotBoundError) as refused:
+                convert(theirs, keys, [recipient])
+            assert int(refused.value.code) == want["exit_without_bind_template"]
+        ours = convert(theirs, keys, [recipient], bind_template=True)
         assert ours["spec"]["scope"] == want["scope"]
         secret = unseal_sealed(ours, ids)
         data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import struct
 from pathlib import Path
 from typing import Any
@@ -198,12 +199,16 @@ def test_malformed_values(mutate: Any, message: str, key: Key) -> None:
 def test_layout_byte_by_byte(key: Key) -> None:
     raw = base64.b64decode(seal_value(b"v", [key.recipient], "namespace-wide", "prod", "db",
                                       "k"))
-    assert raw[:6] == b"SOSL\x01\x01"
+    assert raw[:6] == b"SOSL\x02\x01"  # version 2: the header binds the template
     assert raw[6:14] == b"\x00\x04prod" + b"\x00\x00"  # name is not bound namespace-wide
     assert raw[14:17] == b"\x00\x01k"
-    (n,) = struct.unpack(">I", raw[17:21])
-    assert raw[21:21 + n].startswith(b"age-encryption.org/v1\n")
-    assert len(raw) == 21 + n + 12 + 1 + 16
+    # the default template's digest (type Opaque, no data), as docs/crypto.md defines it
+    default = hashlib.sha256(b"secretops.dev/sealed-template/v1\x00" + b"\x00\x00\x00\x06"
+                             b"Opaque" + b"\x00\x00\x00\x00").digest()
+    assert raw[17:49] == default
+    (n,) = struct.unpack(">I", raw[49:53])
+    assert raw[53:53 + n].startswith(b"age-encryption.org/v1\n")
+    assert len(raw) == 53 + n + 12 + 1 + 16
 
 
 def test_binding_needs_what_its_scope_binds() -> None:
