@@ -54,7 +54,7 @@ from secretops.config import CONFIG_NAMES, Config, _relative, find_config, load_
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
 from secretops.core.tree import Branch, Comment, Seq, iter_leaves
-from secretops.errors import ConfigError, SecretOpsError, format_path
+from secretops.errors import SecretOpsError, format_path
 from secretops.stores import Loaded, format_for_path, get_store
 
 ALLOW_MARKER = "secretops: allow-plaintext"
@@ -341,34 +341,18 @@ def _first_rule(cfg: Config, rel: str) -> str | None:
     The same matching as :meth:`Config.rule_for`, without parsing the rule's keys (the guard
     needs none, and must not fail on a key source this version does not support).
     """
-    rules = cfg.data.get("creation_rules")
-    if not isinstance(rules, list):
+    found = cfg.match_relative(rel)
+    if found is None:
         return None
-    for n, raw in enumerate(rules):
-        if not isinstance(raw, dict):
-            raise ConfigError(f"creation_rules[{n}] is not a map", file=str(cfg.path))
-        regex = str(raw.get("path_regex") or "")
-        if not regex:
-            return None  # a catch-all rule: it applies, but does not single this file out
-        try:
-            if re.search(regex, rel):
-                return f"creation_rules[{n}] (path_regex {regex})"
-        except re.error as e:
-            raise ConfigError(f"creation_rules[{n}].path_regex is not a valid regex: {e}",
-                              file=str(cfg.path)) from None
-    return None
+    n, raw = found
+    regex = str(raw.get("path_regex") or "")
+    # a catch-all rule applies, but does not single this file out
+    return f"creation_rules[{n}] (path_regex {regex})" if regex else None
 
 
 def _allow_globs(cfg: Config) -> list[tuple[str, re.Pattern[str]]]:
-    section = cfg.data.get("secretops")
-    if section is None:
-        return []
-    check = section.get("check") if isinstance(section, dict) else None
-    allow = check.get("allow") if isinstance(check, dict) else None
-    if allow is None:
-        return []
-    if not isinstance(allow, list) or not all(isinstance(g, str) and g for g in allow):
-        raise ConfigError("secretops.check.allow must be a list of globs", file=str(cfg.path))
+    section = cfg.data.get("secretops") or {}  # shapes checked by load_config
+    allow = (section.get("check") or {}).get("allow") or []
     return [(g, glob_to_regex(g)) for g in allow]
 
 
