@@ -220,31 +220,45 @@ def _plaintext_leaves(doc: Branch, selection: Selection) -> list[list[str | int]
         if encrypted and not _well_formed(value):
             found.append(where)
 
-    def walk(node: Any, path: list[str], where: list[str | int], stack: list[list[str]],
-             matched: bool) -> None:
-        if isinstance(node, Branch):
-            stack = [*stack, []]
-            for item in node:
-                if type(item) is not tuple:
-                    stack[-1].append(str(item))  # comments steer the comment rules only
-                    continue
+    # The open collections, a stack of its own (files nest as deep as the limits allow), with
+    # their key path, position and comment levels kept in shared lists (pushed and popped).
+    path: list[str] = []
+    where: list[str | int] = []
+    stack: list[list[str]] = [[]]
+    todo: list[tuple[Any, bool, bool, bool]] = [(enumerate(doc), True, False, False)]
+    while todo:
+        items, is_map, matched, keyed = todo[-1]
+        for n, item in items:
+            if is_map and type(item) is not tuple or not is_map and isinstance(item, Comment):
+                stack[-1].append(str(item))  # comments steer the comment rules only
+                continue
+            if is_map:
                 key = item[0]
-                if isinstance(key, str):
-                    walk(item[1], [*path, key], [*where, key], stack,
-                         matched or selection.key_matches(key))
-                stack[-1].clear()
-        elif isinstance(node, Seq):
-            stack = [*stack, []]
-            for i, value in enumerate(node):
-                if isinstance(value, Comment):
-                    stack[-1].append(str(value))
+                if not isinstance(key, str):
                     continue
-                walk(value, path, [*where, i], stack, matched)
-                stack[-1].clear()
+                value, label, hit = item[1], key, matched or selection.key_matches(key)
+            else:
+                value, label, hit = item, n, matched
+            where.append(label)
+            if is_map:
+                path.append(key)
+            if isinstance(value, Branch | Seq):
+                todo.append((enumerate(value), isinstance(value, Branch), hit, is_map))
+                stack.append([])
+                break
+            leaf(value, path, list(where), stack, hit)
+            where.pop()
+            if is_map:
+                path.pop()
+            stack[-1].clear()
         else:
-            leaf(node, path, where, stack, matched)
-
-    walk(doc, [], [], [], False)
+            todo.pop()
+            if todo:
+                stack.pop()
+                where.pop()
+                if keyed:
+                    path.pop()
+                stack[-1].clear()
     return found
 
 
