@@ -229,7 +229,7 @@ def _plaintext_leaves(doc: Branch, selection: Selection) -> list[list[str | int]
     while todo:
         items, is_map, matched, keyed = todo[-1]
         for n, item in items:
-            if is_map and type(item) is not tuple or not is_map and isinstance(item, Comment):
+            if (is_map and type(item) is not tuple) or (not is_map and isinstance(item, Comment)):
                 stack[-1].append(str(item))  # comments steer the comment rules only
                 continue
             if is_map:

@@ -256,7 +256,7 @@ def _write(node: Any, out: list[str], nl: str, unit: str, meta: bool) -> None:
     close = ""
     first = True
     while True:
-        entry = next(it, _DONE)
+        entry: Any = next(it, _DONE)
         if entry is _DONE:
             if not todo:
                 return
@@ -295,4 +295,4 @@ def _write(node: Any, out: list[str], nl: str, unit: str, meta: bool) -> None:
             out.append(_scalar(value))
 
 
-_DONE = object()
+_DONE: Any = object()
