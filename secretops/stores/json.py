@@ -33,6 +33,7 @@ from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
 from secretops.errors import ExitCode, FormatError
 from secretops.jsonload import raw_decode
+from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 
 _WS = " \t\r\n"
@@ -54,6 +55,7 @@ class JsonStore:
         self.options = options
 
     def load(self, data: bytes) -> Loaded:
+        check_input_size(data)
         doc = parse_object(data)
         metadata = None
         if any(type(i) is tuple and i[0] == "sops" for i in doc):
