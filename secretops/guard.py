@@ -151,8 +151,14 @@ def check_data(name: str, data: bytes, *, fmt: str | None = None,
 
 
 def _load(data: bytes, fmt: str) -> Loaded | None:
+    """The parsed file, or None when it does not parse. A file over a limit on input (size,
+    nesting, aliases) is an error instead: the guard fails closed on what it cannot check."""
+    from secretops.limits import LimitError
+
     try:
         return get_store(fmt).load(data)
+    except LimitError:
+        raise
     except SecretOpsError:
         return None
 
