@@ -115,10 +115,10 @@ def test_no_module_parses_yaml_outside_the_loader() -> None:
             yaml_names = {a.asname or a.name for n in ast.walk(tree)
                           if isinstance(n, ast.Import) for a in n.names if a.name == "yaml"}
             for node in ast.walk(tree):
-                if isinstance(node, ast.ImportFrom) and node.module and (
-                        node.module == "yaml" or node.module.startswith("yaml.")):
-                    if any(a.name in _LOADING for a in node.names):
-                        offenders.append(f"{rel}:{node.lineno}")
+                if (isinstance(node, ast.ImportFrom) and node.module
+                        and (node.module == "yaml" or node.module.startswith("yaml."))
+                        and any(a.name in _LOADING for a in node.names)):
+                    offenders.append(f"{rel}:{node.lineno}")
                 if (isinstance(node, ast.Attribute) and node.attr in _LOADING
                         and isinstance(node.value, ast.Name) and node.value.id in yaml_names):
                     offenders.append(f"{rel}:{node.lineno}: yaml.{node.attr}")
