@@ -20,7 +20,8 @@ MALFORMED = {
     "threshold-text": f"creation_rules:\n- path_regex: s\n  age: {R}\n  shamir_threshold: two\n",
     "mac-only-text": f"creation_rules:\n- path_regex: s\n  age: {R}\n"
                      "  mac_only_encrypted: maybe\n",
-    "two-selections": f"creation_rules:\n- age: {R}\n  encrypted_regex: a\n  unencrypted_regex: b\n",
+    "two-selections": f"creation_rules:\n- age: {R}\n  encrypted_regex: a\n"
+                      "  unencrypted_regex: b\n",
     "age-nested-list": f"creation_rules:\n- path_regex: s\n  age: [[{R}]]\n",
     "later-bad-regex": f"creation_rules:\n- age: {R}\n- path_regex: '('\n",
     "deeply-nested": "creation_rules:\n- path_regex: s\n  key_groups:\n  - age: "
