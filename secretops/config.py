@@ -68,8 +68,9 @@ class Config(NamedTuple):
         return StoreOptions(indent=section.get("indent"))
 
     def rules(self) -> list[dict[str, Any]]:
-        """The creation rules (each a map: checked by :func:`load_config`)."""
-        return list(self.data.get("creation_rules") or [])
+        """The creation rules (each a map: checked by :func:`load_config`; an empty entry is
+        an empty rule, as go-yaml reads it)."""
+        return [rule or {} for rule in self.data.get("creation_rules") or []]
 
     def first_match(self, file_path: str) -> tuple[int, dict[str, Any]] | None:
         """The index and content of the first creation rule matching ``file_path``: its
