@@ -301,11 +301,9 @@ def unset_value(opened: OpenedFile, path: list[str | int]) -> bytes:
 
 
 def _copy_tree(node: Any) -> Any:
-    if isinstance(node, Branch):
-        return Branch((i[0], _copy_tree(i[1])) if type(i) is tuple else i for i in node)
-    if isinstance(node, Seq):
-        return Seq(_copy_tree(v) for v in node)
-    return node
+    from secretops.core.tree import copy_tree
+
+    return copy_tree(node)
 
 
 def _emit_changed(opened: OpenedFile, keep_layout: bool) -> bytes:

@@ -12,6 +12,16 @@ Supported rule fields: ``path_regex``, ``age``, ``kms`` (with ``aws_profile``), 
 entries), ``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Rules naming
 GCP, Azure or Huawei keys are refused with a clear error.
 The ``stores`` section's ``indent`` settings apply to output.
+
+**One validation for every reader.** :func:`load_config` checks the shape of the whole file —
+every field of every rule, not just the rule a file matches — the way sops's own reading of it
+(go-yaml into typed structs) refuses it: ``creation_rules`` a list of maps, the string fields
+scalars, ``key_groups`` a list of maps whose entries are lists, ``shamir_threshold`` an integer,
+``mac_only_encrypted`` a boolean, at most one selection rule, every regex valid, ``stores``
+indents non-negative integers. ``encrypt``, ``decrypt``, ``check`` and the git drivers all read
+the config through it, so a config that one refuses, all refuse (exit 5): a guard that could not
+read the rules must not report "no plaintext". What a key *is* (a valid recipient, a supported
+key source) is checked only where keys are used: ``check`` needs none.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from secretops.config_shape import SELECTION_FIELDS as _SELECTION_FIELDS
 from secretops.errors import ConfigError, ExitCode, SecretOpsError
 from secretops.stores import StoreOptions
 
@@ -29,14 +40,6 @@ if TYPE_CHECKING:
     from secretops.keys.specs import KeySpec
 
 CONFIG_NAMES = (".sops.yaml", ".sops.yml")
-_SELECTION_FIELDS = (
-    "unencrypted_suffix",
-    "encrypted_suffix",
-    "unencrypted_regex",
-    "encrypted_regex",
-    "unencrypted_comment_regex",
-    "encrypted_comment_regex",
-)
 
 
 class CreationRule(NamedTuple):
@@ -61,36 +64,36 @@ class Config(NamedTuple):
     def store_options(self, fmt: str) -> StoreOptions:
         stores = self.data.get("stores") or {}
         name = "json_binary" if fmt == "binary" else fmt  # sops's name for the binary envelope
-        section = stores.get(name) if isinstance(stores, dict) else None
-        indent = section.get("indent") if isinstance(section, dict) else None
-        if indent is not None and (not isinstance(indent, int) or indent < 0):
-            raise ConfigError(f"stores.{name}.indent must be a non-negative integer",
-                              file=str(self.path))
-        return StoreOptions(indent=indent)
+        section = stores.get(name) or {}  # shapes checked by load_config
+        return StoreOptions(indent=section.get("indent"))
+
+    def rules(self) -> list[dict[str, Any]]:
+        """The creation rules (each a map: checked by :func:`load_config`; an empty entry is
+        an empty rule, as go-yaml reads it)."""
+        return [rule or {} for rule in self.data.get("creation_rules") or []]
+
+    def first_match(self, file_path: str) -> tuple[int, dict[str, Any]] | None:
+        """The index and content of the first creation rule matching ``file_path``: its
+        ``path_regex`` is searched (unanchored) in the path relative to the config; a rule
+        without one matches every file."""
+        return self.match_relative(_relative(file_path, self.directory))
+
+    def match_relative(self, rel: str) -> tuple[int, dict[str, Any]] | None:
+        """:meth:`first_match` for a path already relative to the config's directory."""
+        for n, raw in enumerate(self.rules()):
+            regex = str(raw.get("path_regex") or "")
+            if not regex or re.search(regex, rel) is not None:
+                return n, raw
+        return None
 
     def rule_for(self, file_path: str) -> CreationRule | None:
         """The first creation rule matching ``file_path``; None when the config has none."""
-        rules = self.data.get("creation_rules")
-        if rules is None:
+        if self.data.get("creation_rules") is None:
             return None
-        if not isinstance(rules, list):
-            raise ConfigError("creation_rules must be a list", file=str(self.path))
+        found = self.first_match(file_path)
+        if found is not None:
+            return self._parse_rule(found[1], found[0])
         rel = _relative(file_path, self.directory)
-        for n, raw in enumerate(rules):
-            if not isinstance(raw, dict):
-                raise ConfigError(f"creation_rules[{n}] is not a map", file=str(self.path))
-            regex = raw.get("path_regex") or ""
-            if regex:
-                try:
-                    matched = re.search(str(regex), rel) is not None
-                except re.error as e:
-                    raise ConfigError(
-                        f"creation_rules[{n}].path_regex is not a valid regex: {e}",
-                        file=str(self.path),
-                    ) from None
-                if not matched:
-                    continue
-            return self._parse_rule(raw, n)
         raise ConfigError(
             f"no creation rule matches {rel}",
             code=ExitCode.ERROR_READING_CONFIG,
@@ -108,8 +111,6 @@ class Config(NamedTuple):
             raise e.with_file(str(self.path)) from None
         selection = {k: str(raw[k]) for k in _SELECTION_FIELDS if raw.get(k)}
         threshold = raw.get("shamir_threshold") or 0
-        if not isinstance(threshold, int):
-            raise ConfigError(f"{where}.shamir_threshold must be an integer", file=str(self.path))
         return CreationRule(
             groups=groups,
             shamir_threshold=threshold,
@@ -157,19 +158,26 @@ def find_config(start: str | None, env: Mapping[str, str], explicit: str | None 
 
 
 def load_config(path: Path, text: bytes | None = None) -> Config:
-    """The config at ``path`` (its content ``text`` when given, e.g. from the git index)."""
-    import yaml
+    """The config at ``path`` (its content ``text`` when given, e.g. from the git index),
+    within the size limit and checked whole (see the module's docstring)."""
+    from secretops import yamlload
+    from secretops.config_shape import check_shape
+    from secretops.limits import MAX_CONFIG_BYTES
 
     try:
-        raw = path.read_bytes() if text is None else text
-        data = yaml.safe_load(raw.decode("utf-8")) or {}
+        if text is None:
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)  # no more than the limit, whatever it is
+        else:
+            raw = text
     except OSError as e:
         raise ConfigError(f"cannot read the config: {e.strerror}", file=str(path)) from None
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"the config is not valid YAML: {e}".splitlines()[0],
-                          file=str(path)) from None
+    data = yamlload.load(raw, str(path), config=True)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
         raise ConfigError("the config must be a map", file=str(path))
+    check_shape(data, str(path))
     _contexts_as_written(data, raw, path)
     return Config(path, data)
 
@@ -184,8 +192,6 @@ def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
     """KMS encryption contexts of ``key_groups`` hold the scalars' text, as go-yaml gives sops
     (``true``, ``yes``, ``0x10`` — not ``True``, ``16``): they are sent to KMS and an IAM
     condition may name them."""
-    import yaml
-
     where = []
     for n, rule in enumerate(_list(data.get("creation_rules"))):
         for m, group in enumerate(_list(rule.get("key_groups") if isinstance(rule, dict) else 0)):
@@ -194,7 +200,9 @@ def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
                     where.append((n, m, k))
     if not where:
         return
-    text = yaml.load(raw.decode("utf-8"), Loader=yaml.BaseLoader)  # every scalar a string
+    from secretops import yamlload
+
+    text = yamlload.load(raw, str(path), config=True, strings=True)  # every scalar a string
     for n, m, k in where:
         typed = data["creation_rules"][n]["key_groups"][m]["kms"][k]
         for key, value in typed["context"].items():
@@ -202,4 +210,11 @@ def _contexts_as_written(data: dict[str, Any], raw: bytes, path: Path) -> None:
                 raise ConfigError(
                     f"creation_rules[{n}].key_groups[{m}].kms[{k}].context.{key} has no value",
                     file=str(path))
-        typed["context"] = dict(text["creation_rules"][n]["key_groups"][m]["kms"][k]["context"])
+        try:
+            as_written = text["creation_rules"][n]["key_groups"][m]["kms"][k]["context"]
+            typed["context"] = {str(c): str(v) for c, v in as_written.items()}
+        except (KeyError, IndexError, TypeError, AttributeError):
+            # merge keys (<<) shape the typed reading only: the text cannot be matched up
+            raise ConfigError(
+                f"creation_rules[{n}].key_groups[{m}].kms[{k}].context cannot be read as "
+                "written (write it out without merge keys)", file=str(path)) from None

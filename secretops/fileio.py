@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+from typing import BinaryIO
 
 from secretops.errors import ExitCode, SecretOpsError
 
@@ -79,15 +80,28 @@ def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
                 os.unlink(tmp)
 
 
+def read_bounded(f: BinaryIO, what: str = "the input") -> bytes:
+    """All of ``f``, refused (:class:`~secretops.limits.LimitError`) past the input size limit
+    without reading more than one byte beyond it."""
+    from secretops.limits import MAX_INPUT_BYTES, check_input_size
+
+    data = f.read(MAX_INPUT_BYTES + 1)
+    check_input_size(data, what)
+    return data
+
+
 def read_input(path: str) -> bytes:
-    """The bytes of ``path`` (``-`` is standard input), with a clean error."""
+    """The bytes of ``path`` (``-`` is standard input), with a clean error; at most the
+    input size limit (``docs/security.md``, "Limits on input")."""
     import sys
 
-    if path == "-":
-        return sys.stdin.buffer.read()
     try:
+        if path == "-":
+            return read_bounded(sys.stdin.buffer)
         with open(path, "rb") as f:
-            return f.read()
+            return read_bounded(f)
+    except SecretOpsError as e:
+        raise e.with_file(path) from None
     except FileNotFoundError:
         raise SecretOpsError(
             "no such file", code=ExitCode.COULD_NOT_READ_INPUT, file=path

@@ -161,7 +161,18 @@ def _pick(base: Any, ours: Any, theirs: Any, what: str, conflicts: list[str]) ->
 
 def merge_files(base: bytes, ours: bytes, theirs: bytes, fmt: str,
                 env: Mapping[str, str] | None = None, options: Any = None) -> bytes:
-    """The merged encrypted file; raises :class:`MergeConflict` (or a decryption error)."""
+    """The merged encrypted file; raises :class:`MergeConflict` (or a decryption error).
+
+    The three-way merge of trees recurses once per level where both sides changed a map: it
+    runs on a stack of its own (:func:`secretops.jsonload.on_big_stack`), as files nest as deep
+    as the limits on input allow."""
+    from secretops.jsonload import on_big_stack
+
+    return on_big_stack(lambda: _merge_files(base, ours, theirs, fmt, env, options))
+
+
+def _merge_files(base: bytes, ours: bytes, theirs: bytes, fmt: str,
+                 env: Mapping[str, str] | None, options: Any) -> bytes:
     if ours in (base, theirs):
         return theirs
     if theirs == base:

@@ -54,7 +54,7 @@ from secretops.config import CONFIG_NAMES, Config, _relative, find_config, load_
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
 from secretops.core.tree import Branch, Comment, Seq, iter_leaves
-from secretops.errors import ConfigError, SecretOpsError, format_path
+from secretops.errors import SecretOpsError, format_path
 from secretops.stores import Loaded, format_for_path, get_store
 
 ALLOW_MARKER = "secretops: allow-plaintext"
@@ -151,8 +151,14 @@ def check_data(name: str, data: bytes, *, fmt: str | None = None,
 
 
 def _load(data: bytes, fmt: str) -> Loaded | None:
+    """The parsed file, or None when it does not parse. A file over a limit on input (size,
+    nesting, aliases) is an error instead: the guard fails closed on what it cannot check."""
+    from secretops.limits import LimitError
+
     try:
         return get_store(fmt).load(data)
+    except LimitError:
+        raise
     except SecretOpsError:
         return None
 
@@ -220,31 +226,45 @@ def _plaintext_leaves(doc: Branch, selection: Selection) -> list[list[str | int]
         if encrypted and not _well_formed(value):
             found.append(where)
 
-    def walk(node: Any, path: list[str], where: list[str | int], stack: list[list[str]],
-             matched: bool) -> None:
-        if isinstance(node, Branch):
-            stack = [*stack, []]
-            for item in node:
-                if type(item) is not tuple:
-                    stack[-1].append(str(item))  # comments steer the comment rules only
-                    continue
+    # The open collections, a stack of its own (files nest as deep as the limits allow), with
+    # their key path, position and comment levels kept in shared lists (pushed and popped).
+    path: list[str] = []
+    where: list[str | int] = []
+    stack: list[list[str]] = [[]]
+    todo: list[tuple[Any, bool, bool, bool]] = [(enumerate(doc), True, False, False)]
+    while todo:
+        items, is_map, matched, keyed = todo[-1]
+        for n, item in items:
+            if (is_map and type(item) is not tuple) or (not is_map and isinstance(item, Comment)):
+                stack[-1].append(str(item))  # comments steer the comment rules only
+                continue
+            if is_map:
                 key = item[0]
-                if isinstance(key, str):
-                    walk(item[1], [*path, key], [*where, key], stack,
-                         matched or selection.key_matches(key))
-                stack[-1].clear()
-        elif isinstance(node, Seq):
-            stack = [*stack, []]
-            for i, value in enumerate(node):
-                if isinstance(value, Comment):
-                    stack[-1].append(str(value))
+                if not isinstance(key, str):
                     continue
-                walk(value, path, [*where, i], stack, matched)
-                stack[-1].clear()
+                value, label, hit = item[1], key, matched or selection.key_matches(key)
+            else:
+                value, label, hit = item, n, matched
+            where.append(label)
+            if is_map:
+                path.append(key)
+            if isinstance(value, Branch | Seq):
+                todo.append((enumerate(value), isinstance(value, Branch), hit, is_map))
+                stack.append([])
+                break
+            leaf(value, path, list(where), stack, hit)
+            where.pop()
+            if is_map:
+                path.pop()
+            stack[-1].clear()
         else:
-            leaf(node, path, where, stack, matched)
-
-    walk(doc, [], [], [], False)
+            todo.pop()
+            if todo:
+                stack.pop()
+                where.pop()
+                if keyed:
+                    path.pop()
+                stack[-1].clear()
     return found
 
 
@@ -341,34 +361,18 @@ def _first_rule(cfg: Config, rel: str) -> str | None:
     The same matching as :meth:`Config.rule_for`, without parsing the rule's keys (the guard
     needs none, and must not fail on a key source this version does not support).
     """
-    rules = cfg.data.get("creation_rules")
-    if not isinstance(rules, list):
+    found = cfg.match_relative(rel)
+    if found is None:
         return None
-    for n, raw in enumerate(rules):
-        if not isinstance(raw, dict):
-            raise ConfigError(f"creation_rules[{n}] is not a map", file=str(cfg.path))
-        regex = str(raw.get("path_regex") or "")
-        if not regex:
-            return None  # a catch-all rule: it applies, but does not single this file out
-        try:
-            if re.search(regex, rel):
-                return f"creation_rules[{n}] (path_regex {regex})"
-        except re.error as e:
-            raise ConfigError(f"creation_rules[{n}].path_regex is not a valid regex: {e}",
-                              file=str(cfg.path)) from None
-    return None
+    n, raw = found
+    regex = str(raw.get("path_regex") or "")
+    # a catch-all rule applies, but does not single this file out
+    return f"creation_rules[{n}] (path_regex {regex})" if regex else None
 
 
 def _allow_globs(cfg: Config) -> list[tuple[str, re.Pattern[str]]]:
-    section = cfg.data.get("secretops")
-    if section is None:
-        return []
-    check = section.get("check") if isinstance(section, dict) else None
-    allow = check.get("allow") if isinstance(check, dict) else None
-    if allow is None:
-        return []
-    if not isinstance(allow, list) or not all(isinstance(g, str) and g for g in allow):
-        raise ConfigError("secretops.check.allow must be a list of globs", file=str(cfg.path))
+    section = cfg.data.get("secretops") or {}  # shapes checked by load_config
+    allow = (section.get("check") or {}).get("allow") or []
     return [(g, glob_to_regex(g)) for g in allow]
 
 

@@ -111,14 +111,20 @@ def run_textconv(file: str) -> int:
     """Print what git should diff for FILE; never fails in a way that breaks git."""
     import os
 
+    from secretops.fileio import read_bounded
     from secretops.gitdiff import textconv
 
     try:
         with open(file, "rb") as f:
-            data = f.read()
+            data = read_bounded(f)
     except OSError as e:
         sys.stderr.write(f"secretops: error: {file}: cannot read: {e.strerror}\n")
         return 2
+    except SecretOpsError as e:
+        # git shows nothing of a blob its driver fails on: say why, in place of the text
+        sys.stderr.write(f"secretops: error: {e.with_file(file)}\n")
+        sys.stdout.write(f"# secretops: cannot show this file: {e.message}\n")
+        return 0
     out = textconv(data, file, os.environ)
     sys.stdout.buffer.write(out)
     return 0

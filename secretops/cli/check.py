@@ -91,6 +91,7 @@ def _working_tree(paths: tuple[str, ...]) -> Iterator[_File]:
     import os
 
     from secretops.errors import ExitCode, SecretOpsError
+    from secretops.fileio import read_bounded
 
     seen: set[str] = set()
     for path in paths:
@@ -111,7 +112,9 @@ def _working_tree(paths: tuple[str, ...]) -> Iterator[_File]:
             seen.add(name)
             try:
                 with open(name, "rb") as f:
-                    data = f.read()
+                    data = read_bounded(f)  # a guard fails closed: too large is an error
+            except SecretOpsError as e:
+                raise e.with_file(name) from None
             except OSError as e:
                 raise SecretOpsError(f"cannot read: {e.strerror}", file=name,
                                      code=ExitCode.COULD_NOT_READ_INPUT) from None

@@ -73,7 +73,9 @@ def flatten_env(doc: Any) -> dict[str, str]:
                                      code=ExitCode.INVALID_INPUT, path=format_path(path))
             out[name] = _env_value(node)
 
-    walk(doc, "", [])
+    from secretops.jsonload import on_big_stack
+
+    on_big_stack(lambda: walk(doc, "", []))  # files nest as deep as the limits allow
     return out
 
 

@@ -66,21 +66,21 @@ def _kubeconfig() -> tuple[str, dict[str, Any], dict[str, Any], str]:
     """(server, cluster, user, source) of the current context of $KUBECONFIG/~/.kube/config."""
     import os
 
-    import yaml
-
-    from secretops.errors import ExitCode
+    from secretops import yamlload
+    from secretops.errors import ExitCode, SecretOpsError
+    from secretops.limits import MAX_INPUT_BYTES
 
     paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
     path = os.path.expanduser(paths[0] if paths else "~/.kube/config")
     try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f) or {}
+        with open(path, "rb") as f:
+            config = yamlload.load(f.read(MAX_INPUT_BYTES + 1), path) or {}
         ctx_name = config["current-context"]
         ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
         user = next((u.get("user") or {} for u in config.get("users") or []
                      if u["name"] == ctx.get("user")), {})
-    except (OSError, yaml.YAMLError, KeyError, StopIteration, TypeError) as e:
+    except (OSError, SecretOpsError, KeyError, StopIteration, TypeError) as e:
         raise _fail(f"cannot read the kubeconfig ({type(e).__name__})",
                     ExitCode.CERT_FETCH_FAILED, file=path,
                     hints=("set KUBECONFIG, or save the recipients file and give --cert",)

@@ -132,6 +132,10 @@ class ValueCipher:
             raise CipherError("the value's base64 is malformed") from None
         if len(iv) < 8 or len(tag) != TAG_SIZE:
             raise CipherError("the value's IV or tag has a wrong length")
+        if type_ == "bytes":
+            # no sops store writes one; sops 3.11 cannot decrypt one either (its decryption
+            # panics, in every output format), so neither a Python repr nor a guess goes out
+            raise CipherError("the value is of type bytes, which sops cannot decrypt either")
         try:
             plain = self._aead.decrypt(iv, data + tag, aad.encode("utf-8", "surrogateescape"))
         except InvalidTag:

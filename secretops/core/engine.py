@@ -67,69 +67,105 @@ class _Walk:
         self.hasher = hasher
         self.decrypting = not encrypt
 
-    # ``aad`` is a node's key path as sops authenticates it (``a:b:``; ``:`` at the top), built
-    # once per key on the way down; ``path`` is the same as a list, for the comment rules.
-    def branch(self, node: Branch, path: list[str], aad: str, stack: list[list[str]],
-               matched: bool = False) -> Branch:
-        stack = [*stack, []]
-        level = stack[-1]
-        out = Branch()
-        append = out.append
-        key_matches = self.key_matches
+    # ``aad`` is a node's key path as sops authenticates it (``a:b:``; ``:`` at the top), made
+    # once per key on the way down; ``path`` is the same as a list, for the comment rules, and
+    # ``levels`` the comments seen so far in each open collection. The walk keeps its own stack
+    # of open collections instead of recursing: a file may nest as deep as the limits allow.
+    def walk(self, doc: Branch) -> Branch:
         leaf = self.decrypt_leaf if self.decrypting else self.encrypt_leaf
-        base = aad if path else ""
+        key_matches = self.key_matches
         by_path = self.by_path
-        for item in node:
-            if type(item) is not tuple:  # a comment line
-                level.append(str(item))
-                append(leaf(item, path, aad, stack, matched))
+        path: list[str] = []
+        where: list[str | int] = []  # the open collections' keys / indexes, for errors
+        levels: list[list[str]] = [[]]
+        root = Branch()
+        # an open collection: [items, out, is_branch, aad, base, matched, index, pushed_path]
+        frames: list[list[Any]] = [[iter(doc), root, True, ":", "", False, -1, False]]
+        while frames:
+            frame = frames[-1]
+            items, out, is_branch, aad, base, matched = frame[:6]
+            level = levels[-1]
+            append = out.append
+            child: Any = None
+            if is_branch:
+                for item in items:
+                    if type(item) is not tuple:  # a comment line
+                        level.append(str(item))
+                        append(self._leaf_at(leaf, item, path, aad, levels, matched, where))
+                        continue
+                    key, value = item
+                    if not isinstance(key, str):
+                        raise _LeafError(
+                            f"keys must be strings, found the {type(key).__name__} key "
+                            f"{key!r}", list(where))
+                    hit = matched or key_matches(key)
+                    if value is None:
+                        append((key, None))
+                    elif isinstance(value, (Branch, Seq)):
+                        child = Branch() if type(value) is Branch else Seq()
+                        append((key, child))
+                        path.append(key)
+                        where.append(key)
+                        key_aad = f"{base}{key}:"
+                        frames.append([iter(value), child, type(value) is Branch, key_aad,
+                                       key_aad, hit, -1, True])
+                        break
+                    else:
+                        if not by_path:
+                            path.append(key)
+                        try:
+                            append((key, leaf(value, path, f"{base}{key}:", levels, hit)))
+                        except _LeafError as e:
+                            e.segments[:0] = [*where, key]
+                            raise
+                        finally:
+                            if not by_path:
+                                path.pop()
+                    level.clear()
+            else:
+                for value in items:
+                    frame[6] += 1
+                    if isinstance(value, Comment):
+                        level.append(str(value))
+                        append(self._leaf_at(leaf, value, path, aad, levels, matched, where))
+                        continue
+                    if isinstance(value, (Branch, Seq)):
+                        child = Branch() if type(value) is Branch else Seq()
+                        append(child)
+                        where.append(frame[6])
+                        frames.append([iter(value), child, type(value) is Branch, aad, aad,
+                                       matched, -1, False])
+                        break
+                    if value is None:
+                        append(None)
+                    else:
+                        try:
+                            append(leaf(value, path, aad, levels, matched))
+                        except _LeafError as e:
+                            e.segments[:0] = [*where, frame[6]]
+                            raise
+                    level.clear()
+            if child is not None:
+                levels.append([])
                 continue
-            key, value = item
-            if not isinstance(key, str):
-                raise _LeafError(
-                    f"keys must be strings, found the {type(key).__name__} key {key!r}", []
-                )
-            try:
-                if value is None or isinstance(value, (Branch, Seq)):
-                    value = self.value(value, [*path, key], f"{base}{key}:", stack,
-                                       matched or key_matches(key))
-                else:
-                    value = leaf(value, path if by_path else [*path, key], f"{base}{key}:",
-                                 stack, matched or key_matches(key))
-            except _LeafError as e:
-                e.segments.insert(0, key)
-                raise
-            append((key, value))
-            level.clear()
-        return out
+            frames.pop()  # done with this collection: back to its parent's next item
+            levels.pop()
+            if frames:
+                where.pop()
+                if frame[7]:
+                    path.pop()
+                levels[-1].clear()
+        return root
 
-    def seq(self, node: Seq, path: list[str], aad: str, stack: list[list[str]],
-            matched: bool) -> Seq:
-        stack = [*stack, []]
-        level = stack[-1]
-        out = Seq()
-        for i, value in enumerate(node):
-            if isinstance(value, Comment):
-                level.append(str(value))
-                out.append(self.leaf(value, path, aad, stack, matched))
-                continue
-            try:
-                out.append(self.value(value, path, aad, stack, matched))
-            except _LeafError as e:
-                e.segments.insert(0, i)
-                raise
-            level.clear()
-        return out
-
-    def value(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
-              matched: bool) -> Any:
-        if isinstance(value, Branch):
-            return self.branch(value, path, aad, stack, matched)
-        if isinstance(value, Seq):
-            return self.seq(value, path, aad, stack, matched)
-        if value is None:
-            return None
-        return self.leaf(value, path, aad, stack, matched)
+    @staticmethod
+    def _leaf_at(leaf: Any, value: Any, path: list[str], aad: str, levels: list[list[str]],
+                 matched: bool, where: list[str | int]) -> Any:
+        """A comment's leaf call: its errors name the collection it is in."""
+        try:
+            return leaf(value, path, aad, levels, matched)
+        except _LeafError as e:
+            e.segments[:0] = where
+            raise
 
     def leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
              matched: bool) -> Any:
@@ -207,7 +243,7 @@ def _run(docs: list[Branch], walk: _Walk, failure_code: ExitCode) -> tuple[list[
     out = []
     for doc in docs:
         try:
-            out.append(walk.branch(doc, [], ":", []))
+            out.append(walk.walk(doc))
         except _LeafError as e:
             raise SecretOpsError(
                 e.cause, code=failure_code, path=_display(e.segments) or None

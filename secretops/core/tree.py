@@ -47,44 +47,96 @@ class Seq(list[Any]):
     __slots__ = ()
 
 
+# The walks below keep their own stack instead of recursing: a tree may nest as deep as the
+# limits on input allow (secretops.limits.MAX_DEPTH), far past Python's recursion limit.
+
 def iter_leaves(node: Any) -> Iterator[Any]:
     """Every leaf (scalars, ``None`` and comments) in walk order: the order of the MAC."""
-    if isinstance(node, Branch):
-        for item in node:
-            if type(item) is tuple:
-                value = item[1]
-                if isinstance(value, Branch | Seq):
-                    yield from iter_leaves(value)
-                else:
-                    yield value
-            else:
-                yield item
-    elif isinstance(node, Seq):
-        for value in node:
-            if isinstance(value, Branch | Seq):
-                yield from iter_leaves(value)
-            else:
-                yield value
-    else:
+    if not isinstance(node, Branch | Seq):
         yield node
+        return
+    todo = [(type(node) is Branch, iter(node))]
+    while todo:
+        is_branch, items = todo[-1]
+        for item in items:
+            value = item[1] if is_branch and type(item) is tuple else item
+            if isinstance(value, Branch | Seq):
+                todo.append((type(value) is Branch, iter(value)))
+                break
+            yield value
+        else:
+            todo.pop()
+
+
+def _rebuild(node: Any, mapping: Any, sequence: Any, leaf: Any) -> Any:
+    """A copy of ``node`` made bottom-up: ``mapping(pairs)`` / ``sequence(values)`` build each
+    collection from its converted children, ``leaf(item)`` converts the rest — ``_DROP`` from
+    it drops the item (comments) — all without recursion."""
+    def kind(value: Any) -> int:
+        if isinstance(value, Branch | dict):
+            return 1
+        return 2 if isinstance(value, Seq | list) else 0
+
+    top_kind = kind(node)
+    if not top_kind:
+        return node
+    # an open collection: [items iterator, is mapping, converted children, key in the parent]
+    todo: list[list[Any]] = [[iter(_pairs(node)) if top_kind == 1 else iter(node),
+                              top_kind == 1, [], None]]
+    while True:
+        frame = todo[-1]
+        items, is_map, done = frame[0], frame[1], frame[2]
+        for item in items:
+            key, value = item if is_map and type(item) is tuple else (None, item)
+            if is_map and type(item) is not tuple:
+                item = leaf(item)
+                if item is not _DROP:
+                    done.append(item)
+                continue
+            k = kind(value)
+            if k:
+                todo.append([iter(_pairs(value)) if k == 1 else iter(value), k == 1, [], key])
+                break
+            value = leaf(value) if not is_map else value
+            if value is not _DROP:
+                done.append((key, value) if is_map else value)
+        else:
+            todo.pop()
+            built = (mapping if is_map else sequence)(done)
+            if not todo:
+                return built
+            parent = todo[-1]
+            parent[2].append((frame[3], built) if parent[1] else built)
+
+
+_DROP = object()
+
+
+def _pairs(node: Any) -> Any:
+    return node.items() if isinstance(node, dict) else node
+
+
+def _keep(value: Any) -> Any:
+    return value
+
+
+def _no_comments(value: Any) -> Any:
+    return _DROP if isinstance(value, Comment) else value
 
 
 def to_plain(node: Any) -> Any:
     """Drop comments and turn branches into dicts and seqs into lists (for comparisons, JSON)."""
-    if isinstance(node, Branch):
-        return {item[0]: to_plain(item[1]) for item in node if type(item) is tuple}
-    if isinstance(node, Seq):
-        return [to_plain(v) for v in node if not isinstance(v, Comment)]
-    return node
+    return _rebuild(node, dict, list, _no_comments)
 
 
 def from_plain(node: Any) -> Any:
     """Turn dicts/lists into a tree (the inverse of :func:`to_plain`)."""
-    if isinstance(node, dict):
-        return Branch((k, from_plain(v)) for k, v in node.items())
-    if isinstance(node, list):
-        return Seq(from_plain(v) for v in node)
-    return node
+    return _rebuild(node, Branch, Seq, _keep)
+
+
+def copy_tree(node: Any) -> Any:
+    """A copy of a tree's collections (its scalars are immutable and shared)."""
+    return _rebuild(node, Branch, Seq, _keep)
 
 
 def _items(seq: Seq) -> list[int]:
@@ -166,19 +218,26 @@ def unset_path(doc: Branch, path: list[str | int]) -> None:
 
 def same_shape(a: Any, b: Any) -> bool:
     """Whether two trees have the same keys, list lengths and comment positions (values aside)."""
-    if isinstance(a, Branch):
-        if not isinstance(b, Branch) or len(a) != len(b):
-            return False
-        for x, y in zip(a, b, strict=True):
-            if type(x) is tuple:
-                if type(y) is not tuple or x[0] != y[0] or not same_shape(x[1], y[1]):
-                    return False
-            elif type(y) is tuple:
+    todo = [(a, b)]
+    while todo:
+        a, b = todo.pop()
+        if isinstance(a, Branch):
+            if not isinstance(b, Branch) or len(a) != len(b):
                 return False
-        return True
-    if isinstance(a, Seq):
-        return (isinstance(b, Seq) and len(a) == len(b)
-                and all(same_shape(x, y) for x, y in zip(a, b, strict=True)))
-    if isinstance(a, Comment) or isinstance(b, Comment):
-        return isinstance(a, Comment) and isinstance(b, Comment)
-    return not isinstance(b, Branch | Seq)
+            for x, y in zip(a, b, strict=True):
+                if type(x) is tuple:
+                    if type(y) is not tuple or x[0] != y[0]:
+                        return False
+                    todo.append((x[1], y[1]))
+                elif type(y) is tuple:
+                    return False
+        elif isinstance(a, Seq):
+            if not isinstance(b, Seq) or len(a) != len(b):
+                return False
+            todo += zip(a, b, strict=True)
+        elif isinstance(a, Comment) or isinstance(b, Comment):
+            if not (isinstance(a, Comment) and isinstance(b, Comment)):
+                return False
+        elif isinstance(b, Branch | Seq):
+            return False
+    return True

@@ -13,27 +13,34 @@ from typing import Any
 
 import yaml
 
+from secretops import yamlload
 from secretops.errors import FormatError
+from secretops.limits import check_input_size
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def load_documents(data: bytes, source: str = "<input>") -> list[dict[str, Any]]:
-    """Every object in ``data``, Lists flattened; empty documents are skipped."""
+    """Every object in ``data``, Lists flattened; empty documents are skipped. Within the
+    limits on input (size, nesting, aliases: :mod:`secretops.limits`)."""
     try:
+        check_input_size(data)
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError("not UTF-8 text", file=source) from None
-    try:
-        if text.lstrip().startswith(("{", "[")):
-            docs: list[Any] = [json.loads(text)]
-        else:
-            docs = list(yaml.load_all(text, Loader=_Loader))
-    except (ValueError, yaml.YAMLError) as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" (line {where.line + 1})" if where is not None else ""
-        raise FormatError(f"not valid YAML or JSON{at}", file=source) from None
+    except FormatError as e:
+        raise e.with_file(source) from None
+    if text.lstrip().startswith(("{", "[")):
+        from secretops.jsonload import loads
+
+        try:
+            docs: list[Any] = [loads(text)]
+        except ValueError as e:
+            raise FormatError(f"not valid YAML or JSON ({e})", file=source) from None
+        except FormatError as e:
+            raise e.with_file(source) from None
+    else:
+        docs = yamlload.load_all(text, source)
     out: list[dict[str, Any]] = []
     for doc in docs:
         if doc is None:

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from secretops.core.tree import Branch, Seq
+from secretops.core.tree import Branch, from_plain
 from secretops.core.values import Timestamp
 from secretops.errors import MetadataError
+from secretops.limits import MAX_DEPTH
 
 MAP_SEP = "__map_"
 LIST_SEP = "__list_"
@@ -74,7 +75,7 @@ def unflatten_metadata(flat: Iterable[tuple[str, str]]) -> Branch:
         node: Any = root
         for token, nxt in zip(tokens, [*tokens[1:], None], strict=True):
             node = _step(node, token, nxt, value, key)
-    return Branch((k, _to_branch(v)) for k, v in root.items())
+    return Branch((k, from_plain(v)) for k, v in root.items())
 
 
 def _threshold(text: str) -> int:
@@ -114,6 +115,10 @@ def _step(node: Any, token: str | int, nxt: str | int | None, value: Any, key: s
                 node[token] = child  # type: ignore[index]
         else:
             child = node.setdefault(token, {} if isinstance(nxt, str) else [])
+        if isinstance(nxt, int) and nxt > MAX_DEPTH:
+            # a list index in a key must not allocate a huge list: metadata lists are short
+            raise MetadataError(f"the flattened metadata key {key!r} has a list index over "
+                                f"{MAX_DEPTH:,}")
         if isinstance(nxt, int) and isinstance(child, list) and nxt >= len(child):
             child.extend([None] * (nxt + 1 - len(child)))
         if isinstance(nxt, str) != isinstance(child, dict):
@@ -121,14 +126,6 @@ def _step(node: Any, token: str | int, nxt: str | int | None, value: Any, key: s
         return child
     except (TypeError, IndexError):
         raise MetadataError(f"the flattened metadata key {key!r} conflicts with another") from None
-
-
-def _to_branch(node: Any) -> Any:
-    if isinstance(node, dict):
-        return Branch((k, _to_branch(v)) for k, v in node.items())
-    if isinstance(node, list):
-        return Seq(_to_branch(v) for v in node)
-    return node
 
 
 # ---- Go value formatting ----------------------------------------------------------------------

@@ -9,6 +9,7 @@ their own lines, multi-line strings as literal blocks.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
@@ -40,8 +41,27 @@ def _key(key: Any) -> str:
     return render_str_inline(str(key), flow=False) if key != "" else '""'
 
 
+# The emitters are generators that yield the emitter of a nested collection instead of calling
+# it; _drive runs them on a stack of its own, so a tree may nest as deep as the limits allow.
+_Emit = Generator[Any, None, None]
+
+
+def _drive(top: _Emit) -> None:
+    stack = [top]
+    while stack:
+        try:
+            stack.append(next(stack[-1]))
+        except StopIteration:
+            stack.pop()
+
+
 def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool = False) -> None:
-    """Append the lines of a Branch or Seq whose items start at column ``level``.
+    """Append the lines of a Branch or Seq whose items start at column ``level``."""
+    _drive(_node(node, level, step, out, item_map))
+
+
+def _node(node: Any, level: int, step: int, out: list[str], item_map: bool = False) -> _Emit:
+    """:func:`emit_node`, as a generator for :func:`_drive`.
 
     ``item_map``: the Branch is a sequence item (``- key: …``); go-yaml then indents the
     block scalars and the nested collections of its entries by 2, not by ``step`` (deeper
@@ -54,7 +74,7 @@ def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool =
                 out.append(f"{pad}#{item}")
                 continue
             key, value = item
-            _emit_entry(f"{pad}{_key(key)}:", value, level, step, out, 2 if item_map else step)
+            yield _entry(f"{pad}{_key(key)}:", value, level, step, out, 2 if item_map else step)
     else:
         for value in node:
             if isinstance(value, Comment):
@@ -62,34 +82,34 @@ def emit_node(node: Any, level: int, step: int, out: list[str], item_map: bool =
                 continue
             if isinstance(value, Branch) and any(type(i) is tuple for i in value):
                 sub: list[str] = []
-                emit_node(value, level + 2, step, sub, item_map=True)
+                yield _node(value, level + 2, step, sub, item_map=True)
                 first = next(i for i, line in enumerate(sub) if not line.lstrip().startswith("#"))
                 out.extend(sub[:first])
                 out.append(f"{pad}- {sub[first][level + 2:]}")
                 out.extend(sub[first + 1:])
             elif isinstance(value, Seq) and value:
                 out.append(f"{pad}-")
-                emit_node(value, level + step, step, out)
+                yield _node(value, level + step, step, out)
             else:
-                _emit_entry(f"{pad}-", value, level, step, out)
+                yield _entry(f"{pad}-", value, level, step, out)
 
 
-def _emit_entry(
+def _entry(
     head: str, value: Any, level: int, step: int, out: list[str], block_step: int | None = None
-) -> None:
+) -> _Emit:
     child = level + (block_step or step)
     if isinstance(value, Branch):
         if not any(type(i) is tuple for i in value) and not value:
             out.append(f"{head} {{}}")
             return
         out.append(head)
-        emit_node(value, child, step, out)
+        yield _node(value, child, step, out)
     elif isinstance(value, Seq):
         if not value:
             out.append(f"{head} []")
             return
         out.append(head)
-        emit_node(value, child, step, out)
+        yield _node(value, child, step, out)
     else:
         text = _scalar(value, " " * (level + (block_step or step)))
         out.append(f"{head} {text}")
@@ -107,5 +127,5 @@ def emit_document(doc: Branch, step: int) -> str:
 def emit_entry(key: str, value: Any, step: int) -> str:
     """One top-level ``key: value`` entry (the ``sops:`` block), ending in a newline."""
     lines: list[str] = []
-    _emit_entry(f"{_key(key)}:", value, 0, step, lines)
+    _drive(_entry(f"{_key(key)}:", value, 0, step, lines))
     return "\n".join(lines) + "\n"

@@ -21,6 +21,7 @@ from typing import Any
 
 from secretops.core.tree import Branch
 from secretops.errors import FormatError
+from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores.json import JsonStore
 
@@ -37,6 +38,7 @@ class BinaryStore:
         self._json = JsonStore(options)
 
     def load(self, data: bytes) -> Loaded:
+        check_input_size(data)
         if _ENVELOPE.match(data):
             try:
                 loaded = self._json.load(data)

@@ -22,6 +22,7 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import ExitCode, FormatError, SecretOpsError
+from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 
@@ -37,6 +38,7 @@ class DotenvStore:
         self.options = options
 
     def load(self, data: bytes) -> Loaded:
+        check_input_size(data)
         text = data.decode("utf-8", "surrogateescape")
         doc = Branch()
         flat: list[tuple[str, str]] = []

@@ -32,6 +32,8 @@ from typing import Any
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
 from secretops.errors import ExitCode, FormatError
+from secretops.jsonload import raw_decode
+from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 
 _WS = " \t\r\n"
@@ -53,6 +55,7 @@ class JsonStore:
         self.options = options
 
     def load(self, data: bytes) -> Loaded:
+        check_input_size(data)
         doc = parse_object(data)
         metadata = None
         if any(type(i) is tuple and i[0] == "sops" for i in doc):
@@ -86,7 +89,16 @@ def _number(text: str) -> float:
 
 
 def _seq(items: list[Any]) -> Seq:
-    return Seq(_seq(v) if type(v) is list else v for v in items)
+    """A JSON array (and the arrays in it, without recursion) as a :class:`Seq`."""
+    top = Seq(items)
+    todo = [top]
+    while todo:
+        seq = todo.pop()
+        for i, v in enumerate(seq):
+            if type(v) is list:
+                seq[i] = child = Seq(v)
+                todo.append(child)
+    return top
 
 
 def _pairs(pairs: list[tuple[str, Any]]) -> Branch:
@@ -119,7 +131,7 @@ def parse_object(data: bytes) -> Branch:
     if text[start] != "{":
         raise FormatError("the top level of a JSON file must be an object")
     try:
-        doc, _ = _DECODER.raw_decode(text, start)
+        doc, _ = raw_decode(_DECODER, text, start)
     except json.JSONDecodeError as e:
         raise FormatError(f"invalid JSON at {_line_col(text, e.pos)}: {e.msg}") from None
     if _SURROGATE.search(text) or "\\u" in text:
@@ -130,7 +142,7 @@ def parse_object(data: bytes) -> Branch:
 def _check_no_trailing_data(data: bytes) -> None:
     text = _decode_text(data)
     start = len(text) - len(text.lstrip(_WS))
-    _, end = json.JSONDecoder().raw_decode(text, start)
+    _, end = raw_decode(json.JSONDecoder(), text, start)
     if text[end:].strip(_WS):
         raise FormatError(f"invalid JSON at {_line_col(text, end)}: extra data after the object")
 
@@ -140,13 +152,19 @@ def _fix(s: str) -> str:
 
 
 def _fix_surrogates(node: Any) -> Any:
-    """Go turns invalid UTF-8 and lone surrogate escapes into U+FFFD; Python keeps them."""
-    if isinstance(node, Branch):
-        return Branch((_fix(k), _fix_surrogates(v)) for k, v in node)
-    if isinstance(node, Seq):
-        return Seq(_fix_surrogates(v) for v in node)
-    if isinstance(node, str):
-        return _fix(node)
+    """Go turns invalid UTF-8 and lone surrogate escapes into U+FFFD; Python keeps them.
+    (In place, without recursion.)"""
+    todo = [node]
+    while todo:
+        coll = todo.pop()
+        is_branch = type(coll) is Branch
+        for i, item in enumerate(coll):
+            value = item[1] if is_branch else item
+            if isinstance(value, Branch | Seq):
+                todo.append(value)
+            elif isinstance(value, str):
+                value = _fix(value)
+            coll[i] = (_fix(item[0]), value) if is_branch else value
     return node
 
 
@@ -230,34 +248,53 @@ _METADATA = _MetadataKey("sops")
 
 
 def _write(node: Any, out: list[str], nl: str, unit: str, meta: bool) -> None:
-    if isinstance(node, Branch | dict):
-        if isinstance(node, dict):
-            items = [(k, node[k]) for k in sorted(node)]  # Go sorts map keys
-        else:
-            items = [i for i in node if type(i) is tuple]
-        if not items:
-            out.append("{}")
-            return
-        inner = nl + unit
-        out.append("{")
-        first = True
-        for key, value in items:
-            out.append(inner if first else "," + inner)
+    """Append ``node`` as indented JSON. Without recursion (a value may nest as deep as the
+    limits allow); the indentation is ``nl`` and ``unit`` times the level, made per line."""
+    # each open collection: (iterator over (key or None, value), level, closing bracket, meta)
+    todo: list[tuple[Any, int, str, bool]] = []
+    level = 0
+    pending: list[Any] = [(None, node)]
+    it: Any = iter(pending)
+    close = ""
+    first = True
+    while True:
+        entry: Any = next(it, _DONE)
+        if entry is _DONE:
+            if not todo:
+                return
+            out.append(nl + unit * (level - 1) + close)
+            it, level, close, meta = todo.pop()
             first = False
+            continue
+        key, value = entry
+        if todo or level:
+            out.append(("" if first else ",") + nl + unit * level)
+        first = False
+        if key is not None:
             out.append(go_json_string(str(key)))
             out.append(": ")
-            _write(value, out, inner, unit, meta or type(key) is _MetadataKey)
-        out.append(nl + "}")
-    elif isinstance(node, list):  # Seq, or a plain list in metadata
-        values = [v for v in node if not isinstance(v, Comment)]
-        if not values:
-            out.append("null" if meta else "[]")
-            return
-        inner = nl + unit
-        out.append("[")
-        for i, value in enumerate(values):
-            out.append(inner if i == 0 else "," + inner)
-            _write(value, out, inner, unit, meta)
-        out.append(nl + "]")
-    else:
-        out.append(_scalar(node))
+        inner_meta = meta or type(key) is _MetadataKey
+        if isinstance(value, Branch | dict):
+            if isinstance(value, dict):
+                items = [(k, value[k]) for k in sorted(value)]  # Go sorts map keys
+            else:
+                items = [i for i in value if type(i) is tuple]
+            if not items:
+                out.append("{}")
+                continue
+            out.append("{")
+            todo.append((it, level, close, meta))
+            it, level, close, meta, first = iter(items), level + 1, "}", inner_meta, True
+        elif isinstance(value, list):  # Seq, or a plain list in metadata
+            values = [(None, v) for v in value if not isinstance(v, Comment)]
+            if not values:
+                out.append("null" if inner_meta else "[]")
+                continue
+            out.append("[")
+            todo.append((it, level, close, meta))
+            it, level, close, meta, first = iter(values), level + 1, "]", inner_meta, True
+        else:
+            out.append(_scalar(value))
+
+
+_DONE: Any = object()

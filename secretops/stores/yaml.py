@@ -29,10 +29,12 @@ from typing import Any, NamedTuple
 
 import yaml as _pyyaml
 
+from secretops import yamlload
 from secretops.core.cipher import ENC_PREFIX, is_encrypted
 from secretops.core.tree import Branch, Comment, Seq, to_plain
 from secretops.core.values import Timestamp
 from secretops.errors import FormatError, MetadataError
+from secretops.limits import MAX_DEPTH, AliasBudget, check_input_size, too_deep
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._yamlemit import emit_document, emit_entry
 from secretops.stores._yamlscalar import (
@@ -46,7 +48,6 @@ from secretops.stores._yamlscalar import (
     resolve_plain,
 )
 
-_Loader = getattr(_pyyaml, "CSafeLoader", _pyyaml.SafeLoader)
 _E = _pyyaml.events
 _COMMENT_RE = re.compile(r"(?:^|(?<=[ \t\n]))#[^\n]*")
 _COMMENT_LINE = re.compile(r"(?m)^[ \t]*#[^\n]*(?:\n|\Z)")
@@ -84,7 +85,8 @@ class Layout(NamedTuple):
 
 class _Frame:
     __slots__ = (
-        "col", "flow", "is_map", "key", "key_start", "node", "seen", "spans", "value_start"
+        "anchor", "col", "flow", "is_map", "key", "key_start", "node", "seen", "spans",
+        "value_start", "visits",
     )
 
     def __init__(self, is_map: bool, flow: bool, col: int) -> None:
@@ -97,6 +99,8 @@ class _Frame:
         self.key_start = 0
         self.value_start = 0
         self.seen: set[Any] = set()
+        self.anchor: str | None = None  # set with ``visits`` (when it opened) if anchored
+        self.visits = 0
 
 
 def _scalar_start(text: str, start: int, has_props: bool) -> int:
@@ -171,9 +175,10 @@ def _resolve(ev: Any) -> Any:
 class _Builder:
     """One pass over libyaml events: trees plus layouts."""
 
-    __slots__ = ("anchors", "doc", "docs", "last_end", "last_flow_closed", "last_frame",
-                 "last_was_value", "layouts", "metas", "pending_comments", "root",
-                 "sops_frame_depth", "sops_key_start", "stack", "text")
+    __slots__ = ("anchor_sizes", "anchors", "budget", "doc", "docs", "last_end",
+                 "last_flow_closed", "last_frame", "last_was_value", "layouts", "metas",
+                 "pending_comments", "root", "sops_frame_depth", "sops_key_start", "stack",
+                 "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
@@ -182,6 +187,9 @@ class _Builder:
         self.layouts: list[DocLayout] = []
         self.stack: list[_Frame] = []
         self.anchors: dict[str, Any] = {}
+        # nodes an anchor's value expands to (go-yaml's count); -1 while it is still open
+        self.anchor_sizes: dict[str, int] = {}
+        self.budget = AliasBudget()
         self.pending_comments: list[tuple[int, int]] = []
         self.root: _Frame | None = None
         self.doc: DocLayout | None = None
@@ -280,7 +288,8 @@ class _Builder:
         pos = 0
         S, MS, ME, SS, SE, A = (_E.ScalarEvent, _E.MappingStartEvent, _E.MappingEndEvent,
                                 _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
-        parser = _Loader(text)
+        parser = yamlload.event_parser(text)
+        visits = 1  # nodes go-yaml would visit so far in this document (see limits.AliasBudget)
         next_hash = find("#")  # comments are looked for only in gaps that may hold one
         # one C call per event (yaml.parse adds a generator and a second call)
         for ev in iter(parser.get_event, None):
@@ -293,6 +302,7 @@ class _Builder:
                     self.scan(pos, start)
                     next_hash = find("#", start)
             if t is S:
+                visits += 1
                 if self.pending_comments:
                     self.place_comments()
                 self.last_flow_closed = None
@@ -327,6 +337,7 @@ class _Builder:
                         )
                     if anchor:
                         self.anchors[anchor] = value
+                        self.anchor_sizes[anchor] = 1
                     if value in frame.seen:
                         raise FormatError(
                             f"line {ev.start_mark.line + 1}: mapping key {value!r} already "
@@ -340,6 +351,7 @@ class _Builder:
                 if anchor or tag:
                     if anchor:
                         self.anchors[anchor] = value
+                        self.anchor_sizes[anchor] = 1
                     # typed tags go with the text they typed; an anchor and other tags stay
                     vstart = (_anchor_end(text, start) if tag in _TYPED_TAGS
                               else _scalar_start(text, start, True))
@@ -360,6 +372,9 @@ class _Builder:
                     self.add_value(value, span)
                 self.last_was_value = True
             elif t is MS or t is SS:
+                visits += 1
+                if len(stack) >= MAX_DEPTH:
+                    raise too_deep(ev.start_mark.line + 1)
                 self.last_flow_closed = None
                 is_map = t is MS
                 flow = bool(ev.flow_style)
@@ -390,6 +405,8 @@ class _Builder:
                     self.stack.append(child)
                 if ev.anchor:
                     self.anchors[ev.anchor] = child.node
+                    self.anchor_sizes[ev.anchor] = -1
+                    child.anchor, child.visits = ev.anchor, visits - 1
                 if self.pending_comments:
                     self.place_comments()
             elif t is ME or t is SE:
@@ -397,6 +414,8 @@ class _Builder:
                     self.place_comments()
                 pos = max(pos, ev.end_mark.index)
                 closed_frame = self.stack.pop()
+                if closed_frame.anchor is not None:
+                    self.anchor_sizes[closed_frame.anchor] = visits - closed_frame.visits
                 if closed_frame.flow:
                     self.last_end = pos  # a flow collection ends at its bracket
                 self.last_frame = None
@@ -413,6 +432,12 @@ class _Builder:
                     raise FormatError(
                         f"line {ev.start_mark.line + 1}: unknown anchor {ev.anchor!r}"
                     ) from None
+                size = self.anchor_sizes[ev.anchor]
+                if size < 0:  # go-yaml: "anchor … value contains itself"
+                    raise FormatError(f"line {ev.start_mark.line + 1}: the alias {ev.anchor!r} "
+                                      "refers to a value that contains it")
+                # refused here, before anything is copied, when go-yaml would refuse it
+                visits = self.budget.expand(visits + 1, size, ev.start_mark.line + 1)
                 assert self.doc is not None
                 self.doc.spliceable = False  # sops expands aliases: re-emit this document
                 frame = self.stack[-1]
@@ -421,10 +446,10 @@ class _Builder:
                     frame.key_start = start
                     self.last_frame, self.last_was_value = frame, False
                     continue
-                import copy
-
-                value = copy.deepcopy(target)
-                self.add_value(value, _spans_like(value))
+                if len(stack) + _depth(target) > MAX_DEPTH:
+                    raise too_deep(ev.start_mark.line + 1)
+                value, spans = _copy_with_spans(target)
+                self.add_value(value, spans)
                 self.last_frame, self.last_was_value = frame, True
             elif t is _E.DocumentStartEvent:
                 if ev.version is not None and tuple(ev.version) != (1, 1):
@@ -437,6 +462,9 @@ class _Builder:
                 self.scan(start, ev.end_mark.index)  # comments between directives and ---
                 pos = ev.end_mark.index
                 self.anchors = {}
+                self.anchor_sizes = {}
+                self.budget = AliasBudget()
+                visits = 1
             elif t is _E.DocumentEndEvent:
                 assert self.doc is not None
                 if self.root is None:
@@ -450,6 +478,7 @@ class _Builder:
                     self.place_comments()
                     self.stack.pop()
                 self.doc.end = start
+                self.budget.finish(visits)
                 self.finish_doc(self.root)
                 self.root = None
                 pos = ev.end_mark.index
@@ -484,21 +513,59 @@ class _Builder:
         self.layouts.append(self.doc)
 
 
-def _spans_like(value: Any) -> Any:
-    if isinstance(value, Branch):
-        return [_spans_like(i[1]) if type(i) is tuple else None for i in value]
-    if isinstance(value, Seq):
-        return [_spans_like(v) for v in value]
-    return None
+def _depth(node: Any) -> int:
+    """How many levels of collections ``node`` holds (0 for a scalar)."""
+    deepest, todo = 0, [(node, 1)]
+    while todo:
+        value, level = todo.pop()
+        if isinstance(value, Branch):
+            deepest = max(deepest, level)
+            todo += [(i[1], level + 1) for i in value if type(i) is tuple]
+        elif isinstance(value, Seq):
+            deepest = max(deepest, level)
+            todo += [(v, level + 1) for v in value]
+    return deepest
 
 
-def _flatten(spans: list[Any], out: list[Any] | None = None) -> list[Any]:
-    out = [] if out is None else out
-    for s in spans:
-        if type(s) is list:
-            _flatten(s, out)
+def _copy_with_spans(node: Any) -> tuple[Any, Any]:
+    """An alias's value, copied (sops expands aliases, and each copy is changed on its own),
+    with the spans of a value that has no text of its own: None for every leaf. Without
+    recursion: a value may nest as deep as the limit allows."""
+    if not isinstance(node, Branch | Seq):
+        return node, None
+    top: Any = type(node)()
+    top_spans: list[Any] = []
+    todo = [(node, top, top_spans)]
+    while todo:
+        src, dst, spans = todo.pop()
+        is_branch = type(src) is Branch
+        for item in src:
+            value = item[1] if is_branch and type(item) is tuple else item
+            if isinstance(value, Branch | Seq) and not (is_branch and type(item) is not tuple):
+                child: Any = type(value)()
+                child_spans: list[Any] = []
+                todo.append((value, child, child_spans))
+                dst.append((item[0], child) if is_branch else child)
+                spans.append(child_spans)
+            else:
+                dst.append(item)
+                spans.append(None)
+    return top, top_spans
+
+
+def _flatten(spans: list[Any]) -> list[Any]:
+    """The spans of a document's frames (nested lists) in walk order."""
+    out: list[Any] = []
+    append = out.append
+    todo = [iter(spans)]
+    while todo:
+        for s in todo[-1]:
+            if type(s) is list:
+                todo.append(iter(s))
+                break
+            append(s)
         else:
-            out.append(s)
+            todo.pop()
     return out
 
 
@@ -528,12 +595,20 @@ class YamlStore:
         self.options = options or StoreOptions()
 
     def load(self, data: bytes) -> Loaded:
+        check_input_size(data)
         text, bom = _decode(data)
         if "\x00" in text:
             raise FormatError("the input contains NUL bytes; it is not YAML text")
         builder = _Builder(text)
         try:
-            builder.run()
+            try:
+                builder.run()
+            except _pyyaml.YAMLError as e:
+                # libyaml's own nesting limit (1,000) is below ours: lift it, read again
+                if not (yamlload.nesting_refused(e) and yamlload.raise_nest_limit()):
+                    raise
+                builder = _Builder(text)
+                builder.run()
         except _pyyaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -578,24 +653,27 @@ class YamlStore:
 
 
 def _leaves(node: Any, out: list[Any]) -> None:
-    """Every leaf (scalars and comments) in walk order."""
+    """Every leaf (scalars and comments) in walk order, without recursion."""
     append = out.append
-    if type(node) is Seq:
-        for item in node:
-            if isinstance(item, _BRANCHES):
-                _leaves(item, out)
+    todo = [(type(node) is Seq, iter(node))]
+    while todo:
+        is_seq, items = todo[-1]
+        for item in items:
+            if is_seq:
+                if isinstance(item, _BRANCHES):
+                    todo.append((type(item) is Seq, iter(item)))
+                    break
+                append(item)
+            elif type(item) is tuple:
+                v = item[1]
+                if isinstance(v, _BRANCHES):
+                    todo.append((type(v) is Seq, iter(v)))
+                    break
+                append(v)
             else:
                 append(item)
-        return
-    for item in node:
-        if type(item) is tuple:
-            v = item[1]
-            if isinstance(v, _BRANCHES):
-                _leaves(v, out)
-            else:
-                append(v)
         else:
-            append(item)
+            todo.pop()
 
 
 _BRANCHES = (Branch, Seq)
