@@ -37,16 +37,16 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, kinds, openapi, proxy, views, watch
+from . import discovery, errors, fieldmanager, kinds, openapi, proxy, views, watch
 from .audit import AuditLog, request_info
 from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
 from .faults import Faults
 from .params import go_bool, typed_query
-from .patch import apply_patch
+from .patch import apply_patch, check_patch_type
 from .resources import ResourceType
 from .selectors import combine, field_selector, label_selector
-from .store import Obj, Store
+from .store import Obj, Store, Track
 
 log = logging.getLogger("k8s-emulator")
 JSON_TYPES = (
@@ -340,6 +340,13 @@ class Emulator:
         srt = view.storage if view else rt
         inn: Callable[[Any], Any] = view.to_storage if view else _same
         out: Callable[[Obj], Obj] = view.from_storage if view else _same
+        # managed fields are recorded in the storage's terms (a view's are core/v1 Events')
+        tracked_version = srt.storage_version if view else version
+
+        def managed_by(options: str) -> tuple[str, Track]:
+            manager = fieldmanager.manager_of(q, request.headers.get("User-Agent", ""), options)
+            return manager, fieldmanager.tracker(store, srt, tracked_version, sub, manager)
+
         if not name:
             if method == "GET":
                 store.check_ready(srt.key)
@@ -365,8 +372,9 @@ class Emulator:
                 body = await self._body(request)
                 if view:
                     kinds.check_view_create(rt, namespace, body)
+                _, track = managed_by("CreateOptions")
                 obj, warnings = store.create(
-                    srt, namespace, inn(body), dry_run=dry_run, strict=strict
+                    srt, namespace, inn(body), dry_run=dry_run, strict=strict, track=track
                 )
                 return _json(self._out(rt, version, out(obj)), 201, self._warn(q, warnings))
             if method == "DELETE":
@@ -376,19 +384,29 @@ class Emulator:
             return _json(self._out(rt, version, out(store.get(srt, namespace, name))))
         if method == "PUT":
             body = await self._body(request)
+            _, track = managed_by("UpdateOptions")
             obj, warnings, created = store.put(
                 srt, namespace, name, inn(body), subresource=sub or None, dry_run=dry_run,
-                strict=strict,
+                strict=strict, track=track,
             )
             return _json(self._out(rt, version, out(obj)), 201 if created else 200,
                          self._warn(q, warnings))
         if method == "PATCH":
+            check_patch_type(request.content_type, rt.custom)
+            force = fieldmanager.check_patch_options(q, request.content_type)
             body = await self._body(request)
+            manager, track = managed_by("PatchOptions")
+            if request.content_type == fieldmanager.APPLY:
+                obj, warnings, created = fieldmanager.apply(
+                    store, srt, tracked_version, namespace, name, inn(body), manager, force, sub,
+                    dry_run=dry_run, strict=strict)
+                return _json(self._out(rt, version, out(obj)), 201 if created else 200,
+                             self._warn(q, warnings))
             if view:  # the patch applies to the object as this API shows it
                 shown = out(store.get(srt, namespace, name))
                 patched = inn(apply_patch(request.content_type, shown, body, rt.custom))
                 obj, warnings = store.update(srt, namespace, name, patched, dry_run=dry_run,
-                                             strict=strict)
+                                             strict=strict, track=track)
             else:
                 obj, warnings = store.patch(
                     rt,
@@ -399,6 +417,7 @@ class Emulator:
                     subresource=sub or None,
                     dry_run=dry_run,
                     strict=strict,
+                    track=track,
                 )
             return _json(self._out(rt, version, out(obj)), 200, self._warn(q, warnings))
         if method == "DELETE":
