@@ -60,7 +60,7 @@ def go_string(v: Any) -> str:
 class PE:
     """One path element; hashable, ordered as structured-merge-diff orders them."""
 
-    __slots__ = ("ident", "kind", "sort", "value")
+    __slots__ = ("_hash", "ident", "kind", "sort", "value")
 
     def __init__(self, kind: str, value: Any) -> None:
         self.kind = kind
@@ -75,10 +75,16 @@ class PE:
             inner = value
             self.ident = (kind, value)
         self.sort = (_RANK[kind], inner)
+        self._hash = hash(self.ident)
 
     @classmethod
     def field(cls, name: str) -> PE:
-        return cls("f", name)
+        pe = _FIELDS.get(name)
+        if pe is None:
+            pe = cls("f", name)
+            if len(_FIELDS) < 100_000:  # bounded: keys of maps are user data
+                _FIELDS[name] = pe
+        return pe
 
     @classmethod
     def keys(cls, pairs: list[tuple[str, Any]]) -> PE:
@@ -88,7 +94,7 @@ class PE:
         return isinstance(other, PE) and self.ident == other.ident
 
     def __hash__(self) -> int:
-        return hash(self.ident)
+        return self._hash
 
     def __lt__(self, other: PE) -> bool:
         return bool(self.sort < other.sort)
@@ -136,6 +142,7 @@ class PE:
 
 
 Path = tuple[PE, ...]
+_FIELDS: dict[str, PE] = {}  # field elements are made for every key of every write: reuse them
 
 
 def path_string(path: Path) -> str:

@@ -213,9 +213,13 @@ def _tracked_update(ctx: Context, live: Obj | None, new: Obj, managed: Managed,
     ident = identifier(manager, "Update", ctx.api_version, ctx.subresource)
     this = "current-operation"
     comparison = compare(_typed(ctx, live and _strip_meta(live)), _typed(ctx, new), ctx.schema)
-    comparison.exclude(ctx.reset)
-    managed = _take(managed, comparison, this, force=True)
-    changed = comparison.added.union(comparison.modified).recursive_difference(ctx.reset)
+    if not ctx.reset.empty():
+        comparison.exclude(ctx.reset)
+    if managed:
+        managed = _take(managed, comparison, this, force=True)
+    changed = comparison.added
+    if not comparison.modified.empty():
+        changed = changed.union(comparison.modified)
     changed = changed.difference(_STRIP)
     if not changed.empty():
         previous = managed.get(ident)

@@ -62,27 +62,38 @@ class T:
 SCALAR = T("scalar")
 UNTYPED = T("untyped")
 DEDUCED = T("deduced")
+_DEDUCED_MAP = T("map", elem=DEDUCED)
+_UNTYPED_MAP = T("map", elem=UNTYPED, atomic=True)
+_ATOMIC_LIST = T("list", elem=UNTYPED, atomic=True)
+# built-in nodes by path: made once, as every write walks them
+_BUILTIN: dict[tuple[str, tuple[str, ...]], T] = {}
+
+
+def _cached(kind: str, path: tuple[str, ...], make: Any) -> T:
+    t = _BUILTIN.get((kind, path))
+    if t is None:
+        t = make()
+        if len(_BUILTIN) < 50_000:
+            _BUILTIN[(kind, path)] = t
+    return t
 
 
 def resolve(t: T, v: Any) -> T:
     """The node as it applies to this value (deduced and untyped nodes follow the value)."""
     if t.kind == "deduced":
         if isinstance(v, dict):
-            return T("map", elem=DEDUCED)
-        if isinstance(v, list):
-            return T("list", elem=UNTYPED, atomic=True)
-        return SCALAR
+            return _DEDUCED_MAP
+        return _ATOMIC_LIST if isinstance(v, list) else SCALAR
     if t.kind == "untyped":
         if isinstance(v, dict):
-            return T("map", elem=UNTYPED, atomic=True)
-        if isinstance(v, list):
-            return T("list", elem=UNTYPED, atomic=True)
-        return SCALAR
+            return _UNTYPED_MAP
+        return _ATOMIC_LIST if isinstance(v, list) else SCALAR
     if t.kind == "builtin":
+        path = t.path or ()
         if isinstance(v, dict):
-            return T("map", path=t.path)
+            return _cached("map", path, lambda: T("map", path=path))
         if isinstance(v, list):
-            return _builtin_list(t.path or ())
+            return _cached("list", path, lambda: _builtin_list(path))
         return SCALAR
     return t
 
@@ -117,7 +128,8 @@ def builtin_root() -> T:
 def _builtin(path: tuple[str, ...], name: str) -> T:
     if name == "metadata" and (not path or path[-1] == "template"):
         return OBJECT_META
-    return T("builtin", path=(*path, name))
+    child = (*path, name)
+    return _cached("builtin", child, lambda: T("builtin", path=child))
 
 
 def _builtin_list(path: tuple[str, ...]) -> T:
@@ -275,7 +287,30 @@ def _empty(v: Any) -> bool:
     return v is MISSING or v is None or v == {} or v == []
 
 
+def _added(v: Any, t: T, path: Path, out: FieldSet) -> None:
+    """_cmp with nothing on the left: every node of ``v`` is added (a create's common case)."""
+    t = resolve(t, v)
+    if t.kind == "map" and isinstance(v, dict) and v and not t.atomic:
+        for k, val in v.items():
+            ct, _ = t.child(k)
+            _added(val, ct or UNTYPED, (*path, PE.field(k)), out)
+    elif t.kind == "list" and isinstance(v, list) and v and not t.atomic:
+        _cmp_list(MISSING, v, t, path, _Into(out))
+    out.insert(path)
+
+
+class _Into(Comparison):
+    """A comparison whose additions go to a given set (only additions can happen)."""
+
+    def __init__(self, added: FieldSet) -> None:
+        super().__init__()
+        self.added = added
+
+
 def _cmp(lhs: Any, rhs: Any, t: T, path: Path, c: Comparison) -> None:
+    if lhs is MISSING and rhs is not MISSING:
+        _added(rhs, t, path, c.added)
+        return
     side = _side(lhs, rhs)
     t = resolve(t, side)
     container = (t.kind == "map" and isinstance(side, dict)) or (
