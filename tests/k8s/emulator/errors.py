@@ -46,6 +46,8 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # an error that is no StatusError: Go's omitempty drops the reason
+            del body["reason"]
         if self.details:
             body["details"] = self.details
         return body
@@ -140,7 +142,7 @@ def invalid(kind: str, group: str, name: str, causes: list[Cause]) -> ApiError:
     """422 Invalid: ``<Kind>[.group] "name" is invalid: field: detail[, field: detail]``."""
     parts = [f"{c.field}: {c.message}" if c.field else c.message for c in causes]
     text = parts[0] if len(parts) == 1 else "[" + ", ".join(parts) + "]"
-    details: dict[str, Any] = {"name": name}
+    details: dict[str, Any] = {"name": name} if name else {}
     if group:
         details["group"] = group
     details["kind"] = kind
@@ -158,6 +160,11 @@ def unprocessable(message: str) -> ApiError:
         f"the server rejected our request due to an error in our request: {message}",
         {"causes": [{"reason": "UnexpectedServerResponse", "message": message}]},
     )
+
+
+def server_error(message: str) -> ApiError:
+    """500 for an error that is not an API status (``ErrorToAPIStatus``'s default branch)."""
+    return ApiError(500, "", message)
 
 
 def storage_initializing() -> ApiError:

@@ -4,7 +4,8 @@
 subresource) and a verb; the :class:`~.store.Store` does the work; every failure is a ``Status``
 body. Besides the resources, it serves discovery, ``/version``, ``/healthz``/``/readyz``/``/livez``
 and a minimal ``/openapi/v3`` (see :mod:`.openapi`). Request bodies are JSON (YAML is accepted
-too); protobuf is refused with 415, which clients answer by falling back to JSON.
+too), and so is protobuf for the built-in kinds (:mod:`.protobuf`; answers are JSON, which
+clients that prefer protobuf accept); a custom resource in protobuf is the apiserver's 400.
 
 Subresources other than ``status`` go through :meth:`Emulator.subresource` (TokenRequest,
 services/proxy), create-only kinds that are never stored through :meth:`Emulator.virtual`
@@ -37,16 +38,16 @@ import aiohttp
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, kinds, openapi, proxy, views, watch
+from . import discovery, errors, fieldmanager, kinds, openapi, protobuf, proxy, views, watch
 from .audit import AuditLog, request_info
 from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
 from .faults import Faults
 from .params import go_bool, typed_query
-from .patch import apply_patch
+from .patch import apply_patch, check_patch_type
 from .resources import ResourceType
 from .selectors import combine, field_selector, label_selector
-from .store import Obj, Store
+from .store import Obj, Store, Track
 
 log = logging.getLogger("k8s-emulator")
 JSON_TYPES = (
@@ -165,8 +166,11 @@ class Emulator:
                 resp.headers["Retry-After"] = str(retry)
         if record is not None:
             record["code"] = resp.status
-        if resp.status == 400 or (resp.status == 415 and "protobuf" not in request.content_type):
-            # malformed for any apiserver, whatever the state (protobuf is our gap, not theirs)
+        if resp.status == 400 or (
+            resp.status == 415 and protobuf.GAP not in (getattr(resp, "text", "") or "")
+        ):
+            # malformed for any apiserver, whatever the state (a protobuf field the emulator
+            # does not decode is our gap, not theirs)
             self.malformed.append(
                 {
                     "method": request.method,
@@ -301,10 +305,16 @@ class Emulator:
             raise errors.no_such_resource()
         return rt, "", (rest[1] if len(rest) > 1 else ""), (rest[2] if len(rest) > 2 else "")
 
-    async def _body(self, request: web.Request) -> Any:
+    async def _body(
+        self, request: web.Request, rt: ResourceType | None = None, version: str = ""
+    ) -> Any:
         raw = await request.read()
         ctype = request.content_type
-        if ctype.startswith("application/vnd.kubernetes.protobuf") or raw[:4] == b"k8s\x00":
+        if ctype == protobuf.CONTENT_TYPE and rt is not None:
+            if rt.custom:  # no protobuf form: the apiserver's decoder fails (400)
+                raise protobuf.custom_resource_error(raw, rt.api_version(version), rt.kind)
+            return protobuf.decode(raw, rt.api_version(version), rt.kind)
+        if ctype.startswith("application/vnd.kubernetes.protobuf"):
             raise errors.unsupported_media_type(ctype, ["application/json", "application/yaml"])
         try:
             if ctype in ("application/yaml", "application/apply-patch+yaml"):
@@ -340,6 +350,13 @@ class Emulator:
         srt = view.storage if view else rt
         inn: Callable[[Any], Any] = view.to_storage if view else _same
         out: Callable[[Obj], Obj] = view.from_storage if view else _same
+        # managed fields are recorded in the storage's terms (a view's are core/v1 Events')
+        tracked_version = srt.storage_version if view else version
+
+        def managed_by(options: str) -> tuple[str, Track]:
+            manager = fieldmanager.manager_of(q, request.headers.get("User-Agent", ""), options)
+            return manager, fieldmanager.tracker(store, srt, tracked_version, sub, manager)
+
         if not name:
             if method == "GET":
                 store.check_ready(srt.key)
@@ -362,11 +379,12 @@ class Emulator:
                 items, rv = store.list(srt, namespace, match)
                 return _json(self._list(rt, version, [out(o) for o in items], rv))
             if method == "POST":
-                body = await self._body(request)
+                body = await self._body(request, rt, version)
                 if view:
                     kinds.check_view_create(rt, namespace, body)
+                _, track = managed_by("CreateOptions")
                 obj, warnings = store.create(
-                    srt, namespace, inn(body), dry_run=dry_run, strict=strict
+                    srt, namespace, inn(body), dry_run=dry_run, strict=strict, track=track
                 )
                 return _json(self._out(rt, version, out(obj)), 201, self._warn(q, warnings))
             if method == "DELETE":
@@ -375,20 +393,30 @@ class Emulator:
         if method == "GET":
             return _json(self._out(rt, version, out(store.get(srt, namespace, name))))
         if method == "PUT":
-            body = await self._body(request)
+            body = await self._body(request, rt, version)
+            _, track = managed_by("UpdateOptions")
             obj, warnings, created = store.put(
                 srt, namespace, name, inn(body), subresource=sub or None, dry_run=dry_run,
-                strict=strict,
+                strict=strict, track=track,
             )
             return _json(self._out(rt, version, out(obj)), 201 if created else 200,
                          self._warn(q, warnings))
         if method == "PATCH":
+            check_patch_type(request.content_type, rt.custom)
+            force = fieldmanager.check_patch_options(q, request.content_type)
             body = await self._body(request)
+            manager, track = managed_by("PatchOptions")
+            if request.content_type == fieldmanager.APPLY:
+                obj, warnings, created = fieldmanager.apply(
+                    store, srt, tracked_version, namespace, name, inn(body), manager, force, sub,
+                    dry_run=dry_run, strict=strict)
+                return _json(self._out(rt, version, out(obj)), 201 if created else 200,
+                             self._warn(q, warnings))
             if view:  # the patch applies to the object as this API shows it
                 shown = out(store.get(srt, namespace, name))
                 patched = inn(apply_patch(request.content_type, shown, body, rt.custom))
                 obj, warnings = store.update(srt, namespace, name, patched, dry_run=dry_run,
-                                             strict=strict)
+                                             strict=strict, track=track)
             else:
                 obj, warnings = store.patch(
                     rt,
@@ -399,10 +427,11 @@ class Emulator:
                     subresource=sub or None,
                     dry_run=dry_run,
                     strict=strict,
+                    track=track,
                 )
             return _json(self._out(rt, version, out(obj)), 200, self._warn(q, warnings))
         if method == "DELETE":
-            options = await self._body(request) if request.can_read_body else None
+            options = await self._body(request, rt, version) if request.can_read_body else None
             options = options if isinstance(options, dict) else {}
             obj = store.delete(
                 srt,
@@ -422,7 +451,7 @@ class Emulator:
         if rt.key == ("", "serviceaccounts") and sub == "token":
             if request.method != "POST":
                 raise errors.method_not_allowed(request.method)
-            body = await self._body(request)
+            body = await self._body(request, rt, rt.storage_version)
             return _json(self.tokens.token_request(namespace, name, body), 201)
         if rt.key == ("", "services") and sub == "proxy":
             _, svc_name, _ = proxy.split_scheme_name_port(name)
@@ -443,7 +472,7 @@ class Emulator:
         """Create-only kinds that are answered, never stored: TokenReview, SelfSubjectReview."""
         if request.method != "POST" or name:
             raise errors.method_not_allowed(request.method)
-        body = await self._body(request)
+        body = await self._body(request, rt, version)
         if rt.key == ("authentication.k8s.io", "tokenreviews"):
             return _json(self.tokens.token_review(body), 201)
         if rt.key == ("authentication.k8s.io", "selfsubjectreviews"):

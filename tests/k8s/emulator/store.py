@@ -32,6 +32,9 @@ from .watchcache import WatchCache
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
+# Records field managers on a write: (live object or None, new object, the managedFields the
+# request carried) -> the new object with its managedFields (see :mod:`.managedfields`).
+Track = Callable[[Obj | None, Obj, Any], Obj]
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 _SUFFIX = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -90,6 +93,9 @@ class Store(Controllers):
     def _background(self, fn: Callable[[], None]) -> None:
         if self.kube_controllers:
             self.defer(fn)
+
+    def now(self) -> str:
+        return rfc3339(self.clock())
 
     # ---- reads -------------------------------------------------------------------------------
     def get(self, rt: ResourceType, namespace: str, name: str) -> Obj:
@@ -161,8 +167,10 @@ class Store(Controllers):
         *,
         dry_run: bool = False,
         strict: bool = False,
+        track: Track | None = None,
     ) -> tuple[Obj, list[str]]:
         meta = dict(body.get("metadata") or {})
+        requested = meta.get("managedFields")
         self._check_type(rt, body)
         self._check_namespace(rt, namespace, meta)
         if meta.get("resourceVersion"):
@@ -202,6 +210,8 @@ class Store(Controllers):
         if rt.status_subresource:
             obj.pop("status", None)
         obj, warnings = self._prepare(rt, obj, None, strict)
+        if track is not None:
+            obj = track(None, obj, requested)
         name = meta["name"]
         ns = namespace if rt.namespaced else ""
         if name in self._objects[rt.key].get(ns, {}):
@@ -233,6 +243,7 @@ class Store(Controllers):
         subresource: str | None = None,
         dry_run: bool = False,
         strict: bool = False,
+        track: Track | None = None,
     ) -> tuple[Obj, list[str]]:
         old = self.get(rt, namespace, name)  # a missing object is 404 before anything else
         self._check_type(rt, body)
@@ -251,7 +262,7 @@ class Store(Controllers):
                     )
                 ],
             )
-        return self._update(rt, namespace, name, old, body, subresource, dry_run, strict)
+        return self._update(rt, namespace, name, old, body, subresource, dry_run, strict, track)
 
     def put(
         self,
@@ -263,6 +274,7 @@ class Store(Controllers):
         subresource: str | None = None,
         dry_run: bool = False,
         strict: bool = False,
+        track: Track | None = None,
     ) -> tuple[Obj, list[str], bool]:
         """A PUT: an update, or a create where the kind allows it; the last item says which."""
         if rt.create_on_update and not subresource and (
@@ -277,11 +289,12 @@ class Store(Controllers):
                 )
             obj, warnings = self.create(
                 rt, namespace, {**body, "metadata": {**meta, "name": name}}, dry_run=dry_run,
-                strict=strict,
+                strict=strict, track=track,
             )
             return obj, warnings, True
         obj, warnings = self.update(
-            rt, namespace, name, body, subresource=subresource, dry_run=dry_run, strict=strict
+            rt, namespace, name, body, subresource=subresource, dry_run=dry_run, strict=strict,
+            track=track,
         )
         return obj, warnings, False
 
@@ -296,12 +309,17 @@ class Store(Controllers):
         subresource: str | None = None,
         dry_run: bool = False,
         strict: bool = False,
+        track: Track | None = None,
     ) -> tuple[Obj, list[str]]:
         old = self.get(rt, namespace, name)
         body = apply_patch(content_type, old, patch, rt.custom)
         if not isinstance(body, dict):
             raise errors.bad_request("the patched object is not a JSON object")
-        return self._update(rt, namespace, name, old, body, subresource, dry_run, strict)
+        return self._update(rt, namespace, name, old, body, subresource, dry_run, strict, track)
+
+    def find(self, rt: ResourceType, namespace: str, name: str) -> Obj | None:
+        """The object, or None if there is none (no 404)."""
+        return self._objects[rt.key].get(namespace if rt.namespaced else "", {}).get(name)
 
     def delete(
         self,
@@ -368,10 +386,12 @@ class Store(Controllers):
         subresource: str | None,
         dry_run: bool,
         strict: bool,
+        track: Track | None = None,
     ) -> tuple[Obj, list[str]]:
         ns = namespace if rt.namespaced else ""
         self._check_type(rt, body)
         meta = dict(body.get("metadata") or {})
+        requested = meta.pop("managedFields", None) if track is not None else None
         if meta.get("name", name) != name:
             raise errors.bad_request(
                 f"the name of the object ({meta['name']}) does not match the name "
@@ -419,6 +439,8 @@ class Store(Controllers):
                 **new,
                 "metadata": {**new["metadata"], "generation": old_meta.get("generation", 0) + 1},
             }
+        if track is not None:
+            new = track(old, new, requested)
         if old_meta.get("deletionTimestamp"):
             added = [
                 f
