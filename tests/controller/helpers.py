@@ -11,7 +11,7 @@ from urllib.parse import quote
 import yaml
 
 from tests.fixtures.k8s import K8s
-from tests.helpers import CANARY, secretops
+from tests.helpers import CANARY, assert_no_canary, secretops
 from tests.k8s.helpers import wait_for
 
 SEALED = "/apis/secretops.dev/v1alpha1/namespaces/{ns}/sealedsecrets"
@@ -24,7 +24,7 @@ def seal(cert: Path, *args: str) -> str:
     """``secretops seal --cert CERT ARGS`` → the SealedSecret YAML (asserts success)."""
     r = secretops("seal", "--cert", str(cert), *args)
     assert r.code == 0, r.err
-    assert CANARY not in r.err
+    assert_no_canary(r.err, "seal's stderr")
     return r.text
 
 
@@ -74,11 +74,13 @@ def events(k8s: K8s, ns: str, name: str | None = None, reason: str | None = None
 
 
 def no_canary_in_cluster(k8s: K8s, *namespaces: str) -> None:
-    """The canary plaintext is in no Event and no SealedSecret status in these namespaces."""
+    """No form of the canary (:func:`tests.helpers.canary_forms`) in an Event or a
+    SealedSecret status of these namespaces."""
     for ns in namespaces:
-        assert CANARY not in json.dumps(events(k8s, ns))
+        assert_no_canary(json.dumps(events(k8s, ns)), f"the Events of {ns}")
         _, body, _ = k8s.request("GET", SEALED.format(ns=ns))
-        assert CANARY not in json.dumps([i.get("status") for i in body.get("items") or []])
+        assert_no_canary(json.dumps([i.get("status") for i in body.get("items") or []]),
+                         f"the SealedSecret statuses of {ns}")
 
 
 def load(text: str) -> dict[str, Any]:
