@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -111,3 +114,34 @@ def lease(k8s: K8s, ns: str, name: str = "secretops-controller") -> dict[str, An
     status, body, _ = k8s.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/"
                                          f"leases/{name}")
     return body if status == 200 else None
+
+
+def healthy_throughout(ctl: Any, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a thread while polling ``/healthz`` with a 1 s client timeout; every
+    poll must answer 200 (a hang guard: the loop was never blocked for a second)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as e:  # re-raised below, in the test's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    polls = []
+    while thread.is_alive() or not polls:
+        polls.append(ctl.get("/healthz", timeout=1)[0])
+        time.sleep(0.1)  # the polling interval of a loop bounded by the work's own end
+    thread.join()
+    assert set(polls) == {200}, f"/healthz did not answer within 1 s: {polls}"
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
