@@ -136,12 +136,16 @@ def parser() -> argparse.ArgumentParser:
         "process, killed past its time")
     lim.add_argument("--template-timeout", type=_duration, default=2.0, metavar="DURATION",
                      help="wall-clock time one object's templates may take to render (2s)")
-    lim.add_argument("--template-memory", type=_size, default=64 << 20, metavar="SIZE",
-                     help="memory a template worker may use past its start-up size (64Mi)")
+    lim.add_argument("--worker-memory", type=_size, default=32 << 20, metavar="SIZE",
+                     help="memory each worker (template or request) may use past its "
+                          "start-up size (32Mi)")
     lim.add_argument("--template-workers", type=int, default=2, metavar="N",
                      help="template worker processes, started on first use (2)")
     lim.add_argument("--request-timeout", type=_duration, default=10.0, metavar="DURATION",
                      help="time one POST /v1/verify or /v1/rotate may take (10s)")
+    p.add_argument("--reseal-recipient", action="append", default=[], metavar="AGE1…",
+                   help="POST /v1/rotate also seals for this age recipient (repeatable: other "
+                        "clusters, break-glass keys); never for one the request lists")
     lim.add_argument("--request-workers", type=int, default=1, metavar="N",
                      help="POST /v1/verify and /v1/rotate requests served at once; more are "
                           "refused with 429 (1)")
@@ -193,10 +197,11 @@ def config_from(args: argparse.Namespace) -> Config:
         rollout=args.rollout,
         token_requests=args.token_requests,
         template_timeout=args.template_timeout,
-        template_memory=args.template_memory,
+        worker_memory=args.worker_memory,
         template_workers=args.template_workers,
         request_timeout=args.request_timeout,
         request_workers=args.request_workers,
+        reseal_recipients=tuple(args.reseal_recipient),
     )
 
 

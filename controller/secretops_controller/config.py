@@ -110,15 +110,18 @@ class Config:
     rollout: bool = True  # list and patch Deployments, StatefulSets, DaemonSets
     token_requests: bool = True  # serviceaccounts/token for Vault Kubernetes auth
     # Templates (SealedSecret spec.template.data, ExternalSecret spec.target.template.data)
-    # render in worker processes, each render bounded (secretops.sealing.workers): its time,
-    # its memory past the worker's start-up size, and how many render at once.
+    # render in worker processes, each render bounded (secretops.sealing.workers): its time
+    # and how many render at once; every worker's memory past its start-up size (~15 MiB).
     template_timeout: float = 2.0
-    template_memory: int = 64 << 20
+    worker_memory: int = 32 << 20
     template_workers: int = 2
     # POST /v1/verify and /v1/rotate run in their own workers (they hold the keys; template
     # workers never do), as many at once as there are workers: more are refused with 429.
     request_timeout: float = 10.0
     request_workers: int = 1
+    # POST /v1/rotate seals for the ring's newest key and these age recipients (other
+    # clusters, break-glass keys) only: never for a recipient the request names.
+    reseal_recipients: tuple[str, ...] = ()
 
     @property
     def namespaced(self) -> bool:
@@ -157,11 +160,14 @@ class Config:
             if not _NAMESPACE.fullmatch(ns):
                 raise ValueError(f"not a namespace name: {ns!r}")
         if min(self.template_timeout, self.request_timeout) <= 0 or min(
-                self.template_workers, self.request_workers) < 1 or self.template_memory < (
+                self.template_workers, self.request_workers) < 1 or self.worker_memory < (
                 8 << 20):
             raise ValueError("--template-timeout and --request-timeout must be > 0, "
                              "--template-workers and --request-workers >= 1, "
-                             "--template-memory at least 8Mi")
+                             "--worker-memory at least 8Mi")
+        for r in self.reseal_recipients:
+            if not r.startswith("age1"):
+                raise ValueError(f"--reseal-recipient must be an age recipient: {r!r}")
 
     def retry_delay(self, retry: int, error: object = None) -> float:
         """The delay before retry number ``retry`` (0-based) of a failed reconcile; at least

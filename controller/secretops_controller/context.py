@@ -37,10 +37,10 @@ class Context:
     def __post_init__(self) -> None:
         c = self.config
         self.renderer = WorkerPool("render", Limits(
-            timeout=c.template_timeout, memory=c.template_memory, workers=c.template_workers,
+            timeout=c.template_timeout, memory=c.worker_memory, workers=c.template_workers,
             max_reply=4 * MAX_OUTPUT))
         self.requests = WorkerPool("sealed", Limits(
-            timeout=c.request_timeout, memory=c.template_memory, workers=c.request_workers))
+            timeout=c.request_timeout, memory=c.worker_memory, workers=c.request_workers))
 
     def close(self) -> None:
         """Stop the worker processes."""

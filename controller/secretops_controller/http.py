@@ -8,11 +8,13 @@
   rendered: anyone who can reach the endpoint could otherwise probe a value with a template
   that fails or not depending on it.
 * ``POST /v1/rotate`` — body: a SealedSecret. 200: the same SealedSecret sealed again for the
-  newest key, plus the age recipients in ``spec.recipients`` that are not keys of this ring
-  (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
-  be kept). YAML unless ``Accept: application/json``. It never binds a template: each value
-  keeps its binding (a template other than the one the values are bound to is refused, 409
-  ``TemplateNotBound``), and values sealed before templates were bound stay unbound.
+  newest key and the ``--reseal-recipient`` age recipients (other clusters, break-glass keys)
+  — never for a recipient the body lists: ``spec.recipients`` is not authenticated, and
+  anyone who can reach the port holds SealedSecrets (they are in git), so sealing for a key
+  the caller names would hand them every value. YAML unless ``Accept: application/json``.
+  It never binds a template: each value keeps its binding (a template other than the one the
+  values are bound to is refused, 409 ``TemplateNotBound``), and values sealed before
+  templates were bound stay unbound.
 * ``GET /healthz`` — 200 ``ok`` once the key ring is loaded (made by the leader, or read by a
   replica that does not lead: it is healthy and serves these endpoints), else 503; with
   ``--no-sealed-secrets`` (no key ring; the three endpoints above answer 404), once serving.
@@ -130,9 +132,11 @@ def make_app(ctx: Context) -> web.Application:
         if newest is None or not ctx.ring.identities.identities:
             return web.Response(status=503, text="the key ring is not loaded yet\n")
         fmt = "json" if "json" in request.headers.get("Accept", "") else "yaml"
+        # the newest key and the configured recipients only: spec.recipients in the body is
+        # the caller's to write, and sealing for a key it names would hand it every value
         out = await work(request, "rotate", {
-            "op": "reseal", "recipients": [newest.recipient], "format": fmt,
-            "ours": [k.recipient for k in ctx.ring.keys]})
+            "op": "reseal", "format": fmt,
+            "recipients": [newest.recipient, *ctx.config.reseal_recipients]})
         if isinstance(out, web.Response):
             return out
         body = base64.b64decode(str(out.get("body") or ""))

@@ -14,7 +14,7 @@ Roles:
   ``{"ok": {key: base64}}`` or ``{"fail": category, "key": key, "line": n}`` (see
   :func:`secretops.sealing.template.render_here`). Never holds a key.
 * ``sealed`` — ``{"op": "verify" | "reseal", "body": base64, "identities": [AGE-SECRET-KEY…],
-  "recipients": [age1…], "ours": [age1…], "format": "yaml" | "json"}`` →
+  "recipients": [age1…], "format": "yaml" | "json"}`` →
   ``{"ok": {"values": n}}`` or ``{"ok": {"body": base64}}``, or ``{"error": {"code",
   "message", "path"}}``: the controller's ``/v1/verify`` and ``/v1/rotate`` on a request
   body, parsed here and not in the controller.
@@ -55,15 +55,11 @@ def _sealed(job: dict[str, Any]) -> dict[str, Any]:
         if job["op"] == "verify":
             # templates are parsed, not rendered: see verify_sealed
             return {"ok": {"values": verify_sealed(docs[0], ids, render=False)}}
-        # the age recipients the SealedSecret lists that are not the caller's own keys (other
-        # clusters, break-glass keys) stay recipients; SSH ones cannot (only fingerprints)
-        listed = (docs[0].get("spec") or {}).get("recipients") or []
-        ours = set(job.get("ours") or ())
-        keep = [r for r in listed if isinstance(r, str) and r.startswith("age1")
-                and r not in ours] if isinstance(listed, list) else []
-        # never binds: a value keeps the template binding it has (an edited template is
-        # refused), and a value sealed before templates were bound stays unbound
-        out = reseal_sealed(docs[0], ids, [*job["recipients"], *keep], keep_unbound=True)
+        # only the recipients the caller chose: never those the body lists (spec.recipients is
+        # not authenticated, so a listed recipient could be anyone's key); never binds: a value
+        # keeps the template binding it has, and one sealed before templates were bound stays
+        # unbound
+        out = reseal_sealed(docs[0], ids, list(job["recipients"]), keep_unbound=True)
         body = dump(out, "json" if job.get("format") == "json" else "yaml")
         return {"ok": {"body": base64.b64encode(body).decode("ascii")}}
     except SecretOpsError as e:

@@ -17,13 +17,17 @@ scans every log, HTTP response, Event and status for the canary in any form.
 
 from __future__ import annotations
 
+import base64
 import os
 import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pyrage import x25519
 
+from secretops.errors import SecretOpsError
+from secretops.sealing import unseal_sealed
 from secretops.sealing.format import Binding, Scope, SealedValue
 from tests.controller.conftest import Controller, prepare_cluster
 from tests.controller.helpers import (
@@ -53,12 +57,16 @@ FIXED = {
 }
 
 
+BREAK_GLASS = x25519.Identity.generate()  # the operator's own: kept by --reseal-recipient
+
+
 @pytest.fixture(scope="module")
 def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
     prepare_cluster(k8s_emulator, TENANT, NEIGHBOUR)
     ctl: Controller = start_controller(
         "--key-renew-period", "0", "--template-timeout", f"{TIMEOUT_S}s",
-        "--request-timeout", f"{REQUEST_TIMEOUT_S}s")
+        "--request-timeout", f"{REQUEST_TIMEOUT_S}s",
+        "--reseal-recipient", str(BREAK_GLASS.to_public()))
     return ctl
 
 
@@ -154,8 +162,6 @@ def many_stanzas(cert: Path, ns: str, name: str, extra: int = 2000) -> str:
     the cluster last (made by hand: a sealing tool may refuse that many recipients)."""
     import pyrage
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from pyrage import x25519
-
     manifest = load(seal(cert, "-n", ns, "--name", name, "--from-literal", f"v={CANARY}"))
     cluster = x25519.Recipient.from_str(
         next(ln for ln in cert.read_text().splitlines() if ln.startswith("age1")))
@@ -218,3 +224,26 @@ def test_requests_beyond_the_limit_are_refused_at_once(controller: Controller, c
     assert controller.request("POST", "/v1/verify", small)[0] == 200  # the slot is free again
     # a body over 1 MiB is refused before it is read
     assert controller.request("POST", "/v1/verify", b"x" * ((1 << 20) + 1))[0] == 413
+
+
+def test_rotate_never_seals_for_a_recipient_the_caller_names(controller: Controller,
+                                                             cert: Path) -> None:
+    """A SealedSecret is no secret (it sits in git), and spec.recipients is not authenticated:
+    POST /v1/rotate once re-sealed the values for any age recipient listed there — the
+    caller's own key — and so handed every value to anyone who could reach the port. Now it
+    re-seals for the ring's newest key and the recipients the controller was configured to
+    keep (--reseal-recipient), whatever the body lists."""
+    attacker = x25519.Identity.generate()
+    manifest = load(seal(cert, "-n", TENANT, "--name", "stolen", "--from-literal",
+                         f"v={CANARY}"))
+    manifest["spec"]["recipients"] = [*(manifest["spec"].get("recipients") or []),
+                                      str(attacker.to_public())]
+    status, body = controller.request("POST", "/v1/rotate", dump(manifest).encode())
+    assert status == 200, body
+    resealed = load(body)
+    with pytest.raises(SecretOpsError):
+        unseal_sealed(resealed, [attacker])
+    assert str(attacker.to_public()) not in resealed["spec"].get("recipients", [])
+    # the recipients the operator configured are kept: a break-glass key opens the result
+    secret_ = unseal_sealed(resealed, [BREAK_GLASS])
+    assert base64.b64decode(secret_["data"]["v"]) == CANARY.encode()
