@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.sealing.crypto import Random, Recipients, open_value, seal_bound
@@ -38,7 +38,9 @@ from secretops.sealing.format import (
     template_of,
 )
 from secretops.sealing.keyring import IdentitySet
-from secretops.sealing.workers import WorkerPool
+
+if TYPE_CHECKING:  # the worker pool (subprocess, threads) is imported only to render
+    from secretops.sealing.workers import WorkerPool
 
 
 def _path(key: str) -> str:

@@ -27,7 +27,6 @@ most ``Limits.workers`` jobs run at once; a caller either waits for a free worke
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import select
@@ -38,9 +37,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import secretops
+
+if TYPE_CHECKING:  # asyncio only for the controller's async callers: not imported by the CLI
+    import asyncio
 
 T = TypeVar("T")
 START_TIMEOUT = 30.0  # a worker's interpreter start-up and imports (not counted in a job)
@@ -197,10 +199,14 @@ class WorkerPool:
         """Run ``fn`` (which calls this pool) in a thread once a worker is free: the waiting
         happens off the loop, and callers queue here, not in the loop's thread pool (where
         they would hold threads that other work needs)."""
+        import asyncio
+
         async with self._async():
             return await asyncio.to_thread(fn)
 
     def _async(self) -> asyncio.Semaphore:
+        import asyncio
+
         if self._async_slots is None:
             self._async_slots = asyncio.Semaphore(self.limits.workers)
         return self._async_slots
