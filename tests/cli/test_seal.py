@@ -324,8 +324,6 @@ def test_offline_rendering_is_bounded_and_says_nothing_of_the_values(
     """unseal and verify --identity render templates with the same bounded renderer as the
     controller: a spinning template is cut off (2 s, the default), a leaky one fails with
     fixed text, and the error line never carries a value or anything computed from one."""
-    sealed = _seal(tmp_path, cert)
-    doc = yaml.safe_load(sealed.read_text())
     cases = {
         "spin": ("{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}"
                  "{% endfor %}", '["spec"]["template"]["data"]: the template did not finish '
@@ -338,9 +336,7 @@ def test_offline_rendering_is_bounded_and_says_nothing_of_the_values(
                    "the values"),
     }
     for name, (template, message) in cases.items():
-        doc["spec"]["template"]["data"] = {"x": template}
-        path = tmp_path / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(doc))
+        path = _seal(tmp_path, cert, "--template", f"x={template}", name=f"{name}.yaml")
         for command in ("unseal", "verify"):
             r = secretops(command, "--identity", str(cluster.path), str(path))
             assert r.code == 163, (name, command, r.err)

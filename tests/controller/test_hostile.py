@@ -28,7 +28,7 @@ from pyrage import x25519
 
 from secretops.errors import SecretOpsError
 from secretops.sealing import unseal_sealed
-from secretops.sealing.format import Binding, Scope, SealedValue
+from secretops.sealing.format import SealedValue, decode
 from tests.controller.conftest import Controller, prepare_cluster
 from tests.controller.helpers import (
     CANARY,
@@ -80,10 +80,10 @@ def cert(controller: Controller, tmp_path: Path) -> Path:
 
 
 def templated(cert: Path, ns: str, name: str, templates: dict[str, str]) -> str:
-    manifest = load(seal(cert, "-n", ns, "--name", name, "--from-literal",
-                         f"password={CANARY}", "--from-literal", "user=admin"))
-    manifest["spec"].setdefault("template", {})["data"] = templates
-    return dump(manifest)
+    """Sealed with its templates (bound to the values, as the sealer chose them)."""
+    options = [a for k, v in templates.items() for a in ("--template", f"{k}={v}")]
+    return seal(cert, "-n", ns, "--name", name, "--from-literal", f"password={CANARY}",
+                "--from-literal", "user=admin", *options)
 
 
 def condition_is(k8s: K8s, ns: str, name: str, reason: str) -> dict[str, Any] | None:
@@ -167,11 +167,11 @@ def many_stanzas(cert: Path, ns: str, name: str, extra: int = 2000) -> str:
         next(ln for ln in cert.read_text().splitlines() if ln.startswith("age1")))
     strangers = [x25519.Identity.generate().to_public() for _ in range(extra)]
     data_key, nonce = os.urandom(32), os.urandom(12)
-    binding = Binding.of(Scope.STRICT, ns, name, "v")
+    honest = decode(manifest["spec"]["encryptedData"]["v"])  # its place and template binding
     wrapped = bytes(pyrage.encrypt(data_key, [*strangers, cluster]))
-    sealed = AESGCM(data_key).encrypt(nonce, CANARY.encode(), binding.header())
-    manifest["spec"]["encryptedData"]["v"] = SealedValue(binding, wrapped, nonce,
-                                                         sealed).encode()
+    sealed = AESGCM(data_key).encrypt(nonce, CANARY.encode(), honest.header())
+    manifest["spec"]["encryptedData"]["v"] = SealedValue(
+        honest.binding, wrapped, nonce, sealed, honest.template).encode()
     return dump(manifest)
 
 
