@@ -11,6 +11,37 @@ from typing import Any
 
 TESTDATA = Path(__file__).parent / "testdata"
 CANARY = "canary-Pl41nT3xt-7f3a9"  # a plaintext that must never show up in logs or errors
+SLICE = 8  # a run of this many characters of the canary counts as a leak of it
+
+
+def canary_forms(secret: str = CANARY) -> list[str]:
+    """What a leak of ``secret`` may look like, lower-cased: every ``SLICE``-character run of
+    it and of its reverse (so slices, ``[1:]``, ``[::-1]``, upper- and lower-casing are all
+    caught), of it spaced out (``|list|join(" ")``), and whole: its base64 and its unkeyed
+    SHA-256."""
+    import base64
+    import hashlib
+
+    low = secret.lower()
+    runs = {s[i:i + SLICE] for s in (low, low[::-1]) for i in range(len(s) - SLICE + 1)}
+    spaced = " ".join(low)
+    runs |= {spaced[i:i + 2 * SLICE - 1] for i in range(0, len(spaced) - 2 * SLICE + 2, 2)}
+    runs.add(base64.b64encode(secret.encode()).decode().lower())
+    runs.add(hashlib.sha256(secret.encode()).hexdigest())
+    return sorted(runs)
+
+
+def canary_leaks(text: str, secret: str = CANARY) -> list[str]:
+    """The forms of ``secret`` (see :func:`canary_forms`) found in ``text``."""
+    low = text.lower()
+    return [f for f in canary_forms(secret) if f in low]
+
+
+def assert_no_canary(text: str, where: str, secret: str = CANARY) -> None:
+    """Neither the canary nor anything computed from it (a slice, its reverse, another case,
+    its base64 or SHA-256) in ``text``; ``where`` says what ``text`` is."""
+    found = canary_leaks(text, secret)
+    assert not found, f"the canary leaked into {where}: {found[:3]}"
 
 
 @dataclass

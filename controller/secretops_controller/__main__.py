@@ -20,6 +20,7 @@ from secretops_controller.config import (
     Config,
     default_identity,
     parse_duration,
+    parse_size,
     parse_time,
 )
 
@@ -54,6 +55,11 @@ def env_flag(name: str, default: bool = True) -> bool:
 def env_list(name: str) -> list[str]:
     """A comma-separated list from the environment (``SECRETOPS_WATCH_NAMESPACES=a,b``)."""
     return [x.strip() for x in os.environ.get(name, "").split(",") if x.strip()]
+def _size(text: str) -> int:
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _time(text: str) -> object:
@@ -125,6 +131,24 @@ def parser() -> argparse.ArgumentParser:
              "request service-account tokens for Vault Kubernetes auth (serviceAccountRef)")):
         ft.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction,
                         default=env_flag(var), help=f"{what} (${var})")
+    lim = p.add_argument_group(
+        "limits on untrusted work (templates, request bodies): each job runs in a worker "
+        "process, killed past its time")
+    lim.add_argument("--template-timeout", type=_duration, default=2.0, metavar="DURATION",
+                     help="wall-clock time one object's templates may take to render (2s)")
+    lim.add_argument("--worker-memory", type=_size, default=32 << 20, metavar="SIZE",
+                     help="memory each worker (template or request) may use past its "
+                          "start-up size (32Mi)")
+    lim.add_argument("--template-workers", type=int, default=2, metavar="N",
+                     help="template worker processes, started on first use (2)")
+    lim.add_argument("--request-timeout", type=_duration, default=10.0, metavar="DURATION",
+                     help="time one POST /v1/verify or /v1/rotate may take (10s)")
+    p.add_argument("--reseal-recipient", action="append", default=[], metavar="AGE1…",
+                   help="POST /v1/rotate also seals for this age recipient (repeatable: other "
+                        "clusters, break-glass keys); never for one the request lists")
+    lim.add_argument("--request-workers", type=int, default=1, metavar="N",
+                     help="POST /v1/verify and /v1/rotate requests served at once; more are "
+                          "refused with 429 (1)")
     le = p.add_argument_group("leader election (a coordination.k8s.io/v1 Lease in --namespace)")
     le.add_argument("--leader-elect", action=argparse.BooleanOptionalAction, default=True,
                     help="only the holder of the Lease reconciles, renews keys and writes "
@@ -172,6 +196,12 @@ def config_from(args: argparse.Namespace) -> Config:
         cluster_secret_stores=args.cluster_secret_stores,
         rollout=args.rollout,
         token_requests=args.token_requests,
+        template_timeout=args.template_timeout,
+        worker_memory=args.worker_memory,
+        template_workers=args.template_workers,
+        request_timeout=args.request_timeout,
+        request_workers=args.request_workers,
+        reseal_recipients=tuple(args.reseal_recipient),
     )
 
 

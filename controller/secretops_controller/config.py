@@ -38,6 +38,17 @@ def parse_duration(text: str) -> float:
     return total
 
 
+_SIZE = re.compile(r"(\d+)(Ki|Mi|Gi)?")
+
+
+def parse_size(text: str) -> int:
+    """Bytes in ``64Mi``, ``512Ki``, ``1Gi`` or a bare number (Kubernetes quantity style)."""
+    m = _SIZE.fullmatch(text.strip())
+    if not m:
+        raise ValueError(f"not a size: {text!r} (use e.g. 64Mi, 512Ki)")
+    return int(m.group(1)) << {None: 0, "Ki": 10, "Mi": 20, "Gi": 30}[m.group(2)]
+
+
 def parse_time(text: str) -> datetime:
     """An RFC 3339 time (``2026-01-01T00:00:00Z``); a time zone is required."""
     value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -98,6 +109,19 @@ class Config:
     cluster_secret_stores: bool = True  # cluster-scoped stores (a ClusterRole in any mode)
     rollout: bool = True  # list and patch Deployments, StatefulSets, DaemonSets
     token_requests: bool = True  # serviceaccounts/token for Vault Kubernetes auth
+    # Templates (SealedSecret spec.template.data, ExternalSecret spec.target.template.data)
+    # render in worker processes, each render bounded (secretops.sealing.workers): its time
+    # and how many render at once; every worker's memory past its start-up size (~15 MiB).
+    template_timeout: float = 2.0
+    worker_memory: int = 32 << 20
+    template_workers: int = 2
+    # POST /v1/verify and /v1/rotate run in their own workers (they hold the keys; template
+    # workers never do), as many at once as there are workers: more are refused with 429.
+    request_timeout: float = 10.0
+    request_workers: int = 1
+    # POST /v1/rotate seals for the ring's newest key and these age recipients (other
+    # clusters, break-glass keys) only: never for a recipient the request names.
+    reseal_recipients: tuple[str, ...] = ()
 
     @property
     def namespaced(self) -> bool:
@@ -135,6 +159,15 @@ class Config:
         for ns in (*self.watch_namespaces, self.namespace):
             if not _NAMESPACE.fullmatch(ns):
                 raise ValueError(f"not a namespace name: {ns!r}")
+        if min(self.template_timeout, self.request_timeout) <= 0 or min(
+                self.template_workers, self.request_workers) < 1 or self.worker_memory < (
+                8 << 20):
+            raise ValueError("--template-timeout and --request-timeout must be > 0, "
+                             "--template-workers and --request-workers >= 1, "
+                             "--worker-memory at least 8Mi")
+        for r in self.reseal_recipients:
+            if not r.startswith("age1"):
+                raise ValueError(f"--reseal-recipient must be an age recipient: {r!r}")
 
     def retry_delay(self, retry: int, error: object = None) -> float:
         """The delay before retry number ``retry`` (0-based) of a failed reconcile; at least

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from secretops.sealing.template import MAX_OUTPUT
+from secretops.sealing.workers import Limits, WorkerPool
 from secretops_controller.config import Config
 from secretops_controller.keyring import KeyRing
 from secretops_controller.kube import Kube
@@ -26,6 +28,24 @@ class Context:
     # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
     handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
+    # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
+    # /v1/rotate. Two pools: a template worker never holds a key.
+    renderer: WorkerPool = field(init=False)
+    requests: WorkerPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.renderer = WorkerPool("render", Limits(
+            timeout=c.template_timeout, memory=c.worker_memory, workers=c.template_workers,
+            max_reply=4 * MAX_OUTPUT))
+        self.requests = WorkerPool("sealed", Limits(
+            timeout=c.request_timeout, memory=c.worker_memory, workers=c.request_workers))
+
+    def close(self) -> None:
+        """Stop the worker processes."""
+        self.renderer.close()
+        self.requests.close()
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""

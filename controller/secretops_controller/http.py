@@ -8,46 +8,51 @@
   rendered: anyone who can reach the endpoint could otherwise probe a value with a template
   that fails or not depending on it.
 * ``POST /v1/rotate`` — body: a SealedSecret. 200: the same SealedSecret sealed again for the
-  newest key, plus the age recipients in ``spec.recipients`` that are not keys of this ring
-  (other clusters, break-glass keys; SSH recipients are listed only by fingerprint and cannot
-  be kept). YAML unless ``Accept: application/json``. It never binds a template: each value
-  keeps its binding (a template other than the one the values are bound to is refused, 409
-  ``TemplateNotBound``), and values sealed before templates were bound stay unbound.
+  newest key and the ``--reseal-recipient`` age recipients (other clusters, break-glass keys)
+  — never for a recipient the body lists: ``spec.recipients`` is not authenticated, and
+  anyone who can reach the port holds SealedSecrets (they are in git), so sealing for a key
+  the caller names would hand them every value. YAML unless ``Accept: application/json``.
+  It never binds a template: each value keeps its binding (a template other than the one the
+  values are bound to is refused, 409 ``TemplateNotBound``), and values sealed before
+  templates were bound stay unbound.
 * ``GET /healthz`` — 200 ``ok`` once the key ring is loaded (made by the leader, or read by a
   replica that does not lead: it is healthy and serves these endpoints), else 503; with
   ``--no-sealed-secrets`` (no key ring; the three endpoints above answer 404), once serving.
   The header ``X-Secretops-Leader: true|false`` says whether this replica leads;
   ``/healthz?verbose`` adds ``leader: …`` and one line per check to the body.
 * ``GET /metrics`` — Prometheus text format (see :mod:`secretops_controller.runtime`).
+
+The POST endpoints take unauthenticated input, so each is bounded before and while it works:
+a body over 1 MiB is refused (413) before it is read; each endpoint serves at most
+``--request-workers`` requests at once and refuses more at once (429, ``Retry-After: 1``)
+rather than queueing them; the body must arrive within ``--request-timeout``; and the body is
+parsed, unsealed and re-sealed in a worker process (:mod:`secretops.sealing.workers`) killed
+past ``--request-timeout`` (503) or refused past its memory limit (422), never on the event
+loop — so ``/healthz``, ``/metrics`` and every reconcile carry on meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from secretops.errors import SecretOpsError
-from secretops.sealing import reseal_sealed, verify_sealed
-from secretops.sealing.serialize import dump, load_documents
+from secretops.errors import ExitCode, SecretOpsError
+from secretops.sealing.workers import Busy, WorkerError, WorkerTimeout
 from secretops_controller.context import Context
 from secretops_controller.sealed import reason_of
 
 MAX_BODY = 1 << 20
 
 
-def _sealed_from(data: bytes) -> dict[str, Any]:
-    docs = load_documents(data, "request body")
-    if len(docs) != 1:
-        raise SecretOpsError("send exactly one SealedSecret")
-    return docs[0]
-
-
-def _json(status: int, body: dict[str, Any]) -> web.Response:
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+          ) -> web.Response:
     return web.Response(status=status, text=json.dumps(body) + "\n",
-                        content_type="application/json")
+                        content_type="application/json", headers=headers)
 
 
 def _refusal(e: SecretOpsError) -> web.Response:
@@ -55,7 +60,59 @@ def _refusal(e: SecretOpsError) -> web.Response:
     return _json(409, {"ok": False, "reason": reason_of(e).value, "message": detail})
 
 
+def _limit(status: int, reason: str, message: str, **headers: str) -> web.Response:
+    return _json(status, {"ok": False, "reason": reason, "message": message}, headers)
+
+
+def _error_of(reply: dict[str, Any]) -> SecretOpsError:
+    err = reply.get("error") or {}
+    try:
+        code = ExitCode(int(err.get("code", 1)))
+    except (TypeError, ValueError):
+        code = ExitCode.GENERIC
+    path = err.get("path")
+    return SecretOpsError(str(err.get("message") or "refused"), code=code,
+                          path=path if isinstance(path, str) else None)
+
+
 def make_app(ctx: Context) -> web.Application:
+    timeout = ctx.config.request_timeout
+    slots = {name: asyncio.Semaphore(ctx.config.request_workers) for name in ("verify", "rotate")}
+
+    async def work(request: web.Request, name: str, job: dict[str, Any]
+                   ) -> dict[str, Any] | web.Response:
+        """Bounded: size, then a slot of this endpoint, then the body, then a worker."""
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return _limit(413, "TooLarge", "the body is larger than 1 MiB")
+        slot = slots[name]
+        if slot.locked():  # refused at once: requests never pile up waiting
+            return _limit(429, "Busy", f"busy with other /v1/{name} requests; try again",
+                          **{"Retry-After": "1"})
+        async with slot:
+            try:
+                body = await asyncio.wait_for(request.read(), timeout)
+            except web.HTTPRequestEntityTooLarge:
+                return _limit(413, "TooLarge", "the body is larger than 1 MiB")
+            except TimeoutError:
+                return _limit(408, "Timeout", "the body did not arrive in time")
+            job["body"] = base64.b64encode(body).decode("ascii")
+            job["identities"] = [str(i) for i in ctx.ring.identities.identities]
+            try:
+                reply = await ctx.requests.acall(job)
+            except Busy:
+                return _limit(429, "Busy", "busy with other requests; try again",
+                              **{"Retry-After": "1"})
+            except WorkerTimeout:
+                return _limit(503, "Timeout", f"the request took longer than {timeout:g} s")
+            except WorkerError:
+                return _limit(422, "TooCostly", "the request needs more memory than allowed")
+        if "error" in reply:
+            return _refusal(_error_of(reply))
+        ok = reply.get("ok")
+        if not isinstance(ok, dict):
+            return _limit(422, "TooCostly", "the request could not be handled")
+        return ok
+
     async def cert(_: web.Request) -> web.Response:
         text = ctx.ring.recipients_file()
         if not text:
@@ -63,32 +120,27 @@ def make_app(ctx: Context) -> web.Application:
         return web.Response(text=text, content_type="text/plain")
 
     async def verify(request: web.Request) -> web.Response:
-        try:
-            sealed = _sealed_from(await request.read())
-            count = verify_sealed(sealed, ctx.ring.identities, render=False)
-        except SecretOpsError as e:
-            return _refusal(e)
-        return _json(200, {"ok": True, "values": count})
+        if not ctx.ring.identities.identities:
+            return web.Response(status=503, text="the key ring is not loaded yet\n")
+        out = await work(request, "verify", {"op": "verify"})
+        if isinstance(out, web.Response):
+            return out
+        return _json(200, {"ok": True, "values": int(out.get("values") or 0)})
 
     async def rotate(request: web.Request) -> web.Response:
         newest = ctx.ring.newest
-        if newest is None:
+        if newest is None or not ctx.ring.identities.identities:
             return web.Response(status=503, text="the key ring is not loaded yet\n")
-        ours = {k.recipient for k in ctx.ring.keys}
-        try:
-            sealed = _sealed_from(await request.read())
-            listed = (sealed.get("spec") or {}).get("recipients") or []
-            keep = [r for r in listed if isinstance(r, str) and r.startswith("age1")
-                    and r not in ours]
-            # never binds: a value keeps the template binding it has (an edited template is
-            # refused), and a version-1 value stays unbound, whoever asks
-            out = reseal_sealed(sealed, ctx.ring.identities, [newest.recipient, *keep],
-                                keep_unbound=True)
-        except SecretOpsError as e:
-            return _refusal(e)
-        if "json" in request.headers.get("Accept", ""):
-            return web.Response(body=dump(out, "json"), content_type="application/json")
-        return web.Response(body=dump(out, "yaml"), content_type="application/yaml")
+        fmt = "json" if "json" in request.headers.get("Accept", "") else "yaml"
+        # the newest key and the configured recipients only: spec.recipients in the body is
+        # the caller's to write, and sealing for a key it names would hand it every value
+        out = await work(request, "rotate", {
+            "op": "reseal", "format": fmt,
+            "recipients": [newest.recipient, *ctx.config.reseal_recipients]})
+        if isinstance(out, web.Response):
+            return out
+        body = base64.b64decode(str(out.get("body") or ""))
+        return web.Response(body=body, content_type=f"application/{fmt}")
 
     async def healthz(request: web.Request) -> web.Response:
         health = ctx.health

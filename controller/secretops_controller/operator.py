@@ -301,6 +301,7 @@ async def serve(config: Config) -> None:
         await cancel(stop_wait)
         if runner is not None:
             await runner.cleanup()
+        ctx.close()
         await ctx.api.close()
 
 

@@ -89,10 +89,19 @@ def _unseal_message(error: SecretOpsError, sealed: Mapping[str, Any], ctx: Conte
     return f"{where}: {detail}; key-ring keys tried: {keys}"
 
 
-def _unseal(ctx: Context, sealed: Mapping[str, Any]) -> dict[str, Any]:
+async def _unseal(ctx: Context, sealed: Mapping[str, Any]) -> dict[str, Any]:
     meta = sealed.get("metadata") or {}
-    return unseal_sealed(sealed, ctx.ring.identities, namespace=meta.get("namespace"),
-                         owner_uid=meta.get("uid"))
+    template = (sealed.get("spec") or {}).get("template")
+
+    def unseal() -> dict[str, Any]:
+        return unseal_sealed(sealed, ctx.ring.identities, namespace=meta.get("namespace"),
+                             owner_uid=meta.get("uid"), pool=ctx.renderer)
+
+    if not (isinstance(template, Mapping) and template.get("data")):
+        return unseal()  # nothing to render: no thread, no worker
+    # templates render in a worker process (bounded in time, memory and output); waiting for
+    # it happens in a thread, so a slow template never holds up the loop or other objects
+    return await ctx.renderer.in_thread(unseal)
 
 
 def fingerprint(secret: Mapping[str, Any]) -> str:
@@ -162,12 +171,12 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     try:
         try:
-            desired = _unseal(ctx, sealed)
+            desired = await _unseal(ctx, sealed)
         except SecretOpsError as e:
             if reason_of(e) is not Reason.NO_KEY:
                 raise
             await ctx.ring.load()  # another replica may have added a key
-            desired = _unseal(ctx, sealed)
+            desired = await _unseal(ctx, sealed)
     except SecretOpsError as e:
         return Outcome(False, reason_of(e), _unseal_message(e, sealed, ctx))
     desired.setdefault("metadata", {}).setdefault("labels", {})[SEALED_LABEL] = "true"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.sealing.crypto import Random, Recipients, open_value, seal_bound
@@ -38,6 +38,9 @@ from secretops.sealing.format import (
     template_of,
 )
 from secretops.sealing.keyring import IdentitySet
+
+if TYPE_CHECKING:  # the worker pool (subprocess, threads) is imported only to render
+    from secretops.sealing.workers import WorkerPool
 
 
 def _path(key: str) -> str:
@@ -278,13 +281,15 @@ def unseal_values(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[
 
 
 def unseal_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[Any], *,
-                  namespace: str | None = None, owner_uid: str | None = None) -> dict[str, Any]:
-    """The Secret manifest a SealedSecret stands for, templates rendered in the sandbox."""
+                  namespace: str | None = None, owner_uid: str | None = None,
+                  pool: WorkerPool | None = None) -> dict[str, Any]:
+    """The Secret manifest a SealedSecret stands for, templates rendered in the sandbox (in a
+    bounded worker of ``pool``, else of the process's default pool)."""
     from secretops.sealing.template import render_all
 
     parts, values, _ = unseal_values(sealed, identities, namespace=namespace)
     data = dict(values)
-    data.update(render_all(template_data(parts.template), values))
+    data.update(render_all(template_data(parts.template), values, pool=pool))
     return secret_manifest(parts, data, owner_uid)
 
 
@@ -314,7 +319,8 @@ def reseal_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[
 
 
 def verify_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[Any], *,
-                  namespace: str | None = None, render: bool = True) -> int:
+                  namespace: str | None = None, render: bool = True,
+                  pool: WorkerPool | None = None) -> int:
     """How many values open; raises like :func:`unseal_sealed` (the template binding too).
 
     ``render`` renders the templates with the values too. Whoever asks without holding the
@@ -327,7 +333,7 @@ def verify_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[
 
     parts, values, _ = unseal_values(sealed, identities, namespace=namespace)
     if render:
-        render_all(template_data(parts.template), values)
+        render_all(template_data(parts.template), values, pool=pool)
     else:
         check_syntax(template_data(parts.template))
     return len(values)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from secretops.sealing.keyring import keyring_secret
-from tests.helpers import CANARY, TESTDATA, AgeKey, make_age_key, secretops
+from tests.helpers import CANARY, TESTDATA, AgeKey, assert_no_canary, make_age_key, secretops
 
 SECRET = f"""\
 apiVersion: v1
@@ -317,3 +317,28 @@ def test_conflicting_modes(tmp_path: Path, cert: Path) -> None:
     r = secretops("seal", "--cert", str(cert), str(tmp_path / "secret.yaml"),
                   "--from-literal", "a=b")
     assert r.code == 8
+
+
+def test_offline_rendering_is_bounded_and_says_nothing_of_the_values(
+        tmp_path: Path, cert: Path, cluster: AgeKey) -> None:
+    """unseal and verify --identity render templates with the same bounded renderer as the
+    controller: a spinning template is cut off (2 s, the default), a leaky one fails with
+    fixed text, and the error line never carries a value or anything computed from one."""
+    cases = {
+        "spin": ("{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}"
+                 "{% endfor %}", '["spec"]["template"]["data"]: the template did not finish '
+                                 "within the time limit (2 s)"),
+        "reversed": ("{{ values[password[::-1]] }}", '["spec"]["template"]["data"]["x"]: the '
+                     "template uses an undefined name, key or attribute"),
+        "oracle": ('{% if password.startswith("canary") %}{{ nope }}{% endif %}',
+                   '["spec"]["template"]["data"]: a template fails with the actual values but '
+                   "renders with empty ones: what failed is not shown, since it depends on "
+                   "the values"),
+    }
+    for name, (template, message) in cases.items():
+        path = _seal(tmp_path, cert, "--template", f"x={template}", name=f"{name}.yaml")
+        for command in ("unseal", "verify"):
+            r = secretops(command, "--identity", str(cluster.path), str(path))
+            assert r.code == 163, (name, command, r.err)
+            assert f"secretops: error: {path}: {message}" in r.err, (name, command, r.err)
+            assert_no_canary(r.err + r.text, f"{command} of {name}")

@@ -2,12 +2,17 @@
 
 It runs exactly as in a cluster — kopf, the key ring, the HTTP endpoints — against the module's
 fresh emulator (``k8s_emulator``), with the CRD from ``crds/`` applied by kubectl, short retry
-delays instead of kopf's 60 s, and its own free port. Its stderr goes to a log file that the
-fixture scans for the canary plaintext when it stops it (by its PID).
+delays instead of kopf's 60 s, and its own free port. Its stderr goes to a log file.
+
+When the module's controllers are stopped (by their PIDs), :func:`scan_for_canary` looks for the
+canary plaintext — and its reverse, other cases, slices, base64 and SHA-256
+(:func:`tests.helpers.canary_forms`) — in every controller log, every HTTP response a test got
+through :meth:`Controller.request`, and the emulator's Events and statuses in all namespaces.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.k8s import K8s, free_port
-from tests.helpers import CANARY, stop_process
+from tests.helpers import assert_no_canary, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "sealedsecret.yaml"
@@ -42,6 +47,8 @@ class Controller:
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(default_factory=Path)
     env: dict[str, str] = field(default_factory=dict)  # e.g. POD_NAME (the Lease holder name)
+    # every HTTP response body read through request(), for the canary scan
+    responses: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -82,19 +89,52 @@ class Controller:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def request(self, method: str, path: str, body: bytes | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, str]:
+                headers: dict[str, str] | None = None, timeout: float = 10
+                ) -> tuple[int, str]:
         req = urllib.request.Request(self.url + path, data=body, method=method,
                                      headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
-                return resp.status, resp.read().decode()
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                status, text = resp.status, resp.read().decode()
         except urllib.error.HTTPError as e:
-            return e.code, e.read().decode()
+            status, text = e.code, e.read().decode()
         except (urllib.error.URLError, OSError):
             return 0, ""
+        self.responses.append(f"{status} {text}")
+        return status, text
 
-    def get(self, path: str) -> tuple[int, str]:
-        return self.request("GET", path)
+    def get(self, path: str, timeout: float = 10) -> tuple[int, str]:
+        return self.request("GET", path, timeout=timeout)
+
+
+# What the controller writes where a tenant or anyone can read it (statuses; Events are
+# listed separately): every one of these in every namespace is scanned.
+STATUS_LISTS = ("/apis/secretops.dev/v1alpha1/sealedsecrets",
+                "/apis/secretops.dev/v1alpha1/externalsecrets",
+                "/apis/secretops.dev/v1alpha1/secretstores",
+                "/apis/secretops.dev/v1alpha1/clustersecretstores")
+
+
+def scan_for_canary(k8s: K8s, controllers: list[Controller]) -> None:
+    """No form of the canary in any controller's log or HTTP responses, nor in any Event or
+    status the emulator holds (all namespaces)."""
+    for ctl in controllers:
+        assert_no_canary(ctl.logs(), f"the controller log {ctl.log}")
+        assert_no_canary("\n".join(ctl.responses), f"an HTTP response of {ctl.url}")
+    status, body, _ = k8s.request("GET", "/api/v1/events")
+    assert status == 200, body
+    for e in body.get("items") or []:
+        assert_no_canary(json.dumps(e), f"Event {e.get('metadata', {}).get('name')}")
+    for path in STATUS_LISTS:
+        status, body, _ = k8s.request("GET", path)
+        if status == 404:
+            continue  # that CRD is not installed in this module's cluster
+        assert status == 200, body
+        for obj in body.get("items") or []:
+            meta = obj.get("metadata") or {}
+            assert_no_canary(json.dumps(obj.get("status") or {}),
+                             f"the status of {obj.get('kind')} {meta.get('namespace')}/"
+                             f"{meta.get('name')}")
 
 
 def prepare_cluster(k8s: K8s, *namespaces: str) -> None:
@@ -124,7 +164,6 @@ def start_controller(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
     finally:
         for ctl in started:
             ctl.stop()
-        for ctl in started:
-            assert CANARY not in ctl.logs(), f"canary plaintext in {ctl.log}"
+        scan_for_canary(k8s_emulator, started)
         # Nothing the controller sent may rely on a leniency: a real apiserver refuses these.
         assert k8s_emulator.malformed() == [], "the controller sent malformed requests"

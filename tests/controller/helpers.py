@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -11,7 +14,7 @@ from urllib.parse import quote
 import yaml
 
 from tests.fixtures.k8s import K8s
-from tests.helpers import CANARY, secretops
+from tests.helpers import CANARY, assert_no_canary, secretops
 from tests.k8s.helpers import wait_for
 
 SEALED = "/apis/secretops.dev/v1alpha1/namespaces/{ns}/sealedsecrets"
@@ -24,7 +27,7 @@ def seal(cert: Path, *args: str) -> str:
     """``secretops seal --cert CERT ARGS`` → the SealedSecret YAML (asserts success)."""
     r = secretops("seal", "--cert", str(cert), *args)
     assert r.code == 0, r.err
-    assert CANARY not in r.err
+    assert_no_canary(r.err, "seal's stderr")
     return r.text
 
 
@@ -74,11 +77,13 @@ def events(k8s: K8s, ns: str, name: str | None = None, reason: str | None = None
 
 
 def no_canary_in_cluster(k8s: K8s, *namespaces: str) -> None:
-    """The canary plaintext is in no Event and no SealedSecret status in these namespaces."""
+    """No form of the canary (:func:`tests.helpers.canary_forms`) in an Event or a
+    SealedSecret status of these namespaces."""
     for ns in namespaces:
-        assert CANARY not in json.dumps(events(k8s, ns))
+        assert_no_canary(json.dumps(events(k8s, ns)), f"the Events of {ns}")
         _, body, _ = k8s.request("GET", SEALED.format(ns=ns))
-        assert CANARY not in json.dumps([i.get("status") for i in body.get("items") or []])
+        assert_no_canary(json.dumps([i.get("status") for i in body.get("items") or []]),
+                         f"the SealedSecret statuses of {ns}")
 
 
 def load(text: str) -> dict[str, Any]:
@@ -109,3 +114,34 @@ def lease(k8s: K8s, ns: str, name: str = "secretops-controller") -> dict[str, An
     status, body, _ = k8s.request("GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/"
                                          f"leases/{name}")
     return body if status == 200 else None
+
+
+def healthy_throughout(ctl: Any, work: Callable[[], Any]) -> Any:
+    """Run ``work`` in a thread while polling ``/healthz`` with a 1 s client timeout; every
+    poll must answer 200 (a hang guard: the loop was never blocked for a second)."""
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["value"] = work()
+        except BaseException as e:  # re-raised below, in the test's thread
+            result["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    polls = []
+    while thread.is_alive() or not polls:
+        polls.append(ctl.get("/healthz", timeout=1)[0])
+        time.sleep(0.1)  # the polling interval of a loop bounded by the work's own end
+    thread.join()
+    assert set(polls) == {200}, f"/healthz did not answer within 1 s: {polls}"
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")

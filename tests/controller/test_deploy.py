@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controller.conftest import SYSTEM_NS
+from tests.controller.conftest import SYSTEM_NS, scan_for_canary
 from tests.controller.deploy_flows import (
     SA,
     SA_NAME,
@@ -44,7 +44,6 @@ from tests.controller.helpers import (
     CANARY,
     apply,
     load,
-    no_canary_in_cluster,
     secret,
     values,
     wait_for,
@@ -85,7 +84,7 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
             "secretops-cluster-secret-stores", "secretops-rollout", "secretops-token-requests")],
         *[(kind, name) for kind in ("Role", "RoleBinding")
           for name in (SA_NAME, "secretops-key-ring", "secretops-cluster-secret-stores")],
-        ("Deployment", SA_NAME), ("Service", SA_NAME)])
+        ("Deployment", SA_NAME), ("Service", SA_NAME), ("NetworkPolicy", SA_NAME)])
     for doc in rendered:
         if doc["kind"] not in ("CustomResourceDefinition", "Namespace", "ClusterRole",
                                "ClusterRoleBinding"):
@@ -124,6 +123,31 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
                 {"kind": "ServiceAccount", "name": SA_NAME, "namespace": SYSTEM_NS}]
 
 
+def test_network_policy_admits_only_the_api_server_and_prometheus(
+        rendered: list[dict[str, Any]]) -> None:
+    """The unauthenticated endpoints are reachable only from kube-system (the API server's
+    service proxy, through konnectivity or a self-hosted API server) and from Prometheus;
+    kubelet's probes come from the Pod's own node, which a NetworkPolicy always admits."""
+    deploy = _one(rendered, "Deployment", SA_NAME)
+    policy = _one(rendered, "NetworkPolicy", SA_NAME)["spec"]
+    assert policy["podSelector"]["matchLabels"] == deploy["spec"]["template"]["metadata"][
+        "labels"]
+    assert policy["policyTypes"] == ["Ingress"]  # egress: the API server, Vault, AWS vary
+    [rule] = policy["ingress"]
+    assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    # every peer is selected by namespace name (a label only the API server sets) and
+    # nothing is open to all: no empty peer, no ipBlock
+    peers = rule["from"]
+    assert all(set(p) <= {"namespaceSelector", "podSelector"} and p.get("namespaceSelector")
+               for p in peers)
+    named = {p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]:
+             p.get("podSelector") for p in peers}
+    assert named == {"kube-system": None,
+                     "monitoring": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    [container] = deploy["spec"]["template"]["spec"]["containers"]
+    assert [p["name"] for p in container["ports"]] == ["http"]  # the one port it guards
+
+
 def test_apply_k_creates_every_object(k8s_tls: K8s, rendered: list[dict[str, Any]]) -> None:
     k8s_tls.kubectl("apply", "-k", str(BASE))
     for crd in ("sealedsecrets", "secretstores", "clustersecretstores", "externalsecrets"):
@@ -139,6 +163,7 @@ def test_apply_k_creates_every_object(k8s_tls: K8s, rendered: list[dict[str, Any
         "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings/{name}",
         "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
         "Service": "/api/v1/namespaces/{ns}/services/{name}",
+        "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}",
     }
     for doc in rendered:
         meta = doc["metadata"]
@@ -184,8 +209,7 @@ def test_controller_as_its_service_account_uses_exactly_its_rbac(
         vault_kubernetes_auth(k8s_tls, openbao, bao_k8s_mount, APP, cluster_store=True)
     finally:
         ctl.stop()
-    assert CANARY not in ctl.logs()
-    no_canary_in_cluster(k8s_tls, APP)
+    scan_for_canary(k8s_tls, [ctl])
 
     records = k8s_tls.audit(SA)
     assert records, "the controller's calls were not audited as its ServiceAccount"

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.controller.conftest import SYSTEM_NS
+from tests.controller.conftest import SYSTEM_NS, scan_for_canary
 from tests.controller.deploy_flows import (
     ES_API,
     SA,
@@ -35,7 +35,7 @@ from tests.controller.deploy_flows import (
     store_ready,
     vault_kubernetes_auth,
 )
-from tests.controller.helpers import CANARY, apply, no_canary_in_cluster, seal, wait_for
+from tests.controller.helpers import CANARY, apply, seal, wait_for
 from tests.fixtures.k8s import K8s, assert_least_privilege, check_rbac, start_emulator, stop
 from tests.fixtures.openbao import OpenBao
 
@@ -101,7 +101,7 @@ def test_sealed_secrets_only(cluster: K8s, tmp_path: Path) -> None:
         key_renewal(cluster, ctl, tmp_path, "app")
     finally:
         ctl.stop()
-    assert CANARY not in ctl.logs()
+    scan_for_canary(cluster, [ctl])
     records = cluster.audit(SA)
     # nothing of the external-secrets half: no store, ExternalSecret, workload or token call
     assert {r["resource"] for r in records} <= {
@@ -124,8 +124,7 @@ def test_external_secrets_only(cluster: K8s, tmp_path: Path, openbao: OpenBao) -
         vault_kubernetes_auth(cluster, openbao, mount, "app", cluster_store=True)
     finally:
         ctl.stop()
-    assert CANARY not in ctl.logs()
-    no_canary_in_cluster(cluster, "app")
+    scan_for_canary(cluster, [ctl])
     records = cluster.audit(SA)
     # no key ring, no recipients ConfigMap, no SealedSecret: the cluster-wide Secret rule would
     # allow reading the key ring, so its absence is asserted, not left to the RBAC check
@@ -174,8 +173,7 @@ def test_namespaced(cluster: K8s, tmp_path: Path, openbao: OpenBao) -> None:
             what="the ExternalSecret told ClusterSecretStores are off")
     finally:
         ctl.stop()
-    assert CANARY not in ctl.logs()
-    no_canary_in_cluster(cluster, *WATCHED, OUTSIDE)
+    scan_for_canary(cluster, [ctl])
     records = cluster.audit(SA)
     assert touched(records) == {*WATCHED, SYSTEM_NS}
     # cluster-scoped calls: discovery only (no CRD, namespace or ClusterSecretStore call)

@@ -12,8 +12,10 @@ turns the scheduler's :class:`Snapshot` into a :class:`SecretData`:
 * ``dataFrom[].extract``: a JSON object exploded into one Secret key per field;
   ``dataFrom[].find``: one key per secret found, named after the secret (characters outside
   ``[-._a-zA-Z0-9]`` become ``_``). Later entries override earlier ones; ``data[]`` wins.
-* ``target.template``: ``data`` rendered by the same sandboxed engine as SealedSecret templates
-  (Go-template forms such as ``{{ .password }}`` are converted); with ``mergePolicy: Replace``
+* ``target.template``: ``data`` rendered by the same sandboxed engine as SealedSecret templates,
+  in a bounded worker process, failures reported without any value-dependent detail (see
+  :mod:`secretops.sealing.template`; Go-template forms such as ``{{ .password }}`` are
+  converted); with ``mergePolicy: Replace``
   (the default, as ESO) the rendered keys are the Secret's data, with ``Merge`` they are added.
   ``type``, ``metadata.labels`` and ``metadata.annotations`` are copied.
 * the Secret gets :data:`HASH_ANNOTATION`, a SHA-256 of its data, for drift and change checks.
@@ -34,6 +36,7 @@ from typing import Any
 
 from secretops.errors import SecretOpsError
 from secretops.sealing.template import TemplateError, render_all
+from secretops.sealing.workers import WorkerPool
 from secretops_controller.external.provider import FindRef, RemoteRef, RemoteValue, Want
 from secretops_controller.external.scheduler import Snapshot
 
@@ -248,7 +251,8 @@ def data_hash(data: Mapping[str, bytes]) -> str:
     return h.hexdigest()
 
 
-def build(spec: Spec, snap: Snapshot, skip_missing: bool = False) -> SecretData:
+def build(spec: Spec, snap: Snapshot, skip_missing: bool = False,
+          pool: WorkerPool | None = None) -> SecretData:
     """The Secret for ``spec`` from a complete snapshot (:attr:`Snapshot.complete`).
 
     A ref that is missing (NotFound) raises :class:`MappingError` naming its field: what to do
@@ -285,7 +289,7 @@ def build(spec: Spec, snap: Snapshot, skip_missing: bool = False) -> SecretData:
     t = spec.template or Template()
     if t.data:
         try:
-            rendered = render_all(t.data, data)
+            rendered = render_all(t.data, data, pool=pool)
         except TemplateError as e:
             raise MappingError(e.message, path="spec.target.template.data"
                                + (e.path or "").split('["data"]')[-1]) from None

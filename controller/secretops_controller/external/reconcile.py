@@ -680,8 +680,14 @@ class ExternalSecrets:
             # deletionPolicy Delete, every remote secret gone (as ESO): the Secret is deleted,
             # or, merged into someone else's Secret, the merged keys are taken out of it
             return await self._remove(owner, ns, name, creation, missing)
+        def build() -> mapping.SecretData:
+            return mapping.build(parsed, snap, skip_missing=deletion == "Delete",
+                                 pool=self.ctx.renderer)
+
         try:
-            data = mapping.build(parsed, snap, skip_missing=deletion == "Delete")
+            # templates render in a worker process: waited for in a thread, off the loop
+            data = (await self.ctx.renderer.in_thread(build)
+                    if parsed.template is not None and parsed.template.data else build())
         except mapping.MappingError as e:
             if errors:
                 return self._provider_outcome(errors, ns, name)

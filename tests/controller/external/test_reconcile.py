@@ -22,9 +22,17 @@ import pytest
 from tests.controller.conftest import Controller, prepare_cluster
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.proxy import CountingProxy
-from tests.controller.helpers import CANARY, events, secret, values, wait_for
+from tests.controller.helpers import (
+    CANARY,
+    events,
+    healthy_throughout,
+    secret,
+    values,
+    wait_for,
+)
 from tests.fixtures.k8s import K8s
 from tests.fixtures.openbao import OpenBao
+from tests.helpers import assert_no_canary
 
 CRDS = Path(__file__).resolve().parents[3] / "crds"
 API = "/apis/secretops.dev/v1alpha1"
@@ -50,11 +58,13 @@ def ns(controller: Controller, k8s: K8s) -> Iterator[str]:
     k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
     yield name
     # nothing of a value in this namespace's Events and statuses, nor in the controller's log
-    assert CANARY not in json.dumps(events(k8s, name))
+    # (the module's teardown scans every namespace again: scan_for_canary)
+    assert_no_canary(json.dumps(events(k8s, name)), f"the Events of {name}")
     for plural in ("externalsecrets", "secretstores"):
         _, body, _ = k8s.request("GET", f"{API}/namespaces/{name}/{plural}")
-        assert CANARY not in json.dumps([i.get("status") for i in body.get("items") or []])
-    assert CANARY not in controller.logs()
+        assert_no_canary(json.dumps([i.get("status") for i in body.get("items") or []]),
+                         f"the {plural} statuses of {name}")
+    assert_no_canary(controller.logs(), "the controller log")
 
 
 # ---- helpers ---------------------------------------------------------------------------------
@@ -695,3 +705,49 @@ def test_rotation_refused_without_a_property_for_vault(
                       what="RotationFailed")
     assert "remoteRef.property is required" in failed[0]["message"]
     assert not es_status(k8s, ns, "rot").get("lastRotationTime")
+
+
+def test_template_failures_carry_no_value_and_a_slow_one_blocks_nothing(
+        controller: Controller, k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """The template belongs to whoever edits the ExternalSecret, who may not read the Secret:
+    jinja2's messages once put the reversed value (``values[password[::-1]]``) into the Ready
+    condition. Now a failure reads as fixed text; what is left is the one bit "it failed"
+    (the oracle below), and a slow template is cut off while another ExternalSecret syncs and
+    /healthz answers every poll within 1 s."""
+    key = f"{tenant.prefix}/db"
+    put(openbao, key, {"password": CANARY, "user": "app"})
+    token_store(k8s, openbao, tenant, ns)
+    data = [item("password", key, "password"), item("user", key, "user")]
+    templates = {
+        "reversed": "{{ values[password[::-1]] }}",
+        "upper": "{{ values[password | upper] }}",
+        "spaced": '{{ values[password | list | join(" ")] }}',
+        "oracle-hit": '{% if password.startswith("canary") %}{{ nope }}{% endif %}',
+        "oracle-miss": '{% if password.startswith("#") %}{{ nope }}{% endif %}ok',
+    }
+    for name, text in templates.items():
+        create(k8s, external(ns, name, "vault", data, template={"data": {"x": text}}))
+    undefined = ('spec.target.template.data["x"]: the template uses an undefined name, key '
+                 "or attribute")
+    hidden = ("spec.target.template.data: a template fails with the actual values but renders "
+              "with empty ones: what failed is not shown, since it depends on the values")
+    for name in ("reversed", "upper", "spaced", "oracle-hit"):
+        cond = wait_for(lambda n=name: (c := ready(k8s, ns, "externalsecrets", n)).get(
+            "reason") == "TemplateError" and c, what=f"{name} fails")
+        assert cond["message"] == (hidden if name == "oracle-hit" else undefined), cond
+    wait_for(lambda: has(k8s, ns, "oracle-miss", {"x": b"ok"}), what="the oracle's other bit")
+
+    spin = "{% for a in 'x' * 100000 %}{% for b in 'x' * 100000 %}{% endfor %}{% endfor %}"
+
+    def scenario() -> None:
+        create(k8s, external(ns, "spin", "vault", data, template={"data": {"x": spin}}))
+        create(k8s, external(ns, "fine", "vault", data,
+                             template={"data": {"dsn": "db://{{ .user }}@host"}}))
+        wait_for(lambda: has(k8s, ns, "fine", {"dsn": b"db://app@host"}), timeout=15,
+                 what="another ExternalSecret synced meanwhile")
+        cond = wait_for(lambda: (c := ready(k8s, ns, "externalsecrets", "spin")).get(
+            "reason") == "TemplateError" and c, timeout=15, what="the slow template cut off")
+        assert cond["message"] == ("spec.target.template.data: the template did not finish "
+                                   "within the time limit (2 s)"), cond
+
+    healthy_throughout(controller, scenario)

@@ -181,6 +181,7 @@ def builtin_types() -> list[ResourceType]:
             categories=("all",),
         ),
         _t("coordination.k8s.io", "v1", "leases", "Lease"),
+        _t("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", short=("netpol",)),
         _t("events.k8s.io", "v1", "events", "Event", short=("ev",)),
         _t("rbac.authorization.k8s.io", "v1", "roles", "Role"),
         _t("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
