@@ -1,5 +1,5 @@
-"""What a ``kill -9`` can leave, and who removes it: temp files next to a written file, and the
-private directory of ``edit``/``exec-file``. (The random-kill run is tests/cli/test_crash_safety.py.)
+"""What a ``kill -9`` can leave, and who removes it: temp files next to a written file, and
+the private directory of ``edit``/``exec-file``. (Random kills: tests/cli/test_crash_safety.py.)
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ writes them; only regular files are replaced (atomically) or rewritten with -i; 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -149,10 +150,8 @@ def test_output_dev_fd_n_process_substitution_as_sops(enc: Path, sops_bin: str) 
             _, err = p.communicate(timeout=60)
         finally:
             for fd in (r, w):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         assert p.returncode == 0, (tool, err)
     assert seen["secretops"] == seen["sops"] == SECRET.encode()
 
@@ -226,8 +225,9 @@ def test_in_place_refuses_a_fifo_without_waiting(tmp_path: Path, age_key: AgeKey
 
 @pytest.mark.parametrize("target", ["/dev/stdin", "/dev/fd/0"])
 def test_in_place_refuses_a_descriptor(enc: Path, target: str) -> None:
-    p = subprocess.run([sys.executable, "-m", "secretops", "decrypt", "-i", target],
-                       stdin=open(enc, "rb"), capture_output=True, timeout=60, check=False)
+    with open(enc, "rb") as stdin:
+        p = subprocess.run([sys.executable, "-m", "secretops", "decrypt", "-i", target],
+                           stdin=stdin, capture_output=True, timeout=60, check=False)
     r = Result(p.returncode, p.stdout, p.stderr.decode())
     _one_line_error(r, 3, "a file descriptor, not a regular file")
     assert CANARY not in enc.read_text()
