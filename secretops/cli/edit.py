@@ -37,7 +37,8 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
 
     The plaintext lives only in a 0600 file in a private directory (in memory on /dev/shm
-    where it exists) that is removed when the editor closes, on errors and on Ctrl-C.
+    where it exists) that is removed when the editor closes, on errors and on Ctrl-C (after a
+    kill -9, by the next edit or exec-file).
     Values you did not change keep their exact ciphertext, so the diff shows only your change
     (plus lastmodified and mac). If the result does not parse, you are offered the editor
     again on a terminal; without one, nothing is written, and your text is kept encrypted
