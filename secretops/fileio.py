@@ -1,83 +1,268 @@
-"""File writes that never leave a half-written or wrongly-permissioned file.
+"""How secretops reads its input files and writes every file it writes.
 
-:func:`atomic_write` writes to a temporary file in the target's directory, fsyncs it, and renames
-it over the target, so a reader (or a crash) sees either the old file or the new one. An existing
-file keeps its mode; a new file gets ``new_mode`` (0600 for decrypted output). A symbolic link
-is written through, as sops does: the file it points to is replaced and the link stays — so
-``encrypt -i link.yaml`` never leaves the plaintext behind at the link's target.
+:func:`write_file` is the only way the CLI writes a file. Its rules (``docs/security.md``,
+"Writing files", is the user's version):
+
+1. **A regular file, or a name that does not exist yet, is replaced atomically.** The bytes go
+   into an *unnamed* file in the target's directory (Linux ``O_TMPFILE``), are fsynced, and
+   only then get a name, ``.secretops-PID-START-RANDOM.tmp``, that is at once renamed over the
+   target. A ``kill -9`` before that leaves nothing on disk; one in the instant between naming
+   and renaming leaves a complete temp file, which the next secretops write into that
+   directory removes (:mod:`secretops.leftovers`). Where ``O_TMPFILE`` or ``/proc`` is
+   missing, the temp file is named (0600) from the start and removed the same way.
+2. **Anything else is written in place, never replaced or chmod-ed**, as sops does: a FIFO, a
+   device, ``/dev/stdout``, ``/dev/fd/N`` (process substitution). A name for one of this
+   process's own descriptors is written through that descriptor. A FIFO or device owned by
+   another user (neither us nor root) is refused — whoever planted it would read what we
+   write — and so is a socket (it cannot be opened as a file).
+3. **Rewriting in place** (``-i``, ``set``, ``unset``, ``updatekeys``, ``rotate``, ``edit``,
+   ``--merge-into``, the merge driver) accepts only a regular file: :func:`read_input` with
+   ``rewrite=True`` refuses anything else before reading it (reading a FIFO would block), and
+   :func:`write_file` with ``rewrite=True`` checks again.
+4. **Modes.** The user's own existing file keeps its mode. A new file, or one another user
+   owns, gets ``new_mode``: 0600 for plaintext (``private=True``), else by default
+   ``0666 & ~umask`` as for any file a program creates.
+
+A symbolic link is followed, hop by hop (the link stays; the file it points to is replaced),
+except one that another user owns in a sticky world-writable directory such as /tmp, the
+links the kernel's ``protected_symlinks`` refuses to follow.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
+import sys
 from typing import BinaryIO
 
 from secretops.errors import ExitCode, SecretOpsError
+from secretops.leftovers import TEMP_PREFIX, TEMP_SUFFIX, run_tag, sweep_temp_files
+
+_FD_DIR = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd")
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISDIR, "a directory"))
+_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux only; elsewhere the named temp file
 
 
-def _check_link(path: str) -> None:
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _fail(message: str, path: str) -> SecretOpsError:
+    return SecretOpsError(message, code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path)
+
+
+def _not_rewritable(kind: str, path: str) -> SecretOpsError:
+    return SecretOpsError(
+        f"{kind}, not a regular file: only a regular file is rewritten in place",
+        code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path,
+        hints=("copy it to a regular file first",),
+    )
+
+
+def _check_link(path: str, link: os.stat_result, parent: str) -> None:
     """Follow a symbolic link only where the kernel's ``protected_symlinks`` would: not one
     that another user owns in a sticky, world-writable directory such as /tmp (someone could
     point it at a file of theirs and receive the plaintext)."""
-    try:
-        link = os.lstat(path)
-    except OSError:
+    if link.st_uid == os.geteuid():
         return
-    if not stat.S_ISLNK(link.st_mode) or link.st_uid == os.geteuid():
-        return
-    parent = os.stat(os.path.dirname(os.path.abspath(path)))
-    if parent.st_mode & stat.S_ISVTX and parent.st_mode & stat.S_IWOTH:
-        raise SecretOpsError(
-            "refusing to write through a symbolic link another user owns in a shared "
-            "directory", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path,
-        )
+    mode = os.stat(parent).st_mode
+    if mode & stat.S_ISVTX and mode & stat.S_IWOTH:
+        raise _fail("refusing to write through a symbolic link another user owns in a shared "
+                    "directory", path)
 
 
-def atomic_write(path: str, data: bytes, new_mode: int = 0o600) -> None:
-    _check_link(path)
-    target = os.path.realpath(path)  # errors still name the path the user gave
-    directory = os.path.dirname(target)
-    try:
-        mode = stat.S_IMODE(os.stat(target).st_mode)
-    except FileNotFoundError:
-        mode = new_mode
-    except OSError as e:
-        raise SecretOpsError(
-            f"cannot write: {e.strerror}", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path
-        ) from None
-    tmp = None
-    try:
-        tmp = os.path.join(directory, f".secretops-{os.urandom(6).hex()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+def _resolve(path: str) -> tuple[str, bool]:
+    """Follow symbolic links one hop at a time; return the final name and whether it is an
+    entry of a ``/proc/PID/fd`` directory (a descriptor, such as ``/dev/stdout``)."""
+    p = os.path.abspath(path)
+    for _ in range(40):
+        parent = os.path.realpath(os.path.dirname(p))
+        p = os.path.join(parent, os.path.basename(p))
+        if _FD_DIR.fullmatch(parent):
+            return p, True
         try:
-            os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-        tmp = None
-        try:
-            dfd = os.open(directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            st = os.lstat(p)
         except OSError:
-            pass
+            return p, False
+        if not stat.S_ISLNK(st.st_mode):
+            return p, False
+        _check_link(path, st, parent)
+        p = os.path.join(parent, os.readlink(p))
+    raise _fail("too many levels of symbolic links", path)
+
+
+def default_mode(private: bool) -> int:
+    """0600 for plaintext; else what a program's new file gets, ``0666 & ~umask``."""
+    if private:
+        return 0o600
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_file(path: str, data: bytes, *, private: bool, new_mode: int | None = None,
+               rewrite: bool = False, exclusive: bool = False) -> None:
+    """Write ``data`` to ``path`` by the rules of the module docstring.
+
+    ``private``: the data is plaintext (new and foreign files become 0600). ``rewrite``: an
+    in-place rewrite, refused for anything but a regular file. ``exclusive``: never replace a
+    file (``keygen -o``); raises :class:`FileExistsError` if one is there.
+    Every other failure is a :class:`SecretOpsError` with exit 3, and leaves the target as it
+    was.
+    """
+    mode = default_mode(private) if new_mode is None else new_mode
+    try:
+        final, descriptor = _resolve(path)
+        if descriptor:
+            if rewrite:
+                raise _not_rewritable("a file descriptor", path)
+            _write_descriptor(final, data)
+            return
+        try:
+            st: os.stat_result | None = os.stat(final)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not stat.S_ISREG(st.st_mode):
+            if rewrite:
+                raise _not_rewritable(_kind(st.st_mode), path)
+            _write_special(path, final, st, data)
+            return
+        if exclusive and os.path.lexists(path):
+            raise FileExistsError(path)
+        if st is not None and st.st_uid == os.geteuid():
+            mode = stat.S_IMODE(st.st_mode)
+        _replace(final, data, mode, exclusive)
+    except FileExistsError:
+        if exclusive:
+            raise
+        raise _fail("cannot write: the file appeared while it was written", path) from None
     except OSError as e:
-        raise SecretOpsError(
-            f"cannot write: {e.strerror}", code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path
-        ) from None
+        raise _fail(f"cannot write: {e.strerror or e}", path) from None
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _write_descriptor(final: str, data: bytes) -> None:
+    """``/dev/stdout``, ``/dev/fd/N``: write through our own descriptor N where it is one."""
+    pid = _FD_DIR.fullmatch(os.path.dirname(final))
+    number = os.path.basename(final)
+    if pid is not None and int(pid[1]) == os.getpid() and number.isdecimal():
+        fd = int(number)
+        if fd in (1, 2):
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+        os.fstat(fd)  # EBADF: not open here
+        _write_all(fd, data)
+        return
+    fd = os.open(final, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)  # another process's
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.ftruncate(fd, 0)
+        _write_all(fd, data)
     finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        os.close(fd)
+
+
+def _write_special(path: str, final: str, st: os.stat_result, data: bytes) -> None:
+    """A FIFO or device: opened (never created) and written in place, its mode untouched."""
+    kind = _kind(st.st_mode)
+    if stat.S_ISSOCK(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        raise _fail(f"cannot write: it is {kind}", path)
+    if st.st_uid not in (os.geteuid(), 0):
+        raise _fail(f"refusing to write into {kind} another user owns (they would read what "
+                    "is written)", path)
+    fd = os.open(final, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            raise _fail("cannot write: the file was replaced while it was opened", path)
+        _write_all(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _temp_name() -> str:
+    return f"{TEMP_PREFIX}{run_tag()}-{os.urandom(6).hex()}{TEMP_SUFFIX}"
+
+
+def _fill(fd: int, data: bytes, mode: int) -> None:
+    _write_all(fd, data)
+    os.fchmod(fd, mode)  # after the data: a named temp file is 0600 while it fills
+    os.fsync(fd)
+
+
+def _unnamed(dfd: int, name: str, data: bytes, mode: int, exclusive: bool) -> str | None:
+    """Write into an O_TMPFILE file and link it as ``name`` (exclusive) or a temp name.
+
+    Returns the temp name, ``""`` when ``name`` itself was linked, ``None`` when this
+    filesystem (or a missing /proc) does not allow it.
+    """
+    if not _O_TMPFILE:
+        return None
+    try:
+        fd = os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd)
+    except OSError:
+        return None  # EOPNOTSUPP, EISDIR on old kernels, ...
+    try:
+        _fill(fd, data, mode)
+        target = name if exclusive else _temp_name()
+        try:  # linkat(AT_SYMLINK_FOLLOW), which dst_dir_fd selects
+            os.link(f"/proc/self/fd/{fd}", target, dst_dir_fd=dfd)
+        except FileExistsError:
+            raise
+        except OSError:
+            return None
+        return "" if exclusive else target
+    finally:
+        os.close(fd)
+
+
+def _named(dfd: int, data: bytes, mode: int) -> str:
+    temp = _temp_name()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600, dir_fd=dfd)
+    try:
+        _fill(fd, data, mode)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp, dir_fd=dfd)
+        raise
+    finally:
+        os.close(fd)
+    return temp
+
+
+def _replace(final: str, data: bytes, mode: int, exclusive: bool) -> None:
+    directory, name = os.path.split(final)
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        sweep_temp_files(dfd)
+        temp = _unnamed(dfd, name, data, mode, exclusive)
+        if temp is None:
+            temp = _named(dfd, data, mode)
+        try:
+            if exclusive and temp:
+                os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+            elif temp:
+                os.replace(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+                temp = ""
+        finally:
+            if temp:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp, dir_fd=dfd)
+        with contextlib.suppress(OSError):
+            os.fsync(dfd)
+    finally:
+        os.close(dfd)
 
 
 def read_bounded(f: BinaryIO, what: str = "the input") -> bytes:
@@ -90,14 +275,18 @@ def read_bounded(f: BinaryIO, what: str = "the input") -> bytes:
     return data
 
 
-def read_input(path: str) -> bytes:
+def read_input(path: str, *, rewrite: bool = False) -> bytes:
     """The bytes of ``path`` (``-`` is standard input), with a clean error; at most the
-    input size limit (``docs/security.md``, "Limits on input")."""
-    import sys
+    input size limit (``docs/security.md``, "Limits on input").
 
+    ``rewrite``: the file is about to be rewritten in place, so it must be a regular file;
+    anything else is refused (exit 3) before a byte is read.
+    """
     try:
         if path == "-":
             return read_bounded(sys.stdin.buffer)
+        if rewrite:
+            return _read_regular(path)
         with open(path, "rb") as f:
             return read_bounded(f)
     except SecretOpsError as e:
@@ -114,3 +303,20 @@ def read_input(path: str) -> bytes:
         raise SecretOpsError(
             f"cannot read: {e.strerror}", code=ExitCode.COULD_NOT_READ_INPUT, file=path
         ) from None
+
+
+def _read_regular(path: str) -> bytes:
+    final, descriptor = _resolve(path)
+    if descriptor:
+        raise _not_rewritable("a file descriptor", path)
+    st = os.stat(final)
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_rewritable(_kind(st.st_mode), path)
+    # O_NONBLOCK: should a FIFO be swapped in meanwhile, opening it does not wait
+    fd = os.open(final, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _not_rewritable("not a regular file", path)
+        return read_bounded(f)

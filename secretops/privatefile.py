@@ -5,18 +5,22 @@
 disk) where it exists, else in the system temp directory — holding one 0600 file with the
 plaintext, and removes the directory when the ``with`` block ends: normally, on an exception,
 on Ctrl-C, and on SIGTERM / SIGHUP (turned into :class:`Terminated` for the duration, so the
-``finally`` clauses run). Only SIGKILL can leave it behind, which no program can prevent.
+``finally`` clauses run). Only SIGKILL can leave it behind, which no program can prevent: the
+directory's name, ``secretops-PID-START-…``, says which run made it, and the next
+``edit``/``exec-file`` removes the directories of runs that are over
+(:mod:`secretops.leftovers`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import tempfile
 from collections.abc import Iterator
 from types import FrameType
+
+from secretops.leftovers import DIR_PREFIX, remove_tree, run_tag, sweep_private_dirs
 
 _SHM = "/dev/shm"
 
@@ -25,10 +29,10 @@ class Terminated(BaseException):
     """SIGTERM or SIGHUP arrived while plaintext was on disk."""
 
 
-def _base() -> str | None:
+def _base() -> str:
     if os.path.isdir(_SHM) and os.access(_SHM, os.W_OK | os.X_OK):
         return _SHM
-    return None
+    return tempfile.gettempdir()
 
 
 @contextlib.contextmanager
@@ -52,12 +56,14 @@ def terminate_as_exception() -> Iterator[None]:
 @contextlib.contextmanager
 def private_dir() -> Iterator[str]:
     """A fresh 0700 directory (memory-backed where possible), removed with its content after."""
+    base = _base()
+    sweep_private_dirs(base, remove_tree)  # what runs killed with SIGKILL left
     with terminate_as_exception():
-        directory = tempfile.mkdtemp(prefix="secretops-", dir=_base())
+        directory = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{run_tag()}-", dir=base)
         try:
             yield directory
         finally:
-            _remove(directory)
+            remove_tree(directory)
 
 
 @contextlib.contextmanager
@@ -73,19 +79,3 @@ def private_file(name: str, data: bytes) -> Iterator[str]:
         finally:
             os.close(fd)
         yield path
-
-
-def _remove(directory: str) -> None:
-    """Overwrite then delete every regular file (best effort on tmpfs), then the directory."""
-    import stat
-
-    for root, _, files in os.walk(directory):
-        for f in files:
-            p = os.path.join(root, f)
-            with contextlib.suppress(OSError):
-                if not stat.S_ISREG(os.lstat(p).st_mode):
-                    continue  # a FIFO: opening it would block
-                size = os.path.getsize(p)
-                with open(p, "r+b") as fh:
-                    fh.write(b"\0" * size)
-    shutil.rmtree(directory, ignore_errors=True)

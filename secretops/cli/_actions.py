@@ -29,25 +29,17 @@ def check_io(file: str, in_place: bool, output: str | None) -> None:
 
 def write_result(data: bytes, file: str, in_place: bool, output: str | None,
                  *, private: bool) -> None:
-    """Write to the file in place, to --output, or to stdout.
+    """Write to the file in place, to --output, or to stdout (rules: :mod:`secretops.fileio`).
 
     New files holding plaintext are created 0600; new encrypted files follow the umask.
     """
-    import os
-
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
 
     if in_place:
-        atomic_write(file, data)
+        write_file(file, data, private=private, rewrite=True)
         return
     if output:
-        if private:
-            mode = 0o600
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        atomic_write(output, data, new_mode=mode)
+        write_file(output, data, private=private)
         return
     out = sys.stdout.buffer
     out.write(data)
@@ -70,7 +62,7 @@ def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None =
     check_io(file, in_place, output)
     name = _name(file, filename_override)
     try:
-        data = read_input(file)
+        data = read_input(file, rewrite=in_place)
         result = api.decrypt(
             data, format=input_type, output_format=output_type, filename=name,
             ignore_mac=ignore_mac, extract_path=extract, config=config_path,
@@ -94,7 +86,7 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
     check_io(file, in_place, output)
     name = _name(file, filename_override)
     try:
-        data = read_input(file)
+        data = read_input(file, rewrite=in_place)
         result = api.encrypt(
             data, format=input_type, output_format=output_type, filename=name,
             age=age or (), kms=kms or (), encryption_context=encryption_context,

@@ -37,7 +37,8 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
 
     The plaintext lives only in a 0600 file in a private directory (in memory on /dev/shm
-    where it exists) that is removed when the editor closes, on errors and on Ctrl-C.
+    where it exists) that is removed when the editor closes, on errors and on Ctrl-C (after a
+    kill -9, by the next edit or exec-file).
     Values you did not change keep their exact ciphertext, so the diff shows only your change
     (plus lastmodified and mac). If the result does not parse, you are offered the editor
     again on a terminal; without one, nothing is written, and your text is kept encrypted
@@ -48,7 +49,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     """
     from secretops import api
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
     from secretops.privatefile import Terminated, private_file
     from secretops.stores import format_for_path
 
@@ -57,8 +58,8 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     opened: api.OpenedFile | None = None
     try:
         if os.path.exists(file):
-            opened = api.open_file(read_input(file), format=fmt, ignore_mac=ignore_mac,
-                                   options=_options(file, fmt, config_path))
+            opened = api.open_file(read_input(file, rewrite=True), format=fmt,
+                                   ignore_mac=ignore_mac, options=_options(file, fmt, config_path))
             plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
         else:
             plaintext = TEMPLATES[fmt]
@@ -83,7 +84,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                                    f"see it with: secretops decrypt --input-type binary "
                                    f"{rescue}")
                     raise
-                atomic_write(file, result)
+                write_file(file, result, private=False, new_mode=0o600, rewrite=True)
                 return
     except SecretOpsError as e:
         raise e.with_file(file) from None
@@ -174,7 +175,7 @@ def _rescue(file: str, edited: bytes, opened: Any, config_path: str | None,
     """Keep an edit that does not parse, encrypted (binary format) next to the file."""
     from datetime import UTC, datetime
 
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rescue = f"{file}.rescue-{stamp}"
@@ -182,7 +183,7 @@ def _rescue(file: str, edited: bytes, opened: Any, config_path: str | None,
         data = _seal_binary(edited, opened)
     else:
         data = _encrypt_new(edited, file, "binary", config_path, keys)
-    atomic_write(rescue, data, new_mode=0o600)
+    write_file(rescue, data, private=False, new_mode=0o600)
     return rescue
 
 

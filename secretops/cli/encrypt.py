@@ -101,7 +101,7 @@ def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
     except SecretOpsError as e:
         raise e.with_file(reuse) from None
     try:
-        result = api.reencrypt_plaintext(opened, read_input(file))
+        result = api.reencrypt_plaintext(opened, read_input(file, rewrite=in_place))
     except SecretOpsError as e:
         raise e.with_file(file if file != "-" else "<stdin>") from None
     write_result(result, file, in_place, output, private=False)

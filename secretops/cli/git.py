@@ -99,7 +99,7 @@ def _install_hook(force: bool) -> str:
     import os
 
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
 
     hooks = _hooks_dir()
     path = os.path.join(hooks, "pre-commit")
@@ -127,7 +127,7 @@ def _install_hook(force: bool) -> str:
         os.replace(path, backup)
     try:
         os.makedirs(hooks, exist_ok=True)
-        atomic_write(path, script.encode("utf-8"), new_mode=0o755)
+        write_file(path, script.encode("utf-8"), private=False, new_mode=0o755)
         os.chmod(path, 0o755)
     except OSError as e:
         raise SecretOpsError(f"cannot write the hook: {e.strerror}", file=path,
@@ -183,7 +183,7 @@ def _attribute_globs(top: str) -> list[str]:
 def _install_drivers(force: bool) -> str:
     import os
 
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
 
     _hooks_dir()  # fails clearly outside a repository
     top = _git("rev-parse", "--show-toplevel")
@@ -209,7 +209,7 @@ def _install_drivers(force: bool) -> str:
         lines[start:end + 1] = block
     else:
         lines += ([""] if lines and lines[-1].strip() else []) + block
-    atomic_write(path, ("\n".join(lines) + "\n").encode("utf-8"), new_mode=0o644)
+    write_file(path, ("\n".join(lines) + "\n").encode("utf-8"), private=False, new_mode=0o644)
     return (f"{top}: diff and merge drivers configured (git config --local), "
             f".gitattributes: {', '.join(globs)}; commit .gitattributes so others get it too "
             "(each clone runs 'secretops git setup' once for the config)")

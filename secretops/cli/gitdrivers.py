@@ -42,13 +42,13 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
     Configured as merge.secretops.driver by `secretops git setup`.
     """
     from secretops.errors import SecretOpsError
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
     from secretops.gitmerge import MergeConflict, is_sops_file, merge_files
     from secretops.stores import format_for_path
 
     name = path or ours
     fmt = format_for_path(name)
-    versions = [read_input(p) for p in (base, ours, theirs)]
+    versions = [read_input(p, rewrite=p == ours) for p in (base, ours, theirs)]
     encrypted = [is_sops_file(v, fmt) for v in versions]
     if not any(encrypted):
         sys.exit(_merge_text(base, ours, theirs, name, marker_size))
@@ -83,7 +83,7 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
         for h in e.hints:
             click.echo(f"secretops: hint: {h}", err=True)
         sys.exit(1)
-    atomic_write(ours, merged)
+    write_file(ours, merged, private=False, rewrite=True)
 
 
 def _merge_text(base: str, ours: str, theirs: str, name: str, marker_size: int) -> int:

@@ -12,7 +12,7 @@ from secretops.errors import ExitCode, SecretOpsError
 
 @click.command("keygen")
 @click.option("-o", "--output", metavar="FILE",
-              help="Write the key to FILE (created 0600, parent directories 0700).")
+              help="Write the key to FILE (created 0600, parent directories 0700; never replaced).")
 @click.option("-y", "to_public", is_flag=True,
               help="Read an identity file (FILE argument or stdin) and print its recipients.")
 @click.argument("input_file", required=False)
@@ -43,11 +43,13 @@ def command(output: str | None, to_public: bool, input_file: str | None) -> None
         click.echo(body, nl=False)
         click.echo(f"Public key: {public}", err=True)
         return
+    from secretops.fileio import write_file
+
     path = os.path.expanduser(output)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, mode=0o700, exist_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+        # exclusive: fully written or not there at all, and never over an existing file
+        write_file(path, body.encode("utf-8"), private=True, exclusive=True)
     except FileExistsError:
         raise SecretOpsError(
             "the key file already exists; refusing to overwrite it", file=output,
@@ -58,9 +60,5 @@ def command(output: str | None, to_public: bool, input_file: str | None) -> None
     except OSError as e:
         raise SecretOpsError(f"cannot create: {e.strerror}", file=output,
                              code=ExitCode.COULD_NOT_WRITE_OUTPUT) from None
-    with os.fdopen(fd, "w") as f:
-        f.write(body)
-        f.flush()
-        os.fsync(f.fileno())
     click.echo(f"Public key: {public}", err=True)
     click.echo(public)

@@ -124,7 +124,7 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
 
     from secretops import api
     from secretops.config import find_config, load_config
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
     from secretops.keyops import rotation_groups
     from secretops.stores import StoreOptions, format_for_path
 
@@ -132,7 +132,8 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
     fmt = input_type or format_for_path(file)
     cfg_path = find_config(file, env, config_path)
     options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
-    opened = api.open_file(read_input(file), format=fmt, env=env, options=options)
+    opened = api.open_file(read_input(file, rewrite=not dry_run), format=fmt, env=env,
+                           options=options)
     why = ""
     if max_age is not None:
         from secretops.keyage import data_key_age
@@ -151,7 +152,7 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
     if dry_run:
         return _Outcome(f"would rotate{': ' + why if why else ''}", due=True, rotated=False)
     data = api.rotate(opened, groups, opened.metadata.shamir_threshold, env)
-    atomic_write(file, data)
+    write_file(file, data, private=False, rewrite=True)
     return _Outcome(f"rotated{': ' + why if why else ''}", due=True, rotated=True)
 
 

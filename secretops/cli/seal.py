@@ -24,14 +24,14 @@ def _fail(message: str, code: Any, **kw: Any) -> Any:
     return SecretOpsError(message, code=code, **kw)
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, rewrite: bool = False) -> bytes:
     from secretops.errors import ExitCode
     from secretops.fileio import read_input
 
     if path == "-" and sys.stdin.isatty():
         raise _fail("no file given (and standard input is a terminal)",
                     ExitCode.NO_FILE_SPECIFIED)
-    return read_input(path)
+    return read_input(path, rewrite=rewrite)
 
 
 def _fetch(url: str) -> bytes:
@@ -409,13 +409,13 @@ def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tup
 def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
            scope: str | None, templates: dict[str, str], fmt: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
     from secretops.sealing import merge_into
     from secretops.sealing.format import parse_sealed, secret_values, template_of
     from secretops.sealing.sealed import annotated_scope
     from secretops.sealing.serialize import detect_format, dump
 
-    data = _read(path)
+    data = _read(path, rewrite=True)
     try:
         sealed = _one(data, path, "SealedSecret")
         parts = parse_sealed(sealed)
@@ -442,7 +442,7 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
                             templates=templates)
     except SecretOpsError as e:
         raise e.with_file(path) from None
-    atomic_write(path, dump(merged, fmt or detect_format(data)))
+    write_file(path, dump(merged, fmt or detect_format(data)), private=False, rewrite=True)
     click.echo(f"{path}: sealed {', '.join(sorted(values))}", err=True)
 
 
@@ -550,8 +550,8 @@ def _controller_refusal(body: bytes, file: str) -> Any:
                           file=file if file != "-" else "<stdin>")
 
 
-def _load_sealed(file: str) -> tuple[bytes, dict[str, Any]]:
-    data = _read(file)
+def _load_sealed(file: str, rewrite: bool = False) -> tuple[bytes, dict[str, Any]]:
+    data = _read(file, rewrite)
     return data, _one(data, file if file != "-" else "<stdin>", "SealedSecret")
 
 
@@ -626,14 +626,14 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
     import json
 
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
     from secretops.sealing import reseal_sealed
     from secretops.sealing.serialize import detect_format, dump
 
     if in_place and (output or file == "-"):
         raise _fail("--in-place needs a FILE and no --output", ExitCode.CONFLICTING_PARAMETERS)
     _one_way(identity, use_controller)
-    data, sealed = _load_sealed(file)
+    data, sealed = _load_sealed(file, rewrite=in_place)
     if use_controller:
         if bind_template:
             raise _fail("--bind-template is offline only: the controller never binds a "
@@ -658,7 +658,7 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
             raise e.with_file(file if file != "-" else "<stdin>") from None
     out = dump(new, fmt or detect_format(data))
     if in_place:
-        atomic_write(file, out)
+        write_file(file, out, private=False, rewrite=True)
     else:
         _write(out, output, private=False)
 

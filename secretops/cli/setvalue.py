@@ -53,7 +53,7 @@ def set_command(file: str, path: str, value: str | None, value_stdin: bool, valu
     """
     from secretops import api
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
 
     if sum((value is not None, value_stdin)) != 1:
         raise SecretOpsError("give the value as an argument or with --value-stdin (one of them)",
@@ -77,7 +77,7 @@ def set_command(file: str, path: str, value: str | None, value_stdin: bool, valu
             if idempotent:
                 return
             result = api.reencrypt(opened)  # sops rewrites; so do we unless --idempotent
-        atomic_write(file, result)
+        write_file(file, result, private=False, rewrite=True)
     except SecretOpsError as e:
         raise e.with_file(file) from None
 
@@ -95,7 +95,7 @@ def unset_command(file: str, path: str, idempotent: bool, input_type: str | None
     """
     from secretops import api
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write
+    from secretops.fileio import write_file
 
     try:
         opened = _open(file, input_type)
@@ -105,7 +105,7 @@ def unset_command(file: str, path: str, idempotent: bool, input_type: str | None
             if idempotent and e.code == ExitCode.INVALID_TREE_PATH_FORMAT and e.path:
                 return
             raise
-        atomic_write(file, result)
+        write_file(file, result, private=False, rewrite=True)
     except SecretOpsError as e:
         raise e.with_file(file) from None
 
@@ -121,4 +121,4 @@ def _open(file: str, input_type: str | None) -> OpenedFile:
     fmt = input_type or format_for_path(file)
     cfg = find_config(file, os.environ)
     options = load_config(cfg).store_options(fmt) if cfg else StoreOptions()
-    return api.open_file(read_input(file), format=fmt, options=options)
+    return api.open_file(read_input(file, rewrite=True), format=fmt, options=options)

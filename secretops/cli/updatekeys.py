@@ -53,7 +53,7 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
     from secretops import api
     from secretops.config import find_config, load_config
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
     from secretops.keyops import apply_plan, plan_update
     from secretops.stores import format_for_path
 
@@ -68,7 +68,7 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
     rule = cfg.rule_for(file)
     assert rule is not None
     fmt = input_type or format_for_path(file)
-    data = read_input(file)
+    data = read_input(file, rewrite=True)
     opened = api.open_file(data, format=fmt, env=env, options=cfg.store_options(fmt))
     plan = plan_update(opened.metadata, rule.groups, shamir or rule.shamir_threshold)
     if not plan.changed:
@@ -88,5 +88,5 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
             click.echo(f"{file}: left unchanged")
             return
     new_meta = apply_plan(opened.metadata, plan, opened.data_key, env)
-    atomic_write(file, api.rewrite_metadata(opened, new_meta))
+    write_file(file, api.rewrite_metadata(opened, new_meta), private=False, rewrite=True)
     click.echo(f"{file}: keys updated")

@@ -52,7 +52,7 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
     from secretops.config import find_config, load_config
     from secretops.core.metadata import Metadata
     from secretops.errors import MetadataError
-    from secretops.fileio import atomic_write, read_input
+    from secretops.fileio import read_input, write_file
     from secretops.keys.vault import KIND, rewrap_metadata
     from secretops.stores import StoreOptions, format_for_path, get_store
 
@@ -61,7 +61,7 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
     cfg_path = find_config(file, env, config_path)
     options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
     store = get_store(fmt, options)
-    loaded = store.load(read_input(file))
+    loaded = store.load(read_input(file, rewrite=True))
     if loaded.metadata is None:
         raise MetadataError("sops metadata not found: the file is not encrypted")
     metadata = Metadata.from_wire(loaded.metadata)
@@ -72,6 +72,7 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
         return f"{file}: already at the newest key versions, left unchanged"
     # The metadata-only rewrite of api.rewrite_metadata, without decrypting: the data key is
     # not needed, so rewrapping needs no decrypt permission.
-    atomic_write(file, bytes(store.emit(loaded.docs, new_meta.to_wire(), loaded.layout)))
+    write_file(file, bytes(store.emit(loaded.docs, new_meta.to_wire(), loaded.layout)),
+               private=False, rewrite=True)
     moved = ", ".join(f"{c.key} (v{c.old_version} -> v{c.new_version})" for c in changes)
     return f"{file}: rewrapped {moved}"
