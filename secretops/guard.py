@@ -85,15 +85,18 @@ class Verdict(NamedTuple):
 
 
 def _well_formed(value: object) -> bool:
-    """An ``ENC[…]`` value whose IV and tag decode to the sizes sops writes (32 and 16 bytes):
-    a hand-made ``ENC[AES256_GCM,data:<base64 of the secret>,iv:x,tag:y,…]`` is not one."""
+    """An ``ENC[…]`` value whose fields are strict base64 (as sops writes and reads them) and
+    whose IV and tag have the sizes sops writes (32 and 16 bytes): a hand-made
+    ``ENC[AES256_GCM,data:<the secret>,iv:x,tag:y,…]`` is not one."""
     if not isinstance(value, str) or not value.endswith("]") or "\n" in value:
         return False
     fields = enc_fields(value)  # the value parser's own reading, in linear time
     if fields is None:
         return False
     try:
-        iv, tag = binascii.a2b_base64(fields[1]), binascii.a2b_base64(fields[2])
+        binascii.a2b_base64(fields[0], strict_mode=True)
+        iv = binascii.a2b_base64(fields[1], strict_mode=True)
+        tag = binascii.a2b_base64(fields[2], strict_mode=True)
     except (binascii.Error, ValueError):  # ValueError: not ASCII
         return False
     return len(iv) == 32 and len(tag) == 16
