@@ -51,6 +51,7 @@ class ExitCode(IntEnum):
     FILES_CHANGED = 156
     HISTORY_INCOMPLETE = 157
     PLAINTEXT_FOUND = 158
+    LIMIT_EXCEEDED = 159
     # 160-169: SealedSecrets (secretops.sealing).
     SEALED_SCOPE_MISMATCH = 160
     INVALID_SEALED_SECRET = 161
@@ -126,6 +127,17 @@ class NoKeyError(SecretOpsError):
     """No identity available could unwrap the data key."""
 
     code = ExitCode.COULD_NOT_RETRIEVE_KEY
+
+
+class LimitExceededError(SecretOpsError):
+    """The input exceeds a documented limit (``docs/security.md``): refused before any work."""
+
+    code = ExitCode.LIMIT_EXCEEDED
+
+    def __init__(self, message: str, *, file: str | None = None, path: str | None = None,
+                 hints: tuple[str, ...] | list[str] = ()) -> None:
+        super().__init__(message, file=file, path=path, hints=(
+            *hints, "the limits are listed in docs/security.md (Limits on keys and key entries)"))
 
 
 class ConfigError(SecretOpsError):

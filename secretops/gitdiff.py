@@ -12,7 +12,11 @@ break git, so every outcome is some text on stdout and exit 0:
   hash of the ciphertext: a changed value shows as changed, and nothing secret is revealed),
   under a first line saying that no key was found;
 * a file that does not parse, or whose MAC does not match, is shown as well as can be, with a
-  first line saying what is wrong.
+  first line saying what is wrong. A file that cannot be decrypted at all (a malformed value,
+  altered metadata, a limit passed) is shown as its own text with every well-formed value
+  masked, under a first line giving the reason: the diff still shows what changed, the broken
+  part appears as it is (masking it would hide what a reviewer must see), and git goes on
+  with the rest of the history, which a failing driver would stop.
 
 git's ``cachetextconv`` must stay off: git would store the decrypted text inside ``.git``.
 """
@@ -62,6 +66,15 @@ def _trailer(metadata: object, fmt: str) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
+def unreadable(data: bytes, name: str, reason: str) -> bytes:
+    """What git diffs for a file that cannot be decrypted: a line with the reason, then the
+    file with its well-formed values masked."""
+    from secretops.stores import format_for_path
+
+    head = _comment(format_for_path(name)) + b" secretops: cannot decrypt: "
+    return head + " ".join(reason.split()).encode("utf-8", "replace") + b"\n" + _mask(data)
+
+
 def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     """The text git should diff for the blob ``data`` of the file called ``name``."""
     if not looks_like_sops(data):
@@ -85,8 +98,7 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
         return (c + b" secretops: no key found to decrypt this file; values are masked\n"
                 + _mask(data))
     except SecretOpsError as e:
-        head = c + b" secretops: cannot decrypt: " + e.message.encode("utf-8", "replace")
-        return head + b"\n" + _mask(data)
+        return unreadable(data, name, e.message)
     plain = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
     if fmt == "binary":
         return warning + plain

@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from secretops.config import CONFIG_NAMES, Config, _relative, find_config, load_config
+from secretops.core.cipher import enc_fields
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
 from secretops.core.tree import Branch, Comment, Seq, iter_leaves
@@ -60,7 +61,6 @@ from secretops.stores import Loaded, format_for_path, get_store
 ALLOW_MARKER = "secretops: allow-plaintext"
 _MARKER_TEXT = "secretops:allow-plaintext"
 _MARKER_RE = re.compile(rb"^[ \t]*[#;][ \t]*secretops:[ \t]*allow-plaintext[ \t]*\r?$", re.M)
-_ENC_RE = re.compile(r"ENC\[AES256_GCM,data:(.+),iv:(.+),tag:(.+),type:(.+)\]\Z")
 _SECRET_KIND = re.compile(rb"""(?:^|[\s{,])["']?kind["']?[ \t]*:[ \t]*["']?Secret\b""", re.M)
 _SKIP_NAMES = frozenset(CONFIG_NAMES)
 
@@ -85,16 +85,19 @@ class Verdict(NamedTuple):
 
 
 def _well_formed(value: object) -> bool:
-    """An ``ENC[…]`` value whose IV and tag decode to the sizes sops writes (32 and 16 bytes):
-    a hand-made ``ENC[AES256_GCM,data:<base64 of the secret>,iv:x,tag:y,…]`` is not one."""
-    if not isinstance(value, str):
+    """An ``ENC[…]`` value whose fields are strict base64 (as sops writes and reads them) and
+    whose IV and tag have the sizes sops writes (32 and 16 bytes): a hand-made
+    ``ENC[AES256_GCM,data:<the secret>,iv:x,tag:y,…]`` is not one."""
+    if not isinstance(value, str) or not value.endswith("]") or "\n" in value:
         return False
-    m = _ENC_RE.match(value)
-    if m is None:
+    fields = enc_fields(value)  # the value parser's own reading, in linear time
+    if fields is None:
         return False
     try:
-        iv, tag = binascii.a2b_base64(m.group(2)), binascii.a2b_base64(m.group(3))
-    except binascii.Error:
+        binascii.a2b_base64(fields[0], strict_mode=True)
+        iv = binascii.a2b_base64(fields[1], strict_mode=True)
+        tag = binascii.a2b_base64(fields[2], strict_mode=True)
+    except (binascii.Error, ValueError):  # ValueError: not ASCII
         return False
     return len(iv) == 32 and len(tag) == 16
 

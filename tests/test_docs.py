@@ -57,3 +57,22 @@ def test_relative_links_in_the_docs_resolve() -> None:
             if path and not (page.parent / path).exists():
                 broken.append(f"{page.relative_to(root)}: {target}")
     assert not broken, broken
+
+
+def test_security_md_lists_the_limits_the_code_checks() -> None:
+    from secretops.core import limits
+
+    text = (DOCS / "security.md").read_text("utf-8")
+    section = text[text.index("## Limits on keys and key entries"):]
+
+    def size(n: int) -> str:
+        return f"{n // 1024} KiB" if n >= 1024 else str(n)
+
+    for value in (limits.MAX_KEY_ENTRIES, limits.MAX_KEY_GROUPS, limits.MAX_AGE_STANZAS,
+                  limits.MAX_SEAL_RECIPIENTS):
+        assert f"| {value} |" in section, value
+    for value in (limits.MAX_ENC_CHARS, limits.MAX_AGE_STANZA_BYTES, limits.MAX_AGE_HEADER_BYTES,
+                  limits.MAX_AGE_PAYLOAD_BYTES):
+        assert f"| {size(value)} |" in section, value
+    for value in (limits.MAX_GPG_OUTPUT, limits.MAX_GPG_STDERR):
+        assert f"| {size(value)} (then gpg is killed" in section, value

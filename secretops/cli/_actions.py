@@ -117,6 +117,13 @@ def run_textconv(file: str) -> int:
         sys.stderr.write(f"secretops: error: {e.with_file(file)}\n")
         sys.stdout.write(f"# secretops: cannot show this file: {e.message}\n")
         return 0
-    out = textconv(data, file, os.environ)
+    try:
+        out = textconv(data, file, os.environ)
+    except Exception as e:  # git stops `log -p` at the first failing textconv: never fail it
+        from secretops.gitdiff import unreadable
+
+        sys.stderr.write(f"secretops: error: {file}: internal error ({type(e).__name__}) in "
+                         "textconv; the file is shown masked\n")
+        out = unreadable(data, file, f"internal error ({type(e).__name__})")
     sys.stdout.buffer.write(out)
     return 0

@@ -21,6 +21,7 @@ from secretops.core.engine import (
 )
 from secretops.core.metadata import Metadata
 from secretops.core.tree import Branch
+from secretops.errors import DecryptionError
 
 
 def seal(
@@ -54,6 +55,8 @@ def open_documents(
     The returned cipher remembers every value's IV for :func:`seal` unless ``keep_ivs`` is
     false (plain reading).
     """
+    if len(data_key) != 32:  # a key source let an altered wrapped key through
+        raise DecryptionError(f"the data key is {len(data_key)} bytes, not 32")
     cipher = ValueCipher(data_key, random, remember=keep_ivs)
     plain, mac = decrypt_documents(docs, metadata.selection, cipher)
     if not ignore_mac:
@@ -68,7 +71,7 @@ def data_key_fits(metadata: Metadata, data_key: bytes) -> bool:
     decrypted and no master key is needed: the test behind the data-key age of ``rotate
     --older-than``.
     """
-    if not metadata.mac:
+    if not metadata.mac or len(data_key) != 32:
         return False
     try:
         ValueCipher(data_key, _no_random).decrypt(metadata.mac, metadata.lastmodified)

@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from secretops.core.agemsg import AgeMessageError, read_message
+from secretops.core.limits import MAX_ENC_CHARS, MAX_KEY_ENTRIES, MAX_KEY_GROUPS
 from secretops.core.selection import RULE_FIELDS, Selection
 from secretops.core.tree import Branch, Seq
-from secretops.errors import ExitCode, MetadataError, SecretOpsError
+from secretops.errors import ExitCode, LimitExceededError, MetadataError, SecretOpsError
 
 FORMAT_VERSION = "3.11.0"
 
@@ -166,41 +168,69 @@ class Metadata:
 
     @classmethod
     def from_wire(cls, node: Any) -> Metadata:
-        """Parse the ``sops`` value of a loaded file (a Branch or a dict)."""
+        """Parse the ``sops`` value of a loaded file (a Branch or a dict).
+
+        The file is untrusted: every field's shape is checked, and the key entries are held to
+        the limits of :mod:`secretops.core.limits` (how many, how long, and each age entry's
+        header) before any key is used. Problems raise :class:`MetadataError`,
+        :class:`~secretops.errors.LimitExceededError` or an unsupported-version error.
+        """
         m = _as_dict(node)
         if m is None:
             raise MetadataError("the sops metadata is not a map")
-        version = str(m.get("version", ""))
+        version = _text(m, "version")
         if not version:
             raise MetadataError("the sops metadata has no version")
         if not re.match(r"3\.\d+(\.\d+)?([-+.].*)?\Z", version):
+            shown = version if len(version) <= 40 and version.isprintable() else "(unreadable)"
             raise SecretOpsError(
-                f"unsupported sops format version {version!r} (secretops reads version 3)",
+                f"unsupported sops format version {shown!r} (secretops reads version 3)",
                 code=ExitCode.UNSUPPORTED_VERSION,
             )
         groups: list[list[KeyEntry]] = []
+        counter = _Counter()
         raw_groups = m.get("key_groups")
         if raw_groups:
-            for g in _as_list(raw_groups):
-                gd = _as_dict(g) or {}
-                groups.append(_entries(gd, GROUP_KEY_KINDS))
+            if not isinstance(raw_groups, list) or isinstance(raw_groups, Branch):
+                raise MetadataError("key_groups in the sops metadata is not a list",
+                                    path='["sops"]["key_groups"]')
+            wire_groups = _as_list(raw_groups)
+            if len(wire_groups) > MAX_KEY_GROUPS:
+                raise LimitExceededError(
+                    f"the file has {len(wire_groups)} key groups, more than {MAX_KEY_GROUPS}",
+                    path='["sops"]["key_groups"]')
+            for n, g in enumerate(wire_groups):
+                gd = _as_dict(g)
+                if gd is None:
+                    raise MetadataError("a key group in the sops metadata is not a map",
+                                        path=f'["sops"]["key_groups"][{n}]')
+                groups.append(_entries(gd, GROUP_KEY_KINDS, counter,
+                                       f'["sops"]["key_groups"][{n}]'))
         else:
-            entries = _entries(m, (*TOP_KEY_KINDS, "pgp"))
+            entries = _entries(m, (*TOP_KEY_KINDS, "pgp"), counter, '["sops"]')
             if entries:
                 groups.append(entries)
-        rules = {name: str(m.get(name) or "") for name in RULE_FIELDS}
+        rules = {name: _text(m, name) for name in RULE_FIELDS}
         if sum(1 for v in rules.values() if v) > 1:
             raise MetadataError("the sops metadata sets more than one selection rule")
+        for name, value in rules.items():
+            if value and name.endswith("regex"):
+                try:
+                    re.compile(value)
+                except (re.error, RecursionError, OverflowError):
+                    raise MetadataError(f"the file's {name} is not a valid regular expression",
+                                        path=f'["sops"]["{name}"]') from None
         mac_only = m.get("mac_only_encrypted") in (True, "true", "True")
-        try:
-            threshold = int(m.get("shamir_threshold") or 0)
-        except (TypeError, ValueError):
-            raise MetadataError("shamir_threshold is not a number") from None
+        threshold = _threshold(m.get("shamir_threshold"))
+        if len(groups) > 1 and threshold == 1:
+            raise MetadataError("shamir_threshold 1 is below 2: each key group holds a share, "
+                                "and sops needs at least two to combine",
+                                path='["sops"]["shamir_threshold"]')
         return cls(
             key_groups=groups,
             shamir_threshold=threshold,
-            lastmodified=str(m.get("lastmodified") or ""),
-            mac=str(m.get("mac") or ""),
+            lastmodified=_text(m, "lastmodified"),
+            mac=_text(m, "mac"),
             selection=Selection(mac_only_encrypted=mac_only, **rules),
             version=version,
         )
@@ -220,13 +250,89 @@ def _as_list(node: Any) -> list[Any]:
     return []
 
 
-def _entries(m: dict[str, Any], kinds: tuple[str, ...]) -> list[KeyEntry]:
+_SCALARS = (str, int, float, bool)
+
+
+def _text(m: dict[str, Any], name: str, where: str = '["sops"]') -> str:
+    """A field that sops reads as a string: a scalar (or absent), never a map or list."""
+    value = m.get(name)
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, _SCALARS):
+        raise MetadataError(f"{name} in the sops metadata is not a string",
+                            path=f'{where}["{name}"]')
+    return str(value)
+
+
+def _threshold(value: Any) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 3:
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 255:
+        raise MetadataError("shamir_threshold is not a number from 0 to 255",
+                            path='["sops"]["shamir_threshold"]')
+    return value
+
+
+class _Counter:
+    """Key entries seen so far in one file, against MAX_KEY_ENTRIES."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def add(self, more: int, path: str) -> None:
+        self.n += more
+        if self.n > MAX_KEY_ENTRIES:
+            raise LimitExceededError(
+                f"the file has more than {MAX_KEY_ENTRIES} key entries", path=path)
+
+
+def _entries(m: dict[str, Any], kinds: tuple[str, ...], counter: _Counter,
+             where: str) -> list[KeyEntry]:
     out = []
     for kind in kinds:
-        for raw in _as_list(m.get(kind) or []):
+        raw_list = m.get(kind) or []
+        if not isinstance(raw_list, list) or isinstance(raw_list, Branch):
+            raise MetadataError(f"{kind} in the sops metadata is not a list",
+                                path=f'{where}["{kind}"]')
+        items = _as_list(raw_list)
+        counter.add(len(items), f'{where}["{kind}"]')
+        for n, raw in enumerate(items):
+            path = f'{where}["{kind}"][{n}]'
             d = _as_dict(raw)
             if d is None:
-                raise MetadataError(f"a {kind} key entry in the sops metadata is not a map")
-            fields = {k: (_as_dict(v) if isinstance(v, Branch) else v) for k, v in d.items()}
-            out.append(KeyEntry(kind, fields))
+                raise MetadataError(f"a {kind} key entry in the sops metadata is not a map",
+                                    path=path)
+            out.append(_entry(kind, d, path))
     return out
+
+
+def _entry(kind: str, d: dict[str, Any], path: str) -> KeyEntry:
+    """One key entry, its known fields checked for shape and its wrapped key for size."""
+    fields: dict[str, Any] = {}
+    known = KEY_FIELDS.get(kind, ())
+    for name, value in d.items():
+        if isinstance(value, Branch):
+            value = _as_dict(value)
+        if name in known and value is not None and not isinstance(value, _SCALARS) and not (
+                kind == "kms" and name == "context" and isinstance(value, dict)
+                and all(isinstance(v, _SCALARS) for v in value.values())):
+            raise MetadataError(f"the {kind} key entry's {name} is not a string",
+                                path=f'{path}["{name}"]')
+        fields[name] = value
+    entry = KeyEntry(kind, fields)
+    enc = entry.enc
+    if len(enc) > MAX_ENC_CHARS:
+        raise LimitExceededError(
+            f"the {kind} key entry's wrapped key is {len(enc)} characters long, more than "
+            f"{MAX_ENC_CHARS}", path=f'{path}["enc"]')
+    if kind == "age" and enc:
+        try:
+            read_message(enc)  # bounded before any identity tries it
+        except AgeMessageError:
+            pass  # not an age message: unwrapping reports it, and other keys are tried
+        except LimitExceededError as e:
+            e.path = f'{path}["enc"]'
+            raise
+    return entry

@@ -27,8 +27,15 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
+from secretops.core.limits import DATA_KEY_SIZE, MAX_KEY_ENTRIES, MAX_KEY_GROUPS, SHARE_SIZE
 from secretops.core.metadata import KeyEntry, Metadata
-from secretops.errors import ExitCode, NoKeyError, SecretOpsError
+from secretops.errors import (
+    DecryptionError,
+    ExitCode,
+    LimitExceededError,
+    NoKeyError,
+    SecretOpsError,
+)
 
 if TYPE_CHECKING:
     from secretops.keys.specs import KeySpec
@@ -67,7 +74,16 @@ def _source(kind: str) -> Any:
 
 def make_recipients(groups: Sequence[Sequence[KeySpec]],
                     env: Mapping[str, str]) -> list[list[Recipient]]:
-    """Recipients for every key spec, group by group."""
+    """Recipients for every key spec, group by group.
+
+    Refuses more keys or groups than a file may list (:mod:`secretops.core.limits`), so no
+    command writes a file that secretops would refuse to read.
+    """
+    total = sum(len(g) for g in groups)
+    if total > MAX_KEY_ENTRIES or len(groups) > MAX_KEY_GROUPS:
+        raise LimitExceededError(
+            f"{total} master keys in {len(groups)} key groups: a file may list at most "
+            f"{MAX_KEY_ENTRIES} keys in at most {MAX_KEY_GROUPS} groups")
     return [[_source(s.kind).recipient(s.fields, env) for s in group] for group in groups]
 
 
@@ -134,6 +150,9 @@ def recover_data_key(
     kinds actually tried.
     """
     failures: list[str] = []
+    # the most telling failure decides the error when no key is found: a limit passed, then
+    # a wrapped key of the wrong size (both mean the file was altered), then "no key fits"
+    refused: list[SecretOpsError] = []
     if callable(identities):
         lookup = identities
     else:
@@ -145,60 +164,88 @@ def recover_data_key(
             return by_kind.get(kind, [])
     if not metadata.key_groups:
         raise NoKeyError("the file lists no master keys, so its data key cannot be recovered")
+    many = len(metadata.key_groups) > 1
+    size = SHARE_SIZE if many else DATA_KEY_SIZE
     shares: list[bytes] = []
     for group in metadata.key_groups:
-        kinds = _order(list(dict.fromkeys(k.kind for k in group)), decryption_order)
-        got: bytes | None = None
-        for kind in kinds:
-            for entry in (e for e in group if e.kind == kind):
-                try:
-                    candidates = lookup(kind)
-                except SourceUnavailable as e:
-                    failures.append(f"{entry.describe()}: {e.message}")
-                    continue
-                if not candidates:
-                    failures.append(f"{entry.describe()}: no {kind} identity available")
-                    continue
-                for ident in candidates:
-                    try:
-                        got = ident.unwrap(entry)
-                        break
-                    except KeyMismatch:
-                        continue
-                    except Exception as e:  # a failing source must not stop the others
-                        failures.append(f"{entry.describe()}: {e}")
-                        break
-                else:
-                    failures.append(f"{entry.describe()}: none of the {kind} identities fits")
-                if got is not None:
-                    break
-            if got is not None:
-                break
+        got = _open_group(group, lookup, decryption_order, size, failures, refused)
         if got is not None:
             shares.append(got)
-            if len(metadata.key_groups) == 1:
+            if not many:
                 return got
-    if len(metadata.key_groups) > 1:
+    if many:
         threshold = metadata.shamir_threshold or len(metadata.key_groups)
         if len(shares) >= threshold:
-            from secretops.core.shamir import combine
-
-            return combine(shares[:threshold])
+            return _combine(shares[:threshold])
         failures.append(
             f"only {len(shares)} of the {threshold} key groups needed could be opened"
         )
-    raise NoKeyError(
-        "no identity available could decrypt the data key",
-        hints=[*failures] + (
-            ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
-             "~/.config/sops/age/keys.txt"]
-            if any(k.kind == "age" for k in metadata.all_keys()) else []
-        ) + (
-            ["for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
-             "gpg --list-secret-keys shows what it has"]
-            if any(k.kind == "pgp" for k in metadata.all_keys()) else []
-        ),
+    hints = [*failures] + (
+        ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
+         "~/.config/sops/age/keys.txt"]
+        if any(k.kind == "age" for k in metadata.all_keys()) else []
+    ) + (
+        ["for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
+         "gpg --list-secret-keys shows what it has"]
+        if any(k.kind == "pgp" for k in metadata.all_keys()) else []
     )
+    if refused:
+        first = sorted(refused, key=lambda e: not isinstance(e, LimitExceededError))[0]
+        raise type(first)(first.message, hints=failures)
+    raise NoKeyError("no identity available could decrypt the data key", hints=hints)
+
+
+def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity]],
+                decryption_order: Sequence[str], size: int, failures: list[str],
+                refused: list[SecretOpsError]) -> bytes | None:
+    """The data key (or share) from the first entry of the group that opens, else None."""
+    kinds = _order(list(dict.fromkeys(k.kind for k in group)), decryption_order)
+    for kind in kinds:
+        for entry in (e for e in group if e.kind == kind):
+            try:
+                candidates = lookup(kind)
+            except SourceUnavailable as e:
+                failures.append(f"{entry.describe()}: {e.message}")
+                continue
+            if not candidates:
+                failures.append(f"{entry.describe()}: no {kind} identity available")
+                continue
+            for ident in candidates:
+                try:
+                    got = ident.unwrap(entry)
+                except KeyMismatch:
+                    continue
+                except LimitExceededError as e:
+                    failures.append(f"{entry.describe()}: {e.message}")
+                    refused.append(e)
+                    break
+                except Exception as e:  # a failing source must not stop the others
+                    failures.append(f"{entry.describe()}: {e}")
+                    break
+                if len(got) != size:  # sops would fail on it later (exit 25): try the others
+                    what = "share of the data key" if size == SHARE_SIZE else "data key"
+                    err = DecryptionError(
+                        f"the {what} unwrapped from {entry.describe()} is {len(got)} bytes, "
+                        f"not {size}: the key entry was altered")
+                    failures.append(err.message)
+                    refused.append(err)
+                    break
+                return got
+            else:
+                failures.append(f"{entry.describe()}: none of the {kind} identities fits")
+    return None
+
+
+def _combine(shares: list[bytes]) -> bytes:
+    from secretops.core.shamir import combine
+
+    try:
+        key = combine(shares)
+    except ValueError as e:  # duplicate or unequal shares: altered key groups
+        raise DecryptionError(f"the key groups' shares do not combine: {e}") from None
+    if len(key) != DATA_KEY_SIZE:  # pragma: no cover - shares were checked to be 33 bytes
+        raise DecryptionError("the combined data key is not 32 bytes")
+    return key
 
 
 def wrap_data_key(

@@ -19,6 +19,7 @@ from typing import Any
 import pyrage
 from pyrage import plugin, ssh, x25519
 
+from secretops.core.agemsg import AgeMessageError, read_message
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeyMismatch
@@ -131,14 +132,41 @@ class AgeIdentities:
     def unwrap(self, entry: KeyEntry) -> bytes:
         if not self.identities:
             raise KeyMismatch()
-        try:
-            return bytes(pyrage.decrypt(entry.enc.encode("ascii"), self.identities))
-        except pyrage.DecryptError as e:
-            if "No matching keys" in str(e) or "no identity matched" in str(e).lower():
-                raise KeyMismatch() from None
-            raise RuntimeError(f"age could not decrypt the wrapped key: {e}") from None
-        except Exception as e:  # a plugin that is missing or fails
-            raise RuntimeError(f"age plugin failed: {e}") from None
+        return unwrap_message(entry.enc, self.identities)
+
+
+def unwrap_message(message: str | bytes, identities: list[Any]) -> bytes:
+    """The payload of an age message (armored or binary) that one of ``identities`` opens.
+
+    The header is bounded first (:func:`secretops.core.agemsg.read_message`): a message past
+    the limits raises :class:`~secretops.errors.LimitExceededError` before any identity runs.
+    pyrage reads it through its buffered reader, whose cost grows linearly with the header
+    (its in-memory ``decrypt`` re-parses the header for every line it reads). Raises
+    :class:`KeyMismatch` when no identity fits; any other failure is a ``RuntimeError``.
+    """
+    import io
+
+    try:
+        read_message(message)
+    except AgeMessageError as e:
+        raise RuntimeError(f"the wrapped key is not a valid age message: {e}") from None
+    data = message.encode("ascii") if isinstance(message, str) else message
+    out = io.BytesIO()
+    try:
+        pyrage.decrypt_io(io.BytesIO(data), out, identities)
+    except pyrage.DecryptError as e:
+        if "No matching keys" in str(e) or "no identity matched" in str(e).lower():
+            raise KeyMismatch() from None
+        raise RuntimeError(f"age could not decrypt the wrapped key: {e}") from None
+    except OSError as e:  # the payload failed to decrypt (pyrage reports it as I/O)
+        raise RuntimeError(f"age could not decrypt the wrapped key: {e}") from None
+    except Exception as e:  # a plugin that is missing or fails
+        raise AgePluginError(f"age plugin failed: {e}") from None
+    return out.getvalue()
+
+
+class AgePluginError(RuntimeError):
+    """An age plugin program is missing or failed while unwrapping."""
 
 
 def parse_identities(text: str, source: str) -> list[Any]:

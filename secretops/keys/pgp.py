@@ -25,14 +25,18 @@ PGP entries are reported as "no pgp identity available".
 
 from __future__ import annotations
 
+import os
+import selectors
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from secretops.core.limits import MAX_GPG_OUTPUT, MAX_GPG_STDERR
 from secretops.core.metadata import KeyEntry
-from secretops.errors import ExitCode, SecretOpsError
+from secretops.errors import ExitCode, LimitExceededError, SecretOpsError
 from secretops.keys import KeyMismatch
 
 KIND = "pgp"
@@ -40,6 +44,7 @@ GPG_EXEC_ENV = "SOPS_GPG_EXEC"
 # Long enough for a person to type a passphrase into pinentry, short enough not to hang CI.
 TIMEOUT_SECONDS = 120.0
 _DETAIL_MAX = 240
+_MAX_WRAPPED = 64 * 1024  # gpg's armored message when it wraps a data key (about 1 KiB)
 # gpg's human chatter that says nothing about why it failed.
 _NOISE = ("gpg: encrypted with", "gpg: checking the trustdb", "gpg: marginals needed",
           "gpg: depth:", "gpg: next trustdb check")
@@ -90,20 +95,84 @@ def _status(stderr: bytes) -> list[list[str]]:
             if line.startswith(prefix)]
 
 
-def _run(exe: str, args: list[str], data: bytes, env: Mapping[str, str],
-         what: str) -> subprocess.CompletedProcess[bytes]:
+class _Output(NamedTuple):
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def _run(exe: str, args: list[str], data: bytes, env: Mapping[str, str], what: str,
+         max_stdout: int) -> _Output:
+    """Run gpg on ``data``; its output, read as it comes and never more than the limits.
+
+    A hostile message (a compressed packet that expands to gigabytes) would otherwise fill
+    memory: past ``max_stdout`` bytes of output or MAX_GPG_STDERR of messages, gpg is killed
+    and :class:`~secretops.errors.LimitExceededError` raised. gpg is always waited for, so no
+    process is left behind.
+    """
     try:
-        return subprocess.run(
-            [exe, "--batch", "--no-tty", *args], input=data, capture_output=True,
-            env=dict(env), timeout=TIMEOUT_SECONDS, check=False,
+        proc = subprocess.Popen(
+            [exe, "--batch", "--no-tty", *args], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env),
         )
-    except subprocess.TimeoutExpired:
-        raise GpgError(
-            f"gpg did not finish {what} within {TIMEOUT_SECONDS:g} s "
-            "(was it waiting for a passphrase?)"
-        ) from None
     except OSError as e:
         raise GpgError(f"cannot run {exe} {what}: {e.strerror or e}") from None
+    try:
+        out, err = _exchange(proc, data, max_stdout, what)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    return _Output(proc.returncode, out, err)
+
+
+def _exchange(proc: subprocess.Popen[bytes], data: bytes, max_stdout: int,
+              what: str) -> tuple[bytes, bytes]:
+    """Feed stdin and drain stdout and stderr together (no pipe can fill and block gpg)."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + TIMEOUT_SECONDS
+    stdin, stdout, stderr = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {stdout: bytearray(), stderr: bytearray()}
+    caps = {stdout: max_stdout, stderr: MAX_GPG_STDERR}
+    pending = memoryview(data)
+    with selectors.DefaultSelector() as sel:
+        if pending:
+            sel.register(stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        for fd in bufs:
+            sel.register(fd, selectors.EVENT_READ)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise GpgError(f"gpg did not finish {what} within {TIMEOUT_SECONDS:g} s "
+                               "(was it waiting for a passphrase?)")
+            for key, _ in sel.select(left):
+                fd = key.fd
+                if fd == stdin:
+                    try:
+                        pending = pending[os.write(stdin, pending[:65536]):]
+                    except BrokenPipeError:
+                        pending = pending[:0]  # gpg stopped reading: its status says why
+                    if not pending:
+                        sel.unregister(stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    sel.unregister(fd)
+                    continue
+                buf = bufs[fd]
+                buf += chunk
+                if len(buf) > caps[fd]:
+                    stream = "output" if fd == stdout else "messages"
+                    raise LimitExceededError(
+                        f"gpg's {stream} {what} passed {caps[fd]} bytes, and gpg was "
+                        "stopped (a wrapped data key is 32 bytes: the key entry was altered)")
+    return bytes(bufs[stdout]), bytes(bufs[stderr])
 
 
 def _missing_gpg(env: Mapping[str, str]) -> SecretOpsError:
@@ -140,8 +209,9 @@ class PgpRecipient:
         args = ["--no-default-recipient", "--yes", "--encrypt", "-a", "-r", self.fingerprint,
                 "--trusted-key", _short_id(self.fingerprint), "--no-encrypt-to"]
         try:
-            p = _run(self._exe, args, data_key, self._env, f"encrypting to {self.fingerprint}")
-        except GpgError as e:
+            p = _run(self._exe, args, data_key, self._env, f"encrypting to {self.fingerprint}",
+                     _MAX_WRAPPED)
+        except (GpgError, LimitExceededError) as e:
             raise SecretOpsError(str(e), code=ExitCode.ERROR_ENCRYPTING_TREE) from None
         enc = p.stdout.strip()
         if p.returncode != 0 or not enc.startswith(b"-----BEGIN PGP MESSAGE-----"):
@@ -173,7 +243,7 @@ class GpgIdentity:
             raise KeyMismatch()
         fp = str(entry.fields.get("fp", "?"))
         p = _run(self.exe, ["--status-fd", "2", "--decrypt"], entry.enc.encode("utf-8"),
-                 self._env, f"decrypting the data key for {fp}")
+                 self._env, f"decrypting the data key for {fp}", MAX_GPG_OUTPUT)
         if p.returncode == 0:
             if not p.stdout:  # an old gpg may drop AEAD packets it cannot read (sops #896)
                 raise GpgError(f"gpg returned no data key for PGP key {fp}")

@@ -13,7 +13,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from secretops.errors import DecryptionError, ExitCode, NoKeyError, SecretOpsError
+from secretops.core.limits import MAX_SEAL_RECIPIENTS
+from secretops.errors import (
+    DecryptionError,
+    ExitCode,
+    LimitExceededError,
+    NoKeyError,
+    SecretOpsError,
+)
 from secretops.sealing.format import (
     DATA_KEY_SIZE,
     NONCE_SIZE,
@@ -23,7 +30,6 @@ from secretops.sealing.format import (
     SealedValue,
     SealedValueError,
     TemplateNotBoundError,
-    age_stanza_types,
     decode,
     template_digest,
 )
@@ -44,6 +50,9 @@ class Recipients:
                 "no recipient to seal for", code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
                 hints=("give --cert FILE|URL (the cluster's recipients file) and/or "
                        "--recipient age1…",))
+        if len(unique) > MAX_SEAL_RECIPIENTS:
+            raise LimitExceededError(
+                f"{len(unique)} recipients: a value is sealed for at most {MAX_SEAL_RECIPIENTS}")
         self.texts = unique
         self.parsed = [parse_recipient(t) for t in unique]
         self.names = [recipient_name(t) for t in unique]
@@ -85,6 +94,8 @@ def seal_bound(value: bytes, recips: Recipients, binding: Binding, template: byt
     import pyrage
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+    from secretops.core.agemsg import read_message
+
     data_key = rand(DATA_KEY_SIZE)
     nonce = rand(NONCE_SIZE)
     if len(data_key) != DATA_KEY_SIZE or len(nonce) != NONCE_SIZE:
@@ -97,23 +108,33 @@ def seal_bound(value: bytes, recips: Recipients, binding: Binding, template: byt
             code=ExitCode.ERROR_ENCRYPTING_TREE,
             hints=("a plugin recipient needs its age-plugin-<name> program on PATH",),
         ) from None
+    read_message(wrapped)  # never write a value this or another secretops would refuse to open
     ciphertext = AESGCM(data_key).encrypt(nonce, value, binding.header(template))
     return SealedValue(binding, wrapped, nonce, ciphertext, template).encode()
 
 
 def open_data_key(sealed: SealedValue, identities: IdentitySet | Sequence[Any]) -> bytes:
-    """Unwrap a value's data key; :class:`NoKeyError` lists the stanzas and identities tried."""
-    import pyrage
+    """Unwrap a value's data key; :class:`NoKeyError` lists the stanzas and identities tried.
 
+    The age header is checked against the limits first (the same check as for sops files):
+    a value past them raises :class:`~secretops.errors.LimitExceededError` before any
+    identity runs.
+    """
+    from secretops.core.agemsg import AgeMessageError, read_message
+    from secretops.keys import KeyMismatch
+    from secretops.keys.age import AgePluginError, unwrap_message
+
+    try:
+        header = read_message(sealed.wrapped_key)
+    except AgeMessageError as e:
+        raise SealedValueError(f"the wrapped data key is malformed ({e})") from None
     ids = _identities(identities)
     try:
         if not ids.identities:
-            raise pyrage.DecryptError("No matching keys found")
-        data_key = bytes(pyrage.decrypt(sealed.wrapped_key, ids.identities))
-    except pyrage.DecryptError as e:
-        if "no matching keys" not in str(e).lower():
-            raise SealedValueError(f"the wrapped data key is malformed ({e})") from None
-        stanzas = age_stanza_types(sealed.wrapped_key)
+            raise KeyMismatch()
+        data_key = unwrap_message(sealed.wrapped_key, ids.identities)
+    except KeyMismatch:
+        stanzas = header.recipient_types
         kinds = ", ".join(f"{stanzas.count(k)} {k}" for k in dict.fromkeys(stanzas))
         tried = ", ".join(ids.names) or "none"
         raise NoKeyError(
@@ -122,8 +143,10 @@ def open_data_key(sealed: SealedValue, identities: IdentitySet | Sequence[Any]) 
             hints=("unseal with an identity whose public key was a recipient when the value "
                    "was sealed (a cluster key from the key-ring backup, or a break-glass key)",),
         ) from None
-    except Exception as e:  # an age plugin that is missing or fails
-        raise NoKeyError(f"an age plugin failed: {type(e).__name__}") from None
+    except AgePluginError:
+        raise NoKeyError("an age plugin failed while unwrapping the data key") from None
+    except RuntimeError as e:
+        raise SealedValueError(f"the wrapped data key is malformed ({e})") from None
     if len(data_key) != DATA_KEY_SIZE:
         raise SealedValueError("the wrapped data key has the wrong length")
     return data_key

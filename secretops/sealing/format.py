@@ -305,20 +305,6 @@ def _looks_bitnami(raw: bytes) -> bool:
     return len(raw) > 2 and struct.unpack_from(">H", raw)[0] in (256, 384, 512)
 
 
-def age_stanza_types(wrapped_key: bytes) -> list[str]:
-    """The stanza types of an age message's header (``X25519``, ``ssh-ed25519``, …).
-
-    Public information, used to say in an error how many and which recipients a value has.
-    """
-    out = []
-    for line in wrapped_key.split(b"\n---", 1)[0].split(b"\n"):
-        if line.startswith(b"-> "):
-            kind = line[3:].split(b" ")[0].decode("ascii", "replace")
-            if not kind.endswith("-grease"):  # age adds random decoy stanzas
-                out.append(kind)
-    return out
-
-
 # --- manifests (plain dicts, as a YAML/JSON loader gives them) ---------------------------------
 
 @dataclass(frozen=True)

@@ -323,3 +323,25 @@ def test_verify_and_reseal_through_the_controller(controller: Controller, k8s: K
     assert r.code == 0, r.err
     r = secretops("verify", str(sealed))
     assert r.code == 8 and "--identity" in r.err
+
+
+def test_verify_refuses_a_stanza_bomb_before_unwrapping(controller: Controller) -> None:
+    # 2,000 stanzas kept the controller's event loop, /healthz included, busy for 38 s
+    import pyrage
+    from pyrage import x25519
+
+    from secretops.sealing import Scope, seal_value
+    from secretops.sealing.format import SealedValue, decode
+
+    me = x25519.Identity.generate()
+    value = decode(seal_value(b"v", [str(me.to_public())], Scope.STRICT, APP, "bomb", "k"))
+    strangers = [x25519.Identity.generate().to_public() for _ in range(2000)]
+    bomb = SealedValue(value.binding, pyrage.encrypt(b"\0" * 32, strangers), value.nonce,
+                       value.ciphertext).encode()
+    manifest = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SealedSecret",
+                "metadata": {"name": "bomb", "namespace": APP},
+                "spec": {"scope": "strict", "encryptedData": {"k": bomb}}}
+    for endpoint in ("/v1/verify", "/v1/rotate"):
+        status, body = controller.request("POST", endpoint, dump(manifest).encode())
+        assert status == 409 and "the age message is 196" in body, body  # its size alone
+    assert controller.get("/healthz")[0] == 200
