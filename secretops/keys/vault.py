@@ -19,8 +19,10 @@ are (``secretops vault rewrap``).
 
 The environment, as sops 3.11 reads it (through Vault's Go client):
 
-* the server is the entry's ``vault_address``. ``VAULT_ADDR`` is **not** used: sops reads it
-  and then overrides it with the entry's address. ``VAULT_AGENT_ADDR``, when set, takes
+* the server is the entry's ``vault_address``, as in sops — but the token is sent there only
+  if that is the server of ``VAULT_ADDR`` (or one listed in ``SECRETOPS_VAULT_ADDRS``):
+  anyone who can write the repository can point an entry at a server of theirs, and sops
+  would hand them the token (:func:`check_destination`). ``VAULT_AGENT_ADDR``, when set, takes
   precedence over the entry's address, as in sops (Vault's client prefers an agent);
 * the token is ``VAULT_TOKEN``, else the contents of ``~/.vault-token`` (``$HOME`` from the
   environment), as written by ``vault login`` / ``bao login``;
@@ -48,6 +50,7 @@ import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, SecretOpsError
@@ -56,6 +59,7 @@ from secretops.keys.specs import redact_uri
 KIND = "hc_vault"
 DEFAULT_TIMEOUT = 10.0
 TOKEN_FILE = ".vault-token"
+ALLOWED_ADDRS_ENV = "SECRETOPS_VAULT_ADDRS"  # more servers the token may go to, comma-separated
 _VERSION = re.compile(r"^vault:v(\d+):")
 
 
@@ -182,6 +186,7 @@ def _transit(fields: Mapping[str, Any], env: Mapping[str, str], op: str,
             f"~/{TOKEN_FILE})"
         )
     address = str(fields.get("vault_address") or "")
+    check_destination(address, env)
     if clients is None:
         clients = {}
     client = clients.get((address, token))
@@ -195,6 +200,38 @@ def _transit(fields: Mapping[str, Any], env: Mapping[str, str], op: str,
     if not isinstance(data, Mapping):
         raise VaultTransitError(f"the {op} response from Vault has no data")
     return data
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def check_destination(address: str, env: Mapping[str, str]) -> None:
+    """Send the token only to a server the user named: ``VAULT_ADDR`` or ``SECRETOPS_VAULT_ADDRS``.
+
+    The address comes from the file (or ``.sops.yaml``), which anyone who can write the
+    repository can change: an ``hc_vault`` entry pointing at their server would otherwise
+    receive the token of whoever decrypts it (sops sends it there). Through a Vault Agent
+    (``VAULT_AGENT_ADDR``, the user's own choice) the agent decides.
+    """
+    if env.get("VAULT_AGENT_ADDR"):
+        return
+    named = [env.get("VAULT_ADDR", ""), *env.get(ALLOWED_ADDRS_ENV, "").split(",")]
+    origin = _origin(address)
+    if origin is not None and origin in {_origin(a) for a in named if a.strip()}:
+        return
+    raise VaultTransitError(
+        f"refusing to send the Vault token to {redact_uri(address) or '(no address)'}: the file "
+        f"names that server, but VAULT_ADDR does not (nor {ALLOWED_ADDRS_ENV}); if your token "
+        "is for that server, set VAULT_ADDR to it"
+    )
 
 
 def _now() -> datetime:

@@ -127,14 +127,73 @@ def test_no_token_is_a_clear_error(tmp_path: Path, vault_key: str,
     no_canary(d, e)
 
 
-def test_vault_addr_does_not_override_the_files_address(tmp_path: Path, vault_key: str,
-                                                        sops_bin: str,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in sops, the server is the entry's vault_address; VAULT_ADDR is not consulted."""
+class _Listener:
+    """A TCP server on 127.0.0.1 that records what it is sent (someone else's "Vault")."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.received = b""
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(2)
+                try:
+                    self.received += conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 403 x\r\nContent-Length: 0\r\n\r\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_the_token_goes_only_to_the_server_vault_addr_names(
+        tmp_path: Path, vault_key: str, openbao: OpenBao, sops_bin: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Someone who can write the repository points a file's hc_vault entry at their server:
+    sops sends whoever decrypts it their Vault token; secretops sends it only to VAULT_ADDR's
+    server (or one listed in SECRETOPS_VAULT_ADDRS)."""
     f = encrypt(tmp_path, vault_key)
-    monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{free_port()}")
-    assert secretops("decrypt", str(f)).text == TEXT
-    assert sops(sops_bin, "decrypt", str(f)).code == 0
+    assert secretops("decrypt", str(f)).text == TEXT  # VAULT_ADDR is the file's server
+    theirs = _Listener()
+    try:
+        planted = tmp_path / "planted.enc.yaml"
+        planted.write_text(f.read_text().replace(openbao.url, theirs.url))
+        r = secretops("decrypt", str(planted))
+        assert r.code == 128
+        assert f"refusing to send the Vault token to {theirs.url}" in r.err
+        assert theirs.received == b""  # not even a connection's worth
+        token = openbao.token.encode()
+        assert sops(sops_bin, "decrypt", str(planted)).code != 0
+        assert token in theirs.received  # what sops hands over
+        # VAULT_ADDR elsewhere: the file's real server is refused too, until it is listed.
+        monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{free_port()}")
+        r = secretops("decrypt", str(f))
+        assert r.code == 128 and "set VAULT_ADDR to it" in r.err
+        monkeypatch.setenv("SECRETOPS_VAULT_ADDRS", f"https://other.example, {openbao.url}/")
+        assert secretops("decrypt", str(f)).text == TEXT
+        # Through the user's own Vault Agent, the agent decides.
+        monkeypatch.delenv("SECRETOPS_VAULT_ADDRS")
+        monkeypatch.setenv("VAULT_AGENT_ADDR", openbao.url)
+        assert secretops("decrypt", str(f)).text == TEXT
+        # Encrypting to a .sops.yaml / command-line URI follows the same rule.
+        monkeypatch.delenv("VAULT_AGENT_ADDR")
+        src = tmp_path / "plain.yaml"
+        r = secretops("encrypt", "--hc-vault-transit", vault_key, str(src))
+        assert r.code == 23 and "refusing to send the Vault token" in r.err
+    finally:
+        theirs.close()
 
 
 def test_rotation_and_rewrap(tmp_path: Path, vault_key: str, openbao: OpenBao,
@@ -210,11 +269,13 @@ def test_token_without_permission(tmp_path: Path, vault_key: str, openbao: OpenB
     no_canary(d, e, r)
 
 
-def test_unreachable_server_fails_fast(tmp_path: Path, vault_key: str) -> None:
+def test_unreachable_server_fails_fast(tmp_path: Path, vault_key: str,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     f = encrypt(tmp_path, vault_key)
     addr = vault_key.partition("/v1/")[0]
     dead = f"http://127.0.0.1:{free_port()}"
     f.write_text(f.read_text().replace(addr, dead))
+    monkeypatch.setenv("VAULT_ADDR", dead)  # the token may go there: it is just down
     start = time.monotonic()
     d = secretops("decrypt", str(f))
     assert time.monotonic() - start < 8
@@ -276,6 +337,7 @@ def test_a_server_that_does_not_answer_times_out(tmp_path: Path, vault_key: str,
         silent.listen(8)
         mute = f"http://127.0.0.1:{silent.getsockname()[1]}"
         f.write_text(f.read_text().replace(vault_key.partition("/v1/")[0], mute))
+        monkeypatch.setenv("VAULT_ADDR", mute)
         monkeypatch.setenv("VAULT_CLIENT_TIMEOUT", "0.5")
         start = time.monotonic()
         d = secretops("decrypt", str(f))
