@@ -17,10 +17,10 @@ like the SealedSecret half):
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner: the Secret is written per ``creationPolicy`` (Owner, default: ownerReference with
   ``controller: true``; Merge: into an existing Secret; Orphan; None: nothing written) with the
-  content-hash annotation; ``deletionPolicy: Delete`` drops the keys of a remote secret that
-  is NotFound and deletes the Secret (Merge: takes the merged keys out) once all are (Retain,
-  default, keeps it); a provider error keeps the last good Secret and sets
-  Ready=False with the reason until a read succeeds again.
+  keyed fingerprint of its data (:mod:`.fingerprint`); ``deletionPolicy: Delete`` drops the
+  keys of a remote secret that is NotFound and deletes the Secret (Merge: takes the merged keys
+  out) once all are (Retain, default, keeps it); a provider error keeps the last good Secret
+  and sets Ready=False with the reason until a read succeeds again.
 * **Drift**: Secrets labelled ``secretops.dev/managed`` are watched (a watch of its own with a
   server-side label selector: kopf's Secret watch is limited to the SealedSecret label); one that
   is deleted or edited is written again at once from the cached values.
@@ -54,7 +54,7 @@ import kopf
 from secretops_controller import kube, runtime
 from secretops_controller.config import parse_duration
 from secretops_controller.context import Context
-from secretops_controller.external import mapping, rollout, rotation, stores
+from secretops_controller.external import fingerprint, mapping, rollout, rotation, stores
 from secretops_controller.external.metrics import ExternalMetrics
 from secretops_controller.external.provider import (
     ErrorKind,
@@ -159,7 +159,7 @@ class Outcome:
     message: str
     extra: dict[str, Any] = field(default_factory=dict)  # status fields besides conditions
     wrote: bool = False
-    changed: str | None = None  # an existing Secret's data changed: its new content hash
+    changed: str | None = None  # an existing Secret's data changed: its new fingerprint
 
 
 @dataclass
@@ -181,6 +181,8 @@ class ExternalSecrets:
         self.providers: dict[StoreKey, Provider] = {}
         self.owned: dict[Owner, _Owned] = {}
         self.written: dict[tuple[str, str], str] = {}  # Secret -> resourceVersion we wrote
+        self._fp_key: bytes | None = None  # the fingerprint key, read when first needed
+        self._fp_lock = asyncio.Lock()
         self._running: dict[Owner, asyncio.Task[None]] = {}
         self.rotations: dict[Owner, tuple[rotation.Rotation, datetime]] = {}  # and when due
         self._rotation_wake = asyncio.Event()
@@ -204,6 +206,7 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.owned.clear()
         self.written.clear()
+        self._fp_key = None  # read again: it may have been replaced while we did not lead
         self.rotations.clear()
         self._rotation_wake = asyncio.Event()
         self.store_due.clear()
@@ -230,6 +233,18 @@ class ExternalSecrets:
     async def _run(self, coro: Any) -> None:
         runtime.post_events_from_this_task(self.ctx)
         await coro
+
+    async def _fingerprint_key(self) -> bytes:
+        """The key of the data fingerprints (:mod:`.fingerprint`), read or made once per
+        leadership term. Raises :class:`kube.ApiError`, :class:`fingerprint.FingerprintKeyError`."""
+        async with self._fp_lock:
+            if self._fp_key is None:
+                ns = self.ctx.config.namespace
+                self._fp_key, made = await fingerprint.load_or_create(self.ctx.api, ns)
+                if made:
+                    log.info("made the fingerprint key (Secret %s/%s)", ns,
+                             fingerprint.KEY_SECRET)
+            return self._fp_key
 
     # ---- stores --------------------------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
@@ -694,8 +709,15 @@ class ExternalSecrets:
             reason = (EsReason.TEMPLATE_ERROR if (e.path or "").startswith("spec.target.template")
                       else EsReason.SYNC_ERROR)
             return Outcome(False, reason, f"{e.path}: {e.message}")
-        extra = {"remoteVersions": data.versions, "dataHash": data.annotations.get(
-            mapping.HASH_ANNOTATION, "")}
+        try:
+            key = await self._fingerprint_key()
+        except fingerprint.FingerprintKeyError as e:
+            log.error("the fingerprint key is unusable: %s", e)
+            return Outcome(False, EsReason.SYNC_ERROR, (
+                f"the controller's fingerprint key is unusable ({e}); no Secret is written"))
+        digest = fingerprint.fingerprint(key, ns, name, data.data)
+        data = replace(data, annotations={**data.annotations, mapping.HASH_ANNOTATION: digest})
+        extra = {"remoteVersions": data.versions, "dataHash": digest}
         wrote = False
         changed: str | None = None
         verb = "up to date"
@@ -717,7 +739,7 @@ class ExternalSecrets:
                     verb = await self._write(ns, name, current, new)
                     wrote = True
                     if current is not None and (current.get("data") or {}) != new["data"]:
-                        changed = str(extra["dataHash"] or "changed")
+                        changed = digest  # the data changed, not only its fingerprint
         keys = ", ".join(sorted(data.data))
         if errors:
             return replace(self._provider_outcome(errors, ns, name, extra), changed=changed)
