@@ -72,6 +72,10 @@ class Outcome:
     wrote: bool = False
 
 
+# the reasons that come from trying the ring's keys on a value (its message lists them)
+_KEYS_TRIED = frozenset({Reason.NO_KEY, Reason.SCOPE_MISMATCH, Reason.ALTERED})
+
+
 def reason_of(error: SecretOpsError) -> Reason:
     return _REASONS.get(error.code, Reason.MALFORMED)
 
@@ -85,7 +89,9 @@ def _unseal_message(error: SecretOpsError, sealed: Mapping[str, Any], ctx: Conte
     where = (f"cannot unseal SealedSecret {_ref(sealed.get('metadata') or {})} "
              f"(scope {spec.get('scope') or 'strict'})")
     detail = f"{error.path}: {error.message}" if error.path else error.message
-    keys = ", ".join(k.name for k in ctx.ring.keys) or "none"
+    if reason_of(error) not in _KEYS_TRIED:
+        return f"{where}: {detail}"  # a malformed object is refused before any key is tried
+    keys = ", ".join(k.name for k in ctx.ring.keys) or "none (the key ring is empty)"
     return f"{where}: {detail}; key-ring keys tried: {keys}"
 
 

@@ -10,6 +10,8 @@ This package is the ExternalSecret half; these modules need no Kubernetes API:
   (store, credentials, remote key) per refresh window, new objects first, jitter, backoff;
 * :mod:`.mapping` — remote values → Secret data (property, decoding, ``dataFrom``,
   templates);
+* :mod:`.ownership` — who may write a Secret: the claims recorded on it, the winner of a
+  conflict, what a failing ExternalSecret may say of the Secret;
 * :mod:`.fingerprint` — the keyed fingerprint of a Secret's data that the cluster shows, and
   its key (a Secret in the controller's namespace).
 
