@@ -601,7 +601,8 @@ class ExternalSecrets:
                 self.rotations.pop(owner, None)
                 return
             if provider is None:
-                raise ProviderError(ErrorKind.UNAVAILABLE, "the store is not ready")
+                raise ProviderError(ErrorKind.UNAVAILABLE, "the ExternalSecret has no usable "
+                                    "store (see its Ready condition)")
             write = getattr(provider, "write", None)
             if write is None:
                 raise ProviderError(ErrorKind.INVALID,
