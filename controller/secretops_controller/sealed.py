@@ -72,8 +72,10 @@ class Outcome:
     wrote: bool = False
 
 
-# the reasons that come from trying the ring's keys on a value (its message lists them)
-_KEYS_TRIED = frozenset({Reason.NO_KEY, Reason.SCOPE_MISMATCH, Reason.ALTERED})
+# the reasons that come after the ring's keys were tried on the values (the message lists
+# them); a malformed object or an unbound template is refused from the headers alone
+_KEYS_TRIED = frozenset({Reason.NO_KEY, Reason.SCOPE_MISMATCH, Reason.ALTERED,
+                         Reason.TEMPLATE_ERROR})
 
 
 def reason_of(error: SecretOpsError) -> Reason:
@@ -90,7 +92,7 @@ def _unseal_message(error: SecretOpsError, sealed: Mapping[str, Any], ctx: Conte
              f"(scope {spec.get('scope') or 'strict'})")
     detail = f"{error.path}: {error.message}" if error.path else error.message
     if reason_of(error) not in _KEYS_TRIED:
-        return f"{where}: {detail}"  # a malformed object is refused before any key is tried
+        return f"{where}: {detail}"  # refused before any key was tried
     keys = ", ".join(k.name for k in ctx.ring.keys) or "none (the key ring is empty)"
     return f"{where}: {detail}; key-ring keys tried: {keys}"
 
