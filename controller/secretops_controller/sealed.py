@@ -72,6 +72,12 @@ class Outcome:
     wrote: bool = False
 
 
+# the reasons that come after the ring's keys were tried on the values (the message lists
+# them); a malformed object or an unbound template is refused from the headers alone
+_KEYS_TRIED = frozenset({Reason.NO_KEY, Reason.SCOPE_MISMATCH, Reason.ALTERED,
+                         Reason.TEMPLATE_ERROR})
+
+
 def reason_of(error: SecretOpsError) -> Reason:
     return _REASONS.get(error.code, Reason.MALFORMED)
 
@@ -85,7 +91,9 @@ def _unseal_message(error: SecretOpsError, sealed: Mapping[str, Any], ctx: Conte
     where = (f"cannot unseal SealedSecret {_ref(sealed.get('metadata') or {})} "
              f"(scope {spec.get('scope') or 'strict'})")
     detail = f"{error.path}: {error.message}" if error.path else error.message
-    keys = ", ".join(k.name for k in ctx.ring.keys) or "none"
+    if reason_of(error) not in _KEYS_TRIED:
+        return f"{where}: {detail}"  # refused before any key was tried
+    keys = ", ".join(k.name for k in ctx.ring.keys) or "none (the key ring is empty)"
     return f"{where}: {detail}; key-ring keys tried: {keys}"
 
 

@@ -83,7 +83,8 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
             SA_NAME, "secretops-sealed-secrets", "secretops-external-secrets",
             "secretops-cluster-secret-stores", "secretops-rollout", "secretops-token-requests")],
         *[(kind, name) for kind in ("Role", "RoleBinding")
-          for name in (SA_NAME, "secretops-key-ring", "secretops-cluster-secret-stores")],
+          for name in (SA_NAME, "secretops-key-ring", "secretops-fingerprint-key",
+                       "secretops-cluster-secret-stores")],
         ("Deployment", SA_NAME), ("Service", SA_NAME), ("NetworkPolicy", SA_NAME)])
     for doc in rendered:
         if doc["kind"] not in ("CustomResourceDefinition", "Namespace", "ClusterRole",

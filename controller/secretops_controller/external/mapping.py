@@ -18,7 +18,9 @@ turns the scheduler's :class:`Snapshot` into a :class:`SecretData`:
   converted); with ``mergePolicy: Replace``
   (the default, as ESO) the rendered keys are the Secret's data, with ``Merge`` they are added.
   ``type``, ``metadata.labels`` and ``metadata.annotations`` are copied.
-* the Secret gets :data:`HASH_ANNOTATION`, a SHA-256 of its data, for drift and change checks.
+* :data:`HASH_ANNOTATION` (added by the caller, who holds the key): the keyed fingerprint of
+  the data (:mod:`.fingerprint`); never an unkeyed digest, which would let a guesser check
+  guesses of a value.
 
 Errors are :class:`MappingError` with the spec field path and never a value.
 """
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -243,14 +244,6 @@ def secret_key(name: str) -> str:
     return _KEY_CHARS.sub("_", name.strip("/")) or "_"
 
 
-def data_hash(data: Mapping[str, bytes]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(data):
-        h.update(len(k).to_bytes(4, "big") + k.encode() + len(data[k]).to_bytes(8, "big"))
-        h.update(data[k])
-    return h.hexdigest()
-
-
 def build(spec: Spec, snap: Snapshot, skip_missing: bool = False,
           pool: WorkerPool | None = None) -> SecretData:
     """The Secret for ``spec`` from a complete snapshot (:attr:`Snapshot.complete`).
@@ -294,9 +287,8 @@ def build(spec: Spec, snap: Snapshot, skip_missing: bool = False,
             raise MappingError(e.message, path="spec.target.template.data"
                                + (e.path or "").split('["data"]')[-1]) from None
         data = {**data, **rendered} if t.merge else rendered
-    annotations = {**t.annotations, HASH_ANNOTATION: data_hash(data)}
     labels = {**t.labels, MANAGED_LABEL: "true"}
-    return SecretData(data, t.type or "Opaque", labels, annotations, snap.versions())
+    return SecretData(data, t.type or "Opaque", labels, dict(t.annotations), snap.versions())
 
 
 def _value(snap: Snapshot, ref: RemoteRef, path: str) -> RemoteValue:

@@ -12,15 +12,17 @@ like the SealedSecret half):
   ClusterSecretStore's ``spec.conditions`` enforced: ``StoreNotAllowed``), and the refs are
   registered with the central :class:`~.scheduler.Scheduler` under the store's
   :class:`~.scheduler.StoreKey` (credentials fingerprint: tenants never share an entry). The
-  force-sync annotation (:data:`FORCE_SYNC`, any new value) asks for a read now. Delete
-  (optional, no finalizer): unregistered.
+  force-sync annotation (:data:`FORCE_SYNC`, any new value) asks for a read now. Deleted (the
+  watch event: no finalizer): unregistered.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner: the Secret is written per ``creationPolicy`` (Owner, default: ownerReference with
   ``controller: true``; Merge: into an existing Secret; Orphan; None: nothing written) with the
-  content-hash annotation; ``deletionPolicy: Delete`` drops the keys of a remote secret that
-  is NotFound and deletes the Secret (Merge: takes the merged keys out) once all are (Retain,
-  default, keeps it); a provider error keeps the last good Secret and sets
-  Ready=False with the reason until a read succeeds again.
+  keyed fingerprint of its data (:mod:`.fingerprint`), unless another writer claims it
+  (:mod:`.ownership`: ``SecretConflict``); ``deletionPolicy: Delete`` drops the keys of a
+  remote secret that is NotFound and deletes the Secret (Merge: takes the merged keys out) once
+  all are (Retain, default, keeps it); a provider error leaves a Secret it wrote with its last
+  good values and sets Ready=False with the reason until a read succeeds again (what the
+  message says of the Secret is read first, never assumed).
 * **Drift**: Secrets labelled ``secretops.dev/managed`` are watched (a watch of its own with a
   server-side label selector: kopf's Secret watch is limited to the SealedSecret label); one that
   is deleted or edited is written again at once from the cached values.
@@ -54,7 +56,14 @@ import kopf
 from secretops_controller import kube, runtime
 from secretops_controller.config import parse_duration
 from secretops_controller.context import Context
-from secretops_controller.external import mapping, rollout, rotation, stores
+from secretops_controller.external import (
+    fingerprint,
+    mapping,
+    ownership,
+    rollout,
+    rotation,
+    stores,
+)
 from secretops_controller.external.metrics import ExternalMetrics
 from secretops_controller.external.provider import (
     ErrorKind,
@@ -71,7 +80,7 @@ GROUP, VERSION = "secretops.dev", "v1alpha1"
 API = f"{GROUP}/{VERSION}"
 KIND = "ExternalSecret"
 FORCE_SYNC = "secretops.dev/force-sync"
-OWNER_ANNOTATION = "secretops.dev/external-secret"  # on the Secret: the ExternalSecret's name
+OWNER_ANNOTATION = ownership.OWNER_ANNOTATION  # on the Secret: the ExternalSecret's name
 READY = "Ready"
 DEFAULT_INTERVAL = 3600.0
 PROBE = RemoteRef("secretops-validation-probe")
@@ -93,6 +102,7 @@ class EsReason(StrEnum):
     STORE_NOT_ALLOWED = "StoreNotAllowed"
     PROVIDER_UNAVAILABLE = "ProviderUnavailable"
     TEMPLATE_ERROR = "TemplateError"
+    CONFLICT = "SecretConflict"  # another ExternalSecret or a SealedSecret writes the Secret
     # stores
     VALID = "Valid"
     INVALID_PROVIDER = "InvalidProviderConfig"
@@ -159,7 +169,7 @@ class Outcome:
     message: str
     extra: dict[str, Any] = field(default_factory=dict)  # status fields besides conditions
     wrote: bool = False
-    changed: str | None = None  # an existing Secret's data changed: its new content hash
+    changed: str | None = None  # an existing Secret's data changed: its new fingerprint
 
 
 @dataclass
@@ -181,6 +191,11 @@ class ExternalSecrets:
         self.providers: dict[StoreKey, Provider] = {}
         self.owned: dict[Owner, _Owned] = {}
         self.written: dict[tuple[str, str], str] = {}  # Secret -> resourceVersion we wrote
+        # Secret -> the ExternalSecret last seen writing it whole: wins when it is re-created
+        self.claims: dict[tuple[str, str], str] = {}
+        self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
+        self._fp_key: bytes | None = None  # the fingerprint key, read when first needed
+        self._fp_lock = asyncio.Lock()
         self._running: dict[Owner, asyncio.Task[None]] = {}
         self.rotations: dict[Owner, tuple[rotation.Rotation, datetime]] = {}  # and when due
         self._rotation_wake = asyncio.Event()
@@ -204,6 +219,9 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.owned.clear()
         self.written.clear()
+        self.claims.clear()
+        self.targets.clear()
+        self._fp_key = None  # read again: it may have been replaced while we did not lead
         self.rotations.clear()
         self._rotation_wake = asyncio.Event()
         self.store_due.clear()
@@ -230,6 +248,39 @@ class ExternalSecrets:
     async def _run(self, coro: Any) -> None:
         runtime.post_events_from_this_task(self.ctx)
         await coro
+
+    async def _fingerprint_key(self) -> bytes:
+        """The key of the data fingerprints (:mod:`.fingerprint`), read or made once per
+        leadership term. Raises :class:`kube.ApiError`, :class:`fingerprint.FingerprintKeyError`."""
+        async with self._fp_lock:
+            if self._fp_key is None:
+                ns = self.ctx.config.namespace
+                self._fp_key, made = await fingerprint.load_or_create(self.ctx.api, ns)
+                if made:
+                    log.info("made the fingerprint key (Secret %s/%s)", ns,
+                             fingerprint.KEY_SECRET)
+            return self._fp_key
+
+    def _retarget(self, owner: Owner, target: str) -> None:
+        """``owner`` now writes Secret ``target`` of its namespace ("": none, it is gone);
+        the others that target its old or new Secret sync again (a claim may have been given
+        up: the winner of a conflict was deleted, retargeted or changed policy)."""
+        o = self.owned.get(owner)
+        before = o.target if o is not None else ""
+        if o is not None:
+            o.target = target
+        for t in {before, target} - {""}:
+            for other in self.rivals_of(owner, t):
+                self.kick(other)
+        if before != target:
+            if before:
+                self.targets.get((owner[0], before), set()).discard(owner)
+            if target:
+                self.targets.setdefault((owner[0], target), set()).add(owner)
+
+    def rivals_of(self, owner: Owner, target: str) -> list[Owner]:
+        """The other ExternalSecrets of ``owner``'s namespace that target Secret ``target``."""
+        return sorted(o for o in self.targets.get((owner[0], target), ()) if o != owner)
 
     # ---- stores --------------------------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
@@ -420,7 +471,7 @@ class ExternalSecrets:
         if o is None:
             o = self.owned[owner] = _Owned((kind, store_ns, str(ref.get("name") or "")))
         o.store = (kind, store_ns, str(ref.get("name") or ""))
-        o.target = str((spec.get("target") or {}).get("name") or owner[1])
+        self._retarget(owner, str((spec.get("target") or {}).get("name") or owner[1]))
         forced = (meta.get("annotations") or {}).get(FORCE_SYNC)
         try:
             parsed = mapping.parse_spec(spec)
@@ -486,6 +537,7 @@ class ExternalSecrets:
     def forget(self, owner: Owner) -> None:
         self.scheduler.unregister(owner)
         self.rotations.pop(owner, None)
+        self._retarget(owner, "")  # a loser of a conflict may win now
         self.owned.pop(owner, None)
         self._drop_unused_providers()
 
@@ -549,7 +601,8 @@ class ExternalSecrets:
                 self.rotations.pop(owner, None)
                 return
             if provider is None:
-                raise ProviderError(ErrorKind.UNAVAILABLE, "the store is not ready")
+                raise ProviderError(ErrorKind.UNAVAILABLE, "the ExternalSecret has no usable "
+                                    "store (see its Ready condition)")
             write = getattr(provider, "write", None)
             if write is None:
                 raise ProviderError(ErrorKind.INVALID,
@@ -673,9 +726,10 @@ class ExternalSecrets:
         parsed = mapping.parse_spec(spec)
         missing = ", ".join(sorted(str(r) for r in snap.missing))
         if snap.missing and deletion != "Delete":
+            state = await self._state(ns, name, owner[1], creation)
             return Outcome(False, EsReason.SYNC_ERROR, (
-                f"the remote secret {missing} does not exist; the Secret {ns}/{name} is kept "
-                f"(deletionPolicy {deletion})"))
+                f"the remote secret {missing} does not exist; {state} (deletionPolicy "
+                f"{deletion})"))
         if deletion == "Delete" and not snap.errors and _all_gone(parsed, snap):
             # deletionPolicy Delete, every remote secret gone (as ESO): the Secret is deleted,
             # or, merged into someone else's Secret, the merged keys are taken out of it
@@ -690,12 +744,21 @@ class ExternalSecrets:
                     if parsed.template is not None and parsed.template.data else build())
         except mapping.MappingError as e:
             if errors:
-                return self._provider_outcome(errors, ns, name)
+                return _provider_outcome(errors, await self._state(ns, name, owner[1],
+                                                                   creation))
             reason = (EsReason.TEMPLATE_ERROR if (e.path or "").startswith("spec.target.template")
                       else EsReason.SYNC_ERROR)
             return Outcome(False, reason, f"{e.path}: {e.message}")
-        extra = {"remoteVersions": data.versions, "dataHash": data.annotations.get(
-            mapping.HASH_ANNOTATION, "")}
+        try:
+            key = await self._fingerprint_key()
+        except fingerprint.FingerprintKeyError as e:
+            log.error("the fingerprint key is unusable: %s", e)
+            return Outcome(False, EsReason.SYNC_ERROR, (
+                f"the controller's fingerprint key is unusable ({e}); "
+                f"{await self._state(ns, name, owner[1], creation)}"))
+        digest = fingerprint.fingerprint(key, ns, name, data.data)
+        data = replace(data, annotations={**data.annotations, mapping.HASH_ANNOTATION: digest})
+        extra = {"remoteVersions": data.versions, "dataHash": digest}
         wrote = False
         changed: str | None = None
         verb = "up to date"
@@ -705,22 +768,24 @@ class ExternalSecrets:
                 if current is None and creation == "Merge":
                     return Outcome(False, EsReason.MISSING, (
                         f"Secret {ns}/{name} does not exist (creationPolicy Merge writes into "
-                        "an existing Secret only)"), extra)
-                if current is not None and creation in ("Owner", "Orphan") and not _ours(
-                        current, owner[1]) and _controller(current) is not None:
-                    return Outcome(False, EsReason.SYNC_ERROR, (
-                        f"Secret {ns}/{name} is controlled by another object: left alone"),
-                        extra)
+                        "an existing Secret only)"))
+                conflict = await self._conflict(owner, name, creation, current)
+                if conflict is not None:
+                    return Outcome(False, EsReason.CONFLICT, conflict)
                 new = desired(current, data, es, creation,
                               bool(target.get("immutable")))
                 if current is None or _differs(current, new):
                     verb = await self._write(ns, name, current, new)
                     wrote = True
                     if current is not None and (current.get("data") or {}) != new["data"]:
-                        changed = str(extra["dataHash"] or "changed")
+                        changed = digest  # the data changed, not only its fingerprint
+                if creation in ownership.WHOLE:
+                    self.claims[(ns, name)] = owner[1]
         keys = ", ".join(sorted(data.data))
         if errors:
-            return replace(self._provider_outcome(errors, ns, name, extra), changed=changed)
+            state = (ownership.state(None, owner[1], ns, name, creation) if creation == "None"
+                     else f"Secret {ns}/{name} holds the last values read")
+            return replace(_provider_outcome(errors, state, extra), changed=changed, wrote=wrote)
         if snap.missing:
             return Outcome(True, EsReason.SYNCED, (
                 f"Secret {ns}/{name} {verb} (keys: {keys}); without the keys of {missing}, "
@@ -732,6 +797,19 @@ class ExternalSecrets:
         return Outcome(True, EsReason.SYNCED, f"Secret {ns}/{name} {verb} (keys: {keys})",
                        extra, wrote=wrote, changed=changed)
 
+    async def _state(self, ns: str, name: str, es_name: str, creation: str) -> str:
+        """What holds for the Secret when ``es_name`` cannot sync (read, not assumed)."""
+        current = None if creation == "None" else await self.ctx.api.get(kube.secrets(ns, name))
+        return ownership.state(current, es_name, ns, name, creation)
+
+    async def _conflict(self, owner: Owner, name: str, creation: str,
+                        current: Mapping[str, Any] | None) -> str | None:
+        """Why ``owner`` may not write Secret ``name`` (see :func:`ownership.conflict`)."""
+        ns = owner[0]
+        return await ownership.conflict(
+            lambda es_name: self.ctx.api.get(path(ns, es_name)), ns, owner[1], name, creation,
+            current, [o[1] for o in self.rivals_of(owner, name)], self.claims.get((ns, name)))
+
     async def _remove(self, owner: Owner, ns: str, name: str, creation: str,
                       missing: str) -> Outcome:
         why = f"the remote secret {missing} does not exist (deletionPolicy Delete)"
@@ -739,27 +817,22 @@ class ExternalSecrets:
             return Outcome(False, EsReason.DELETED, f"nothing written: {why}")
         async with self.ctx.lock(ns, name):
             current = await self.ctx.api.get(kube.secrets(ns, name))
+            if current is None:
+                return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} absent: {why}")
             if creation == "Merge":
-                if current is None or owner[1] not in _merged_map(current):
+                if owner[1] not in ownership.merged(current):
                     return Outcome(False, EsReason.DELETED, (
                         f"nothing merged into Secret {ns}/{name}: {why}"))
                 await self._write(ns, name, current, unmerged(current, owner[1]))
                 return Outcome(False, EsReason.DELETED, (
                     f"keys merged into Secret {ns}/{name} removed: {why}"), wrote=True)
-            if current is None or not _ours(current, owner[1]):
-                return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} absent: {why}")
+            if ownership.writer(current) != owner[1]:
+                return Outcome(False, EsReason.DELETED, (
+                    f"{ownership.state(current, owner[1], ns, name, creation)}: {why}"))
             await self.ctx.api.delete(kube.secrets(ns, name))
             self.written.pop((ns, name), None)
             return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} deleted: {why}",
                            wrote=True)
-
-    @staticmethod
-    def _provider_outcome(errors: Mapping[str, ProviderError], ns: str, name: str,
-                          extra: dict[str, Any] | None = None) -> Outcome:
-        first = sorted(errors.items())[0][1]
-        reason = (EsReason.PROVIDER_UNAVAILABLE if first.transient else EsReason.SYNC_ERROR)
-        return Outcome(False, reason, f"{first.message}; the last good Secret {ns}/{name} is "
-                                      "kept, retrying with backoff", extra or {})
 
     async def _write(self, ns: str, name: str, current: Mapping[str, Any] | None,
                      new: dict[str, Any]) -> str:
@@ -790,9 +863,10 @@ class ExternalSecrets:
             "conditions": [*(c for c in old.get("conditions") or [] if c.get("type") != READY),
                            cond],
             "observedGeneration": meta.get("generation"),
-            "syncedResourceVersion": synced_version(es),
             **outcome.extra,
         }
+        if outcome.ok:  # as ESO: the version of the ExternalSecret that was synced
+            status["syncedResourceVersion"] = synced_version(es)
         if outcome.ok or outcome.wrote:
             status["refreshTime"] = runtime.rfc3339(runtime.now())
         unchanged = same and not outcome.wrote and all(
@@ -814,11 +888,14 @@ class ExternalSecrets:
     def on_secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:
         meta = secret.get("metadata") or {}
         ns, name = str(meta.get("namespace")), str(meta.get("name"))
+        writer = ownership.writer(secret)
+        if kind == "DELETED" and writer:
+            self.claims[(ns, name)] = writer  # its writer re-creates it, not a rival
+        # every ExternalSecret that targets it (a loser of a conflict may now win), the one
+        # recorded on it first
         es_name = (meta.get("annotations") or {}).get(OWNER_ANNOTATION)
-        if not es_name:
-            owners = [k for k, o in self.owned.items() if k[0] == ns and o.target == name]
-        else:
-            owners = [(ns, str(es_name))]
+        owners = [(ns, str(es_name))] if es_name else []
+        owners += [k for k in sorted(self.targets.get((ns, name), ())) if k not in owners]
         for owner in owners:
             if owner not in self.owned:
                 continue
@@ -893,6 +970,15 @@ def _tokens_off(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
                                           "(--no-token-requests)")
 
 
+def _provider_outcome(errors: Mapping[str, ProviderError], state: str,
+                      extra: dict[str, Any] | None = None) -> Outcome:
+    """A read failed: the provider's message, then what is true of the Secret (``state``)."""
+    first = sorted(errors.items())[0][1]
+    reason = (EsReason.PROVIDER_UNAVAILABLE if first.transient else EsReason.SYNC_ERROR)
+    return Outcome(False, reason, f"{first.message}; {state}; retrying with backoff",
+                   extra or {})
+
+
 def _probe(provider: Provider) -> None:
     """One cheap call that proves connection and credentials (NotFound is fine)."""
     check = getattr(provider, "check", None)
@@ -913,22 +999,6 @@ def _name(obj: Mapping[str, Any]) -> str:
 def _store_id(store: Mapping[str, Any]) -> tuple[str, str, str]:
     meta = store.get("metadata") or {}
     return (str(store.get("kind")), str(meta.get("namespace") or ""), str(meta.get("name")))
-
-
-def _controller(secret: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return cast(Mapping[str, Any], ref)
-    return None
-
-
-def _ours(secret: Mapping[str, Any], es_name: str) -> bool:
-    ref = _controller(secret)
-    if ref is not None:
-        return bool(ref.get("kind") == KIND and ref.get("name") == es_name
-                    and str(ref.get("apiVersion", "")).startswith(GROUP + "/"))
-    annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    return bool(annotations.get(OWNER_ANNOTATION) == es_name)
 
 
 def synced_version(es: Mapping[str, Any]) -> str:
@@ -956,7 +1026,7 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     new_meta["annotations"] = {**(cmeta.get("annotations") or {}), **data.annotations,
                                OWNER_ANNOTATION: str(meta.get("name"))}
     if creation == "Merge":
-        merged = _merged_map(current)
+        merged = ownership.merged(current)
         before = set(merged.get(str(meta.get("name")), ()))
         values = {k: v for k, v in ((current or {}).get("data") or {}).items()
                   if k not in before or k in encoded}  # keys it no longer produces go
@@ -981,18 +1051,6 @@ def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
     return new
 
 
-def _merged_map(secret: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    """ExternalSecret name → the keys it merged into ``secret`` (several may merge into one)."""
-    notes = ((secret or {}).get("metadata") or {}).get("annotations") or {}
-    try:
-        merged = json.loads(notes.get(mapping.MERGED_KEYS_ANNOTATION) or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(merged, dict):
-        return {}
-    return {str(k): [str(x) for x in v] for k, v in merged.items() if isinstance(v, list)}
-
-
 def unmerged(current: Mapping[str, Any], es_name: str) -> dict[str, Any]:
     """``current`` without what ``es_name`` merged into it: its keys, its entry in the merged
     keys; once no ExternalSecret has merged anything, our annotations and the managed label
@@ -1000,7 +1058,7 @@ def unmerged(current: Mapping[str, Any], es_name: str) -> dict[str, Any]:
     new = copy.deepcopy(dict(current))
     meta = new.setdefault("metadata", {})
     meta.pop("managedFields", None)
-    merged = _merged_map(current)
+    merged = ownership.merged(current)
     gone = set(merged.pop(es_name, ()))
     still = {k for keys in merged.values() for k in keys}
     new["data"] = {k: v for k, v in (new.get("data") or {}).items()
@@ -1089,6 +1147,11 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
     async def external_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if event.get("type") == "MODIFIED":
             half.on_annotations(body)
+        elif event.get("type") == "DELETED":
+            # without a finalizer kopf runs no deletion handler: the watch event is all there
+            # is (a rival of a conflict may take the Secret over now)
+            meta = body.get("metadata") or {}
+            half.forget((str(meta.get("namespace")), str(meta.get("name"))))
 
     @kopf.on.delete(GROUP, VERSION, "externalsecrets", optional=True, registry=registry)
     async def external_secret_gone(namespace: str | None, name: str | None, **_: Any) -> None:
