@@ -76,3 +76,18 @@ def test_security_md_lists_the_limits_the_code_checks() -> None:
         assert f"| {size(value)} |" in section, value
     for value in (limits.MAX_GPG_OUTPUT, limits.MAX_GPG_STDERR):
         assert f"| {size(value)} (then gpg is killed" in section, value
+
+
+def test_every_test_security_md_cites_exists() -> None:
+    """docs/security.md backs each claim with a test named in backticks; a renamed or removed
+    test must not leave a claim without one."""
+    text = (DOCS / "security.md").read_text("utf-8")
+    cited = set(re.findall(r"\b(test_[a-z0-9_]+)\b", text))
+    tests = Path(__file__).resolve().parent
+    defined = set()
+    for path in tests.rglob("*.py"):
+        defined.update(re.findall(r"^(?:async )?def (test_[a-z0-9_]+)\(", path.read_text("utf-8"),
+                                  re.M))
+    files = {p.stem for p in tests.rglob("test_*.py")}
+    missing = sorted(c for c in cited if c not in defined and c not in files)
+    assert not missing, f"security.md cites tests that do not exist: {missing}"

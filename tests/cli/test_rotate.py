@@ -193,3 +193,28 @@ def test_json_layout_is_kept(tmp_path: Path, age_key: AgeKey, sops_bin: str) -> 
     after = f.read_text()
     assert len(before.splitlines()) == len(after.splitlines())
     assert data_of(sops(sops_bin, "decrypt", str(f)).out, "json") == data_of(text.encode(), "json")
+
+
+def test_a_stolen_key_keeps_reading_after_updatekeys_but_not_after_rotate(
+    tmp_path: Path, age_key: AgeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threat model: a removed recipient (a stolen key) may already know the data key, since it
+    could open the file before. ``updatekeys`` only rewraps that same key; ``rotate`` makes a
+    new one, which is what shuts the thief out of later versions."""
+    from secretops import api
+    from secretops.core.document import data_key_fits
+
+    stolen = make_age_key(tmp_path, "stolen.txt")
+    f = _encrypt(tmp_path / "s.yaml", age_key.recipient, stolen.recipient)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(stolen.path))
+    known = api.open_file(f.read_bytes(), format="yaml").data_key  # what the thief learned
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key.path))
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {age_key.recipient}\n")
+    assert secretops("updatekeys", "--yes", str(f)).code == 0
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(stolen.path))
+    assert secretops("decrypt", str(f)).code == 128  # the key no longer opens the file...
+    assert data_key_fits(_metadata(f), known)  # ...but the data key it knows still does
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key.path))
+    assert secretops("rotate", "-i", str(f)).code == 0
+    assert not data_key_fits(_metadata(f), known)

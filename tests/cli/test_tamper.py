@@ -176,3 +176,22 @@ def test_mac_only_encrypted_leaves_plain_values_unauthenticated(
     r2 = secretops("encrypt", "--age", age_key.recipient, "--encrypted-suffix", "_enc", str(src))
     f.write_bytes(r2.out.replace(b"public: visible", b"public: CHANGED"))
     assert secretops("decrypt", str(f)).code == 51
+
+
+def test_anyone_with_the_public_keys_writes_a_file_that_decrypts_as_valid(
+    tmp_path: Path, age_key: AgeKey, enc_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threat model: a valid MAC means "written by someone who had the data key", not "by
+    someone you trust". The recipients are in every file: with them alone (no identity) anyone
+    writes a new file that decrypts without complaint."""
+    import yaml
+
+    recipients = [e["recipient"] for e in yaml.safe_load(enc_file.read_text())["sops"]["age"]]
+    forged = tmp_path / "forged.yaml"
+    forged.write_text("db:\n  password: attacker-chosen\n")
+    monkeypatch.delenv("SOPS_AGE_KEY_FILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "nobody"))  # no identity at all
+    assert secretops("encrypt", "-i", "--age", ",".join(recipients), str(forged)).code == 0
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key.path))
+    out = secretops("decrypt", str(forged))
+    assert out.code == 0 and "attacker-chosen" in out.text
