@@ -8,6 +8,7 @@ key ring). Heavy imports happen inside the commands so ``--help`` stays fast.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -57,139 +58,99 @@ def _fetch(url: str) -> bytes:
     return data
 
 
-PROXY_CERT = "kube-proxy://"  # an internal --cert source made by --fetch-cert
 DEFAULT_CONTROLLER = "secretops-controller"
 DEFAULT_CONTROLLER_NAMESPACE = "secretops-system"
 
 
-def _kubeconfig() -> tuple[str, dict[str, Any], dict[str, Any], str]:
-    """(server, cluster, user, source) of the current context of $KUBECONFIG/~/.kube/config."""
-    import os
+@dataclass
+class _Sources:
+    """What ``seal`` seals for: --cert files or URLs, --recipient, and the cluster's controller.
 
-    from secretops import yamlload
-    from secretops.errors import ExitCode, SecretOpsError
-    from secretops.limits import MAX_INPUT_BYTES
-
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    path = os.path.expanduser(paths[0] if paths else "~/.kube/config")
-    try:
-        with open(path, "rb") as f:
-            config = yamlload.load(f.read(MAX_INPUT_BYTES + 1), path) or {}
-        ctx_name = config["current-context"]
-        ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u.get("user") or {} for u in config.get("users") or []
-                     if u["name"] == ctx.get("user")), {})
-    except (OSError, SecretOpsError, KeyError, StopIteration, TypeError) as e:
-        raise _fail(f"cannot read the kubeconfig ({type(e).__name__})",
-                    ExitCode.CERT_FETCH_FAILED, file=path,
-                    hints=("set KUBECONFIG, or save the recipients file and give --cert",)
-                    ) from None
-    return str(cluster.get("server", "")), cluster, user, path
-
-
-def _fetch_proxy(source: str) -> bytes:
-    """GET /v1/cert of the controller's Service through the API server's service proxy."""
-    from secretops.errors import ExitCode
-
-    namespace, _, name = source[len(PROXY_CERT):].partition("/")
-    _, data = _proxy_call(namespace, name, "v1/cert")
-    if len(data) > CERT_MAX_BYTES:
-        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED)
-    return data
-
-
-def _proxy_call(namespace: str, name: str, path: str, body: bytes | None = None,
-                ok: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
-    """A request to the controller's Service through the API server's service proxy.
-
-    GET without ``body``, else POST of ``body`` (JSON). Statuses in ``ok`` are returned with
-    the body; any other status, or no connection, is exit 162 naming where.
+    The controller's ``/v1/cert`` is fetched (through kubectl, ``cli/_kube.py``) when
+    ``--fetch-cert`` asks, or — as kubeseal does — when nothing else is given to seal for and a
+    kubeconfig context exists; an offline-first tool goes to the cluster only where it would
+    otherwise fail. ``context`` is the context fetched from, once fetched.
     """
-    import base64
-    import ssl
-    import tempfile
-    import urllib.error
-    import urllib.request
-    from pathlib import Path
-    from urllib.parse import quote
 
-    from secretops.errors import ExitCode
+    certs: tuple[str, ...]
+    recipients: tuple[str, ...]
+    kube: Any = None  # a _kube.Session: None never asks a cluster
+    service: Any = None  # a _kube.Service: the controller's
+    fetch: bool = False  # --fetch-cert
+    context: Any = None
 
-    server, cluster, user, config_path = _kubeconfig()
-    url = (f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/services/"
-           f"{quote(name, safe='')}:http/proxy/{path}")
-    headers = {"Accept": "application/json"} if body is not None else {}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    if user.get("token"):
-        headers["Authorization"] = f"Bearer {user['token']}"
-    elif user.get("username") and user.get("password"):
-        pair = f"{user['username']}:{user['password']}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    context = None
-    if url.startswith("https://"):
-        context = ssl.create_default_context()
-        if cluster.get("insecure-skip-tls-verify"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif cluster.get("certificate-authority-data"):
-            ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-            context.load_verify_locations(cadata=ca)
-        elif cluster.get("certificate-authority"):
-            context.load_verify_locations(cafile=cluster["certificate-authority"])
-        with tempfile.TemporaryDirectory() as tmp:  # ssl loads client keys from files only
-            cert, key = user.get("client-certificate"), user.get("client-key")
-            for field, out in (("client-certificate-data", "crt"), ("client-key-data", "key")):
-                if user.get(field):
-                    target = Path(tmp) / out
-                    target.touch(0o600)
-                    target.write_bytes(base64.b64decode(user[field]))
-                    cert, key = (str(target), key) if out == "crt" else (cert, str(target))
-            if cert:
-                context.load_cert_chain(cert, key)
-    where = f"Service {namespace}/{name} (through the API server, {config_path})"
-    what = "fetch the recipients" if path == "v1/cert" else f"call /{path}"
-    try:
-        request = urllib.request.Request(url, data=body, headers=headers,
-                                         method="POST" if body is not None else "GET")
-        with urllib.request.urlopen(request, timeout=CERT_TIMEOUT, context=context) as resp:
-            return resp.status, resp.read(CERT_MAX_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        if e.code in ok:
-            return e.code, e.read(CERT_MAX_BYTES + 1)
-        raise _fail(f"cannot {what} from {where}: HTTP {e.code}",
-                    ExitCode.CERT_FETCH_FAILED, hints=(
-                        "check --controller-name/--controller-namespace and that you may "
-                        f"{'get' if body is None else 'create'} services/proxy there",)) from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
-        raise _fail(f"cannot {what} from {where}: {reason}",
-                    ExitCode.CERT_FETCH_FAILED) from None
+    def load(self) -> Any:
+        """The Recipients: every line of each --cert (a file or an http(s) URL), the
+        controller's when fetched, then --recipient."""
+        from secretops.errors import ExitCode
+        from secretops.sealing import Recipients, parse_recipients_file
+
+        texts: list[str] = []
+        fetched = self._fetched()
+        for cert, data in [*((c, _cert_bytes(c)) for c in self.certs), *fetched]:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise _fail("not a text file", ExitCode.INVALID_KEY, file=cert) from None
+            found = parse_recipients_file(text, cert)
+            if not found:
+                raise _fail("holds no recipient", ExitCode.NO_ENCRYPTION_KEY_FOUND, file=cert)
+            texts += found
+        return Recipients([*texts, *self.recipients])
+
+    def _fetched(self) -> list[tuple[str, bytes]]:
+        from secretops.errors import ExitCode, SecretOpsError
+
+        if self.kube is None or not (self.fetch or self.kube.target.explicit
+                                     or not (self.certs or self.recipients)):
+            return []
+        try:
+            context = self.kube.context()
+        except SecretOpsError as e:
+            if self.fetch or self.kube.target.explicit:
+                raise
+            raise _fail("no recipient to seal for", ExitCode.NO_ENCRYPTION_KEY_FOUND, hints=(
+                "give --cert FILE|URL (the cluster's recipients file) and/or --recipient "
+                "age1…, or choose a kubeconfig context to fetch them from the controller",
+                f"tried the cluster: {e.message}")) from None
+        _, data = self.kube.call(self.service, "v1/cert", what="fetch the recipients")
+        self.context = context
+        return [(self.kube.where(self.service), data)]
+
+    def namespace(self) -> str | None:
+        """The kubeconfig context's namespace, when the recipients came from its cluster: where
+        kubectl apply puts a manifest that names none (kubeseal's default too)."""
+        return str(self.context.namespace) if self.context is not None else None
+
+
+def _cert_bytes(cert: str) -> bytes:
+    return _fetch(cert) if cert.startswith(("http://", "https://")) else _read(cert)
 
 
 def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
-    """The Recipients: every line of each --cert (a file or an http(s) URL), then --recipient."""
-    from secretops.errors import ExitCode
-    from secretops.sealing import Recipients, parse_recipients_file
+    """Offline recipients: --cert files or URLs, then --recipient (no cluster)."""
+    return _Sources(certs, recipient).load()
 
-    texts: list[str] = []
-    for cert in certs:
-        if cert.startswith(PROXY_CERT):
-            data = _fetch_proxy(cert)
-        elif cert.startswith(("http://", "https://")):
-            data = _fetch(cert)
-        else:
-            data = _read(cert)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail("not a text file", ExitCode.INVALID_KEY, file=cert) from None
-        found = parse_recipients_file(text, cert)
-        if not found:
-            raise _fail("holds no recipient", ExitCode.NO_ENCRYPTION_KEY_FOUND, file=cert)
-        texts += found
-    return Recipients([*texts, *recipient])
+
+def _kube_options(f: Any) -> Any:
+    f = click.option("--context", "kube_context", metavar="NAME",
+                     help="The kubeconfig context (default: its current context).")(f)
+    return click.option("--kubeconfig", metavar="FILE",
+                        help="The kubeconfig (default: KUBECONFIG, files merged as kubectl "
+                             "does, else ~/.kube/config).")(f)
+
+
+def _session(kubeconfig: str | None, kube_context: str | None) -> Any:
+    """A kubectl session for the command (it runs nothing until a cluster is needed)."""
+    from secretops.cli._kube import Session, Target
+
+    return Session(Target(kubeconfig, kube_context))
+
+
+def _service(namespace: str, name: str) -> Any:
+    from secretops.cli._kube import Service
+
+    return Service(namespace, name)
 
 
 def _identities(paths: tuple[str, ...]) -> Any:
@@ -248,11 +209,13 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
                    "URL; repeatable, for several clusters. [env: SECRETOPS_SEALING_CERT]")
 @click.option("--fetch-cert", is_flag=True,
               help="Also fetch the recipients from the controller, through the API server's "
-                   "service proxy (the current kubeconfig context).")
+                   "service proxy with kubectl. Without --cert and --recipient this is the "
+                   "default whenever a kubeconfig context exists.")
 @click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
-              help="With --fetch-cert: the controller's Service (port named http).")
+              help="Where to fetch them: the controller's Service (port named http).")
 @click.option("--controller-namespace", default=DEFAULT_CONTROLLER_NAMESPACE,
-              show_default=True, help="With --fetch-cert: the controller's namespace.")
+              show_default=True, help="Where to fetch them: the controller's namespace.")
+@_kube_options
 @click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
               help="Also seal for this age or SSH recipient (repeatable): other clusters, "
                    "break-glass keys.")
@@ -289,7 +252,8 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
               help="Output format (default yaml; --merge-into keeps the file's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controller_name: str,
-            controller_namespace: str, recipient: tuple[str, ...], scope: str | None,
+            controller_namespace: str, kubeconfig: str | None, kube_context: str | None,
+            recipient: tuple[str, ...], scope: str | None,
             name: str | None, namespace: str | None, from_literal: tuple[str, ...],
             from_file: tuple[str, ...], secret_type: str | None, templates: tuple[str, ...],
             raw: bool, key: str | None,
@@ -301,9 +265,12 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
     --from-literal/--from-file. Every value gets its own data key, wrapped for every
     recipient: the lines of --cert plus each --recipient. The values are bound to the
     template (its type and --template entries): edited later, it is refused, not rendered.
-    A Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide annotation chooses the
-    scope, as with kubeseal (a different --scope is refused). --merge-into seals the new
-    values for every recipient spec.recipients lists: each must be given.
+    With no --cert and no --recipient, the recipients come from the controller of the
+    kubeconfig context (as with kubeseal), and a Secret without a namespace is sealed for the
+    context's. A Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide
+    annotation chooses the scope, as with kubeseal (a different --scope is refused).
+    --merge-into seals the new values for every recipient spec.recipients lists: each must be
+    given.
 
     \b
       secretops seal --cert cluster.txt secret.yaml -w sealed.yaml
@@ -312,14 +279,25 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
       secretops seal --cert cluster.txt --merge-into sealed.yaml --from-literal token=...
       secretops seal --cert cluster.txt -n prod --name db --from-literal user=... \\
           --from-literal password=... --template url='pg://{{ .user }}:{{ .password }}@db'
-      secretops seal --fetch-cert -n prod --name db --from-literal password=...
+      secretops seal --context prod -n prod --name db --from-literal password=...
       echo -n value | secretops seal --cert cluster.txt --raw -n prod --name db --key token
       secretops seal --from-bitnami old.yaml --bitnami-key keys.yaml --cert cluster.txt
     """
+    with _session(kubeconfig, kube_context) as kube:
+        sources = _Sources(cert, recipient, kube, _service(controller_namespace, controller_name),
+                           fetch_cert)
+        _seal(sources, file, scope, name, namespace, from_literal, from_file, secret_type,
+              templates, raw, key, merge_into, from_bitnami, bitnami_key, bind_template, fmt,
+              output)
+
+
+def _seal(sources: _Sources, file: str | None, scope: str | None, name: str | None,
+          namespace: str | None, from_literal: tuple[str, ...], from_file: tuple[str, ...],
+          secret_type: str | None, templates: tuple[str, ...], raw: bool, key: str | None,
+          merge_into: str | None, from_bitnami: str | None, bitnami_key: tuple[str, ...],
+          bind_template: bool, fmt: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode
 
-    if fetch_cert:
-        cert = (*cert, f"{PROXY_CERT}{controller_namespace}/{controller_name}")
     literal = bool(from_literal or from_file)
     modes = [m for m, on in (("--raw", raw), ("--merge-into", merge_into),
                              ("--from-bitnami", from_bitnami)) if on]
@@ -339,10 +317,10 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
         raise _fail("--bind-template goes with --from-bitnami (and secretops reseal): a "
                     "Secret sealed here binds its own template", ExitCode.CONFLICTING_PARAMETERS)
     if from_bitnami:
-        _seal_bitnami(from_bitnami, bitnami_key, cert, recipient, namespace, scope,
+        _seal_bitnami(from_bitnami, bitnami_key, sources, namespace, scope,
                       bind_template, fmt, output)
     elif raw:
-        _seal_raw(file, cert, recipient, scope, name, namespace, key, from_literal, from_file,
+        _seal_raw(file, sources, scope, name, namespace, key, from_literal, from_file,
                   secret_type, output)
     else:
         if bitnami_key:
@@ -351,9 +329,9 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
                                namespace)
         data = _templates(templates)
         if merge_into:
-            _merge(merge_into, secret, cert, recipient, scope, data, fmt)
+            _merge(merge_into, secret, sources, scope, data, fmt)
         else:
-            _seal_manifest(secret, cert, recipient, scope, name, namespace, data, fmt, output,
+            _seal_manifest(secret, sources, scope, name, namespace, data, fmt, output,
                            file or "<stdin>")
 
 
@@ -389,15 +367,17 @@ def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...]
             "data": {k: base64.b64encode(v).decode() for k, v in values.items()}}
 
 
-def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
-                   scope: str | None, name: str | None, namespace: str | None,
+def _seal_manifest(secret: dict[str, Any], sources: _Sources, scope: str | None,
+                   name: str | None, namespace: str | None,
                    templates: dict[str, str], fmt: str | None, output: str | None,
                    source: str) -> None:
     from secretops.errors import SecretOpsError
     from secretops.sealing import seal_secret
     from secretops.sealing.serialize import dump
 
-    recips = _recipients(cert, recipient)
+    recips = sources.load()
+    if namespace is None and not (secret.get("metadata") or {}).get("namespace"):
+        namespace = sources.namespace()
     try:
         sealed = seal_secret(secret, recips, scope, name=name, namespace=namespace,
                              templates=templates)
@@ -406,8 +386,8 @@ def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tup
     _write(dump(sealed, fmt or "yaml"), output, private=False)
 
 
-def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
-           scope: str | None, templates: dict[str, str], fmt: str | None) -> None:
+def _merge(path: str, secret: dict[str, Any], sources: _Sources, scope: str | None,
+           templates: dict[str, str], fmt: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.sealing import merge_into
@@ -437,7 +417,7 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
         if not values:
             raise _fail("nothing to merge: no value given", ExitCode.INVALID_INPUT)
         tmeta = template_of(secret).get("metadata", {})
-        merged = merge_into(sealed, values, _recipients(cert, recipient),
+        merged = merge_into(sealed, values, sources.load(),
                             labels=tmeta.get("labels"), annotations=tmeta.get("annotations"),
                             templates=templates)
     except SecretOpsError as e:
@@ -446,8 +426,8 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
     click.echo(f"{path}: sealed {', '.join(sorted(values))}", err=True)
 
 
-def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...],
-              scope: str | None, name: str | None, namespace: str | None, key: str | None,
+def _seal_raw(file: str | None, sources: _Sources, scope: str | None, name: str | None,
+              namespace: str | None, key: str | None,
               from_literal: tuple[str, ...], from_file: tuple[str, ...],
               secret_type: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode
@@ -469,13 +449,14 @@ def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...
         raise _fail("--raw needs --key (the Secret key this value is for)",
                     ExitCode.CONFLICTING_PARAMETERS)
     # bound to a SealedSecret whose template has this type and no data (docs/crypto.md)
-    text = seal_value(value, _recipients(cert, recipient), scope or "strict", namespace, name,
+    recips = sources.load()
+    text = seal_value(value, recips, scope or "strict", namespace or sources.namespace(), name,
                       key, template={"type": secret_type} if secret_type else None)
     _write((text + "\n").encode("ascii"), output, private=False)
 
 
-def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
-                  recipient: tuple[str, ...], namespace: str | None, scope: str | None,
+def _seal_bitnami(path: str, key_files: tuple[str, ...], sources: _Sources,
+                  namespace: str | None, scope: str | None,
                   bind_template: bool, fmt: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.sealing.bitnami import convert, load_keys
@@ -489,7 +470,7 @@ def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
     keys = []
     for kf in key_files:
         keys += load_keys(_read(kf), kf)
-    recips = _recipients(cert, recipient)
+    recips = sources.load()
     try:
         ours = convert(_one(_read(path), path, "SealedSecret"), keys, recips,
                        namespace=namespace, scope=scope, bind_template=bind_template)
@@ -515,9 +496,37 @@ def _controller_options(f: Any) -> Any:
                      show_default=True, help="With --controller: its namespace.")(f)
     f = click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
                      help="With --controller: its Service's name.")(f)
+    f = _kube_options(f)
     return click.option("--controller", "use_controller", is_flag=True,
-                        help="Ask the controller in the current kubeconfig context, through "
-                             "the API server's service proxy (needs services/proxy).")(f)
+                        help="Ask the controller in the kubeconfig context, through the API "
+                             "server's service proxy with kubectl (needs services/proxy).")(f)
+
+
+def _ask_controller(kube: Any, service: Any, endpoint: str, sealed: dict[str, Any],
+                    namespace: str | None, file: str) -> dict[str, Any]:
+    """POST a SealedSecret to the controller's ``endpoint``; its answer, or its refusal as our
+    error. A SealedSecret naming no namespace is asked about in --namespace, else in the
+    context's (where kubectl apply would put it)."""
+    import json
+
+    from secretops.errors import ExitCode
+
+    meta = sealed.get("metadata")
+    if not (isinstance(meta, dict) and meta.get("namespace")):
+        sealed = {**sealed, "metadata": {**(meta if isinstance(meta, dict) else {}),
+                                         "namespace": namespace or kube.context().namespace}}
+    status, body = kube.call(service, endpoint, json.dumps(sealed).encode(), ok=(200, 409),
+                             what=f"ask the controller (/{endpoint})")
+    if status != 200:
+        raise _controller_refusal(body, file)
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise _fail(f"the controller's /{endpoint} answer is not a JSON object",
+                    ExitCode.CERT_FETCH_FAILED, file=file if file != "-" else "<stdin>")
+    return answer
 
 
 def _one_way(identity: tuple[str, ...], use_controller: bool) -> None:
@@ -604,7 +613,8 @@ def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
               help="Output format (default: the input's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE.")
 def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
-                   controller_name: str, controller_namespace: str, cert: tuple[str, ...],
+                   controller_name: str, controller_namespace: str, kubeconfig: str | None,
+                   kube_context: str | None, cert: tuple[str, ...],
                    recipient: tuple[str, ...], namespace: str | None, bind_template: bool,
                    in_place: bool, fmt: str | None, output: str | None) -> None:
     """Seal a SealedSecret again: offline for new recipients, or by the cluster's controller.
@@ -623,8 +633,6 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
       secretops reseal --controller -i sealed.yaml        # after a key renewal
       secretops reseal --identity break-glass.txt --cert cluster.txt --bind-template -i s.yaml
     """
-    import json
-
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.sealing import reseal_sealed
@@ -643,11 +651,11 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
             raise _fail("--controller re-seals for the cluster's newest key: --cert and "
                         "--recipient are for offline resealing",
                         ExitCode.CONFLICTING_PARAMETERS)
-        status, body = _proxy_call(controller_namespace, controller_name, "v1/rotate",
-                                   json.dumps(sealed).encode(), ok=(200, 409))
-        if status != 200:
-            raise _controller_refusal(body, file)
-        new = json.loads(body)
+        with _session(kubeconfig, kube_context) as kube:
+            new = _ask_controller(kube, _service(controller_namespace, controller_name),
+                                  "v1/rotate", sealed, namespace, file)
+        if not (sealed.get("metadata") or {}).get("namespace"):
+            (new.get("metadata") or {}).pop("namespace", None)  # the file keeps its shape
     else:
         ids = _identities(identity)
         recips = _recipients(cert, recipient)
@@ -669,45 +677,43 @@ def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
 @_controller_options
 @_namespace_option
 def verify_command(files: tuple[str, ...], identity: tuple[str, ...], use_controller: bool,
-                   controller_name: str, controller_namespace: str,
-                   namespace: str | None) -> None:
+                   controller_name: str, controller_namespace: str, kubeconfig: str | None,
+                   kube_context: str | None, namespace: str | None) -> None:
     """Check that every value of each SealedSecret opens; print no value.
 
     Offline with --identity, or --controller: can this cluster unseal it (POST /v1/verify
-    through the API server; the controller answers without revealing values).
+    through the API server; the controller answers without revealing values; a file naming
+    no namespace is checked for --namespace, else the kubeconfig context's).
     Exits 0 when all open, else with the first failure's code (160 moved value, 128 no
-    fitting key, 25 altered, 161 malformed).
+    fitting key, 25 altered, 161 malformed); 162 at once when the cluster cannot be asked.
 
     \b
       secretops verify --identity keyring-backup.yaml sealed/*.yaml
       secretops verify --controller sealed/*.yaml
     """
-    import json
-
     from secretops.cli._actions import report
-    from secretops.errors import SecretOpsError
+    from secretops.errors import ExitCode, SecretOpsError
     from secretops.sealing import verify_sealed
 
     _one_way(identity, use_controller)
     ids = None if use_controller else _identities(identity)
+    service = _service(controller_namespace, controller_name)
     first = 0
-    for file in files:
-        try:
-            _, sealed = _load_sealed(file)
-            if use_controller:
-                if namespace and not (sealed.get("metadata") or {}).get("namespace"):
-                    sealed.setdefault("metadata", {})["namespace"] = namespace
-                status, body = _proxy_call(controller_namespace, controller_name, "v1/verify",
-                                           json.dumps(sealed).encode(), ok=(200, 409))
-                if status != 200:
-                    raise _controller_refusal(body, file)
-                n = int(json.loads(body).get("values", 0))
-            else:
-                assert ids is not None
-                n = verify_sealed(sealed, ids, namespace=namespace)
-        except SecretOpsError as e:
-            first = first or report(e.with_file(file))
-            continue
-        click.echo(f"{file}: ok: {n} values open")
+    with _session(kubeconfig, kube_context) as kube:  # one kubectl proxy for every file
+        for file in files:
+            try:
+                _, sealed = _load_sealed(file)
+                if use_controller:
+                    answer = _ask_controller(kube, service, "v1/verify", sealed, namespace, file)
+                    n = answer.get("values", 0)
+                else:
+                    assert ids is not None
+                    n = verify_sealed(sealed, ids, namespace=namespace)
+            except SecretOpsError as e:
+                if e.code is ExitCode.CERT_FETCH_FAILED and use_controller:
+                    raise  # the cluster, not this file: the next file would fail alike
+                first = first or report(e.with_file(file))
+                continue
+            click.echo(f"{file}: ok: {n} values open")
     if first:
         sys.exit(first)
