@@ -102,13 +102,12 @@ class Sources:
     def _fetched(self) -> list[tuple[str, bytes]]:
         from secretops.errors import ExitCode, SecretOpsError
 
-        if self.kube is None or not (self.fetch or self.kube.target.explicit
-                                     or not (self.certs or self.recipients)):
+        if self.kube is None or not (self.fetch or not (self.certs or self.recipients)):
             return []
         try:
             context = self.kube.context()
         except SecretOpsError as e:
-            if self.fetch or self.kube.target.explicit:
+            if self.fetch or self.kube.target.explicit:  # the cluster was asked for by name
                 raise
             raise fail("no recipient to seal for", ExitCode.NO_ENCRYPTION_KEY_FOUND, hints=(
                 "give --cert FILE|URL (the cluster's recipients file) and/or --recipient "

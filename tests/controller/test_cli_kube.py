@@ -358,6 +358,8 @@ def test_when_seal_goes_to_the_cluster(
     breakglass = recipients(cert)[0]
     r = cli("seal", "-r", breakglass, *literal)
     assert r.code == 0 and plugin.runs() == [], r.err
+    r = cli("seal", "--cert", str(cert), "--context", "work", *literal)  # a context alone
+    assert r.code == 0 and plugin.runs() == [], r.err
     monkeypatch.setenv("SECRETOPS_SEALING_CERT", str(cert))
     r = cli("seal", *literal)
     assert r.code == 0 and plugin.runs() == [], r.err
