@@ -411,3 +411,34 @@ def test_a_refused_token_is_401_and_says_so(
     k8s.advance_clock(601)  # the emulator's token clock; later tests' tokens last a day
     r = cli("verify", "--controller", str(sealed))
     assert r.code == 162 and "HTTP 401" in r.err and "log in again" in r.err, r.err
+
+
+def test_a_file_naming_no_namespace_is_asked_about_in_the_contexts(
+        controller: Controller, k8s: K8s, cert: Path, cli: Cli, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where kubectl apply would put it: -n, else the context's namespace."""
+    token = k8s.token(*SA, expiration_seconds=24 * 3600)
+    cli.tokens.append(token)
+    config_file = write(tmp_path / "config", config(
+        clusters=[{"name": "emu", "cluster": cluster_entry(k8s)}],
+        users=[{"name": "sealer", "user": {"token": token}}],
+        contexts=[{"name": "work", "context": {"cluster": "emu", "user": "sealer",
+                                               "namespace": APP}}],
+        **{"current-context": "work"}))
+    monkeypatch.setenv("KUBECONFIG", str(config_file))
+    sealed = load(seal_to_file(cert, tmp_path / "s.yaml", "nameless").read_text())
+    del sealed["metadata"]["namespace"]
+    nameless = tmp_path / "nameless.yaml"
+    nameless.write_text(json.dumps(sealed))
+
+    r = cli("verify", "--controller", str(nameless))
+    assert r.code == 0 and "ok: 1 values open" in r.text, r.err
+    r = cli("verify", "--controller", "-n", "elsewhere", str(nameless))
+    assert r.code == 160 and "ScopeMismatch" in r.err, r.err
+    r = cli("reseal", "--controller", "-i", str(nameless))
+    assert r.code == 0, r.err
+    resealed = load(nameless.read_text())
+    assert "namespace" not in resealed["metadata"]  # the file keeps its shape
+    assert resealed["spec"]["encryptedData"]["k"] != sealed["spec"]["encryptedData"]["k"]
+    r = cli("verify", "--controller", str(nameless))
+    assert r.code == 0, r.err
