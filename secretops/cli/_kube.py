@@ -18,7 +18,9 @@ How:
    directory and accepts only service-proxy paths; requests go to it as plain HTTP. One proxy
    per command means an exec plugin runs once and its credential is reused until it expires
    (client-go's cache), for every file a ``verify`` checks;
-3. the proxy is stopped by its PID and the directory removed when the command ends.
+3. the proxy is stopped by its PID and the directory removed when the command ends; on Linux
+   the kernel stops it too if this process is killed (``PR_SET_PDEATHSIG``), and the next
+   command removes the directory a killed run left (``secretops/leftovers.py``).
 
 No credential passes through this process and nothing is written to disk but kubectl's own
 stderr (in that private directory, for the error message). Every text that comes from kubectl,
@@ -179,12 +181,17 @@ class Session:
 
     def _socket(self, failed: str) -> str:
         """The proxy's socket, started on first use; ``failed`` opens any error message."""
+        from secretops.leftovers import DIR_PREFIX, remove_tree, run_tag, sweep_private_dirs
+
         if self._dir is not None:
-            return os.path.join(self._dir, "proxy.sock")
+            return os.path.join(self._dir, "s")
         context = self.context()
         kubectl = kubectl_path()
-        self._dir = tempfile.mkdtemp(prefix="secretops-kube-")  # 0700: only this user
-        sock = os.path.join(self._dir, "proxy.sock")
+        base = tempfile.gettempdir()
+        sweep_private_dirs(base, remove_tree)  # what runs killed with SIGKILL left
+        # 0700, only this user; short, as a socket path is at most 107 bytes
+        self._dir = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{run_tag()}-k", dir=base)
+        sock = os.path.join(self._dir, "s")
         # the context config view resolved, so both see the same cluster
         pinned = Target(self.target.kubeconfig, context.name or self.target.context)
         args = [kubectl, *pinned.flags(), "proxy",
@@ -194,7 +201,7 @@ class Session:
                 self._proc = subprocess.Popen(
                     args, stdout=subprocess.DEVNULL,
                     stdin=None if self.interactive else subprocess.DEVNULL,
-                    stderr=None if self.interactive else log)
+                    stderr=None if self.interactive else log, preexec_fn=_dies_with_us())
             except OSError as e:
                 raise _fail(f"{failed}: cannot run kubectl: {tidy(str(e))}") from None
         deadline = time.monotonic() + START_TIMEOUT
@@ -281,7 +288,9 @@ class Session:
                     self._proc.wait()
             self._proc = None
         if self._dir is not None:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            from secretops.leftovers import remove_tree
+
+            remove_tree(self._dir)
             self._dir = None
 
 
@@ -297,6 +306,25 @@ def _detail(data: bytes, kind: str) -> str:
         if isinstance(answer, dict):
             text = str(answer.get("message") or answer.get("reason") or "")
     return tidy(text)
+
+
+def _dies_with_us() -> Any:
+    """Linux: what makes kubectl proxy get SIGTERM when this process dies, even by SIGKILL —
+    it serves the user's credentials on its socket and must not outlive the command."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def arm() -> None:  # in the child, between fork and exec
+        prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # we died before it was armed
+            os._exit(1)
+
+    return arm
 
 
 def _listening(path: str) -> bool:

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,11 @@ from typing import Any
 import pytest
 
 from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster
-from tests.controller.helpers import CANARY, apply, load, secret, values, wait_for
+from tests.controller.helpers import CANARY, apply, load, secret, values
 from tests.fixtures.k8s import K8s, free_port
 from tests.helpers import Result, secretops
 from tests.k8s.emulator.tls import make_certificates
+from tests.k8s.helpers import wait_for
 
 APP = "app"
 SA = ("cli", "sealer")  # the user: a service account whose calls the emulator audits
@@ -35,6 +37,14 @@ PROXIED = f"/api/v1/namespaces/{SYSTEM_NS}/services/secretops-controller:http/pr
 PLUGIN = """#!/bin/sh
 # A credential plugin: records that it ran (with what kubectl told it), prints its credential.
 printf '%s %s\\n' "$PLUGIN_MARK" "$KUBERNETES_EXEC_INFO" >> "$PLUGIN_RECORD"
+if [ -n "$PLUGIN_PARENT" ]; then
+  echo "$PPID" > "$PLUGIN_PARENT.tmp" && mv "$PLUGIN_PARENT.tmp" "$PLUGIN_PARENT"
+fi
+# holds the request open until the test says go (polling, at most 60 s)
+n=0
+while [ -n "$PLUGIN_WAIT" ] && [ ! -e "$PLUGIN_WAIT" ] && [ $n -lt 1200 ]; do
+  sleep 0.05; n=$((n+1))
+done
 if [ -n "$PLUGIN_FAIL" ]; then echo "$PLUGIN_FAIL" >&2; exit 3; fi
 cat "$PLUGIN_CREDENTIAL"
 """
@@ -132,11 +142,16 @@ class Plugin:
             "status": {"token": self.token, "expirationTimestamp": stamp}}))
 
     def user(self, api_version: str = "client.authentication.k8s.io/v1", fail: str = "",
+             wait: Path | None = None, parent: Path | None = None,
              **extra: Any) -> dict[str, Any]:
+        """``fail``: exit 3 saying this; ``wait``: answer once this file exists; ``parent``:
+        write the process id of what ran the plugin (kubectl) there."""
         env = [{"name": "PLUGIN_MARK", "value": "env-from-kubeconfig"},
                {"name": "PLUGIN_RECORD", "value": str(self.record)},
                {"name": "PLUGIN_CREDENTIAL", "value": str(self.credential)},
-               {"name": "PLUGIN_FAIL", "value": fail}]
+               {"name": "PLUGIN_FAIL", "value": fail},
+               {"name": "PLUGIN_WAIT", "value": str(wait or "")},
+               {"name": "PLUGIN_PARENT", "value": str(parent or "")}]
         if api_version.endswith("/v1"):
             extra.setdefault("interactiveMode", "IfAvailable")  # v1 requires it
         return {"exec": {"apiVersion": api_version, "command": str(self.script), "env": env,
@@ -442,3 +457,50 @@ def test_a_file_naming_no_namespace_is_asked_about_in_the_contexts(
     assert resealed["spec"]["encryptedData"]["k"] != sealed["spec"]["encryptedData"]["k"]
     r = cli("verify", "--controller", str(nameless))
     assert r.code == 0, r.err
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for a non-reaping init does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_kubectl_proxy_does_not_outlive_a_killed_command(
+        controller: Controller, k8s: K8s, plugin: Plugin, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """It serves the user's credentials on its socket: SIGKILL of secretops stops it too."""
+    go, parent = tmp_path / "go", tmp_path / "kubectl.pid"
+    config_file = write(tmp_path / "config", config(
+        clusters=[{"name": "emu", "cluster": cluster_entry(k8s)}],
+        users=[{"name": "sealer", "user": plugin.user(wait=go, parent=parent)}],
+        contexts=[{"name": "work", "context": {"cluster": "emu", "user": "sealer"}}],
+        **{"current-context": "work"}))
+    monkeypatch.setenv("KUBECONFIG", str(config_file))
+    tmp = Path(tempfile.mkdtemp(prefix="k"))  # the proxy's socket path must stay short
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    seal = [sys.executable, "-m", "secretops", "seal", "-n", APP, "--name", "killed",
+            "--from-literal", "k=v"]
+    proc = subprocess.Popen(seal, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        kubectl = int(wait_for(lambda: parent.exists() and parent.read_text().strip(),
+                               what="the plugin, run by kubectl proxy, holding the request"))
+        assert running(kubectl)
+        proc.kill()
+        proc.wait(10)
+        wait_for(lambda: not running(kubectl), what="kubectl proxy stopped with its command")
+        # the killed run's private directory (a dead socket, kubectl's log) is left ...
+        assert [p.name.startswith("secretops-") for p in tmp.iterdir()] == [True]
+    finally:
+        go.touch()  # lets the plugin end
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    # ... until the next command that reaches a cluster
+    assert subprocess.run(seal, stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
+    assert list(tmp.iterdir()) == []
+    tmp.rmdir()
