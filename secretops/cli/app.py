@@ -48,6 +48,7 @@ def _register() -> None:
         rotate,
         seal,
         setvalue,
+        unseal,
         updatekeys,
         vault,
     )
@@ -59,8 +60,8 @@ def _register() -> None:
     cli.add_command(git.group)
     cli.add_command(execcmd.exec_env)
     cli.add_command(execcmd.exec_file)
-    for sealing_command in (seal.command, seal.unseal_command, seal.reseal_command,
-                            seal.verify_command):
+    for sealing_command in (seal.command, unseal.unseal_command, unseal.reseal_command,
+                            unseal.verify_command):
         cli.add_command(sealing_command)
     cli.add_command(__import__("secretops.cli.converteso", fromlist=["command"]).command)
 

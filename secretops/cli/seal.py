@@ -1,221 +1,32 @@
-"""``secretops seal``, ``unseal``, ``reseal`` and ``verify``: SealedSecrets, offline.
+"""``secretops seal``: a Secret into a SealedSecret, with public keys only.
 
-Sealing needs only public keys (a recipients file from ``--cert`` and/or ``--recipient``);
-unsealing, re-sealing and verifying need an identity (a break-glass key or a backed-up cluster
-key ring). Heavy imports happen inside the commands so ``--help`` stays fast.
+The recipients come from ``--cert`` and/or ``--recipient``, or from the cluster's controller
+(``--fetch-cert``, and by default when neither is given and a kubeconfig context exists).
+Unsealing, re-sealing and verifying are in ``cli/unseal.py``. Heavy imports happen inside the
+command so ``--help`` stays fast.
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 
-FORMATS = click.Choice(["yaml", "json"])
+from secretops.cli._sealing import (
+    DEFAULT_CONTROLLER,
+    DEFAULT_CONTROLLER_NAMESPACE,
+    FORMATS,
+    Sources,
+    controller_service,
+    fail,
+    kube_options,
+    kube_session,
+    one,
+    read,
+    write,
+)
+
 SCOPES = click.Choice(["strict", "namespace-wide", "cluster-wide"])
-CERT_TIMEOUT = 10.0
-CERT_MAX_BYTES = 1 << 20
-
-
-def _fail(message: str, code: Any, **kw: Any) -> Any:
-    from secretops.errors import SecretOpsError
-
-    return SecretOpsError(message, code=code, **kw)
-
-
-def _read(path: str, rewrite: bool = False) -> bytes:
-    from secretops.errors import ExitCode
-    from secretops.fileio import read_input
-
-    if path == "-" and sys.stdin.isatty():
-        raise _fail("no file given (and standard input is a terminal)",
-                    ExitCode.NO_FILE_SPECIFIED)
-    return read_input(path, rewrite=rewrite)
-
-
-def _fetch(url: str) -> bytes:
-    import urllib.error
-    import urllib.request
-
-    from secretops.errors import ExitCode
-
-    try:
-        with urllib.request.urlopen(url, timeout=CERT_TIMEOUT) as resp:
-            data: bytes = resp.read(CERT_MAX_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        raise _fail(f"cannot fetch the recipients: HTTP {e.code}", ExitCode.CERT_FETCH_FAILED,
-                    file=url) from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
-        raise _fail(f"cannot fetch the recipients: {reason}", ExitCode.CERT_FETCH_FAILED,
-                    file=url, hints=("check the URL, or save the file and give --cert FILE",)
-                    ) from None
-    if len(data) > CERT_MAX_BYTES:
-        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED,
-                    file=url)
-    return data
-
-
-PROXY_CERT = "kube-proxy://"  # an internal --cert source made by --fetch-cert
-DEFAULT_CONTROLLER = "secretops-controller"
-DEFAULT_CONTROLLER_NAMESPACE = "secretops-system"
-
-
-def _kubeconfig() -> tuple[str, dict[str, Any], dict[str, Any], str]:
-    """(server, cluster, user, source) of the current context of $KUBECONFIG/~/.kube/config."""
-    import os
-
-    from secretops import yamlload
-    from secretops.errors import ExitCode, SecretOpsError
-    from secretops.limits import MAX_INPUT_BYTES
-
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    path = os.path.expanduser(paths[0] if paths else "~/.kube/config")
-    try:
-        with open(path, "rb") as f:
-            config = yamlload.load(f.read(MAX_INPUT_BYTES + 1), path) or {}
-        ctx_name = config["current-context"]
-        ctx = next(c["context"] for c in config["contexts"] if c["name"] == ctx_name)
-        cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u.get("user") or {} for u in config.get("users") or []
-                     if u["name"] == ctx.get("user")), {})
-    except (OSError, SecretOpsError, KeyError, StopIteration, TypeError) as e:
-        raise _fail(f"cannot read the kubeconfig ({type(e).__name__})",
-                    ExitCode.CERT_FETCH_FAILED, file=path,
-                    hints=("set KUBECONFIG, or save the recipients file and give --cert",)
-                    ) from None
-    return str(cluster.get("server", "")), cluster, user, path
-
-
-def _fetch_proxy(source: str) -> bytes:
-    """GET /v1/cert of the controller's Service through the API server's service proxy."""
-    from secretops.errors import ExitCode
-
-    namespace, _, name = source[len(PROXY_CERT):].partition("/")
-    _, data = _proxy_call(namespace, name, "v1/cert")
-    if len(data) > CERT_MAX_BYTES:
-        raise _fail("the recipients file is larger than 1 MiB", ExitCode.CERT_FETCH_FAILED)
-    return data
-
-
-def _proxy_call(namespace: str, name: str, path: str, body: bytes | None = None,
-                ok: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
-    """A request to the controller's Service through the API server's service proxy.
-
-    GET without ``body``, else POST of ``body`` (JSON). Statuses in ``ok`` are returned with
-    the body; any other status, or no connection, is exit 162 naming where.
-    """
-    import base64
-    import ssl
-    import tempfile
-    import urllib.error
-    import urllib.request
-    from pathlib import Path
-    from urllib.parse import quote
-
-    from secretops.errors import ExitCode
-
-    server, cluster, user, config_path = _kubeconfig()
-    url = (f"{server.rstrip('/')}/api/v1/namespaces/{quote(namespace, safe='')}/services/"
-           f"{quote(name, safe='')}:http/proxy/{path}")
-    headers = {"Accept": "application/json"} if body is not None else {}
-    if body is not None:
-        headers["Content-Type"] = "application/json"
-    if user.get("token"):
-        headers["Authorization"] = f"Bearer {user['token']}"
-    elif user.get("username") and user.get("password"):
-        pair = f"{user['username']}:{user['password']}".encode()
-        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
-    context = None
-    if url.startswith("https://"):
-        context = ssl.create_default_context()
-        if cluster.get("insecure-skip-tls-verify"):
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif cluster.get("certificate-authority-data"):
-            ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-            context.load_verify_locations(cadata=ca)
-        elif cluster.get("certificate-authority"):
-            context.load_verify_locations(cafile=cluster["certificate-authority"])
-        with tempfile.TemporaryDirectory() as tmp:  # ssl loads client keys from files only
-            cert, key = user.get("client-certificate"), user.get("client-key")
-            for field, out in (("client-certificate-data", "crt"), ("client-key-data", "key")):
-                if user.get(field):
-                    target = Path(tmp) / out
-                    target.touch(0o600)
-                    target.write_bytes(base64.b64decode(user[field]))
-                    cert, key = (str(target), key) if out == "crt" else (cert, str(target))
-            if cert:
-                context.load_cert_chain(cert, key)
-    where = f"Service {namespace}/{name} (through the API server, {config_path})"
-    what = "fetch the recipients" if path == "v1/cert" else f"call /{path}"
-    try:
-        request = urllib.request.Request(url, data=body, headers=headers,
-                                         method="POST" if body is not None else "GET")
-        with urllib.request.urlopen(request, timeout=CERT_TIMEOUT, context=context) as resp:
-            return resp.status, resp.read(CERT_MAX_BYTES + 1)
-    except urllib.error.HTTPError as e:
-        if e.code in ok:
-            return e.code, e.read(CERT_MAX_BYTES + 1)
-        raise _fail(f"cannot {what} from {where}: HTTP {e.code}",
-                    ExitCode.CERT_FETCH_FAILED, hints=(
-                        "check --controller-name/--controller-namespace and that you may "
-                        f"{'get' if body is None else 'create'} services/proxy there",)) from None
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or type(e).__name__
-        raise _fail(f"cannot {what} from {where}: {reason}",
-                    ExitCode.CERT_FETCH_FAILED) from None
-
-
-def _recipients(certs: tuple[str, ...], recipient: tuple[str, ...]) -> Any:
-    """The Recipients: every line of each --cert (a file or an http(s) URL), then --recipient."""
-    from secretops.errors import ExitCode
-    from secretops.sealing import Recipients, parse_recipients_file
-
-    texts: list[str] = []
-    for cert in certs:
-        if cert.startswith(PROXY_CERT):
-            data = _fetch_proxy(cert)
-        elif cert.startswith(("http://", "https://")):
-            data = _fetch(cert)
-        else:
-            data = _read(cert)
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _fail("not a text file", ExitCode.INVALID_KEY, file=cert) from None
-        found = parse_recipients_file(text, cert)
-        if not found:
-            raise _fail("holds no recipient", ExitCode.NO_ENCRYPTION_KEY_FOUND, file=cert)
-        texts += found
-    return Recipients([*texts, *recipient])
-
-
-def _identities(paths: tuple[str, ...]) -> Any:
-    from secretops.sealing import IdentitySet, load_identities
-
-    ids = IdentitySet()
-    for path in paths:
-        ids.extend(load_identities(_read(path), path))
-    return ids
-
-
-def _write(data: bytes, output: str | None, *, private: bool) -> None:
-    from secretops.cli._actions import write_result
-
-    write_result(data, "-", False, output, private=private)
-
-
-def _one(data: bytes, source: str, what: str) -> dict[str, Any]:
-    from secretops.errors import ExitCode
-    from secretops.sealing.serialize import load_documents
-
-    docs = load_documents(data, source)
-    if len(docs) != 1:
-        raise _fail(f"expected one {what}, found {len(docs)} objects", ExitCode.INVALID_INPUT,
-                    file=source)
-    return docs[0]
 
 
 def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict[str, bytes]:
@@ -237,7 +48,7 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
         key, sep, path = item.partition("=")
         if not sep:
             key, path = os.path.basename(item), item
-        put(key, _read(path), "--from-file")
+        put(key, read(path), "--from-file")
     return values
 
 
@@ -248,11 +59,13 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
                    "URL; repeatable, for several clusters. [env: SECRETOPS_SEALING_CERT]")
 @click.option("--fetch-cert", is_flag=True,
               help="Also fetch the recipients from the controller, through the API server's "
-                   "service proxy (the current kubeconfig context).")
+                   "service proxy with kubectl. Without --cert and --recipient this is the "
+                   "default whenever a kubeconfig context exists.")
 @click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
-              help="With --fetch-cert: the controller's Service (port named http).")
+              help="Where to fetch them: the controller's Service (port named http).")
 @click.option("--controller-namespace", default=DEFAULT_CONTROLLER_NAMESPACE,
-              show_default=True, help="With --fetch-cert: the controller's namespace.")
+              show_default=True, help="Where to fetch them: the controller's namespace.")
+@kube_options
 @click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
               help="Also seal for this age or SSH recipient (repeatable): other clusters, "
                    "break-glass keys.")
@@ -289,7 +102,8 @@ def _literals(from_literal: tuple[str, ...], from_file: tuple[str, ...]) -> dict
               help="Output format (default yaml; --merge-into keeps the file's).")
 @click.option("-w", "--output", metavar="FILE", help="Write to FILE instead of standard output.")
 def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controller_name: str,
-            controller_namespace: str, recipient: tuple[str, ...], scope: str | None,
+            controller_namespace: str, kubeconfig: str | None, kube_context: str | None,
+            recipient: tuple[str, ...], scope: str | None,
             name: str | None, namespace: str | None, from_literal: tuple[str, ...],
             from_file: tuple[str, ...], secret_type: str | None, templates: tuple[str, ...],
             raw: bool, key: str | None,
@@ -301,9 +115,12 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
     --from-literal/--from-file. Every value gets its own data key, wrapped for every
     recipient: the lines of --cert plus each --recipient. The values are bound to the
     template (its type and --template entries): edited later, it is refused, not rendered.
-    A Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide annotation chooses the
-    scope, as with kubeseal (a different --scope is refused). --merge-into seals the new
-    values for every recipient spec.recipients lists: each must be given.
+    With no --cert and no --recipient, the recipients come from the controller of the
+    kubeconfig context (as with kubeseal), and a Secret without a namespace is sealed for the
+    context's. A Secret's sealedsecrets.bitnami.com/namespace-wide or cluster-wide
+    annotation chooses the scope, as with kubeseal (a different --scope is refused).
+    --merge-into seals the new values for every recipient spec.recipients lists: each must be
+    given.
 
     \b
       secretops seal --cert cluster.txt secret.yaml -w sealed.yaml
@@ -312,48 +129,59 @@ def command(file: str | None, cert: tuple[str, ...], fetch_cert: bool, controlle
       secretops seal --cert cluster.txt --merge-into sealed.yaml --from-literal token=...
       secretops seal --cert cluster.txt -n prod --name db --from-literal user=... \\
           --from-literal password=... --template url='pg://{{ .user }}:{{ .password }}@db'
-      secretops seal --fetch-cert -n prod --name db --from-literal password=...
+      secretops seal --context prod -n prod --name db --from-literal password=...
       echo -n value | secretops seal --cert cluster.txt --raw -n prod --name db --key token
       secretops seal --from-bitnami old.yaml --bitnami-key keys.yaml --cert cluster.txt
     """
+    with kube_session(kubeconfig, kube_context) as kube:
+        sources = Sources(cert, recipient, kube,
+                          controller_service(controller_namespace, controller_name), fetch_cert)
+        _seal(sources, file, scope, name, namespace, from_literal, from_file, secret_type,
+              templates, raw, key, merge_into, from_bitnami, bitnami_key, bind_template, fmt,
+              output)
+
+
+def _seal(sources: Sources, file: str | None, scope: str | None, name: str | None,
+          namespace: str | None, from_literal: tuple[str, ...], from_file: tuple[str, ...],
+          secret_type: str | None, templates: tuple[str, ...], raw: bool, key: str | None,
+          merge_into: str | None, from_bitnami: str | None, bitnami_key: tuple[str, ...],
+          bind_template: bool, fmt: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode
 
-    if fetch_cert:
-        cert = (*cert, f"{PROXY_CERT}{controller_namespace}/{controller_name}")
     literal = bool(from_literal or from_file)
     modes = [m for m, on in (("--raw", raw), ("--merge-into", merge_into),
                              ("--from-bitnami", from_bitnami)) if on]
     if len(modes) > 1:
-        raise _fail(f"{' and '.join(modes)} cannot be used together",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail(f"{' and '.join(modes)} cannot be used together",
+                   ExitCode.CONFLICTING_PARAMETERS)
     if file and (literal or from_bitnami):
-        raise _fail("give a Secret FILE or --from-literal/--from-file/--from-bitnami, not both",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("give a Secret FILE or --from-literal/--from-file/--from-bitnami, not both",
+                   ExitCode.CONFLICTING_PARAMETERS)
     if merge_into and output:
-        raise _fail("--merge-into rewrites its file; it cannot go with --output",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--merge-into rewrites its file; it cannot go with --output",
+                   ExitCode.CONFLICTING_PARAMETERS)
     if templates and (raw or from_bitnami):
-        raise _fail("--template goes with a Secret to seal or --merge-into",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--template goes with a Secret to seal or --merge-into",
+                   ExitCode.CONFLICTING_PARAMETERS)
     if bind_template and not from_bitnami:
-        raise _fail("--bind-template goes with --from-bitnami (and secretops reseal): a "
-                    "Secret sealed here binds its own template", ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--bind-template goes with --from-bitnami (and secretops reseal): a "
+                   "Secret sealed here binds its own template", ExitCode.CONFLICTING_PARAMETERS)
     if from_bitnami:
-        _seal_bitnami(from_bitnami, bitnami_key, cert, recipient, namespace, scope,
+        _seal_bitnami(from_bitnami, bitnami_key, sources, namespace, scope,
                       bind_template, fmt, output)
     elif raw:
-        _seal_raw(file, cert, recipient, scope, name, namespace, key, from_literal, from_file,
+        _seal_raw(file, sources, scope, name, namespace, key, from_literal, from_file,
                   secret_type, output)
     else:
         if bitnami_key:
-            raise _fail("--bitnami-key needs --from-bitnami", ExitCode.CONFLICTING_PARAMETERS)
+            raise fail("--bitnami-key needs --from-bitnami", ExitCode.CONFLICTING_PARAMETERS)
         secret = _input_secret(file, literal, from_literal, from_file, secret_type, name,
                                namespace)
         data = _templates(templates)
         if merge_into:
-            _merge(merge_into, secret, cert, recipient, scope, data, fmt)
+            _merge(merge_into, secret, sources, scope, data, fmt)
         else:
-            _seal_manifest(secret, cert, recipient, scope, name, namespace, data, fmt, output,
+            _seal_manifest(secret, sources, scope, name, namespace, data, fmt, output,
                            file or "<stdin>")
 
 
@@ -381,7 +209,7 @@ def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...]
 
     if not literal:
         src = file or "-"
-        return _one(_read(src), src if src != "-" else "<stdin>", "Secret manifest")
+        return one(read(src), src if src != "-" else "<stdin>", "Secret manifest")
     values = _literals(from_literal, from_file)
     meta = {k: v for k, v in (("name", name), ("namespace", namespace)) if v}
     return {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
@@ -389,25 +217,27 @@ def _input_secret(file: str | None, literal: bool, from_literal: tuple[str, ...]
             "data": {k: base64.b64encode(v).decode() for k, v in values.items()}}
 
 
-def _seal_manifest(secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
-                   scope: str | None, name: str | None, namespace: str | None,
+def _seal_manifest(secret: dict[str, Any], sources: Sources, scope: str | None,
+                   name: str | None, namespace: str | None,
                    templates: dict[str, str], fmt: str | None, output: str | None,
                    source: str) -> None:
     from secretops.errors import SecretOpsError
     from secretops.sealing import seal_secret
     from secretops.sealing.serialize import dump
 
-    recips = _recipients(cert, recipient)
+    recips = sources.load()
+    if namespace is None and not (secret.get("metadata") or {}).get("namespace"):
+        namespace = sources.namespace()
     try:
         sealed = seal_secret(secret, recips, scope, name=name, namespace=namespace,
                              templates=templates)
     except SecretOpsError as e:
         raise e.with_file(source) from None
-    _write(dump(sealed, fmt or "yaml"), output, private=False)
+    write(dump(sealed, fmt or "yaml"), output, private=False)
 
 
-def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: tuple[str, ...],
-           scope: str | None, templates: dict[str, str], fmt: str | None) -> None:
+def _merge(path: str, secret: dict[str, Any], sources: Sources, scope: str | None,
+           templates: dict[str, str], fmt: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.sealing import merge_into
@@ -415,29 +245,29 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
     from secretops.sealing.sealed import annotated_scope
     from secretops.sealing.serialize import detect_format, dump
 
-    data = _read(path, rewrite=True)
+    data = read(path, rewrite=True)
     try:
-        sealed = _one(data, path, "SealedSecret")
+        sealed = one(data, path, "SealedSecret")
         parts = parse_sealed(sealed)
         if scope and scope != parts.scope.value:
-            raise _fail(f"the SealedSecret's scope is {parts.scope.value}, not {scope}",
-                        ExitCode.CONFLICTING_PARAMETERS)
+            raise fail(f"the SealedSecret's scope is {parts.scope.value}, not {scope}",
+                       ExitCode.CONFLICTING_PARAMETERS)
         meta = secret.get("metadata") or {}
         annotated = annotated_scope(meta.get("annotations"))
         if annotated and annotated is not parts.scope:
-            raise _fail(f"the Secret is annotated sealedsecrets.bitnami.com/{annotated.value} "
-                        f"but the SealedSecret's scope is {parts.scope.value}",
-                        ExitCode.CONFLICTING_PARAMETERS)
+            raise fail(f"the Secret is annotated sealedsecrets.bitnami.com/{annotated.value} "
+                       f"but the SealedSecret's scope is {parts.scope.value}",
+                       ExitCode.CONFLICTING_PARAMETERS)
         for what, mine, theirs in (("name", meta.get("name"), parts.name),
                                    ("namespace", meta.get("namespace"), parts.namespace)):
             if mine and theirs and mine != theirs:
-                raise _fail(f"the Secret's {what} is {mine!r} but the SealedSecret's is "
-                            f"{theirs!r}", ExitCode.CONFLICTING_PARAMETERS)
+                raise fail(f"the Secret's {what} is {mine!r} but the SealedSecret's is "
+                           f"{theirs!r}", ExitCode.CONFLICTING_PARAMETERS)
         values = secret_values(secret)
         if not values:
-            raise _fail("nothing to merge: no value given", ExitCode.INVALID_INPUT)
+            raise fail("nothing to merge: no value given", ExitCode.INVALID_INPUT)
         tmeta = template_of(secret).get("metadata", {})
-        merged = merge_into(sealed, values, _recipients(cert, recipient),
+        merged = merge_into(sealed, values, sources.load(),
                             labels=tmeta.get("labels"), annotations=tmeta.get("annotations"),
                             templates=templates)
     except SecretOpsError as e:
@@ -446,268 +276,54 @@ def _merge(path: str, secret: dict[str, Any], cert: tuple[str, ...], recipient: 
     click.echo(f"{path}: sealed {', '.join(sorted(values))}", err=True)
 
 
-def _seal_raw(file: str | None, cert: tuple[str, ...], recipient: tuple[str, ...],
-              scope: str | None, name: str | None, namespace: str | None, key: str | None,
+def _seal_raw(file: str | None, sources: Sources, scope: str | None, name: str | None,
+              namespace: str | None, key: str | None,
               from_literal: tuple[str, ...], from_file: tuple[str, ...],
               secret_type: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode
     from secretops.sealing import seal_value
 
     if file:
-        raise _fail("--raw reads the value from --from-file, --from-literal or standard input",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--raw reads the value from --from-file, --from-literal or standard input",
+                   ExitCode.CONFLICTING_PARAMETERS)
     if len(from_literal) + len(from_file) > 1:
-        raise _fail("--raw seals exactly one value", ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--raw seals exactly one value", ExitCode.CONFLICTING_PARAMETERS)
     if from_literal or from_file:
         values = _literals(from_literal, from_file)
         given, value = next(iter(values.items()))
         explicit = "=" in (from_literal or from_file)[0]
         key = key or (given if explicit else None)
     else:
-        value = _read("-")
+        value = read("-")
     if not key:
-        raise _fail("--raw needs --key (the Secret key this value is for)",
-                    ExitCode.CONFLICTING_PARAMETERS)
+        raise fail("--raw needs --key (the Secret key this value is for)",
+                   ExitCode.CONFLICTING_PARAMETERS)
     # bound to a SealedSecret whose template has this type and no data (docs/crypto.md)
-    text = seal_value(value, _recipients(cert, recipient), scope or "strict", namespace, name,
+    recips = sources.load()
+    text = seal_value(value, recips, scope or "strict", namespace or sources.namespace(), name,
                       key, template={"type": secret_type} if secret_type else None)
-    _write((text + "\n").encode("ascii"), output, private=False)
+    write((text + "\n").encode("ascii"), output, private=False)
 
 
-def _seal_bitnami(path: str, key_files: tuple[str, ...], cert: tuple[str, ...],
-                  recipient: tuple[str, ...], namespace: str | None, scope: str | None,
+def _seal_bitnami(path: str, key_files: tuple[str, ...], sources: Sources,
+                  namespace: str | None, scope: str | None,
                   bind_template: bool, fmt: str | None, output: str | None) -> None:
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.sealing.bitnami import convert, load_keys
     from secretops.sealing.serialize import dump
 
     if not key_files:
-        raise _fail("--from-bitnami needs --bitnami-key (the backup of their controller's keys)",
-                    ExitCode.NO_ENCRYPTION_KEY_FOUND,
-                    hints=("kubectl get secret -n kube-system -l "
+        raise fail("--from-bitnami needs --bitnami-key (the backup of their controller's keys)",
+                   ExitCode.NO_ENCRYPTION_KEY_FOUND,
+                   hints=("kubectl get secret -n kube-system -l "
                            "sealedsecrets.bitnami.com/sealed-secrets-key -o yaml > keys.yaml",))
     keys = []
     for kf in key_files:
-        keys += load_keys(_read(kf), kf)
-    recips = _recipients(cert, recipient)
+        keys += load_keys(read(kf), kf)
+    recips = sources.load()
     try:
-        ours = convert(_one(_read(path), path, "SealedSecret"), keys, recips,
+        ours = convert(one(read(path), path, "SealedSecret"), keys, recips,
                        namespace=namespace, scope=scope, bind_template=bind_template)
     except SecretOpsError as e:
         raise e.with_file(path) from None
-    _write(dump(ours, fmt or "yaml"), output, private=False)
-
-
-_identity_option = click.option(
-    "--identity", "identity", multiple=True, required=True, metavar="FILE",
-    help="An age identities file, an SSH private key, or key-ring Secrets (kubectl get secret "
-         "-l secretops.dev/sealing-key -o yaml); repeatable.")
-_namespace_option = click.option(
-    "-n", "--namespace", help="The namespace, when the SealedSecret file does not say it.")
-_optional_identity_option = click.option(
-    "--identity", "identity", multiple=True, metavar="FILE",
-    help="Offline: an age identities file, an SSH private key, or key-ring Secrets; "
-         "repeatable. Without it, --controller asks the cluster's controller.")
-
-
-def _controller_options(f: Any) -> Any:
-    f = click.option("--controller-namespace", default=DEFAULT_CONTROLLER_NAMESPACE,
-                     show_default=True, help="With --controller: its namespace.")(f)
-    f = click.option("--controller-name", default=DEFAULT_CONTROLLER, show_default=True,
-                     help="With --controller: its Service's name.")(f)
-    return click.option("--controller", "use_controller", is_flag=True,
-                        help="Ask the controller in the current kubeconfig context, through "
-                             "the API server's service proxy (needs services/proxy).")(f)
-
-
-def _one_way(identity: tuple[str, ...], use_controller: bool) -> None:
-    from secretops.errors import ExitCode
-
-    if bool(identity) == use_controller:
-        raise _fail("give either --identity (offline) or --controller",
-                    ExitCode.CONFLICTING_PARAMETERS)
-
-
-_REFUSALS = {"ScopeMismatch": "SEALED_SCOPE_MISMATCH", "NoKeyCouldUnseal": "COULD_NOT_RETRIEVE_KEY",
-             "ValueAltered": "ERROR_DECRYPTING_TREE", "Malformed": "INVALID_SEALED_SECRET",
-             "TemplateNotBound": "SEALED_TEMPLATE_NOT_BOUND"}
-
-
-def _controller_refusal(body: bytes, file: str) -> Any:
-    """The controller's 409 (``{"reason", "message"}``, value-free) as our error and code."""
-    import json
-
-    from secretops.errors import ExitCode, SecretOpsError
-
-    try:
-        answer = json.loads(body)
-    except ValueError:
-        answer = {}
-    reason = str(answer.get("reason") or "Malformed")
-    code = ExitCode[_REFUSALS.get(reason, "INVALID_SEALED_SECRET")]
-    return SecretOpsError(f"the cluster's controller cannot unseal it ({reason}): "
-                          f"{answer.get('message') or 'no detail'}", code=code,
-                          file=file if file != "-" else "<stdin>")
-
-
-def _load_sealed(file: str, rewrite: bool = False) -> tuple[bytes, dict[str, Any]]:
-    data = _read(file, rewrite)
-    return data, _one(data, file if file != "-" else "<stdin>", "SealedSecret")
-
-
-@click.command("unseal")
-@click.argument("file", required=False, default="-")
-@_identity_option
-@_namespace_option
-@click.option("-o", "--format", "fmt", type=FORMATS, help="Output format (default yaml).")
-@click.option("-w", "--output", metavar="FILE",
-              help="Write the Secret to FILE (created 0600) instead of standard output.")
-def unseal_command(file: str, identity: tuple[str, ...], namespace: str | None,
-                   fmt: str | None, output: str | None) -> None:
-    """Print the Secret a SealedSecret stands for, offline (disaster recovery).
-
-    The identity is a break-glass key the values were also sealed for, or a backup of the
-    cluster's key ring. The output holds the plaintext values.
-
-    \b
-      secretops unseal --identity break-glass.txt sealed.yaml
-      secretops unseal --identity keyring-backup.yaml sealed.yaml | kubectl apply -f -
-    """
-    from secretops.errors import SecretOpsError
-    from secretops.sealing import unseal_sealed
-    from secretops.sealing.serialize import dump
-
-    ids = _identities(identity)
-    _, sealed = _load_sealed(file)
-    try:
-        secret = unseal_sealed(sealed, ids, namespace=namespace)
-    except SecretOpsError as e:
-        raise e.with_file(file if file != "-" else "<stdin>") from None
-    _write(dump(secret, fmt or "yaml"), output, private=True)
-
-
-@click.command("reseal")
-@click.argument("file", required=False, default="-")
-@_optional_identity_option
-@_controller_options
-@click.option("--cert", multiple=True, metavar="FILE|URL", envvar="SECRETOPS_SEALING_CERT",
-              help="The new recipients file (e.g. the new cluster's), or its URL; repeatable.")
-@click.option("-r", "--recipient", multiple=True, metavar="RECIPIENT",
-              help="Also seal for this recipient (repeatable).")
-@_namespace_option
-@click.option("--bind-template", is_flag=True,
-              help="Offline: bind spec.template as it is now to the values, though they were "
-                   "sealed for another template or before templates were bound; review it "
-                   "first.")
-@click.option("-i", "--in-place", is_flag=True, help="Rewrite FILE.")
-@click.option("-o", "--format", "fmt", type=FORMATS,
-              help="Output format (default: the input's).")
-@click.option("-w", "--output", metavar="FILE", help="Write to FILE.")
-def reseal_command(file: str, identity: tuple[str, ...], use_controller: bool,
-                   controller_name: str, controller_namespace: str, cert: tuple[str, ...],
-                   recipient: tuple[str, ...], namespace: str | None, bind_template: bool,
-                   in_place: bool, fmt: str | None, output: str | None) -> None:
-    """Seal a SealedSecret again: offline for new recipients, or by the cluster's controller.
-
-    Offline (--identity): every value is opened with the identity and sealed under a fresh
-    data key for the recipients given (only those): for a new cluster after a disaster, or
-    after a key change. --controller: the controller re-seals every value for its newest key
-    (POST /v1/rotate through the API server); no identity leaves the cluster.
-
-    Values are bound to spec.template (its type and data): a template that is not the one
-    they were sealed with is refused (164) unless --bind-template (offline only) says that
-    you reviewed it; values sealed before templates were bound come out bound.
-
-    \b
-      secretops reseal --identity break-glass.txt --cert new-cluster.txt -i sealed.yaml
-      secretops reseal --controller -i sealed.yaml        # after a key renewal
-      secretops reseal --identity break-glass.txt --cert cluster.txt --bind-template -i s.yaml
-    """
-    import json
-
-    from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import write_file
-    from secretops.sealing import reseal_sealed
-    from secretops.sealing.serialize import detect_format, dump
-
-    if in_place and (output or file == "-"):
-        raise _fail("--in-place needs a FILE and no --output", ExitCode.CONFLICTING_PARAMETERS)
-    _one_way(identity, use_controller)
-    data, sealed = _load_sealed(file, rewrite=in_place)
-    if use_controller:
-        if bind_template:
-            raise _fail("--bind-template is offline only: the controller never binds a "
-                        "template (anyone who can reach it could ask)",
-                        ExitCode.CONFLICTING_PARAMETERS)
-        if cert or recipient:
-            raise _fail("--controller re-seals for the cluster's newest key: --cert and "
-                        "--recipient are for offline resealing",
-                        ExitCode.CONFLICTING_PARAMETERS)
-        status, body = _proxy_call(controller_namespace, controller_name, "v1/rotate",
-                                   json.dumps(sealed).encode(), ok=(200, 409))
-        if status != 200:
-            raise _controller_refusal(body, file)
-        new = json.loads(body)
-    else:
-        ids = _identities(identity)
-        recips = _recipients(cert, recipient)
-        try:
-            new = reseal_sealed(sealed, ids, recips, namespace=namespace,
-                                bind_template=bind_template)
-        except SecretOpsError as e:
-            raise e.with_file(file if file != "-" else "<stdin>") from None
-    out = dump(new, fmt or detect_format(data))
-    if in_place:
-        write_file(file, out, private=False, rewrite=True)
-    else:
-        _write(out, output, private=False)
-
-
-@click.command("verify")
-@click.argument("files", nargs=-1, required=True)
-@_optional_identity_option
-@_controller_options
-@_namespace_option
-def verify_command(files: tuple[str, ...], identity: tuple[str, ...], use_controller: bool,
-                   controller_name: str, controller_namespace: str,
-                   namespace: str | None) -> None:
-    """Check that every value of each SealedSecret opens; print no value.
-
-    Offline with --identity, or --controller: can this cluster unseal it (POST /v1/verify
-    through the API server; the controller answers without revealing values).
-    Exits 0 when all open, else with the first failure's code (160 moved value, 128 no
-    fitting key, 25 altered, 161 malformed).
-
-    \b
-      secretops verify --identity keyring-backup.yaml sealed/*.yaml
-      secretops verify --controller sealed/*.yaml
-    """
-    import json
-
-    from secretops.cli._actions import report
-    from secretops.errors import SecretOpsError
-    from secretops.sealing import verify_sealed
-
-    _one_way(identity, use_controller)
-    ids = None if use_controller else _identities(identity)
-    first = 0
-    for file in files:
-        try:
-            _, sealed = _load_sealed(file)
-            if use_controller:
-                if namespace and not (sealed.get("metadata") or {}).get("namespace"):
-                    sealed.setdefault("metadata", {})["namespace"] = namespace
-                status, body = _proxy_call(controller_namespace, controller_name, "v1/verify",
-                                           json.dumps(sealed).encode(), ok=(200, 409))
-                if status != 200:
-                    raise _controller_refusal(body, file)
-                n = int(json.loads(body).get("values", 0))
-            else:
-                assert ids is not None
-                n = verify_sealed(sealed, ids, namespace=namespace)
-        except SecretOpsError as e:
-            first = first or report(e.with_file(file))
-            continue
-        click.echo(f"{file}: ok: {n} values open")
-    if first:
-        sys.exit(first)
+    write(dump(ours, fmt or "yaml"), output, private=False)
