@@ -42,7 +42,7 @@ def test_retry_after_reaches_the_error_and_the_retry_delay(k8s: K8s) -> None:
 
 
 def test_event_bodies_are_what_a_real_apiserver_accepts(k8s: K8s) -> None:
-    from secretops_controller.runtime import event_body
+    from secretops_controller.events import event_body
 
     if k8s.request("GET", "/api/v1/namespaces/secretops-system")[0] == 404:
         k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": "secretops-system"}})
