@@ -48,7 +48,7 @@ def test_no_ability_is_found_by_probing_attributes() -> None:
 
 
 def test_providers_declare_their_abilities_and_register_once() -> None:
-    assert providers.REGISTRY == {"vault": vault_store.from_store, "aws": aws.from_store}
+    assert {"vault": vault_store.from_store, "aws": aws.from_store} == providers.REGISTRY
     abilities = {cls.__name__: sorted(p.__name__ for p in (provider.Finder, provider.Writer,
                                                             provider.Checker)
                                       if issubclass(cls, p))

@@ -7,22 +7,24 @@ from __future__ import annotations
 
 import platform
 import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from secretops_controller.external.provider import RemoteRef
 from secretops_controller.external.providers.vault import TokenAuth, VaultConfig, VaultProvider
 from secretops_controller.metrics import Metrics
 
-from tests.controller.conftest import Controller
+from tests.controller.conftest import Controller, prepare_cluster
 from tests.controller.external.conftest import Tenant, put
-from tests.controller.external.test_reconcile import (  # noqa: F401 (fixtures)
+from tests.controller.external.test_reconcile import (
     API,
-    controller,
+    CRDS,
     create,
     external,
     item,
-    ns,
     ready,
     token_store,
 )
@@ -32,6 +34,25 @@ from tests.fixtures.openbao import OpenBao
 from tests.helpers import assert_no_canary
 
 SAMPLE = re.compile(r'^([a-z_]+)\{([^}]*)\} (\S+)$')
+
+
+@pytest.fixture(scope="module")
+def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
+    prepare_cluster(k8s_emulator)
+    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
+        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
+    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
+        k8s_emulator.kubectl("wait", "--for=condition=Established",
+                             f"crd/{crd}.secretops.dev")
+    ctl: Controller = start_controller("--key-renew-period", "0")
+    return ctl
+
+
+@pytest.fixture
+def ns(controller: Controller, k8s: K8s) -> Iterator[str]:
+    name = f"metrics-{uuid.uuid4().hex[:8]}"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    yield name
 
 
 def samples(ctl: Controller, name: str) -> dict[frozenset[tuple[str, str]], float]:
@@ -49,10 +70,10 @@ def samples(ctl: Controller, name: str) -> dict[frozenset[tuple[str, str]], floa
     return out
 
 
-def condition(ctl: Controller, name: str, ns: str, obj: str) -> dict[str, float]:
+def condition(ctl: Controller, name: str, namespace: str, obj: str) -> dict[str, float]:
     """{status: value} of one object's series of a condition gauge."""
     return {dict(labels)["status"]: v for labels, v in samples(ctl, name).items()
-            if dict(labels)["namespace"] == ns and dict(labels)["name"] == obj}
+            if dict(labels)["namespace"] == namespace and dict(labels)["name"] == obj}
 
 
 def test_provider_calls_counted_by_provider_operation_result(openbao: OpenBao) -> None:
