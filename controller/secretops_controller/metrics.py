@@ -9,19 +9,21 @@ Labels carry names of objects, providers, operations and fixed reasons only: nev
 anything computed from one. The per-object condition gauges
 (``secretops_sealedsecret_condition``, ``secretops_externalsecret_status_condition``) hold
 one series per object, condition and status (1 for the current status, 0 for the others,
-as ESO's ``externalsecret_status_condition``) and drop an object's series when it is deleted
+as ESO's ``externalsecret_status_condition``; ``Unknown`` only once it has been the status)
+and drop an object's series when it is deleted
 (:meth:`ConditionGauge.forget`), so their cardinality follows the objects that exist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import time
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from secretops_controller.conditions import STATUSES
+from secretops_controller.conditions import STATUSES, UNKNOWN
 
 
 class ConditionGauge:
@@ -32,20 +34,31 @@ class ConditionGauge:
         self.gauge = Gauge(name, documentation, ["namespace", "name", "condition", "status"],
                            registry=registry)
         self._seen: dict[tuple[str, str], set[str]] = {}
+        self._unknown: set[tuple[str, str, str, str]] = set()  # Unknown series that exist
 
     def set(self, namespace: str, name: str, condition: str, status: str) -> None:
         self._seen.setdefault((namespace, name), set()).add(condition)
+        # True and False always (as ESO); Unknown only while it is the status, which these
+        # conditions never are today: each series costs ~0.85 KiB, times every object
         for s in STATUSES:
-            self.gauge.labels(namespace, name, condition, s).set(1 if s == status else 0)
+            if s != UNKNOWN or status == UNKNOWN:
+                self.gauge.labels(namespace, name, condition, s).set(1 if s == status else 0)
+            elif (namespace, name, condition, s) in self._unknown:
+                self.gauge.labels(namespace, name, condition, s).set(0)
+        if status == UNKNOWN:
+            self._unknown.add((namespace, name, condition, status))
 
     def forget(self, namespace: str, name: str) -> None:
         for condition in self._seen.pop((namespace, name), ()):
             for s in STATUSES:
-                self.gauge.remove(namespace, name, condition, s)
+                with contextlib.suppress(KeyError):  # Unknown may never have been set
+                    self.gauge.remove(namespace, name, condition, s)
+                self._unknown.discard((namespace, name, condition, s))
 
     def clear(self) -> None:
         self.gauge.clear()
         self._seen.clear()
+        self._unknown.clear()
 
 
 def _version() -> str:

@@ -106,13 +106,13 @@ def test_condition_gauges_follow_objects_and_build_info(
     create(k8s, external(ns, "db", "vault", [item("password", key, "password")]))
     gauge = "secretops_externalsecret_status_condition"
     wait_for(lambda: condition(controller, gauge, ns, "db") == {
-        "True": 1, "False": 0, "Unknown": 0}, what="Ready True on /metrics")
+        "True": 1, "False": 0}, what="Ready True on /metrics")
     assert {dict(labels)["condition"] for labels in samples(controller, gauge)} == {"Ready"}
     create(k8s, external(ns, "broken", "vault", [item("password", f"{key}-none", "password")]))
     wait_for(lambda: ready(k8s, ns, "externalsecrets", "broken").get("status") == "False",
              what="Ready False")
     wait_for(lambda: condition(controller, gauge, ns, "broken") == {
-        "True": 0, "False": 1, "Unknown": 0}, what="Ready False on /metrics")
+        "True": 0, "False": 1}, what="Ready False on /metrics")
     calls = samples(controller, "secretops_provider_calls_total")
     assert {dict(labels)["result"] for labels in calls} >= {"ok", "NotFound"}
     assert {dict(labels)["provider"] for labels in calls} == {"vault"}
@@ -134,9 +134,31 @@ def test_condition_gauges_follow_objects_and_build_info(
     wait_for(lambda: synced(k8s, ns, "sealed-db"), what="Synced")
     sealed_gauge = "secretops_sealedsecret_condition"
     wait_for(lambda: condition(controller, sealed_gauge, ns, "sealed-db") == {
-        "True": 1, "False": 0, "Unknown": 0}, what="Synced True on /metrics")
+        "True": 1, "False": 0}, what="Synced True on /metrics")
     assert {dict(labels)["condition"] for labels in samples(controller, sealed_gauge)} == {
         "Synced"}
     k8s.request("DELETE", f"{API}/namespaces/{ns}/sealedsecrets/sealed-db")
     wait_for(lambda: not condition(controller, sealed_gauge, ns, "sealed-db"),
              what="SealedSecret series dropped")
+
+
+def test_condition_gauge_series_and_their_removal() -> None:
+    """True and False always; Unknown once it was the status (then 0 after); all gone with
+    the object."""
+    metrics = Metrics()
+    gauge, r = metrics.external_condition, metrics.registry
+
+    def series() -> dict[str, float | None]:
+        return {s: r.get_sample_value("secretops_externalsecret_status_condition", {
+            "namespace": "ns", "name": "db", "condition": "Ready", "status": s})
+                for s in ("True", "False", "Unknown")}
+
+    gauge.set("ns", "db", "Ready", "True")
+    assert series() == {"True": 1, "False": 0, "Unknown": None}
+    gauge.set("ns", "db", "Ready", "Unknown")
+    assert series() == {"True": 0, "False": 0, "Unknown": 1}
+    gauge.set("ns", "db", "Ready", "False")
+    assert series() == {"True": 0, "False": 1, "Unknown": 0}
+    gauge.forget("ns", "db")
+    assert series() == {"True": None, "False": None, "Unknown": None}
+    gauge.forget("ns", "db")  # twice is harmless
