@@ -10,7 +10,8 @@ from secretops.sealing.workers import Limits, WorkerPool
 from secretops_controller.config import Config
 from secretops_controller.keyring import KeyRing
 from secretops_controller.kube import Kube
-from secretops_controller.runtime import Health, Metrics
+from secretops_controller.metrics import Metrics
+from secretops_controller.runtime import Health
 
 
 @dataclass

@@ -20,7 +20,7 @@
   ``--no-sealed-secrets`` (no key ring; the three endpoints above answer 404), once serving.
   The header ``X-Secretops-Leader: true|false`` says whether this replica leads;
   ``/healthz?verbose`` adds ``leader: …`` and one line per check to the body.
-* ``GET /metrics`` — Prometheus text format (see :mod:`secretops_controller.runtime`).
+* ``GET /metrics`` — Prometheus text format (:mod:`secretops_controller.metrics`, docs/metrics.md).
 
 The POST endpoints take unauthenticated input, so each is bounded before and while it works:
 a body over 1 MiB is refused (413) before it is read; each endpoint serves at most

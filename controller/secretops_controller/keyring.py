@@ -31,7 +31,8 @@ from secretops.sealing.keyring import (
 )
 from secretops_controller import kube
 from secretops_controller.config import RECIPIENTS_CONFIGMAP, Config
-from secretops_controller.runtime import Metrics, now, rfc3339
+from secretops_controller.metrics import Metrics
+from secretops_controller.runtime import now, rfc3339
 
 log = logging.getLogger(__name__)
 RECIPIENTS_KEY = "recipients.txt"

@@ -3,7 +3,13 @@
 A small async client over aiohttp, authenticated with the same ``kopf.ConnectionInfo`` that the
 operator's ``@kopf.on.login`` handler returns: a kubeconfig (``--kubeconfig`` or ``KUBECONFIG``)
 or, in a Pod, the service account. There is no test-only path: tests give it the emulator's
-kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens).
+kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens). Every other
+module calls the API through :class:`Kube`; import-linter keeps it so (pyproject.toml).
+
+:meth:`Kube.watch` is the one LIST+WATCH loop outside kopf: it yields the listed objects, then
+the watch events; bookmarks move its resourceVersion on; a ``410 Expired`` (as a status or as an
+``ERROR`` event) relists at once; any other failure relists after a delay; ``timeoutSeconds``
+is sent as an integer (a real apiserver refuses ``300.0`` with 400).
 
 Errors are :class:`ApiError` with the HTTP status (0: the API server could not be reached);
 :attr:`ApiError.transient` says whether a retry may help, and :func:`retrying` is the one retry
@@ -21,7 +27,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, unquote, urlencode
@@ -37,6 +43,21 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 MERGE_PATCH = "application/merge-patch+json"
 SEALED_GROUP_VERSION = "secretops.dev/v1alpha1"
+# one watch event (a JSON line) above this is refused: an object is at most ~1.5 MiB in etcd
+MAX_WATCH_LINE = 8 << 20
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """``type``: ``LISTED`` (from the list that starts each (re)connection), ``ADDED``,
+    ``MODIFIED`` or ``DELETED``; ``object``: the object as the server sent it."""
+
+    type: str
+    object: dict[str, Any]
+
+
+class Expired(Exception):
+    """The watch's resourceVersion is older than the server keeps (410): list again."""
 
 
 class ApiError(Exception):
@@ -164,16 +185,19 @@ class Kube:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, path: str, body: Any = None, *,
-                      content_type: str = JSON,
-                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
-        """The decoded JSON answer; :class:`ApiError` for any status >= 400."""
+    def _check_scope(self, method: str, path: str) -> None:
         if self.scope is not None and not self.scope.allows(path):
             where = path_namespace(path)
             raise ApiError(403, "Forbidden", (
                 f"namespace {where} is not one the controller watches (--watch-namespace)"
                 if where is not None else "a cluster-wide request in namespaced mode"),
                 method, path)
+
+    async def request(self, method: str, path: str, body: Any = None, *,
+                      content_type: str = JSON,
+                      params: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The decoded JSON answer; :class:`ApiError` for any status >= 400."""
+        self._check_scope(method, path)
         for attempt in range(2):
             status, answer, retry_after = await self._send(method, path, body, content_type,
                                                            params)
@@ -183,37 +207,105 @@ class Kube:
                 continue
             break
         if status >= 400:
-            reason = str(answer.get("reason") or "Error")
-            message = str(answer.get("message") or "")
-            raise ApiError(status, reason, message, method, path, retry_after)
+            raise _error(status, answer, method, path, retry_after)
         return answer
+
+    async def _session_info(self) -> tuple[aiohttp.ClientSession, kopf.ConnectionInfo]:
+        if self._session is None or self._info is None:
+            await self.start()
+        assert self._session is not None and self._info is not None
+        return self._session, self._info
 
     async def _send(self, method: str, path: str, body: Any, content_type: str,
                     params: Mapping[str, str] | None
                     ) -> tuple[int, dict[str, Any], float | None]:
-        if self._session is None or self._info is None:
-            await self.start()
-        assert self._session is not None and self._info is not None
-        url = self._info.server.rstrip("/") + path
+        session, info = await self._session_info()
+        url = info.server.rstrip("/") + path
         if params:
             url += "?" + urlencode(params)
-        headers = {"Accept": JSON, **self._info.as_http_headers()}
+        headers = {"Accept": JSON, **info.as_http_headers()}
         data = None
         if body is not None:
             headers["Content-Type"] = content_type
             data = json.dumps(body)
         try:
-            async with self._session.request(method, url, data=data, headers=headers) as resp:
+            async with session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = _seconds(resp.headers.get("Retry-After"))
         except (TimeoutError, aiohttp.ClientError) as e:
             raise ApiError(0, "Unreachable", type(e).__name__, method, path) from None
-        try:
-            answer = json.loads(raw) if raw else {}
-        except ValueError:
-            answer = {"message": raw[:200].decode("utf-8", "replace")}
-        return status, answer if isinstance(answer, dict) else {}, retry_after
+        return status, _decode(raw), retry_after
+
+    # ---- watching ----------------------------------------------------------------------------
+    async def watch(self, path: str, *, label_selector: str | None = None,
+                    timeout_seconds: int = 300, retry_delay: float = 1.0
+                    ) -> AsyncIterator[WatchEvent]:
+        """LIST ``path``, yield each item as ``LISTED``, then WATCH from the list's
+        resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events, forever.
+
+        A watch the server ends at ``timeout_seconds`` (an integer, as the apiserver requires)
+        is opened again from the last resourceVersion seen (bookmarks included, which are not
+        yielded). ``410 Expired`` lists again at once; any other failure (the server
+        unreachable, an error status or ``ERROR`` event, a malformed line) after
+        ``retry_delay`` seconds. Cancel the iteration to stop."""
+        selector = {"labelSelector": label_selector} if label_selector else {}
+        while True:
+            try:
+                listed = await self.request("GET", path, params=selector or None)
+                for item in listed.get("items") or []:
+                    yield WatchEvent("LISTED", item)
+                rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                while True:
+                    params = {**selector, "watch": "true", "resourceVersion": rv,
+                              "timeoutSeconds": str(int(timeout_seconds)),
+                              "allowWatchBookmarks": "true"}
+                    async for kind, obj in self._stream(path, params, timeout_seconds):
+                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                        if kind in ("ADDED", "MODIFIED", "DELETED"):
+                            yield WatchEvent(kind, obj)
+            except Expired:
+                log.debug("watch %s: resourceVersion expired (relisting)", path)
+                continue
+            except (ApiError, ValueError) as e:
+                log.debug("watch %s: %s (relisting)", path, e)
+            await asyncio.sleep(retry_delay)
+
+    async def _stream(self, path: str, params: Mapping[str, str], timeout: int
+                      ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """One watch request: its events as (type, object) until the server ends it."""
+        self._check_scope("GET", path)
+        for attempt in range(2):
+            session, info = await self._session_info()
+            url = info.server.rstrip("/") + path + "?" + urlencode(params)
+            headers = {"Accept": JSON, **info.as_http_headers()}
+            # no total limit: a watch lasts timeout seconds; a silent stream is cut after that
+            limit = aiohttp.ClientTimeout(total=None, sock_read=timeout + 30)
+            try:
+                async with session.get(url, headers=headers, timeout=limit) as resp:
+                    if resp.status == 401 and attempt == 0:
+                        await resp.read()
+                    elif resp.status >= 400:
+                        answer = _decode(await resp.read())
+                        if resp.status == 410:
+                            raise Expired()
+                        raise _error(resp.status, answer, "GET", path, None)
+                    else:
+                        async for line in _lines(resp.content):
+                            ev = json.loads(line)
+                            kind = str(ev.get("type"))
+                            obj = ev.get("object") or {}
+                            if kind == "ERROR":
+                                if obj.get("code") == 410:
+                                    raise Expired()
+                                raise _error(int(obj.get("code") or 500), obj, "WATCH", path,
+                                             None)
+                            yield kind, obj
+                        return
+            except (TimeoutError, aiohttp.ClientError) as e:
+                raise ApiError(0, "Unreachable", type(e).__name__, "WATCH", path) from None
+            await self.close()
+            await self.start()  # a 401: re-read rotated credentials once
 
     # ---- the calls the controller makes ----------------------------------------------------
     async def get(self, path: str) -> dict[str, Any] | None:
@@ -244,3 +336,37 @@ class Kube:
         except ApiError as e:
             if e.status != 404:
                 raise
+
+
+def _decode(raw: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw) if raw else {}
+    except ValueError:
+        answer = {"message": raw[:200].decode("utf-8", "replace")}
+    return answer if isinstance(answer, dict) else {}
+
+
+def _error(status: int, answer: Mapping[str, Any], method: str, path: str,
+           retry_after: float | None) -> ApiError:
+    return ApiError(status, str(answer.get("reason") or "Error"),
+                    str(answer.get("message") or ""), method, path, retry_after)
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The non-empty lines of a watch stream, each at most :data:`MAX_WATCH_LINE` bytes
+    (aiohttp's own line reader stops at 128 KiB: a large Secret is more)."""
+    buffer = bytearray()
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        while True:
+            end = buffer.find(b"\n")
+            if end < 0:
+                break
+            line = bytes(buffer[:end]).strip()
+            del buffer[:end + 1]
+            if line:
+                yield line
+        if len(buffer) > MAX_WATCH_LINE:
+            raise ValueError(f"a watch event over {MAX_WATCH_LINE} bytes")
+    if bytes(buffer).strip():
+        yield bytes(buffer).strip()

@@ -36,13 +36,13 @@ from typing import Any
 
 import kopf
 
-from secretops_controller import http, kube, runtime, sealed
+from secretops_controller import events, http, kube, sealed
 from secretops_controller.config import Config, backoffs
 from secretops_controller.context import Context
 from secretops_controller.external import reconcile as external_reconcile
 from secretops_controller.keyring import KeyRing
 from secretops_controller.leader import LeaderElector, cancel
-from secretops_controller.runtime import Metrics
+from secretops_controller.metrics import Metrics
 
 log = logging.getLogger(__name__)
 PREFIX = "secretops.dev"
@@ -151,6 +151,7 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
     # taken for our own write from what we remember of an earlier term
     ctx.handled.clear()
     ctx.fingerprints.clear()
+    ctx.metrics.forget_conditions()  # they are set again as each object is looked at
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)
@@ -167,6 +168,7 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
         await cancel(resync)
+        ctx.metrics.forget_conditions()  # not leading: another replica reports them
 
 
 async def _follow_ring(ctx: Context) -> None:
@@ -217,7 +219,7 @@ async def resync_once(ctx: Context) -> int:
 
 async def _resync(ctx: Context) -> None:
     """Leading: :func:`resync_once` every --resync-period (0: never)."""
-    runtime.post_events_from_this_task(ctx)
+    events.post_events_from_this_task(ctx.api, ctx.config)
     period = ctx.config.resync_period
     while period > 0:
         await asyncio.sleep(period)

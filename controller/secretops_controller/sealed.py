@@ -6,13 +6,17 @@ Handlers (registered on the operator's registry by :func:`register`):
   this leader or its generation, labels or annotations changed since it was handled
   (:func:`handled_mark`); the outcome goes to ``status.conditions[type=Synced]`` and
   ``status.observedGeneration`` (a merge patch of the status subresource, only when it
-  changes) and to an Event with a fixed reason (:class:`~.runtime.Reason`). Unsealing failures
+  changes) and to an Event with a fixed reason (:class:`Reason`). Unsealing failures
   (scope, key, altered, malformed, template) and a Secret we may not touch are permanent until
   the SealedSecret changes (a touch of its annotations will do); API outages are retried with
   backoff (``--retry-base-delay``/``--retry-max-delay``, at most ``--max-retries`` times).
 * Secrets labelled ``secretops.dev/sealed-by`` (ours; watched with a server-side label selector)
   → when one no longer matches what we wrote, or is deleted, it is written again (drift
   self-heal).
+
+The condition building, Event posting, Secret write-or-replace and ownership checks are the
+ones the external-secrets half uses too (:mod:`~secretops_controller.conditions`,
+:mod:`~secretops_controller.events`, :mod:`~secretops_controller.ownedsecrets`).
 
 Ownership: a Secret is ours when its controller ownerReference is a SealedSecret, or when it
 carries our label (made with skip-set-owner-references). An existing Secret that is not ours is
@@ -30,7 +34,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import kopf
@@ -46,13 +50,34 @@ from secretops.sealing.format import (
     SKIP_OWNER_REFERENCES_ANNOTATION,
     VERSION,
 )
-from secretops_controller import kube
+from secretops_controller import conditions, kube, ownedsecrets
+from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context
-from secretops_controller.runtime import Reason, event, now, rfc3339
+from secretops_controller.events import event
+from secretops_controller.runtime import now, rfc3339
 
 log = logging.getLogger(__name__)
-SEALED_LABEL = "secretops.dev/sealed-by"
+SEALED_LABEL = ownedsecrets.SEALED_LABEL
 SYNCED = "Synced"
+
+
+class Reason(StrEnum):
+    """Event reasons, also the ``reason`` of the ``Synced`` condition. Never renamed."""
+
+    UNSEALED = "Unsealed"  # the Secret matches the SealedSecret (Normal)
+    SCOPE_MISMATCH = "ScopeMismatch"  # a value was sealed for another namespace/name/key
+    NO_KEY = "NoKeyCouldUnseal"  # no key of the ring opens a value
+    ALTERED = "ValueAltered"  # a value fails authentication
+    MALFORMED = "Malformed"  # not a well-formed SealedSecret or sealed value
+    TEMPLATE_ERROR = "TemplateError"  # spec.template.data does not render
+    TEMPLATE_NOT_BOUND = "TemplateNotBound"  # spec.template is not what the values are bound to
+    SECRET_NOT_OWNED = "SecretNotOwned"  # an existing Secret is not ours and does not opt in
+    UPDATE_FAILED = "UpdateFailed"  # the API refused or failed the write
+    KEY_CREATED = "SealingKeyCreated"  # the key ring got a new key (on the ConfigMap)
+
+    @property
+    def normal(self) -> bool:
+        return self in (Reason.UNSEALED, Reason.KEY_CREATED)
 
 _REASONS = {
     ExitCode.SEALED_SCOPE_MISMATCH: Reason.SCOPE_MISMATCH,
@@ -62,14 +87,6 @@ _REASONS = {
     ExitCode.TEMPLATE_ERROR: Reason.TEMPLATE_ERROR,
     ExitCode.SEALED_TEMPLATE_NOT_BOUND: Reason.TEMPLATE_NOT_BOUND,
 }
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    reason: Reason
-    message: str
-    wrote: bool = False
 
 
 # the reasons that come after the ring's keys were tried on the values (the message lists
@@ -123,12 +140,9 @@ def fingerprint(secret: Mapping[str, Any]) -> str:
 
 
 def _ours(current: Mapping[str, Any]) -> bool:
-    meta = current.get("metadata") or {}
-    for ref in meta.get("ownerReferences") or []:
-        if ref.get("controller"):
-            return bool(ref.get("kind") == KIND and str(ref.get("apiVersion", ""))
-                        .startswith(GROUP + "/"))
-    return SEALED_LABEL in (meta.get("labels") or {})
+    if ownedsecrets.controller_of(current) is not None:
+        return ownedsecrets.controlled_by(current, GROUP, KIND)
+    return SEALED_LABEL in ((current.get("metadata") or {}).get("labels") or {})
 
 
 def desired_secret(current: Mapping[str, Any] | None, desired: Mapping[str, Any],
@@ -219,21 +233,7 @@ async def reconcile(ctx: Context, sealed: Mapping[str, Any]) -> Outcome:
             ctx.fingerprints[(ns, name)] = fingerprint(current)
             return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} is up to date "
                            f"(keys: {keys})")
-        if current is None:
-            written = await ctx.api.create(kube.secrets(ns), new)
-            verb = "created"
-        elif ((current.get("immutable") and new.get("data") != current.get("data"))
-              or (current.get("type") or "Opaque") != (new.get("type") or "Opaque")):
-            # an immutable Secret, and a Secret's type, can only be replaced whole
-            await ctx.api.delete(path)
-            new["metadata"] = {k: v for k, v in new["metadata"].items()
-                               if k not in ("resourceVersion", "uid", "creationTimestamp")}
-            written = await ctx.api.create(kube.secrets(ns), new)
-            verb = ("re-created (immutable)" if current.get("immutable")
-                    else "re-created (its type changed)")
-        else:
-            written = await ctx.api.replace(path, new)
-            verb = "updated"
+        written, verb = await ownedsecrets.write(ctx.api, ns, name, current, new)
         ctx.fingerprints[(ns, name)] = fingerprint(written)
         return Outcome(True, Reason.UNSEALED, f"Secret {ns}/{name} {verb} (keys: {keys})",
                        wrote=True)
@@ -248,22 +248,13 @@ def _never_synced(sealed: Mapping[str, Any]) -> bool:
 def status_of(sealed: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
     """``status`` with the Synced condition for ``outcome`` (lastTransitionTime kept if same)."""
     status = sealed.get("status") or {}
-    old = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
-    prev = next((c for c in old if c.get("type") == SYNCED), None)
-    value = "True" if outcome.ok else "False"
-    stamp = rfc3339(now())
-    changed = prev is None or prev.get("status") != value
     gen = (sealed.get("metadata") or {}).get("generation")
-    cond: dict[str, Any] = {
-        "type": SYNCED, "status": value, "reason": outcome.reason.value,
-        "message": outcome.message,
-        "lastTransitionTime": (stamp if changed or prev is None
-                               else prev.get("lastTransitionTime", stamp)),
-        "lastUpdateTime": stamp,
-    }
+    extra: dict[str, Any] = {"lastUpdateTime": rfc3339(now())}
     if gen is not None:
-        cond["observedGeneration"] = gen
-    out: dict[str, Any] = {"conditions": [*(c for c in old if c.get("type") != SYNCED), cond]}
+        extra["observedGeneration"] = gen
+    cond = conditions.condition(status, SYNCED, outcome.ok, outcome.reason.value,
+                                outcome.message, **extra)
+    out: dict[str, Any] = {"conditions": conditions.replace(status, cond)}
     if gen is not None:
         out["observedGeneration"] = gen
     return out
@@ -271,17 +262,20 @@ def status_of(sealed: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
 
 def _same_condition(sealed: Mapping[str, Any], outcome: Outcome) -> bool:
     status = sealed.get("status") or {}
-    for c in status.get("conditions") or []:
-        if isinstance(c, dict) and c.get("type") == SYNCED:
-            return bool(c.get("status") == ("True" if outcome.ok else "False")
-                        and c.get("reason") == outcome.reason.value
-                        and c.get("message") == outcome.message
-                        and status.get("observedGeneration")
-                        == (sealed.get("metadata") or {}).get("generation"))
-    return False
+    cond = {"type": SYNCED, "status": conditions.status_text(outcome.ok),
+            "reason": outcome.reason.value, "message": outcome.message}
+    return conditions.same(cond, status) and status.get("observedGeneration") == (
+        sealed.get("metadata") or {}).get("generation")
+
+
+def _gauge(ctx: Context, sealed: Mapping[str, Any], outcome: Outcome) -> None:
+    meta = sealed.get("metadata") or {}
+    ctx.metrics.sealed_condition.set(str(meta.get("namespace")), str(meta.get("name")), SYNCED,
+                                     conditions.status_text(outcome.ok))
 
 
 def _record(ctx: Context, sealed: Mapping[str, Any], outcome: Outcome, drift: bool) -> None:
+    _gauge(ctx, sealed, outcome)
     if outcome.ok:
         ctx.metrics.unseals.inc()
         if outcome.wrote:
@@ -382,6 +376,8 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
         ctx.metrics.reconcile_duration.labels(kind=KIND).observe(time.perf_counter() - started)
         if outcome.wrote or not outcome.ok:
             _record(ctx, sealed, outcome, drift=True)
+        else:
+            _gauge(ctx, sealed, outcome)
         if not _same_condition(sealed, outcome):
             await ctx.api.merge_patch(kube.sealedsecrets(ns, name) + "/status",
                                       {"status": status_of(sealed, outcome)})
@@ -407,6 +403,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         key = (str(meta.get("namespace")), str(meta.get("name")))
         if event.get("type") == "DELETED":
             ctx.handled.pop(key, None)
+            ctx.metrics.sealed_condition.forget(*key)  # its series go with it
             return
         if meta.get("deletionTimestamp") or ctx.handled.get(key) == handled_mark(raw):
             return  # being deleted, or nothing new (our status write echoed, a re-list)

@@ -484,9 +484,11 @@ def secret_manifest(parts: SealedParts, data: Mapping[str, bytes],
     if annotations:
         meta["annotations"] = annotations
     if owner_uid and annotations.get(SKIP_OWNER_REFERENCES_ANNOTATION) != "true":
+        # no blockOwnerDeletion (as Bitnami): with OwnerReferencesPermissionEnforcement it
+        # needs update on sealedsecrets/finalizers (docs/controller.md, "Owner references")
         meta["ownerReferences"] = [{
             "apiVersion": API_VERSION, "kind": KIND, "name": parts.name, "uid": owner_uid,
-            "controller": True, "blockOwnerDeletion": True,
+            "controller": True,
         }]
     secret: dict[str, Any] = {"apiVersion": "v1", "kind": "Secret", "metadata": meta,
                               "type": parts.template.get("type") or "Opaque"}

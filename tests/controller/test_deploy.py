@@ -216,6 +216,14 @@ def test_controller_as_its_service_account_uses_exactly_its_rbac(
     assert records, "the controller's calls were not audited as its ServiceAccount"
     leases = {r["verb"] for r in records if r["resource"] == "leases"}
     assert leases == {"get", "create", "update"}, leases  # the controller led and renewed
+    # OwnerReferencesPermissionEnforcement ran on the Secrets it wrote with ownerReferences (and
+    # passed: no blockOwnerDeletion, so no finalizers permission is needed)
+    checked = {(r["verb"], r["resource"]) for r in records if r.get("admission")}
+    assert checked == {("delete", "secrets")}, checked
+    for name in ("db", "es-db"):
+        refs = (secret(k8s_tls, APP, name) or {"metadata": {}})["metadata"].get(
+            "ownerReferences")
+        assert refs and all("blockOwnerDeletion" not in r for r in refs), (name, refs)
     assert_least_privilege(records, rendered, service_account=SA)
 
 

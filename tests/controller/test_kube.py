@@ -42,7 +42,7 @@ def test_retry_after_reaches_the_error_and_the_retry_delay(k8s: K8s) -> None:
 
 
 def test_event_bodies_are_what_a_real_apiserver_accepts(k8s: K8s) -> None:
-    from secretops_controller.runtime import event_body
+    from secretops_controller.events import event_body
 
     if k8s.request("GET", "/api/v1/namespaces/secretops-system")[0] == 404:
         k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": "secretops-system"}})
@@ -57,3 +57,60 @@ def test_event_bodies_are_what_a_real_apiserver_accepts(k8s: K8s) -> None:
         assert ns == obj["metadata"].get("namespace", "secretops-system")
         status, out, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/events", body)
         assert status == 201, out
+
+
+def test_watch_lists_then_streams_and_relists_at_once_on_410(k8s: K8s) -> None:
+    """The one watch loop outside kopf: LISTED items, then events; a watch the server ends is
+    opened again from the last version; 410 Expired lists again at once (the retry delay is
+    far longer than the deadline); integer timeoutSeconds (nothing malformed sent)."""
+    ns = f"w-{uuid.uuid4().hex[:8]}"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    k8s.malformed(clear=True)
+
+    def secret(name: str, label: str = "yes") -> dict[str, object]:
+        return {"apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": name, "labels": {"watched": label}}, "data": {}}
+
+    k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret("a"))
+    k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret("ignored", "no"))
+    injected = k8s.faults()["injected"]
+
+    async def main() -> list[tuple[str, str]]:
+        api = kube.Kube(lambda: kube.login(str(k8s.kubeconfig)))
+        seen: list[tuple[str, str]] = []
+
+        async def until(n: int) -> None:
+            async with asyncio.timeout(30):  # a hang guard, not a timing
+                while len(seen) < n:
+                    await asyncio.sleep(0.02)
+
+        async def consume() -> None:
+            async for ev in api.watch(kube.secrets(ns), label_selector="watched=yes",
+                                      timeout_seconds=1, retry_delay=3600):
+                seen.append((ev.type, str(ev.object["metadata"]["name"])))
+
+        task = asyncio.create_task(consume())
+        try:
+            await until(1)
+            await asyncio.to_thread(k8s.request, "POST", f"/api/v1/namespaces/{ns}/secrets",
+                                    secret("b"))
+            await until(2)
+            # the next watch (after this one times out in 1 s) is refused as expired
+            await asyncio.to_thread(k8s.fail_next, 1, 410,
+                                    {"verb": "watch", "resource": "secrets", "namespace": ns})
+            await until(4)  # a relist: both again, as LISTED
+            await asyncio.to_thread(k8s.request, "DELETE",
+                                    f"/api/v1/namespaces/{ns}/secrets/a")
+            await until(5)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.close()
+        return seen
+
+    seen = asyncio.run(main())
+    assert seen[:2] == [("LISTED", "a"), ("ADDED", "b")]
+    assert sorted(seen[2:4]) == [("LISTED", "a"), ("LISTED", "b")]
+    assert seen[4] == ("DELETED", "a")
+    assert k8s.faults()["injected"] != injected, "the 410 was never served"
+    assert k8s.malformed() == []

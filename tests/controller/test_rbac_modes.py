@@ -36,7 +36,14 @@ from tests.controller.deploy_flows import (
     vault_kubernetes_auth,
 )
 from tests.controller.helpers import CANARY, apply, seal, wait_for
-from tests.fixtures.k8s import K8s, assert_least_privilege, check_rbac, start_emulator, stop
+from tests.fixtures.k8s import (
+    OPENSHIFT_ADMISSION,
+    K8s,
+    assert_least_privilege,
+    check_rbac,
+    start_emulator,
+    stop,
+)
 from tests.fixtures.openbao import OpenBao
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +60,7 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[K8s]:
     another's."""
     directory = tmp_path / "k8s"
     directory.mkdir()
-    proc, k8s = start_emulator(directory, tls=True)
+    proc, k8s = start_emulator(directory, *OPENSHIFT_ADMISSION, tls=True)
     monkeypatch.setenv("KUBECONFIG", str(k8s.kubeconfig))
     try:
         yield k8s

@@ -258,7 +258,7 @@ def test_owner_reference_unless_skipped(key: Key) -> None:
     secret = unseal_sealed(sealed, [key.identity], owner_uid="uid-1")
     assert secret["metadata"]["ownerReferences"] == [{
         "apiVersion": "secretops.dev/v1alpha1", "kind": "SealedSecret", "name": "db",
-        "uid": "uid-1", "controller": True, "blockOwnerDeletion": True}]
+        "uid": "uid-1", "controller": True}]
     sealed["spec"]["template"]["metadata"]["annotations"][
         "secretops.dev/skip-set-owner-references"] = "true"
     assert "ownerReferences" not in unseal_sealed(sealed, [key.identity],

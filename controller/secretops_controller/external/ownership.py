@@ -38,7 +38,7 @@ from typing import Any
 from secretops.sealing.format import KIND as SEALED_KIND
 from secretops.sealing.format import PATCH_ANNOTATION
 from secretops_controller.external.mapping import MERGED_KEYS_ANNOTATION
-from secretops_controller.sealed import SEALED_LABEL
+from secretops_controller.ownedsecrets import SEALED_LABEL, controller_of, refers_to
 
 GROUP = "secretops.dev"
 KIND = "ExternalSecret"
@@ -71,10 +71,7 @@ class Claim:
 
 
 def controller(secret: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for ref in (secret.get("metadata") or {}).get("ownerReferences") or []:
-        if ref.get("controller"):
-            return dict(ref)
-    return None
+    return controller_of(secret)
 
 
 def merged(secret: Mapping[str, Any] | None) -> dict[str, list[str]]:
@@ -90,7 +87,7 @@ def merged(secret: Mapping[str, Any] | None) -> dict[str, list[str]]:
 
 
 def _is_external(ref: Mapping[str, Any]) -> bool:
-    return bool(ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(GROUP + "/"))
+    return refers_to(ref, GROUP, KIND)
 
 
 def writer(secret: Mapping[str, Any]) -> str | None:

@@ -10,7 +10,10 @@ object. Two methods, both batched, both safe to call from a worker thread:
   KV ``current_version``, Secrets Manager ``VersionId``, SSM ``Version``), for cheap rotation
   checks that do not transfer the values.
 
-Listing (``dataFrom.find``) is an optional ability with its own protocol, :class:`Finder`.
+Optional abilities have their own protocols (checked with ``isinstance``, never by probing
+for attributes): :class:`Finder` lists (``dataFrom.find``), :class:`Writer` writes a rotated
+value back, :class:`Checker` proves connection and credentials more cheaply than a read.
+Providers are listed in one table, :data:`secretops_controller.external.providers.REGISTRY`.
 
 Values never appear in a ``repr``, a message or an exception: errors name the provider, the
 operation, the remote key and what went wrong, nothing else.
@@ -123,6 +126,22 @@ class Finder(Protocol):
     """Optional: list and read every secret a :class:`FindRef` selects ({name: value})."""
 
     def find(self, query: FindRef) -> dict[str, RemoteValue]: ...
+
+
+@runtime_checkable
+class Writer(Protocol):
+    """Optional: rotation write-back. ``key``'s ``prop`` (None: the whole value) set to
+    ``value`` in a new version; returns the version id ("" if the source has none)."""
+
+    def write(self, key: str, prop: str | None, value: str) -> str: ...
+
+
+@runtime_checkable
+class Checker(Protocol):
+    """Optional: one request that proves connection and credentials (Vault: the login or
+    ``lookup-self``); without it a store is validated by a version lookup of a probe key."""
+
+    def check(self) -> None: ...
 
 
 def chunks(items: Sequence[Any], size: int) -> list[Sequence[Any]]:

@@ -23,6 +23,7 @@ async def _main(args: argparse.Namespace) -> None:
         log_requests=args.log_requests,
         issuer=args.issuer,
         api_audiences=args.api_audiences.split(",") if args.api_audiences else None,
+        admission_plugins=[p for p in args.enable_admission_plugins.split(",") if p],
     )
     context = None
     if args.tls_dir:
@@ -67,6 +68,12 @@ def main() -> None:
         action="store_true",
         help="run no garbage collector or namespace controller (a bare apiserver): dependents "
         "outlive their owners, deleted namespaces stay Terminating",
+    )
+    parser.add_argument(
+        "--enable-admission-plugins",
+        default="",
+        help="comma-separated admission plugins to run (off by default, as upstream): "
+        "OwnerReferencesPermissionEnforcement (OpenShift's default; see admission.py)",
     )
     parser.add_argument(
         "--log-requests",

@@ -32,14 +32,26 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import aiohttp
 import yaml
 from aiohttp import web
 
-from . import discovery, errors, fieldmanager, kinds, openapi, protobuf, proxy, views, watch
-from .audit import AuditLog, request_info
+from . import (
+    admission,
+    discovery,
+    errors,
+    fieldmanager,
+    kinds,
+    openapi,
+    protobuf,
+    proxy,
+    views,
+    watch,
+)
+from .audit import AuditLog, RequestInfo, request_info
 from .auth import InvalidToken, TokenAuthority, User, unauthorized
 from .errors import ApiError
 from .faults import Faults
@@ -61,6 +73,10 @@ JSON_TYPES = (
 
 def _same(obj: Any) -> Any:
     return obj
+
+
+# the authenticated user of the request being served (None: the admin), for admission
+_requester: ContextVar[User | None] = ContextVar("requester", default=None)
 
 
 def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
@@ -89,6 +105,7 @@ class Emulator:
         issuer: str | None = None,
         api_audiences: list[str] | None = None,
         scheme: str = "http",
+        admission_plugins: list[str] | None = None,
     ) -> None:
         self.store = Store(
             history=history,
@@ -112,6 +129,29 @@ class Emulator:
         self.malformed: deque[dict[str, Any]] = deque(maxlen=1000)
         self.watches: set[watch.StreamWatcher] = set()
         self._session: aiohttp.ClientSession | None = None
+        self.admission = admission.plugins(admission_plugins or [], self.store, self._checked)
+        if self.admission:
+            self.store.admit = self._admit
+
+    def _admit(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        subresource: str | None,
+        new: Obj,
+        old: Obj | None,
+    ) -> None:
+        for plugin in self.admission:
+            plugin.admit(_requester.get(), rt, namespace, name, subresource, new, old)
+
+    def _checked(
+        self, user: User, verb: str, group: str, resource: str, namespace: str, name: str
+    ) -> None:
+        """An admission plugin's authorization check, in the audit log (``admission``)."""
+        plural, _, sub = resource.partition("/")
+        info = RequestInfo(True, verb, "", group, "", namespace, plural, sub, name)
+        self.audit.record(user.username, user.service_account, info)["admission"] = True
 
     async def _close_session(self, app: web.Application) -> None:
         if self._session is not None:
@@ -119,10 +159,13 @@ class Emulator:
 
     def _defer(self, fn: Callable[[], None]) -> None:
         def run() -> None:
+            requester = _requester.set(None)  # the emulator's own controllers, not the caller
             try:
                 fn()
             except ApiError as e:  # e.g. GC of an object deleted meanwhile
                 log.debug("background step failed: %s", e)
+            finally:
+                _requester.reset(requester)
 
         try:
             asyncio.get_running_loop().call_soon(run)
@@ -151,6 +194,7 @@ class Emulator:
                     if failure is not None:
                         raise _Fault(failure, headers)
                 request["user"] = user
+                _requester.set(user)
                 resp = await self._route(request)
         except _Fault as f:
             resp = web.Response(

@@ -82,6 +82,10 @@ class Store(Controllers):
         self._dependents: dict[str, set[tuple[Key, str, str]]] = defaultdict(set)
         self._ns_count: dict[str, int] = defaultdict(int)
         self._watchers: dict[Key, set[Watcher]] = defaultdict(set)
+        # admission: called with (rt, namespace, name, subresource, new, old) before a create or
+        # update is stored (dry runs included); raises ApiError to refuse (see admission.py)
+        self.admit: Callable[[ResourceType, str, str, str | None, Obj, Obj | None], None] | None
+        self.admit = None
         ns = self.registry.by_key(("", "namespaces"))
         assert ns is not None
         for name in ("default", "kube-system", "kube-public", "kube-node-lease"):
@@ -214,6 +218,8 @@ class Store(Controllers):
             obj = track(None, obj, requested)
         name = meta["name"]
         ns = namespace if rt.namespaced else ""
+        if self.admit is not None:
+            self.admit(rt, ns, name, None, obj, None)
         if name in self._objects[rt.key].get(ns, {}):
             raise errors.already_exists(rt.plural, rt.group, name)
         if namespace and rt.namespaced:
@@ -441,6 +447,8 @@ class Store(Controllers):
             }
         if track is not None:
             new = track(old, new, requested)
+        if self.admit is not None:
+            self.admit(rt, ns, name, subresource, new, old)
         if old_meta.get("deletionTimestamp"):
             added = [
                 f

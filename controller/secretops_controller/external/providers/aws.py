@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
@@ -32,6 +32,7 @@ from secretops_controller.external.provider import (
     ErrorKind,
     FindRef,
     Observe,
+    Provider,
     ProviderError,
     RemoteRef,
     RemoteValue,
@@ -39,6 +40,7 @@ from secretops_controller.external.provider import (
     chunks,
     no_observe,
 )
+from secretops_controller.external.storeconfig import INVALID, Factory, StoreError, StoreSpec, need
 
 SM_BATCH = 20  # BatchGetSecretValue: at most 20 SecretIdList entries
 SSM_BATCH = 10  # GetParameters: at most 10 names
@@ -51,6 +53,7 @@ _DENIED = {"AccessDeniedException", "AccessDenied", "UnrecognizedClientException
            "DecryptionFailure", "KMSAccessDeniedException"}
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException",
               "RequestLimitExceeded", "ThrottledException"}
+Service = Literal["SecretsManager", "ParameterStore"]
 _UNKNOWN_OP = {"UnknownOperationException", "InvalidAction", "UnknownOperation"}
 
 
@@ -63,7 +66,7 @@ class AwsCredentials:
 
 @dataclass(frozen=True)
 class AwsConfig:
-    service: Literal["SecretsManager", "ParameterStore"]
+    service: Service
     region: str
     endpoint: str | None = None
     credentials: AwsCredentials | None = None  # None: boto3's default chain (IRSA included)
@@ -418,3 +421,32 @@ def provider(config: AwsConfig, **kw: Any) -> SecretsManagerProvider | Parameter
     if config.service == "SecretsManager":
         return SecretsManagerProvider(config, **kw)
     return ParameterStoreProvider(config, **kw)
+
+
+async def from_store(config: Mapping[str, Any], where: str, spec: StoreSpec) -> Factory:
+    """``spec.provider.aws`` of a store → a factory of the provider with its credentials: an
+    access key from ``auth.secretRef``, else boto3's default chain; ``role`` assumed."""
+    service = need(config, "service", where)
+    if service not in ("SecretsManager", "ParameterStore"):
+        raise StoreError(INVALID, f"{where}.service must be SecretsManager or ParameterStore")
+    region = need(config, "region", where)
+    creds = None
+    ref = ((config.get("auth") or {}).get("secretRef")) or {}
+    if ref:
+        at = f"{where}.auth.secretRef"
+        key_id = await spec.value(ref.get("accessKeyIDSecretRef") or {},
+                                  f"{at}.accessKeyIDSecretRef")
+        secret_key = await spec.value(ref.get("secretAccessKeySecretRef") or {},
+                                      f"{at}.secretAccessKeySecretRef")
+        session = (await spec.value(ref["sessionTokenSecretRef"], f"{at}.sessionTokenSecretRef")
+                   if ref.get("sessionTokenSecretRef") else None)
+        spec.secrets += [key_id, secret_key, session or ""]
+        creds = AwsCredentials(key_id, secret_key, session)
+    aws_config = AwsConfig(service=cast(Service, service), region=region,
+                           endpoint=config.get("endpoint") or None, credentials=creds,
+                           role=config.get("role") or None)
+
+    def make(observe: Observe) -> Provider:
+        return provider(aws_config, observe=observe)
+
+    return make, f"aws {service}"

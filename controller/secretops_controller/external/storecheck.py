@@ -1,0 +1,229 @@
+"""Stores as the controller uses them: credentials read through the API, one provider per
+store and credentials, validation (once per change and every ``refreshInterval``).
+
+:class:`Stores` resolves a SecretStore or ClusterSecretStore (:func:`.stores.resolve`) with
+what only the API can give: the Secrets its auth names (a 403 there is the store's
+configuration, ``InvalidStoreConfiguration``, not an outage), a namespace's labels (for a
+ClusterSecretStore's ``spec.conditions``) and service-account tokens (a TokenRequest, asked from
+a provider's worker thread and run on the event loop). Providers are kept per
+:class:`~.scheduler.StoreKey`, so a scheduler entry and a validation share one login.
+
+A store's ``Ready`` condition comes from one cheap provider call (:func:`probe`): the
+provider's :class:`~.provider.Checker` ability if it has one (Vault: the login, whose token is
+reused), else a version lookup of a key that need not exist. Every store is validated again
+after its ``spec.refreshInterval`` (default ``--store-refresh-interval``; 0: never) by one
+timer for all; when a revalidation finds other credentials (a rotated token), the
+ExternalSecrets that use the store are registered again (``on_new_credentials``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+from urllib.parse import quote
+
+from secretops_controller import kube
+from secretops_controller.config import parse_duration
+from secretops_controller.context import Context
+from secretops_controller.external import status, stores
+from secretops_controller.external.names import EsReason, StoreId, store_id, store_path
+from secretops_controller.external.provider import (
+    Checker,
+    ErrorKind,
+    Observe,
+    Provider,
+    ProviderError,
+    RemoteRef,
+)
+from secretops_controller.external.scheduler import StoreKey
+
+log = logging.getLogger(__name__)
+PROBE = RemoteRef("secretops-validation-probe")
+TOKEN_EXPIRATION_SECONDS = 600  # a TokenRequest for a Vault login (the API server's minimum)
+TOKEN_REQUEST_TIMEOUT = 5.0  # well under --renew-deadline: a login never waits long
+
+
+def probe(provider: Provider) -> None:
+    """One cheap call that proves connection and credentials (NotFound is fine)."""
+    if isinstance(provider, Checker):  # Vault: the login (its token is reused later)
+        provider.check()
+        return
+    result = provider.versions([PROBE]).get(PROBE)
+    if isinstance(result, ProviderError) and result.kind != ErrorKind.NOT_FOUND:
+        raise result
+
+
+def _tokens_off(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
+    raise ProviderError(ErrorKind.DENIED, f"no TokenRequest for serviceaccount {namespace}/"
+                                          f"{name}: token requests are off in this controller "
+                                          "(--no-token-requests)")
+
+
+class Stores:
+    """Providers per store and credentials, store validation and its timer (leader only)."""
+
+    def __init__(self, ctx: Context, observe: Observe,
+                 on_new_credentials: Callable[[StoreId], Awaitable[None]]) -> None:
+        self.ctx = ctx
+        self.observe = observe
+        self.on_new_credentials = on_new_credentials
+        self.providers: dict[StoreKey, Provider] = {}
+        self.due: dict[StoreId, float] = {}  # monotonic time of the next validation
+        self.keys: dict[StoreId, StoreKey | None] = {}  # as last validated
+        self._wake = asyncio.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
+
+    def reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.due.clear()
+        self.keys.clear()
+        self._wake = asyncio.Event()
+        self.loop = loop
+
+    # ---- reading what a store refers to ------------------------------------------------------
+    async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
+        try:
+            return await self.ctx.api.get(kube.secrets(ns, name))
+        except kube.ApiError as e:
+            if e.status != 403:
+                raise
+            # RBAC or the namespaced scope: the store's own configuration, not an outage
+            raise stores.StoreError(EsReason.INVALID_STORE.value,
+                                    f"Secret {ns}/{name}: forbidden: {e.message}") from None
+
+    async def labels(self, ns: str) -> Mapping[str, str] | None:
+        obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
+        return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
+
+    async def resolve(self, store: Mapping[str, Any], es_ns: str | None) -> stores.Resolved:
+        tokens = self._request_token if self.ctx.config.uses_token_requests else _tokens_off
+        return await stores.resolve(store, es_ns, self._get_secret, request_token=tokens,
+                                    own_token_file=self.ctx.config.service_account_token_file)
+
+    def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
+        """A TokenRequest for a Vault login, from a provider's worker thread (never the loop's:
+        it waits for the loop to run the request)."""
+        if self.loop is None:
+            raise ProviderError(ErrorKind.UNAVAILABLE, "the controller is not leading")
+        future = asyncio.run_coroutine_threadsafe(self._token(ns, name, audiences), self.loop)
+        try:
+            return future.result(timeout=TOKEN_REQUEST_TIMEOUT)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise ProviderError(ErrorKind.UNAVAILABLE, f"TokenRequest for serviceaccount {ns}/"
+                                                       f"{name}: timed out") from None
+        except concurrent.futures.CancelledError:
+            raise ProviderError(ErrorKind.UNAVAILABLE, "the controller stopped leading") from None
+
+    async def _token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
+        spec: dict[str, Any] = {"expirationSeconds": TOKEN_EXPIRATION_SECONDS}
+        if audiences:
+            spec["audiences"] = list(audiences)
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        try:
+            out = await self.ctx.api.create(
+                f"/api/v1/namespaces/{quote(ns, safe='')}/serviceaccounts/"
+                f"{quote(name, safe='')}/token", body)
+        except kube.ApiError as e:
+            if e.status == 403:  # a clear condition on the store, no retry storm
+                raise ProviderError(ErrorKind.DENIED, (
+                    f"TokenRequest for serviceaccount {ns}/{name} forbidden: {e.message} (the "
+                    "controller's RBAC allows tokens only for the service accounts its install "
+                    "names: docs/controller.md, 'Token requests')")) from None
+            raise ProviderError(ErrorKind.UNAVAILABLE if e.transient else ErrorKind.DENIED,
+                                f"TokenRequest for serviceaccount {ns}/{name}: {e.status} "
+                                f"{e.reason}") from None
+        token = (out.get("status") or {}).get("token")
+        if not isinstance(token, str) or not token:
+            raise ProviderError(ErrorKind.DENIED, f"TokenRequest for serviceaccount {ns}/{name}"
+                                                  ": no token in the answer")
+        return token
+
+    def provider(self, resolved: stores.Resolved) -> Provider:
+        """The provider for these credentials (made once, then shared)."""
+        p = self.providers.get(resolved.key)
+        if p is None:
+            p = self.providers[resolved.key] = resolved.make(self.observe)
+        return p
+
+    # ---- validation ------------------------------------------------------------------------
+    async def validate(self, store: Mapping[str, Any]) -> tuple[bool | None, EsReason, str]:
+        """The store's Ready condition: resolve and make one cheap provider call."""
+        sid = store_id(store)
+        try:
+            resolved = await self.resolve(store, None)
+        except stores.StoreError as e:
+            self.keys[sid] = None
+            reason = EsReason(e.reason)
+            return (None if reason is EsReason.VALIDATION_UNKNOWN else False), reason, e.message
+        self.keys[sid] = resolved.key
+        try:
+            await asyncio.to_thread(probe, self.provider(resolved))
+        except ProviderError as e:
+            if e.kind in (ErrorKind.DENIED, ErrorKind.INVALID):
+                return False, EsReason.INVALID_PROVIDER, e.message
+            return False, EsReason.VALIDATION_FAILED, e.message
+        return True, EsReason.VALID, f"{resolved.provider_name}: connection and credentials valid"
+
+    def schedule(self, body: Mapping[str, Any]) -> None:
+        """Validate ``body`` again after its ``spec.refreshInterval`` (default
+        ``--store-refresh-interval``; 0: never), as ESO requeues stores."""
+        sid = store_id(body)
+        text = (body.get("spec") or {}).get("refreshInterval")
+        try:
+            interval = (parse_duration(str(text)) if text
+                        else self.ctx.config.store_refresh_interval)
+        except ValueError:
+            interval = self.ctx.config.store_refresh_interval
+        if interval <= 0:
+            self.due.pop(sid, None)
+        else:
+            self.due[sid] = time.monotonic() + interval
+        self._wake.set()
+
+    async def run(self) -> None:
+        """The one timer of periodic validations (a task while leading)."""
+        while True:
+            now = time.monotonic()
+            for sid in [s for s, due in self.due.items() if due <= now]:
+                try:
+                    await self.revalidate(sid)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # one store must not stop the others' validation
+                    log.warning("%s %s: periodic validation failed: %s", sid[0],
+                                "/".join(p for p in sid[1:] if p), e)
+                    self.due[sid] = time.monotonic() + self.ctx.config.retry_max_delay
+            nxt = min(self.due.values(), default=None)
+            self._wake.clear()
+            timeout = None if nxt is None else max(0.05, nxt - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def revalidate(self, sid: StoreId) -> None:
+        """One periodic validation: the status written only if the condition changed; the
+        ExternalSecrets registered again only if the credentials did (a rotated token)."""
+        kind, ns, name = sid
+        body = await self.ctx.api.get(store_path(kind, ns, name))
+        if body is None:
+            self.due.pop(sid, None)
+            self.keys.pop(sid, None)
+            return
+        before = self.keys.get(sid)
+        ok, reason, message = await self.validate(body)
+        new = status.store_status(body, ok, reason, message)
+        if new is not None:
+            await self.ctx.api.merge_patch(store_path(kind, ns, name) + "/status",
+                                           {"status": new})
+        self.schedule(body)
+        if self.keys.get(sid) != before:
+            await self.on_new_credentials(sid)
+
+    def unused(self, used: set[StoreKey]) -> list[Provider]:
+        """Take out the providers that neither ``used`` nor a store validation needs."""
+        keep = used | {k for k in self.keys.values() if k is not None}
+        return [self.providers.pop(k) for k in [k for k in self.providers if k not in keep]]

@@ -1,0 +1,133 @@
+"""The controller's Prometheus metrics, served on ``GET /metrics`` (docs/metrics.md).
+
+One :class:`Metrics` per controller, in its own ``prometheus_client`` registry (no
+process-global state: tests run several). Names follow Prometheus' conventions (a
+``secretops_`` prefix, base units, counters end in ``_total``) and mirror those Sealed Secrets'
+and ESO's users already alert on; docs/metrics.md maps them.
+
+Labels carry names of objects, providers, operations and fixed reasons only: never a value nor
+anything computed from one. The per-object condition gauges
+(``secretops_sealedsecret_condition``, ``secretops_externalsecret_status_condition``) hold
+one series per object, condition and status (1 for the current status, 0 for the others,
+as ESO's ``externalsecret_status_condition``; ``Unknown`` only once it has been the status)
+and drop an object's series when it is deleted
+(:meth:`ConditionGauge.forget`), so their cardinality follows the objects that exist.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from importlib import metadata
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from secretops_controller.conditions import STATUSES, UNKNOWN
+
+
+class ConditionGauge:
+    """``<name>{namespace, name, condition, status}``: 1 for an object's current status of
+    each condition, 0 for the other statuses; :meth:`forget` removes the object's series."""
+
+    def __init__(self, name: str, documentation: str, registry: CollectorRegistry) -> None:
+        self.gauge = Gauge(name, documentation, ["namespace", "name", "condition", "status"],
+                           registry=registry)
+        self._seen: dict[tuple[str, str], set[str]] = {}
+        self._unknown: set[tuple[str, str, str, str]] = set()  # Unknown series that exist
+
+    def set(self, namespace: str, name: str, condition: str, status: str) -> None:
+        self._seen.setdefault((namespace, name), set()).add(condition)
+        # True and False always (as ESO); Unknown only while it is the status, which these
+        # conditions never are today: each series costs ~0.85 KiB, times every object
+        for s in STATUSES:
+            if s != UNKNOWN or status == UNKNOWN:
+                self.gauge.labels(namespace, name, condition, s).set(1 if s == status else 0)
+            elif (namespace, name, condition, s) in self._unknown:
+                self.gauge.labels(namespace, name, condition, s).set(0)
+        if status == UNKNOWN:
+            self._unknown.add((namespace, name, condition, status))
+
+    def forget(self, namespace: str, name: str) -> None:
+        for condition in self._seen.pop((namespace, name), ()):
+            for s in STATUSES:
+                with contextlib.suppress(KeyError):  # Unknown may never have been set
+                    self.gauge.remove(namespace, name, condition, s)
+                self._unknown.discard((namespace, name, condition, s))
+
+    def clear(self) -> None:
+        self.gauge.clear()
+        self._seen.clear()
+        self._unknown.clear()
+
+
+def _version() -> str:
+    try:
+        return metadata.version("secretops-controller")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        from secretops import __version__
+
+        return __version__
+
+
+class Metrics:
+    """Every metric of the controller, both halves."""
+
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry()
+        self.build_info = Gauge("secretops_build_info",
+                                "Always 1; the controller's version and Python's as labels",
+                                ["version", "python_version"], registry=r)
+        self.build_info.labels(_version(), platform.python_version()).set(1)
+        self.leader = Gauge("secretops_leader",
+                            "1 while this replica holds the leader Lease (its handlers run)",
+                            registry=r)
+        self.reconcile_duration = Histogram(
+            "secretops_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
+            registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+        # ---- SealedSecrets
+        self.unseals = Counter("secretops_unseals_total",
+                               "SealedSecrets unsealed into a Secret", registry=r)
+        self.unseal_errors = Counter("secretops_unseal_errors_total",
+                                     "SealedSecrets that could not be unsealed or written",
+                                     ["reason"], registry=r)
+        self.sealing_keys = Gauge("secretops_sealing_keys", "Keys in the sealing key ring",
+                                  registry=r)
+        self.newest_key_created = 0.0
+        self.newest_key_age = Gauge("secretops_newest_sealing_key_age_seconds",
+                                    "Age of the newest sealing key", registry=r)
+        self.newest_key_age.set_function(
+            lambda: time.time() - self.newest_key_created if self.newest_key_created else 0.0)
+        self.sealed_condition = ConditionGauge(
+            "secretops_sealedsecret_condition",
+            "1 for the current status of each condition of a SealedSecret, 0 for the others",
+            r)
+        # ---- ExternalSecrets
+        self.provider_calls = Counter(
+            "secretops_provider_calls_total", "Requests made to external secret providers",
+            ["provider", "operation", "result"], registry=r)
+        self.cache_entries = Gauge(
+            "secretops_externalsecret_cache_entries",
+            "Distinct (store, credentials, remote key) entries in the scheduler's cache",
+            registry=r)
+        self.syncs = Counter(
+            "secretops_externalsecret_syncs_total",
+            "ExternalSecret syncs by outcome (the Ready condition's reason)", ["reason"],
+            registry=r)
+        self.external_condition = ConditionGauge(
+            "secretops_externalsecret_status_condition",
+            "1 for the current status of each condition of an ExternalSecret, 0 for the others",
+            r)
+
+    def forget_conditions(self) -> None:
+        """Drop every per-object condition series (this replica stops or starts leading)."""
+        self.sealed_condition.clear()
+        self.external_condition.clear()
+
+    def observe_provider_call(self, provider: str, operation: str, result: str) -> None:
+        """A provider request: ``result`` is ``ok`` or an error kind (``NotFound``...). Pass
+        it to providers as their ``observe``."""
+        self.provider_calls.labels(provider, operation, result).inc()
+
+
+__all__ = ["ConditionGauge", "Metrics"]
