@@ -139,6 +139,7 @@ def _parse_pem(data: bytes) -> Any:
 
 def load_keys(data: bytes, source: str) -> list[BitnamiKey]:
     """Every private key in a Bitnami key backup (List, Secret(s) or PEM)."""
+    from secretops.sealing.keyring import secret_field
     from secretops.sealing.serialize import load_documents
 
     raw: list[bytes] = []
@@ -146,8 +147,9 @@ def load_keys(data: bytes, source: str) -> list[BitnamiKey]:
         raw.append(data)
     else:
         for doc in load_documents(data, source):
-            name = (doc.get("metadata") or {}).get("name", "?")
-            tls = (doc.get("data") or {}).get("tls.key") if doc.get("kind") == "Secret" else None
+            name = secret_field(doc, "metadata", source).get("name", "?")
+            tls = secret_field(doc, "data", source).get("tls.key") \
+                if doc.get("kind") == "Secret" else None
             if not isinstance(tls, str):
                 raise SecretOpsError(
                     f"{doc.get('kind')} {name!r} has no tls.key: not a Sealed Secrets key",
