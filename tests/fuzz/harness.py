@@ -29,6 +29,7 @@ target once on a seed before fuzzing (:func:`warm`), so a child inherits a warm 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import hashlib
 import json
 import os
@@ -112,6 +113,7 @@ def _child(target: Target, data: bytes, wfd: int, memory: int) -> None:
     """In the forked child: limits, the target, one JSON line on ``wfd``, ``os._exit``."""
     report: dict[str, object]
     try:
+        faulthandler.disable()  # a crash is reported by the parent, not dumped into the log
         os.setpgid(0, 0)  # its own process group: the parent kills gpg with it
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         with open("/proc/self/statm") as f:

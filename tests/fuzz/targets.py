@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from secretops.core.agemsg import AgeMessageError
 from secretops.core.cipher import CipherError
-from secretops.errors import SecretOpsError
+from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeyMismatch
 from secretops.keys.age import AgePluginError
 from secretops.keys.pgp import GpgError
@@ -321,6 +321,9 @@ def _eso_run(data: bytes) -> None:
 
 # --- the controller's request bodies -----------------------------------------------------------
 
+_CODES = {int(c) for c in ExitCode}
+
+
 def _controller_run(op: str) -> Callable[[bytes], None]:
     def run(data: bytes) -> None:
         from secretops.sealing.worker import _sealed
@@ -331,8 +334,10 @@ def _controller_run(op: str) -> Callable[[bytes], None]:
                "recipients": [seeds.recipient()], "format": "yaml"}
         reply = _sealed(job)
         assert set(reply) in ({"ok"}, {"error"}), reply
-        if "error" in reply:
-            assert isinstance(reply["error"]["message"], str)
+        if "error" in reply:  # the refusal the endpoint answers 409 with
+            err = reply["error"]
+            assert isinstance(err["message"], str) and err["code"] in _CODES, err
+            raise SecretOpsError(err["message"], code=ExitCode(err["code"]))
     return run
 
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from tests.fuzz.harness import FUZZ_DATA, run_input, warm
 from tests.fuzz.targets import FUZZ
 
-DEFAULT_EXAMPLES = int(os.environ.get("SECRETOPS_FUZZ_DEFAULT_EXAMPLES", "25"))
+DEFAULT_EXAMPLES = int(os.environ.get("SECRETOPS_FUZZ_DEFAULT_EXAMPLES", "40"))
 LONG_EXAMPLES = int(os.environ.get("SECRETOPS_FUZZ_EXAMPLES", "2000"))
 _HEALTH = list(HealthCheck)
 _warmed: set[str] = set()
