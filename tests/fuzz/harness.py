@@ -56,7 +56,7 @@ MEMORY_LIMIT = int(os.environ.get("SECRETOPS_FUZZ_MEMORY_MB", "256")) << 20
 #: thread stack (secretops.jsonload.on_big_stack), gpg's and Python's arenas.
 AS_HEADROOM = 1 << 30
 _MAX_SHOWN = 1500
-_SLOW = 1.0  # seconds: inputs this slow are reported in the long run's summary
+MAX_SAVED = 8 << 20  # bytes: a seed in the repository is small
 
 
 class FuzzFailure(AssertionError):
@@ -213,8 +213,11 @@ def _fail(target: Target, data: bytes, report: dict[str, object]) -> None:
     name = f"{re.sub(r'[^a-z0-9]+', '-', kind.lower()).strip('-')[:40]}-" \
            f"{hashlib.sha256(sig.encode()).hexdigest()[:10]}{target.ext}"
     path = save_dir() / target.name / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+    if len(data) <= MAX_SAVED:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    else:  # a strategy that made an input this large is itself at fault
+        path = Path(f"(not saved: {len(data):,} bytes, over {MAX_SAVED:,})")
     shown = repr(data[:_MAX_SHOWN]) + (f" … ({len(data)} bytes)" if len(data) > _MAX_SHOWN
                                        else "")
     raise FuzzFailure(f"{target.name}: {what}\ninput: {shown}\nsaved to {path}\n"

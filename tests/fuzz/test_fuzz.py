@@ -48,11 +48,16 @@ def test_target(name: str, data: st.DataObject) -> None:
 @pytest.mark.fuzz
 @pytest.mark.timeout(0)
 @pytest.mark.parametrize("name", sorted(FUZZ))
-@settings(max_examples=LONG_EXAMPLES, derandomize=False, database=None, deadline=None,
-          suppress_health_check=_HEALTH, print_blob=True)
-@given(data=st.data())
-def test_long(name: str, data: st.DataObject) -> None:
-    _fuzz(name, data)
+def test_long(name: str) -> None:
+    examples = max(1, int(LONG_EXAMPLES * FUZZ[name].weight))
+
+    @settings(max_examples=examples, derandomize=False, database=None, deadline=None,
+              suppress_health_check=_HEALTH, print_blob=True)
+    @given(data=st.data())
+    def run(data: st.DataObject) -> None:
+        _fuzz(name, data)
+
+    run()
 
 
 def _saved() -> list[Path]:
