@@ -154,6 +154,10 @@ def _construct(parser: Any, node: Any) -> Any:
     except RecursionError:
         # a collection used as a mapping key is built recursively by PyYAML; nothing else is
         raise LimitError("a mapping key or a chain of merge keys nests too deeply") from None
+    except (ValueError, TypeError, OverflowError, IndexError, KeyError, AttributeError):
+        # an explicit tag the text does not fit (``!!int apiVersion``, ``!!int ''``,
+        # ``!!binary é``, ``!!float []``): PyYAML's constructors raise plain exceptions
+        raise FormatError("a value does not fit its YAML tag (such as !!int on text)") from None
 
 
 def _parse(data: bytes | str, strings: bool) -> list[Any]:

@@ -66,7 +66,10 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
                                     "pass --config if it lives elsewhere",))
     cfg = load_config(cfg_path)
     rule = cfg.rule_for(file)
-    assert rule is not None
+    if rule is None:  # sops: "no matching creation rules found"
+        raise SecretOpsError("the config has no creation_rules: nothing says which keys this "
+                             "file should have", code=ExitCode.ERROR_READING_CONFIG,
+                             file=str(cfg_path))
     fmt = input_type or format_for_path(file)
     data = read_input(file, rewrite=True)
     opened = api.open_file(data, format=fmt, env=env, options=cfg.store_options(fmt))

@@ -43,8 +43,10 @@ from secretops.sealing.format import (
     SealedParts,
     SealedValueError,
     TemplateNotBoundError,
+    mapping_of,
     sealed_manifest,
     secret_values,
+    string_map,
     template_digest,
 )
 
@@ -139,6 +141,7 @@ def _parse_pem(data: bytes) -> Any:
 
 def load_keys(data: bytes, source: str) -> list[BitnamiKey]:
     """Every private key in a Bitnami key backup (List, Secret(s) or PEM)."""
+    from secretops.sealing.keyring import secret_field
     from secretops.sealing.serialize import load_documents
 
     raw: list[bytes] = []
@@ -146,8 +149,9 @@ def load_keys(data: bytes, source: str) -> list[BitnamiKey]:
         raw.append(data)
     else:
         for doc in load_documents(data, source):
-            name = (doc.get("metadata") or {}).get("name", "?")
-            tls = (doc.get("data") or {}).get("tls.key") if doc.get("kind") == "Secret" else None
+            name = secret_field(doc, "metadata", source).get("name", "?")
+            tls = secret_field(doc, "data", source).get("tls.key") \
+                if doc.get("kind") == "Secret" else None
             if not isinstance(tls, str):
                 raise SecretOpsError(
                     f"{doc.get('kind')} {name!r} has no tls.key: not a Sealed Secrets key",
@@ -203,13 +207,15 @@ def _bound(scope: Scope, namespace: str, name: str) -> tuple[str, str]:
 
 
 def _template(spec: Mapping[str, Any]) -> dict[str, Any]:
-    tpl = spec.get("template") or {}
-    tmeta = tpl.get("metadata") or {}
+    tpl = mapping_of(spec.get("template"), "spec.template", SealedValueError)
+    tmeta = mapping_of(tpl.get("metadata"), "spec.template.metadata", SealedValueError)
     out_meta: dict[str, Any] = {}
-    if tmeta.get("labels"):
-        out_meta["labels"] = dict(tmeta["labels"])
+    labels = string_map(tmeta.get("labels"), "spec.template.metadata.labels", SealedValueError)
+    if labels:
+        out_meta["labels"] = labels
     annotations: dict[str, str] = {}
-    for k, v in (tmeta.get("annotations") or {}).items():
+    for k, v in string_map(tmeta.get("annotations"), "spec.template.metadata.annotations",
+                           SealedValueError).items():
         if k in (CLUSTER_WIDE_ANNOTATION, NAMESPACE_WIDE_ANNOTATION, *LAST_APPLIED_ANNOTATIONS):
             continue
         annotations[TRANSLATED.get(k, k)] = v
@@ -221,8 +227,9 @@ def _template(spec: Mapping[str, Any]) -> dict[str, Any]:
     template["type"] = tpl.get("type") or "Opaque"
     if tpl.get("immutable") is not None:
         template["immutable"] = bool(tpl["immutable"])
-    if tpl.get("data"):
-        template["data"] = dict(tpl["data"])
+    data = string_map(tpl.get("data"), "spec.template.data", SealedValueError)
+    if data:
+        template["data"] = data
     return template
 
 
@@ -241,16 +248,20 @@ def convert(bitnami: Mapping[str, Any], keys: Sequence[BitnamiKey],
 
     if bitnami.get("kind") != "SealedSecret" or bitnami.get("apiVersion") != API_VERSION:
         raise SealedValueError(f"not a Bitnami SealedSecret (apiVersion {API_VERSION})")
-    meta = bitnami.get("metadata") or {}
-    spec = bitnami.get("spec") or {}
+    # every field read through mapping_of/string_map: a field of the wrong kind is exit 161
+    meta = mapping_of(bitnami.get("metadata"), "metadata", SealedValueError)
+    spec = mapping_of(bitnami.get("spec"), "spec", SealedValueError)
     name = meta.get("name") or ""
-    if not name:
+    if not isinstance(name, str) or not name:
         raise SealedValueError("metadata.name is missing")
+    if not isinstance(meta.get("namespace") or "", str):
+        raise SealedValueError("metadata.namespace must be a string")
     if namespace and meta.get("namespace") and meta["namespace"] != namespace:
         raise SecretOpsError(f"the SealedSecret is in namespace {meta['namespace']!r}, not "
                              f"{namespace!r}", code=ExitCode.CONFLICTING_PARAMETERS)
     ns = meta.get("namespace") or namespace or ""
-    sc = secret_scope(meta.get("annotations"))
+    sc = secret_scope(string_map(meta.get("annotations"), "metadata.annotations",
+                                 SealedValueError))
     if scope and Scope(scope) is not sc:
         raise SecretOpsError(
             f"--scope {Scope(scope).value} conflicts with the Bitnami SealedSecret's scope "
@@ -267,7 +278,7 @@ def convert(bitnami: Mapping[str, Any], keys: Sequence[BitnamiKey],
             path=TEMPLATE_PATH,
             hints=("review the template, then convert with --bind-template to bind it to the "
                    "values",))
-    encrypted = spec.get("encryptedData") or {}
+    encrypted = string_map(spec.get("encryptedData"), "spec.encryptedData", SealedValueError)
     values: dict[str, bytes] = {}
     if encrypted:
         for key, blob in encrypted.items():

@@ -319,7 +319,10 @@ class SealedParts:
     recipients: list[str]
 
 
-def _mapping(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, Any]:
+def mapping_of(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, Any]:
+    """A manifest's field that must be a mapping (absent: empty); ``error`` names ``what``
+    otherwise. Every reader of a manifest's fields goes through this or :func:`string_map`:
+    a field of the wrong kind is a typed error, never an ``AttributeError``."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -327,8 +330,9 @@ def _mapping(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, An
     return value
 
 
-def _str_map(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, str]:
-    m = _mapping(value, what, error)
+def string_map(value: Any, what: str, error: type[SecretOpsError]) -> dict[str, str]:
+    """A field that must map strings to strings (``data``, ``labels``, …)."""
+    m = mapping_of(value, what, error)
     for k, v in m.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise error(f"{what} must map strings to strings")
@@ -341,13 +345,13 @@ def secret_values(secret: Mapping[str, Any]) -> dict[str, bytes]:
         raise SecretOpsError("not a Secret manifest (expected apiVersion v1, kind Secret)",
                              code=ExitCode.INVALID_INPUT)
     out: dict[str, bytes] = {}
-    for k, v in _str_map(secret.get("data"), "data", SecretOpsError).items():
+    for k, v in string_map(secret.get("data"), "data", SecretOpsError).items():
         try:
             out[k] = base64.b64decode(v, validate=True)
         except (binascii.Error, ValueError):
             raise SecretOpsError("not base64", code=ExitCode.INVALID_INPUT,
                                  path=f'["data"]["{k}"]') from None
-    for k, v in _str_map(secret.get("stringData"), "stringData", SecretOpsError).items():
+    for k, v in string_map(secret.get("stringData"), "stringData", SecretOpsError).items():
         out[k] = v.encode("utf-8")
     return out
 
@@ -358,11 +362,11 @@ def template_of(secret: Mapping[str, Any]) -> dict[str, Any]:
     last-applied annotations are dropped: they hold the whole plaintext Secret; so are
     kubeseal's scope annotations, which the sealing reads (``sealed.annotated_scope``).
     """
-    meta = _mapping(secret.get("metadata"), "metadata", SecretOpsError)
+    meta = mapping_of(secret.get("metadata"), "metadata", SecretOpsError)
     tmeta: dict[str, Any] = {}
-    labels = _str_map(meta.get("labels"), "metadata.labels", SecretOpsError)
+    labels = string_map(meta.get("labels"), "metadata.labels", SecretOpsError)
     annotations = {
-        k: v for k, v in _str_map(meta.get("annotations"), "metadata.annotations",
+        k: v for k, v in string_map(meta.get("annotations"), "metadata.annotations",
                                   SecretOpsError).items()
         if k not in LAST_APPLIED_ANNOTATIONS and k not in SCOPE_ANNOTATIONS
     }
@@ -404,8 +408,8 @@ def parse_sealed(obj: Any, namespace: str | None = None) -> SealedParts:
             obj.get("apiVersion", "")).startswith("bitnami.com/") else ()
         raise SealedValueError(
             f"apiVersion {obj.get('apiVersion')!r} is not {API_VERSION}", hints=hint)
-    meta = _mapping(obj.get("metadata"), "metadata", SealedValueError)
-    spec = _mapping(obj.get("spec"), "spec", SealedValueError)
+    meta = mapping_of(obj.get("metadata"), "metadata", SealedValueError)
+    spec = mapping_of(obj.get("spec"), "spec", SealedValueError)
     name = meta.get("name")
     if not isinstance(name, str) or not name:
         raise SealedValueError("metadata.name is missing")
@@ -419,19 +423,19 @@ def parse_sealed(obj: Any, namespace: str | None = None) -> SealedParts:
     scope = spec.get("scope")
     if scope is not None and not isinstance(scope, str):
         raise SealedValueError("spec.scope must be a string")
-    template = _mapping(spec.get("template"), "spec.template", SealedValueError)
+    template = mapping_of(spec.get("template"), "spec.template", SealedValueError)
     recipients = spec.get("recipients") or []
     if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
         raise SealedValueError("spec.recipients must be a list of strings")
     return SealedParts(
         name=name, namespace=ns, scope=Scope.parse(scope),
-        encrypted=_str_map(spec.get("encryptedData"), "spec.encryptedData", SealedValueError),
+        encrypted=string_map(spec.get("encryptedData"), "spec.encryptedData", SealedValueError),
         template=dict(template), recipients=list(recipients),
     )
 
 
 def template_data(template: Mapping[str, Any]) -> dict[str, str]:
-    return _str_map(template.get("data"), "spec.template.data", SealedValueError)
+    return string_map(template.get("data"), "spec.template.data", SealedValueError)
 
 
 def template_digest(template: Mapping[str, Any]) -> bytes:
@@ -471,13 +475,13 @@ def secret_manifest(parts: SealedParts, data: Mapping[str, bytes],
     With ``owner_uid`` (the controller knows it), the Secret gets an ownerReference with
     ``controller: true`` unless the template asks to skip it.
     """
-    tmeta = _mapping(parts.template.get("metadata"), "spec.template.metadata",
+    tmeta = mapping_of(parts.template.get("metadata"), "spec.template.metadata",
                      SealedValueError)
     meta: dict[str, Any] = {"name": parts.name}
     if parts.namespace:
         meta["namespace"] = parts.namespace
-    labels = _str_map(tmeta.get("labels"), "spec.template.metadata.labels", SealedValueError)
-    annotations = _str_map(tmeta.get("annotations"), "spec.template.metadata.annotations",
+    labels = string_map(tmeta.get("labels"), "spec.template.metadata.labels", SealedValueError)
+    annotations = string_map(tmeta.get("annotations"), "spec.template.metadata.annotations",
                            SealedValueError)
     if labels:
         meta["labels"] = labels

@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from secretops.errors import ExitCode, SecretOpsError
+from secretops.sealing.format import mapping_of
 
 KEY_LABEL = "secretops.dev/sealing-key"
 KEY_DATA = "age.key"
@@ -138,23 +139,40 @@ def load_identities(data: bytes, source: str) -> IdentitySet:
     return identities_from_secrets(docs, source)
 
 
+class KeyFileError(SecretOpsError):
+    """A key file (``--identity``, ``--bitnami-key``) that holds no usable key."""
+
+    code = ExitCode.INVALID_KEY
+
+
+def secret_field(doc: Mapping[str, Any], name: str, source: str) -> dict[str, Any]:
+    """A Secret's ``metadata``, ``data`` or ``stringData`` as a mapping (absent: empty); a
+    field of another kind is a :class:`KeyFileError`, not an ``AttributeError``."""
+    try:
+        return mapping_of(doc.get(name), name, KeyFileError)
+    except KeyFileError as e:
+        raise e.with_file(source) from None
+
+
 def identities_from_secrets(docs: Iterable[Mapping[str, Any]], source: str) -> IdentitySet:
     """Identities from key-ring Secrets (``data["age.key"]``); other objects are an error."""
     out = IdentitySet()
     for doc in docs:
-        name = (doc.get("metadata") or {}).get("name", "?")
+        name = secret_field(doc, "metadata", source).get("name", "?")
         if doc.get("kind") != "Secret":
             raise SecretOpsError(f"{doc.get('kind')} {name!r} is not a key-ring Secret",
                                  code=ExitCode.INVALID_KEY, file=source)
-        raw = (doc.get("data") or {}).get(KEY_DATA)
+        raw = secret_field(doc, "data", source).get(KEY_DATA)
         if raw is not None:
             try:
+                if not isinstance(raw, str):
+                    raise ValueError
                 text = base64.b64decode(raw, validate=True).decode("utf-8")
             except (binascii.Error, ValueError):
                 raise SecretOpsError(f"Secret {name!r}: data.{KEY_DATA} is not base64 text",
                                      code=ExitCode.INVALID_KEY, file=source) from None
         else:
-            plain = (doc.get("stringData") or {}).get(KEY_DATA)
+            plain = secret_field(doc, "stringData", source).get(KEY_DATA)
             if not isinstance(plain, str):
                 raise SecretOpsError(
                     f"Secret {name!r} has no {KEY_DATA}: not a key-ring Secret",

@@ -241,7 +241,7 @@ def merge_into(sealed: Mapping[str, Any], values: Mapping[str, bytes],
     out = copy.deepcopy(dict(sealed))
     new = sealed_manifest(SealedParts(parts.name, parts.namespace, parts.scope, encrypted,
                                       template, names))
-    out["spec"] = {**out.get("spec", {}), **new["spec"]}
+    out["spec"] = {**(out.get("spec") or {}), **new["spec"]}  # parse_sealed took null as {}
     out["spec"]["encryptedData"] = new["spec"]["encryptedData"]
     return out
 
@@ -314,7 +314,7 @@ def reseal_sealed(sealed: Mapping[str, Any], identities: IdentitySet | Sequence[
     out = copy.deepcopy(dict(sealed))
     new = sealed_manifest(SealedParts(parts.name, parts.namespace, parts.scope, encrypted,
                                       parts.template, list(recips.names)))
-    out["spec"] = {**out.get("spec", {}), **new["spec"]}
+    out["spec"] = {**(out.get("spec") or {}), **new["spec"]}  # parse_sealed took null as {}
     return out
 
 

@@ -43,6 +43,7 @@ def load_documents(data: bytes, source: str = "<input>") -> list[dict[str, Any]]
         docs = yamlload.load_all(text, source)
     out: list[dict[str, Any]] = []
     for doc in docs:
+        _json_only(doc, source)
         if doc is None:
             continue
         if not isinstance(doc, dict):
@@ -56,6 +57,37 @@ def load_documents(data: bytes, source: str = "<input>") -> list[dict[str, Any]]
         else:
             out.append(doc)
     return out
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _json_only(doc: Any, source: str) -> None:
+    """Refuse what YAML tags make and a Kubernetes object cannot hold (its API takes JSON):
+    bytes (``!!binary``), timestamps, sets, keys of those kinds. Walked without recursion,
+    each shared (aliased) node once."""
+    stack, seen = [doc], set()
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict | list):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
+            if isinstance(node, list):
+                stack.extend(node)
+                continue
+            for key, value in node.items():
+                if not isinstance(key, _JSON_SCALARS):
+                    raise _not_json(key, source)
+                stack.append(value)
+        elif not isinstance(node, _JSON_SCALARS):
+            raise _not_json(node, source)
+
+
+def _not_json(value: Any, source: str) -> FormatError:
+    return FormatError(f"a YAML {type(value).__name__} value (a timestamp, !!binary or !!set): a "
+                       "Kubernetes object holds JSON values only", file=source,
+                       hints=("quote it to make it a string",))
 
 
 def detect_format(data: bytes) -> str:

@@ -640,16 +640,24 @@ class YamlStore:
         return DEFAULT_INDENT
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
+        try:
+            return self._emit(docs, metadata, layout).encode("utf-8")
+        except UnicodeEncodeError:
+            # bytes that are not UTF-8, read from a dotenv, INI or binary file (surrogate
+            # escapes): a YAML file cannot hold them
+            raise FormatError("the output would hold bytes that are not UTF-8 (from the input "
+                              "file), which a YAML file cannot hold") from None
+
+    def _emit(self, docs: list[Branch], metadata: Branch | None, layout: Any) -> str:
         if isinstance(layout, Layout) and not layout.reemit and len(layout.docs) == len(docs):
-            text = _splice(self, docs, metadata, layout)
-            return (("\ufeff" if layout.bom else "") + text).encode("utf-8")
+            return ("\ufeff" if layout.bom else "") + _splice(self, docs, metadata, layout)
         parts = []
         for i, doc in enumerate(docs):
             body = emit_document(doc, self.indent_for(layout, i)) if doc or not metadata else ""
             if metadata is not None:
                 body += emit_entry("sops", metadata, self.indent_for(layout, i))
             parts.append(body)
-        return "---\n".join(parts).encode("utf-8")
+        return "---\n".join(parts)
 
 
 def _leaves(node: Any, out: list[Any]) -> None:

@@ -107,12 +107,12 @@ def _get(node: Any, path: tuple[Any, ...]) -> Any:
 
 
 @st.composite
-def mutated_files(draw: st.DrawFn) -> tuple[str, str, bytes]:
-    """(origin, format, file bytes): a seed with one to three mutations of its metadata or
-    of its ENC values."""
+def mutated_files(draw: st.DrawFn, fmt: str | None = None) -> tuple[str, str, bytes]:
+    """(origin, format, file bytes): a seed (of ``fmt``, or any) with one to three mutations of
+    its metadata or of its ENC values."""
     import copy
 
-    origin, fmt, seed = draw(st.sampled_from(seeds()))
+    origin, fmt, seed = draw(st.sampled_from([s for s in seeds() if fmt in (None, s[1])]))
     doc = copy.deepcopy(seed)
     for _ in range(draw(st.integers(1, 3))):
         mutate = draw(st.sampled_from(MUTATIONS))
@@ -178,3 +178,137 @@ def _age_enc(draw: st.DrawFn, doc: dict[str, Any]) -> None:
 MUTATIONS: list[Callable[[st.DrawFn, dict[str, Any]], None]] = [
     _replace, _remove, _grow, _enc, _enc, _age_enc,
 ]
+
+
+# --- trees of any manifest ----------------------------------------------------------------------
+
+@st.composite
+def tree_mutations(draw: st.DrawFn, seed_files: list[bytes]) -> bytes:
+    """A YAML or JSON manifest (or a list of them) with one to three nodes replaced by a value
+    of another shape, removed, or repeated: every field of the right name with a wrong value."""
+    import copy
+
+    from secretops.sealing.serialize import load_documents
+
+    docs = []
+    for data in seed_files:
+        try:
+            docs.append((data.lstrip().startswith(b"{"), load_documents(data)))
+        except Exception: # a seed that is not a manifest (a key file)
+            continue
+    as_json, doc = draw(st.sampled_from(docs))
+    doc = copy.deepcopy(doc)
+    for _ in range(draw(st.integers(1, 3))):
+        paths = _paths(doc)[1:]
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = _get(doc, path[:-1])
+        how = draw(st.sampled_from(["replace", "replace", "remove", "repeat"]))
+        if how == "remove":
+            del parent[path[-1]]
+        elif how == "repeat" and isinstance(parent[path[-1]], list):
+            parent[path[-1]] = parent[path[-1]] * draw(st.integers(2, 70))
+        else:
+            parent[path[-1]] = draw(SHAPES)
+    items = doc if len(doc) != 1 else doc[0]
+    if isinstance(items, list):
+        items = {"apiVersion": "v1", "kind": "List", "items": items}
+    return dump(items, "json" if as_json else "yaml")
+
+
+# --- age messages -------------------------------------------------------------------------------
+
+_ARGS = ["X25519", "scrypt", "ssh-ed25519", "ssh-rsa", "piv-p256", "x-grease", "", "é",
+         "A" * 300, "-", "-> X25519", "AAAA", "==", "\x00"]
+
+
+def _dearmor(text: bytes) -> bytes:
+    import base64
+
+    body = b"".join(text.strip().splitlines()[1:-1])
+    return base64.b64decode(body)
+
+
+@st.composite
+def age_mutations(draw: st.DrawFn, messages: list[bytes]) -> bytes:
+    """An age message changed where its header's grammar is: stanzas repeated (to and past
+    the 64-stanza limit), a stanza's type or arguments replaced, a body line longer or shorter
+    than 64 columns, the MAC line or the payload cut or grown; armored again (maybe with other
+    line lengths) or left binary."""
+    import base64
+
+    raw = _dearmor(draw(st.sampled_from(messages)))
+    head, sep, payload = raw.partition(b"\n--- ")
+    mac, _, body = payload.partition(b"\n")
+    lines = head.split(b"\n")
+    stanzas = [i for i, ln in enumerate(lines) if ln.startswith(b"-> ")]
+    how = draw(st.sampled_from(["repeat", "args", "body", "mac", "payload", "version"]))
+    if how == "repeat" and stanzas:
+        i = draw(st.sampled_from(stanzas))
+        block = lines[i:i + 2]
+        lines[i:i + 2] = block * draw(st.sampled_from([2, 63, 64, 65, 400]))
+    elif how == "args" and stanzas:
+        i = draw(st.sampled_from(stanzas))
+        args = lines[i].split(b" ")
+        j = draw(st.integers(1, len(args)))
+        args[j:j + 1] = [draw(st.sampled_from(_ARGS)).encode()] * draw(st.integers(0, 3))
+        lines[i] = b" ".join(args)
+    elif how == "body" and stanzas:
+        i = draw(st.sampled_from(stanzas)) + 1
+        if i < len(lines):
+            lines[i] = lines[i][:draw(st.integers(0, 80))] + b"A" * draw(st.sampled_from(
+                [0, 1, 64, 65, 5000]))
+    elif how == "mac":
+        mac = mac[:draw(st.integers(0, len(mac)))] + draw(st.sampled_from([b"", b"=", b"A"]))
+    elif how == "payload":
+        body = body[:draw(st.integers(0, len(body)))] + b"\0" * draw(st.sampled_from(
+            [0, 1, 16, 2000]))
+    else:
+        lines[0] = draw(st.sampled_from([b"age-encryption.org/v2", b"age", b"",
+                                         b"age-encryption.org/v1 "]))
+    raw = b"\n".join(lines) + sep + mac + b"\n" + body
+    if draw(st.integers(0, 4)) == 0:
+        return raw
+    b64 = base64.b64encode(raw).decode()
+    width = draw(st.sampled_from([64, 64, 63, 76, 1000]))
+    wrapped = "\n".join(b64[i:i + width] for i in range(0, len(b64), width))
+    return ("-----BEGIN AGE ENCRYPTED FILE-----\n" + wrapped
+            + "\n-----END AGE ENCRYPTED FILE-----\n").encode()
+
+
+# --- sealed values ------------------------------------------------------------------------------
+
+@st.composite
+def sealed_value_mutations(draw: st.DrawFn, values: list[bytes]) -> bytes:
+    """A sealed value changed where its layout is (docs/crypto.md): the version, the scope
+    code, a length prefix (over or under what follows), a header field, the template digest,
+    the wrapped age message (its header mutated as above), the nonce or ciphertext."""
+    import base64
+    import struct
+
+    raw = bytearray(base64.b64decode(draw(st.sampled_from(values))))
+    how = draw(st.sampled_from(["byte", "length", "cut", "grow", "age"]))
+    if how == "byte":
+        at = draw(st.integers(0, min(len(raw) - 1, 200)))
+        raw[at] = draw(st.integers(0, 255))
+    elif how == "length":
+        at = draw(st.integers(6, max(6, min(len(raw) - 4, 120))))
+        struct.pack_into(">H", raw, at, draw(st.sampled_from([0, 1, 0xFFFF, 40, 300])))
+    elif how == "cut":
+        raw = raw[:draw(st.integers(0, len(raw)))]
+    elif how == "grow":
+        at = draw(st.integers(0, len(raw)))
+        raw[at:at] = draw(st.binary(min_size=1, max_size=64)) * draw(st.sampled_from([1, 500]))
+    else:
+        start = raw.find(b"age-encryption.org/v1")
+        if start > 4:
+            (n,) = struct.unpack_from(">I", raw, start - 4)
+            message = bytes(raw[start:start + n])
+            armored = b"-----BEGIN AGE ENCRYPTED FILE-----\n" + base64.b64encode(message) + \
+                b"\n-----END AGE ENCRYPTED FILE-----\n"
+            new = draw(age_mutations([armored]))
+            if new.startswith(b"-----"):
+                new = _dearmor(new)
+            raw[start - 4:start + n] = struct.pack(">I", len(new)) + new
+    return base64.b64encode(bytes(raw))

@@ -18,7 +18,7 @@ from secretops.eso import KINDS, convert_all
 from secretops.sealing.serialize import load_documents
 from tests.helpers import secretops
 
-DATA = Path(__file__).parent / "testdata" / "eso"
+DATA = Path(__file__).parent.parent / "testdata" / "eso"
 VECTORS = [d for f in sorted(DATA.glob("*.yaml"))
            for d in load_documents(f.read_bytes(), f.name)]
 NAMES = ["spec", "provider", "vault", "aws", "auth", "tokenSecretRef", "appRole", "kubernetes",
