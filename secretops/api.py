@@ -105,7 +105,7 @@ def encrypt(
     the matching ``.sops.yaml`` creation rule for ``filename``. ``selection`` takes sops's rules
     (``encrypted_regex="^(data|stringData)$"``, …).
     """
-    from secretops.keys import make_recipients, wrap_data_key
+    from secretops.keys.datakey import make_recipients, wrap_data_key
     from secretops.keys.specs import from_env, from_flags
 
     env = os.environ if env is None else env
@@ -196,7 +196,8 @@ def open_file(
     ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
     (see :mod:`secretops.core.document`), and saves remembering one IV per value.
     """
-    from secretops.keys import DEFAULT_DECRYPTION_ORDER, lazy_identities, recover_data_key
+    from secretops.keys import DEFAULT_DECRYPTION_ORDER
+    from secretops.keys.datakey import lazy_identities, recover_data_key
 
     env = os.environ if env is None else env
     store, loaded = _load(data, format, options or StoreOptions())
@@ -337,7 +338,7 @@ def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: i
     Every value gets a new ciphertext (new key, new IVs), ``lastmodified`` and ``mac`` change,
     selection rules and the layout stay. Nothing is written: the caller writes atomically.
     """
-    from secretops.keys import make_recipients, wrap_data_key
+    from secretops.keys.datakey import make_recipients, wrap_data_key
 
     env = os.environ if env is None else env
     recipients = make_recipients([g for g in groups if g], env)

@@ -106,7 +106,7 @@ def plan_update(metadata: Metadata, groups: Sequence[Sequence[KeySpec]],
 def apply_plan(metadata: Metadata, plan: KeyPlan, data_key: bytes,
                env: Mapping[str, str]) -> Metadata:
     """New metadata carrying the same data key for the plan's groups."""
-    from secretops.keys import make_recipients, wrap_data_key
+    from secretops.keys.datakey import make_recipients, wrap_data_key
 
     recipients = make_recipients(plan.groups, env)
     if plan.resplit or len(plan.groups) > 1:

@@ -27,7 +27,7 @@ shortly before their credentials expire).
 Failures are one line, never contain key material, and say what to fix: no credentials, an
 unreachable endpoint, access denied, or a wrong encryption context. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23) naming the ARN; a failed unwrap raises
-:class:`KmsError`, which :func:`secretops.keys.recover_data_key` reports under the key's ARN
+:class:`KmsError`, which :func:`secretops.keys.datakey.recover_data_key` reports under the key's ARN
 (decrypt then exits 128 if no other key fits).
 
 boto3 is imported only when a client is first needed.

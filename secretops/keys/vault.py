@@ -35,8 +35,9 @@ back-off). Failures are one line naming the key URI and never contain key materi
 unreachable, no token, permission denied (with the policy path that is missing), a ciphertext
 older than the key's ``min_decryption_version``. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23); a failed unwrap raises
-:class:`VaultTransitError`, which :func:`secretops.keys.recover_data_key` reports (decrypt then
-exits 128 if no other key fits); a failed rewrap raises ``SecretOpsError`` with exit 128.
+:class:`VaultTransitError`, which :func:`secretops.keys.datakey.recover_data_key` reports
+(decrypt then exits 128 if no other key fits); a failed rewrap raises ``SecretOpsError``
+with exit 128.
 
 hvac is imported only when a client is first built.
 """

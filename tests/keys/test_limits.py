@@ -22,7 +22,7 @@ from pyrage import x25519
 from secretops import api
 from secretops.core.limits import MAX_AGE_STANZAS, MAX_KEY_ENTRIES
 from secretops.core.metadata import KeyEntry
-from secretops.keys import make_recipients
+from secretops.keys.datakey import make_recipients
 from secretops.keys.specs import from_flags
 from tests.helpers import CANARY, AgeKey, Result, secretops
 

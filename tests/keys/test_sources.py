@@ -10,8 +10,9 @@ import pytest
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import NoKeyError
-from secretops.keys import SOURCES, Identity, KeyMismatch, lazy_identities, recover_data_key
+from secretops.keys import SOURCES, Identity, KeyMismatch
 from secretops.keys.age import AgeRecipient, generate, load_identities
+from secretops.keys.datakey import lazy_identities, recover_data_key
 
 KMS = KeyEntry("kms", {"arn": "arn:aws:kms:eu-west-1:111122223333:key/x", "role": "",
                        "context": {}, "created_at": "2026-01-01T00:00:00Z", "enc": "AAAA",
@@ -100,7 +101,7 @@ def test_decrypting_an_age_and_kms_file_with_age_never_imports_boto3(tmp_path: o
     code = (
         "import os, sys\n"
         "from secretops.core.metadata import KeyEntry, Metadata\n"
-        "from secretops.keys import lazy_identities, recover_data_key\n"
+        "from secretops.keys.datakey import lazy_identities, recover_data_key\n"
         "from secretops.keys.age import AgeRecipient, generate\n"
         "secret, recipient = generate()\n"
         "os.environ['SOPS_AGE_KEY'] = secret\n"
