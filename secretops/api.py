@@ -52,8 +52,8 @@ __all__ = [
 _COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?:#[^\n]*)?")
 
 
-def _as_list(value: Sequence[str] | str) -> list[str] | str:
-    return value if isinstance(value, str) else list(value)
+def _as_list(value: Sequence[str] | str | None) -> list[str] | str:
+    return value if isinstance(value, str) else list(value or ())
 
 
 def _now() -> str:
@@ -83,31 +83,32 @@ def encrypt(
     format: str | None = None,
     output_format: str | None = None,
     filename: str | None = None,
-    age: Sequence[str] | str = (),
-    kms: Sequence[str] | str = (),
-    encryption_context: Mapping[str, str] | str | None = None,
-    aws_profile: str | None = None,
-    hc_vault_transit: Sequence[str] | str = (),
-    pgp: Sequence[str] | str = (),
+    age: Sequence[str] | str | None = (),
     key_groups: Sequence[Sequence[KeySpec]] | None = None,
     shamir_threshold: int = 0,
     mac_only_encrypted: bool | None = None,
     config: str | None = None,
     env: Mapping[str, str] | None = None,
-    **selection: str | None,
+    **options: Any,
 ) -> bytes:
     """Encrypt plaintext ``data``; returns the encrypted file's bytes.
 
-    Master keys come from ``age``, ``kms`` (with ``encryption_context`` and ``aws_profile``),
-    ``hc_vault_transit`` and ``pgp`` (lists, or comma-separated strings as on the command line),
-    or ``key_groups`` (lists of :class:`~secretops.keys.specs.KeySpec`); else from
-    ``$SOPS_AGE_RECIPIENTS``, ``$SOPS_KMS_ARN``, ``$SOPS_VAULT_URIS``, ``$SOPS_PGP_FP``; else from
-    the matching ``.sops.yaml`` creation rule for ``filename``. ``selection`` takes sops's rules
-    (``encrypted_regex="^(data|stringData)$"``, …).
+    Master keys come from ``age`` and the other key sources' keywords — the name of their flag:
+    ``kms`` (with ``encryption_context`` and ``aws_profile``), ``hc_vault_transit``, ``pgp`` —
+    (lists, or comma-separated strings as on the command line), or ``key_groups`` (lists of
+    :class:`~secretops.keys.specs.KeySpec`); else from the sources' variables
+    (``$SOPS_AGE_RECIPIENTS``, ``$SOPS_KMS_ARN``, ``$SOPS_VAULT_URIS``, ``$SOPS_PGP_FP``); else
+    from the matching ``.sops.yaml`` creation rule for ``filename``. The other keywords are
+    sops's selection rules (``encrypted_regex="^(data|stringData)$"``, …).
     """
+    from secretops.core.selection import RULE_FIELDS
     from secretops.keys.datakey import make_recipients, wrap_data_key
-    from secretops.keys.specs import from_env, from_flags
+    from secretops.keys.specs import check_keywords, from_env, from_flags
 
+    selection = {k: v for k, v in options.items() if k in RULE_FIELDS}
+    keys = {k: v if isinstance(v, str | Mapping) or v is None else list(v)
+            for k, v in options.items() if k not in RULE_FIELDS}
+    check_keywords(keys)
     env = os.environ if env is None else env
     fmt = format or (format_for_path(filename) if filename else "yaml")
     out_fmt = output_format or fmt
@@ -132,9 +133,7 @@ def encrypt(
         )
     groups: list[list[KeySpec]] = [list(g) for g in key_groups] if key_groups else []
     if not groups:
-        given = from_flags(age=_as_list(age), kms=_as_list(kms),
-                           encryption_context=encryption_context, aws_profile=aws_profile,
-                           hc_vault_transit=_as_list(hc_vault_transit), pgp=_as_list(pgp))
+        given = from_flags(age=_as_list(age), **keys)
         if given:
             groups = [given]
     rule = None

@@ -52,6 +52,7 @@ def _comment(fmt: str) -> bytes:
 
 def _trailer(metadata: object, fmt: str) -> bytes:
     from secretops.core.metadata import Metadata
+    from secretops.keys import describe_entry
 
     assert isinstance(metadata, Metadata)
     c = _comment(fmt)
@@ -60,7 +61,7 @@ def _trailer(metadata: object, fmt: str) -> bytes:
     for n, group in enumerate(metadata.key_groups):
         prefix = f"group {n + 1}: " if many else ""
         for entry in group:
-            lines.append(c + b" " + (prefix + entry.describe()).encode("utf-8", "replace"))
+            lines.append(c + b" " + (prefix + describe_entry(entry)).encode("utf-8", "replace"))
     if many:
         lines.append(c + f" shamir threshold: {metadata.shamir_threshold or 'all'}".encode())
     return b"\n".join(lines) + b"\n"

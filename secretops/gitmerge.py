@@ -142,9 +142,9 @@ def merge_branch(base: Branch, ours: Branch, theirs: Branch, path: list[str | in
 
 
 def _key_set(metadata: Any) -> Any:
-    from secretops.keyops import _identity
+    from secretops.keys import key_identity
 
-    return (tuple(tuple(sorted(_identity(e.kind, e.fields) for e in g))
+    return (tuple(tuple(sorted(key_identity(e.kind, e.fields) for e in g))
                   for g in metadata.key_groups),
             metadata.shamir_threshold if len(metadata.key_groups) > 1 else 0)
 

@@ -22,14 +22,8 @@ _COMMON_VALUES = {
 }
 _VALUES = {
     "decrypt": {**_COMMON_VALUES, "--extract": "extract"},
-    "encrypt": {
+    "encrypt": {  # and every key source's flags and settings: see _values
         **_COMMON_VALUES,
-        "--age": "age",
-        "--kms": "kms",
-        "--encryption-context": "encryption_context",
-        "--aws-profile": "aws_profile",
-        "--hc-vault-transit": "hc_vault_transit",
-        "--pgp": "pgp",
         "--encrypted-regex": "encrypted_regex",
         "--unencrypted-regex": "unencrypted_regex",
         "--encrypted-suffix": "encrypted_suffix",
@@ -45,11 +39,25 @@ _FLAGS = {
 }
 
 
+def _values(command: str) -> dict[str, str]:
+    """The options taking a value: for ``encrypt`` with the key sources' flags and settings
+    (read from their records only then, so a decrypt does not import them)."""
+    if command != "encrypt":
+        return _VALUES[command]
+    from secretops.keys import sources
+
+    keys = {}
+    for src in sources():
+        keys[f"--{src.flag}"] = src.keyword
+        keys.update((o.flag, o.name) for o in src.options)
+    return {**_VALUES[command], **keys}
+
+
 def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
     if not argv or argv[0] not in _VALUES:
         return None
     command, args = argv[0], argv[1:]
-    values, flags = _VALUES[command], _FLAGS[command]
+    values, flags = _values(command), _FLAGS[command]
     opts: dict[str, Any] = {}
     files: list[str] = []
     i = 0

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE
+from secretops.cli._common import FORMAT_CHOICE, key_flags
 
 TEMPLATES = {
     "yaml": b"# A new secrets file: replace this with your data. It is encrypted when you\n"
@@ -28,10 +28,7 @@ FALLBACK_EDITORS = ("vim", "nano", "vi")
 @click.option("--ignore-mac", is_flag=True, help="Open the file even if its MAC does not match.")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use for a new file.")
-@click.option("--age", metavar="RECIPIENTS", help="age recipients for a new file.")
-@click.option("--kms", metavar="ARNS", help="AWS KMS key ARNs for a new file.")
-@click.option("--hc-vault-transit", metavar="URIS", help="Vault transit keys for a new file.")
-@click.option("--pgp", metavar="FINGERPRINTS", help="PGP fingerprints for a new file.")
+@key_flags("edit")
 def command(file: str, input_type: str | None, ignore_mac: bool, config_path: str | None,
             **keys: str | None) -> None:
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
@@ -109,9 +106,7 @@ def _encrypt_new(plaintext: bytes, file: str, fmt: str, config_path: str | None,
     from secretops import api
 
     return api.encrypt(plaintext, format=fmt, filename=file, config=config_path,
-                       age=keys.get("age") or (), kms=keys.get("kms") or (),
-                       hc_vault_transit=keys.get("hc_vault_transit") or (),
-                       pgp=keys.get("pgp") or ())
+                       **cast(dict[str, Any], keys))
 
 
 def _editor() -> list[str]:

@@ -6,25 +6,12 @@ from typing import Any, cast
 
 import click
 
-from secretops.cli._common import io_options
+from secretops.cli._common import io_options, key_flags
 
 
 @click.command("encrypt")
 @io_options
-@click.option("--age", "age", metavar="RECIPIENTS",
-              help="Comma-separated age recipients (age1…, ssh-ed25519 …, plugins). "
-                   "Default: $SOPS_AGE_RECIPIENTS, then .sops.yaml.")
-@click.option("--kms", metavar="ARNS",
-              help="Comma-separated AWS KMS key ARNs (ARN+ROLE_ARN to assume a role). "
-                   "Default: $SOPS_KMS_ARN.")
-@click.option("--encryption-context", metavar="K:V,…",
-              help="KMS encryption context for every --kms key.")
-@click.option("--aws-profile", metavar="NAME", help="AWS profile for the --kms keys.")
-@click.option("--hc-vault-transit", metavar="URIS",
-              help="Comma-separated Vault transit keys, e.g. "
-                   "https://vault:8200/v1/transit/keys/NAME. Default: $SOPS_VAULT_URIS.")
-@click.option("--pgp", metavar="FPRS",
-              help="Comma-separated PGP fingerprints (through gpg). Default: $SOPS_PGP_FP.")
+@key_flags("encrypt")
 @click.option("--encrypted-regex", metavar="RE", help="Encrypt only keys matching RE.")
 @click.option("--unencrypted-regex", metavar="RE", help="Leave keys matching RE in clear.")
 @click.option("--encrypted-suffix", metavar="S", help="Encrypt only keys ending in S.")
@@ -43,10 +30,8 @@ from secretops.cli._common import io_options
                    "rules, and unchanged values keep their ciphertext (a minimal diff).")
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
-            age: str | None, kms: str | None, encryption_context: str | None,
-            aws_profile: str | None, hc_vault_transit: str | None, pgp: str | None,
             mac_only_encrypted: bool | None, shamir: int, reuse: str | None,
-            **selection: str | None) -> None:
+            **options: str | None) -> None:
     """Encrypt FILE (or standard input) and print the result.
 
     \b
@@ -58,19 +43,16 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
     from secretops.cli._actions import run_encrypt
 
     if reuse is not None:
-        given = [age, kms, encryption_context, aws_profile, hc_vault_transit, pgp,
-                 mac_only_encrypted, shamir or None, output_type, *selection.values()]
+        # every key flag and setting, and every selection rule
+        given = [*options.values(), mac_only_encrypted, shamir or None, output_type]
         _reencrypt(file, reuse, in_place, output, input_type, filename_override,
                    config_path, conflicting=any(v is not None for v in given))
         return
 
     run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
-                config_path=config_path, age=age, kms=kms,
-                encryption_context=encryption_context, aws_profile=aws_profile,
-                hc_vault_transit=hc_vault_transit, pgp=pgp,
-                mac_only_encrypted=mac_only_encrypted, shamir=shamir,
-                **cast(dict[str, Any], selection))
+                config_path=config_path, mac_only_encrypted=mac_only_encrypted, shamir=shamir,
+                **cast(dict[str, Any], options))
 
 
 def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,

@@ -53,7 +53,7 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
     from secretops.core.metadata import Metadata
     from secretops.errors import MetadataError
     from secretops.fileio import read_input, write_file
-    from secretops.keys.vault import KIND, rewrap_metadata
+    from secretops.keys import rewrapper, source
     from secretops.stores import StoreOptions, format_for_path, get_store
 
     env = os.environ
@@ -65,9 +65,13 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
     if loaded.metadata is None:
         raise MetadataError("sops metadata not found: the file is not encrypted")
     metadata = Metadata.from_wire(loaded.metadata)
-    if not any(k.kind == KIND for k in metadata.all_keys()):
+    vault = source("hc_vault")
+    rewrap = rewrapper(vault)
+    assert rewrap is not None
+    if not any(k.kind == vault.kind for k in metadata.all_keys()):
         return f"{file}: no Vault transit keys, left unchanged"
-    new_meta, changes = rewrap_metadata(metadata, env)
+    vault.check_available()
+    new_meta, changes = rewrap.rewrap(metadata, env)
     if not changes:
         return f"{file}: already at the newest key versions, left unchanged"
     # The metadata-only rewrite of api.rewrite_metadata, without decrypting: the data key is

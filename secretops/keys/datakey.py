@@ -29,7 +29,10 @@ from secretops.keys import (
     KeyMismatch,
     Recipient,
     SourceUnavailable,
-    _source,
+    describe_entry,
+    identity,
+    recipient,
+    source,
 )
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ def make_recipients(groups: Sequence[Sequence[KeySpec]],
         raise LimitExceededError(
             f"{total} master keys in {len(groups)} key groups: a file may list at most "
             f"{MAX_KEY_ENTRIES} keys in at most {MAX_KEY_GROUPS} groups")
-    return [[_source(s.kind).recipient(s.fields, env) for s in group] for group in groups]
+    return [[recipient(s, env) for s in group] for group in groups]
 
 
 def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity]:
@@ -56,7 +59,7 @@ def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity
     out: list[Identity] = []
     for kind in dict.fromkeys(k.kind for k in metadata.all_keys()):
         if kind in SOURCES:
-            ident = _source(kind).identity(env)
+            ident = identity(kind, env)
             if ident is not None:
                 out.append(ident)
     return out
@@ -71,7 +74,7 @@ def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
 
     def lookup(kind: str) -> list[Identity]:
         if kind not in cache:
-            ident = _source(kind).identity(env) if kind in SOURCES else None
+            ident = identity(kind, env) if kind in SOURCES else None
             cache[kind] = [ident] if ident is not None else []
         return cache[kind]
 
@@ -124,19 +127,19 @@ def recover_data_key(
         failures.append(
             f"only {len(shares)} of the {threshold} key groups needed could be opened"
         )
-    hints = [*failures] + (
-        ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
-         "~/.config/sops/age/keys.txt"]
-        if any(k.kind == "age" for k in metadata.all_keys()) else []
-    ) + (
-        ["for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
-         "gpg --list-secret-keys shows what it has"]
-        if any(k.kind == "pgp" for k in metadata.all_keys()) else []
-    )
+    present = {k.kind for k in metadata.all_keys()}
+    hints = [*failures] + [h for h in (_no_identity_hint(k) for k in SOURCES if k in present) if h]
     if refused:
         first = sorted(refused, key=lambda e: not isinstance(e, LimitExceededError))[0]
         raise type(first)(first.message, hints=failures)
     raise NoKeyError("no identity available could decrypt the data key", hints=hints)
+
+
+def _no_identity_hint(kind: str) -> str:
+    try:
+        return source(kind).no_identity_hint
+    except SourceUnavailable:  # already listed among the failures
+        return ""
 
 
 def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity]],
@@ -149,10 +152,10 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
             try:
                 candidates = lookup(kind)
             except SourceUnavailable as e:
-                failures.append(f"{entry.describe()}: {e.message}")
+                failures.append(f"{describe_entry(entry)}: {e.message}")
                 continue
             if not candidates:
-                failures.append(f"{entry.describe()}: no {kind} identity available")
+                failures.append(f"{describe_entry(entry)}: no {kind} identity available")
                 continue
             for ident in candidates:
                 try:
@@ -160,23 +163,23 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
                 except KeyMismatch:
                     continue
                 except LimitExceededError as e:
-                    failures.append(f"{entry.describe()}: {e.message}")
+                    failures.append(f"{describe_entry(entry)}: {e.message}")
                     refused.append(e)
                     break
                 except Exception as e:  # a failing source must not stop the others
-                    failures.append(f"{entry.describe()}: {e}")
+                    failures.append(f"{describe_entry(entry)}: {e}")
                     break
                 if len(got) != size:  # sops would fail on it later (exit 25): try the others
                     what = "share of the data key" if size == SHARE_SIZE else "data key"
                     err = DecryptionError(
-                        f"the {what} unwrapped from {entry.describe()} is {len(got)} bytes, "
+                        f"the {what} unwrapped from {describe_entry(entry)} is {len(got)} bytes, "
                         f"not {size}: the key entry was altered")
                     failures.append(err.message)
                     refused.append(err)
                     break
                 return got
             else:
-                failures.append(f"{entry.describe()}: none of the {kind} identities fits")
+                failures.append(f"{describe_entry(entry)}: none of the {kind} identities fits")
     return None
 
 

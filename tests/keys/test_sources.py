@@ -10,7 +10,7 @@ import pytest
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import NoKeyError
-from secretops.keys import SOURCES, Identity, KeyMismatch
+from secretops.keys import Identity, KeyMismatch
 from secretops.keys.age import AgeRecipient, generate, load_identities
 from secretops.keys.datakey import lazy_identities, recover_data_key
 
@@ -70,12 +70,13 @@ def test_failure_lists_every_source_and_why(monkeypatch: pytest.MonkeyPatch) -> 
     other, _ = generate()
     monkeypatch.setenv("SOPS_AGE_KEY", other)
     meta = Metadata(key_groups=[[AgeRecipient(recipient).wrap(os.urandom(32)), KMS]])
-    monkeypatch.setitem(SOURCES, "kms", "secretops.keys.no_such_module")
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as without the aws extra
     with pytest.raises(NoKeyError) as info:
         recover_data_key(meta, lazy_identities(os.environ))
     hints = "\n".join(info.value.hints)
     assert f"age recipient {recipient}: none of the age identities fits" in hints
-    assert f"AWS KMS key {KMS.fields['arn']}: the kms key source is not available" in hints
+    assert (f"AWS KMS key {KMS.fields['arn']}: the AWS KMS key source needs the Python package "
+            "boto3, which is not installed") in hints
 
 
 def test_a_mismatch_moves_on_to_the_next_identity() -> None:
