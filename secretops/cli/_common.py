@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-FORMAT_CHOICE = click.Choice(["yaml", "json", "dotenv", "ini", "binary"])
+from secretops.stores import FORMATS
+
+FORMAT_CHOICE = click.Choice(FORMATS)
 
 
 def io_options(f: Callable[..., Any]) -> Callable[..., Any]:

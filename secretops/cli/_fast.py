@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-_FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 OUTPUT_FAILED = 3  # ExitCode.COULD_NOT_WRITE_OUTPUT, without importing errors here
 _COMMON_VALUES = {
     "--output": "output",
@@ -85,8 +84,10 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
         i += 1
     if len(files) > 1:
         return None
+    from secretops.stores import FORMATS  # the command imports it anyway
+
     for key in ("input_type", "output_type"):
-        if key in opts and opts[key] not in _FORMATS:
+        if key in opts and opts[key] not in FORMATS:
             return None
     if files:
         opts["file"] = files[0]

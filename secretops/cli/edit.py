@@ -10,15 +10,6 @@ import click
 
 from secretops.cli._common import FORMAT_CHOICE, key_flags
 
-TEMPLATES = {
-    "yaml": b"# A new secrets file: replace this with your data. It is encrypted when you\n"
-            b"# save and close the editor; leave it unchanged to create nothing.\n"
-            b"password: change-me\n",
-    "json": b'{\n    "password": "change-me"\n}\n',
-    "dotenv": b"PASSWORD=change-me\n",
-    "ini": b"[secrets]\npassword = change-me\n",
-    "binary": b"change me\n",
-}
 FALLBACK_EDITORS = ("vim", "nano", "vi")
 
 
@@ -48,7 +39,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import read_input, write_file
     from secretops.privatefile import Terminated, private_file
-    from secretops.stores import format_for_path
+    from secretops.stores import BY_NAME, format_for_path
 
     fmt = input_type or format_for_path(file)
     editor = _editor()
@@ -59,7 +50,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                                    ignore_mac=ignore_mac, options=_options(file, fmt, config_path))
             plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
         else:
-            plaintext = TEMPLATES[fmt]
+            plaintext = BY_NAME[fmt].template
             _encrypt_new(plaintext, file, fmt, config_path, keys)  # fail early: no keys
         with private_file(os.path.basename(file), plaintext) as path:
             while True:
