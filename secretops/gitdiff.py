@@ -80,7 +80,7 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     """The text git should diff for the blob ``data`` of the file called ``name``."""
     if not looks_like_sops(data):
         return data
-    from secretops import api
+    from secretops import fileops
     from secretops.errors import MacMismatchError, MetadataError, NoKeyError, SecretOpsError
     from secretops.stores import format_for_path
 
@@ -89,10 +89,10 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     warning = b""
     try:
         try:
-            opened = api.open_file(data, format=fmt, env=env, keep_ivs=False)
+            opened = fileops.open_file(data, format=fmt, env=env, keep_ivs=False)
         except MacMismatchError:
             warning = c + b" secretops: MAC MISMATCH: this version was changed outside sops\n"
-            opened = api.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
+            opened = fileops.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
     except MetadataError:  # the markers were there by chance: not an encrypted file
         return data
     except NoKeyError:

@@ -5,7 +5,7 @@ asks for and returns a :class:`KeyPlan`: what is added, removed and kept, and wh
 Shamir threshold changes. :func:`apply_plan` builds the new metadata:
 
 * the data key stays the same, so every value's ciphertext, ``lastmodified`` and ``mac`` stay
-  byte-identical (the metadata-only rewrite of :func:`secretops.api.rewrite_metadata`);
+  byte-identical (the metadata-only rewrite of :func:`secretops.fileops.rewrite_metadata`);
 * with one key group, entries of keys that stay keep their wrapped key as it was (a small
   diff), and only new keys wrap the data key;
 * when the number of groups or the threshold changes, the data key is split anew and every

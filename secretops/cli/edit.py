@@ -35,19 +35,21 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     A FILE that does not exist is created from a template, with keys from the flags, the
     SOPS_* variables or .sops.yaml. Exit 200 when nothing was changed (as sops).
     """
-    from secretops import api
+    from secretops import fileops
+    from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import read_input, write_file
+    from secretops.fileio import write_file
     from secretops.privatefile import Terminated, private_file
     from secretops.stores import BY_NAME, format_for_path
 
     fmt = input_type or format_for_path(file)
     editor = _editor()
-    opened: api.OpenedFile | None = None
+    opened: fileops.OpenedFile | None = None
     try:
         if os.path.exists(file):
-            opened = api.open_file(read_input(file, rewrite=True), format=fmt,
-                                   ignore_mac=ignore_mac, options=_options(file, fmt, config_path))
+            opened = open_path(file, rewrite=True, ignore_mac=ignore_mac,
+                               given=settings(file, input_type=fmt, config_path=config_path,
+                                              lenient=True))
             plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
         else:
             plaintext = BY_NAME[fmt].template
@@ -61,7 +63,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                     raise SecretOpsError("the file has not been changed; nothing was written",
                                          code=ExitCode.FILE_HAS_NOT_BEEN_MODIFIED)
                 try:
-                    result = (api.reencrypt_plaintext(opened, edited) if opened is not None
+                    result = (fileops.reencrypt_plaintext(opened, edited) if opened is not None
                               else _encrypt_new(edited, file, fmt, config_path, keys))
                 except SecretOpsError as e:
                     if e.code == ExitCode.INVALID_INPUT and _ask_again(e):
@@ -79,17 +81,6 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     except Terminated:
         raise SecretOpsError("interrupted; the file was not changed",
                              code=ExitCode.KEYBOARD_INTERRUPT, file=file) from None
-
-
-def _options(file: str, fmt: str, config_path: str | None) -> Any:
-    from secretops.config import find_config, load_config
-    from secretops.stores import StoreOptions
-
-    try:
-        cfg = find_config(file, os.environ, config_path)
-    except Exception:
-        return StoreOptions()
-    return load_config(cfg).store_options(fmt) if cfg else StoreOptions()
 
 
 def _encrypt_new(plaintext: bytes, file: str, fmt: str, config_path: str | None,

@@ -59,14 +59,11 @@ def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
                input_type: str | None, filename_override: str | None,
                config_path: str | None, conflicting: bool) -> None:
     """``encrypt --reuse``: the edited plaintext FILE as a new version of REUSE."""
-    import os
-
-    from secretops import api
+    from secretops import fileops
     from secretops.cli._actions import check_io, write_result
-    from secretops.config import find_config, load_config
+    from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import read_input
-    from secretops.stores import StoreOptions, format_for_path
 
     if conflicting:
         raise SecretOpsError(
@@ -75,15 +72,14 @@ def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
             code=ExitCode.CONFLICTING_PARAMETERS,
         )
     check_io(file, in_place, output)
-    fmt = input_type or format_for_path(filename_override or reuse)
-    cfg = find_config(reuse, os.environ, config_path)
-    options = load_config(cfg).store_options(fmt) if cfg else StoreOptions()
+    given = settings(reuse, input_type=input_type, name=filename_override,
+                     config_path=config_path)
     try:
-        opened = api.open_file(read_input(reuse), format=fmt, options=options)
+        opened = open_path(reuse, given=given)
     except SecretOpsError as e:
         raise e.with_file(reuse) from None
     try:
-        result = api.reencrypt_plaintext(opened, read_input(file, rewrite=in_place))
+        result = fileops.reencrypt_plaintext(opened, read_input(file, rewrite=in_place))
     except SecretOpsError as e:
         raise e.with_file(file if file != "-" else "<stdin>") from None
     write_result(result, file, in_place, output, private=False)

@@ -103,18 +103,15 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
     import os
     from datetime import UTC, datetime
 
-    from secretops import api
-    from secretops.config import find_config, load_config
-    from secretops.fileio import read_input, write_file
+    from secretops import fileops
+    from secretops.compose import open_path, settings
+    from secretops.fileio import write_file
     from secretops.keyops import rotation_groups
-    from secretops.stores import StoreOptions, format_for_path
 
     env = os.environ
-    fmt = input_type or format_for_path(file)
-    cfg_path = find_config(file, env, config_path)
-    options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
-    opened = api.open_file(read_input(file, rewrite=not dry_run), format=fmt, env=env,
-                           options=options)
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    fmt, options = given.format, given.options
+    opened = open_path(file, env=env, rewrite=not dry_run, given=given)
     why = ""
     if max_age is not None:
         from secretops.keyage import data_key_age
@@ -132,7 +129,7 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
         click.echo(f"{file}: note: {note}", err=True)
     if dry_run:
         return _Outcome(f"would rotate{': ' + why if why else ''}", due=True, rotated=False)
-    data = api.rotate(opened, groups, opened.metadata.shamir_threshold, env)
+    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
     write_file(file, data, private=False, rewrite=True)
     return _Outcome(f"rotated{': ' + why if why else ''}", due=True, rotated=True)
 

@@ -92,3 +92,10 @@ def get_store(name: str, options: StoreOptions | None = None) -> Store:
     module, _, cls = fmt.store.partition(":")
     store: Store = getattr(importlib.import_module(module), cls)(options or StoreOptions())
     return store
+
+
+def render_number(value: Any) -> str:
+    """A number, boolean or null as sops prints a scalar (``--extract`` of one value)."""
+    from secretops.stores._yamlscalar import render_number as render
+
+    return render(value)

@@ -133,13 +133,13 @@ def event(obj: Mapping[str, Any], reason: EsReason, message: str) -> None:
 
 
 def path(namespace: str, name: str | None = None) -> str:
-    return kube._path(f"/apis/{API}", namespace, "externalsecrets", name)
+    return kube.resource_path(f"/apis/{API}", namespace, "externalsecrets", name)
 
 
 def store_path(kind: str, namespace: str, name: str) -> str:
     if kind == stores.CLUSTER_KIND:
         return f"/apis/{API}/clustersecretstores/{name}"
-    return kube._path(f"/apis/{API}", namespace, "secretstores", name)
+    return kube.resource_path(f"/apis/{API}", namespace, "secretstores", name)
 
 
 def condition(old_status: Mapping[str, Any], ok: bool | None, reason: EsReason,
