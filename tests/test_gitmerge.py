@@ -1,4 +1,4 @@
-"""The value-by-value three-way merge of encrypted files (secretops.gitmerge)."""
+"""The value-by-value three-way merge of encrypted files (secretops.git.merge)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from secretops import fileops
 from secretops.core.tree import Branch, Comment, Seq, to_plain
-from secretops.gitmerge import MergeConflict, merge_branch, merge_files
+from secretops.git.merge import MergeConflict, merge_branch, merge_files
 from tests.helpers import AgeKey, data_of, make_age_key, secretops, sops
 
 BASE = "a: 1\nb: two\nlist:\n  - x\n  - y\n# note about c\nc:\n  d: old\n  e: keep\n"

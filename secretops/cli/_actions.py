@@ -101,7 +101,7 @@ def run_textconv(file: str) -> int:
     import os
 
     from secretops.fileio import read_bounded
-    from secretops.gitdiff import textconv
+    from secretops.git.textconv import textconv
 
     try:
         with open(file, "rb") as f:
@@ -117,7 +117,7 @@ def run_textconv(file: str) -> int:
     try:
         out = textconv(data, file, os.environ)
     except Exception as e:  # git stops `log -p` at the first failing textconv: never fail it
-        from secretops.gitdiff import unreadable
+        from secretops.git.textconv import unreadable
 
         sys.stderr.write(f"secretops: error: {file}: internal error ({type(e).__name__}) in "
                          "textconv; the file is shown masked\n")

@@ -43,7 +43,7 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
     """
     from secretops.errors import SecretOpsError
     from secretops.fileio import read_input, write_file
-    from secretops.gitmerge import MergeConflict, is_sops_file, merge_files
+    from secretops.git.merge import MergeConflict, is_sops_file, merge_files
     from secretops.stores import format_for_path
 
     name = path or ours

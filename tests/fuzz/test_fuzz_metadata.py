@@ -17,9 +17,9 @@ from hypothesis import HealthCheck, given, settings
 
 from secretops import api
 from secretops.errors import SecretOpsError
-from secretops.gitdiff import textconv
-from secretops.gitmerge import is_sops_file
-from secretops.guard import check_data
+from secretops.git.guard import check_data
+from secretops.git.merge import is_sops_file
+from secretops.git.textconv import textconv
 from tests.fuzz.strategies import KEY_FILE, mutated_files
 from tests.helpers import CANARY
 

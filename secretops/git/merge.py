@@ -42,7 +42,7 @@ MISSING: Any = object()
 
 def is_sops_file(data: bytes, fmt: str) -> bool:
     """Does this version of a file carry sops metadata? (A plain file never gets parsed.)"""
-    from secretops.gitdiff import looks_like_sops
+    from secretops.git.textconv import looks_like_sops
 
     if not looks_like_sops(data):
         return False
