@@ -151,8 +151,9 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
         for entry in (e for e in group if e.kind == kind):
             try:
                 candidates = lookup(kind)
-            except SourceUnavailable as e:
+            except SourceUnavailable as e:  # its extra is not installed: say which
                 failures.append(f"{describe_entry(entry)}: {e.message}")
+                failures += [h for h in e.hints if h not in failures]
                 continue
             if not candidates:
                 failures.append(f"{describe_entry(entry)}: no {kind} identity available")

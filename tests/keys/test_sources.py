@@ -77,6 +77,7 @@ def test_failure_lists_every_source_and_why(monkeypatch: pytest.MonkeyPatch) -> 
     assert f"age recipient {recipient}: none of the age identities fits" in hints
     assert (f"AWS KMS key {KMS.fields['arn']}: the AWS KMS key source needs the Python package "
             "boto3, which is not installed") in hints
+    assert "pip install 'secretops[aws]'" in hints
 
 
 def test_a_mismatch_moves_on_to_the_next_identity() -> None:
