@@ -95,7 +95,7 @@ def build_repo(repo: Path, env: dict[str, str], recipient: str, values: int,
     """Commit the encrypted Secret, then ``commits`` commits changing one value each
     (in-process with the library, so set-up takes seconds). Returns the first version's
     values and the changes."""
-    from secretops import api
+    from secretops import api, fileops
 
     repo.mkdir()
     _git(repo, env, "init", "-q", "-b", "main")
@@ -123,8 +123,8 @@ def build_repo(repo: Path, env: dict[str, str], recipient: str, values: int,
         for i in range(commits):
             section, key = keys[i % len(keys)]
             new = "".join(rng.choices(_ALNUM, k=40))
-            opened = api.open_file(data, format="yaml", env=env)
-            out = api.set_value(opened, [section, key], new)
+            opened = fileops.open_file(data, format="yaml", env=env)
+            out = fileops.set_value(opened, [section, key], new)
             assert out is not None
             data = out
             path.write_bytes(data)

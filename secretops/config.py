@@ -76,7 +76,7 @@ class Config(NamedTuple):
         """The index and content of the first creation rule matching ``file_path``: its
         ``path_regex`` is searched (unanchored) in the path relative to the config; a rule
         without one matches every file."""
-        return self.match_relative(_relative(file_path, self.directory))
+        return self.match_relative(relative_path(file_path, self.directory))
 
     def match_relative(self, rel: str) -> tuple[int, dict[str, Any]] | None:
         """:meth:`first_match` for a path already relative to the config's directory."""
@@ -93,7 +93,7 @@ class Config(NamedTuple):
         found = self.first_match(file_path)
         if found is not None:
             return self._parse_rule(found[1], found[0])
-        rel = _relative(file_path, self.directory)
+        rel = relative_path(file_path, self.directory)
         raise ConfigError(
             f"no creation rule matches {rel}",
             code=ExitCode.ERROR_READING_CONFIG,
@@ -119,7 +119,9 @@ class Config(NamedTuple):
         )
 
 
-def _relative(file_path: str, directory: Path) -> str:
+def relative_path(file_path: str, directory: Path) -> str:
+    """``file_path`` relative to the config's ``directory`` (as given or with links resolved),
+    which is what ``path_regex`` is searched in; else the path as given."""
     absolute = os.path.abspath(file_path)
     prefix = str(directory.resolve()) + os.sep
     real = os.path.realpath(file_path)

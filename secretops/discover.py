@@ -21,7 +21,7 @@ _MARKERS = (b"lastmodified", b"ENC[AES256_GCM")
 
 
 def _looks_encrypted(path: str) -> bool:
-    from secretops.api import is_encrypted
+    from secretops.fileops import is_encrypted
 
     try:
         with open(path, "rb") as f:

@@ -281,11 +281,11 @@ def _check(result: str) -> None:
     """The translation must survive the engine's own Go conversion unchanged, and parse."""
     from jinja2 import TemplateSyntaxError
 
-    from secretops.sealing.template import _env, convert_go
+    from secretops.sealing.template import convert_go, sandbox
 
     if convert_go(result) != result:
         raise Untranslatable("a string literal looks like a Go field reference (.name)")
     try:
-        _env().parse(result)
+        sandbox().parse(result)
     except TemplateSyntaxError as e:
         raise Untranslatable(f"the translation does not parse: {e.message}") from None

@@ -5,7 +5,7 @@ asks for and returns a :class:`KeyPlan`: what is added, removed and kept, and wh
 Shamir threshold changes. :func:`apply_plan` builds the new metadata:
 
 * the data key stays the same, so every value's ciphertext, ``lastmodified`` and ``mac`` stay
-  byte-identical (the metadata-only rewrite of :func:`secretops.api.rewrite_metadata`);
+  byte-identical (the metadata-only rewrite of :func:`secretops.fileops.rewrite_metadata`);
 * with one key group, entries of keys that stay keep their wrapped key as it was (a small
   diff), and only new keys wrap the data key;
 * when the number of groups or the threshold changes, the data key is split anew and every
@@ -22,31 +22,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from secretops.core.metadata import KeyEntry, Metadata
+from secretops.keys import SOURCES, describe, describe_entry, key_identity, source
 from secretops.keys.specs import KeySpec
-
-_IDENTITY_FIELDS = {
-    "age": ("recipient",),
-    "kms": ("arn", "role", "context", "aws_profile"),
-    "hc_vault": ("vault_address", "engine_path", "key_name"),
-    "pgp": ("fp",),
-}
-
-
-def _identity(kind: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
-    names = _IDENTITY_FIELDS.get(kind, tuple(sorted(fields)))
-    out: list[Any] = [kind]
-    for name in names:
-        value = fields.get(name) or ""
-        if isinstance(value, Mapping):
-            value = tuple(sorted((str(k), str(v)) for k, v in value.items()))
-        elif name == "fp":
-            value = str(value).upper()
-        out.append(value)
-    return tuple(out)
-
-
-def describe(kind: str, fields: Mapping[str, Any]) -> str:
-    return KeyEntry(kind, dict(fields)).describe()
 
 
 class KeyPlan(NamedTuple):
@@ -93,10 +70,10 @@ def plan_update(metadata: Metadata, groups: Sequence[Sequence[KeySpec]],
     added: list[list[str]] = []
     removed: list[list[str]] = []
     for n in range(max(len(groups), len(old))):
-        want = {_identity(s.kind, s.fields): s for s in (groups[n] if n < len(groups) else [])}
-        have = {_identity(e.kind, e.fields): e for e in (old[n] if n < len(old) else [])}
+        want = {key_identity(s.kind, s.fields): s for s in (groups[n] if n < len(groups) else [])}
+        have = {key_identity(e.kind, e.fields): e for e in (old[n] if n < len(old) else [])}
         added.append([describe(s.kind, s.fields) for k, s in want.items() if k not in have])
-        removed.append([e.describe() for k, e in have.items() if k not in want])
+        removed.append([describe_entry(e) for k, e in have.items() if k not in want])
     if len(groups) > 1 and (any(added) or any(removed)):
         resplit = True  # a group's own share cannot be recovered: every group gets a new one
     return KeyPlan([list(g) for g in groups], new_threshold, added, removed, old_threshold,
@@ -106,15 +83,15 @@ def plan_update(metadata: Metadata, groups: Sequence[Sequence[KeySpec]],
 def apply_plan(metadata: Metadata, plan: KeyPlan, data_key: bytes,
                env: Mapping[str, str]) -> Metadata:
     """New metadata carrying the same data key for the plan's groups."""
-    from secretops.keys import make_recipients, wrap_data_key
+    from secretops.keys.datakey import make_recipients, wrap_data_key
 
     recipients = make_recipients(plan.groups, env)
     if plan.resplit or len(plan.groups) > 1:
         groups = wrap_data_key(recipients, data_key, plan.threshold, os.urandom)
     else:
-        have = {_identity(e.kind, e.fields): e for e in metadata.key_groups[0]}
+        have = {key_identity(e.kind, e.fields): e for e in metadata.key_groups[0]}
         groups = [[
-            have.get(_identity(s.kind, s.fields)) or r.wrap(data_key)
+            have.get(key_identity(s.kind, s.fields)) or r.wrap(data_key)
             for s, r in zip(plan.groups[0], recipients[0], strict=True)
         ]]
     return Metadata(
@@ -134,9 +111,7 @@ _WRAP_ONLY = ("enc", "created_at")
 
 def spec_of(entry: KeyEntry) -> KeySpec:
     """The master key an entry was wrapped for, without its wrapped key."""
-    from secretops.keys.specs import KINDS
-
-    if entry.kind not in KINDS:
+    if entry.kind not in SOURCES:
         from secretops.errors import ExitCode, SecretOpsError
 
         raise SecretOpsError(
@@ -148,13 +123,8 @@ def spec_of(entry: KeyEntry) -> KeySpec:
 
 
 def _removes(spec: KeySpec, kind: str, fields: Mapping[str, Any]) -> bool:
-    """Whether ``--rm-*`` ``spec`` names this key (a KMS key by its ARN, and role if given)."""
-    if spec.kind != kind:
-        return False
-    if kind == "kms":
-        return bool(spec.fields.get("arn") == fields.get("arn") and (
-            not spec.fields.get("role") or spec.fields.get("role") == fields.get("role")))
-    return _identity(spec.kind, spec.fields) == _identity(kind, fields)
+    """Whether ``--rm-*`` ``spec`` names this key (as its source's record says)."""
+    return spec.kind == kind and source(kind).removes(spec.fields, fields)
 
 
 def rotation_groups(metadata: Metadata, add: Sequence[KeySpec],
@@ -166,15 +136,15 @@ def rotation_groups(metadata: Metadata, add: Sequence[KeySpec],
     groups = [[spec_of(e) for e in group
                if not any(_removes(r, e.kind, e.fields) for r in remove)]
               for group in metadata.key_groups] or [[]]
-    have = {_identity(s.kind, s.fields) for g in groups for s in g}
+    have = {key_identity(s.kind, s.fields) for g in groups for s in g}
     notes = [f"{describe(s.kind, s.fields)} is not in the file" for s in remove
              if not any(_removes(s, e.kind, e.fields) for e in metadata.all_keys())]
     for spec in add:
-        if _identity(spec.kind, spec.fields) in have:
+        if key_identity(spec.kind, spec.fields) in have:
             notes.append(f"{describe(spec.kind, spec.fields)} is already in the file")
         else:
             groups[0].append(spec)
-            have.add(_identity(spec.kind, spec.fields))
+            have.add(key_identity(spec.kind, spec.fields))
     if not any(groups):
         from secretops.errors import ExitCode, SecretOpsError
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from secretops.gitattrs import BROAD, globs_for_rules, regex_to_glob
+from secretops.git.attributes import BROAD, globs_for_rules, regex_to_glob
 from tests.helpers import git_init
 
 PATHS = [

@@ -1,4 +1,4 @@
-"""The value-by-value three-way merge of encrypted files (secretops.gitmerge)."""
+"""The value-by-value three-way merge of encrypted files (secretops.git.merge)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from secretops import api
+from secretops import fileops
 from secretops.core.tree import Branch, Comment, Seq, to_plain
-from secretops.gitmerge import MergeConflict, merge_branch, merge_files
+from secretops.git.merge import MergeConflict, merge_branch, merge_files
 from tests.helpers import AgeKey, data_of, make_age_key, secretops, sops
 
 BASE = "a: 1\nb: two\nlist:\n  - x\n  - y\n# note about c\nc:\n  d: old\n  e: keep\n"
@@ -100,9 +100,9 @@ def _enc(path: Path, text: str, *recipients: str) -> bytes:
 
 def _edit(data: bytes, path: Path, old: str, new: str) -> bytes:
     """Re-encrypt ``data`` with one value changed, the minimal-diff way."""
-    opened = api.open_file(data, format="yaml")
+    opened = fileops.open_file(data, format="yaml")
     plain = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout)).decode()
-    return api.reencrypt_plaintext(opened, plain.replace(old, new).encode())
+    return fileops.reencrypt_plaintext(opened, plain.replace(old, new).encode())
 
 
 def test_files_merge_and_keep_unchanged_ciphertext(tmp_path: Path, age_key: AgeKey,
@@ -148,15 +148,16 @@ def test_key_change_on_one_side_is_carried(tmp_path: Path, age_key: AgeKey,
 
     new = make_age_key(tmp_path, "new.txt")
     base = _enc(tmp_path / "s.yaml", BASE, age_key.recipient)
-    opened = api.open_file(base, format="yaml")
+    opened = fileops.open_file(base, format="yaml")
     groups = [[KeySpec("age", {"recipient": age_key.recipient}),
                KeySpec("age", {"recipient": new.recipient})]]
     plan = plan_update(opened.metadata, groups, 0)
-    theirs = api.rewrite_metadata(opened, apply_plan(opened.metadata, plan, opened.data_key, {}))
+    new_meta = apply_plan(opened.metadata, plan, opened.data_key, {})
+    theirs = fileops.rewrite_metadata(opened, new_meta)
     ours = _edit(base, tmp_path, "a: 1", "a: 2")
     merged = merge_files(base, ours, theirs, "yaml")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(new.path))
-    assert to_plain(api.open_file(merged, format="yaml").docs[0])["a"] == 2
+    assert to_plain(fileops.open_file(merged, format="yaml").docs[0])["a"] == 2
 
 
 def test_rotation_on_one_side_wins_and_values_move_to_its_key(
@@ -173,7 +174,7 @@ def test_rotation_on_one_side_wins_and_values_move_to_its_key(
     theirs = f.read_bytes()
     ours = _edit(base, tmp_path, "b: two", "b: 2")
     merged = merge_files(base, ours, theirs, "yaml")
-    theirs_key = api.open_file(theirs, format="yaml").data_key
+    theirs_key = fileops.open_file(theirs, format="yaml").data_key
     meta = Metadata.from_wire(get_store("yaml").load(merged).metadata)
     assert data_key_fits(meta, theirs_key)
     out = tmp_path / "m.yaml"

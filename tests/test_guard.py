@@ -9,7 +9,7 @@ import pytest
 
 from secretops import api
 from secretops.errors import ConfigError
-from secretops.guard import (
+from secretops.git.guard import (
     Finding,
     Policy,
     Verdict,
@@ -249,7 +249,7 @@ def test_allow_marker() -> None:
     ("a.yaml", "a.yml", False),
 ])
 def test_globs(glob: str, path: str, hit: bool) -> None:
-    from secretops.guard import _glob_hits
+    from secretops.git.guard import _glob_hits
 
     assert _glob_hits(glob_to_regex(glob), path) is hit
 

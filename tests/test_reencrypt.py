@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from secretops import api
+from secretops import api, fileops
 from secretops.core.metadata import Metadata
 from secretops.core.tree import Branch
 from secretops.stores.yaml import YamlStore
@@ -42,8 +42,8 @@ def encrypted(request: pytest.FixtureRequest, tmp_path: Path, age_key: AgeKey,
 
 
 def test_reencrypt_unchanged_touches_only_lastmodified_and_mac(encrypted: bytes) -> None:
-    opened = api.open_file(encrypted, format="yaml")
-    out = api.reencrypt(opened, lastmodified="2030-01-01T00:00:00Z")
+    opened = fileops.open_file(encrypted, format="yaml")
+    out = fileops.reencrypt(opened, lastmodified="2030-01-01T00:00:00Z")
     changed = _changed_lines(encrypted, out)
     assert len(changed) == 2
     assert changed[0].strip().startswith("lastmodified:") and "2030-01-01" in changed[0]
@@ -54,20 +54,20 @@ def test_reencrypt_unchanged_touches_only_lastmodified_and_mac(encrypted: bytes)
 def test_decrypted_text_encrypted_again_is_the_same_file(encrypted: bytes) -> None:
     """edit / encrypt --reuse with nothing changed: not one byte differs, for secretops's
     files and for sops's (repeated comments and list items keep their own ciphertexts)."""
-    opened = api.open_file(encrypted, format="yaml")
-    out = api.reencrypt_plaintext(opened, api.decrypt(encrypted, format="yaml"))
+    opened = fileops.open_file(encrypted, format="yaml")
+    out = fileops.reencrypt_plaintext(opened, api.decrypt(encrypted, format="yaml"))
     assert out == encrypted
 
 
 def test_changed_value_gets_a_fresh_iv_and_only_its_line_changes(encrypted: bytes) -> None:
-    opened = api.open_file(encrypted, format="yaml")
+    opened = fileops.open_file(encrypted, format="yaml")
     db = opened.docs[0].get("db")
     assert isinstance(db, Branch)
     new_db = Branch(("password", "n3w") if type(i) is tuple and i[0] == "password" else i
                     for i in db)
     docs = [Branch(("db", new_db) if type(i) is tuple and i[0] == "db" else i
                    for i in opened.docs[0])]
-    out = api.reencrypt(opened, docs, lastmodified="2030-01-01T00:00:00Z")
+    out = fileops.reencrypt(opened, docs, lastmodified="2030-01-01T00:00:00Z")
     changed = _changed_lines(encrypted, out)
     assert len(changed) == 3
     assert changed[0].strip().startswith("password: ENC[")
@@ -83,7 +83,7 @@ def test_metadata_rewrite_keeps_every_value_and_the_mac(
     from secretops.keys.age import AgeRecipient
     from tests.helpers import make_age_key
 
-    opened = api.open_file(encrypted, format="yaml")
+    opened = fileops.open_file(encrypted, format="yaml")
     second = make_age_key(tmp_path, "second.txt")
     meta = opened.metadata
     new = Metadata(
@@ -91,7 +91,7 @@ def test_metadata_rewrite_keeps_every_value_and_the_mac(
         lastmodified=meta.lastmodified, mac=meta.mac, selection=meta.selection,
         version=meta.version,
     )
-    out = api.rewrite_metadata(opened, new)
+    out = fileops.rewrite_metadata(opened, new)
     before = [ln for ln in encrypted.decode().splitlines() if "ENC[" in ln]
     after = [ln for ln in out.decode().splitlines() if "ENC[" in ln]
     assert before == after  # every value and the mac, byte for byte
@@ -122,4 +122,4 @@ def test_sops_made_files_are_reproduced_exactly_by_load_and_emit() -> None:
 def test_documents_with_differing_metadata_are_rejected() -> None:
     data = (TESTDATA / "sops" / "multidoc" / "hand-second-doc-mac-tampered.sops.yaml").read_bytes()
     with pytest.raises(Exception, match="different sops metadata"):
-        api.open_file(data, format="yaml", env={"HOME": os.environ["HOME"]})
+        fileops.open_file(data, format="yaml", env={"HOME": os.environ["HOME"]})

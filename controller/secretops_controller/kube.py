@@ -118,18 +118,19 @@ def login(kubeconfig: str | None = None) -> kopf.ConnectionInfo:
 
 
 def secrets(namespace: str, name: str | None = None) -> str:
-    return _path("/api/v1", namespace, "secrets", name)
+    return resource_path("/api/v1", namespace, "secrets", name)
 
 
 def configmaps(namespace: str, name: str | None = None) -> str:
-    return _path("/api/v1", namespace, "configmaps", name)
+    return resource_path("/api/v1", namespace, "configmaps", name)
 
 
 def sealedsecrets(namespace: str, name: str | None = None) -> str:
-    return _path(f"/apis/{SEALED_GROUP_VERSION}", namespace, "sealedsecrets", name)
+    return resource_path(f"/apis/{SEALED_GROUP_VERSION}", namespace, "sealedsecrets", name)
 
 
-def _path(prefix: str, namespace: str, plural: str, name: str | None) -> str:
+def resource_path(prefix: str, namespace: str, plural: str, name: str | None) -> str:
+    """The API path of a namespaced resource, or of its collection when ``name`` is None."""
     base = f"{prefix}/namespaces/{quote(namespace, safe='')}/{plural}"
     return f"{base}/{quote(name, safe='')}" if name else base
 

@@ -75,11 +75,10 @@ def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None =
 def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None = None,
                 input_type: str | None = None, output_type: str | None = None,
                 filename_override: str | None = None, config_path: str | None = None,
-                age: str | None = None, kms: str | None = None,
-                encryption_context: str | None = None, aws_profile: str | None = None,
-                hc_vault_transit: str | None = None, pgp: str | None = None,
                 mac_only_encrypted: bool | None = None, shamir: int = 0,
-                **selection: Any) -> None:
+                **options: Any) -> None:
+    """``encrypt``; ``options`` are the key sources' flags and settings (``age``, ``kms``,
+    ``encryption_context`` …) and the selection rules, as keywords."""
     from secretops import api
     from secretops.fileio import read_input
 
@@ -89,10 +88,8 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
         data = read_input(file, rewrite=in_place)
         result = api.encrypt(
             data, format=input_type, output_format=output_type, filename=name,
-            age=age or (), kms=kms or (), encryption_context=encryption_context,
-            aws_profile=aws_profile, hc_vault_transit=hc_vault_transit or (), pgp=pgp or (),
             shamir_threshold=shamir,
-            mac_only_encrypted=mac_only_encrypted or None, config=config_path, **selection,
+            mac_only_encrypted=mac_only_encrypted or None, config=config_path, **options,
         )
         write_result(result, file, in_place, output, private=False)
     except SecretOpsError as e:
@@ -104,7 +101,7 @@ def run_textconv(file: str) -> int:
     import os
 
     from secretops.fileio import read_bounded
-    from secretops.gitdiff import textconv
+    from secretops.git.textconv import textconv
 
     try:
         with open(file, "rb") as f:
@@ -120,7 +117,7 @@ def run_textconv(file: str) -> int:
     try:
         out = textconv(data, file, os.environ)
     except Exception as e:  # git stops `log -p` at the first failing textconv: never fail it
-        from secretops.gitdiff import unreadable
+        from secretops.git.textconv import unreadable
 
         sys.stderr.write(f"secretops: error: {file}: internal error ({type(e).__name__}) in "
                          "textconv; the file is shown masked\n")

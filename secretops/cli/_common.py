@@ -7,7 +7,9 @@ from typing import Any
 
 import click
 
-FORMAT_CHOICE = click.Choice(["yaml", "json", "dotenv", "ini", "binary"])
+from secretops.stores import FORMATS
+
+FORMAT_CHOICE = click.Choice(FORMATS)
 
 
 def io_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -30,3 +32,42 @@ def io_options(f: Callable[..., Any]) -> Callable[..., Any]:
     ):
         f = opt(f)
     return f
+
+
+def key_flags(mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Every registered key source's flags (:mod:`secretops.keys`), in registry order.
+
+    ``encrypt``: ``--age`` … with each source's settings (``--encryption-context`` …);
+    ``edit``: the flags alone, for a new file; ``rotate``: ``--add-*`` and ``--rm-*`` (each
+    repeatable) and the settings, which apply to added keys.
+    """
+    from secretops.keys import sources
+
+    opts: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = []
+    for src in sources():
+        if mode == "rotate":
+            opts.append(click.option(f"--add-{src.flag}", f"add_{src.keyword}", multiple=True,
+                                     metavar="LIST",
+                                     help=f"Add these {src.help} (comma-separated)."))
+            opts.append(click.option(f"--rm-{src.flag}", f"rm_{src.keyword}", multiple=True,
+                                     metavar="LIST",
+                                     help=f"Remove these {src.help} (comma-separated)."))
+        elif mode == "edit":
+            opts.append(click.option(f"--{src.flag}", src.keyword, metavar=src.metavar,
+                                     help=f"{src.help[:1].upper()}{src.help[1:]} for a new "
+                                          "file."))
+        else:
+            opts.append(click.option(f"--{src.flag}", src.keyword, metavar=src.metavar,
+                                     help=f"Comma-separated {src.help}. Default: ${src.env}, "
+                                          "then .sops.yaml."))
+        if mode != "edit":
+            opts += [click.option(o.flag, o.name, metavar=o.metavar,
+                                  help=o.rotate_help if mode == "rotate" else o.help)
+                     for o in src.options]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+
+    return decorate

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-_FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
 OUTPUT_FAILED = 3  # ExitCode.COULD_NOT_WRITE_OUTPUT, without importing errors here
 _COMMON_VALUES = {
     "--output": "output",
@@ -22,14 +21,8 @@ _COMMON_VALUES = {
 }
 _VALUES = {
     "decrypt": {**_COMMON_VALUES, "--extract": "extract"},
-    "encrypt": {
+    "encrypt": {  # and every key source's flags and settings: see _values
         **_COMMON_VALUES,
-        "--age": "age",
-        "--kms": "kms",
-        "--encryption-context": "encryption_context",
-        "--aws-profile": "aws_profile",
-        "--hc-vault-transit": "hc_vault_transit",
-        "--pgp": "pgp",
         "--encrypted-regex": "encrypted_regex",
         "--unencrypted-regex": "unencrypted_regex",
         "--encrypted-suffix": "encrypted_suffix",
@@ -45,11 +38,25 @@ _FLAGS = {
 }
 
 
+def _values(command: str) -> dict[str, str]:
+    """The options taking a value: for ``encrypt`` with the key sources' flags and settings
+    (read from their records only then, so a decrypt does not import them)."""
+    if command != "encrypt":
+        return _VALUES[command]
+    from secretops.keys import sources
+
+    keys = {}
+    for src in sources():
+        keys[f"--{src.flag}"] = src.keyword
+        keys.update((o.flag, o.name) for o in src.options)
+    return {**_VALUES[command], **keys}
+
+
 def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
     if not argv or argv[0] not in _VALUES:
         return None
     command, args = argv[0], argv[1:]
-    values, flags = _VALUES[command], _FLAGS[command]
+    values, flags = _values(command), _FLAGS[command]
     opts: dict[str, Any] = {}
     files: list[str] = []
     i = 0
@@ -77,8 +84,10 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
         i += 1
     if len(files) > 1:
         return None
+    from secretops.stores import FORMATS  # the command imports it anyway
+
     for key in ("input_type", "output_type"):
-        if key in opts and opts[key] not in _FORMATS:
+        if key in opts and opts[key] not in FORMATS:
             return None
     if files:
         opts["file"] = files[0]

@@ -44,7 +44,7 @@ def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> No
 
     from secretops.cli._actions import report
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.guard import Policy, check_data, is_skipped
+    from secretops.git.guard import Policy, check_data, is_skipped
 
     checked = allowed = 0
     bad_files: set[str] = set()

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE
+from secretops.cli._common import FORMAT_CHOICE, key_flags
 
-TEMPLATES = {
-    "yaml": b"# A new secrets file: replace this with your data. It is encrypted when you\n"
-            b"# save and close the editor; leave it unchanged to create nothing.\n"
-            b"password: change-me\n",
-    "json": b'{\n    "password": "change-me"\n}\n',
-    "dotenv": b"PASSWORD=change-me\n",
-    "ini": b"[secrets]\npassword = change-me\n",
-    "binary": b"change me\n",
-}
 FALLBACK_EDITORS = ("vim", "nano", "vi")
 
 
@@ -28,10 +19,7 @@ FALLBACK_EDITORS = ("vim", "nano", "vi")
 @click.option("--ignore-mac", is_flag=True, help="Open the file even if its MAC does not match.")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use for a new file.")
-@click.option("--age", metavar="RECIPIENTS", help="age recipients for a new file.")
-@click.option("--kms", metavar="ARNS", help="AWS KMS key ARNs for a new file.")
-@click.option("--hc-vault-transit", metavar="URIS", help="Vault transit keys for a new file.")
-@click.option("--pgp", metavar="FINGERPRINTS", help="PGP fingerprints for a new file.")
+@key_flags("edit")
 def command(file: str, input_type: str | None, ignore_mac: bool, config_path: str | None,
             **keys: str | None) -> None:
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
@@ -47,22 +35,24 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     A FILE that does not exist is created from a template, with keys from the flags, the
     SOPS_* variables or .sops.yaml. Exit 200 when nothing was changed (as sops).
     """
-    from secretops import api
+    from secretops import fileops
+    from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import read_input, write_file
+    from secretops.fileio import write_file
     from secretops.privatefile import Terminated, private_file
-    from secretops.stores import format_for_path
+    from secretops.stores import BY_NAME, format_for_path
 
     fmt = input_type or format_for_path(file)
     editor = _editor()
-    opened: api.OpenedFile | None = None
+    opened: fileops.OpenedFile | None = None
     try:
         if os.path.exists(file):
-            opened = api.open_file(read_input(file, rewrite=True), format=fmt,
-                                   ignore_mac=ignore_mac, options=_options(file, fmt, config_path))
+            opened = open_path(file, rewrite=True, ignore_mac=ignore_mac,
+                               given=settings(file, input_type=fmt, config_path=config_path,
+                                              lenient=True))
             plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
         else:
-            plaintext = TEMPLATES[fmt]
+            plaintext = BY_NAME[fmt].template
             _encrypt_new(plaintext, file, fmt, config_path, keys)  # fail early: no keys
         with private_file(os.path.basename(file), plaintext) as path:
             while True:
@@ -73,7 +63,7 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                     raise SecretOpsError("the file has not been changed; nothing was written",
                                          code=ExitCode.FILE_HAS_NOT_BEEN_MODIFIED)
                 try:
-                    result = (api.reencrypt_plaintext(opened, edited) if opened is not None
+                    result = (fileops.reencrypt_plaintext(opened, edited) if opened is not None
                               else _encrypt_new(edited, file, fmt, config_path, keys))
                 except SecretOpsError as e:
                     if e.code == ExitCode.INVALID_INPUT and _ask_again(e):
@@ -93,25 +83,12 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                              code=ExitCode.KEYBOARD_INTERRUPT, file=file) from None
 
 
-def _options(file: str, fmt: str, config_path: str | None) -> Any:
-    from secretops.config import find_config, load_config
-    from secretops.stores import StoreOptions
-
-    try:
-        cfg = find_config(file, os.environ, config_path)
-    except Exception:
-        return StoreOptions()
-    return load_config(cfg).store_options(fmt) if cfg else StoreOptions()
-
-
 def _encrypt_new(plaintext: bytes, file: str, fmt: str, config_path: str | None,
                  keys: dict[str, str | None]) -> bytes:
     from secretops import api
 
     return api.encrypt(plaintext, format=fmt, filename=file, config=config_path,
-                       age=keys.get("age") or (), kms=keys.get("kms") or (),
-                       hc_vault_transit=keys.get("hc_vault_transit") or (),
-                       pgp=keys.get("pgp") or ())
+                       **cast(dict[str, Any], keys))
 
 
 def _editor() -> list[str]:

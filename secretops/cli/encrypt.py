@@ -6,25 +6,12 @@ from typing import Any, cast
 
 import click
 
-from secretops.cli._common import io_options
+from secretops.cli._common import io_options, key_flags
 
 
 @click.command("encrypt")
 @io_options
-@click.option("--age", "age", metavar="RECIPIENTS",
-              help="Comma-separated age recipients (age1…, ssh-ed25519 …, plugins). "
-                   "Default: $SOPS_AGE_RECIPIENTS, then .sops.yaml.")
-@click.option("--kms", metavar="ARNS",
-              help="Comma-separated AWS KMS key ARNs (ARN+ROLE_ARN to assume a role). "
-                   "Default: $SOPS_KMS_ARN.")
-@click.option("--encryption-context", metavar="K:V,…",
-              help="KMS encryption context for every --kms key.")
-@click.option("--aws-profile", metavar="NAME", help="AWS profile for the --kms keys.")
-@click.option("--hc-vault-transit", metavar="URIS",
-              help="Comma-separated Vault transit keys, e.g. "
-                   "https://vault:8200/v1/transit/keys/NAME. Default: $SOPS_VAULT_URIS.")
-@click.option("--pgp", metavar="FPRS",
-              help="Comma-separated PGP fingerprints (through gpg). Default: $SOPS_PGP_FP.")
+@key_flags("encrypt")
 @click.option("--encrypted-regex", metavar="RE", help="Encrypt only keys matching RE.")
 @click.option("--unencrypted-regex", metavar="RE", help="Leave keys matching RE in clear.")
 @click.option("--encrypted-suffix", metavar="S", help="Encrypt only keys ending in S.")
@@ -43,10 +30,8 @@ from secretops.cli._common import io_options
                    "rules, and unchanged values keep their ciphertext (a minimal diff).")
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
-            age: str | None, kms: str | None, encryption_context: str | None,
-            aws_profile: str | None, hc_vault_transit: str | None, pgp: str | None,
             mac_only_encrypted: bool | None, shamir: int, reuse: str | None,
-            **selection: str | None) -> None:
+            **options: str | None) -> None:
     """Encrypt FILE (or standard input) and print the result.
 
     \b
@@ -58,33 +43,27 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
     from secretops.cli._actions import run_encrypt
 
     if reuse is not None:
-        given = [age, kms, encryption_context, aws_profile, hc_vault_transit, pgp,
-                 mac_only_encrypted, shamir or None, output_type, *selection.values()]
+        # every key flag and setting, and every selection rule
+        given = [*options.values(), mac_only_encrypted, shamir or None, output_type]
         _reencrypt(file, reuse, in_place, output, input_type, filename_override,
                    config_path, conflicting=any(v is not None for v in given))
         return
 
     run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
-                config_path=config_path, age=age, kms=kms,
-                encryption_context=encryption_context, aws_profile=aws_profile,
-                hc_vault_transit=hc_vault_transit, pgp=pgp,
-                mac_only_encrypted=mac_only_encrypted, shamir=shamir,
-                **cast(dict[str, Any], selection))
+                config_path=config_path, mac_only_encrypted=mac_only_encrypted, shamir=shamir,
+                **cast(dict[str, Any], options))
 
 
 def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
                input_type: str | None, filename_override: str | None,
                config_path: str | None, conflicting: bool) -> None:
     """``encrypt --reuse``: the edited plaintext FILE as a new version of REUSE."""
-    import os
-
-    from secretops import api
+    from secretops import fileops
     from secretops.cli._actions import check_io, write_result
-    from secretops.config import find_config, load_config
+    from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import read_input
-    from secretops.stores import StoreOptions, format_for_path
 
     if conflicting:
         raise SecretOpsError(
@@ -93,15 +72,14 @@ def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
             code=ExitCode.CONFLICTING_PARAMETERS,
         )
     check_io(file, in_place, output)
-    fmt = input_type or format_for_path(filename_override or reuse)
-    cfg = find_config(reuse, os.environ, config_path)
-    options = load_config(cfg).store_options(fmt) if cfg else StoreOptions()
+    given = settings(reuse, input_type=input_type, name=filename_override,
+                     config_path=config_path)
     try:
-        opened = api.open_file(read_input(reuse), format=fmt, options=options)
+        opened = open_path(reuse, given=given)
     except SecretOpsError as e:
         raise e.with_file(reuse) from None
     try:
-        result = api.reencrypt_plaintext(opened, read_input(file, rewrite=in_place))
+        result = fileops.reencrypt_plaintext(opened, read_input(file, rewrite=in_place))
     except SecretOpsError as e:
         raise e.with_file(file if file != "-" else "<stdin>") from None
     write_result(result, file, in_place, output, private=False)

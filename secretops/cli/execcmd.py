@@ -80,11 +80,11 @@ def flatten_env(doc: Any) -> dict[str, str]:
 
 
 def _opened(file: str, input_type: str | None) -> Any:
-    from secretops import api
+    from secretops import fileops
     from secretops.fileio import read_input
     from secretops.stores import format_for_path
 
-    return api.open_file(read_input(file), format=input_type or format_for_path(file),
+    return fileops.open_file(read_input(file), format=input_type or format_for_path(file),
                          keep_ivs=False)
 
 

@@ -166,7 +166,7 @@ def _attribute_globs(top: str) -> list[str]:
     import os
 
     from secretops.config import find_config, load_config
-    from secretops.gitattrs import BROAD, globs_for_rules
+    from secretops.git.attributes import BROAD, globs_for_rules
 
     cfg_path = find_config(os.path.join(top, "x"), os.environ)
     if cfg_path is None:

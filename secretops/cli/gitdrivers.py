@@ -43,7 +43,7 @@ def merge_driver_command(base: str, ours: str, theirs: str, path: str | None,
     """
     from secretops.errors import SecretOpsError
     from secretops.fileio import read_input, write_file
-    from secretops.gitmerge import MergeConflict, is_sops_file, merge_files
+    from secretops.git.merge import MergeConflict, is_sops_file, merge_files
     from secretops.stores import format_for_path
 
     name = path or ours
@@ -107,11 +107,10 @@ def _merge_text(base: str, ours: str, theirs: str, name: str, marker_size: int) 
 
 
 def _options(name: str) -> object:
-    from secretops.config import find_config, load_config
-    from secretops.stores import StoreOptions, format_for_path
+    from secretops.compose import settings
+    from secretops.stores import StoreOptions
 
     try:
-        cfg = find_config(name, os.environ)
-        return load_config(cfg).store_options(format_for_path(name)) if cfg else StoreOptions()
-    except Exception:
+        return settings(name).options
+    except Exception:  # the merge driver never fails on the config: default options
         return StoreOptions()

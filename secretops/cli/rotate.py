@@ -7,29 +7,12 @@ from typing import Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE
-
-
-def _key_options(f: Any) -> Any:
-    for kind, flag, what in reversed([
-        ("age", "age", "age recipients"),
-        ("kms", "kms", "AWS KMS key ARNs (ARN or ARN+ROLE_ARN)"),
-        ("hc_vault_transit", "hc-vault-transit", "Vault transit key URIs"),
-        ("pgp", "pgp", "PGP fingerprints"),
-    ]):
-        f = click.option(f"--rm-{flag}", f"rm_{kind}", multiple=True, metavar="LIST",
-                         help=f"Remove these {what} (comma-separated).")(f)
-        f = click.option(f"--add-{flag}", f"add_{kind}", multiple=True, metavar="LIST",
-                         help=f"Add these {what} (comma-separated).")(f)
-    return f
+from secretops.cli._common import FORMAT_CHOICE, key_flags
 
 
 @click.command("rotate")
 @click.argument("paths", nargs=-1, required=True)
-@_key_options
-@click.option("--encryption-context", metavar="K:V,...",
-              help="KMS encryption context for keys added with --add-kms.")
-@click.option("--aws-profile", metavar="NAME", help="AWS profile for keys added with --add-kms.")
+@key_flags("rotate")
 @click.option("--older-than", metavar="DURATION",
               help="Only rotate files whose data key is older than this (90d, 12w, 1y); "
                    "exit 156 when a file was rotated.")
@@ -39,9 +22,9 @@ def _key_options(f: Any) -> Any:
 @click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from each file name).")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml used to pick files in directories.")
-def command(paths: tuple[str, ...], encryption_context: str | None, aws_profile: str | None,
-            older_than: str | None, dry_run: bool, in_place: bool, input_type: str | None,
-            config_path: str | None, **keys: tuple[str, ...]) -> None:
+def command(paths: tuple[str, ...], older_than: str | None, dry_run: bool, in_place: bool,
+            input_type: str | None, config_path: str | None,
+            **keys: tuple[str, ...] | str | None) -> None:
     """Give each file a new data key and re-encrypt every value with it, in place.
 
     The master keys stay as they are, except for those --add-* and --rm-* name (added keys
@@ -66,18 +49,16 @@ def command(paths: tuple[str, ...], encryption_context: str | None, aws_profile:
     from secretops.discover import encrypted_files
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.keyage import parse_duration
+    from secretops.keys import sources
     from secretops.keys.specs import from_flags
 
     env = os.environ
     try:
         max_age = parse_duration(older_than) if older_than else None
-        add = from_flags(age=_join(keys["add_age"]), kms=_join(keys["add_kms"]),
-                         encryption_context=encryption_context, aws_profile=aws_profile,
-                         hc_vault_transit=_join(keys["add_hc_vault_transit"]),
-                         pgp=_join(keys["add_pgp"]))
-        remove = from_flags(age=_join(keys["rm_age"]), kms=_join(keys["rm_kms"]),
-                            hc_vault_transit=_join(keys["rm_hc_vault_transit"]),
-                            pgp=_join(keys["rm_pgp"]))
+        settings = {o.name: keys[o.name] for src in sources() for o in src.options}
+        add = from_flags(**{s.keyword: _join(keys[f"add_{s.keyword}"]) for s in sources()},
+                         **settings)
+        remove = from_flags(**{s.keyword: _join(keys[f"rm_{s.keyword}"]) for s in sources()})
         files = list(encrypted_files(list(paths), env, config_path))
     except SecretOpsError as e:
         sys.exit(report(e))
@@ -108,7 +89,7 @@ def command(paths: tuple[str, ...], encryption_context: str | None, aws_profile:
         sys.exit(int(ExitCode.FILES_CHANGED))
 
 
-def _join(values: tuple[str, ...]) -> str:
+def _join(values: Any) -> str:
     return ",".join(values)
 
 
@@ -122,18 +103,15 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
     import os
     from datetime import UTC, datetime
 
-    from secretops import api
-    from secretops.config import find_config, load_config
-    from secretops.fileio import read_input, write_file
+    from secretops import fileops
+    from secretops.compose import open_path, settings
+    from secretops.fileio import write_file
     from secretops.keyops import rotation_groups
-    from secretops.stores import StoreOptions, format_for_path
 
     env = os.environ
-    fmt = input_type or format_for_path(file)
-    cfg_path = find_config(file, env, config_path)
-    options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
-    opened = api.open_file(read_input(file, rewrite=not dry_run), format=fmt, env=env,
-                           options=options)
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    fmt, options = given.format, given.options
+    opened = open_path(file, env=env, rewrite=not dry_run, given=given)
     why = ""
     if max_age is not None:
         from secretops.keyage import data_key_age
@@ -151,7 +129,7 @@ def _rotate_one(file: str, input_type: str | None, config_path: str | None, add:
         click.echo(f"{file}: note: {note}", err=True)
     if dry_run:
         return _Outcome(f"would rotate{': ' + why if why else ''}", due=True, rotated=False)
-    data = api.rotate(opened, groups, opened.metadata.shamir_threshold, env)
+    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
     write_file(file, data, private=False, rewrite=True)
     return _Outcome(f"rotated{': ' + why if why else ''}", due=True, rotated=True)
 

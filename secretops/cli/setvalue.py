@@ -10,7 +10,7 @@ import click
 from secretops.cli._common import FORMAT_CHOICE
 
 if TYPE_CHECKING:
-    from secretops.api import OpenedFile
+    from secretops.fileops import OpenedFile
 
 
 def _parse_json_value(text: bytes, where: str) -> object:
@@ -51,7 +51,7 @@ def set_command(file: str, path: str, value: str | None, value_stdin: bool, valu
       secretops set secret.enc.yaml '["data"]["password"]' '"s3cret"'
       printf '"%s"' "$PW" | secretops set --value-stdin secret.enc.yaml '["stringData"]["pw"]'
     """
-    from secretops import api
+    from secretops import fileops
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import read_input, write_file
 
@@ -72,11 +72,11 @@ def set_command(file: str, path: str, value: str | None, value_stdin: bool, valu
             raw, where = value.encode("utf-8", "surrogateescape"), "given"
         new = _parse_json_value(raw.strip(), where)
         opened = _open(file, input_type)
-        result = api.set_value(opened, api.parse_tree_path(path), new)
+        result = fileops.set_value(opened, fileops.parse_tree_path(path), new)
         if result is None:
             if idempotent:
                 return
-            result = api.reencrypt(opened)  # sops rewrites; so do we unless --idempotent
+            result = fileops.reencrypt(opened)  # sops rewrites; so do we unless --idempotent
         write_file(file, result, private=False, rewrite=True)
     except SecretOpsError as e:
         raise e.with_file(file) from None
@@ -93,14 +93,14 @@ def unset_command(file: str, path: str, idempotent: bool, input_type: str | None
     \b
       secretops unset secret.enc.yaml '["data"]["old_password"]'
     """
-    from secretops import api
+    from secretops import fileops
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
 
     try:
         opened = _open(file, input_type)
         try:
-            result = api.unset_value(opened, api.parse_tree_path(path))
+            result = fileops.unset_value(opened, fileops.parse_tree_path(path))
         except SecretOpsError as e:
             if idempotent and e.code == ExitCode.INVALID_TREE_PATH_FORMAT and e.path:
                 return
@@ -111,14 +111,6 @@ def unset_command(file: str, path: str, idempotent: bool, input_type: str | None
 
 
 def _open(file: str, input_type: str | None) -> OpenedFile:
-    import os
+    from secretops.compose import open_path
 
-    from secretops import api
-    from secretops.config import find_config, load_config
-    from secretops.fileio import read_input
-    from secretops.stores import StoreOptions, format_for_path
-
-    fmt = input_type or format_for_path(file)
-    cfg = find_config(file, os.environ)
-    options = load_config(cfg).store_options(fmt) if cfg else StoreOptions()
-    return api.open_file(read_input(file, rewrite=True), format=fmt, options=options)
+    return open_path(file, input_type=input_type, rewrite=True)

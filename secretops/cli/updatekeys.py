@@ -50,29 +50,26 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
             config_path: str | None) -> None:
     import os
 
-    from secretops import api
-    from secretops.config import find_config, load_config
+    from secretops import fileops
+    from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import read_input, write_file
+    from secretops.fileio import write_file
     from secretops.keyops import apply_plan, plan_update
-    from secretops.stores import format_for_path
 
     env = os.environ
-    cfg_path = find_config(file, env, config_path)
-    if cfg_path is None:
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    cfg = given.config
+    if cfg is None:
         raise SecretOpsError("no .sops.yaml found for this file",
                              code=ExitCode.CONFIG_FILE_NOT_FOUND,
                              hints=("updatekeys applies the file's creation rule; "
                                     "pass --config if it lives elsewhere",))
-    cfg = load_config(cfg_path)
     rule = cfg.rule_for(file)
     if rule is None:  # sops: "no matching creation rules found"
         raise SecretOpsError("the config has no creation_rules: nothing says which keys this "
                              "file should have", code=ExitCode.ERROR_READING_CONFIG,
-                             file=str(cfg_path))
-    fmt = input_type or format_for_path(file)
-    data = read_input(file, rewrite=True)
-    opened = api.open_file(data, format=fmt, env=env, options=cfg.store_options(fmt))
+                             file=str(cfg.path))
+    opened = open_path(file, env=env, rewrite=True, given=given)
     plan = plan_update(opened.metadata, rule.groups, shamir or rule.shamir_threshold)
     if not plan.changed:
         click.echo(f"{file}: already up to date")
@@ -91,5 +88,5 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
             click.echo(f"{file}: left unchanged")
             return
     new_meta = apply_plan(opened.metadata, plan, opened.data_key, env)
-    write_file(file, api.rewrite_metadata(opened, new_meta), private=False, rewrite=True)
+    write_file(file, fileops.rewrite_metadata(opened, new_meta), private=False, rewrite=True)
     click.echo(f"{file}: keys updated")

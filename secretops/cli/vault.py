@@ -49,28 +49,30 @@ def _rewrap_file(file: str, input_type: str | None, config_path: str | None) -> 
     """Rewrap one file in place; returns the line that reports what was done."""
     import os
 
-    from secretops.config import find_config, load_config
+    from secretops.compose import settings
     from secretops.core.metadata import Metadata
     from secretops.errors import MetadataError
     from secretops.fileio import read_input, write_file
-    from secretops.keys.vault import KIND, rewrap_metadata
-    from secretops.stores import StoreOptions, format_for_path, get_store
+    from secretops.keys import rewrapper, source
+    from secretops.stores import get_store
 
     env = os.environ
-    fmt = input_type or format_for_path(file)
-    cfg_path = find_config(file, env, config_path)
-    options = load_config(cfg_path).store_options(fmt) if cfg_path else StoreOptions()
-    store = get_store(fmt, options)
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    store = get_store(given.format, given.options)
     loaded = store.load(read_input(file, rewrite=True))
     if loaded.metadata is None:
         raise MetadataError("sops metadata not found: the file is not encrypted")
     metadata = Metadata.from_wire(loaded.metadata)
-    if not any(k.kind == KIND for k in metadata.all_keys()):
+    vault = source("hc_vault")
+    rewrap = rewrapper(vault)
+    assert rewrap is not None
+    if not any(k.kind == vault.kind for k in metadata.all_keys()):
         return f"{file}: no Vault transit keys, left unchanged"
-    new_meta, changes = rewrap_metadata(metadata, env)
+    vault.check_available()
+    new_meta, changes = rewrap.rewrap(metadata, env)
     if not changes:
         return f"{file}: already at the newest key versions, left unchanged"
-    # The metadata-only rewrite of api.rewrite_metadata, without decrypting: the data key is
+    # The metadata-only rewrite of fileops.rewrite_metadata, without decrypting: the data key is
     # not needed, so rewrapping needs no decrypt permission.
     write_file(file, bytes(store.emit(loaded.docs, new_meta.to_wire(), loaded.layout)),
                private=False, rewrite=True)

@@ -10,6 +10,9 @@ The wire form mirrors ``stores/stores.go`` of sops 3.11 field by field:
   empty), then ``hc_vault`` and ``age`` (always present, possibly ``[]``);
 * each key entry keeps its own field order (see :data:`KEY_FIELDS`).
 
+This is sops's wire format, so it lists every kind sops writes, whether or not a key source
+(:mod:`secretops.keys`) implements it; each source's record points at its kind's fields here.
+
 Key entries are kept as ordered ``(field, value)`` mappings so that entries of key sources this
 version does not implement (for example ``gcp_kms``) survive a metadata rewrite unchanged.
 """
@@ -60,25 +63,12 @@ class KeyEntry:
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"KeyEntry({self.kind!r}, {self.describe()!r})"
+        shown = {k: v for k, v in self.fields.items() if k != "enc"}
+        return f"KeyEntry({self.kind!r}, {shown!r})"
 
     @property
     def enc(self) -> str:
         return str(self.fields.get("enc", ""))
-
-    def describe(self) -> str:
-        """A short, secret-free name for messages: ``age1…``, the ARN, the Vault key URI."""
-        f = self.fields
-        if self.kind == "age":
-            return f"age recipient {f.get('recipient', '?')}"
-        if self.kind == "kms":
-            return f"AWS KMS key {f.get('arn', '?')}"
-        if self.kind == "hc_vault":
-            addr, engine = f.get("vault_address", "?"), f.get("engine_path", "?")
-            return f"Vault transit key {addr}/v1/{engine}/keys/{f.get('key_name')}"
-        if self.kind == "pgp":
-            return f"PGP key {f.get('fp', '?')}"
-        return f"{self.kind} key"
 
     def to_wire(self) -> Branch:
         order = KEY_FIELDS.get(self.kind, tuple(self.fields))

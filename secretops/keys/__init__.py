@@ -7,112 +7,52 @@ Two tiny protocols, after age's ``Recipient``/``Identity``:
   :class:`KeyMismatch` when the entry is not for it. Any other exception means the key was for
   this identity (or source) but could not be used — it is reported, and other keys are tried.
 
-One module per source (``age``, ``awskms``, ``vault``, ``pgp``), registered in
-:data:`SOURCES` under the metadata kind it handles, each offering two functions:
+**One module per source, one record each, one table.** Each source module (``age``, ``pgp``,
+``awskms``, ``vault``) defines ``SOURCE``, a :class:`KeySource` holding everything about it:
+its metadata kind, wire fields and identity fields, how an entry is described in messages, the
+pip extra and the modules that extra installs, the command-line flag and environment variable,
+the ``.sops.yaml`` keys and how their values parse into :class:`~secretops.keys.specs.KeySpec`
+objects, and the recipient and identity factories. :data:`SOURCES` lists the modules, one line
+each, in the default decryption order. The CLI (flags), the config (rules), the metadata
+readers (descriptions) and ``updatekeys``/``rotate`` (identities) all read these records, so
+adding a source is its module, one line here and its extra in ``pyproject.toml``.
 
-* ``recipient(fields, env) -> Recipient`` — from a :class:`~secretops.keys.specs.KeySpec`'s
-  fields (what the CLI, the environment or ``.sops.yaml`` named);
-* ``identity(env) -> Identity | None`` — what can unwrap entries of that kind here, built
-  cheaply (no network until an entry is actually unwrapped); None when nothing is configured.
+A source module imports its heavy library (pyrage, boto3, hvac, the gpg runner's subprocess)
+only inside the functions that use it, so reading the records — which ``--help`` does — costs
+nothing, and an age-only run never loads boto3 or hvac. Before a recipient or identity is built
+the modules of the source's extra are looked up; a missing one is :class:`SourceUnavailable`
+(exit 154) with a hint naming the extra to install.
 
-A module is imported only when a file or a command involves its kind, so an age-only run never
-loads boto3 or hvac. :func:`recover_data_key` tries the identities against a file's key groups,
-local ones first, and when nothing fits raises :class:`NoKeyError` listing every key it tried and
-why each failed — never a secret.
+Optional abilities a source may have beyond wrap and unwrap are protocols of their own (for
+example :class:`Rewrapper`), listed in the record's ``abilities`` and found by protocol with
+:func:`rewrapper` — never by probing for methods.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from secretops.core.limits import DATA_KEY_SIZE, MAX_KEY_ENTRIES, MAX_KEY_GROUPS, SHARE_SIZE
-from secretops.core.metadata import KeyEntry, Metadata
-from secretops.errors import (
-    DecryptionError,
-    ExitCode,
-    LimitExceededError,
-    NoKeyError,
-    SecretOpsError,
-)
+from secretops.core.metadata import KEY_FIELDS, KeyEntry
+from secretops.errors import ExitCode, SecretOpsError
 
 if TYPE_CHECKING:
+    from secretops.core.metadata import Metadata
     from secretops.keys.specs import KeySpec
 
+# The registry: metadata kind -> the module whose SOURCE record describes it, one line each.
+# Flags, --help and key specs follow this order.
 SOURCES = {
     "age": "secretops.keys.age",
     "kms": "secretops.keys.awskms",
     "hc_vault": "secretops.keys.vault",
     "pgp": "secretops.keys.pgp",
 }
-# Tried first unless SOPS_DECRYPTION_ORDER says otherwise: local keys before network services.
-DEFAULT_DECRYPTION_ORDER = ("age", "pgp", "kms", "hc_vault")
-
-
-_EXTRAS = {"kms": "aws", "hc_vault": "vault"}
-
-
-class SourceUnavailable(SecretOpsError):
-    """A key source's module or optional dependency is not installed."""
-
-    code = ExitCode.INVALID_KEY
-
-
-def _source(kind: str) -> Any:
-    if kind not in SOURCES:
-        raise SecretOpsError(f"unsupported key source {kind!r}", code=ExitCode.INVALID_KEY)
-    try:
-        return importlib.import_module(SOURCES[kind])
-    except ImportError as e:  # an optional dependency (boto3, hvac) is not installed
-        extra = _EXTRAS.get(kind)
-        raise SourceUnavailable(
-            f"the {kind} key source is not available: {e.name or e} is not installed",
-            hints=(f"pip install 'secretops[{extra}]'",) if extra else (),
-        ) from None
-
-
-def make_recipients(groups: Sequence[Sequence[KeySpec]],
-                    env: Mapping[str, str]) -> list[list[Recipient]]:
-    """Recipients for every key spec, group by group.
-
-    Refuses more keys or groups than a file may list (:mod:`secretops.core.limits`), so no
-    command writes a file that secretops would refuse to read.
-    """
-    total = sum(len(g) for g in groups)
-    if total > MAX_KEY_ENTRIES or len(groups) > MAX_KEY_GROUPS:
-        raise LimitExceededError(
-            f"{total} master keys in {len(groups)} key groups: a file may list at most "
-            f"{MAX_KEY_ENTRIES} keys in at most {MAX_KEY_GROUPS} groups")
-    return [[_source(s.kind).recipient(s.fields, env) for s in group] for group in groups]
-
-
-def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity]:
-    """The identities available for the kinds of keys this file lists."""
-    out: list[Identity] = []
-    for kind in dict.fromkeys(k.kind for k in metadata.all_keys()):
-        if kind in SOURCES:
-            ident = _source(kind).identity(env)
-            if ident is not None:
-                out.append(ident)
-    return out
-
-
-def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
-    """Identities of one kind, loaded (and their module imported) the first time it is asked.
-
-    So a file with age and KMS entries that an age identity opens never imports boto3.
-    """
-    cache: dict[str, list[Identity]] = {}
-
-    def lookup(kind: str) -> list[Identity]:
-        if kind not in cache:
-            ident = _source(kind).identity(env) if kind in SOURCES else None
-            cache[kind] = [ident] if ident is not None else []
-        return cache[kind]
-
-    return lookup
-
+# Decrypting tries keys held here before network services (SOPS_DECRYPTION_ORDER overrides it);
+# every other registered kind follows in registry order.
+LOCAL_FIRST = ("age", "pgp")
+DEFAULT_DECRYPTION_ORDER = (*LOCAL_FIRST, *(k for k in SOURCES if k not in LOCAL_FIRST))
 
 class KeyMismatch(Exception):
     """This identity cannot open this entry (not an error: try the next one)."""
@@ -134,148 +74,225 @@ class Identity(Protocol):
     def unwrap(self, entry: KeyEntry) -> bytes: ...
 
 
-def _order(kinds: list[str], decryption_order: Sequence[str]) -> list[str]:
-    pos = {k: i for i, k in enumerate(decryption_order)}
-    return sorted(kinds, key=lambda k: pos.get(k, len(pos)))
+@runtime_checkable
+class Rewrapper(Protocol):
+    """An optional ability: re-wrap a file's entries with the newest version of their master
+    key, without the data key leaving the service (Vault transit's ``rewrap``)."""
+
+    def rewrap(self, metadata: Metadata, env: Mapping[str, str]) -> tuple[Metadata, list[Any]]:
+        ...
 
 
-def recover_data_key(
-    metadata: Metadata,
-    identities: Sequence[Identity] | Callable[[str], list[Identity]],
-    decryption_order: Sequence[str] = DEFAULT_DECRYPTION_ORDER,
-) -> bytes:
-    """Find the data key with the identities at hand (local ones first, as ordered).
-
-    ``identities`` is a list, or a lookup by kind (:func:`lazy_identities`) asked only for the
-    kinds actually tried.
-    """
-    failures: list[str] = []
-    # the most telling failure decides the error when no key is found: a limit passed, then
-    # a wrapped key of the wrong size (both mean the file was altered), then "no key fits"
-    refused: list[SecretOpsError] = []
-    if callable(identities):
-        lookup = identities
-    else:
-        by_kind: dict[str, list[Identity]] = {}
-        for ident in identities:
-            by_kind.setdefault(ident.kind, []).append(ident)
-
-        def lookup(kind: str) -> list[Identity]:
-            return by_kind.get(kind, [])
-    if not metadata.key_groups:
-        raise NoKeyError("the file lists no master keys, so its data key cannot be recovered")
-    many = len(metadata.key_groups) > 1
-    size = SHARE_SIZE if many else DATA_KEY_SIZE
-    shares: list[bytes] = []
-    for group in metadata.key_groups:
-        got = _open_group(group, lookup, decryption_order, size, failures, refused)
-        if got is not None:
-            shares.append(got)
-            if not many:
-                return got
-    if many:
-        threshold = metadata.shamir_threshold or len(metadata.key_groups)
-        if len(shares) >= threshold:
-            return _combine(shares[:threshold])
-        failures.append(
-            f"only {len(shares)} of the {threshold} key groups needed could be opened"
-        )
-    hints = [*failures] + (
-        ["set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
-         "~/.config/sops/age/keys.txt"]
-        if any(k.kind == "age" for k in metadata.all_keys()) else []
-    ) + (
-        ["for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
-         "gpg --list-secret-keys shows what it has"]
-        if any(k.kind == "pgp" for k in metadata.all_keys()) else []
-    )
-    if refused:
-        first = sorted(refused, key=lambda e: not isinstance(e, LimitExceededError))[0]
-        raise type(first)(first.message, hints=failures)
-    raise NoKeyError("no identity available could decrypt the data key", hints=hints)
+def rewrapper(src: KeySource) -> Rewrapper | None:
+    """The source's :class:`Rewrapper`, if it has that ability."""
+    return next((a for a in src.abilities if isinstance(a, Rewrapper)), None)
 
 
-def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity]],
-                decryption_order: Sequence[str], size: int, failures: list[str],
-                refused: list[SecretOpsError]) -> bytes | None:
-    """The data key (or share) from the first entry of the group that opens, else None."""
-    kinds = _order(list(dict.fromkeys(k.kind for k in group)), decryption_order)
-    for kind in kinds:
-        for entry in (e for e in group if e.kind == kind):
+class SourceUnavailable(SecretOpsError):
+    """A key source's optional dependency is not installed."""
+
+    code = ExitCode.INVALID_KEY
+
+
+class KeyOption:
+    """A setting that applies to every key of one source named on the command line
+    (``--encryption-context``, ``--aws-profile``), parsed once whether or not keys are given,
+    so a malformed value fails as in sops."""
+
+    __slots__ = ("config_key", "help", "metavar", "name", "parse", "rotate_help")
+
+    def __init__(self, name: str, *, metavar: str, help: str, rotate_help: str,
+                 parse: Callable[[Any], Any] = lambda v: v or "",
+                 config_key: str | None = None) -> None:
+        self.name = name  # the keyword (encryption_context) and, dashed, the flag
+        self.metavar = metavar
+        self.help = help
+        self.rotate_help = rotate_help
+        self.parse = parse
+        self.config_key = config_key  # the same setting at the top of a creation rule
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+class KeySource:
+    """Everything about one key source: the one record the rest of secretops reads."""
+
+    __slots__ = ("abilities", "config_key", "describe", "env", "example", "extra", "flag",
+                 "group_example", "group_key", "help", "identity", "identity_fields", "kind",
+                 "metavar", "no_identity_hint", "options", "parse", "parse_group", "recipient",
+                 "remove_fields", "requires", "title", "upper_fields")
+
+    def __init__(
+        self,
+        kind: str,
+        *,
+        title: str,
+        describe: Callable[[Mapping[str, Any]], str],
+        identity_fields: tuple[str, ...],
+        flag: str,
+        metavar: str,
+        help: str,
+        example: str,
+        env: str,
+        config_key: str,
+        group_key: str,
+        parse: Callable[[str, Mapping[str, Any]], KeySpec],
+        recipient: Callable[[Mapping[str, Any], Mapping[str, str]], Recipient],
+        identity: Callable[[Mapping[str, str]], Identity | None],
+        parse_group: Callable[[Any], list[KeySpec]] | None = None,
+        group_example: Any = None,
+        options: tuple[KeyOption, ...] = (),
+        extra: str | None = None,
+        requires: tuple[str, ...] = (),
+        upper_fields: tuple[str, ...] = (),
+        remove_fields: tuple[str, ...] | None = None,
+        no_identity_hint: str = "",
+        abilities: tuple[object, ...] = (),
+    ) -> None:
+        self.kind = kind  # the metadata's key: age, pgp, kms, hc_vault
+        self.title = title  # for people: "AWS KMS"
+        self.describe = describe  # an entry's fields -> a short, secret-free name
+        self.identity_fields = identity_fields  # what makes two entries the same master key
+        self.upper_fields = upper_fields  # compared case-insensitively (PGP fingerprints)
+        # what --rm-* matches on, an empty value matching any (None: the identity fields)
+        self.remove_fields = remove_fields
+        self.flag = flag  # --age, --add-age, --rm-age; keyword age=
+        self.metavar = metavar
+        self.help = help  # what the values are, for --help
+        self.example = example  # one value as typed on the command line
+        # the same key as a key_groups entry in .sops.yaml
+        self.group_example = [example] if group_example is None else group_example
+        self.env = env  # the environment variable naming keys when no flag does
+        self.config_key = config_key  # a creation rule's top-level key
+        self.group_key = group_key  # the key inside key_groups
+        self.parse = parse  # one value as typed (flag, env, rule) -> KeySpec
+        self.parse_group = parse_group or (
+            lambda raw: [parse(v, {}) for v in split_list(raw)])
+        self.options = options
+        self.recipient = recipient
+        self.identity = identity
+        self.extra = extra  # pip install 'secretops[extra]'
+        self.requires = requires  # the modules that extra installs
+        self.no_identity_hint = no_identity_hint
+        self.abilities = abilities
+
+    def __repr__(self) -> str:
+        return f"KeySource({self.kind!r})"
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The entry's wire fields in sops's order (the wire format is core's: see
+        :data:`secretops.core.metadata.KEY_FIELDS`)."""
+        return KEY_FIELDS[self.kind]
+
+    @property
+    def keyword(self) -> str:
+        return self.flag.replace("-", "_")
+
+    def identity_key(self, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+        """What names the master key of an entry or spec: equal for the same key."""
+        return _identity_key(self.kind, self.identity_fields, self.upper_fields, fields)
+
+    def removes(self, spec: Mapping[str, Any], fields: Mapping[str, Any]) -> bool:
+        """Whether an ``--rm-*`` spec names the key of an entry with ``fields``."""
+        if self.remove_fields is None:
+            return self.identity_key(spec) == self.identity_key(fields)
+        return all(not spec.get(n) or spec.get(n) == fields.get(n) for n in self.remove_fields)
+
+    def check_available(self) -> None:
+        """Raise :class:`SourceUnavailable` (exit 154) when the extra is not installed."""
+        if not self.requires:
+            return
+        from importlib.util import find_spec
+
+        for name in self.requires:
             try:
-                candidates = lookup(kind)
-            except SourceUnavailable as e:
-                failures.append(f"{entry.describe()}: {e.message}")
-                continue
-            if not candidates:
-                failures.append(f"{entry.describe()}: no {kind} identity available")
-                continue
-            for ident in candidates:
-                try:
-                    got = ident.unwrap(entry)
-                except KeyMismatch:
-                    continue
-                except LimitExceededError as e:
-                    failures.append(f"{entry.describe()}: {e.message}")
-                    refused.append(e)
-                    break
-                except Exception as e:  # a failing source must not stop the others
-                    failures.append(f"{entry.describe()}: {e}")
-                    break
-                if len(got) != size:  # sops would fail on it later (exit 25): try the others
-                    what = "share of the data key" if size == SHARE_SIZE else "data key"
-                    err = DecryptionError(
-                        f"the {what} unwrapped from {entry.describe()} is {len(got)} bytes, "
-                        f"not {size}: the key entry was altered")
-                    failures.append(err.message)
-                    refused.append(err)
-                    break
-                return got
-            else:
-                failures.append(f"{entry.describe()}: none of the {kind} identities fits")
-    return None
+                found = find_spec(name) is not None
+            except (ImportError, ValueError):
+                found = False
+            if not found:
+                raise SourceUnavailable(
+                    f"the {self.title} key source needs the Python package {name}, which is "
+                    "not installed",
+                    hints=(f"pip install 'secretops[{self.extra}]'",) if self.extra else ())
 
 
-def _combine(shares: list[bytes]) -> bytes:
-    from secretops.core.shamir import combine
+def split_list(value: Any) -> list[str]:
+    """A comma-separated string or a list (``.sops.yaml`` allows both)."""
+    if not value:
+        return []
+    items = value if isinstance(value, list) else str(value).replace("\n", ",").split(",")
+    return [str(v).strip() for v in items if v is not None and str(v).strip()]
 
+
+def source(kind: str) -> KeySource:
+    """The record of a registered kind (importing only its module); exit 154 otherwise."""
+    if kind not in SOURCES:
+        raise SecretOpsError(f"unsupported key source {kind!r}", code=ExitCode.INVALID_KEY)
     try:
-        key = combine(shares)
-    except ValueError as e:  # duplicate or unequal shares: altered key groups
-        raise DecryptionError(f"the key groups' shares do not combine: {e}") from None
-    if len(key) != DATA_KEY_SIZE:  # pragma: no cover - shares were checked to be 33 bytes
-        raise DecryptionError("the combined data key is not 32 bytes")
-    return key
+        record: KeySource = importlib.import_module(SOURCES[kind]).SOURCE
+    except ImportError as e:  # a broken installation: report it like a missing extra
+        raise SourceUnavailable(
+            f"the {kind} key source is not available: {e.name or e} is not installed"
+        ) from None
+    return record
 
 
-def wrap_data_key(
-    groups: Sequence[Sequence[Recipient]],
-    data_key: bytes,
-    threshold: int,
-    random: Callable[[int], bytes],
-) -> list[list[KeyEntry]]:
-    """Wrap the data key for every recipient; with several groups, each group gets a share.
+def sources() -> list[KeySource]:
+    """Every registered source's record, in the default decryption order."""
+    return [source(kind) for kind in SOURCES]
 
-    Shares follow sops: x coordinate = group index + 1, threshold defaulting to the number of
-    groups.
-    """
-    if not groups or not any(groups):
-        raise SecretOpsError(
-            "no master key was given to encrypt with",
-            code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
-            hints=("pass --age RECIPIENT, set SOPS_AGE_RECIPIENTS, or add a creation rule to "
-                   ".sops.yaml",),
-        )
-    if len(groups) == 1:
-        return [[r.wrap(data_key) for r in groups[0]]]
-    from secretops.core.shamir import split
 
-    threshold = threshold or len(groups)
-    if not 2 <= threshold <= len(groups):
-        raise SecretOpsError(
-            f"the Shamir threshold {threshold} must be between 2 and the number of key groups "
-            f"({len(groups)})",
-            code=ExitCode.CONFLICTING_PARAMETERS,
-        )
-    shares = split(data_key, len(groups), threshold, random)
-    return [[r.wrap(share) for r in group] for group, share in zip(groups, shares, strict=True)]
+def recipient(spec: KeySpec, env: Mapping[str, str]) -> Recipient:
+    """A recipient for a spec, its source's extra checked first."""
+    src = source(spec.kind)
+    src.check_available()
+    return src.recipient(spec.fields, env)
+
+
+def identity(kind: str, env: Mapping[str, str]) -> Identity | None:
+    """The identity of one kind the environment offers (None: nothing configured)."""
+    src = source(kind)
+    src.check_available()
+    return src.identity(env)
+
+
+def describe(kind: str, fields: Mapping[str, Any]) -> str:
+    """A short, secret-free name of a master key for messages: ``age recipient age1…``."""
+    try:
+        return source(kind).describe(fields)
+    except SecretOpsError:  # not registered, or its module is broken: a message needs a name
+        return f"{kind} key"
+
+
+def describe_entry(entry: KeyEntry) -> str:
+    return describe(entry.kind, entry.fields)
+
+
+def key_identity(kind: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Equal for entries and specs naming the same master key (a kind no source reads: equal
+    when every field is)."""
+    if kind not in SOURCES:
+        return _identity_key(kind, tuple(sorted(fields)), (), fields)
+    return source(kind).identity_key(fields)
+
+
+def _identity_key(kind: str, names: tuple[str, ...], upper: tuple[str, ...],
+                  fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    out: list[Any] = [kind]
+    for name in names:
+        value = fields.get(name) or ""
+        if isinstance(value, Mapping):
+            value = tuple(sorted((str(k), str(v)) for k, v in value.items()))
+        elif name in upper:
+            value = str(value).upper()
+        out.append(value)
+    return tuple(out)
+
+
+def unsupported(names: Sequence[str]) -> list[str]:
+    """The ``.sops.yaml`` key names among ``names`` that no registered source reads."""
+    claimed = {n for src in sources() for n in (src.config_key, src.group_key)}
+    return [n for n in names if n not in claimed]

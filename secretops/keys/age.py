@@ -16,13 +16,11 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import pyrage
-from pyrage import plugin, ssh, x25519
-
 from secretops.core.agemsg import AgeMessageError, read_message
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeyMismatch
+from secretops.keys import KeyMismatch, KeySource
+from secretops.keys.specs import KeySpec
 
 KIND = "age"
 
@@ -56,6 +54,9 @@ def parse_recipient(text: str) -> Any:
     Plugin recipients (``age1yubikey1…``) are handed to the ``age-plugin-<name>`` program on
     PATH, through pyrage's plugin client.
     """
+    import pyrage
+    from pyrage import plugin, ssh, x25519
+
     text = text.strip()
     try:
         if text.startswith(("ssh-ed25519 ", "ssh-rsa ")):
@@ -88,14 +89,6 @@ def parse_recipient(text: str) -> Any:
     )
 
 
-def split_recipients(value: str | list[str] | None) -> list[str]:
-    """Recipients given as a comma-separated string or a list (``.sops.yaml`` allows both)."""
-    if not value:
-        return []
-    items = value if isinstance(value, list) else value.replace("\n", ",").split(",")
-    return [r.strip() for r in items if r and r.strip()]
-
-
 class AgeRecipient:
     """Wraps a data key for one age recipient."""
 
@@ -109,6 +102,8 @@ class AgeRecipient:
         return f"AgeRecipient({self.recipient!r})"
 
     def wrap(self, data_key: bytes) -> KeyEntry:
+        import pyrage
+
         try:
             enc = pyrage.encrypt(data_key, [self._parsed], armored=True).decode("ascii")
         except pyrage.EncryptError as e:
@@ -146,6 +141,8 @@ def unwrap_message(message: str | bytes, identities: list[Any]) -> bytes:
     """
     import io
 
+    import pyrage
+
     try:
         read_message(message)
     except AgeMessageError as e:
@@ -171,6 +168,9 @@ class AgePluginError(RuntimeError):
 
 def parse_identities(text: str, source: str) -> list[Any]:
     """Identities from the text of an age key file (comments and blank lines ignored)."""
+    import pyrage
+    from pyrage import plugin, x25519
+
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -194,6 +194,8 @@ def parse_identities(text: str, source: str) -> list[Any]:
 
 
 def _ssh_identity(path: str) -> Any:
+    from pyrage import ssh
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -286,12 +288,10 @@ def load_identities(env: Mapping[str, str]) -> AgeIdentities:
     return AgeIdentities(ids, sources)
 
 
-def recipients_from_env(env: Mapping[str, str]) -> list[str]:
-    return split_recipients(env.get("SOPS_AGE_RECIPIENTS"))
-
-
 def generate() -> tuple[str, str]:
     """A new X25519 identity: ``(secret key line, public recipient)``."""
+    from pyrage import x25519
+
     ident = x25519.Identity.generate()
     return str(ident), str(ident.to_public())
 
@@ -305,3 +305,27 @@ def identity(env: Mapping[str, str]) -> AgeIdentities | None:
     """The key-source interface: every age identity the environment offers, or None."""
     ids = load_identities(env)
     return ids if ids.identities else None
+
+
+def _spec(value: str, options: Mapping[str, Any]) -> KeySpec:
+    return KeySpec(KIND, {"recipient": value})  # checked when its recipient is built
+
+
+SOURCE = KeySource(
+    KIND,
+    title="age",
+    describe=lambda f: f"age recipient {f.get('recipient', '?')}",
+    identity_fields=("recipient",),
+    flag="age",
+    metavar="RECIPIENTS",
+    help="age recipients (age1…, ssh-ed25519 …, plugins)",
+    example="age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
+    env="SOPS_AGE_RECIPIENTS",
+    config_key="age",
+    group_key="age",
+    parse=_spec,
+    recipient=recipient,
+    identity=identity,
+    no_identity_hint="set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
+                     "~/.config/sops/age/keys.txt",
+)

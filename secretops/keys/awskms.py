@@ -27,7 +27,7 @@ shortly before their credentials expire).
 Failures are one line, never contain key material, and say what to fix: no credentials, an
 unreachable endpoint, access denied, or a wrong encryption context. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23) naming the ARN; a failed unwrap raises
-:class:`KmsError`, which :func:`secretops.keys.recover_data_key` reports under the key's ARN
+:class:`KmsError`, which :func:`secretops.keys.datakey.recover_data_key` reports under the key's ARN
 (decrypt then exits 128 if no other key fits).
 
 boto3 is imported only when a client is first needed.
@@ -38,14 +38,15 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import socket
-import threading
+from _thread import allocate_lock  # threading.Lock without importing threading (--help)
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
+from secretops.keys import KeyOption, KeySource
+from secretops.keys.specs import KeySpec
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
@@ -62,7 +63,7 @@ _ENV_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", 
 _RENEW_BEFORE = timedelta(minutes=5)
 
 _clients: dict[tuple[str | None, ...], tuple[KMSClient, datetime | None]] = {}
-_clients_lock = threading.Lock()
+_clients_lock = allocate_lock()
 
 
 class KmsError(RuntimeError):
@@ -83,6 +84,8 @@ def region_of(arn: str) -> str:
 
 def session_name() -> str:
     """``secretops@<hostname>``, cleaned and cut to STS's 64 characters (sops: ``sops@…``)."""
+    import socket
+
     return ("secretops@" + _SESSION_NAME_BAD.sub("", socket.gethostname()))[:64]
 
 
@@ -293,3 +296,84 @@ def recipient(fields: Mapping[str, Any], env: Mapping[str, str]) -> KmsRecipient
 def identity(env: Mapping[str, str]) -> KmsIdentity:
     """The key-source interface: AWS credentials are looked up when an entry is unwrapped."""
     return KmsIdentity(env)
+
+
+def parse_context(text: str | Mapping[str, Any] | None) -> dict[str, str]:
+    """``--encryption-context k1:v1,k2:v2``, read exactly as sops reads it: every pair is one
+    ``key:value`` (no empty pair, no second ``:``), nothing trimmed; exit 6 when malformed.
+    A mapping (from the library API) is taken as it is."""
+    if isinstance(text, Mapping):
+        return {str(k): str(v) for k, v in text.items()}
+    out: dict[str, str] = {}
+    if not text:
+        return out
+    for pair in text.split(","):
+        parts = pair.split(":")
+        if len(parts) != 2:
+            raise SecretOpsError(
+                "invalid KMS encryption context: expected key:value pairs separated by commas",
+                code=ExitCode.INVALID_KMS_ENCRYPTION_CONTEXT,
+            )
+        out[parts[0]] = parts[1]
+    return out
+
+
+def kms_spec(arn: str, context: Mapping[str, Any] | None = None, aws_profile: str = "",
+             role: str = "") -> KeySpec:
+    """``ARN`` or ``ARN+ROLE_ARN`` with its context and profile → the metadata's fields."""
+    arn = arn.strip()
+    if "+" in arn and not role:
+        arn, _, role = arn.partition("+")
+    if not arn.startswith("arn:"):
+        raise SecretOpsError(f"invalid AWS KMS key ARN {arn!r}", code=ExitCode.INVALID_KEY)
+    ctx = {str(k): str(v) for k, v in (context or {}).items()}
+    return KeySpec(KIND, {"arn": arn, "role": role.strip(), "context": ctx,
+                          "aws_profile": aws_profile or ""})
+
+
+def _spec(value: str, options: Mapping[str, Any]) -> KeySpec:
+    return kms_spec(value, options.get("encryption_context"), options.get("aws_profile") or "")
+
+
+def _group_specs(raw: Any) -> list[KeySpec]:
+    """``key_groups`` entries: maps ``{arn, role, context, aws_profile}`` (or plain ARNs)."""
+    out = []
+    for entry in raw or []:
+        if isinstance(entry, Mapping):
+            out.append(kms_spec(str(entry.get("arn", "")), entry.get("context"),
+                                str(entry.get("aws_profile") or ""), str(entry.get("role") or "")))
+        else:
+            out.append(kms_spec(str(entry)))
+    return out
+
+
+SOURCE = KeySource(
+    KIND,
+    title="AWS KMS",
+    describe=lambda f: f"AWS KMS key {f.get('arn', '?')}",
+    identity_fields=("arn", "role", "context", "aws_profile"),
+    remove_fields=("arn", "role"),  # --rm-kms ARN removes the key whatever its role
+    flag="kms",
+    metavar="ARNS",
+    help="AWS KMS key ARNs (ARN+ROLE_ARN to assume a role)",
+    example="arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    group_example=[{"arn": "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-"
+                           "1234567890ab"}],
+    env="SOPS_KMS_ARN",
+    config_key="kms",
+    group_key="kms",
+    parse=_spec,
+    parse_group=_group_specs,
+    options=(
+        KeyOption("encryption_context", metavar="K:V,…", parse=parse_context,
+                  help="KMS encryption context for every --kms key.",
+                  rotate_help="KMS encryption context for keys added with --add-kms."),
+        KeyOption("aws_profile", metavar="NAME", config_key="aws_profile",
+                  help="AWS profile for the --kms keys.",
+                  rotate_help="AWS profile for keys added with --add-kms."),
+    ),
+    recipient=recipient,
+    identity=identity,
+    extra="aws",
+    requires=("boto3",),
+)

@@ -26,18 +26,18 @@ PGP entries are reported as "no pgp identity available".
 from __future__ import annotations
 
 import os
-import selectors
-import shutil
-import subprocess
-import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secretops.core.limits import MAX_GPG_OUTPUT, MAX_GPG_STDERR
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, LimitExceededError, SecretOpsError
-from secretops.keys import KeyMismatch
+from secretops.keys import KeyMismatch, KeySource
+from secretops.keys.specs import KeySpec
+
+if TYPE_CHECKING:
+    import subprocess
 
 KIND = "pgp"
 GPG_EXEC_ENV = "SOPS_GPG_EXEC"
@@ -61,6 +61,8 @@ def gpg_program(env: Mapping[str, str]) -> str:
 
 def find_gpg(env: Mapping[str, str]) -> str | None:
     """The gpg executable to run, or None when there is none."""
+    import shutil
+
     return shutil.which(gpg_program(env), path=env.get("PATH"))
 
 
@@ -110,6 +112,8 @@ def _run(exe: str, args: list[str], data: bytes, env: Mapping[str, str], what: s
     and :class:`~secretops.errors.LimitExceededError` raised. gpg is always waited for, so no
     process is left behind.
     """
+    import subprocess  # here, not at the top: reading the record (--help) must stay cheap
+
     try:
         proc = subprocess.Popen(
             [exe, "--batch", "--no-tty", *args], stdin=subprocess.PIPE,
@@ -132,6 +136,9 @@ def _run(exe: str, args: list[str], data: bytes, env: Mapping[str, str], what: s
 def _exchange(proc: subprocess.Popen[bytes], data: bytes, max_stdout: int,
               what: str) -> tuple[bytes, bytes]:
     """Feed stdin and drain stdout and stderr together (no pipe can fill and block gpg)."""
+    import selectors
+    import time
+
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + TIMEOUT_SECONDS
     stdin, stdout, stderr = proc.stdin.fileno(), proc.stdout.fileno(), proc.stderr.fileno()
@@ -267,3 +274,33 @@ def identity(env: Mapping[str, str]) -> GpgIdentity | None:
     """The key-source interface: the gpg keyring when gpg is installed, else None."""
     exe = find_gpg(env)
     return GpgIdentity(exe, env) if exe is not None else None
+
+
+def pgp_spec(fingerprint: str) -> KeySpec:
+    """A fingerprint kept as typed (sops stores it so); a trailing ``!`` forces that subkey."""
+    fp = fingerprint.replace(" ", "")
+    hexpart = fp[:-1] if fp.endswith("!") else fp
+    if not hexpart or not all(c in "0123456789ABCDEFabcdef" for c in hexpart):
+        raise SecretOpsError(f"invalid PGP fingerprint {fingerprint!r}", code=ExitCode.INVALID_KEY)
+    return KeySpec(KIND, {"fp": fp})
+
+
+SOURCE = KeySource(
+    KIND,
+    title="PGP",
+    describe=lambda f: f"PGP key {f.get('fp', '?')}",
+    identity_fields=("fp",),
+    upper_fields=("fp",),
+    flag="pgp",
+    metavar="FPRS",
+    help="PGP fingerprints (through gpg)",
+    example="FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4",
+    env="SOPS_PGP_FP",
+    config_key="pgp",
+    group_key="pgp",
+    parse=lambda value, options: pgp_spec(value),
+    recipient=recipient,
+    identity=identity,
+    no_identity_hint="for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
+                     "gpg --list-secret-keys shows what it has",
+)

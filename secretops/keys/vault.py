@@ -35,8 +35,9 @@ back-off). Failures are one line naming the key URI and never contain key materi
 unreachable, no token, permission denied (with the policy path that is missing), a ciphertext
 older than the key's ``min_decryption_version``. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23); a failed unwrap raises
-:class:`VaultTransitError`, which :func:`secretops.keys.recover_data_key` reports (decrypt then
-exits 128 if no other key fits); a failed rewrap raises ``SecretOpsError`` with exit 128.
+:class:`VaultTransitError`, which :func:`secretops.keys.datakey.recover_data_key` reports
+(decrypt then exits 128 if no other key fits); a failed rewrap raises ``SecretOpsError``
+with exit 128.
 
 hvac is imported only when a client is first built.
 """
@@ -54,7 +55,8 @@ from urllib.parse import urlsplit
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys.specs import redact_uri
+from secretops.keys import KeySource
+from secretops.keys.specs import KeySpec
 
 KIND = "hc_vault"
 DEFAULT_TIMEOUT = 10.0
@@ -362,3 +364,70 @@ def recipient(fields: Mapping[str, Any], env: Mapping[str, str]) -> VaultRecipie
 def identity(env: Mapping[str, str]) -> VaultIdentity:
     """The key-source interface: always an identity; a missing token is reported on use."""
     return VaultIdentity(env)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the password of its user info replaced by ``***`` (for messages)."""
+    parts = urlsplit(uri.strip())
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username}:***@{host}").geturl()
+
+
+def vault_spec(uri: str) -> KeySpec:
+    """``https://host:port/v1/<engine path>/keys/<key name>`` → the metadata's three fields."""
+    parts = urlsplit(uri.strip())
+    path = parts.path
+    # sops accepts any API version (/v1/, /v2/ …) and a trailing slash
+    version = re.match(r"/v[0-9]+/", path)
+    if version:
+        path = "/v1/" + path[version.end():]
+    if (parts.scheme not in ("http", "https") or not parts.netloc
+            or not path.startswith("/v1/") or "/keys/" not in path):
+        raise SecretOpsError(
+            f"invalid Vault transit URI {redact_uri(uri)!r}",
+            code=ExitCode.INVALID_KEY,
+            hints=("the form is https://vault.example.com:8200/v1/transit/keys/KEY_NAME",),
+        )
+    engine, _, key = path[len("/v1/"):].rstrip("/").rpartition("/keys/")
+    if not engine or not key or "/" in key:
+        raise SecretOpsError(f"invalid Vault transit URI {redact_uri(uri)!r}",
+                             code=ExitCode.INVALID_KEY)
+    return KeySpec(KIND, {"vault_address": f"{parts.scheme}://{parts.netloc}",
+                          "engine_path": engine.strip("/"), "key_name": key})
+
+
+def _describe(f: Mapping[str, Any]) -> str:
+    addr, engine = f.get("vault_address", "?"), f.get("engine_path", "?")
+    return f"Vault transit key {addr}/v1/{engine}/keys/{f.get('key_name')}"
+
+
+class _Rewrap:
+    """The :class:`~secretops.keys.Rewrapper` ability (``secretops vault rewrap``)."""
+
+    def rewrap(self, metadata: Metadata, env: Mapping[str, str]
+               ) -> tuple[Metadata, list[Any]]:
+        new, changes = rewrap_metadata(metadata, env)
+        return new, list(changes)
+
+
+SOURCE = KeySource(
+    KIND,
+    title="Vault transit",
+    describe=_describe,
+    identity_fields=("vault_address", "engine_path", "key_name"),
+    flag="hc-vault-transit",
+    metavar="URIS",
+    help="Vault transit keys, e.g. https://vault:8200/v1/transit/keys/NAME",
+    example="https://vault.example.com:8200/v1/transit/keys/sops",
+    env="SOPS_VAULT_URIS",
+    config_key="hc_vault_transit_uri",
+    group_key="hc_vault",
+    parse=lambda value, options: vault_spec(value),
+    recipient=recipient,
+    identity=identity,
+    extra="vault",
+    requires=("hvac",),
+    abilities=(_Rewrap(),),
+)

@@ -79,7 +79,8 @@ def convert_go(text: str) -> str:
     return _BLOCK.sub(block, text)
 
 
-def _env() -> Any:
+def sandbox() -> Any:
+    """The sandboxed jinja2 environment every user template is parsed and rendered in."""
     from jinja2 import StrictUndefined
     from jinja2.exceptions import SecurityError
     from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -122,7 +123,7 @@ def check_syntax(templates: Mapping[str, str]) -> None:
     anyone who may not read the Secret)."""
     from jinja2 import TemplateError as JinjaError
 
-    env = _env()
+    env = sandbox()
     for key, text in templates.items():
         try:
             env.parse(convert_go(text))
@@ -150,7 +151,7 @@ def render_here(templates: Mapping[str, str], values: Mapping[str, bytes],
     """Render in this process (the worker's side of :func:`render_all`): ``{"ok": {key:
     base64}}`` or ``{"fail": category name, "key": key}``. Output is counted as it is
     generated and rendering stops past ``max_output`` bytes (all keys together)."""
-    env = _env()
+    env = sandbox()
     strs = {k: v.decode("utf-8", "surrogateescape") for k, v in values.items()}
     context: dict[str, Any] = dict(strs)
     context["values"] = strs

@@ -72,9 +72,9 @@ ROLES: dict[str, Handler] = {"render": _render, "sealed": _sealed}
 def _preload(role: str) -> None:
     """Import before the memory limit is set, so the limit is headroom for the job alone."""
     if role == "render":
-        from secretops.sealing.template import _env
+        from secretops.sealing.template import sandbox
 
-        _env()
+        sandbox()
     else:
         import secretops.sealing
         import secretops.sealing.serialize  # noqa: F401

@@ -10,18 +10,46 @@ may use to write the file back faithfully) and writes trees back to bytes:
   :meth:`Metadata.to_wire`) the result is an encrypted file, without it a plaintext one. Where
   ``layout`` is given the store keeps everything but the values (and comments) as they were.
 
-One module per format: ``yaml``, ``json``, ``dotenv``, ``ini``, ``binary``. Bad input raises
+One module per format, listed in one table, :data:`TABLE`: each :class:`Format`'s name, the file
+name endings that select it, its module and store class (imported only when that format is
+used), and the template ``edit`` starts a new file from. The CLI's ``--input-type`` choices,
+:func:`format_for_path` and :func:`get_store` all read it. Bad input raises
 :class:`~secretops.errors.FormatError` with a message that names the line where it can.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, NamedTuple, Protocol
 
 from secretops.core.tree import Branch
 from secretops.errors import ExitCode, SecretOpsError
 
-FORMATS = ("yaml", "json", "dotenv", "ini", "binary")
+
+class Format(NamedTuple):
+    """One file format."""
+
+    name: str
+    extensions: tuple[str, ...]  # lower-case name endings that pick it (sops's rules)
+    store: str  # "module:Class"
+    template: bytes  # a new file in `edit`
+
+
+TABLE = (
+    Format("yaml", (".yaml", ".yml"), "secretops.stores.yaml:YamlStore",
+           b"# A new secrets file: replace this with your data. It is encrypted when you\n"
+           b"# save and close the editor; leave it unchanged to create nothing.\n"
+           b"password: change-me\n"),
+    Format("json", (".json",), "secretops.stores.json:JsonStore",
+           b'{\n    "password": "change-me"\n}\n'),
+    Format("dotenv", (".env",), "secretops.stores.dotenv:DotenvStore", b"PASSWORD=change-me\n"),
+    Format("ini", (".ini",), "secretops.stores.ini:IniStore",
+           b"[secrets]\npassword = change-me\n"),
+    # last: what any other name is
+    Format("binary", (), "secretops.stores.binary:BinaryStore", b"change me\n"),
+)
+BY_NAME = {f.name: f for f in TABLE}
+FORMATS = tuple(BY_NAME)
 
 
 class Loaded(NamedTuple):
@@ -49,41 +77,25 @@ class StoreOptions(NamedTuple):
 def format_for_path(path: str) -> str:
     """The format sops would pick from a file name (``binary`` when nothing matches)."""
     lower = path.lower()
-    if lower.endswith((".yaml", ".yml")):
-        return "yaml"
-    if lower.endswith(".json"):
-        return "json"
-    if lower.endswith(".env"):
-        return "dotenv"
-    if lower.endswith(".ini"):
-        return "ini"
-    return "binary"
+    return next((f.name for f in TABLE if f.extensions and lower.endswith(f.extensions)),
+                "binary")
 
 
 def get_store(name: str, options: StoreOptions | None = None) -> Store:
     """The store for a format name; imports only that store's module."""
-    options = options or StoreOptions()
-    if name == "yaml":
-        from secretops.stores.yaml import YamlStore
+    fmt = BY_NAME.get(name)
+    if fmt is None:
+        raise SecretOpsError(
+            f"unknown format {name!r} (expected one of {', '.join(FORMATS)})",
+            code=ExitCode.CONFLICTING_PARAMETERS,
+        )
+    module, _, cls = fmt.store.partition(":")
+    store: Store = getattr(importlib.import_module(module), cls)(options or StoreOptions())
+    return store
 
-        return YamlStore(options)
-    if name == "json":
-        from secretops.stores.json import JsonStore
 
-        return JsonStore(options)
-    if name == "dotenv":
-        from secretops.stores.dotenv import DotenvStore
+def render_number(value: Any) -> str:
+    """A number, boolean or null as sops prints a scalar (``--extract`` of one value)."""
+    from secretops.stores._yamlscalar import render_number as render
 
-        return DotenvStore(options)
-    if name == "ini":
-        from secretops.stores.ini import IniStore
-
-        return IniStore(options)
-    if name == "binary":
-        from secretops.stores.binary import BinaryStore
-
-        return BinaryStore(options)
-    raise SecretOpsError(
-        f"unknown format {name!r} (expected one of {', '.join(FORMATS)})",
-        code=ExitCode.CONFLICTING_PARAMETERS,
-    )
+    return render(value)

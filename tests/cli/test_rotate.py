@@ -53,11 +53,11 @@ def test_rotate_changes_every_ciphertext_and_keeps_layout(
 
 
 def test_data_key_changes(tmp_path: Path, age_key: AgeKey) -> None:
-    from secretops import api
+    from secretops import fileops
     from secretops.core.document import data_key_fits
 
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
-    old_key = api.open_file(f.read_bytes(), format="yaml").data_key
+    old_key = fileops.open_file(f.read_bytes(), format="yaml").data_key
     assert secretops("rotate", str(f)).code == 0
     assert not data_key_fits(_metadata(f), old_key)
 
@@ -201,13 +201,13 @@ def test_a_stolen_key_keeps_reading_after_updatekeys_but_not_after_rotate(
     """Threat model: a removed recipient (a stolen key) may already know the data key, since it
     could open the file before. ``updatekeys`` only rewraps that same key; ``rotate`` makes a
     new one, which is what shuts the thief out of later versions."""
-    from secretops import api
+    from secretops import fileops
     from secretops.core.document import data_key_fits
 
     stolen = make_age_key(tmp_path, "stolen.txt")
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient, stolen.recipient)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(stolen.path))
-    known = api.open_file(f.read_bytes(), format="yaml").data_key  # what the thief learned
+    known = fileops.open_file(f.read_bytes(), format="yaml").data_key  # what the thief learned
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_key.path))
     (tmp_path / ".sops.yaml").write_text(
         f"creation_rules:\n  - age: {age_key.recipient}\n")

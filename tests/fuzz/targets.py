@@ -70,9 +70,9 @@ def each(*calls: Callable[[], object], typed: tuple[type[BaseException], ...] = 
 
 def _store_run(fmt: str) -> Callable[[bytes], None]:
     from secretops import api
-    from secretops.gitdiff import textconv
-    from secretops.gitmerge import is_sops_file, merge_files
-    from secretops.guard import check_data
+    from secretops.git.guard import check_data
+    from secretops.git.merge import is_sops_file, merge_files
+    from secretops.git.textconv import textconv
 
     name = "secret" + _SUFFIX[fmt]
 
@@ -209,7 +209,7 @@ def _config_run(data: bytes) -> None:
     from secretops import api
     from secretops.cli.app import cli
     from secretops.config import load_config
-    from secretops.guard import Policy
+    from secretops.git.guard import Policy
 
     top = Path(tempfile.mkdtemp(dir=seeds.workdir()))
     (top / "secrets").mkdir()

@@ -19,10 +19,10 @@ import pyrage
 import pytest
 from pyrage import x25519
 
-from secretops import api
+from secretops import fileops
 from secretops.core.limits import MAX_AGE_STANZAS, MAX_KEY_ENTRIES
 from secretops.core.metadata import KeyEntry
-from secretops.keys import make_recipients
+from secretops.keys.datakey import make_recipients
 from secretops.keys.specs import from_flags
 from tests.helpers import CANARY, AgeKey, Result, secretops
 
@@ -42,14 +42,14 @@ def _encrypt(tmp_path: Path, *flags: str) -> Path:
 
 def _set_entries(path: Path, entries: list[KeyEntry]) -> None:
     """Rewrite the file so that its one key group lists ``entries`` (values unchanged)."""
-    opened = api.open_file(path.read_bytes(), format="yaml")
+    opened = fileops.open_file(path.read_bytes(), format="yaml")
     meta = opened.metadata
     meta.key_groups = [entries]
-    path.write_bytes(api.rewrite_metadata(opened, meta))
+    path.write_bytes(fileops.rewrite_metadata(opened, meta))
 
 
 def _data_key(path: Path) -> bytes:
-    return api.open_file(path.read_bytes(), format="yaml").data_key
+    return fileops.open_file(path.read_bytes(), format="yaml").data_key
 
 
 def _strangers(n: int) -> list[Any]:
@@ -146,7 +146,7 @@ def test_wrapped_key_of_the_wrong_size_is_a_clean_error(
 def test_wrong_size_key_in_one_entry_does_not_hide_a_good_one(tmp_path: Path,
                                                               age_key: AgeKey) -> None:
     f = _encrypt(tmp_path, "--age", age_key.recipient)
-    good = api.open_file(f.read_bytes(), format="yaml").metadata.key_groups[0][0]
+    good = fileops.open_file(f.read_bytes(), format="yaml").metadata.key_groups[0][0]
     short = make_recipients([from_flags(age=[age_key.recipient])], os.environ)[0][0].wrap(
         b"\x01" * 16)
     _set_entries(f, [short, good])

@@ -10,8 +10,9 @@ import pytest
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import NoKeyError
-from secretops.keys import SOURCES, Identity, KeyMismatch, lazy_identities, recover_data_key
+from secretops.keys import Identity, KeyMismatch
 from secretops.keys.age import AgeRecipient, generate, load_identities
+from secretops.keys.datakey import lazy_identities, recover_data_key
 
 KMS = KeyEntry("kms", {"arn": "arn:aws:kms:eu-west-1:111122223333:key/x", "role": "",
                        "context": {}, "created_at": "2026-01-01T00:00:00Z", "enc": "AAAA",
@@ -69,12 +70,14 @@ def test_failure_lists_every_source_and_why(monkeypatch: pytest.MonkeyPatch) -> 
     other, _ = generate()
     monkeypatch.setenv("SOPS_AGE_KEY", other)
     meta = Metadata(key_groups=[[AgeRecipient(recipient).wrap(os.urandom(32)), KMS]])
-    monkeypatch.setitem(SOURCES, "kms", "secretops.keys.no_such_module")
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as without the aws extra
     with pytest.raises(NoKeyError) as info:
         recover_data_key(meta, lazy_identities(os.environ))
     hints = "\n".join(info.value.hints)
     assert f"age recipient {recipient}: none of the age identities fits" in hints
-    assert f"AWS KMS key {KMS.fields['arn']}: the kms key source is not available" in hints
+    assert (f"AWS KMS key {KMS.fields['arn']}: the AWS KMS key source needs the Python package "
+            "boto3, which is not installed") in hints
+    assert "pip install 'secretops[aws]'" in hints
 
 
 def test_a_mismatch_moves_on_to_the_next_identity() -> None:
@@ -100,7 +103,7 @@ def test_decrypting_an_age_and_kms_file_with_age_never_imports_boto3(tmp_path: o
     code = (
         "import os, sys\n"
         "from secretops.core.metadata import KeyEntry, Metadata\n"
-        "from secretops.keys import lazy_identities, recover_data_key\n"
+        "from secretops.keys.datakey import lazy_identities, recover_data_key\n"
         "from secretops.keys.age import AgeRecipient, generate\n"
         "secret, recipient = generate()\n"
         "os.environ['SOPS_AGE_KEY'] = secret\n"

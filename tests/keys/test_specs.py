@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys.specs import KeySpec, from_env, from_flags, from_rule, parse_context
+from secretops.keys.awskms import parse_context
+from secretops.keys.specs import KeySpec, from_env, from_flags, from_rule
 
 ARN = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 ROLE = "arn:aws:iam::123456789012:role/sops"
@@ -96,7 +97,7 @@ def test_unsupported_sources_are_refused(field: str) -> None:
 
 
 def test_a_password_in_a_vault_uri_is_not_shown() -> None:
-    from secretops.keys.specs import redact_uri
+    from secretops.keys.vault import redact_uri
 
     assert redact_uri("http://admin:s3cr3t@v:1/v1/t/keys/k") == "http://admin:***@v:1/v1/t/keys/k"
     with pytest.raises(SecretOpsError) as e:

@@ -371,8 +371,7 @@ def test_rewrap_metadata_leaves_other_entries_and_its_input_alone(vault_key: str
     import os
 
     from secretops.core.metadata import KeyEntry, Metadata
-    from secretops.keys.specs import vault_spec
-    from secretops.keys.vault import recipient, rewrap_metadata
+    from secretops.keys.vault import recipient, rewrap_metadata, vault_spec
 
     env = dict(os.environ)
     entry = recipient(vault_spec(vault_key).fields, env).wrap(b"k" * 32)

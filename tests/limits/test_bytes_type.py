@@ -17,13 +17,13 @@ EXT = {"yaml": "yaml", "json": "json", "dotenv": "env", "ini": "ini"}
 @pytest.mark.parametrize("fmt", sorted(FILES))
 def test_bytes_value_is_refused_like_sops(fmt: str, sops_bin: str, age_key: AgeKey,
                                           tmp_path: Path) -> None:
-    from secretops import api
+    from secretops import fileops
 
     plain = tmp_path / f"f.{EXT[fmt]}"
     plain.write_text(FILES[fmt])
     made = sops(sops_bin, "encrypt", "--age", age_key.recipient, str(plain))
     assert made.code == 0, made.err
-    opened = api.open_file(made.out, format=fmt)
+    opened = fileops.open_file(made.out, format=fmt)
     retagged = opened.cipher.seal(b"admin", "bytes", "s:user:" if fmt == "ini" else "user:")
     data = re.sub(rb"ENC\[AES256_GCM,data:[^\]]*type:str\]", retagged.encode(), made.out,
                   count=1)

@@ -58,7 +58,7 @@ def test_fuzzed_configs_load_or_fail_cleanly(data: dict[str, object]) -> None:
 
     from secretops.config import load_config
     from secretops.errors import SecretOpsError
-    from secretops.guard import Policy
+    from secretops.git.guard import Policy
 
     with tempfile.TemporaryDirectory() as d:
         path = Path(d, ".sops.yaml")

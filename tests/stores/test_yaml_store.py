@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from secretops import api
+from secretops import api, fileops
 from secretops.errors import ExitCode, FormatError, SecretOpsError
 from secretops.stores._yamlscalar import format_yaml_float, resolve_plain
 from secretops.stores.yaml import YamlStore
@@ -211,8 +211,8 @@ def test_block_scalars_that_cannot_come_back_as_blocks_stay_valid_yaml(
 def test_a_changed_value_in_a_block_span_keeps_the_line_break(age_key: AgeKey) -> None:
     """set on a block-scalar key with a number: the next key stays on its own line."""
     enc = api.encrypt(b"a: |\n  text\n\nb: 1\n", format="yaml", age=[age_key.recipient])
-    opened = api.open_file(enc, format="yaml")
-    out = api.set_value(opened, ["a"], 5)
+    opened = fileops.open_file(enc, format="yaml")
+    out = fileops.set_value(opened, ["a"], 5)
     assert out is not None
     assert api.decrypt(out, format="yaml") == b"a: 5\n\nb: 1\n"
 

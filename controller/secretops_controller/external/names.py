@@ -58,13 +58,13 @@ _NORMAL = frozenset({EsReason.SYNCED, EsReason.VALID, EsReason.DELETED, EsReason
 
 
 def path(namespace: str, name: str | None = None) -> str:
-    return kube._path(f"/apis/{API}", namespace, "externalsecrets", name)
+    return kube.resource_path(f"/apis/{API}", namespace, "externalsecrets", name)
 
 
 def store_path(kind: str, namespace: str, name: str) -> str:
     if kind == CLUSTER_KIND:
         return f"/apis/{API}/clustersecretstores/{name}"
-    return kube._path(f"/apis/{API}", namespace, "secretstores", name)
+    return kube.resource_path(f"/apis/{API}", namespace, "secretstores", name)
 
 
 def name_of(obj: Mapping[str, Any]) -> str:

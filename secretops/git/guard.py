@@ -50,7 +50,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from secretops.config import CONFIG_NAMES, Config, _relative, find_config, load_config
+from secretops.config import CONFIG_NAMES, Config, find_config, load_config, relative_path
 from secretops.core.cipher import enc_fields
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
@@ -336,7 +336,7 @@ class Policy:
         if cfg_path is None:
             return Verdict(allowed_by=allowed_by)
         cfg, globs = self._load(cfg_path)
-        rel = _relative(path, cfg.directory)
+        rel = relative_path(path, cfg.directory)
         if not allowed_by and not os.path.isabs(rel):  # globs name paths below the config
             for glob, rx in globs:
                 if _glob_hits(rx, rel):

@@ -52,6 +52,7 @@ def _comment(fmt: str) -> bytes:
 
 def _trailer(metadata: object, fmt: str) -> bytes:
     from secretops.core.metadata import Metadata
+    from secretops.keys import describe_entry
 
     assert isinstance(metadata, Metadata)
     c = _comment(fmt)
@@ -60,7 +61,7 @@ def _trailer(metadata: object, fmt: str) -> bytes:
     for n, group in enumerate(metadata.key_groups):
         prefix = f"group {n + 1}: " if many else ""
         for entry in group:
-            lines.append(c + b" " + (prefix + entry.describe()).encode("utf-8", "replace"))
+            lines.append(c + b" " + (prefix + describe_entry(entry)).encode("utf-8", "replace"))
     if many:
         lines.append(c + f" shamir threshold: {metadata.shamir_threshold or 'all'}".encode())
     return b"\n".join(lines) + b"\n"
@@ -79,7 +80,7 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     """The text git should diff for the blob ``data`` of the file called ``name``."""
     if not looks_like_sops(data):
         return data
-    from secretops import api
+    from secretops import fileops
     from secretops.errors import MacMismatchError, MetadataError, NoKeyError, SecretOpsError
     from secretops.stores import format_for_path
 
@@ -88,10 +89,10 @@ def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     warning = b""
     try:
         try:
-            opened = api.open_file(data, format=fmt, env=env, keep_ivs=False)
+            opened = fileops.open_file(data, format=fmt, env=env, keep_ivs=False)
         except MacMismatchError:
             warning = c + b" secretops: MAC MISMATCH: this version was changed outside sops\n"
-            opened = api.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
+            opened = fileops.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
     except MetadataError:  # the markers were there by chance: not an encrypted file
         return data
     except NoKeyError:

@@ -42,14 +42,14 @@ MISSING: Any = object()
 
 def is_sops_file(data: bytes, fmt: str) -> bool:
     """Does this version of a file carry sops metadata? (A plain file never gets parsed.)"""
-    from secretops.gitdiff import looks_like_sops
+    from secretops.git.textconv import looks_like_sops
 
     if not looks_like_sops(data):
         return False
-    from secretops import api
+    from secretops import fileops
 
     try:
-        return api.is_encrypted(data, fmt)
+        return fileops.is_encrypted(data, fmt)
     except SecretOpsError:
         return True  # sops-like but damaged: the value merge reports what is wrong
 
@@ -142,9 +142,9 @@ def merge_branch(base: Branch, ours: Branch, theirs: Branch, path: list[str | in
 
 
 def _key_set(metadata: Any) -> Any:
-    from secretops.keyops import _identity
+    from secretops.keys import key_identity
 
-    return (tuple(tuple(sorted(_identity(e.kind, e.fields) for e in g))
+    return (tuple(tuple(sorted(key_identity(e.kind, e.fields) for e in g))
                   for g in metadata.key_groups),
             metadata.shamir_threshold if len(metadata.key_groups) > 1 else 0)
 
@@ -177,7 +177,7 @@ def _merge_files(base: bytes, ours: bytes, theirs: bytes, fmt: str,
         return theirs
     if theirs == base:
         return ours
-    from secretops import api
+    from secretops import fileops
     from secretops.core.document import seal
     from secretops.core.metadata import Metadata
     from secretops.keyops import apply_plan, plan_update, spec_of
@@ -186,7 +186,7 @@ def _merge_files(base: bytes, ours: bytes, theirs: bytes, fmt: str,
     opened = {}
     for name, data in (("base", base), ("ours", ours), ("theirs", theirs)):
         try:
-            opened[name] = api.open_file(data, format=fmt, env=env, options=options)
+            opened[name] = fileops.open_file(data, format=fmt, env=env, options=options)
         except SecretOpsError as e:
             e.message = f"{name}: {e.message}"
             raise
@@ -219,17 +219,17 @@ def _merge_files(base: bytes, ours: bytes, theirs: bytes, fmt: str,
     if other.data_key == kept.data_key:  # values only the other side changed keep its IVs
         kept.cipher.adopt(other.cipher)
     sealed = seal(docs, metadata, kept.data_key, random=os.urandom,
-                  lastmodified=api._now(), cipher=kept.cipher)
+                  lastmodified=fileops.now(), cipher=kept.cipher)
     return bytes(kept.store.emit(sealed, metadata.to_wire(), _layout(docs, kept, oo, ot)))
 
 
 def _layout(docs: list[Branch], *sides: Any) -> Any:
     """The layout of the first side whose trees have the merged shape (the text to splice
     into), else the first side's indentation only."""
-    from secretops import api
+    from secretops import fileops
     from secretops.core.tree import same_shape
 
     for side in sides:
         if all(same_shape(d, k) for d, k in zip(docs, side.docs, strict=True)):
             return side.loaded.layout
-    return api._indent_only(sides[0].loaded.layout)
+    return fileops.indent_only(sides[0].loaded.layout)

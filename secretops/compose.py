@@ -1,0 +1,81 @@
+"""Where a file meets its settings: the one composition point every command goes through.
+
+A command names a file (and maybe ``--input-type``, ``--config``); before anything is read it
+needs the file's format, the ``.sops.yaml`` that applies to it and that config's store options
+(``stores: yaml: indent: 4`` …). :func:`settings` works them out the same way for every
+command, and :func:`open_path` adds the read and the decryption (:func:`secretops.fileops.
+open_file`). The rules, in one place:
+
+* the format is ``--input-type``, else the one the name (or ``--filename-override``) implies;
+* the config is ``--config`` / ``$SOPS_CONFIG``, else ``.sops.yaml`` searched upwards from the
+  file (:func:`secretops.config.find_config`);
+* without a config the store options are the defaults.
+
+``lenient=True`` is for ``edit``, which uses the config of an existing file only to format its
+output: a config that cannot be found (``--config`` naming no file) then means default
+options; one that is found but malformed still fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, NamedTuple
+
+from secretops.stores import StoreOptions, format_for_path
+
+if TYPE_CHECKING:
+    from secretops.config import Config
+    from secretops.fileops import OpenedFile
+
+
+class Settings(NamedTuple):
+    """A file's format, the config that applies to it (if any) and its store options."""
+
+    format: str
+    config: Config | None
+    options: StoreOptions
+
+
+def load_config_for(file: str | None, env: Mapping[str, str],
+                    config_path: str | None = None) -> Config | None:
+    """The ``.sops.yaml`` that applies to ``file`` (``config_path`` first), loaded; or None."""
+    from secretops.config import find_config, load_config
+
+    path = find_config(file, env, config_path)
+    return load_config(path) if path is not None else None
+
+
+def settings(file: str, *, input_type: str | None = None, name: str | None = None,
+             config_path: str | None = None, env: Mapping[str, str] | None = None,
+             lenient: bool = False) -> Settings:
+    """The format, config and store options for ``file`` (``name`` picks the format instead of
+    the file's own name)."""
+    from secretops.config import find_config, load_config
+
+    env = os.environ if env is None else env
+    fmt = input_type or format_for_path(name or file)
+    try:
+        path = find_config(file, env, config_path)
+    except Exception:
+        if not lenient:
+            raise
+        path = None
+    cfg = load_config(path) if path is not None else None
+    return Settings(fmt, cfg, cfg.store_options(fmt) if cfg is not None else StoreOptions())
+
+
+def open_path(file: str, *, input_type: str | None = None, name: str | None = None,
+              config_path: str | None = None, env: Mapping[str, str] | None = None,
+              rewrite: bool = False, ignore_mac: bool = False,
+              given: Settings | None = None) -> OpenedFile:
+    """Read and decrypt ``file`` with its settings (or ``given`` ones). ``rewrite``: the
+    command will write the file back, so it must be a regular file (:mod:`secretops.fileio`)."""
+    from secretops.fileio import read_input
+    from secretops.fileops import open_file
+
+    env = os.environ if env is None else env
+    s = given or settings(file, input_type=input_type, name=name, config_path=config_path,
+                          env=env)
+    return open_file(read_input(file, rewrite=rewrite), format=s.format, env=env,
+                     options=s.options, ignore_mac=ignore_mac)
