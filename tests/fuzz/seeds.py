@@ -87,13 +87,13 @@ def store_seeds(fmt: str) -> list[bytes]:
 def merge_sides(fmt: str) -> tuple[bytes, bytes]:
     """(base, ours) for the merge driver: a secretops-made file and an edit of it, so a fuzzed
     "theirs" is merged for real (not short-cut because two sides are equal)."""
-    from secretops import api
+    from secretops import api, fileops
 
     base = api.encrypt(PLAIN_SAMPLES[fmt], format=fmt, age=[recipient()], env={})
-    opened = api.open_file(base, format=fmt, env=env())
+    opened = fileops.open_file(base, format=fmt, env=env())
     edited = PLAIN_SAMPLES[fmt] + EDITS[fmt] if fmt != "json" else \
         b'{"user": "root", "password": "' + CANARY.encode() + b'", "n": [1, 2.5, true]}'
-    return base, api.reencrypt_plaintext(opened, edited)
+    return base, fileops.reencrypt_plaintext(opened, edited)
 
 
 @cache

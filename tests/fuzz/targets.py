@@ -69,7 +69,7 @@ def each(*calls: Callable[[], object], typed: tuple[type[BaseException], ...] = 
 # --- the stores: decrypt, encrypt, set, textconv, check, the merge driver, filestatus --------
 
 def _store_run(fmt: str) -> Callable[[bytes], None]:
-    from secretops import api
+    from secretops import api, fileops
     from secretops.git.guard import check_data
     from secretops.git.merge import is_sops_file, merge_files
     from secretops.git.textconv import textconv
@@ -77,12 +77,12 @@ def _store_run(fmt: str) -> Callable[[bytes], None]:
     name = "secret" + _SUFFIX[fmt]
 
     def edit(data: bytes) -> None:
-        opened = api.open_file(data, format=fmt, env=seeds.env())
+        opened = fileops.open_file(data, format=fmt, env=seeds.env())
         first = opened.docs[0] if opened.docs else []
         key = first[0][0] if first and isinstance(first[0], tuple) else "fuzz"
         path: list[str | int] = [key] if fmt != "ini" else ["fuzz", "k"]
-        api.set_value(opened, path, "value")
-        api.unset_value(api.open_file(data, format=fmt, env=seeds.env()), path)
+        fileops.set_value(opened, path, "value")
+        fileops.unset_value(fileops.open_file(data, format=fmt, env=seeds.env()), path)
 
     def run(data: bytes) -> None:
         env = seeds.env()
@@ -95,7 +95,7 @@ def _store_run(fmt: str) -> Callable[[bytes], None]:
              lambda: out.append(textconv(data, name, env)),
              lambda: check_data(name, data, fmt=fmt),
              lambda: is_sops_file(data, fmt),
-             lambda: api.is_encrypted(data, fmt),
+             lambda: fileops.is_encrypted(data, fmt),
              lambda: merge_files(base, ours, data, fmt, env=env))
         assert len(out) == 1 and isinstance(out[0], bytes), "textconv must always answer"
 
