@@ -311,6 +311,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                      args.refresh, args.cycles, args.concurrency, args.timeout,
                                      args.settle_cycles))
         result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
+        # what a real kube-apiserver would have refused as malformed (400, 415): must be none
+        result["refused_as_malformed"] = [f"{m['code']} {m['method']} {m['path']}: "
+                                          f"{m['message'][:200]}" for m in k8s.malformed()]
         result["log_level"] = args.log_level
         result["log_lines"] = len(log.read_bytes().splitlines())
         result["value_in_log"] = any(value_of(k).encode() in log.read_bytes()
@@ -377,6 +380,9 @@ def main() -> None:
           f"(idle {r['controller_vmrss_mib_idle']:.1f}, end {r['controller_vmrss_mib_end']:.1f})")
     print(f"controller CPU                       {r['controller_cpu_s_first_sync']:.2f} s first "
           f"sync, {r['controller_cpu_s_window']:.2f} s in the window")
+    refused = r["refused_as_malformed"]
+    print(f"requests refused as malformed  {len(refused)}"
+          + "".join(f"\n  {m}" for m in refused[:5]))
     checked = "all right" if not r["wrong_values"] else "WRONG: " + ", ".join(
         r["wrong_values"][:5])
     print(f"values checked                       {checked}; a value in the controller log: "
@@ -384,7 +390,8 @@ def main() -> None:
     out = Path(__file__).parent / "results" / "external-latest.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(r, indent=2) + "\n")
-    sys.exit(0 if ok and not r["wrong_values"] and not r["value_in_log"] else 1)
+    sys.exit(0 if ok and not r["wrong_values"] and not r["value_in_log"]
+             and not refused else 1)
 
 
 if __name__ == "__main__":
