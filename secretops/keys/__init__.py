@@ -48,6 +48,7 @@ SOURCES = {
     "kms": "secretops.keys.awskms",
     "hc_vault": "secretops.keys.vault",
     "pgp": "secretops.keys.pgp",
+    "gcp_kms": "secretops.keys.gcpkms",
 }
 # Decrypting tries keys held here before network services (SOPS_DECRYPTION_ORDER overrides it);
 # every other registered kind follows in registry order.
