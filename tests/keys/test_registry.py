@@ -36,6 +36,7 @@ RUNNABLE: dict[str, tuple[str, Callable[[Any], str]]] = {
     "kms": ("aws_kms", lambda k: str(k.arns[0])),
     "hc_vault": ("vault_key", str),
     "gcp_kms": ("gcp_kms", lambda k: str(k.resource_ids[0])),
+    "azure_kv": ("azure_kv", lambda k: str(k.urls[0])),
 }
 # sops 3.11 reaches Cloud KMS only at cloudkms.googleapis.com over gRPC, with no endpoint
 # setting: for such a kind secretops makes the file, for the key and an age key sops holds,
