@@ -36,6 +36,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
 pytest_plugins = [
     "tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg", "tests.fixtures.k8s",
+    "tests.fixtures.gcpkms", "tests.fixtures.azurekv",
 ]
 
 
@@ -44,7 +45,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "home"
     home.mkdir()
     for var in list(os.environ):
-        if var.startswith(("SOPS_", "AWS_", "VAULT_", "GNUPG", "XDG_", "GIT_")):
+        if var.startswith(("SOPS_", "AWS_", "VAULT_", "GNUPG", "XDG_", "GIT_", "GOOGLE_",
+                           "GCE_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
@@ -58,6 +60,12 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("AWS_CONFIG_FILE", str(aws_cfg))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(aws_cfg))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # the GCP and Azure metadata services (169.254.169.254) are never probed: google-auth and
+    # azure-identity look there for credentials when nothing else is configured
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", "http://127.0.0.1:9")
     monkeypatch.setenv("SOPS_DISABLE_VERSION_CHECK", "1")
     monkeypatch.chdir(tmp_path)
     return home

@@ -48,6 +48,8 @@ SOURCES = {
     "kms": "secretops.keys.awskms",
     "hc_vault": "secretops.keys.vault",
     "pgp": "secretops.keys.pgp",
+    "gcp_kms": "secretops.keys.gcpkms",
+    "azure_kv": "secretops.keys.azurekv",
 }
 # Decrypting tries keys held here before network services (SOPS_DECRYPTION_ORDER overrides it);
 # every other registered kind follows in registry order.

@@ -90,7 +90,7 @@ def test_rule_top_level_keys_share_aws_profile() -> None:
     assert group[1].fields["role"] == ROLE
 
 
-@pytest.mark.parametrize("field", ["gcp_kms", "azure_keyvault", "hckms"])
+@pytest.mark.parametrize("field", ["hckms"])  # GCP and Azure have sources now
 def test_unsupported_sources_are_refused(field: str) -> None:
     with pytest.raises(SecretOpsError, match="does not support"):
         from_rule({field: "x"}, "creation_rules[0]")
