@@ -27,14 +27,23 @@ class Pin:
 
 
 def runtime_requirements(root: Path) -> list[Requirement]:
-    """The library's dependencies with its ``all`` extra, the controller's (less the library
-    itself), and the build backend: what the image installs."""
+    """The library's dependencies with the extras the controller asks for, the controller's
+    (less the library itself), and the build backend: what the image installs."""
     lib = tomllib.loads((root / "pyproject.toml").read_text())["project"]
     ctl = tomllib.loads((root / "controller" / "pyproject.toml").read_text())["project"]
-    texts = [*lib["dependencies"], *lib["optional-dependencies"]["all"],
-             *(d for d in ctl["dependencies"] if not d.startswith("secretops")),
+    extras = sorted(library_extras(root))
+    texts = [*lib["dependencies"],
+             *(d for e in extras for d in lib["optional-dependencies"][e]),
+             *(d for d in ctl["dependencies"] if Requirement(d).name != "secretops"),
              BUILD_REQUIREMENT]
     return [Requirement(t) for t in texts]
+
+
+def library_extras(root: Path) -> set[str]:
+    """The library's extras the controller depends on (``secretops[aws,vault]``)."""
+    ctl = tomllib.loads((root / "controller" / "pyproject.toml").read_text())["project"]
+    return {e for d in ctl["dependencies"] if (r := Requirement(d)).name == "secretops"
+            for e in r.extras}
 
 
 def pyproject_digest(root: Path) -> str:
