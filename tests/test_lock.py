@@ -1,8 +1,8 @@
 """The controller image's lock, ``controller/requirements.lock`` (docs/dependencies.md).
 
 * it was written for the current dependency lists (the digest of both pyproject.toml files);
-* every runtime dependency of the library (with the extras the controller names, ``aws`` and ``vault``) and the controller, and the build
-  backend, is pinned with a sha256 hash, and each pin satisfies its floor;
+* every runtime dependency of the library (with the extras the controller names, ``aws`` and
+  ``vault``), of the controller, and the build backend, is pinned with a sha256 hash, and each pin satisfies its floor;
 * the pinned packages' own requirements are pinned too, at versions they accept (checked from
   the installed metadata of every pin this environment has at the same version);
 * ``controller/Dockerfile`` installs from it with ``--require-hashes --no-deps`` and builds the
