@@ -2,7 +2,8 @@
 
 * it was written for the current dependency lists (the digest of both pyproject.toml files);
 * every runtime dependency of the library (with the extras the controller names, ``aws`` and
-  ``vault``), of the controller, and the build backend, is pinned with a sha256 hash, and each pin satisfies its floor;
+  ``vault``), of the controller, and the build backend, is pinned with a sha256 hash, and each
+  pin satisfies its floor;
 * the pinned packages' own requirements are pinned too, at versions they accept (checked from
   the installed metadata of every pin this environment has at the same version);
 * ``controller/Dockerfile`` installs from it with ``--require-hashes --no-deps`` and builds the
