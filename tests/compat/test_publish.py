@@ -171,6 +171,8 @@ def test_s3_walk_stops_at_the_first_failure(sops_bin: str, age_keys: list[AgeKey
     (["publish", "-y"], "s3"),                              # no file
     (["publish", "s.enc.yaml"], "s3"),                      # no -y, and no terminal
     (["publish", "-y", "plain.yaml"], "s3"),                # not encrypted
+    (["publish", "-y", "s.enc.yaml"], "list"),              # a field of the wrong kind
+    (["publish", "-y", "s.enc.yaml"], "version"),
 ])
 def test_failures(sops_bin: str, age_keys: list[AgeKey], bucket: Bucket, tmp_path: Path,
                   argv: list[str], cfg: str) -> None:
@@ -181,6 +183,8 @@ def test_failures(sops_bin: str, age_keys: list[AgeKey], bucket: Bucket, tmp_pat
         "none": f"  - path_regex: ^elsewhere/\n    s3_bucket: {bucket.name}\n",
         "empty": "  - omit_extensions: true\n",
         "two": f"  - s3_bucket: {bucket.name}\n    vault_path: x/\n",
+        "list": f"  - s3_bucket: [{bucket.name}]\n",
+        "version": "  - vault_path: x/\n    vault_kv_version: two\n",
     }
     files = {".sops.yaml": "destination_rules:\n" + rules[cfg], "s.enc.yaml": enc,
              "tree/a.enc.yaml": enc, "plain.yaml": "a: b\n"}
