@@ -9,6 +9,7 @@ of 1 with several groups), secretops refuses and leaves the file as it was.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _encrypted(sops_bin: str, tmp_path: Path, *groups: list[AgeKey], threshold: 
     extra = f"    shamir_threshold: {threshold}\n" if threshold else ""
     (d / ".sops.yaml").write_text(f"creation_rules:\n  - key_groups:\n{rules}{extra}")
     suffix = name.rsplit(".", 1)[1]
-    plain = PLAIN if suffix == "yaml" else '{"user": "admin", "password": "%s"}' % CANARY
+    plain = PLAIN if suffix == "yaml" else json.dumps({"user": "admin", "password": CANARY})
     (d / f"p.{suffix}").write_text(plain)
     r = sops(sops_bin, "encrypt", f"p.{suffix}", cwd=d)
     assert r.code == 0, r.err
@@ -140,8 +141,6 @@ def test_add_in_place_json(sops_bin: str, keys: list[AgeKey], tmp_path: Path,
                     {"s.enc.json": enc}, tmp_path)
     assert pair.sops.ok and pair.ours.ok, pair
     assert pair.sops.out == pair.ours.out == b""
-    import json
-
     s, o = (json.loads(p.files["s.enc.json"]) for p in (pair.sops, pair.ours))
     assert s["sops"]["shamir_threshold"] == o["sops"]["shamir_threshold"] == 2
     assert ([sorted(e["recipient"] for e in g["age"]) for g in s["sops"]["key_groups"]]
@@ -277,6 +276,7 @@ def test_without_the_key_nothing_changes(sops_bin: str, keys: list[AgeKey], tmp_
       "--shamir-secret-sharing-threshold", "1"], 8),                       # no split with 1
     (["groups", "add", "--file", "s.enc.yaml", "--age", "AGE",
       "--shamir-secret-sharing-threshold", "3"], 8),                       # 3 of 2 groups
+    (["groups", "add", "--file", "s.enc.yaml", "--age", "notakey"], 154),  # sops skips it
 ])
 def test_refused_where_sops_writes_an_unusable_file(
         sops_bin: str, keys: list[AgeKey], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -290,6 +290,23 @@ def test_refused_where_sops_writes_an_unusable_file(
                                    keys[0], keys[1])  # ... but not even sops can open it
     assert pair.ours.code == code, pair
     assert pair.ours.out == b"" and pair.ours.files == pair.before
+
+
+def test_a_tampered_file_is_refused(sops_bin: str, keys: list[AgeKey], tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """sops re-wraps the data key of a file whose values were altered (it never reads them);
+    secretops decrypts and checks the file first and refuses (exit 25 here: a value fails its
+    authentication; 51 for a MAC mismatch): no new key is given to a file that is not what
+    its keys' holders encrypted."""
+    enc = _encrypted(sops_bin, tmp_path, [keys[0]])
+    _use(monkeypatch, tmp_path, keys[0])
+    doc = enc.decode()
+    start = doc.index("user: ENC[AES256_GCM,data:") + len("user: ENC[AES256_GCM,data:")
+    tampered = (doc[:start] + ("A" if doc[start] != "A" else "B") + doc[start + 1:]).encode()
+    pair = run_both(sops_bin, ["groups", "add", "-i", "--file", "s.enc.yaml", "--age",
+                               keys[1].recipient], {"s.enc.yaml": tampered}, tmp_path)
+    assert pair.sops.ok, pair
+    assert pair.ours.code == 25 and pair.ours.files == pair.before, pair
 
 
 def test_the_only_group_is_not_deleted(sops_bin: str, keys: list[AgeKey], tmp_path: Path,

@@ -134,6 +134,7 @@ def test_s3_reencrypted_for_the_recreation_rule(sops_bin: str, age_keys: list[Ag
     ["publish", "-y", "--recursive", "--omit-extensions", "./tree/"],
     ["publish", "-y", "--recursive", "tree/sub/c.enc.json"],  # a file: its name is "."
     ["publish", "-y", "tree/sub/c.enc.json", "s.enc.yaml"],   # only the first is published
+    ["publish", "-y", "--decryption-order", "age,pgp", "s.enc.yaml"],
 ])
 def test_s3_names_and_walks(sops_bin: str, age_keys: list[AgeKey], bucket: Bucket,
                             tmp_path: Path, argv: list[str]) -> None:
@@ -141,8 +142,9 @@ def test_s3_names_and_walks(sops_bin: str, age_keys: list[AgeKey], bucket: Bucke
     enc_json = encrypt(sops_bin, tmp_path, '{"a": "b"}', age_keys[0], "p.json")
     cfg = (f"destination_rules:\n  - path_regex: ^tree/sub/\n    s3_bucket: {bucket.name}\n"
            f"    s3_prefix: sub-\n  - s3_bucket: {bucket.name}\n    s3_prefix: all/\n")
-    files = {".sops.yaml": cfg, "s.enc.yaml": enc, "tree/a.enc.yaml": enc,
-             "tree/sub/c.enc.json": enc_json, "tree/sub/d.yaml": enc, "tree/.hidden.enc.yaml": enc}
+    files: dict[str, bytes | str] = {
+        ".sops.yaml": cfg, "s.enc.yaml": enc, "tree/a.enc.yaml": enc,
+        "tree/sub/c.enc.json": enc_json, "tree/sub/d.yaml": enc, "tree/.hidden.enc.yaml": enc}
     pair = run_both(sops_bin, argv, files, tmp_path, after=bucket.collect)
     assert pair.sops.ok, pair
     assert_same(pair, stdout="bytes", files="bytes")
@@ -154,7 +156,8 @@ def test_s3_walk_stops_at_the_first_failure(sops_bin: str, age_keys: list[AgeKey
     """A file that is not encrypted stops the walk: what came before it is published."""
     enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
     cfg = f"destination_rules:\n  - s3_bucket: {bucket.name}\n"
-    files = {".sops.yaml": cfg, "tree/a.enc.yaml": enc, "tree/b.yaml": "plain: text\n",
+    files: dict[str, bytes | str] = {
+        ".sops.yaml": cfg, "tree/a.enc.yaml": enc, "tree/b.yaml": "plain: text\n",
              "tree/c.enc.yaml": enc}
     pair = run_both(sops_bin, ["publish", "-y", "--recursive", "tree"], files, tmp_path,
                     after=bucket.collect)
@@ -186,7 +189,8 @@ def test_failures(sops_bin: str, age_keys: list[AgeKey], bucket: Bucket, tmp_pat
         "list": f"  - s3_bucket: [{bucket.name}]\n",
         "version": "  - vault_path: x/\n    vault_kv_version: two\n",
     }
-    files = {".sops.yaml": "destination_rules:\n" + rules[cfg], "s.enc.yaml": enc,
+    files: dict[str, bytes | str] = {
+        ".sops.yaml": "destination_rules:\n" + rules[cfg], "s.enc.yaml": enc,
              "tree/a.enc.yaml": enc, "plain.yaml": "a: b\n"}
     pair = run_both(sops_bin, argv, files, tmp_path, after=bucket.collect)
     assert not pair.sops.ok, pair
@@ -206,6 +210,73 @@ def test_no_terminal_needs_yes(sops_bin: str, age_keys: list[AgeKey], bucket: Bu
     assert pair.sops.code == 1 and b"(y/n)" in pair.sops.out
     assert pair.ours.code == 155 and "--yes" in pair.ours.err
     assert bucket.seen == {"sops": {}, "secretops": {}}
+
+
+def _on_a_terminal(argv: list[str], cwd: Path, answers: bytes) -> tuple[int, bytes]:
+    """Run ``argv`` with a terminal (a pty) as stdin and stdout; type ``answers`` once the
+    question shows. Returns the exit code and what the terminal showed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    shown = b""
+    typed = False
+    deadline = time.monotonic() + 60  # a hang guard
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the program closed the terminal: it has ended
+                    break
+                if not chunk:
+                    break
+                shown += chunk
+            if not typed and b"(y/n)" in shown:
+                os.write(master, answers)
+                typed = True
+            if proc.poll() is not None and not ready:
+                break
+        return proc.wait(10), shown
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        os.close(master)
+
+
+@pytest.mark.parametrize(("recursive", "answer"), [(False, b"y"), (False, b"n"),
+                                                    (True, b"n"), (False, b"maybe\ny")])
+def test_on_a_terminal_the_answer_decides(sops_bin: str, age_keys: list[AgeKey],
+                                          bucket: Bucket, tmp_path: Path, recursive: bool,
+                                          answer: bytes) -> None:
+    """sops asks ``uploading FILE to DEST ? (y/n):`` until it reads y or n; n cancels: an error
+    for one file, a message (and the next file) with --recursive."""
+    import sys
+
+    enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
+    target = ["--recursive", "tree"] if recursive else ["tree/a.enc.yaml"]
+    results = {}
+    for side, program in (("sops", [sops_bin]), ("secretops", [sys.executable, "-m",
+                                                                "secretops"])):
+        d = tmp_path / f"tty-{side}"
+        (d / "tree").mkdir(parents=True)
+        (d / ".sops.yaml").write_text(f"destination_rules:\n  - s3_bucket: {bucket.name}\n")
+        (d / "tree" / "a.enc.yaml").write_bytes(enc)
+        code, shown = _on_a_terminal([*program, "publish", *target], d, answer + b"\n")
+        assert f"uploading {d / 'tree' / 'a.enc.yaml'} to s3://{bucket.name}/".encode() in shown
+        bucket.collect(side)
+        results[side] = (code == 0, b"canceled" in shown)
+    assert results["sops"] == results["secretops"], results
+    assert bucket.same
+    assert bool(bucket.seen["sops"]) == answer.endswith(b"y")
 
 
 def test_gcs_is_refused(age_keys: list[AgeKey], tmp_path: Path, sops_bin: str) -> None:
@@ -324,7 +395,7 @@ def test_vault_kv1_with_mount_name(sops_bin: str, age_keys: list[AgeKey], kv: Kv
     pair = run_both(sops_bin, ["publish", "-y", "--omit-extensions", "s.enc.yaml"],
                     {".sops.yaml": cfg, "s.enc.yaml": enc}, tmp_path, after=collect)
     assert_same(pair, stdout="bytes", files="bytes")
-    assert kv.seen["sops"] is None  # --omit-extensions: the secret is app/s.enc, not this one
+    assert kv.seen.pop("sops") is None  # --omit-extensions: the secret is app/s.enc, not this
     kv.seen.clear()
 
     def collect_omitted(side: str) -> None:
