@@ -8,8 +8,12 @@ confirmation it asks before each upload needs a terminal: without one, ``--yes``
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from secretops.config import Config
 
 
 @click.command("publish")
@@ -91,13 +95,11 @@ def _walk(path: str) -> list[str]:
     return files
 
 
-def _publish_one(file: str, root: str | None, cfg: object, env: dict[str, str], yes: bool,
+def _publish_one(file: str, root: str | None, cfg: Config, env: dict[str, str], yes: bool,
                  omit_extensions: bool, verbose: bool) -> None:
-    from secretops.config import Config
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.publish import prepare
 
-    assert isinstance(cfg, Config)
     try:
         pub = prepare(file, cfg, env, root=root, omit_extensions=omit_extensions)
     except SecretOpsError as e:
