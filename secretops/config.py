@@ -11,7 +11,9 @@ Supported rule fields: ``path_regex``, ``age``, ``kms`` (with ``aws_profile``), 
 ``hc_vault_transit_uri``, ``key_groups`` (with ``age``, ``kms`` maps, ``pgp`` and ``hc_vault``
 entries), ``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Rules naming
 GCP, Azure or Huawei keys are refused with a clear error.
-The ``stores`` section's ``indent`` settings apply to output.
+The ``stores`` section's ``indent`` settings apply to output. ``destination_rules`` (for
+``publish``) are matched by :meth:`Config.destination_for`: the first whose ``path_regex``
+matches the path as given wins; its ``recreation_rule`` is a creation rule.
 
 **One validation for every reader.** :func:`load_config` checks the shape of the whole file —
 every field of every rule, not just the rule a file matches — the way sops's own reading of it
@@ -49,6 +51,20 @@ class CreationRule(NamedTuple):
     shamir_threshold: int
     selection: dict[str, str]
     mac_only_encrypted: bool
+
+
+# A destination rule's kind, named by the field that selects it (sops: one per rule).
+DESTINATION_KINDS = {"s3": "s3_bucket", "gcs": "gcs_bucket", "vault": "vault_path"}
+
+
+class DestinationRule(NamedTuple):
+    """Where ``publish`` sends a file: ``kind`` (``s3``, ``gcs``, ``vault``; ``""`` when the
+    matching rule names none), the rule's own fields, and its ``recreation_rule``."""
+
+    kind: str
+    settings: dict[str, Any]
+    omit_extensions: bool
+    recreation: CreationRule
 
 
 class Config(NamedTuple):
@@ -92,7 +108,7 @@ class Config(NamedTuple):
             return None
         found = self.first_match(file_path)
         if found is not None:
-            return self._parse_rule(found[1], found[0])
+            return self._parse_rule(found[1], f"creation_rules[{found[0]}]")
         rel = relative_path(file_path, self.directory)
         raise ConfigError(
             f"no creation rule matches {rel}",
@@ -101,10 +117,42 @@ class Config(NamedTuple):
             hints=("add a creation rule whose path_regex matches this file",),
         )
 
-    def _parse_rule(self, raw: dict[str, Any], n: int) -> CreationRule:
+    def destination_for(self, file_path: str) -> DestinationRule:
+        """The first ``destination_rules`` entry matching ``file_path`` (``publish``).
+
+        As in sops, and unlike creation rules, ``path_regex`` is searched in the path as the
+        command was given it (not relative to the config), and a rule without one matches
+        every file.
+        """
+        for n, raw in enumerate(self.data.get("destination_rules") or []):
+            raw = raw or {}
+            regex = str(raw.get("path_regex") or "")
+            try:
+                hit = not regex or re.search(regex, file_path) is not None
+            except (re.error, RecursionError, OverflowError):
+                raise ConfigError(f"destination_rules[{n}].path_regex is not a valid regex",
+                                  file=str(self.path)) from None
+            if hit:
+                return self._destination(raw, n)
+        raise ConfigError("no matching destination found in config", file=str(self.path),
+                          hints=("add a destination_rules entry whose path_regex matches "
+                                 "this file",))
+
+    def _destination(self, raw: dict[str, Any], n: int) -> DestinationRule:
+        kinds = [kind for kind, field in DESTINATION_KINDS.items() if raw.get(field)]
+        if len(kinds) > 1:
+            raise ConfigError(
+                f"destination_rules[{n}] names more than one destination ({', '.join(kinds)}); "
+                "sops allows one per rule", file=str(self.path))
+        recreation = self._parse_rule(raw.get("recreation_rule") or {},
+                                      f"destination_rules[{n}].recreation_rule")
+        settings = {k: v for k, v in raw.items() if k not in ("recreation_rule", "path_regex")}
+        return DestinationRule(kinds[0] if kinds else "", settings,
+                               bool(raw.get("omit_extensions")), recreation)
+
+    def _parse_rule(self, raw: dict[str, Any], where: str) -> CreationRule:
         from secretops.keys.specs import from_rule
 
-        where = f"creation_rules[{n}]"
         try:
             groups = from_rule(raw, where)
         except SecretOpsError as e:

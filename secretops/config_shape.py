@@ -33,6 +33,9 @@ _RULE_STRING_OR_LIST = ("kms", "age", "pgp", "gcp_kms", "azure_keyvault",
 _GROUP_LISTS = ("age", "pgp", "hc_vault")  # of strings (a single string is accepted too)
 _GROUP_MAP_LISTS = ("kms", "gcp_kms", "hckms", "azure_keyvault")
 _KMS_STRINGS = ("arn", "role", "aws_profile")
+# path_regex is checked where it is used (publish): sops's other commands never read it
+_DESTINATION_STRINGS = ("path_regex", "s3_bucket", "s3_prefix", "gcs_bucket", "gcs_prefix",
+                        "vault_path", "vault_address", "vault_kv_mount_name")
 _STORES = ("yaml", "json", "dotenv", "ini", "json_binary")
 _REGEX_FIELDS = ("path_regex", "unencrypted_regex", "encrypted_regex",
                  "unencrypted_comment_regex", "encrypted_comment_regex")
@@ -126,6 +129,19 @@ class _Check:
                         self.key_entry(f"{here}.{field}[{k}]", entry)
                 todo.append((f"{here}.merge", group.get("merge")))
 
+    def destination(self, where: str, rule: Any) -> None:
+        """A ``destination_rules`` entry, as go-yaml reads sops's ``destinationRule``."""
+        rule = self.mapping(where, rule)
+        for field in _DESTINATION_STRINGS:
+            self.scalar(f"{where}.{field}", rule.get(field))
+        version = rule.get("vault_kv_version")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise self.fail(f"{where}.vault_kv_version", "must be an integer")
+        omit = rule.get("omit_extensions")
+        if omit is not None and not isinstance(omit, bool):
+            raise self.fail(f"{where}.omit_extensions", "must be true or false")
+        self.rule(f"{where}.recreation_rule", rule.get("recreation_rule"))
+
     def key_entry(self, where: str, entry: Any) -> None:
         if not isinstance(entry, dict):
             self.scalar(where, entry)  # a bare ARN, as secretops has always read it
@@ -142,8 +158,7 @@ class _Check:
             self.rule(f"creation_rules[{n}]", rule)
         for n, rule in enumerate(self.listing("destination_rules",
                                               data.get("destination_rules"))):
-            rule = self.mapping(f"destination_rules[{n}]", rule)
-            self.rule(f"destination_rules[{n}].recreation_rule", rule.get("recreation_rule"))
+            self.destination(f"destination_rules[{n}]", rule)
         stores = self.mapping("stores", data.get("stores"))
         for name in _STORES:
             section = self.mapping(f"stores.{name}", stores.get(name))

@@ -1,4 +1,4 @@
-"""Changing a file's master keys without touching its values (``updatekeys``).
+"""Changing a file's master keys without touching its values (``updatekeys``, ``groups``).
 
 :func:`plan_update` compares the key groups a file has with the ones its ``.sops.yaml`` rule
 asks for and returns a :class:`KeyPlan`: what is added, removed and kept, and whether the
@@ -157,3 +157,63 @@ def rotation_groups(metadata: Metadata, add: Sequence[KeySpec],
                              code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
                              hints=("change key groups with updatekeys and .sops.yaml",))
     return groups, notes
+
+
+# -- groups add / delete --------------------------------------------------------------------
+
+def add_group(metadata: Metadata, group: Sequence[KeySpec], threshold: int, data_key: bytes,
+              env: Mapping[str, str]) -> Metadata:
+    """``groups add``: the file's key groups plus ``group``, all wrapping the same data key.
+
+    As in sops, every group gets a new share (so every entry's ``enc`` changes) and the
+    threshold is ``threshold`` if given, else the file's, else the number of groups. Unlike
+    sops, a group without keys, or a threshold no split can meet, is refused rather than
+    written into a file nobody could open again.
+    """
+    if not group:
+        from secretops.errors import ExitCode, SecretOpsError
+
+        raise SecretOpsError("the new key group has no keys",
+                             code=ExitCode.NO_ENCRYPTION_KEY_FOUND,
+                             hints=("name its keys: --age, --pgp, --kms, --hc-vault-transit",))
+    specs = [[spec_of(e) for e in g] for g in metadata.key_groups] + [list(group)]
+    return _regroup(metadata, specs, threshold or metadata.shamir_threshold, data_key, env)
+
+
+def delete_group(metadata: Metadata, index: int, threshold: int, data_key: bytes,
+                 env: Mapping[str, str]) -> Metadata:
+    """``groups delete``: the file without key group ``index`` (counted from 0), the data key
+    shared anew among the groups left."""
+    from secretops.errors import ExitCode, SecretOpsError
+
+    count = len(metadata.key_groups)
+    if not 0 <= index < count:
+        raise SecretOpsError(f"there is no key group {index}: the file has {count} "
+                             f"(numbered from 0)", code=ExitCode.GENERIC)
+    if count == 1:
+        raise SecretOpsError("this is the file's only key group: without it nobody could "
+                             "decrypt the file", code=ExitCode.NO_ENCRYPTION_KEY_FOUND)
+    threshold = threshold or metadata.shamir_threshold
+    if count - 1 < threshold:  # sops's check and message
+        raise SecretOpsError(
+            "removing this key group will make the Shamir threshold impossible to satisfy: "
+            f"Shamir threshold is {threshold}, but we only have {count - 1} key groups",
+            code=ExitCode.GENERIC,
+            hints=("lower it with --shamir-secret-sharing-threshold",))
+    specs = [[spec_of(e) for e in g] for n, g in enumerate(metadata.key_groups) if n != index]
+    return _regroup(metadata, specs, threshold, data_key, env)
+
+
+def _regroup(metadata: Metadata, groups: list[list[KeySpec]], threshold: int, data_key: bytes,
+             env: Mapping[str, str]) -> Metadata:
+    """Metadata wrapping ``data_key`` for ``groups`` (a share each when several), values and
+    MAC untouched. The threshold is written as sops writes it: kept with one group, the number
+    of groups when none is given with several."""
+    from secretops.keys.datakey import make_recipients, wrap_data_key
+
+    if len(groups) > 1:
+        threshold = threshold or len(groups)
+    wrapped = wrap_data_key(make_recipients(groups, env), data_key, threshold, os.urandom)
+    return Metadata(key_groups=wrapped, shamir_threshold=threshold,
+                    lastmodified=metadata.lastmodified, mac=metadata.mac,
+                    selection=metadata.selection, version=metadata.version)

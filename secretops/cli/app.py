@@ -44,7 +44,9 @@ def _register() -> None:
         execcmd,
         filestatus,
         git,
+        groups,
         keygen,
+        publish,
         rotate,
         seal,
         setvalue,
@@ -58,6 +60,8 @@ def _register() -> None:
     cli.add_command(setvalue.set_command)
     cli.add_command(setvalue.unset_command)
     cli.add_command(git.group)
+    cli.add_command(groups.group)
+    cli.add_command(publish.command)
     cli.add_command(execcmd.exec_env)
     cli.add_command(execcmd.exec_file)
     for sealing_command in (seal.command, unseal.unseal_command, unseal.reseal_command,

@@ -114,18 +114,19 @@ def _verify(env: Mapping[str, str]) -> bool | str:
     return env.get("VAULT_CACERT") or env.get("VAULT_CAPATH") or True
 
 
-def _client(address: str, token: str, env: Mapping[str, str]) -> Any:
+def _client(address: str, token: str, env: Mapping[str, str], *, agent: bool = True) -> Any:
     """The one place an hvac client is built: bounded timeout, no retries, explicit settings.
 
     Everything is passed explicitly, because hvac would otherwise read ``VAULT_ADDR`` and the
-    token from the process environment rather than from ``env``.
+    token from the process environment rather than from ``env``. ``agent``: a Vault Agent
+    (``VAULT_AGENT_ADDR``) takes the requests instead of ``address``.
     """
     import hvac  # type: ignore[import-untyped]
 
     cert = env.get("VAULT_CLIENT_CERT")
     key = env.get("VAULT_CLIENT_KEY")
     return hvac.Client(
-        url=env.get("VAULT_AGENT_ADDR") or address,
+        url=(agent and env.get("VAULT_AGENT_ADDR")) or address,
         token=token,
         timeout=_timeout(env),
         verify=_verify(env),
@@ -215,15 +216,23 @@ def _origin(url: str) -> tuple[str, str, int] | None:
     return parts.scheme, parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
-def check_destination(address: str, env: Mapping[str, str]) -> None:
+def server_client(url: str, token: str, env: Mapping[str, str]) -> Any:
+    """An hvac client for exactly ``url`` (no agent in between), with the environment's TLS,
+    namespace and timeout settings: for Vault engines other than transit (``publish`` to KV).
+    The caller checks the destination first (:func:`check_destination`)."""
+    return _client(url, token, env, agent=False)
+
+
+def check_destination(address: str, env: Mapping[str, str], *, agent: bool = True) -> None:
     """Send the token only to a server the user named: ``VAULT_ADDR`` or ``SECRETOPS_VAULT_ADDRS``.
 
     The address comes from the file (or ``.sops.yaml``), which anyone who can write the
     repository can change: an ``hc_vault`` entry pointing at their server would otherwise
     receive the token of whoever decrypts it (sops sends it there). Through a Vault Agent
-    (``VAULT_AGENT_ADDR``, the user's own choice) the agent decides.
+    (``VAULT_AGENT_ADDR``, the user's own choice) the agent decides — unless ``agent`` is
+    False: the request then goes to ``address`` itself.
     """
-    if env.get("VAULT_AGENT_ADDR"):
+    if agent and env.get("VAULT_AGENT_ADDR"):
         return
     named = [env.get("VAULT_ADDR", ""), *env.get(ALLOWED_ADDRS_ENV, "").split(",")]
     origin = _origin(address)

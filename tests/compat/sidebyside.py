@@ -17,7 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -79,10 +79,13 @@ def _run(name: str, program: list[str], argv: list[str], cwd: Path, env: Mapping
 
 
 def run_both(sops_bin: str, argv: list[str], files: Mapping[str, bytes | str], tmp: Path, *,
-             env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> Pair:
+             env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+             after: Callable[[str], None] | None = None) -> Pair:
     """Run ``sops argv`` and ``secretops argv`` in two copies of ``files`` (paths relative to
     the working directory). ``env`` defaults to the test's environment (isolated by conftest);
-    ``{dir}`` in an argv item or env value becomes that side's working directory."""
+    ``{dir}`` in an argv item or env value becomes that side's working directory. ``after``
+    is called with the side's name (``sops``, ``secretops``) once it has run: for commands
+    whose effect is on a server, it collects that effect and clears it for the other side."""
     before = {k: v.encode() if isinstance(v, str) else v for k, v in files.items()}
     base = dict(os.environ if env is None else env)
     sides = []
@@ -97,6 +100,8 @@ def run_both(sops_bin: str, argv: list[str], files: Mapping[str, bytes | str], t
         side_env = {k: v.replace("{dir}", str(d)) for k, v in base.items()}
         side_argv = [a.replace("{dir}", str(d)) for a in argv]
         sides.append(_run(name, program, side_argv, d, side_env, stdin))
+        if after is not None:
+            after(name)
     return Pair(sides[0], sides[1], before)
 
 

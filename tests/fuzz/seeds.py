@@ -209,6 +209,11 @@ def config_seeds() -> list[bytes]:
         f"destination_rules:\n  - s3_bucket: b\n    path_regex: x\ncreation_rules:\n"
         f"  - kms: 'arn:aws:kms:us-east-1:1:key/x+arn:aws:iam::1:role/r'\n    age: {r}\n"
         "    hc_vault_transit_uri: http://127.0.0.1:1/v1/transit/keys/k\n",
+        "destination_rules:\n  - path_regex: ^secrets/\n    vault_path: app/\n"
+        "    vault_address: http://127.0.0.1:1\n    vault_kv_mount_name: kv\n"
+        "    vault_kv_version: 1\n    omit_extensions: true\n  - s3_bucket: b\n"
+        "    s3_prefix: p/\n    recreation_rule:\n      age: " + r + "\n"
+        "      unencrypted_suffix: _pub\n  - gcs_bucket: g\n    gcs_prefix: x/\n",
         "anchors:\n  keys: &keys\n    - age: [" + r + "]\ncreation_rules:\n"
         "  - key_groups: *keys\n  - <<: {age: " + r + "}\n",
     )]

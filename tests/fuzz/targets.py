@@ -210,6 +210,7 @@ def _config_run(data: bytes) -> None:
     from secretops.cli.app import cli
     from secretops.config import load_config
     from secretops.git.guard import Policy
+    from secretops.publish import prepare
 
     top = Path(tempfile.mkdtemp(dir=seeds.workdir()))
     (top / "secrets").mkdir()
@@ -241,7 +242,8 @@ def _config_run(data: bytes) -> None:
              lambda: api.encrypt(b"a: 1\n", filename=str(target), env={}),
              lambda: Policy(env, str(cfg), None).verdict("secrets/a.yaml", b"a: 1\n"),
              lambda: cli_run("check", "--config", str(cfg), "secrets"),
-             lambda: cli_run("updatekeys", "-y", "--config", str(cfg), str(target)))
+             lambda: cli_run("updatekeys", "-y", "--config", str(cfg), str(target)),
+             lambda: prepare(str(target), load_config(cfg), env))
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
