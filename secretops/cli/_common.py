@@ -71,3 +71,13 @@ def key_flags(mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return f
 
     return decorate
+
+
+def decryption_order(f: Callable[..., Any]) -> Callable[..., Any]:
+    """sops's ``--decryption-order`` (``$SOPS_DECRYPTION_ORDER``), on every command that
+    decrypts."""
+    return click.option(
+        "--decryption-order", "decryption_order", metavar="KINDS",
+        envvar="SOPS_DECRYPTION_ORDER",
+        help="Comma-separated key types to try first when decrypting (default: age,pgp).")(f)
+

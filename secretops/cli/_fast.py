@@ -20,7 +20,8 @@ _COMMON_VALUES = {
     "--config": "config_path",
 }
 _VALUES = {
-    "decrypt": {**_COMMON_VALUES, "--extract": "extract"},
+    "decrypt": {**_COMMON_VALUES, "--extract": "extract",
+                "--decryption-order": "decryption_order"},
     "encrypt": {  # and every key source's flags and settings: see _values
         **_COMMON_VALUES,
         "--encrypted-regex": "encrypted_regex",

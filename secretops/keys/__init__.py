@@ -49,10 +49,28 @@ SOURCES = {
     "hc_vault": "secretops.keys.vault",
     "pgp": "secretops.keys.pgp",
 }
-# Decrypting tries keys held here before network services (SOPS_DECRYPTION_ORDER overrides it);
-# every other registered kind follows in registry order.
+# Decrypting tries keys held here before network services (sops's DefaultDecryptionOrder;
+# SOPS_DECRYPTION_ORDER / --decryption-order replace it); the other entries of a key group
+# follow in the file's order.
 LOCAL_FIRST = ("age", "pgp")
-DEFAULT_DECRYPTION_ORDER = (*LOCAL_FIRST, *(k for k in SOURCES if k not in LOCAL_FIRST))
+DEFAULT_DECRYPTION_ORDER = LOCAL_FIRST
+
+
+def decryption_order(env: Mapping[str, str]) -> list[str]:
+    """The key kinds to try first, from ``SOPS_DECRYPTION_ORDER`` read as sops reads it:
+    split at commas, nothing trimmed, a kind named twice refused (sops's exit 112)."""
+    text = env.get("SOPS_DECRYPTION_ORDER") or ""
+    if not text:
+        return list(DEFAULT_DECRYPTION_ORDER)
+    order = text.split(",")
+    for n, kind in enumerate(order):
+        if kind in order[:n]:
+            raise SecretOpsError(f"duplicate decryption key type: {kind}",
+                                 code=ExitCode.DUPLICATE_DECRYPTION_KEY_TYPE,
+                                 hints=("--decryption-order and SOPS_DECRYPTION_ORDER name each "
+                                        "key type once, e.g. age,pgp",))
+    return order
+
 
 class KeyMismatch(Exception):
     """This identity cannot open this entry (not an error: try the next one)."""
