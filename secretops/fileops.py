@@ -104,7 +104,7 @@ def reencrypt(
     return _write(opened, sealed, metadata, opened.loaded.layout, output)
 
 
-def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes) -> bytes:
+def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes, output: Any = None) -> bytes:
     """Encrypt an edited plaintext of the opened file with the file's data key and keys.
 
     The minimal-diff path of ``edit`` and ``encrypt --reuse``: a value that is unchanged at its
@@ -122,7 +122,24 @@ def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes) -> bytes:
     lastmodified = opened.metadata.lastmodified if unchanged else now()
     sealed = seal(loaded.docs, opened.metadata, opened.data_key, random=os.urandom,
                   lastmodified=lastmodified, cipher=opened.cipher)
-    return bytes(opened.store.emit(sealed, opened.metadata.to_wire(), loaded.layout))
+    return _write(opened, sealed, opened.metadata, loaded.layout, output)
+
+
+def reencrypt_with_metadata(opened: OpenedFile, text: bytes, output: Any = None) -> bytes:
+    """``edit -s``: ``text`` holds the plaintext *and* a ``sops`` block, which the user may
+    have edited (keys added or removed, rules changed). As sops does, the file is written with
+    that metadata and the file's data key; unchanged values keep their ciphertext."""
+    loaded = opened.store.load(text)
+    if loaded.metadata is None:
+        raise FormatError("the sops metadata was removed from the edited text",
+                          hints=("with -s, keep the sops block below the values",))
+    metadata = Metadata.from_wire(loaded.metadata)
+    if not any(metadata.key_groups):
+        raise FormatError("no master keys were provided, so the file cannot be encrypted",
+                          hints=("with -s, keep at least one key in the sops block",))
+    sealed = seal(loaded.docs, metadata, opened.data_key, random=os.urandom,
+                  lastmodified=now(), cipher=opened.cipher)
+    return _write(opened, sealed, metadata, loaded.layout, output)
 
 
 class PathNotFound(SecretOpsError):

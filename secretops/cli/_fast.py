@@ -49,6 +49,8 @@ def _values(command: str) -> dict[str, str]:
     keys = {}
     for src in sources():
         keys[f"--{src.flag}"] = src.keyword
+        if src.short:
+            keys[f"-{src.short}"] = src.keyword
         keys.update((o.flag, o.name) for o in src.options)
     return {**_VALUES[command], **keys}
 

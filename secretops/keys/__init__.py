@@ -140,7 +140,7 @@ class KeySource:
     __slots__ = ("abilities", "config_key", "describe", "env", "example", "extra", "flag",
                  "group_example", "group_key", "help", "identity", "identity_fields", "kind",
                  "metavar", "no_identity_hint", "options", "parse", "parse_group", "recipient",
-                 "remove_fields", "requires", "title", "upper_fields")
+                 "remove_fields", "requires", "short", "title", "upper_fields")
 
     def __init__(
         self,
@@ -168,6 +168,7 @@ class KeySource:
         remove_fields: tuple[str, ...] | None = None,
         no_identity_hint: str = "",
         abilities: tuple[object, ...] = (),
+        short: str | None = None,
     ) -> None:
         self.kind = kind  # the metadata's key: age, pgp, kms, hc_vault
         self.title = title  # for people: "AWS KMS"
@@ -177,6 +178,7 @@ class KeySource:
         # what --rm-* matches on, an empty value matching any (None: the identity fields)
         self.remove_fields = remove_fields
         self.flag = flag  # --age, --add-age, --rm-age; keyword age=
+        self.short = short  # sops's one-letter form of the flag on encrypt and edit (-a)
         self.metavar = metavar
         self.help = help  # what the values are, for --help
         self.example = example  # one value as typed on the command line

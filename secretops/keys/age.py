@@ -342,6 +342,7 @@ SOURCE = KeySource(
     describe=lambda f: f"age recipient {f.get('recipient', '?')}",
     identity_fields=("recipient",),
     flag="age",
+    short="a",
     metavar="RECIPIENTS",
     help="age recipients (age1…, ssh-ed25519 …, plugins)",
     example="age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",
