@@ -81,11 +81,19 @@ def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
     return lookup
 
 
+# The order sops holds a group's keys in, whatever the file's order (stores.go's
+# internalGroupFrom): what decides among kinds the decryption order does not name.
+_SOPS_GROUP_ORDER = {k: i for i, k in enumerate(
+    ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "age"))}
+
+
 def _order(group: Sequence[KeyEntry], decryption_order: Sequence[str]) -> list[KeyEntry]:
-    """The group's entries in the order sops tries them: a stable sort by the place of their
-    kind in ``decryption_order`` (kinds it does not name last, in the file's order)."""
+    """The group's entries in the order sops tries them: by the place of their kind in
+    ``decryption_order``, kinds it does not name last; within that in sops's own order of
+    kinds, then the file's."""
     pos = {k: i for i, k in enumerate(decryption_order)}
-    return sorted(group, key=lambda e: pos.get(e.kind, len(pos)))
+    rank = _SOPS_GROUP_ORDER
+    return sorted(group, key=lambda e: (pos.get(e.kind, len(pos)), rank.get(e.kind, len(rank))))
 
 
 def recover_data_key(
