@@ -125,7 +125,8 @@ def _opened(file: str, input_type: str | None, env: Mapping[str, str]) -> Any:
 
 
 def _exit_with(proc_code: int) -> None:
-    sys.exit(proc_code if proc_code >= 0 else 128 - proc_code)
+    """The command's exit code is ours; a command killed by a signal is 255, as in sops."""
+    sys.exit(proc_code if proc_code >= 0 else 255)
 
 
 class _User:
