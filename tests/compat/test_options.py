@@ -447,3 +447,29 @@ def test_filestatus_of_a_file_that_does_not_parse(sops_bin: str, enc: bytes,
     pair = run_both(sops_bin, ["filestatus", "--input-type", "json", "s.yaml"],
                     {"s.yaml": enc}, tmp_path)
     assert pair.sops.code == 1 and pair.ours.out == b'{"encrypted":false}\n', pair
+
+
+@pytest.mark.parametrize("flag", ["-p", "--pgp"])
+def test_encrypt_pgp_flags(flag: str, sops_bin: str, gpg_key: str, tmp_path: Path) -> None:
+    pair = run_both(sops_bin, ["encrypt", flag, gpg_key, "p.yaml"], {"p.yaml": PLAIN_YAML},
+                    tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="bytes")
+
+
+@pytest.mark.parametrize("argv", [
+    ["encrypt", "-k", "{arn}", "p.yaml"],
+    ["encrypt", "--kms", "{arn}", "--encryption-context", "app:web", "p.yaml"],
+    ["encrypt", "-k", "{arn}", "--aws-profile", "", "p.yaml"],
+    ["rotate", "--add-kms", "{arn}", "--encryption-context", "app:web", "s.yaml"],
+], ids=" ".join)
+def test_kms_flags(argv: list[str], sops_bin: str, aws_kms: object, enc: bytes,
+                   tmp_path: Path) -> None:
+    arn = aws_kms.arns[0]  # type: ignore[attr-defined]
+    pair = run_both(sops_bin, [a.replace("{arn}", arn) for a in argv],
+                    {"p.yaml": PLAIN_YAML, "s.yaml": enc}, tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="bytes")
+    assert arn.encode() in pair.ours.out
+    if "--encryption-context" in argv:
+        assert b"app: web" in pair.ours.out and b"app: web" in pair.sops.out
