@@ -118,7 +118,7 @@ def encrypt(
         if env_keys:
             groups = [env_keys]
         elif rule is not None:
-            groups = rule.groups
+            groups = rule.key_groups()
             shamir_threshold = shamir_threshold or rule.shamir_threshold
     sel_rules = {k: v for k, v in selection.items() if v}
     if not sel_rules and rule is not None:
@@ -173,7 +173,7 @@ def decrypt(
     out_store = opened.store if out_fmt == fmt else get_store(out_fmt, _store_options(cfg, out_fmt))
     if extract_path:
         value = extract(opened.docs, parse_tree_path(extract_path))
-        return render_extracted(value, out_store)
+        return render_extracted(value, out_store, opened.docs)
     layout = opened.loaded.layout if out_fmt == fmt else None
     return bytes(out_store.emit(opened.docs, None, layout))
 

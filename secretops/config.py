@@ -51,6 +51,14 @@ class CreationRule(NamedTuple):
     shamir_threshold: int
     selection: dict[str, str]
     mac_only_encrypted: bool
+    where: str = ""  # "<.sops.yaml path>: creation_rules[n]", for messages
+
+    def key_groups(self) -> list[list[KeySpec]]:
+        """The groups to wrap a data key for; exit 1 (as sops) when the rule names no key."""
+        from secretops.keys.specs import require_keys
+
+        require_keys(self.groups, self.where)
+        return self.groups
 
 
 # A destination rule's kind, named by the field that selects it (sops: one per rule).
@@ -164,6 +172,7 @@ class Config(NamedTuple):
             shamir_threshold=threshold,
             selection=selection,
             mac_only_encrypted=bool(raw.get("mac_only_encrypted")),
+            where=f"{where} in {self.path}",
         )
 
 

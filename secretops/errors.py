@@ -27,11 +27,13 @@ class ExitCode(IntEnum):
     ERROR_DUMPING_TREE = 4
     ERROR_READING_CONFIG = 5
     INVALID_KMS_ENCRYPTION_CONTEXT = 6
+    INVALID_SET_FORMAT = 7
     CONFLICTING_PARAMETERS = 8
     ERROR_ENCRYPTING_MAC = 21
     ERROR_ENCRYPTING_TREE = 23
     ERROR_DECRYPTING_MAC = 24
     ERROR_DECRYPTING_TREE = 25
+    CANNOT_CHANGE_KEYS_FROM_NON_EXISTENT_FILE = 49
     MAC_MISMATCH = 51
     MAC_NOT_FOUND = 52
     CONFIG_FILE_NOT_FOUND = 61
@@ -40,6 +42,7 @@ class ExitCode(IntEnum):
     NEED_AT_LEAST_ONE_DOCUMENT = 92
     NO_FILE_SPECIFIED = 100
     NO_ENCRYPTION_KEY_FOUND = 111
+    DUPLICATE_DECRYPTION_KEY_TYPE = 112
     COULD_NOT_RETRIEVE_KEY = 128
     # secretops-specific codes live above sops's range so they never collide.
     INVALID_INPUT = 150
@@ -103,6 +106,13 @@ class FormatError(SecretOpsError):
     """The input could not be parsed (not YAML/JSON/..., truncated, duplicate keys)."""
 
     code = ExitCode.INVALID_INPUT
+
+
+class DumpError(FormatError):
+    """The documents cannot be written in the output format (a nested value in an INI key, no
+    ``data`` key for a binary file): sops's "error dumping tree"."""
+
+    code = ExitCode.ERROR_DUMPING_TREE
 
 
 class MetadataError(SecretOpsError):

@@ -63,7 +63,7 @@ def open_file(
     ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
     (see :mod:`secretops.core.document`), and saves remembering one IV per value.
     """
-    from secretops.keys import DEFAULT_DECRYPTION_ORDER
+    from secretops.keys import decryption_order
     from secretops.keys.datakey import lazy_identities, recover_data_key
 
     env = os.environ if env is None else env
@@ -74,10 +74,7 @@ def open_file(
             hints=("is this the right file, and the right --input-type?",),
         )
     metadata = Metadata.from_wire(loaded.metadata)
-    order_env = env.get("SOPS_DECRYPTION_ORDER")
-    order = ([s.strip() for s in order_env.split(",") if s.strip()] if order_env
-             else list(DEFAULT_DECRYPTION_ORDER))
-    data_key = recover_data_key(metadata, lazy_identities(env), order)
+    data_key = recover_data_key(metadata, lazy_identities(env), decryption_order(env))
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
         keep_ivs=keep_ivs,
@@ -86,7 +83,8 @@ def open_file(
 
 
 def reencrypt(
-    opened: OpenedFile, docs: list[Branch] | None = None, *, lastmodified: str | None = None
+    opened: OpenedFile, docs: list[Branch] | None = None, *, lastmodified: str | None = None,
+    output: Any = None,
 ) -> bytes:
     """Write ``docs`` (default: the file's own plaintext) back into the opened file.
 
@@ -103,10 +101,10 @@ def reencrypt(
         lastmodified=lastmodified or now(),
         cipher=opened.cipher,
     )
-    return bytes(opened.store.emit(sealed, metadata.to_wire(), opened.loaded.layout))
+    return _write(opened, sealed, metadata, opened.loaded.layout, output)
 
 
-def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes) -> bytes:
+def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes, output: Any = None) -> bytes:
     """Encrypt an edited plaintext of the opened file with the file's data key and keys.
 
     The minimal-diff path of ``edit`` and ``encrypt --reuse``: a value that is unchanged at its
@@ -124,23 +122,52 @@ def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes) -> bytes:
     lastmodified = opened.metadata.lastmodified if unchanged else now()
     sealed = seal(loaded.docs, opened.metadata, opened.data_key, random=os.urandom,
                   lastmodified=lastmodified, cipher=opened.cipher)
-    return bytes(opened.store.emit(sealed, opened.metadata.to_wire(), loaded.layout))
+    return _write(opened, sealed, opened.metadata, loaded.layout, output)
 
 
-def _tree_error(path: list[str | int], index: int, what: str) -> SecretOpsError:
+def reencrypt_with_metadata(opened: OpenedFile, text: bytes, output: Any = None) -> bytes:
+    """``edit -s``: ``text`` holds the plaintext *and* a ``sops`` block, which the user may
+    have edited (keys added or removed, rules changed). As sops does, the file is written with
+    that metadata and the file's data key; unchanged values keep their ciphertext."""
+    loaded = opened.store.load(text)
+    if loaded.metadata is None:
+        raise FormatError("the sops metadata was removed from the edited text",
+                          hints=("with -s, keep the sops block below the values",))
+    metadata = Metadata.from_wire(loaded.metadata)
+    if not any(metadata.key_groups):
+        raise FormatError("no master keys were provided, so the file cannot be encrypted",
+                          hints=("with -s, keep at least one key in the sops block",))
+    sealed = seal(loaded.docs, metadata, opened.data_key, random=os.urandom,
+                  lastmodified=now(), cipher=opened.cipher)
+    return _write(opened, sealed, metadata, loaded.layout, output)
+
+
+class PathNotFound(SecretOpsError):
+    """A tree path names a key or list item the file does not have (sops: exit 1)."""
+
+    code = ExitCode.GENERIC
+
+
+def _path_error(path: list[str | int], err: Any) -> SecretOpsError:
     from secretops.errors import format_path
 
-    return SecretOpsError(what, code=ExitCode.INVALID_TREE_PATH_FORMAT,
-                          path=format_path(path[: index + 1]))
+    where = format_path(path[: err.index + 1])
+    if err.missing:
+        return PathNotFound(f"component not found in the file ({err.why})", path=where)
+    return SecretOpsError(f"cannot use this path here: {err.why}", code=ExitCode.GENERIC,
+                          path=where)
 
 
-def set_value(opened: OpenedFile, path: list[str | int], value: Any) -> bytes | None:
-    """The file with ``value`` at ``path`` (in the first document); None when already so.
+def set_value(opened: OpenedFile, path: list[str | int], value: Any,
+              output: Any = None) -> bytes | None:
+    """The file with ``value`` at ``path`` (in the first document), with sops's ``set``
+    semantics (:func:`secretops.core.tree.set_path`); None when sops would call it unchanged.
 
     Other values keep their ciphertext. Changing a scalar keeps the file's layout; adding a key
-    or changing a value's shape writes the document in the store's standard layout.
+    or changing a value's shape writes the document in the store's standard layout. ``output``
+    is another format's store to write the file in (``--output-type``).
     """
-    from secretops.core.tree import from_plain, same_shape, set_path
+    from secretops.core.tree import PathError, from_plain, same_shape, set_path
 
     if not opened.docs:
         opened.docs.append(Branch())
@@ -149,23 +176,23 @@ def set_value(opened: OpenedFile, path: list[str | int], value: Any) -> bytes | 
     try:
         tree = value if isinstance(value, Branch | Seq) else from_plain(value)
         changed = set_path(doc, path, tree)
-    except KeyError as e:
-        raise _tree_error(path, e.args[0], "cannot set a value here: the path runs through "
-                          "a value that is not a map, or past the end of a list") from None
+    except PathError as e:
+        raise _path_error(path, e) from None
     if not changed:
         return None
-    return _emit_changed(opened, same_shape(before, doc))
+    return _emit_changed(opened, same_shape(before, doc), output)
 
 
-def unset_value(opened: OpenedFile, path: list[str | int]) -> bytes:
-    """The file without the key or list item at ``path`` (in the first document)."""
-    from secretops.core.tree import unset_path
+def unset_value(opened: OpenedFile, path: list[str | int], output: Any = None) -> bytes:
+    """The file without the key or list item at ``path`` (in the first document);
+    :class:`PathNotFound` when it is not there."""
+    from secretops.core.tree import PathError, unset_path
 
     try:
         unset_path(opened.docs[0] if opened.docs else Branch(), path)
-    except KeyError as e:
-        raise _tree_error(path, e.args[0], "component not found in the file") from None
-    return _emit_changed(opened, False)
+    except PathError as e:
+        raise _path_error(path, e) from None
+    return _emit_changed(opened, False, output)
 
 
 def _copy_tree(node: Any) -> Any:
@@ -174,11 +201,20 @@ def _copy_tree(node: Any) -> Any:
     return copy_tree(node)
 
 
-def _emit_changed(opened: OpenedFile, keep_layout: bool) -> bytes:
+def _emit_changed(opened: OpenedFile, keep_layout: bool, output: Any = None) -> bytes:
     metadata = opened.metadata
     sealed = seal(opened.docs, metadata, opened.data_key, random=os.urandom,
                   lastmodified=now(), cipher=opened.cipher)
     layout = opened.loaded.layout if keep_layout else indent_only(opened.loaded.layout)
+    return _write(opened, sealed, metadata, layout, output)
+
+
+def _write(opened: OpenedFile, sealed: list[Branch], metadata: Metadata, layout: Any,
+           output: Any) -> bytes:
+    """The sealed documents in the file's own format and layout, or in ``output``'s format
+    (``--output-type``: another store, which starts from no layout)."""
+    if output is not None and output.name != opened.store.name:
+        return bytes(output.emit(sealed, metadata.to_wire(), None))
     return bytes(opened.store.emit(sealed, metadata.to_wire(), layout))
 
 
@@ -199,7 +235,7 @@ def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
 
 
 def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: int = 0,
-           env: Mapping[str, str] | None = None) -> bytes:
+           env: Mapping[str, str] | None = None, output: Any = None) -> bytes:
     """Re-encrypt the opened file under a new data key wrapped for ``groups``.
 
     Every value gets a new ciphertext (new key, new IVs), ``lastmodified`` and ``mac`` change,
@@ -219,7 +255,7 @@ def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: i
         version=opened.metadata.version,
     )
     sealed = seal(opened.docs, metadata, data_key, random=os.urandom, lastmodified=now())
-    return bytes(opened.store.emit(sealed, metadata.to_wire(), opened.loaded.layout))
+    return _write(opened, sealed, metadata, opened.loaded.layout, output)
 
 
 _PATH_PART = re.compile(r"""\[(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(-?\d+))\]""")
@@ -248,51 +284,45 @@ def parse_tree_path(text: str) -> list[str | int]:
 
 
 def extract(docs: list[Branch], path: list[str | int]) -> Any:
-    """The value at ``path`` in the first document."""
-    from secretops.core.tree import Comment
+    """The value at ``path`` in the first document, found as sops's ``Truncate`` finds it (a
+    list index counts comments); :class:`PathNotFound` when it is not there."""
     from secretops.errors import format_path
 
     node: Any = docs[0] if docs else Branch()
     for i, part in enumerate(path):
-        if isinstance(node, Branch) and isinstance(part, str):
-            sentinel = object()
-            nxt = node.get(part, sentinel)
-            if nxt is not sentinel:
-                node = nxt
-                continue
-        elif isinstance(node, Seq) and isinstance(part, int):
-            items = [v for v in node if not isinstance(v, Comment)]
-            if -len(items) <= part < len(items):
-                node = items[part]
-                continue
-        raise SecretOpsError(
-            "component not found in the file",
-            code=ExitCode.INVALID_TREE_PATH_FORMAT,
-            path=format_path(path[: i + 1]),
-        )
+        where = format_path(path[: i + 1])
+        if type(part) is int:
+            if not isinstance(node, Seq):
+                raise SecretOpsError("an index, but this part of the file is not a list",
+                                     code=ExitCode.GENERIC, path=where)
+            if not -len(node) <= part < len(node):
+                raise PathNotFound("component not found in the file (index out of bounds)",
+                                   path=where)
+            node = node[part]
+            continue
+        if not isinstance(node, Branch):
+            raise SecretOpsError("a key, but this part of the file is not a map",
+                                 code=ExitCode.GENERIC, path=where)
+        sentinel = object()
+        node = node.get(str(part), sentinel)
+        if node is sentinel:
+            raise PathNotFound("component not found in the file", path=where)
     return node
 
 
-def render_extracted(value: Any, store: Any) -> bytes:
-    """A string as its raw text; anything else in the output format."""
+def render_extracted(value: Any, store: Any, docs: Sequence[Branch] = ()) -> bytes:
+    """What sops prints for ``--extract``: a string as its raw text; a map as a whole file in
+    the output format (with the file's other documents after it, as sops does); anything else
+    as the output format writes one value (:meth:`secretops.stores.Store.emit_value`)."""
+    from secretops.core.tree import Comment
+
+    if isinstance(value, Branch):
+        return bytes(store.emit([value, *docs[1:]], None, None))
     if isinstance(value, bytes):
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and not isinstance(value, Comment):
         return value.encode("utf-8", "surrogateescape")
-    if isinstance(value, Branch):
-        return bytes(store.emit([value], None, None))
-    if isinstance(value, Seq):
-        out = bytes(store.emit([Branch([("x", value)])], None, None))
-        if store.name == "yaml":
-            lines = out.decode().splitlines()[1:]
-            indent = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
-            return ("\n".join(line[indent:] for line in lines) + "\n").encode()
-        return out
-    from secretops.stores import render_number
-
-    if value is None:
-        return b"null\n"
-    return (render_number(value) + "\n").encode()
+    return bytes(store.emit_value(value))
 
 
 def is_encrypted(data: bytes, format: str) -> bool:

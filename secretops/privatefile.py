@@ -54,25 +54,32 @@ def terminate_as_exception() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def private_dir() -> Iterator[str]:
-    """A fresh 0700 directory (memory-backed where possible), removed with its content after."""
+def private_dir(owner: tuple[int, int] | None = None) -> Iterator[str]:
+    """A fresh 0700 directory (memory-backed where possible), removed with its content after.
+    ``owner`` (uid, gid) gives it to another user (``exec-file --user``), still 0700."""
     base = _base()
     sweep_private_dirs(base, remove_tree)  # what runs killed with SIGKILL left
     with terminate_as_exception():
         directory = tempfile.mkdtemp(prefix=f"{DIR_PREFIX}{run_tag()}-", dir=base)
         try:
+            if owner is not None:
+                os.chown(directory, *owner)
             yield directory
         finally:
             remove_tree(directory)
 
 
 @contextlib.contextmanager
-def private_file(name: str, data: bytes) -> Iterator[str]:
-    """A 0600 file called ``name`` holding ``data`` in a fresh 0700 directory; removed after."""
-    with private_dir() as directory:
+def private_file(name: str, data: bytes,
+                 owner: tuple[int, int] | None = None) -> Iterator[str]:
+    """A 0600 file called ``name`` holding ``data`` in a fresh 0700 directory; removed after.
+    ``owner`` (uid, gid): both belong to that user."""
+    with private_dir(owner) as directory:
         path = os.path.join(directory, os.path.basename(name) or "secret")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]

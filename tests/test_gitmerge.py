@@ -170,7 +170,7 @@ def test_rotation_on_one_side_wins_and_values_move_to_its_key(
     base = _enc(tmp_path / "s.yaml", BASE, age_key.recipient)
     f = tmp_path / "rot.yaml"
     f.write_bytes(base)
-    assert secretops("rotate", str(f)).code == 0
+    assert secretops("rotate", "-i", str(f)).code == 0
     theirs = f.read_bytes()
     ours = _edit(base, tmp_path, "b: two", "b: 2")
     merged = merge_files(base, ours, theirs, "yaml")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from secretops.errors import ExitCode, SecretOpsError
@@ -13,6 +14,18 @@ def report(err: SecretOpsError) -> int:
     lines = [f"secretops: error: {err}"] + [f"secretops: hint: {h}" for h in err.hints]
     sys.stderr.write("\n".join(lines) + "\n")
     return int(err.code)
+
+
+def env_with(order: str | None) -> Mapping[str, str]:
+    """The environment the library reads keys from, with ``--decryption-order`` in it as
+    ``SOPS_DECRYPTION_ORDER``, checked now — before any file is read, as sops checks it."""
+    import os
+
+    from secretops.keys import decryption_order
+
+    env = {**os.environ, "SOPS_DECRYPTION_ORDER": order} if order else os.environ
+    decryption_order(env)
+    return env
 
 
 def check_io(file: str, in_place: bool, output: str | None) -> None:
@@ -55,17 +68,19 @@ def _name(file: str, filename_override: str | None) -> str | None:
 def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None = None,
                 input_type: str | None = None, output_type: str | None = None,
                 filename_override: str | None = None, config_path: str | None = None,
-                extract: str | None = None, ignore_mac: bool = False) -> None:
+                extract: str | None = None, ignore_mac: bool = False,
+                decryption_order: str | None = None) -> None:
     from secretops import api
     from secretops.fileio import read_input
 
     check_io(file, in_place, output)
     name = _name(file, filename_override)
+    env = env_with(decryption_order)
     try:
         data = read_input(file, rewrite=in_place)
         result = api.decrypt(
             data, format=input_type, output_format=output_type, filename=name,
-            ignore_mac=ignore_mac, extract_path=extract, config=config_path,
+            ignore_mac=ignore_mac, extract_path=extract, config=config_path, env=env,
         )
         write_result(result, file, in_place, output, private=True)
     except SecretOpsError as e:

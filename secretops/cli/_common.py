@@ -37,9 +37,9 @@ def io_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def key_flags(mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Every registered key source's flags (:mod:`secretops.keys`), in registry order.
 
-    ``encrypt``: ``--age`` … with each source's settings (``--encryption-context`` …);
-    ``edit``: the flags alone, for a new file; ``rotate``: ``--add-*`` and ``--rm-*`` (each
-    repeatable) and the settings, which apply to added keys.
+    ``encrypt``: ``--age`` (``-a``, as sops) … with each source's settings
+    (``--encryption-context`` …); ``edit``: the same, for a new file; ``rotate``: ``--add-*``
+    and ``--rm-*`` (each repeatable) and the settings, which apply to added keys.
     """
     from secretops.keys import sources
 
@@ -52,18 +52,14 @@ def key_flags(mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             opts.append(click.option(f"--rm-{src.flag}", f"rm_{src.keyword}", multiple=True,
                                      metavar="LIST",
                                      help=f"Remove these {src.help} (comma-separated)."))
-        elif mode == "edit":
-            opts.append(click.option(f"--{src.flag}", src.keyword, metavar=src.metavar,
-                                     help=f"{src.help[:1].upper()}{src.help[1:]} for a new "
-                                          "file."))
         else:
-            opts.append(click.option(f"--{src.flag}", src.keyword, metavar=src.metavar,
-                                     help=f"Comma-separated {src.help}. Default: ${src.env}, "
-                                          "then .sops.yaml."))
-        if mode != "edit":
-            opts += [click.option(o.flag, o.name, metavar=o.metavar,
-                                  help=o.rotate_help if mode == "rotate" else o.help)
-                     for o in src.options]
+            names = [f"--{src.flag}", *([f"-{src.short}"] if src.short else [])]
+            what = (f"{src.help[:1].upper()}{src.help[1:]} for a new file." if mode == "edit"
+                    else f"Comma-separated {src.help}. Default: ${src.env}, then .sops.yaml.")
+            opts.append(click.option(*names, src.keyword, metavar=src.metavar, help=what))
+        opts += [click.option(o.flag, o.name, metavar=o.metavar,
+                              help=o.rotate_help if mode == "rotate" else o.help)
+                 for o in src.options]
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         for opt in reversed(opts):
@@ -71,3 +67,30 @@ def key_flags(mode: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return f
 
     return decorate
+
+
+def decryption_order(f: Callable[..., Any]) -> Callable[..., Any]:
+    """sops's ``--decryption-order`` (``$SOPS_DECRYPTION_ORDER``), on every command that
+    decrypts."""
+    return click.option(
+        "--decryption-order", "decryption_order", metavar="KINDS",
+        envvar="SOPS_DECRYPTION_ORDER",
+        help="Comma-separated key types to try first when decrypting (default: age,pgp).")(f)
+
+
+
+def selection_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """sops's selection rules for a new encrypted file (``encrypt``, ``edit``)."""
+    for opt in reversed([
+        click.option("--encrypted-regex", metavar="RE", help="Encrypt only keys matching RE."),
+        click.option("--unencrypted-regex", metavar="RE", help="Leave keys matching RE in clear."),
+        click.option("--encrypted-suffix", metavar="S", help="Encrypt only keys ending in S."),
+        click.option("--unencrypted-suffix", metavar="S",
+                     help="Leave keys ending in S in clear (default: _unencrypted)."),
+        click.option("--encrypted-comment-regex", metavar="RE",
+                     help="Encrypt values after a comment matching RE."),
+        click.option("--unencrypted-comment-regex", metavar="RE",
+                     help="Leave values after a comment matching RE in clear."),
+    ]):
+        f = opt(f)
+    return f

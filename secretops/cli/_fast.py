@@ -20,7 +20,8 @@ _COMMON_VALUES = {
     "--config": "config_path",
 }
 _VALUES = {
-    "decrypt": {**_COMMON_VALUES, "--extract": "extract"},
+    "decrypt": {**_COMMON_VALUES, "--extract": "extract",
+                "--decryption-order": "decryption_order"},
     "encrypt": {  # and every key source's flags and settings: see _values
         **_COMMON_VALUES,
         "--encrypted-regex": "encrypted_regex",
@@ -48,6 +49,8 @@ def _values(command: str) -> dict[str, str]:
     keys = {}
     for src in sources():
         keys[f"--{src.flag}"] = src.keyword
+        if src.short:
+            keys[f"-{src.short}"] = src.keyword
         keys.update((o.flag, o.name) for o in src.options)
     return {**_VALUES[command], **keys}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from secretops.cli._common import io_options
+from secretops.cli._common import decryption_order, io_options
 
 
 @click.command("decrypt")
@@ -12,9 +12,10 @@ from secretops.cli._common import io_options
 @click.option("--extract", metavar="PATH",
               help="Print only the value at PATH, e.g. '[\"data\"][\"password\"]'.")
 @click.option("--ignore-mac", is_flag=True, help="Do not verify the MAC (recovery only).")
+@decryption_order
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
-            extract: str | None, ignore_mac: bool) -> None:
+            extract: str | None, ignore_mac: bool, decryption_order: str | None) -> None:
     """Decrypt FILE (or standard input) and print the plaintext.
 
     \b
@@ -25,4 +26,5 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
 
     run_decrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
-                config_path=config_path, extract=extract, ignore_mac=ignore_mac)
+                config_path=config_path, extract=extract, ignore_mac=ignore_mac,
+                decryption_order=decryption_order)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, cast
+from typing import Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE, key_flags
+from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags, selection_flags
 
 FALLBACK_EDITORS = ("vim", "nano", "vi")
 
@@ -16,12 +16,22 @@ FALLBACK_EDITORS = ("vim", "nano", "vi")
 @click.command("edit")
 @click.argument("file")
 @click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from the file name).")
+@click.option("--output-type", type=FORMAT_CHOICE,
+              help="Show the plaintext and write the file in this format (as sops).")
+@click.option("-s", "--show-master-keys", is_flag=True,
+              help="Show the sops metadata (master keys) in the editor too; edits to it are "
+                   "kept.")
 @click.option("--ignore-mac", is_flag=True, help="Open the file even if its MAC does not match.")
+@decryption_order
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use for a new file.")
 @key_flags("edit")
-def command(file: str, input_type: str | None, ignore_mac: bool, config_path: str | None,
-            **keys: str | None) -> None:
+@selection_flags
+@click.option("--shamir-secret-sharing-threshold", "shamir", type=int, default=0,
+              help="Key groups needed to decrypt a new file (with several key groups).")
+def command(file: str, input_type: str | None, output_type: str | None,
+            show_master_keys: bool, ignore_mac: bool, decryption_order: str | None,
+            config_path: str | None, shamir: int, **keys: str | None) -> None:
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
 
     The plaintext lives only in a 0600 file in a private directory (in memory on /dev/shm
@@ -32,28 +42,38 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
     again on a terminal; without one, nothing is written, and your text is kept encrypted
     next to the file (FILE.rescue-TIME, decrypt it with --input-type binary).
 
+    With -s the file's sops metadata is shown below the values, as sops shows it; the master
+    keys and rules you leave there are what the file is written with.
+
     A FILE that does not exist is created from a template, with keys from the flags, the
     SOPS_* variables or .sops.yaml. Exit 200 when nothing was changed (as sops).
     """
     from secretops import fileops
+    from secretops.cli._actions import env_with
     from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.privatefile import Terminated, private_file
-    from secretops.stores import BY_NAME, format_for_path
+    from secretops.stores import BY_NAME, format_for_path, get_store
 
     fmt = input_type or format_for_path(file)
+    new_keys: dict[str, Any] = {**keys, "shamir_threshold": shamir}
     editor = _editor()
     opened: fileops.OpenedFile | None = None
     try:
+        env = env_with(decryption_order)
         if os.path.exists(file):
-            opened = open_path(file, rewrite=True, ignore_mac=ignore_mac,
-                               given=settings(file, input_type=fmt, config_path=config_path,
-                                              lenient=True))
-            plaintext = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
+            given = settings(file, input_type=fmt, config_path=config_path, lenient=True)
+            opened = open_path(file, rewrite=True, ignore_mac=ignore_mac, given=given, env=env)
+            out_store = None
+            if output_type and output_type != fmt:
+                cfg = given.config
+                out_store = get_store(output_type, cfg.store_options(output_type)
+                                      if cfg is not None else None)
+            plaintext = _shown(opened, show_master_keys, out_store)
         else:
             plaintext = BY_NAME[fmt].template
-            _encrypt_new(plaintext, file, fmt, config_path, keys)  # fail early: no keys
+            _encrypt_new(plaintext, file, fmt, config_path, new_keys)  # fail early: no keys
         with private_file(os.path.basename(file), plaintext) as path:
             while True:
                 _run(editor, path)
@@ -63,13 +83,17 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                     raise SecretOpsError("the file has not been changed; nothing was written",
                                          code=ExitCode.FILE_HAS_NOT_BEEN_MODIFIED)
                 try:
-                    result = (fileops.reencrypt_plaintext(opened, edited) if opened is not None
-                              else _encrypt_new(edited, file, fmt, config_path, keys))
+                    if opened is None:
+                        result = _encrypt_new(edited, file, fmt, config_path, new_keys)
+                    elif show_master_keys:
+                        result = fileops.reencrypt_with_metadata(opened, edited, out_store)
+                    else:
+                        result = fileops.reencrypt_plaintext(opened, edited, out_store)
                 except SecretOpsError as e:
                     if e.code == ExitCode.INVALID_INPUT and _ask_again(e):
                         continue
                     if e.code == ExitCode.INVALID_INPUT:
-                        rescue = _rescue(file, edited, opened, config_path, keys)
+                        rescue = _rescue(file, edited, opened, config_path, new_keys)
                         e.hints = (*e.hints, f"your edit is kept encrypted in {rescue}; "
                                    f"see it with: secretops decrypt --input-type binary "
                                    f"{rescue}")
@@ -83,12 +107,21 @@ def command(file: str, input_type: str | None, ignore_mac: bool, config_path: st
                              code=ExitCode.KEYBOARD_INTERRUPT, file=file) from None
 
 
+def _shown(opened: Any, show_master_keys: bool, out_store: Any) -> bytes:
+    """What the editor opens: the plaintext (in ``--output-type``'s format if given), with the
+    metadata block as the file has it when ``-s`` asks for the master keys."""
+    meta = opened.loaded.metadata if show_master_keys else None
+    if out_store is not None:
+        return bytes(out_store.emit(opened.docs, meta, None))
+    return bytes(opened.store.emit(opened.docs, meta, opened.loaded.layout))
+
+
 def _encrypt_new(plaintext: bytes, file: str, fmt: str, config_path: str | None,
-                 keys: dict[str, str | None]) -> bytes:
+                 keys: dict[str, Any]) -> bytes:
     from secretops import api
 
     return api.encrypt(plaintext, format=fmt, filename=file, config=config_path,
-                       **cast(dict[str, Any], keys))
+                       **keys)
 
 
 def _editor() -> list[str]:
@@ -148,7 +181,7 @@ def _ask_again(err: Exception) -> bool:
 
 
 def _rescue(file: str, edited: bytes, opened: Any, config_path: str | None,
-            keys: dict[str, str | None]) -> str:
+            keys: dict[str, Any]) -> str:
     """Keep an edit that does not parse, encrypted (binary format) next to the file."""
     from datetime import UTC, datetime
 

@@ -6,21 +6,13 @@ from typing import Any, cast
 
 import click
 
-from secretops.cli._common import io_options, key_flags
+from secretops.cli._common import io_options, key_flags, selection_flags
 
 
 @click.command("encrypt")
 @io_options
 @key_flags("encrypt")
-@click.option("--encrypted-regex", metavar="RE", help="Encrypt only keys matching RE.")
-@click.option("--unencrypted-regex", metavar="RE", help="Leave keys matching RE in clear.")
-@click.option("--encrypted-suffix", metavar="S", help="Encrypt only keys ending in S.")
-@click.option("--unencrypted-suffix", metavar="S",
-              help="Leave keys ending in S in clear (default: _unencrypted).")
-@click.option("--encrypted-comment-regex", metavar="RE",
-              help="Encrypt values after a comment matching RE.")
-@click.option("--unencrypted-comment-regex", metavar="RE",
-              help="Leave values after a comment matching RE in clear.")
+@selection_flags
 @click.option("--mac-only-encrypted", is_flag=True, default=None,
               help="Compute the MAC over encrypted values only.")
 @click.option("--shamir-secret-sharing-threshold", "shamir", type=int, default=0,

@@ -70,7 +70,7 @@ def _update(file: str, yes: bool, input_type: str | None, shamir: int,
                              "file should have", code=ExitCode.ERROR_READING_CONFIG,
                              file=str(cfg.path))
     opened = open_path(file, env=env, rewrite=True, given=given)
-    plan = plan_update(opened.metadata, rule.groups, shamir or rule.shamir_threshold)
+    plan = plan_update(opened.metadata, rule.key_groups(), shamir or rule.shamir_threshold)
     if not plan.changed:
         click.echo(f"{file}: already up to date")
         return

@@ -139,62 +139,103 @@ def copy_tree(node: Any) -> Any:
     return _rebuild(node, Branch, Seq, _keep)
 
 
-def _items(seq: Seq) -> list[int]:
-    """Indexes of a sequence's values (comments are not addressable)."""
-    return [i for i, v in enumerate(seq) if not isinstance(v, Comment)]
+class PathError(Exception):
+    """A tree path that does not fit the document: ``index`` is the failing component;
+    ``missing`` tells a key or item that is not there from a path that cannot apply."""
+
+    def __init__(self, index: int, why: str, *, missing: bool = False) -> None:
+        super().__init__(why)
+        self.index, self.why, self.missing = index, why, missing
 
 
-def set_path(doc: Branch, path: list[str | int], value: Any) -> bool:
-    """Set ``value`` at ``path``, creating missing maps (as sops's ``set``).
+def _from_path(path: list[str | int], leaf: Any) -> Any:
+    """sops's ``valueFromPathAndLeaf``: ``leaf`` wrapped in the maps and lists ``path`` names."""
+    node = leaf
+    for part in reversed(path):
+        node = Seq([node]) if type(part) is int else Branch([(part, node)])
+    return node
 
-    Returns False when the path exists and already holds an equal value. Raises ``KeyError``
-    with the index of the failing component when the path runs through a scalar or indexes a
-    list out of range.
-    """
-    node: Any = doc
-    for i, part in enumerate(path):
-        last = i == len(path) - 1
-        if isinstance(node, Branch) and isinstance(part, str):
-            for n, item in enumerate(node):
-                if type(item) is tuple and item[0] == part:
-                    if last:
-                        if type(item[1]) is type(value) and item[1] == value:
-                            return False
-                        node[n] = (part, value)
-                        return True
-                    node = item[1]
-                    break
-            else:
-                child: Any = value if last else Branch()
-                node.append((part, child))
-                if last:
-                    return True
-                node = child
-        elif isinstance(node, Seq) and isinstance(part, int):
-            idx = _items(node)
-            if not -len(idx) <= part < len(idx):
-                if last and part == len(idx):
-                    node.append(value)  # appending one past the end, as sops does
-                    return True
-                raise KeyError(i)
-            if last:
-                old = node[idx[part]]
-                if type(old) is type(value) and old == value:
-                    return False
-                node[idx[part]] = value
-                return True
-            node = node[idx[part]]
-        else:
-            raise KeyError(i)
+
+def equal(a: Any, b: Any) -> bool:
+    """sops's ``equals``: the same shape, keys and values, each of the same type (1 ≠ 1.0)."""
+    todo = [(a, b)]
+    while todo:
+        a, b = todo.pop()
+        if type(a) is not type(b):
+            return False
+        if isinstance(a, Branch | Seq):
+            if len(a) != len(b):
+                return False
+            for x, y in zip(a, b, strict=True):
+                if type(x) is tuple and type(y) is tuple:
+                    if type(x[0]) is not type(y[0]) or x[0] != y[0]:
+                        return False
+                    todo.append((x[1], y[1]))
+                else:
+                    todo.append((x, y))
+        elif a != b:
+            return False
     return True
 
 
+def set_path(doc: Branch, path: list[str | int], value: Any) -> bool:
+    """Set ``value`` at ``path`` exactly as sops's ``set`` does; True when sops counts it a
+    change (``--idempotent`` then writes nothing only on False).
+
+    Missing keys are added with the maps and lists the rest of the path names; a list index at
+    or past the end appends (one item, whatever the index); a scalar on the way is replaced by
+    the structure the rest of the path names. A list index counts comments, as in sops's tree.
+    An index on a map adds nothing, yet counts as a change (as sops). Raises :class:`PathError`
+    for a key on a list (sops crashes there).
+    """
+    node: Any = doc
+    parent: Any = None  # the collection holding ``node`` and its slot there, to replace it
+    slot = 0
+    for i, part in enumerate(path):
+        rest = path[i + 1 :]
+        if isinstance(node, Branch):
+            for n, item in enumerate(node):
+                if type(item) is tuple and item[0] == part:
+                    if not rest:
+                        node[n] = (part, value)
+                        return not equal(item[1], value)
+                    parent, slot, node = node, n, item[1]
+                    break
+            else:
+                if type(part) is not int:
+                    node.append((part, _from_path(rest, value)))
+                return True
+        elif isinstance(node, Seq):
+            if type(part) is not int:
+                raise PathError(i, "a list needs an index here, not a key")
+            if part >= len(node):
+                node.append(_from_path(rest, value))
+                return True
+            if part < -len(node):
+                raise PathError(i, "index out of bounds")
+            if not rest:
+                old = node[part]
+                node[part] = value
+                return not equal(old, value)
+            parent, slot, node = node, part, node[part]
+        else:
+            new = _from_path(path[i:], value)
+            if isinstance(parent, Branch):
+                parent[slot] = (parent[slot][0], new)
+            else:
+                parent[slot] = new
+            return not equal(node, new)
+    return True  # pragma: no cover - the loop returns at the last component
+
+
 def unset_path(doc: Branch, path: list[str | int]) -> None:
-    """Remove the key or list item at ``path``; ``KeyError(index)`` when it does not exist."""
+    """Remove the key or list item at ``path``, as sops's ``unset`` does (a list index counts
+    comments). :class:`PathError` with ``missing`` when the key or item is not there (what
+    ``--idempotent`` accepts), without it when the path runs through a scalar."""
     node: Any = doc
     for i, part in enumerate(path):
         last = i == len(path) - 1
-        if isinstance(node, Branch) and isinstance(part, str):
+        if isinstance(node, Branch):
             for n, item in enumerate(node):
                 if type(item) is tuple and item[0] == part:
                     if last:
@@ -203,17 +244,18 @@ def unset_path(doc: Branch, path: list[str | int]) -> None:
                     node = item[1]
                     break
             else:
-                raise KeyError(i)
-        elif isinstance(node, Seq) and isinstance(part, int):
-            idx = _items(node)
-            if not -len(idx) <= part < len(idx):
-                raise KeyError(i)
+                raise PathError(i, "key not found", missing=True)
+        elif isinstance(node, Seq):
+            if type(part) is not int:
+                raise PathError(i, "a list needs an index here, not a key")
+            if part >= len(node) or part < -len(node):
+                raise PathError(i, "index out of bounds", missing=True)
             if last:
-                del node[idx[part]]
+                del node[part]
                 return
-            node = node[idx[part]]
+            node = node[part]
         else:
-            raise KeyError(i)
+            raise PathError(i, "the path runs through a value that is not a map or a list")
 
 
 def same_shape(a: Any, b: Any) -> bool:

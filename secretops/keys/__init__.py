@@ -51,10 +51,28 @@ SOURCES = {
     "gcp_kms": "secretops.keys.gcpkms",
     "azure_kv": "secretops.keys.azurekv",
 }
-# Decrypting tries keys held here before network services (SOPS_DECRYPTION_ORDER overrides it);
-# every other registered kind follows in registry order.
+# Decrypting tries keys held here before network services (sops's DefaultDecryptionOrder;
+# SOPS_DECRYPTION_ORDER / --decryption-order replace it); the other entries of a key group
+# follow in the file's order.
 LOCAL_FIRST = ("age", "pgp")
-DEFAULT_DECRYPTION_ORDER = (*LOCAL_FIRST, *(k for k in SOURCES if k not in LOCAL_FIRST))
+DEFAULT_DECRYPTION_ORDER = LOCAL_FIRST
+
+
+def decryption_order(env: Mapping[str, str]) -> list[str]:
+    """The key kinds to try first, from ``SOPS_DECRYPTION_ORDER`` read as sops reads it:
+    split at commas, nothing trimmed, a kind named twice refused (sops's exit 112)."""
+    text = env.get("SOPS_DECRYPTION_ORDER") or ""
+    if not text:
+        return list(DEFAULT_DECRYPTION_ORDER)
+    order = text.split(",")
+    for n, kind in enumerate(order):
+        if kind in order[:n]:
+            raise SecretOpsError(f"duplicate decryption key type: {kind}",
+                                 code=ExitCode.DUPLICATE_DECRYPTION_KEY_TYPE,
+                                 hints=("--decryption-order and SOPS_DECRYPTION_ORDER name each "
+                                        "key type once, e.g. age,pgp",))
+    return order
+
 
 class KeyMismatch(Exception):
     """This identity cannot open this entry (not an error: try the next one)."""
@@ -124,7 +142,7 @@ class KeySource:
     __slots__ = ("abilities", "config_key", "describe", "env", "example", "extra", "flag",
                  "group_example", "group_key", "help", "identity", "identity_fields", "kind",
                  "metavar", "no_identity_hint", "options", "parse", "parse_group", "recipient",
-                 "remove_fields", "requires", "title", "upper_fields")
+                 "remove_fields", "requires", "short", "title", "upper_fields")
 
     def __init__(
         self,
@@ -152,6 +170,7 @@ class KeySource:
         remove_fields: tuple[str, ...] | None = None,
         no_identity_hint: str = "",
         abilities: tuple[object, ...] = (),
+        short: str | None = None,
     ) -> None:
         self.kind = kind  # the metadata's key: age, pgp, kms, hc_vault
         self.title = title  # for people: "AWS KMS"
@@ -161,6 +180,7 @@ class KeySource:
         # what --rm-* matches on, an empty value matching any (None: the identity fields)
         self.remove_fields = remove_fields
         self.flag = flag  # --age, --add-age, --rm-age; keyword age=
+        self.short = short  # sops's one-letter form of the flag on encrypt and edit (-a)
         self.metavar = metavar
         self.help = help  # what the values are, for --help
         self.example = example  # one value as typed on the command line

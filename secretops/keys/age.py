@@ -116,18 +116,33 @@ class AgeRecipient:
 
 
 class AgeIdentities:
-    """All age identities found for this user; unwraps ``age`` entries."""
+    """All age identities found for this user; unwraps ``age`` entries.
+
+    ``problems`` are the sources that were named but could not be used (a missing
+    ``SOPS_AGE_KEY_FILE``, a failing ``SOPS_AGE_KEY_CMD``, a malformed key): as in sops they do
+    not stop the other sources, and they are reported when no identity opens the entry.
+    """
 
     kind = KIND
 
-    def __init__(self, identities: list[Any], sources: list[str]) -> None:
+    def __init__(self, identities: list[Any], sources: list[str],
+                 problems: list[str] | None = None) -> None:
         self.identities = identities
         self.sources = sources
+        self.problems = problems or []
 
     def unwrap(self, entry: KeyEntry) -> bytes:
         if not self.identities:
+            if self.problems:
+                raise RuntimeError("failed to load age identities: " + "; ".join(self.problems))
             raise KeyMismatch()
-        return unwrap_message(entry.enc, self.identities)
+        try:
+            return unwrap_message(entry.enc, self.identities)
+        except KeyMismatch:
+            if self.problems:  # the identity that fits may be in the source that failed
+                raise RuntimeError("no age identity fits; also failed to load: "
+                                   + "; ".join(self.problems)) from None
+            raise
 
 
 def unwrap_message(message: str | bytes, identities: list[Any]) -> bytes:
@@ -226,14 +241,27 @@ def _read_text(path: str) -> str:
 
 
 def load_identities(env: Mapping[str, str]) -> AgeIdentities:
-    """Every identity the environment offers, as sops 3.11 discovers them."""
+    """Every identity the environment offers, as sops 3.11 discovers them: all sources
+    combined, and a source that is named but fails (unreadable, malformed, a failing command)
+    noted in ``problems`` without stopping the others — so ``SOPS_AGE_KEY`` still works when
+    ``SOPS_AGE_KEY_FILE`` names a missing file."""
     ids: list[Any] = []
     sources: list[str] = []
+    problems: list[str] = []
+
+    def take(source: str, load: Any) -> None:
+        try:
+            found = load()
+        except SecretOpsError as e:
+            problems.append(e.message)
+            return
+        ids.extend(found)
+        sources.append(source)
+
     home = env.get("HOME") or os.path.expanduser("~")
     ssh_file = env.get("SOPS_AGE_SSH_PRIVATE_KEY_FILE")
     if ssh_file:
-        ids.append(_ssh_identity(ssh_file))
-        sources.append(ssh_file)
+        take(ssh_file, lambda: [_ssh_identity(ssh_file)])
     for name in ("id_ed25519", "id_rsa"):
         p = os.path.join(home, ".ssh", name)
         if os.path.exists(p):
@@ -243,49 +271,45 @@ def load_identities(env: Mapping[str, str]) -> AgeIdentities:
             except SecretOpsError:
                 pass  # a passphrase-protected default key must not block other identities
     if "SOPS_AGE_KEY" in env:
-        ids += parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY")
-        sources.append("SOPS_AGE_KEY")
+        take("SOPS_AGE_KEY", lambda: parse_identities(env["SOPS_AGE_KEY"], "SOPS_AGE_KEY"))
     key_file = env.get("SOPS_AGE_KEY_FILE")
     if key_file:
-        try:
-            text = _read_text(key_file)
-        except (OSError, UnicodeDecodeError) as e:
-            raise SecretOpsError(
-                f"cannot read the age key file {key_file} (SOPS_AGE_KEY_FILE): "
-                f"{getattr(e, 'strerror', None) or 'not text'}",
-                code=ExitCode.INVALID_KEY,
-            ) from None
-        ids += parse_identities(text, key_file)
-        sources.append(key_file)
+        take(key_file, lambda: parse_identities(
+            _read_key_file(key_file, " (SOPS_AGE_KEY_FILE)"), key_file))
     cmd = env.get("SOPS_AGE_KEY_CMD")
     if cmd:
-        import shlex
-        import subprocess
-
-        try:
-            out = subprocess.run(
-                shlex.split(cmd), capture_output=True, stdin=subprocess.DEVNULL, check=True,
-                env=dict(env),
-            ).stdout.decode("utf-8")
-        except (OSError, ValueError, subprocess.CalledProcessError) as e:
-            raise SecretOpsError(
-                f"SOPS_AGE_KEY_CMD failed: {type(e).__name__}", code=ExitCode.INVALID_KEY
-            ) from None
-        ids += parse_identities(out, "SOPS_AGE_KEY_CMD")
-        sources.append("SOPS_AGE_KEY_CMD")
+        take("SOPS_AGE_KEY_CMD", lambda: parse_identities(_run_key_cmd(cmd, env),
+                                                          "SOPS_AGE_KEY_CMD"))
     default = default_key_file(env)
     if os.path.exists(default):
-        try:
-            text = _read_text(default)
-        except (OSError, UnicodeDecodeError) as e:
-            raise SecretOpsError(
-                f"cannot read the age key file {default}: "
-                f"{getattr(e, 'strerror', None) or 'not text'}",
-                code=ExitCode.INVALID_KEY,
-            ) from None
-        ids += parse_identities(text, default)
-        sources.append(default)
-    return AgeIdentities(ids, sources)
+        take(default, lambda: parse_identities(_read_key_file(default, ""), default))
+    return AgeIdentities(ids, sources, problems)
+
+
+def _read_key_file(path: str, what: str) -> str:
+    try:
+        return _read_text(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SecretOpsError(
+            f"cannot read the age key file {path}{what}: "
+            f"{getattr(e, 'strerror', None) or 'not text'}",
+            code=ExitCode.INVALID_KEY,
+        ) from None
+
+
+def _run_key_cmd(cmd: str, env: Mapping[str, str]) -> str:
+    import shlex
+    import subprocess
+
+    try:
+        return subprocess.run(
+            shlex.split(cmd), capture_output=True, stdin=subprocess.DEVNULL, check=True,
+            env=dict(env),
+        ).stdout.decode("utf-8")
+    except (OSError, ValueError, subprocess.CalledProcessError) as e:
+        raise SecretOpsError(
+            f"SOPS_AGE_KEY_CMD failed: {type(e).__name__}", code=ExitCode.INVALID_KEY
+        ) from None
 
 
 def generate() -> tuple[str, str]:
@@ -302,9 +326,10 @@ def recipient(fields: Mapping[str, Any], env: Mapping[str, str]) -> AgeRecipient
 
 
 def identity(env: Mapping[str, str]) -> AgeIdentities | None:
-    """The key-source interface: every age identity the environment offers, or None."""
+    """The key-source interface: every age identity the environment offers (and the sources
+    that failed), or None when there is neither."""
     ids = load_identities(env)
-    return ids if ids.identities else None
+    return ids if ids.identities or ids.problems else None
 
 
 def _spec(value: str, options: Mapping[str, Any]) -> KeySpec:
@@ -317,6 +342,7 @@ SOURCE = KeySource(
     describe=lambda f: f"age recipient {f.get('recipient', '?')}",
     identity_fields=("recipient",),
     flag="age",
+    short="a",
     metavar="RECIPIENTS",
     help="age recipients (age1…, ssh-ed25519 …, plugins)",
     example="age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p",

@@ -354,6 +354,7 @@ SOURCE = KeySource(
     identity_fields=("arn", "role", "context", "aws_profile"),
     remove_fields=("arn", "role"),  # --rm-kms ARN removes the key whatever its role
     flag="kms",
+    short="k",
     metavar="ARNS",
     help="AWS KMS key ARNs (ARN+ROLE_ARN to assume a role)",
     example="arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",

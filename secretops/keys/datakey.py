@@ -81,9 +81,19 @@ def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
     return lookup
 
 
-def _order(kinds: list[str], decryption_order: Sequence[str]) -> list[str]:
+# The order sops holds a group's keys in, whatever the file's order (stores.go's
+# internalGroupFrom): what decides among kinds the decryption order does not name.
+_SOPS_GROUP_ORDER = {k: i for i, k in enumerate(
+    ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "age"))}
+
+
+def _order(group: Sequence[KeyEntry], decryption_order: Sequence[str]) -> list[KeyEntry]:
+    """The group's entries in the order sops tries them: by the place of their kind in
+    ``decryption_order``, kinds it does not name last; within that in sops's own order of
+    kinds, then the file's."""
     pos = {k: i for i, k in enumerate(decryption_order)}
-    return sorted(kinds, key=lambda k: pos.get(k, len(pos)))
+    rank = _SOPS_GROUP_ORDER
+    return sorted(group, key=lambda e: (pos.get(e.kind, len(pos)), rank.get(e.kind, len(rank))))
 
 
 def recover_data_key(
@@ -146,41 +156,40 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
                 decryption_order: Sequence[str], size: int, failures: list[str],
                 refused: list[SecretOpsError]) -> bytes | None:
     """The data key (or share) from the first entry of the group that opens, else None."""
-    kinds = _order(list(dict.fromkeys(k.kind for k in group)), decryption_order)
-    for kind in kinds:
-        for entry in (e for e in group if e.kind == kind):
+    for entry in _order(group, decryption_order):
+        kind = entry.kind
+        try:
+            candidates = lookup(kind)
+        except SourceUnavailable as e:  # its extra is not installed: say which
+            failures.append(f"{describe_entry(entry)}: {e.message}")
+            failures += [h for h in e.hints if h not in failures]
+            continue
+        if not candidates:
+            failures.append(f"{describe_entry(entry)}: no {kind} identity available")
+            continue
+        for ident in candidates:
             try:
-                candidates = lookup(kind)
-            except SourceUnavailable as e:  # its extra is not installed: say which
+                got = ident.unwrap(entry)
+            except KeyMismatch:
+                continue
+            except LimitExceededError as e:
                 failures.append(f"{describe_entry(entry)}: {e.message}")
-                failures += [h for h in e.hints if h not in failures]
-                continue
-            if not candidates:
-                failures.append(f"{describe_entry(entry)}: no {kind} identity available")
-                continue
-            for ident in candidates:
-                try:
-                    got = ident.unwrap(entry)
-                except KeyMismatch:
-                    continue
-                except LimitExceededError as e:
-                    failures.append(f"{describe_entry(entry)}: {e.message}")
-                    refused.append(e)
-                    break
-                except Exception as e:  # a failing source must not stop the others
-                    failures.append(f"{describe_entry(entry)}: {e}")
-                    break
-                if len(got) != size:  # sops would fail on it later (exit 25): try the others
-                    what = "share of the data key" if size == SHARE_SIZE else "data key"
-                    err = DecryptionError(
-                        f"the {what} unwrapped from {describe_entry(entry)} is {len(got)} bytes, "
-                        f"not {size}: the key entry was altered")
-                    failures.append(err.message)
-                    refused.append(err)
-                    break
-                return got
-            else:
-                failures.append(f"{describe_entry(entry)}: none of the {kind} identities fits")
+                refused.append(e)
+                break
+            except Exception as e:  # a failing source must not stop the others
+                failures.append(f"{describe_entry(entry)}: {e}")
+                break
+            if len(got) != size:  # sops would fail on it later (exit 25): try the others
+                what = "share of the data key" if size == SHARE_SIZE else "data key"
+                err = DecryptionError(
+                    f"the {what} unwrapped from {describe_entry(entry)} is {len(got)} bytes, "
+                    f"not {size}: the key entry was altered")
+                failures.append(err.message)
+                refused.append(err)
+                break
+            return got
+        else:
+            failures.append(f"{describe_entry(entry)}: none of the {kind} identities fits")
     return None
 
 

@@ -292,6 +292,7 @@ SOURCE = KeySource(
     identity_fields=("fp",),
     upper_fields=("fp",),
     flag="pgp",
+    short="p",
     metavar="FPRS",
     help="PGP fingerprints (through gpg)",
     example="FBC7B9E2A4F9289AC0C1D4843D16CEE4A27381B4",

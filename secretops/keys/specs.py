@@ -69,6 +69,16 @@ def from_env(env: Mapping[str, str]) -> list[KeySpec]:
     return specs
 
 
+def require_keys(groups: list[list[KeySpec]], where: str) -> None:
+    """A creation rule that gives no key cannot make a data key: sops's "empty key group
+    provided", exit 1 (``encrypt``, ``edit`` of a new file, ``updatekeys``)."""
+    if not any(groups):
+        raise SecretOpsError("could not generate data key: empty key group provided",
+                             code=ExitCode.GENERIC,
+                             hints=(f"{where} names no key: add age, pgp, kms, "
+                                    "hc_vault_transit_uri or key_groups to it",))
+
+
 def from_rule(rule: Mapping[str, Any], where: str) -> list[list[KeySpec]]:
     """The key groups of one ``.sops.yaml`` creation rule."""
     not_read = unsupported(SOPS_KEY_NAMES)
@@ -86,8 +96,9 @@ def from_rule(rule: Mapping[str, Any], where: str) -> list[list[KeySpec]]:
             if not specs and not any(group.get(k) for k in not_read):
                 # an empty group could never be opened: with a threshold the file would be
                 # lost, without one the policy would shrink silently (sops refuses it too)
-                raise SecretOpsError(f"{where}.key_groups[{n}] has no keys (empty key group)",
-                                     code=ExitCode.ERROR_READING_CONFIG)
+                raise SecretOpsError(f"{where}.key_groups[{n}]: empty key group provided",
+                                     code=ExitCode.GENERIC,
+                                     hints=("a key group needs at least one key",))
             groups.append(specs)
     else:
         specs = []

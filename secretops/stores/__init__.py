@@ -67,6 +67,12 @@ class Store(Protocol):
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes: ...
 
+    def emit_value(self, value: Any) -> bytes:
+        """One value that is neither a map nor a string (``--extract`` of a number, a list…),
+        as sops's ``EmitValue`` of this format writes it; :class:`~secretops.errors.DumpError`
+        where sops cannot write it either."""
+        ...
+
 
 class StoreOptions(NamedTuple):
     """Per-format settings from ``.sops.yaml``'s ``stores:`` section."""
@@ -99,3 +105,11 @@ def render_number(value: Any) -> str:
     from secretops.stores._yamlscalar import render_number as render
 
     return render(value)
+
+
+def val_to_string(value: Any) -> str:
+    """sops's ``ValToString``: the text a non-string scalar gets in a flat file or in an
+    environment variable (``exec-env``)."""
+    from secretops.stores._flatten import val_to_string as convert
+
+    return convert(value)

@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from secretops.core.tree import Branch
-from secretops.errors import FormatError
+from secretops.errors import DumpError, FormatError
 from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores.json import JsonStore
@@ -53,13 +53,17 @@ class BinaryStore:
         if metadata is not None:
             return self._json.emit(docs, metadata)
         if len(docs) != 1:
-            raise FormatError("a binary file holds exactly one document")
+            raise DumpError("a binary file holds exactly one document")
         doc = docs[0]
         if not any(type(i) is tuple and i[0] == "data" for i in doc):
-            raise FormatError("no binary data found in the tree (no 'data' key)")
+            raise DumpError("no binary data found in the tree (no 'data' key)")
         value = doc.get("data")
         if isinstance(value, bytes):
             return value
         if not isinstance(value, str):
-            raise FormatError("the 'data' key in the tree does not have a string value")
+            raise DumpError("the 'data' key in the tree does not have a string value")
         return value.encode("utf-8", "surrogateescape")
+
+    def emit_value(self, value: Any) -> bytes:
+        raise DumpError("binary files are not structured and extracting a single value is not "
+                        "possible")

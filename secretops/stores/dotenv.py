@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
-from secretops.errors import ExitCode, FormatError, SecretOpsError
+from secretops.errors import DumpError, ExitCode, FormatError, SecretOpsError
 from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
@@ -80,3 +80,9 @@ class DotenvStore:
             for key, value in sorted(flatten_metadata(metadata)):
                 lines.append(f"{PREFIX}{key}={value}\n")
         return "".join(lines).encode("utf-8", "surrogateescape")
+
+    def emit_value(self, value: Any) -> bytes:
+        """sops's dotenv ``EmitValue`` writes strings only (and those never come here)."""
+        kind = {bool: "bool", int: "int", float: "float64", type(None): "<nil>"}.get(
+            type(value), "[]interface {}" if isinstance(value, Seq) else "a comment")
+        raise DumpError(f"the dotenv store only supports emitting strings, got {kind}")

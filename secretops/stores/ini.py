@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
-from secretops.errors import FormatError
+from secretops.errors import DumpError
 from secretops.limits import check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
@@ -93,6 +93,12 @@ class IniStore:
             sections.append(Section("sops", keys={k: [v, ""] for k, v in flat}))
         return write(sections).encode("utf-8", "surrogateescape")
 
+    def emit_value(self, value: Any) -> bytes:
+        """sops's INI ``EmitValue``: Go's ``json.Marshal`` of the value, compact."""
+        from secretops.stores.json import go_marshal
+
+        return go_marshal(value).encode("utf-8", "surrogateescape")
+
 
 def _strip_comment_char(comment: str) -> str:
     if comment.startswith(";"):
@@ -104,9 +110,9 @@ def _strip_comment_char(comment: str) -> str:
 
 def _section_from_tree(name: Any, tree: Any) -> Section:
     if not isinstance(name, str) or not name:
-        raise FormatError("an INI section needs a non-empty name")
+        raise DumpError("an INI section needs a non-empty name")
     if not isinstance(tree, Branch):
-        raise FormatError(f"cannot write {name!r} as an INI section: its value is not a map")
+        raise DumpError(f"cannot write {name!r} as an INI section: its value is not a map")
     sec = Section(name)
     items = list(tree)
     if items and isinstance(items[0], Comment):
@@ -119,9 +125,9 @@ def _section_from_tree(name: Any, tree: Any) -> Section:
             continue
         key, value = item
         if not isinstance(key, str) or not key:
-            raise FormatError(f"[{name}]: an INI key needs a non-empty name")
+            raise DumpError(f"[{name}]: an INI key needs a non-empty name")
         if isinstance(value, Branch | Seq | dict | list):
-            raise FormatError(f"[{name}] {key}: cannot use a complex value in an INI file")
+            raise DumpError(f"[{name}] {key}: cannot use a complex value in an INI file")
         text = val_to_string(value)
         if key in sec.keys:
             sec.keys[key][0] = text

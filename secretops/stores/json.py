@@ -73,6 +73,15 @@ class JsonStore:
         text = dump_json(docs[0], self.options.indent, metadata)
         return text.encode("utf-8", "surrogateescape") + b"\n"
 
+    def emit_value(self, value: Any) -> bytes:
+        """sops's ``encodeValue`` then ``json.Indent``: no newline after it; a comment is
+        sops's ``Comment`` struct."""
+        if isinstance(value, Comment):
+            value = Branch([("Value", str(value))])
+        out: list[str] = []
+        _write(value, out, "\n", _unit(self.options.indent), False)
+        return "".join(out).encode("utf-8", "surrogateescape")
+
 
 # ---- reading ----------------------------------------------------------------------------------
 
@@ -225,17 +234,58 @@ def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -
     wire structs, where an empty list is a nil slice, written ``null`` (the always-present
     ``hc_vault`` / ``age`` of a key group); in the data an empty array stays ``[]``.
     """
-    if indent is None or indent == -1:
-        unit = "\t"
-    elif indent < -1:
-        raise FormatError("JSON indentation smaller than -1 is not accepted")
-    else:
-        unit = " " * indent
+    unit = _unit(indent)
     out: list[str] = []
     if metadata is not None:
         doc = Branch([*doc, (_METADATA, metadata)])
     _write(doc, out, "\n", unit, False)
     return "".join(out)
+
+
+def _unit(indent: int | None) -> str:
+    if indent is None or indent == -1:
+        return "\t"
+    if indent < -1:
+        raise FormatError("JSON indentation smaller than -1 is not accepted")
+    return " " * indent
+
+
+def go_marshal(value: Any) -> str:
+    """Go's ``json.Marshal`` of a sops tree value, compact: a map is sops's ``TreeBranch``, a
+    list of ``{"Key":…,"Value":…}`` items, and a comment its ``Comment`` struct (what sops's
+    INI store prints for ``--extract``)."""
+    out: list[str] = []
+    todo: list[Any] = [value]
+    while todo:
+        node = todo.pop()
+        if isinstance(node, _Text):
+            out.append(node)
+        elif isinstance(node, Comment):
+            out.append('{"Value":' + go_json_string(str(node)) + "}")
+        elif isinstance(node, Branch | Seq):
+            parts: list[Any] = [_Text("[")]
+            for n, item in enumerate(node):
+                if n:
+                    parts.append(_Text(","))
+                if isinstance(node, Branch):
+                    if type(item) is tuple:
+                        parts += [_Text('{"Key":' + _scalar(item[0]) + ',"Value":'), item[1],
+                                  _Text("}")]
+                    else:  # a comment line of a map: an item whose key is the comment
+                        parts += [_Text('{"Key":'), item, _Text(',"Value":null}')]
+                else:
+                    parts.append(item)
+            parts.append(_Text("]"))
+            todo += reversed(parts)
+        else:
+            out.append(_scalar(node))
+    return "".join(out)
+
+
+class _Text(str):
+    """Literal JSON text in :func:`go_marshal`'s work list (told apart from string values)."""
+
+    __slots__ = ()
 
 
 class _MetadataKey(str):

@@ -648,6 +648,19 @@ class YamlStore:
             raise FormatError("the output would hold bytes that are not UTF-8 (from the input "
                               "file), which a YAML file cannot hold") from None
 
+    def emit_value(self, value: Any) -> bytes:
+        """go-yaml's ``Marshal`` of one value: a scalar on its line, a list as a block."""
+        if isinstance(value, Seq):
+            out = emit_document(Branch([("x", value)]), self.indent_for(None))
+            lines = out.splitlines()[1:]
+            cut = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
+            return ("\n".join(line[cut:] for line in lines) + "\n").encode("utf-8")
+        if isinstance(value, Comment):  # sops marshals its Comment struct
+            return emit_document(Branch([("value", str(value))]), 4).encode("utf-8")
+        if value is None:
+            return b"null\n"
+        return (render_number(value) + "\n").encode()
+
     def _emit(self, docs: list[Branch], metadata: Branch | None, layout: Any) -> str:
         if isinstance(layout, Layout) and not layout.reemit and len(layout.docs) == len(docs):
             return ("\ufeff" if layout.bom else "") + _splice(self, docs, metadata, layout)
@@ -823,7 +836,10 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
     pos = 0
     for i, (doc, dl) in enumerate(zip(docs, layout.docs, strict=True)):
         step = store.indent_for(layout, i)
-        if not dl.spliceable or (metadata is not None and not dl.root_block_map and doc):
+        # a root that is not a block map (a JSON text read as YAML) cannot take or lose the
+        # sops entry by splicing: sops re-emits it in block style, and so do we
+        if not dl.spliceable or (not dl.root_block_map and (
+                (metadata is not None and doc) or dl.sops_range is not None)):
             end = dl.end if dl.end >= 0 else len(text)
             # comments before the document's start are in its tree, and re-emitted with it
             pieces.append(_COMMENT_LINE.sub("", text[pos : dl.start]))

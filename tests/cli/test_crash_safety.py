@@ -41,7 +41,7 @@ def _argv(command: str, file: Path, trial: int) -> list[str]:
         "decrypt -i": ["decrypt", "-i", str(file)],
         "set": ["set", str(file), '["k0"]', f'"value {trial}"'],
         "updatekeys": ["updatekeys", "--yes", str(file)],
-        "rotate": ["rotate", str(file)],
+        "rotate": ["rotate", "-i", str(file)],
     }[command]
 
 

@@ -35,7 +35,7 @@ def test_rotate_changes_every_ciphertext_and_keeps_layout(
 ) -> None:
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
     before = f.read_text()
-    r = secretops("rotate", str(f))
+    r = secretops("rotate", "-i", str(f))
     assert r.code == 0, r.err
     assert CANARY not in r.err + r.text
     after = f.read_text()
@@ -58,7 +58,7 @@ def test_data_key_changes(tmp_path: Path, age_key: AgeKey) -> None:
 
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
     old_key = fileops.open_file(f.read_bytes(), format="yaml").data_key
-    assert secretops("rotate", str(f)).code == 0
+    assert secretops("rotate", "-i", str(f)).code == 0
     assert not data_key_fits(_metadata(f), old_key)
 
 
@@ -68,7 +68,7 @@ def test_add_and_remove_recipients(
     old = make_age_key(tmp_path, "old.txt")
     new = make_age_key(tmp_path, "new.txt")
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient, old.recipient)
-    r = secretops("rotate", "--add-age", new.recipient, "--rm-age", old.recipient, str(f))
+    r = secretops("rotate", "-i", "--add-age", new.recipient, "--rm-age", old.recipient, str(f))
     assert r.code == 0, r.err
     recipients = [e.fields["recipient"] for e in _metadata(f).all_keys()]
     assert recipients == [age_key.recipient, new.recipient]
@@ -77,7 +77,7 @@ def test_add_and_remove_recipients(
         assert (secretops("decrypt", str(f)).code == 0) is works
         assert (sops(sops_bin, "decrypt", str(f)).code == 0) is works
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(new.path))
-    r = secretops("rotate", "--rm-age", old.recipient, str(f))
+    r = secretops("rotate", "-i", "--rm-age", old.recipient, str(f))
     assert "is not in the file" in r.err
 
 
@@ -85,7 +85,7 @@ def test_rotate_does_not_apply_sops_yaml(tmp_path: Path, age_key: AgeKey) -> Non
     other = make_age_key(tmp_path, "other.txt")
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
     (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - age: {other.recipient}\n")
-    assert secretops("rotate", str(f)).code == 0
+    assert secretops("rotate", "-i", str(f)).code == 0
     assert [e.fields["recipient"] for e in _metadata(f).all_keys()] == [age_key.recipient]
     assert "updatekeys" in secretops("rotate", "--help").text
 
@@ -93,7 +93,7 @@ def test_rotate_does_not_apply_sops_yaml(tmp_path: Path, age_key: AgeKey) -> Non
 def test_removing_every_key_is_refused(tmp_path: Path, age_key: AgeKey) -> None:
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
     before = f.read_bytes()
-    r = secretops("rotate", "--rm-age", age_key.recipient, str(f))
+    r = secretops("rotate", "-i", "--rm-age", age_key.recipient, str(f))
     assert r.code == 111
     assert f.read_bytes() == before
 
@@ -110,7 +110,7 @@ def test_shamir_groups_are_kept(tmp_path: Path, sops_bin: str,
     both = tmp_path / "two.txt"
     both.write_text(keys[0].path.read_text() + keys[2].path.read_text())
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(both))
-    assert secretops("rotate", str(f)).code == 0
+    assert secretops("rotate", "-i", str(f)).code == 0
     m = _metadata(f)
     assert m.shamir_threshold == 2 and len(m.key_groups) == 3
     assert secretops("decrypt", str(f)).text == TEXT
@@ -124,7 +124,7 @@ def test_batch_failure_leaves_each_file_old_or_new(tmp_path: Path, age_key: AgeK
              _encrypt(tmp_path / "b.yaml", stranger.recipient),  # we cannot open this one
              _encrypt(tmp_path / "c.yaml", age_key.recipient)]
     before = [f.read_bytes() for f in files]
-    r = secretops("rotate", *map(str, files))
+    r = secretops("rotate", "-i", *map(str, files))
     assert r.code == 128, r.err
     assert "b.yaml" in r.err and CANARY not in r.err + r.text
     assert files[1].read_bytes() == before[1]
@@ -148,7 +148,7 @@ def test_write_failure_leaves_the_file_untouched(tmp_path: Path, age_key: AgeKey
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (256, 256))
 
-    p = subprocess.run([sys.executable, "-m", "secretops", "rotate", str(f)],
+    p = subprocess.run([sys.executable, "-m", "secretops", "rotate", "-i", str(f)],
                        stdin=subprocess.DEVNULL, capture_output=True, preexec_fn=limit,
                        timeout=60, check=False)
     assert p.returncode == 3, p.stderr
@@ -170,7 +170,7 @@ def test_wrap_failure_leaves_every_file_untouched(
     plugin_recipient = out.stdout.split()[1]
     files = [_encrypt(tmp_path / f"{n}.yaml", age_key.recipient) for n in "ab"]
     before = [f.read_bytes() for f in files]
-    r = secretops("rotate", "--add-age", plugin_recipient, *map(str, files))
+    r = secretops("rotate", "-i", "--add-age", plugin_recipient, *map(str, files))
     assert r.code == 23, r.err
     assert [f.read_bytes() for f in files] == before
 
@@ -178,7 +178,7 @@ def test_wrap_failure_leaves_every_file_untouched(
 def test_dry_run_changes_nothing(tmp_path: Path, age_key: AgeKey) -> None:
     f = _encrypt(tmp_path / "s.yaml", age_key.recipient)
     before = f.read_bytes()
-    r = secretops("rotate", "--dry-run", str(f))
+    r = secretops("rotate", "-i", "--dry-run", str(f))
     assert r.code == 0 and "would rotate" in r.text
     assert f.read_bytes() == before
 
@@ -189,7 +189,7 @@ def test_json_layout_is_kept(tmp_path: Path, age_key: AgeKey, sops_bin: str) -> 
     f.write_text(text)
     assert secretops("encrypt", "-i", "--age", age_key.recipient, str(f)).code == 0
     before = f.read_text()
-    assert secretops("rotate", str(f)).code == 0
+    assert secretops("rotate", "-i", str(f)).code == 0
     after = f.read_text()
     assert len(before.splitlines()) == len(after.splitlines())
     assert data_of(sops(sops_bin, "decrypt", str(f)).out, "json") == data_of(text.encode(), "json")

@@ -44,7 +44,7 @@ def repo(tmp_path: Path, age_key: AgeKey) -> Path:
 
 def test_rotates_due_files_then_nothing(repo: Path) -> None:
     before = {p: p.read_bytes() for p in (repo / "secrets").iterdir()}
-    r = secretops("rotate", "--older-than", "90d", str(repo))
+    r = secretops("rotate", "-i", "--older-than", "90d", str(repo))
     assert r.code == 156, r.err
     assert _statuses(r.text) == {"a.yaml": "rotated", "b.yaml": "rotated"}
     assert "data key 200 days old" in r.text
@@ -53,7 +53,7 @@ def test_rotates_due_files_then_nothing(repo: Path) -> None:
     plain = repo / "secrets" / "plain.yaml"
     assert plain.read_bytes() == before[plain]
     git(repo, "commit", "-qam", "rotate")
-    r = secretops("rotate", "--older-than", "90d", str(repo))
+    r = secretops("rotate", "-i", "--older-than", "90d", str(repo))
     assert r.code == 0, r.err
     assert _statuses(r.text) == {"a.yaml": "not due", "b.yaml": "not due"}
 
@@ -65,7 +65,7 @@ def test_edits_keep_the_age_and_rotations_reset_it(repo: Path, sops_bin: str) ->
     # sops rotate makes a new data key
     assert sops(sops_bin, "rotate", "-i", str(b)).code == 0
     git(repo, "commit", "-qam", "edit a, rotate b", date=RECENT)
-    r = secretops("rotate", "--older-than", "90d", "--dry-run", str(repo))
+    r = secretops("rotate", "-i", "--older-than", "90d", "--dry-run", str(repo))
     assert r.code == 0, r.err
     assert _statuses(r.text) == {"a.yaml": "would rotate", "b.yaml": "not due"}
     assert re.search(r"a\.yaml: would rotate: data key 200 days old", r.text)
@@ -82,14 +82,14 @@ def test_updatekeys_keeps_the_age(repo: Path, tmp_path: Path, age_key: AgeKey,
         f"    age: {age_key.recipient},{other.recipient}\n")
     assert sops(sops_bin, "updatekeys", "-y", "secrets/a.yaml", cwd=repo).code == 0
     git(repo, "commit", "-qam", "add a key", date=RECENT)
-    r = secretops("rotate", "--older-than", "90d", "-n", str(repo / "secrets" / "a.yaml"))
+    r = secretops("rotate", "-i", "--older-than", "90d", "-n", str(repo / "secrets" / "a.yaml"))
     assert "would rotate: data key 200 days old" in r.text
 
 
 def test_renames_are_followed(repo: Path) -> None:
     git(repo, "mv", "secrets/a.yaml", "secrets/c.yaml")
     git(repo, "commit", "-qm", "rename", date=RECENT)
-    r = secretops("rotate", "--older-than", "90d", "-n", str(repo / "secrets" / "c.yaml"))
+    r = secretops("rotate", "-i", "--older-than", "90d", "-n", str(repo / "secrets" / "c.yaml"))
     assert "would rotate: data key 200 days old" in r.text
 
 
@@ -100,15 +100,15 @@ def test_unknown_age_is_due(repo: Path, tmp_path: Path, age_key: AgeKey) -> None
     outside = tmp_path / "outside.yaml"
     outside.write_text(TEXT)
     assert secretops("encrypt", "-i", "--age", age_key.recipient, str(outside)).code == 0
-    r = secretops("rotate", "--older-than", "90d", "-n", str(new), str(outside))
+    r = secretops("rotate", "-i", "--older-than", "90d", "-n", str(new), str(outside))
     assert "new.yaml: would rotate: data key age unknown (no committed version)" in r.text
     assert "outside.yaml: would rotate: data key age unknown (not in a git repository)" in r.text
 
 
 def test_a_rotation_not_yet_committed_is_recent(repo: Path) -> None:
     a = repo / "secrets" / "a.yaml"
-    assert secretops("rotate", str(a)).code == 0
-    r = secretops("rotate", "--older-than", "1d", str(a))
+    assert secretops("rotate", "-i", str(a)).code == 0
+    r = secretops("rotate", "-i", "--older-than", "1d", str(a))
     assert r.code == 0, r.err
     assert "not due: data key 0 days old (rotated since the last commit)" in r.text
 
@@ -120,15 +120,15 @@ def test_shallow_clone_cannot_tell(repo: Path, tmp_path: Path, sops_bin: str) ->
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{repo}", str(clone)],
                    check=True, stdin=subprocess.DEVNULL, capture_output=True)
-    r = secretops("rotate", "--older-than", "90d", str(clone / "secrets" / "a.yaml"))
+    r = secretops("rotate", "-i", "--older-than", "90d", str(clone / "secrets" / "a.yaml"))
     assert r.code == 157, r.err
     assert "shallow" in r.err and "fetch-depth: 0" in r.err
     # b was not touched since the old commit, which the clone cannot see either way
-    r = secretops("rotate", "--older-than", "5d", "-n", str(clone / "secrets" / "a.yaml"))
+    r = secretops("rotate", "-i", "--older-than", "5d", "-n", str(clone / "secrets" / "a.yaml"))
     assert r.code == 157
 
 
 def test_bad_duration(repo: Path) -> None:
-    r = secretops("rotate", "--older-than", "90 days", str(repo))
+    r = secretops("rotate", "-i", "--older-than", "90 days", str(repo))
     assert r.code == 8
     assert "invalid duration" in r.err

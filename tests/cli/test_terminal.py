@@ -73,8 +73,8 @@ def test_updatekeys_asks_on_a_terminal(tmp_path: Path, age_key: AgeKey) -> None:
 
 def test_rotate_shows_progress_on_a_terminal_only(tmp_path: Path, age_key: AgeKey) -> None:
     files = _setup(tmp_path, age_key, 3)
-    code, seen = _on_terminal(["rotate", *map(str, files)])
+    code, seen = _on_terminal(["rotate", "-i", *map(str, files)])
     assert code == 0, seen
     assert b"[1/3]" in seen and b"[3/3]" in seen
-    r = secretops("rotate", *map(str, files))
+    r = secretops("rotate", "-i", *map(str, files))
     assert r.code == 0 and "[1/3]" not in r.err + r.text

@@ -193,7 +193,7 @@ IN_PLACE = {
     "encrypt --reuse -i": lambda f: ("encrypt", "--reuse", "{enc}", "-i", f),
     "set": lambda f: ("set", "--input-type", "yaml", f, '["user"]', '"root"'),
     "unset": lambda f: ("unset", "--input-type", "yaml", f, '["user"]'),
-    "rotate": lambda f: ("rotate", "--input-type", "yaml", f),
+    "rotate": lambda f: ("rotate", "-i", "--input-type", "yaml", f),
     "updatekeys": lambda f: ("updatekeys", "--yes", "--input-type", "yaml", f),
     "edit": lambda f: ("edit", "--input-type", "yaml", f),
     "seal --merge-into": lambda f: ("seal", "--merge-into", f, "--from-literal", "a=b",

@@ -116,8 +116,8 @@ def decrypted(content: bytes, fmt: str) -> Any:
 
 
 def _view(content: bytes, how: Compare, fmt: str) -> Any:
-    if how == "bytes":
-        return content
+    if how == "bytes" or (not content and how != "ignore"):
+        return content  # no output is compared as it is (rotate -i prints nothing)
     if how == "data":
         return data_of(content, fmt)
     if how == "decrypted":
@@ -127,10 +127,12 @@ def _view(content: bytes, how: Compare, fmt: str) -> Any:
 
 def assert_same(pair: Pair, *, code: bool = True, stdout: Compare = "bytes",
                 files: Compare = "bytes", fmt: str = "yaml",
-                file_formats: Mapping[str, str] | None = None) -> None:
+                file_formats: Mapping[str, str] | None = None,
+                per_file: Mapping[str, Compare] | None = None) -> None:
     """Both sides ended alike: same exit status class (0 / non-zero, or the exact code when
-    ``code``), the same stdout and the same files (compared as ``stdout``/``files`` say;
-    ``file_formats`` names a file's format when its extension does not)."""
+    ``code``), the same stdout and the same files (compared as ``stdout``/``files`` say, or
+    as ``per_file`` says for a file; ``file_formats`` names a file's format when its extension
+    does not)."""
     s, o = pair.sops, pair.ours
     if code:
         assert s.code == o.code, pair
@@ -142,7 +144,8 @@ def assert_same(pair: Pair, *, code: bool = True, stdout: Compare = "bytes",
         assert sorted(s.files) == sorted(o.files), (sorted(s.files), sorted(o.files))
         for rel in s.files:
             ffmt = (file_formats or {}).get(rel) or _format_of(rel)
-            how: Compare = "bytes" if s.files[rel] == pair.before.get(rel) else files
+            how: Compare = ("bytes" if s.files[rel] == pair.before.get(rel)
+                            else (per_file or {}).get(rel, files))
             if how == "bytes" and s.files[rel] == pair.before.get(rel):
                 assert o.files[rel] == pair.before[rel], f"{rel}: sops left it untouched\n{pair}"
             else:

@@ -165,7 +165,7 @@ def test_rotate_and_updatekeys_across_sources(
         assert secretops("decrypt", str(plain)).text == TEXT
         assert sops(sops_bin, "decrypt", str(plain)).code == 0
     # rotate: a new data key wrapped by every source, minus the KMS key removed
-    r = secretops("rotate", "--rm-kms", keys["kms"], str(plain))
+    r = secretops("rotate", "-i", "--rm-kms", keys["kms"], str(plain))
     assert r.code == 0, r.err
     meta = yaml.safe_load(plain.read_text())["sops"]
     assert not meta.get("kms") and meta["hc_vault"] and meta["pgp"] and meta["age"]
