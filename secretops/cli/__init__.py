@@ -47,7 +47,7 @@ def main() -> None:
     gc.enable()
     from secretops.cli.app import cli
 
-    if plan is not None and plan.options:
+    if plan is not None and plan.mode:
         from secretops.cli._globalmode import check_supported
 
         check_supported(plan, cli.commands[argv[0]])

@@ -299,11 +299,14 @@ def check_supported(plan: Plan, command: click.Command) -> None:
     """Refuse, in one line, an option that sops reads in this mode but the subcommand of ours
     does not take yet (rather than click's usage text for a command the user never typed)."""
     declared = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-    missing = [o for o in plan.options if o not in declared]
+    missing = [f"{o} with {_LABEL[plan.mode]}" for o in plan.options if o not in declared]
+    if plan.mode == "r" and "--output" not in declared and "--in-place" not in plan.options:
+        # sops prints the rotated file and leaves FILE alone; a rotate that cannot print
+        # would rewrite FILE instead, a surprise in a script
+        missing.append("-r/--rotate without -i (printing the rotated file)")
     if missing:
-        sys.stderr.write(
-            f"secretops: error: {missing[0]} with {_LABEL[plan.mode]} is not supported by "
-            f"secretops yet\nsecretops: hint: see docs/sops-compat.md\n")
+        sys.stderr.write(f"secretops: error: {missing[0]} is not supported by secretops yet\n"
+                         "secretops: hint: see docs/sops-compat.md\n")
         raise SystemExit(USAGE)
 
 

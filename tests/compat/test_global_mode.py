@@ -21,7 +21,7 @@ from tests.compat.sidebyside import Pair, assert_same, decrypted, run_both
 from tests.helpers import CANARY, AgeKey, assert_no_canary, make_age_key, sops
 
 PLAIN = f"user: admin\npassword: {CANARY}\nlist:\n  - a\n  - b\nport: 5432\n"
-JSON = '{"user": "admin", "password": "%s", "n": 1}\n' % CANARY
+JSON = f'{{"user": "admin", "password": "{CANARY}", "n": 1}}\n'
 
 
 def needs(command: str, option: str) -> pytest.MarkDecorator:
@@ -239,6 +239,16 @@ def test_rotate_prints(sops_bin: str, enc: bytes, tmp_path: Path) -> None:
     assert _data_key_changed(enc, pair.ours.out)
 
 
+def test_rotate_without_in_place_never_rewrites_the_file(sops_bin: str, enc: bytes,
+                                                        tmp_path: Path) -> None:
+    """Whether or not our rotate can print yet (above), ``-r FILE`` leaves FILE as sops does:
+    printed, or refused in one line — never rewritten."""
+    pair = run_both(sops_bin, ["-r", "s.enc.yaml"], {"s.enc.yaml": enc}, tmp_path)
+    assert pair.sops.ok and pair.sops.files == pair.before
+    assert pair.ours.files == pair.before
+    assert pair.ours.ok or pair.ours.err.startswith("secretops: error: -r/--rotate without -i")
+
+
 @needs("rotate", "--output")
 def test_rotate_in_place_prints_nothing(sops_bin: str, enc: bytes, tmp_path: Path) -> None:
     pair = run_both(sops_bin, ["-r", "-i", "s.enc.yaml"], {"s.enc.yaml": enc}, tmp_path)
@@ -274,7 +284,8 @@ def test_rotate_add_and_remove_keys(sops_bin: str, enc: bytes, age_key: AgeKey,
                     {"s.enc.yaml": enc}, tmp_path)
     assert pair.sops.ok, pair
     assert_same(pair, stdout="ignore", files="decrypted")
-    recipients = [sorted(k["recipient"] for k in _doc(s.files["s.enc.yaml"])["sops"]["age"]) for s in (pair.sops, pair.ours)]
+    recipients = [sorted(k["recipient"] for k in _doc(s.files["s.enc.yaml"])["sops"]["age"])
+                  for s in (pair.sops, pair.ours)]
     assert recipients[0] == recipients[1]
     assert (other in recipients[1]) == (op == "add")
 

@@ -216,3 +216,33 @@ def test_completion_asks_no_file(tmp_path: Path) -> None:
                        env=env, stdin=subprocess.DEVNULL, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "plain,encrypt" in p.stdout.split()
+
+
+# ---- the short flags -a, -k, -p on encrypt and edit (as sops has them) -----------------------
+
+def test_short_age_flag_on_subcommands(sops_bin: str, age_key: AgeKey, tmp_path: Path) -> None:
+    pair = run_both(sops_bin, ["encrypt", "-a", age_key.recipient, "s.yaml"], {"s.yaml": PLAIN},
+                    tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="bytes")
+    script = tmp_path / "editor.sh"
+    script.write_text("#!/bin/sh\nprintf 'a: b\\n' > \"$1\"\n")
+    script.chmod(0o755)
+    env = dict(os.environ, EDITOR=str(script), SOPS_EDITOR=str(script))
+    pair = run_both(sops_bin, ["edit", "-a", age_key.recipient, "new.yaml"], {}, tmp_path,
+                    env=env)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="bytes", files="decrypted", modes=False)
+
+
+def test_short_pgp_flag_on_encrypt(sops_bin: str, gpg_key: str, tmp_path: Path) -> None:
+    pair = run_both(sops_bin, ["encrypt", "-p", gpg_key, "s.yaml"], {"s.yaml": PLAIN}, tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="bytes")
+
+
+def test_short_kms_flag_on_encrypt(sops_bin: str, aws_kms: object, tmp_path: Path) -> None:
+    arn = aws_kms.arns[0]  # type: ignore[attr-defined]
+    pair = run_both(sops_bin, ["encrypt", "-k", arn, "s.yaml"], {"s.yaml": PLAIN}, tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="bytes")
