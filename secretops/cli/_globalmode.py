@@ -258,6 +258,9 @@ def _global_mode(values: dict[str, object], rest: list[str]) -> Plan:
         else:
             for v in value if isinstance(value, list) else [value]:
                 argv += [flag, str(v)]
+    if values.get("enable-local-keyservice") is False:  # sops: remote key services only
+        argv.append("--enable-local-keyservice=false")
+        options.append("--enable-local-keyservice=false")
     if file.startswith("-"):
         file = os.path.join(".", file)  # a file, not an option nor standard input
     if mode == "s":
