@@ -7,8 +7,10 @@ print as one line on stderr::
     secretops: hint: what to try
 
 and exit with the code from :class:`secretops.errors.ExitCode` (see ``docs/exit-codes.md``).
-Plain ``encrypt``/``decrypt`` invocations skip importing click (see :mod:`._fast`); heavy
-imports (cryptography, YAML, pyrage) happen inside commands, so ``--help`` stays fast too.
+sops's global mode (``secretops -d FILE``, ``secretops FILE`` …) and options before a
+subcommand are turned into the subcommand form first (see :mod:`._globalmode`). Plain
+``encrypt``/``decrypt`` invocations skip importing click (see :mod:`._fast`); heavy imports
+(cryptography, YAML, pyrage) happen inside commands, so ``--help`` stays fast too.
 """
 
 from __future__ import annotations
@@ -26,7 +28,13 @@ def main() -> None:
     # cycles, so the cyclic collector would only rescan the growing trees (~5% of a large
     # file's run) in a process that ends right after; click commands keep it.
     gc.disable()
-    code = _fast.run(sys.argv[1:])
+    argv, plan = sys.argv[1:], None
+    if "_SECRETOPS_COMPLETE" not in os.environ:  # click's shell completion asks, not a user
+        from secretops.cli._globalmode import translate
+
+        plan = translate(argv)
+        argv = plan.argv if plan is not None else argv
+    code = _fast.run(argv)
     if code is not None:
         # Output is complete and files are already fsynced and renamed: skip the interpreter's
         # teardown of every imported module (~10 ms, a large share of a small decrypt).
@@ -39,4 +47,9 @@ def main() -> None:
     gc.enable()
     from secretops.cli.app import cli
 
-    cli(prog_name="secretops")
+    if plan is not None and plan.mode:
+        from secretops.cli._globalmode import check_supported
+
+        check_supported(plan, cli.commands[argv[0]])
+    cli(args=argv, prog_name="secretops")
+

@@ -38,6 +38,7 @@ def cli(disable_version_check: bool) -> None:
 def _register() -> None:
     from secretops.cli import (
         check,
+        completion,
         decrypt,
         edit,
         encrypt,
@@ -55,7 +56,8 @@ def _register() -> None:
         vault,
     )
 
-    for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault):
+    for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault,
+                completion):
         cli.add_command(mod.command)
     cli.add_command(setvalue.set_command)
     cli.add_command(setvalue.unset_command)

@@ -16,33 +16,51 @@ HEAVY = ("cryptography", "yaml", "pyrage")
 def _imported(*args: str, cwd: Path | None = None) -> set[str]:
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "secretops", *args],
                        capture_output=True, text=True, stdin=subprocess.DEVNULL, cwd=cwd)
+    assert p.returncode == 0, p.stderr[-2000:]
     return {line.split("|")[-1].strip() for line in p.stderr.splitlines() if "|" in line}
 
 
-@pytest.mark.parametrize("args", [["--version"], ["--help"], ["decrypt", "--help"]])
+@pytest.mark.parametrize("args", [
+    ["--version"], ["-v"], ["--disable-version-check", "--version"], ["--version", "-d"],
+    ["--help"], ["-h"], ["-d", "--help"], ["help"], ["help", "decrypt"], ["decrypt", "--help"],
+    ["--config", "x.yaml", "decrypt", "--help"], ["completion", "bash"],
+])
 def test_help_and_version_skip_crypto_and_yaml(args: list[str]) -> None:
+    """Also in sops's global forms (``-v``, ``-d --help``, ``help decrypt`` …)."""
     mods = _imported(*args)
-    assert ("click" in mods) == (args != ["--version"])  # --version needs no click either
+    version = "--version" in args or "-v" in args
+    assert ("click" in mods) == (not version)  # --version needs no click either
     assert not [m for m in mods if m.split(".")[0] in HEAVY]
 
 
-def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey) -> None:
+@pytest.mark.parametrize("form", [["decrypt"], ["-d"], ["--decrypt", "--output-type", "yaml"],
+                                  ["--config", "none.yaml", "decrypt"]])
+def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
+                                             form: list[str]) -> None:
+    """``decrypt`` and sops's ``-d`` take the same click-free path."""
     src = tmp_path / "s.yaml"
     src.write_text("a: b\n")
     enc = tmp_path / "s.enc.yaml"
     enc.write_bytes(secretops("encrypt", "--age", age_key.recipient, str(src)).out)
-    mods = _imported("decrypt", str(enc), cwd=tmp_path)
+    if "none.yaml" in form:
+        (tmp_path / "none.yaml").write_text("{}\n")
+    mods = _imported(*form, str(enc), cwd=tmp_path)
     assert "yaml" in mods and "secretops.core.cipher" in mods
-    for absent in ("click", "dataclasses", "inspect", "secretops.config", "subprocess",
-                   "tempfile", "json", "secretops.stores.json",
-                   "_hashlib"):  # the system's OpenSSL: the MAC uses cryptography's SHA-512
-        assert absent not in mods, absent
+    absent = ["click", "dataclasses", "inspect", "subprocess", "tempfile", "json",
+              "secretops.stores.json",
+              "_hashlib"]  # the system's OpenSSL: the MAC uses cryptography's SHA-512
+    if "none.yaml" not in form:
+        absent.append("secretops.config")  # a config is read only when one is named
+    for name in absent:
+        assert name not in mods, name
 
 
-def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey) -> None:
+@pytest.mark.parametrize("form", [["encrypt", "--age"], ["-e", "-a"], ["--encrypt", "--age"]])
+def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
+                                             form: list[str]) -> None:
     src = tmp_path / "s.yaml"
     src.write_text("a: b\n")
-    mods = _imported("encrypt", "--age", age_key.recipient, str(src), cwd=tmp_path)
+    mods = _imported(*form, age_key.recipient, str(src), cwd=tmp_path)
     assert "pyrage" in mods
     for absent in ("click", "dataclasses", "inspect", "subprocess", "tempfile", "_hashlib"):
         assert absent not in mods, absent

@@ -128,11 +128,12 @@ def _view(content: bytes, how: Compare, fmt: str) -> Any:
 def assert_same(pair: Pair, *, code: bool = True, stdout: Compare = "bytes",
                 files: Compare = "bytes", fmt: str = "yaml",
                 file_formats: Mapping[str, str] | None = None,
-                per_file: Mapping[str, Compare] | None = None) -> None:
+                per_file: Mapping[str, Compare] | None = None, modes: bool = True) -> None:
     """Both sides ended alike: same exit status class (0 / non-zero, or the exact code when
     ``code``), the same stdout and the same files (compared as ``stdout``/``files`` say, or
     as ``per_file`` says for a file; ``file_formats`` names a file's format when its extension
-    does not)."""
+    does not). ``modes=False`` leaves the files' permission bits to the test (where secretops
+    is stricter on purpose)."""
     s, o = pair.sops, pair.ours
     if code:
         assert s.code == o.code, pair
@@ -151,7 +152,9 @@ def assert_same(pair: Pair, *, code: bool = True, stdout: Compare = "bytes",
             else:
                 assert _view(s.files[rel], how, ffmt) == _view(o.files[rel], how, ffmt), (
                     f"{rel} differs\n{pair}")
-            assert s.modes[rel] == o.modes[rel], f"{rel}: mode {s.modes[rel]:o} vs {o.modes[rel]:o}"
+            if modes:
+                assert s.modes[rel] == o.modes[rel], (
+                    f"{rel}: mode {s.modes[rel]:o} vs {o.modes[rel]:o}")
 
 
 def _format_of(rel: str) -> str:
