@@ -108,7 +108,12 @@ class Metrics:
             ["provider", "operation", "result"], registry=r)
         self.cache_entries = Gauge(
             "secretops_externalsecret_cache_entries",
-            "Distinct (store, credentials, remote key) entries in the scheduler's cache",
+            "Distinct (read identity, remote key) entries in the scheduler's cache: the "
+            "provider reads of one refresh round", registry=r)
+        self.store_refs = Gauge(
+            "secretops_externalsecret_store_refs",
+            "Distinct (store, remote key) pairs in use: the reads of one refresh round if each "
+            "store had a cache of its own (minus cache_entries: saved by shared identities)",
             registry=r)
         self.syncs = Counter(
             "secretops_externalsecret_syncs_total",

@@ -13,7 +13,8 @@ ties the parts together:
 * **ExternalSecret** create/update/resume → :func:`.spec.registration` (spec parsed, store
   resolved, a ClusterSecretStore's ``spec.conditions`` enforced), then the refs are registered
   with the central :class:`~.scheduler.Scheduler` under the store's
-  :class:`~.scheduler.StoreKey` (credentials fingerprint: tenants never share an entry). The
+  :class:`~.scheduler.StoreKey` (its read identity's fingerprint: stores with the same
+  credentials share entries, different credentials never do). The
   force-sync annotation (:data:`~.names.FORCE_SYNC`, any new value) asks for a read now.
   Deleted (the watch event: no finalizer): unregistered, its condition series dropped.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
@@ -88,7 +89,8 @@ class ExternalSecrets:
         self._running: dict[Owner, asyncio.Task[None]] = {}
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
-        self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
+        self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
+        self.metrics.store_refs.set_function(lambda: self.scheduler.store_ref_count())
 
     def _new_scheduler(self) -> Scheduler:
         c = self.ctx.config
@@ -149,7 +151,9 @@ class ExternalSecrets:
 
     def _provider_of(self, owner: Owner) -> Provider | None:
         o = self.owned.get(owner)
-        return self.stores.providers.get(o.key) if o is not None and o.key is not None else None
+        if o is None or o.key is None:
+            return None
+        return self.stores.providers.get(o.key.fingerprint)
 
     # ---- stores --------------------------------------------------------------------------
     async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
@@ -177,7 +181,7 @@ class ExternalSecrets:
         """Close the providers no ExternalSecret and no store validation uses any more (old
         credentials: their Vault token is revoked), in a worker thread: closing takes the
         provider's lock, which a login may hold while it waits for this loop."""
-        used = {o.key for o in self.owned.values() if o.key is not None}
+        used = {o.key.fingerprint for o in self.owned.values() if o.key is not None}
         for provider in self.stores.unused(used):
             self.scheduler.close_later(provider)
 
