@@ -4,7 +4,7 @@ OpenBao dev server and moto, every provider request counted by a proxy at the pr
 One SecretStore in each of five namespaces with the same credentials — the common ESO set-up —
 reads each remote key once per refresh interval, not once per store; a store with other
 credentials never gets another's cached value (docs/external-secrets.md, "Shared reads across
-stores"; docs/security.md, "Shared reads").
+stores"; docs/security.md, "Shared reads across stores").
 
 The ExternalSecrets here refresh every hour: the first sync is a whole refresh interval's reads,
 counted exactly, with no timing in the assertions.
