@@ -119,6 +119,23 @@ class Metrics:
             "secretops_externalsecret_syncs_total",
             "ExternalSecret syncs by outcome (the Ready condition's reason)", ["reason"],
             registry=r)
+        # ---- rollouts (external/rollqueue.py)
+        self.rollout_changes = Counter(
+            "secretops_rollout_changes_total",
+            "Secret data changes that asked for a rollout (several may make one roll)",
+            registry=r)
+        self.rollouts = Counter(
+            "secretops_rollouts_total",
+            "Workload rolls by kind and result: started (patched), done, failed (past "
+            "its progress deadline, or refused), timeout, skipped (paused)",
+            ["kind", "result"], registry=r)
+        self.rollouts_queued = Gauge(
+            "secretops_rollouts_queued", "Workloads waiting for a place in the rollout budget",
+            registry=r)
+        self.rollouts_in_progress = Gauge(
+            "secretops_rollouts_in_progress",
+            "Workloads rolling now (patched, not yet done): at most --rollout-concurrency",
+            registry=r)
         self.external_condition = ConditionGauge(
             "secretops_externalsecret_status_condition",
             "1 for the current status of each condition of an ExternalSecret, 0 for the others",

@@ -19,7 +19,9 @@ ties the parts together:
   Deleted (the watch event: no finalizer): unregistered, its condition series dropped.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner (:class:`~.sync.SecretSync`: write per ``creationPolicy`` and ``deletionPolicy``,
-  conflicts, rollouts), one sync at a time per owner, then its status (:func:`.status.report`).
+  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); a
+  Secret whose data changed goes to the rollout queue (:class:`~.rollqueue.Rollouts`: window,
+  budget, completion).
 * **Drift** (:mod:`.drift`): our Secrets are watched; one deleted or edited is synced again.
 * **Rotation** (:class:`~.rotator.Rotator`): one timer writes new values back to the stores.
 
@@ -56,11 +58,12 @@ from secretops_controller.external.names import (
     target_of,
 )
 from secretops_controller.external.provider import Provider, close_quietly
+from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.rotator import Rotator
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
 from secretops_controller.external.spec import Refused, registration, store_of
 from secretops_controller.external.storecheck import Stores
-from secretops_controller.external.sync import SecretSync, roll_workloads
+from secretops_controller.external.sync import SecretSync, request_rollout
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +86,7 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.stores = Stores(ctx, ctx.metrics.observe_provider_call, self._new_credentials)
         self.writer = SecretSync(ctx)
+        self.rollouts = Rollouts(ctx, self.writer.settle)
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
         self.owned: dict[Owner, _Owned] = {}
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
@@ -105,8 +109,10 @@ class ExternalSecrets:
         self.targets.clear()
         self.writer.reset()
         self.rotator.reset()
+        self.rollouts.reset()
         self.stores.reset(asyncio.get_running_loop())
         self._tasks = [asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
+                       asyncio.create_task(self._run(self.rollouts.run()), name="rollouts"),
                        asyncio.create_task(self._run(self.stores.run()),
                                            name="store validation"),
                        asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
@@ -283,7 +289,7 @@ class ExternalSecrets:
         self.metrics.syncs.labels(reason=outcome.reason.value).inc()
         await status.report(self.ctx, es, outcome)
         if outcome.changed is not None:
-            await roll_workloads(self.ctx, es, owner[0], o.target, outcome.changed)
+            request_rollout(self.ctx, self.rollouts, es, owner[0], o.target, outcome.changed)
 
     # ---- drift -----------------------------------------------------------------------------
     def on_secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:
