@@ -51,7 +51,7 @@ from tests.controller.helpers import metrics, wait_for
 from tests.fixtures.k8s import K8s
 from tests.fixtures.openbao import OpenBao
 
-WINDOW = 3.0  # s: long enough for two force-synced changes, short enough to wait for
+WINDOW = 4.0  # s: long enough for two force-synced changes, short enough to wait for
 
 
 @pytest.fixture(scope="module")

@@ -182,8 +182,9 @@ def test_a_store_with_other_credentials_is_denied_not_served_the_cached_value(
     create(k8s, external(b, "db", "vault", [item("password", key, "password")],
                          interval="1h"))
     wait_for(lambda: denied(k8s, b, "db"), what="b's ExternalSecret denied")
-    # b's own read went to OpenBao with b's token (and was refused): nothing came from a's entry
-    assert bao_proxy.count(path_part=f"{READ}{key}") == 1
+    # b's own reads went to OpenBao with b's token (and were refused): nothing came from
+    # a's entry
+    assert bao_proxy.count(path_part=f"{READ}{key}") >= 1  # (retried after the denial)
     assert "remoteVersions" not in es_status(k8s, b, "db")
 
 
@@ -205,4 +206,4 @@ def test_a_cluster_store_read_with_each_namespaces_token_never_shares_across_the
     create(k8s, external(b, "db", name, [item("password", key, "password")], interval="1h",
                          kind="ClusterSecretStore"))
     wait_for(lambda: denied(k8s, b, "db"), what="b's ExternalSecret denied")
-    assert bao_proxy.count(path_part=f"{READ}{key}") == 1
+    assert bao_proxy.count(path_part=f"{READ}{key}") >= 1  # (retried after the denial)
