@@ -1,8 +1,16 @@
-"""The ExternalSecret controller at scale: ``./scripts/bench --external [--count N --keys K]``.
+"""The ExternalSecret controller at scale: ``./scripts/bench --external [--count N --keys K
+--stores S]``.
 
 Issue 8's benchmark: 1,000 ExternalSecrets over 100 distinct OpenBao KV keys. Goal: at most one
 provider request per distinct key per refresh cycle (≤ 100 for 100 keys), every HTTP request
 counted at the provider side, logins and metadata included.
+
+``--stores S`` (issue 20): the common ESO set-up, one SecretStore in each of S namespaces
+(``bench-0`` …) with the same AppRole credentials, the ExternalSecrets spread over them in
+blocks of K (so every store uses every key). The goal stays ≤ K reads per interval: stores
+with one read identity share one cache (per-store caches would read S × K). The controller's
+``secretops_externalsecret_cache_entries`` and ``secretops_externalsecret_store_refs`` gauges
+are reported beside the count.
 
 What runs, all on 127.0.0.1 and stopped by PID at the end:
 
@@ -13,10 +21,11 @@ What runs, all on 127.0.0.1 and stopped by PID at the end:
 * the Kubernetes API emulator with the CRDs from ``crds/``, as ``bench/sealed_controller.py``;
 * the controller as in a cluster (``python -m secretops_controller``), short retry delays.
 
-This process creates the AppRole secret-id Secret and one SecretStore, waits until the store is
-``Valid`` (its login is counted apart), opens a watch on Secrets, then POSTs N ExternalSecrets
-(``es0000`` reads ``bench/k000`` property ``value``, ``es0001`` ``bench/k001`` …, key
-``i mod K``) with ``--refresh`` as their interval, ``--concurrency`` in flight.
+This process creates the AppRole secret-id Secret and one SecretStore per namespace, waits
+until the stores are ``Valid`` (their logins are counted apart), opens a watch on Secrets, then
+POSTs N ExternalSecrets (``es0000`` reads ``bench/k000`` property ``value``, ``es0001``
+``bench/k001`` …, key ``i mod K``, namespace ``(i div K) mod S``) with ``--refresh`` as their
+interval, ``--concurrency`` in flight.
 
 Measured:
 
@@ -75,10 +84,10 @@ from tests.helpers import stop_process
 REPO = Path(__file__).resolve().parent.parent
 CRDS = [REPO / "crds" / f for f in ("sealedsecret.yaml", "secretstore.yaml",
                                     "clustersecretstore.yaml", "externalsecret.yaml")]
-SYSTEM_NS, NS = "secretops-system", "bench"
+SYSTEM_NS = "secretops-system"
 API = "/apis/secretops.dev/v1alpha1"
-ES_PATH = f"{API}/namespaces/{NS}/externalsecrets"
-SECRETS = f"/api/v1/namespaces/{NS}/secrets"
+ALL_ES = f"{API}/externalsecrets"
+ALL_SECRETS = "/api/v1/secrets"
 KV_PREFIX = "bench"
 APPROLE = "approle"
 
@@ -119,27 +128,40 @@ path "secret/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list"] }}
     return str(role_id), str(secret_id)
 
 
-def setup_cluster(url: str, proxy_url: str, role_id: str, secret_id: str) -> None:
+def namespaces(stores: int) -> list[str]:
+    """One namespace per store: ``bench`` alone, else ``bench-0`` …"""
+    return ["bench"] if stores == 1 else [f"bench-{n}" for n in range(stores)]
+
+
+def namespace_of(i: int, keys: int, stores: int) -> str:
+    """ExternalSecret ``i``'s namespace: blocks of ``keys`` in turn, so each store uses every
+    key."""
+    return namespaces(stores)[(i // keys) % stores]
+
+
+def setup_cluster(url: str, proxy_url: str, role_id: str, secret_id: str, stores: int) -> None:
     for crd in CRDS:
         assert call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                      yaml.safe_load(crd.read_text())) == 201, crd
-    for ns in (SYSTEM_NS, NS):
+    for ns in (SYSTEM_NS, *namespaces(stores)):
         assert call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "approle"},
-              "data": {"secret-id": base64.b64encode(secret_id.encode()).decode()}}
-    assert call(url, "POST", f"/api/v1/namespaces/{NS}/secrets", secret) == 201
-    store = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
-             "metadata": {"name": "vault"},
-             "spec": {"provider": {"vault": {
-                 "server": proxy_url, "path": "secret", "version": "v2",
-                 "auth": {"appRole": {"path": APPROLE, "roleId": role_id,
-                                      "secretRef": {"name": "approle", "key": "secret-id"}}}}}}}
-    assert call(url, "POST", f"{API}/namespaces/{NS}/secretstores", store) == 201
+    for ns in namespaces(stores):  # the same AppRole credentials in every namespace
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "approle"},
+                  "data": {"secret-id": base64.b64encode(secret_id.encode()).decode()}}
+        assert call(url, "POST", f"/api/v1/namespaces/{ns}/secrets", secret) == 201
+        store = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
+                 "metadata": {"name": "vault"},
+                 "spec": {"provider": {"vault": {
+                     "server": proxy_url, "path": "secret", "version": "v2",
+                     "auth": {"appRole": {"path": APPROLE, "roleId": role_id,
+                                          "secretRef": {"name": "approle",
+                                                        "key": "secret-id"}}}}}}}
+        assert call(url, "POST", f"{API}/namespaces/{ns}/secretstores", store) == 201
 
 
-def external_secret(i: int, keys: int, refresh: str) -> dict[str, Any]:
+def external_secret(i: int, keys: int, refresh: str, stores: int = 1) -> dict[str, Any]:
     return {"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
-            "metadata": {"name": f"es{i:04d}"},
+            "metadata": {"name": f"es{i:04d}", "namespace": namespace_of(i, keys, stores)},
             "spec": {"secretStoreRef": {"name": "vault", "kind": "SecretStore"},
                      "refreshInterval": refresh,
                      "data": [{"secretKey": "value",
@@ -187,30 +209,50 @@ def _ready(obj: dict[str, Any]) -> bool:
                for c in (obj.get("status") or {}).get("conditions") or [])
 
 
-async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: int,
-                  refresh_s: float, cycles: int, concurrency: int,
-                  timeout: float, settle_cycles: int = 12) -> dict[str, Any]:
+async def gauges(session: aiohttp.ClientSession, ctl_url: str) -> dict[str, float]:
+    """The controller's cache gauges (``/metrics``)."""
+    async with session.get(ctl_url + "/metrics") as r:
+        text = await r.text()
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("secretops_externalsecret_cache_entries",
+                    "secretops_externalsecret_store_refs"):
+            out[name.removeprefix("secretops_externalsecret_")] = float(value)
+    return out
+
+
+async def measure(url: str, ctl_url: str, proxy: CountingProxy, pid: int, count: int,
+                  keys: int, refresh_s: float, cycles: int, concurrency: int,
+                  timeout: float, settle_cycles: int = 12, stores: int = 1) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=concurrency + 4)
     async with aiohttp.ClientSession(connector=connector) as session:
-        async def store_valid() -> bool:
-            _, body = await _get(session, url, f"{API}/namespaces/{NS}/secretstores/vault")
-            return any(c.get("type") == "Ready" and c.get("reason") == "Valid"
-                       for c in ((body or {}).get("status") or {}).get("conditions") or [])
+        async def stores_valid() -> bool:
+            for ns in namespaces(stores):
+                _, body = await _get(session, url, f"{API}/namespaces/{ns}/secretstores/vault")
+                if not any(c.get("type") == "Ready" and c.get("reason") == "Valid"
+                           for c in ((body or {}).get("status") or {}).get("conditions")
+                           or []):
+                    return False
+            return True
 
-        await _wait(store_valid, 60, "the SecretStore to be Valid")
+        await _wait(stores_valid, 60, "the SecretStores to be Valid")
         store_requests = breakdown(proxy.requests)
         proxy.reset()
         idle_rss = proc_status(pid, "VmRSS")
 
         names = {f"es{i:04d}" for i in range(count)}
-        arrivals = SecretArrivals(names, need_value=True, path=SECRETS)
+        arrivals = SecretArrivals(names, need_value=True, path=ALL_SECRETS)
         await arrivals.start(session, url)
         seen = arrivals.seen
         refresh = f"{refresh_s:g}s"
-        objects = [external_secret(i, keys, refresh) for i in range(count)]
+        objects = [external_secret(i, keys, refresh, stores) for i in range(count)]
         cpu0 = proc_cpu(pid)
         started = time.perf_counter()
-        await post_all(session, url, ES_PATH, objects, concurrency)
+        for ns in namespaces(stores):
+            await post_all(session, url, f"{API}/namespaces/{ns}/externalsecrets",
+                           [o for o in objects if o["metadata"]["namespace"] == ns],
+                           concurrency)
         create_s = time.perf_counter() - started
         await arrivals.wait_all(timeout, count)
         first_sync_s = max(seen.values()) - started
@@ -218,13 +260,13 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
         cpu_first = proc_cpu(pid) - cpu0
 
         async def all_ready() -> bool:
-            _, body = await _get(session, url, ES_PATH)
+            _, body = await _get(session, url, ALL_ES)
             return sum(1 for o in body["items"] if _ready(o)) == count
 
         await _wait(all_ready, timeout, "every ExternalSecret Ready=True")
         ready_s = time.perf_counter() - started
 
-        _, body = await _get(session, url, SECRETS)
+        _, body = await _get(session, url, ALL_SECRETS)
         wrong = [s["metadata"]["name"] for s in body["items"]
                  if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
                  != value_of(int(s["metadata"]["name"][2:]) % keys).encode()]
@@ -250,7 +292,8 @@ async def measure(url: str, proxy: CountingProxy, pid: int, count: int, keys: in
         per_cycle = len(window) / rounds if rounds else float("inf")
         times = sorted(t - started for t in seen.values())
         return {
-            "count": count, "keys": keys, "refresh_interval_s": refresh_s,
+            "count": count, "keys": keys, "stores": stores, "refresh_interval_s": refresh_s,
+            "cache": await gauges(session, ctl_url),
             "concurrency": concurrency,
             "store_validation_requests": store_requests,
             "create_s": round(create_s, 3),
@@ -293,7 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         role_id, secret_id = seed_openbao(bao_url, args.keys)
         proxy = CountingProxy(bao_url).start()
         emu, k8s = start_emulator(directory, log_requests=False)
-        setup_cluster(k8s.url, proxy.url, role_id, secret_id)
+        setup_cluster(k8s.url, proxy.url, role_id, secret_id, args.stores)
         port = free_port()
         env = {k: v for k, v in os.environ.items()
                if k != "KUBECONFIG" and not k.startswith(("VAULT_", "BAO_"))}
@@ -307,9 +350,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                  "--log-level", args.log_level],
                 cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
                 stderr=subprocess.STDOUT, start_new_session=True)
-        result = asyncio.run(measure(k8s.url, proxy, ctl.pid, args.count, args.keys,
-                                     args.refresh, args.cycles, args.concurrency, args.timeout,
-                                     args.settle_cycles))
+        result = asyncio.run(measure(k8s.url, f"http://127.0.0.1:{port}", proxy, ctl.pid,
+                                     args.count, args.keys, args.refresh, args.cycles,
+                                     args.concurrency, args.timeout, args.settle_cycles,
+                                     args.stores))
         result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
         # what a real kube-apiserver would have refused as malformed (400, 415): must be none
         result["refused_as_malformed"] = [f"{m['code']} {m['method']} {m['path']}: "
@@ -338,6 +382,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench --external")
     parser.add_argument("--count", type=int, default=1_000, help="ExternalSecrets")
     parser.add_argument("--keys", type=int, default=100, help="distinct OpenBao KV keys")
+    parser.add_argument("--stores", type=int, default=1,
+                        help="SecretStores, one per namespace, all with the same credentials")
     parser.add_argument("--refresh", type=float, default=5.0,
                         help="refreshInterval of every ExternalSecret, seconds")
     parser.add_argument("--cycles", type=int, default=6,
@@ -373,6 +419,10 @@ def main() -> None:
     print(f"provider requests per refresh interval ({r['refresh_interval_s']:g} s)  "
           f"{r['requests_per_interval_s']:g}   goal <= {k} for {k} keys: "
           f"{r['verdict']['requests_per_refresh_interval']}")
+    cache = r["cache"]
+    print(f"stores (one per namespace, same credentials)  {r['stores']}: cache entries "
+          f"{cache.get('cache_entries', 0):g}, (store, key) pairs {cache.get('store_refs', 0):g}"
+          f" (per-store caches would read {cache.get('store_refs', 0):g} per interval)")
     print(f"  per round (every key read once)    {r['requests_per_round']:g}; each key read "
           f"every {r['effective_refresh_period_s']} s on average")
     print(f"gap between two reads of one key     {r['read_gap_s']}")

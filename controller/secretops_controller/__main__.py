@@ -131,6 +131,16 @@ def parser() -> argparse.ArgumentParser:
              "request service-account tokens for Vault Kubernetes auth (serviceAccountRef)")):
         ft.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction,
                         default=env_flag(var), help=f"{what} (${var})")
+    ro = p.add_argument_group("calm rollouts (when --rollout is on)")
+    ro.add_argument("--rollout-window", type=_duration, default=10.0, metavar="DURATION",
+                    help="Secret changes of a namespace within this long of the first are "
+                         "rolled together: one roll per workload (10s; 0: at once)")
+    ro.add_argument("--rollout-concurrency", type=int, default=10, metavar="N",
+                    help="workloads rolling at once in the whole cluster; more wait in a "
+                         "queue (10)")
+    ro.add_argument("--rollout-timeout", type=_duration, default=600.0, metavar="DURATION",
+                    help="a roll not done after this long frees its place in the budget, "
+                         "with a Warning Event (10m)")
     lim = p.add_argument_group(
         "limits on untrusted work (templates, request bodies): each job runs in a worker "
         "process, killed past its time")
@@ -195,6 +205,9 @@ def config_from(args: argparse.Namespace) -> Config:
         external_secrets=args.external_secrets,
         cluster_secret_stores=args.cluster_secret_stores,
         rollout=args.rollout,
+        rollout_window=args.rollout_window,
+        rollout_concurrency=args.rollout_concurrency,
+        rollout_timeout=args.rollout_timeout,
         token_requests=args.token_requests,
         template_timeout=args.template_timeout,
         worker_memory=args.worker_memory,

@@ -25,8 +25,8 @@ STATUSES = (TRUE, FALSE, UNKNOWN)
 class Outcome:
     """What one reconcile did: ``ok``, its fixed ``reason`` and ``message``; ``wrote``: the
     Secret was written; ``extra``: status fields besides the conditions (the external half's
-    ``remoteVersions``, ``dataHash``); ``changed``: an existing Secret's data changed (its new
-    fingerprint: workloads roll)."""
+    ``remoteVersions``, ``dataHash``); ``changed``: the fingerprint workloads roll for (an
+    existing Secret's data changed, or its rollout is still pending)."""
 
     ok: bool
     reason: EventReason

@@ -108,6 +108,13 @@ class Config:
     external_secrets: bool = True
     cluster_secret_stores: bool = True  # cluster-scoped stores (a ClusterRole in any mode)
     rollout: bool = True  # list and patch Deployments, StatefulSets, DaemonSets
+    # Calm rollouts (external/rollqueue.py): Secret changes of a namespace within this window
+    # of the first are rolled together, one roll per workload; at most this many workloads
+    # roll at once in the cluster (more wait in a queue); a roll not done after the timeout
+    # frees its place (Deployment's own default progressDeadlineSeconds is 600)
+    rollout_window: float = 10.0
+    rollout_concurrency: int = 10
+    rollout_timeout: float = 600.0
     token_requests: bool = True  # serviceaccounts/token for Vault Kubernetes auth
     # Templates (SealedSecret spec.template.data, ExternalSecret spec.target.template.data)
     # render in worker processes, each render bounded (secretops.sealing.workers): its time
@@ -165,6 +172,9 @@ class Config:
             raise ValueError("--template-timeout and --request-timeout must be > 0, "
                              "--template-workers and --request-workers >= 1, "
                              "--worker-memory at least 8Mi")
+        if self.rollout_window < 0 or self.rollout_concurrency < 1 or self.rollout_timeout <= 0:
+            raise ValueError("--rollout-window must be >= 0, --rollout-concurrency >= 1 and "
+                             "--rollout-timeout > 0")
         for r in self.reseal_recipients:
             if not r.startswith("age1"):
                 raise ValueError(f"--reseal-recipient must be an age recipient: {r!r}")

@@ -318,9 +318,12 @@ class Kube:
                 return None
             raise
 
-    async def list(self, path: str, label_selector: str | None = None) -> list[dict[str, Any]]:
-        params = {"labelSelector": label_selector} if label_selector else None
-        return list((await self.request("GET", path, params=params)).get("items") or [])
+    async def list(self, path: str, label_selector: str | None = None,
+                   field_selector: str | None = None) -> list[dict[str, Any]]:
+        params = {k: v for k, v in (("labelSelector", label_selector),
+                                    ("fieldSelector", field_selector)) if v}
+        return list((await self.request("GET", path, params=params or None)).get("items")
+                    or [])
 
     async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, obj)
@@ -328,8 +331,12 @@ class Kube:
     async def replace(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("PUT", path, obj)
 
-    async def merge_patch(self, path: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return await self.request("PATCH", path, patch, content_type=MERGE_PATCH)
+    async def merge_patch(self, path: str, patch: Mapping[str, Any],
+                          field_manager: str | None = None) -> dict[str, Any]:
+        """A JSON merge patch; ``field_manager`` names who owns the fields it sets
+        (``managedFields``), else the API server derives it from the User-Agent."""
+        params = {"fieldManager": field_manager} if field_manager else None
+        return await self.request("PATCH", path, patch, content_type=MERGE_PATCH, params=params)
 
     async def delete(self, path: str) -> None:
         try:

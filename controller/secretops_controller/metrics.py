@@ -108,11 +108,33 @@ class Metrics:
             ["provider", "operation", "result"], registry=r)
         self.cache_entries = Gauge(
             "secretops_externalsecret_cache_entries",
-            "Distinct (store, credentials, remote key) entries in the scheduler's cache",
+            "Distinct (read identity, remote key) entries in the scheduler's cache: the "
+            "provider reads of one refresh round", registry=r)
+        self.store_refs = Gauge(
+            "secretops_externalsecret_store_refs",
+            "Distinct (store, remote key) pairs in use: the reads of one refresh round if each "
+            "store had a cache of its own (minus cache_entries: saved by shared identities)",
             registry=r)
         self.syncs = Counter(
             "secretops_externalsecret_syncs_total",
             "ExternalSecret syncs by outcome (the Ready condition's reason)", ["reason"],
+            registry=r)
+        # ---- rollouts (external/rollqueue.py)
+        self.rollout_changes = Counter(
+            "secretops_rollout_changes_total",
+            "Secret data changes that asked for a rollout (several may make one roll)",
+            registry=r)
+        self.rollouts = Counter(
+            "secretops_rollouts_total",
+            "Workload rolls by kind and result: started (patched), done, failed (past "
+            "its progress deadline, or refused), timeout, skipped (paused)",
+            ["kind", "result"], registry=r)
+        self.rollouts_queued = Gauge(
+            "secretops_rollouts_queued", "Workloads waiting for a place in the rollout budget",
+            registry=r)
+        self.rollouts_in_progress = Gauge(
+            "secretops_rollouts_in_progress",
+            "Workloads rolling now (patched, not yet done): at most --rollout-concurrency",
             registry=r)
         self.external_condition = ConditionGauge(
             "secretops_externalsecret_status_condition",

@@ -46,7 +46,7 @@ SA = f"{SYSTEM_NS}/{SA_NAME}"
 STORE_SA = "secretops-store-auth"  # the service account name crds/ lets stores request tokens of
 ES_API = "/apis/secretops.dev/v1alpha1"
 SHORT = ("--key-refresh-interval", "0.5s", "--lease-duration", "3s", "--renew-deadline", "2s",
-         "--retry-period", "0.5s")
+         "--retry-period", "0.5s", "--rollout-window", "0.2s", "--rollout-timeout", "1s")
 
 
 def ensure_namespace(k8s: K8s, ns: str) -> None:

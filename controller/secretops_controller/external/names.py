@@ -43,6 +43,7 @@ class EsReason(StrEnum):
     VALIDATION_UNKNOWN = "ValidationUnknown"
     # rollout and rotation
     ROLLED = "WorkloadsRolled"
+    ROLLOUT_STARTED = "RolloutStarted"  # on the workload: patched, its controller rolls it
     ROLLOUT_SKIPPED = "RolloutSkipped"
     ROLLOUT_FAILED = "RolloutFailed"
     ROTATED = "SecretRotated"
@@ -54,7 +55,7 @@ class EsReason(StrEnum):
 
 
 _NORMAL = frozenset({EsReason.SYNCED, EsReason.VALID, EsReason.DELETED, EsReason.ROLLED,
-                     EsReason.ROTATED})
+                     EsReason.ROLLOUT_STARTED, EsReason.ROTATED})
 
 
 def path(namespace: str, name: str | None = None) -> str:

@@ -13,12 +13,15 @@ ties the parts together:
 * **ExternalSecret** create/update/resume → :func:`.spec.registration` (spec parsed, store
   resolved, a ClusterSecretStore's ``spec.conditions`` enforced), then the refs are registered
   with the central :class:`~.scheduler.Scheduler` under the store's
-  :class:`~.scheduler.StoreKey` (credentials fingerprint: tenants never share an entry). The
+  :class:`~.scheduler.StoreKey` (its read identity's fingerprint: stores with the same
+  credentials share entries, different credentials never do). The
   force-sync annotation (:data:`~.names.FORCE_SYNC`, any new value) asks for a read now.
   Deleted (the watch event: no finalizer): unregistered, its condition series dropped.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner (:class:`~.sync.SecretSync`: write per ``creationPolicy`` and ``deletionPolicy``,
-  conflicts, rollouts), one sync at a time per owner, then its status (:func:`.status.report`).
+  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); a
+  Secret whose data changed goes to the rollout queue (:class:`~.rollqueue.Rollouts`: window,
+  budget, completion).
 * **Drift** (:mod:`.drift`): our Secrets are watched; one deleted or edited is synced again.
 * **Rotation** (:class:`~.rotator.Rotator`): one timer writes new values back to the stores.
 
@@ -55,11 +58,12 @@ from secretops_controller.external.names import (
     target_of,
 )
 from secretops_controller.external.provider import Provider, close_quietly
+from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.rotator import Rotator
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
 from secretops_controller.external.spec import Refused, registration, store_of
 from secretops_controller.external.storecheck import Stores
-from secretops_controller.external.sync import SecretSync, roll_workloads
+from secretops_controller.external.sync import SecretSync, request_rollout
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +86,15 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.stores = Stores(ctx, ctx.metrics.observe_provider_call, self._new_credentials)
         self.writer = SecretSync(ctx)
+        self.rollouts = Rollouts(ctx, self.writer.settle)
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
         self.owned: dict[Owner, _Owned] = {}
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
         self._running: dict[Owner, asyncio.Task[None]] = {}
         self._again: set[Owner] = set()
         self._tasks: list[asyncio.Task[Any]] = []
-        self.metrics.cache_entries.set_function(lambda: len(self.scheduler._entries))
+        self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
+        self.metrics.store_refs.set_function(lambda: self.scheduler.store_ref_count())
 
     def _new_scheduler(self) -> Scheduler:
         c = self.ctx.config
@@ -103,8 +109,10 @@ class ExternalSecrets:
         self.targets.clear()
         self.writer.reset()
         self.rotator.reset()
+        self.rollouts.reset()
         self.stores.reset(asyncio.get_running_loop())
         self._tasks = [asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
+                       asyncio.create_task(self._run(self.rollouts.run()), name="rollouts"),
                        asyncio.create_task(self._run(self.stores.run()),
                                            name="store validation"),
                        asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
@@ -149,7 +157,9 @@ class ExternalSecrets:
 
     def _provider_of(self, owner: Owner) -> Provider | None:
         o = self.owned.get(owner)
-        return self.stores.providers.get(o.key) if o is not None and o.key is not None else None
+        if o is None or o.key is None:
+            return None
+        return self.stores.providers.get(o.key.fingerprint)
 
     # ---- stores --------------------------------------------------------------------------
     async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
@@ -177,7 +187,7 @@ class ExternalSecrets:
         """Close the providers no ExternalSecret and no store validation uses any more (old
         credentials: their Vault token is revoked), in a worker thread: closing takes the
         provider's lock, which a login may hold while it waits for this loop."""
-        used = {o.key for o in self.owned.values() if o.key is not None}
+        used = {o.key.fingerprint for o in self.owned.values() if o.key is not None}
         for provider in self.stores.unused(used):
             self.scheduler.close_later(provider)
 
@@ -279,7 +289,7 @@ class ExternalSecrets:
         self.metrics.syncs.labels(reason=outcome.reason.value).inc()
         await status.report(self.ctx, es, outcome)
         if outcome.changed is not None:
-            await roll_workloads(self.ctx, es, owner[0], o.target, outcome.changed)
+            request_rollout(self.ctx, self.rollouts, es, owner[0], o.target, outcome.changed)
 
     # ---- drift -----------------------------------------------------------------------------
     def on_secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""Rollout of workloads when a synced Secret's data changes (never on its first creation).
+"""Which workloads roll when a synced Secret's data changes, how, and when a roll is done. Pure.
 
 Which Deployments, StatefulSets and DaemonSets of the Secret's namespace roll:
 
@@ -12,23 +12,36 @@ Which Deployments, StatefulSets and DaemonSets of the Secret's namespace roll:
 * those opted in with our own :data:`RELOAD_ON_CHANGE` ``"true"`` (same as Reloader's auto).
 
 A roll is a merge patch of the pod-template annotation :data:`RESTARTED_AT` (like
-``kubectl rollout restart``) and :data:`HASH_PREFIX` + the Secret's name with its new content
-hash, so the rolling update is done by the workload's own controller. A paused Deployment
-(``spec.paused``) is skipped with a Warning Event. Pure selection lives in :func:`targets`; the
-calls (one LIST per kind in the namespace, one PATCH per workload) in :func:`roll`.
+``kubectl rollout restart``) and :data:`HASH_PREFIX` + each changed Secret's name with its new
+content hash (:func:`patch_for`: several Secrets changed together, one patch), sent with the
+field manager :data:`FIELD_MANAGER`, so the rolling update is done by the workload's own
+controller, and neither Argo CD nor Flux sees drift (docs/external-secrets.md, "GitOps: Argo CD
+and Flux"). A paused Deployment (``spec.paused``) is not patched. A roll is done when the
+workload says so, as ``kubectl rollout status`` reads it (:func:`progress`).
+
+When, how many at once and how often is :mod:`.rollqueue`'s: the window, the cluster-wide
+budget, the queue; :data:`PENDING` on the Secret carries a change not yet rolled across
+restarts and leader changes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any
 
 KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}
 RELOAD_ON_CHANGE = "secretops.dev/reload-on-change"
 RESTARTED_AT = "secretops.dev/restartedAt"
 HASH_PREFIX = "secretops.dev/secret-hash-"
+# On the Secret: the fingerprint of data whose rollout is not done yet (written with the data)
+PENDING = "secretops.dev/rollout-pending"
+# The field manager of the roll's PATCH: not "kubectl…" nor "before-first-apply", whose fields
+# Flux's kustomize-controller takes over and removes; Argo CD can be told to trust it
+# (ignoreDifferences.managedFieldsManagers)
+FIELD_MANAGER = "secretops-controller"
 RELOADER_AUTO = ("reloader.stakater.com/auto", "secret.reloader.stakater.com/auto")
 RELOADER_RELOAD = "secret.reloader.stakater.com/reload"
 RELOADER_IGNORE = "reloader.stakater.com/ignore"
@@ -114,13 +127,75 @@ def listed_workloads(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
             if w.get("kind") in KINDS and w.get("name")]
 
 
-def patch_for(secret: str, data_hash: str, when: datetime | None = None) -> dict[str, Any]:
+def hash_key(secret: str) -> str | None:
+    """The template annotation holding ``secret``'s fingerprint (None: the name is too long
+    for an annotation name, at most 63 characters after the prefix)."""
+    key = HASH_PREFIX + secret
+    return key if len(key.split("/", 1)[1]) <= 63 else None
+
+
+def patch_for(hashes: Mapping[str, str], when: datetime | None = None) -> dict[str, Any]:
+    """One roll for Secrets that changed together: ``hashes`` maps each to its fingerprint."""
     stamp = (when or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
     annotations = {RESTARTED_AT: stamp.replace("+00:00", "Z")}
-    key = (HASH_PREFIX + secret)
-    if len(key.split("/", 1)[1]) <= 63:  # an annotation name is at most 63 characters
-        annotations[key] = data_hash
+    for secret, digest in sorted(hashes.items()):
+        key = hash_key(secret)
+        if key is not None:
+            annotations[key] = digest
     return {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+
+
+def rolled_for(workload: Mapping[str, Any], hashes: Mapping[str, str]) -> bool:
+    """The workload's template already carries every one of ``hashes`` (a roll for them was
+    sent before: by a leader that stopped before it could say so)."""
+    notes = ((((workload.get("spec") or {}).get("template") or {}).get("metadata") or {})
+             .get("annotations") or {})
+    keys = {s: hash_key(s) for s in hashes}
+    return bool(hashes) and all(k is not None and notes.get(k) == hashes[s]
+                                for s, k in keys.items())
+
+
+class Progress(Enum):
+    DONE = "done"
+    WAITING = "waiting"
+    FAILED = "failed"  # a Deployment past its progressDeadlineSeconds
+
+
+def progress(kind: str, workload: Mapping[str, Any], generation: int) -> Progress:
+    """Whether the roll that made ``generation`` is done, as ``kubectl rollout status`` judges
+    it: the workload's controller has seen that generation and every replica is updated and
+    available; ``OnDelete`` StatefulSets and DaemonSets are done at once (nothing rolls)."""
+    spec, status = workload.get("spec") or {}, workload.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return Progress.WAITING
+    if kind == "Deployment":
+        for c in status.get("conditions") or []:
+            if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+                return Progress.FAILED
+        want = int(spec.get("replicas", 1))
+        updated = int(status.get("updatedReplicas") or 0)
+        if updated < want or int(status.get("replicas") or 0) > updated \
+                or int(status.get("availableReplicas") or 0) < updated:
+            return Progress.WAITING
+        return Progress.DONE
+    strategy = spec.get("updateStrategy") or {}
+    if (strategy.get("type") or "RollingUpdate") != "RollingUpdate":
+        return Progress.DONE
+    if kind == "StatefulSet":
+        want = int(spec.get("replicas", 1))
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition") or 0)
+        if int(status.get("readyReplicas") or 0) < want:
+            return Progress.WAITING
+        if partition:
+            done = int(status.get("updatedReplicas") or 0) >= want - partition
+            return Progress.DONE if done else Progress.WAITING
+        same = status.get("updateRevision") == status.get("currentRevision")
+        return Progress.DONE if same else Progress.WAITING
+    desired = int(status.get("desiredNumberScheduled") or 0)  # DaemonSet
+    if int(status.get("updatedNumberScheduled") or 0) < desired \
+            or int(status.get("numberAvailable") or 0) < desired:
+        return Progress.WAITING
+    return Progress.DONE
 
 
 def path(namespace: str, kind: str, name: str | None = None) -> str:
@@ -128,27 +203,6 @@ def path(namespace: str, kind: str, name: str | None = None) -> str:
     return base if name is None else f"{base}/{name}"
 
 
-List = Callable[[str], Awaitable[list[dict[str, Any]]]]
-Patch = Callable[[str, Mapping[str, Any]], Awaitable[Any]]
-
-
-async def roll(namespace: str, secret: str, data_hash: str, listed: list[tuple[str, str]],
-               list_: List, patch: Patch) -> tuple[list[Target], list[Target], list[str]]:
-    """Roll what :func:`targets` selects: (rolled, skipped as paused, listed but missing)."""
-    listings = {kind: await list_(path(namespace, kind)) for kind in KINDS}
-    chosen = targets(listings, secret, listed)
-    found = {(t.kind, t.name) for t in chosen}
-    missing = [f"{k}/{n}" for k, n in listed if (k, n) not in found]
-    rolled, skipped = [], []
-    body = patch_for(secret, data_hash)
-    for t in chosen:
-        if t.paused:
-            skipped.append(t)
-            continue
-        await patch(path(namespace, t.kind, t.name), body)
-        rolled.append(t)
-    return rolled, skipped, missing
-
-
-__all__ = ["KINDS", "RELOAD_ON_CHANGE", "RESTARTED_AT", "Target", "listed_workloads",
-           "patch_for", "referenced", "roll", "targets", "why"]
+__all__ = ["FIELD_MANAGER", "KINDS", "PENDING", "RELOAD_ON_CHANGE", "RESTARTED_AT", "Progress",
+           "Target", "hash_key", "listed_workloads", "patch_for", "path", "progress",
+           "referenced", "rolled_for", "targets", "why"]

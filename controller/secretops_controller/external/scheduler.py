@@ -1,16 +1,19 @@
 """One central scheduler and coalescing cache for every ExternalSecret's remote values.
 
-ExternalSecrets do not poll on their own. Each one *registers* what it needs — a store
-identity, its remote refs, its refresh interval — and the scheduler keeps one cache entry per
-distinct ``(store, credentials, ref)``, however many ExternalSecrets share it:
+ExternalSecrets do not poll on their own. Each one *registers* what it needs — a store, its
+remote refs, its refresh interval — and the scheduler keeps one cache entry per distinct
+``(read identity, ref)``, however many ExternalSecrets and stores share it:
 
 * **one provider read per entry per refresh window**: an entry is refreshed at the shortest
   interval of its subscribers; a new subscriber to an entry that already has a value gets it at
-  once, without a read. Entries of one store that fall due together go to the provider as one
-  batch (so AWS reads are batched 20 / 10 per call).
-* **tenant isolation**: the cache is keyed by :class:`StoreKey`, whose ``fingerprint`` covers the
-  store's resolved configuration *and credentials* (:func:`fingerprint`). A ClusterSecretStore
-  used from two namespaces with different credentials gives two keys, two caches, two reads.
+  once, without a read. Entries of one identity that fall due together go to the provider as
+  one batch (so AWS reads are batched 20 / 10 per call).
+* **shared reads, never across credentials**: the cache is keyed by the ``fingerprint`` of
+  :class:`StoreKey`, a keyed hash (:func:`fingerprint`) of the store's *read identity* — the
+  provider, its server and configuration, the auth method and the credentials themselves
+  (:mod:`.stores`) — not by the store's name. Five namespaces' SecretStores with the same
+  credentials share one entry per key and one read; a ClusterSecretStore used from two
+  namespaces with different credentials gives two identities, two caches, two reads.
 * **new and changed objects first**: entries without a value (and force-syncs) go to an urgent
   queue that workers serve before periodic refreshes; one worker serves only that queue, so a
   slow periodic batch never holds a new object back.
@@ -18,7 +21,7 @@ distinct ``(store, credentials, ref)``, however many ExternalSecrets share it:
   error) is at ``interval × (1 − jitter × U)``, which sets its phase, so stores that start
   together (a restart) do not stay aligned; after that it is read exactly every interval, so no
   value is ever older than its interval and each key costs one read per interval. When one
-  entry of a store falls due, the store's entries due within their jitter span come along in
+  entry of an identity falls due, its entries due within their jitter span come along in
   the same batch (early, never late; they then keep that phase): one call per 20 / 10 keys on
   AWS.
 * **backoff with a cap** on provider errors; the last good value stays in the cache and is still
@@ -75,7 +78,9 @@ def fingerprint(*parts: str | bytes) -> str:
 
 @dataclass(frozen=True)
 class StoreKey:
-    """Which provider connection: the store and a fingerprint of its config and credentials."""
+    """A store as an ExternalSecret uses it: its kind, namespace and name (for messages) and
+    the ``fingerprint`` of its read identity (configuration and credentials), which is what
+    the cache and the providers are keyed by: stores with equal fingerprints share them."""
 
     kind: str
     namespace: str
@@ -121,7 +126,7 @@ class Settings:
 
 @dataclass
 class _Entry:
-    store: StoreKey
+    store: StoreKey  # the store that made it (log lines); shared by every equal fingerprint
     want: Want
     subscribers: dict[Owner, float] = field(default_factory=dict)  # owner -> interval
     value: RemoteValue | dict[str, RemoteValue] | None = None  # last good value
@@ -179,11 +184,12 @@ class Scheduler:
         self._rng = rng or random.Random()
         self._on_update = on_update
         self._run_blocking = run_blocking
-        self._entries: dict[tuple[StoreKey, Want], _Entry] = {}
+        # keyed by the store's fingerprint (its read identity), never by its name
+        self._entries: dict[tuple[str, Want], _Entry] = {}
         self._owners: dict[Owner, _Registration] = {}
-        self._providers: dict[StoreKey, Provider] = {}
-        self._urgent: deque[tuple[StoreKey, list[_Entry]]] = deque()
-        self._periodic: deque[tuple[StoreKey, list[_Entry]]] = deque()
+        self._providers: dict[str, Provider] = {}
+        self._urgent: deque[tuple[str, list[_Entry]]] = deque()
+        self._periodic: deque[tuple[str, list[_Entry]]] = deque()
         self._wake = asyncio.Event()
         self._work = asyncio.Event()
         self._in_flight = 0
@@ -194,18 +200,21 @@ class Scheduler:
     # ---- registration --------------------------------------------------------------------
     def register(self, owner: Owner, store: StoreKey, provider: Provider,
                  wants: Iterable[Want], interval: float) -> None:
-        """Subscribe ``owner`` to ``wants`` of ``store`` (replacing what it had)."""
+        """Subscribe ``owner`` to ``wants`` of ``store`` (replacing what it had). Stores with
+        the same fingerprint share the entries and the first ``provider`` given."""
         wants = frozenset(wants)
+        ident = store.fingerprint
         old = self._owners.get(owner)
         if old is not None:
-            self._unsubscribe(owner, old, keep=wants if old.store == store else frozenset())
-        self._providers.setdefault(store, provider)
+            same = old.store.fingerprint == ident
+            self._unsubscribe(owner, old, keep=wants if same else frozenset())
+        self._providers.setdefault(ident, provider)
         self._owners[owner] = _Registration(store, wants, interval)
         now = self.clock.now()
         for want in wants:
-            entry = self._entries.get((store, want))
+            entry = self._entries.get((ident, want))
             if entry is None:
-                entry = self._entries[(store, want)] = _Entry(store, want)
+                entry = self._entries[(ident, want)] = _Entry(store, want)
             before = entry.interval
             entry.subscribers[owner] = interval
             if not entry.read and not entry.queued:
@@ -222,15 +231,16 @@ class Scheduler:
             self._unsubscribe(owner, reg, keep=frozenset())
 
     def _unsubscribe(self, owner: Owner, reg: _Registration, keep: frozenset[Want]) -> None:
+        ident = reg.store.fingerprint
         for want in reg.wants - keep:
-            entry = self._entries.get((reg.store, want))
+            entry = self._entries.get((ident, want))
             if entry is None:
                 continue
             entry.subscribers.pop(owner, None)
             if not entry.subscribers:
-                del self._entries[(reg.store, want)]  # a queued batch skips it
-        if not any(r.store == reg.store for o, r in self._owners.items() if o != owner):
-            provider = self._providers.pop(reg.store, None)
+                del self._entries[(ident, want)]  # a queued batch skips it
+        if not any(r.store.fingerprint == ident for o, r in self._owners.items() if o != owner):
+            provider = self._providers.pop(ident, None)
             if provider is not None:
                 self.close_later(provider)
 
@@ -248,10 +258,19 @@ class Scheduler:
         if reg is None:
             return
         for want in reg.wants:
-            entry = self._entries.get((reg.store, want))
+            entry = self._entries.get((reg.store.fingerprint, want))
             if entry is not None and not entry.queued:
                 entry.urgent = True
         self._wake.set()
+
+    def entry_count(self) -> int:
+        """Cache entries: what one refresh round reads."""
+        return len(self._entries)
+
+    def store_ref_count(self) -> int:
+        """Distinct (store, ref) pairs subscribed: what one round would read if each store
+        had a cache of its own (the difference is what shared identities save)."""
+        return len({(r.store, w) for r in self._owners.values() for w in r.wants})
 
     def snapshot(self, owner: Owner) -> Snapshot | None:
         reg = self._owners.get(owner)
@@ -263,7 +282,7 @@ class Scheduler:
         errors: dict[Want, ProviderError] = {}
         pending: set[Want] = set()
         for want in reg.wants:
-            e = self._entries[(reg.store, want)]
+            e = self._entries[(reg.store.fingerprint, want)]
             if not e.read:
                 pending.add(want)
                 continue
@@ -306,9 +325,10 @@ class Scheduler:
                 and self._parked_until > self.clock.now())
 
     def _enqueue(self, now: float) -> None:
-        """Queue urgent entries, and the periodic entries of every store with one due now.
+        """Queue urgent entries, and the periodic entries of every identity (the stores that
+        share a fingerprint) with one due now.
 
-        Once one entry of a store is due, its other entries due within the coalescing window
+        Once one entry of an identity is due, its other entries due within the coalescing window
         and their jitter span (``jitter × interval``) come along: refreshed a little early, but
         in the same batch (and from then on in step with it), so the spread of a restart does
         not turn into one provider call per key. Only an entry that *is* due starts a batch:
@@ -316,58 +336,60 @@ class Scheduler:
         reading early then would shorten every refresh period of a busy store.
         """
         window = now + self.settings.coalesce_window
-        urgent: dict[StoreKey, list[_Entry]] = {}
-        candidates: dict[StoreKey, list[_Entry]] = {}
-        due_stores: set[StoreKey] = set()
+        urgent: dict[str, list[_Entry]] = {}
+        candidates: dict[str, list[_Entry]] = {}
+        due: set[str] = set()
         for e in self._entries.values():
             if e.queued:
                 continue
+            ident = e.store.fingerprint
             if e.urgent:
-                urgent.setdefault(e.store, []).append(e)
+                urgent.setdefault(ident, []).append(e)
             elif e.read and (e.interval or e.error):
-                candidates.setdefault(e.store, []).append(e)
+                candidates.setdefault(ident, []).append(e)
                 if e.due <= now + DUE_TOLERANCE:
-                    due_stores.add(e.store)
-        periodic = {store: [e for e in candidates[store]
+                    due.add(ident)
+        periodic = {ident: [e for e in candidates[ident]
                             if e.due <= window + self.settings.jitter * e.interval]
-                    for store in due_stores}
+                    for ident in due}
         if log.isEnabledFor(logging.DEBUG):
-            for store, entries in periodic.items():
+            for entries in periodic.values():
                 dues = [e.due - now for e in entries]
                 log.debug("scheduler: %s: %d refreshes queued (due %+.3f s .. %+.3f s)",
-                          store, len(entries), min(dues), max(dues))
-            for store, entries in urgent.items():
-                log.debug("scheduler: %s: %d urgent reads queued", store, len(entries))
+                          entries[0].store, len(entries), min(dues), max(dues))
+            for entries in urgent.values():
+                log.debug("scheduler: %s: %d urgent reads queued", entries[0].store,
+                          len(entries))
         for groups, queue in ((urgent, self._urgent), (periodic, self._periodic)):
-            for store, entries in groups.items():
+            for ident, entries in groups.items():
                 for e in entries:
                     e.queued = True
                 size = self.settings.max_batch
                 for i in range(0, len(entries), size):
-                    queue.append((store, entries[i:i + size]))
+                    queue.append((ident, entries[i:i + size]))
         if self._urgent or self._periodic:
             self._work.set()
 
     async def _worker(self, urgent_only: bool) -> None:
         while True:
             if self._urgent:
-                store, batch = self._urgent.popleft()
+                ident, batch = self._urgent.popleft()
             elif self._periodic and not urgent_only:
-                store, batch = self._periodic.popleft()
+                ident, batch = self._periodic.popleft()
             else:
                 self._work.clear()
                 await self._work.wait()
                 continue
             self._in_flight += 1
             try:
-                await self._read(store, batch)
+                await self._read(ident, batch)
             finally:
                 self._in_flight -= 1
                 self._wake.set()  # the loop recomputes the next due time
 
-    async def _read(self, store: StoreKey, batch: list[_Entry]) -> None:
-        provider = self._providers.get(store)
-        live = [e for e in batch if self._entries.get((e.store, e.want)) is e]
+    async def _read(self, ident: str, batch: list[_Entry]) -> None:
+        provider = self._providers.get(ident)
+        live = [e for e in batch if self._entries.get((ident, e.want)) is e]
         for e in live:
             e.urgent = False
         if provider is None or not live:

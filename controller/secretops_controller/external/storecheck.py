@@ -5,8 +5,9 @@ store and credentials, validation (once per change and every ``refreshInterval``
 what only the API can give: the Secrets its auth names (a 403 there is the store's
 configuration, ``InvalidStoreConfiguration``, not an outage), a namespace's labels (for a
 ClusterSecretStore's ``spec.conditions``) and service-account tokens (a TokenRequest, asked from
-a provider's worker thread and run on the event loop). Providers are kept per
-:class:`~.scheduler.StoreKey`, so a scheduler entry and a validation share one login.
+a provider's worker thread and run on the event loop). Providers are kept per read identity
+(the fingerprint of :class:`~.scheduler.StoreKey`), so a scheduler entry and a validation share
+one login, and so do stores with the same credentials.
 
 A store's ``Ready`` condition comes from one cheap provider call (:func:`probe`): the
 provider's :class:`~.provider.Checker` ability if it has one (Vault: the login, whose token is
@@ -72,7 +73,7 @@ class Stores:
         self.ctx = ctx
         self.observe = observe
         self.on_new_credentials = on_new_credentials
-        self.providers: dict[StoreKey, Provider] = {}
+        self.providers: dict[str, Provider] = {}  # read identity (fingerprint) -> provider
         self.due: dict[StoreId, float] = {}  # monotonic time of the next validation
         self.keys: dict[StoreId, StoreKey | None] = {}  # as last validated
         self._wake = asyncio.Event()
@@ -144,10 +145,11 @@ class Stores:
         return token
 
     def provider(self, resolved: stores.Resolved) -> Provider:
-        """The provider for these credentials (made once, then shared)."""
-        p = self.providers.get(resolved.key)
+        """The provider for this read identity (made once, then shared by every store with
+        the same one)."""
+        p = self.providers.get(resolved.key.fingerprint)
         if p is None:
-            p = self.providers[resolved.key] = resolved.make(self.observe)
+            p = self.providers[resolved.key.fingerprint] = resolved.make(self.observe)
         return p
 
     # ---- validation ------------------------------------------------------------------------
@@ -223,7 +225,8 @@ class Stores:
         if self.keys.get(sid) != before:
             await self.on_new_credentials(sid)
 
-    def unused(self, used: set[StoreKey]) -> list[Provider]:
-        """Take out the providers that neither ``used`` nor a store validation needs."""
-        keep = used | {k for k in self.keys.values() if k is not None}
+    def unused(self, used: set[str]) -> list[Provider]:
+        """Take out the providers that neither ``used`` (fingerprints) nor a store validation
+        needs."""
+        keep = used | {k.fingerprint for k in self.keys.values() if k is not None}
         return [self.providers.pop(k) for k in [k for k in self.providers if k not in keep]]

@@ -7,6 +7,13 @@ factory of providers bound to the store's credentials (its ``from_store`` functi
 SecretStore reads its own namespace only; a ClusterSecretStore a ref's ``namespace``, else the
 ExternalSecret's), and a way to ask the API server for a service-account token.
 
+A provider also says *who reads*: the store's **read identity** is everything its reads depend
+on — the non-secret settings it was built with, in ``identity`` (:func:`settings`: server,
+mount, region, auth method, role, the service account a token is requested for...), and the
+credential material it read, in ``secrets``. Stores whose identities are equal send the same
+requests with the same credentials and get the same answers, so they share one cache entry
+per remote key and one provider (:mod:`.stores` keeps only a keyed hash of the identity).
+
 Errors are :class:`StoreError` with a fixed reason and a message naming fields and Secrets,
 never a value.
 """
@@ -14,6 +21,7 @@ never a value.
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,9 +69,10 @@ class StoreSpec:
     """One store being resolved: its kind and namespace, the ExternalSecret's namespace (None
     while the store is validated alone), and what may be read for its credentials.
 
-    ``secrets``: every credential a provider read (keyed into the cache key, so tenants with
-    different credentials never share an entry); ``relative``: whether each ref of a
-    ClusterSecretStore was read in the ExternalSecret's namespace."""
+    ``identity``: the non-secret settings the provider's reads depend on; ``secrets``: every
+    credential a provider read. Both go into the read identity's keyed hash (the cache key),
+    so stores with different credentials or settings never share an entry; ``relative``:
+    whether each ref of a ClusterSecretStore was read in the ExternalSecret's namespace."""
 
     kind: str
     namespace: str
@@ -71,6 +80,7 @@ class StoreSpec:
     get_secret: GetSecret
     request_token: RequestToken = no_token_requests
     own_token_file: str | None = None
+    identity: list[str] = field(default_factory=list)
     secrets: list[str] = field(default_factory=list)
     relative: list[bool] = field(default_factory=list)
 
@@ -107,5 +117,14 @@ class StoreSpec:
                                       "text") from None
 
 
+def settings(obj: Any) -> list[str]:
+    """The non-secret settings of a provider's configuration or auth dataclass, for its read
+    identity: its type and every field shown in its ``repr`` (credential fields are
+    ``repr=False`` and go to ``StoreSpec.secrets`` instead). Taken from the object the provider
+    is built with, so a setting added later joins the identity without anyone listing it."""
+    return [type(obj).__name__, *(f"{f.name}={getattr(obj, f.name)!r}"
+                                  for f in dataclasses.fields(obj) if f.repr)]
+
+
 __all__ = ["CLUSTER_KIND", "NAMESPACED_KIND", "Factory", "GetSecret", "RequestToken",
-           "StoreError", "StoreSpec", "need", "no_token_requests"]
+           "StoreError", "StoreSpec", "need", "no_token_requests", "settings"]

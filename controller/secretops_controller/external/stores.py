@@ -4,8 +4,9 @@
 (:data:`~.providers.REGISTRY`, keyed by the name under ``spec.provider``), lets the provider's
 module read its configuration and the Secrets its auth refers to (:class:`~.storeconfig.StoreSpec`)
 and returns a :class:`Resolved`: the scheduler's :class:`~.scheduler.StoreKey` (whose
-fingerprint covers the configuration *and* the credentials, so tenants never share cache
-entries) and a factory for the provider. :func:`allowed` applies a ClusterSecretStore's
+fingerprint is the store's read identity, :func:`read_identity`: stores with the same
+provider, settings and credentials share cache entries; with different credentials, never)
+and a factory for the provider. :func:`allowed` applies a ClusterSecretStore's
 ``spec.conditions``.
 
 Errors are :class:`StoreError` with a fixed reason and a message naming fields and Secrets,
@@ -14,7 +15,6 @@ never a value.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -63,12 +63,18 @@ async def resolve(store: Mapping[str, Any], es_namespace: str | None,
                                   + ", ".join(REGISTRY))
     make, provider_name = await REGISTRY[named[0]](provider[named[0]],
                                                    f"spec.provider.{named[0]}", spec)
-    # The cache key: which store, and a keyed hash of its configuration and credentials (and,
-    # for a ClusterSecretStore, of the namespace its namespace-relative refs were read in).
-    config_text = json.dumps(provider, sort_keys=True)
-    scope = (es_namespace or "") if any(spec.relative) else ""
-    fp = fingerprint(kind, spec.namespace, name, config_text, scope, *spec.secrets)
-    return Resolved(StoreKey(kind, spec.namespace, name, fp), provider_name, make)
+    return Resolved(StoreKey(kind, spec.namespace, name, read_identity(named[0], spec)),
+                    provider_name, make)
+
+
+def read_identity(provider: str, spec: StoreSpec) -> str:
+    """The keyed hash of who reads: the provider, the settings its reads depend on and the
+    credentials it read (:class:`StoreSpec`). Not the store's kind, namespace or name, nor
+    the Secrets the credentials came from: stores equal in all that reads share a cache;
+    differing in any credential, they never do. Keyed per process (:func:`fingerprint`), so
+    the hash tells nothing of the credentials, and only it outlives the resolution."""
+    return fingerprint("read-identity", provider, str(len(spec.identity)), *spec.identity,
+                       *spec.secrets)
 
 
 def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
@@ -114,4 +120,4 @@ async def allowed(store: Mapping[str, Any], namespace: str, get_labels: GetLabel
 
 
 __all__ = ["CLUSTER_KIND", "NAMESPACED_KIND", "GetLabels", "GetSecret", "RequestToken",
-           "Resolved", "StoreError", "allowed", "resolve"]
+           "Resolved", "StoreError", "allowed", "read_identity", "resolve"]

@@ -7,8 +7,12 @@ the keyed fingerprint of its data (:mod:`.fingerprint`), unless another writer c
 secret that is NotFound and deletes the Secret (Merge: takes the merged keys out) once all are
 (Retain, default, keeps it); a provider error leaves a Secret it wrote with its last good
 values and says so (what the message says of the Secret is read first, never assumed). The
-write itself is the shared :func:`secretops_controller.ownedsecrets.write`. When the data of an
-existing Secret changed, :func:`roll_workloads` rolls the workloads that use it.
+write itself is the shared :func:`secretops_controller.ownedsecrets.write`.
+
+When the data of an existing Secret changes, the same write marks it :data:`.rollout.PENDING`
+(the new fingerprint) and :func:`request_rollout` hands it to :mod:`.rollqueue`, which rolls the
+workloads that use it and then has :meth:`SecretSync.settle` remove the mark; a Secret found
+still marked for its current data (a leader stopped first) is handed over again.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from secretops_controller.external.names import (
     target_of,
 )
 from secretops_controller.external.provider import RemoteRef
+from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.scheduler import Snapshot
 from secretops_controller.external.status import provider_outcome
 
@@ -136,11 +141,15 @@ class SecretSync:
                 if conflict is not None:
                     return Outcome(False, EsReason.CONFLICT, conflict)
                 new = desired(current, data, es, creation, bool(target.get("immutable")))
+                if current is not None and (current.get("data") or {}) != new["data"]:
+                    changed = digest  # the data changed, not only its fingerprint
+                    if self.ctx.config.uses_rollout:  # until every workload is rolled
+                        new["metadata"]["annotations"][rollout.PENDING] = digest
+                elif _annotations(current).get(rollout.PENDING) == digest:
+                    changed = digest  # marked by a leader that stopped before it rolled
                 if current is None or _differs(current, new):
                     verb = await self._write(ns, name, current, new)
                     wrote = True
-                    if current is not None and (current.get("data") or {}) != new["data"]:
-                        changed = digest  # the data changed, not only its fingerprint
                 if creation in ownership.WHOLE:
                     self.claims[(ns, name)] = owner[1]
         keys = ", ".join(sorted(data.data))
@@ -188,6 +197,24 @@ class SecretSync:
             return Outcome(False, EsReason.DELETED, f"Secret {ns}/{name} deleted: {why}",
                            wrote=True)
 
+    async def settle(self, ns: str, name: str, digest: str) -> None:
+        """The rollout for data ``digest`` of Secret ``ns/name`` is sent: take the
+        :data:`.rollout.PENDING` mark off, unless newer data is pending by now. Raises
+        :class:`kube.ApiError`."""
+        async with self.ctx.lock(ns, name):
+            current = await self.ctx.api.get(kube.secrets(ns, name))
+            if current is None or _annotations(current).get(rollout.PENDING) != digest:
+                return
+            # a PUT with the resourceVersion read (RBAC gives this half update, not patch)
+            new = copy.deepcopy(dict(current))
+            meta = new["metadata"]
+            meta.pop("managedFields", None)
+            meta["annotations"] = {k: v for k, v in _annotations(current).items()
+                                   if k != rollout.PENDING}
+            written = await self.ctx.api.replace(kube.secrets(ns, name), new)
+            self.written[(ns, name)] = str((written.get("metadata") or {}).get(
+                "resourceVersion"))
+
     async def _write(self, ns: str, name: str, current: Mapping[str, Any] | None,
                      new: dict[str, Any]) -> str:
         written, verb = await ownedsecrets.write(self.ctx.api, ns, name, current, new)
@@ -195,42 +222,18 @@ class SecretSync:
         return verb
 
 
-async def roll_workloads(ctx: Context, es: Mapping[str, Any], ns: str, secret: str,
-                         data_hash: str) -> None:
-    """The Secret's data changed: roll the workloads that use it (see :mod:`.rollout`)."""
-    api = ctx.api
+def request_rollout(ctx: Context, rollouts: Rollouts, es: Mapping[str, Any], ns: str,
+                    secret: str, data_hash: str) -> None:
+    """The Secret's data is ``data_hash`` and its workloads are not rolled for it yet: hand it
+    to the rollout queue (:mod:`.rollqueue`), or say why not (``--no-rollout``)."""
     listed = rollout.listed_workloads(es.get("spec") or {})
-    if not ctx.config.uses_rollout:  # no rights to list or patch workloads
-        if listed:
-            msg = (f"rollouts are off in this controller (--no-rollout): not rolled after "
-                   f"Secret {ns}/{secret} changed: "
-                   + ", ".join(f"{k}/{n}" for k, n in listed))
-            log.warning("ExternalSecret %s: %s", name_of(es), msg)
-            event(es, EsReason.ROLLOUT_SKIPPED, msg)
-        return
-    try:
-        rolled, skipped, missing = await rollout.roll(
-            ns, secret, data_hash, listed, api.list, api.merge_patch)
-    except kube.ApiError as e:
-        msg = f"rolling the workloads that use Secret {ns}/{secret} failed: {e}"
+    if ctx.config.uses_rollout:
+        rollouts.request(es, ns, secret, data_hash, listed)
+    elif listed:  # no rights to list or patch workloads
+        msg = (f"rollouts are off in this controller (--no-rollout): not rolled after "
+               f"Secret {ns}/{secret} changed: " + ", ".join(f"{k}/{n}" for k, n in listed))
         log.warning("ExternalSecret %s: %s", name_of(es), msg)
-        event(es, EsReason.ROLLOUT_FAILED, msg)
-        return
-    for t in skipped:
-        msg = f"{t.kind} {ns}/{t.name} is paused: not rolled after Secret {secret} changed"
-        log.warning("ExternalSecret %s: %s", name_of(es), msg)
-        event({"apiVersion": "apps/v1", "kind": t.kind, **t.obj}, EsReason.ROLLOUT_SKIPPED,
-              msg)
         event(es, EsReason.ROLLOUT_SKIPPED, msg)
-    if missing:
-        msg = f"listed in spec.rollout but not found: {', '.join(missing)} (namespace {ns})"
-        log.warning("ExternalSecret %s: %s", name_of(es), msg)
-        event(es, EsReason.ROLLOUT_FAILED, msg)
-    if rolled:
-        names = ", ".join(f"{t.kind}/{t.name} ({t.why})" for t in rolled)
-        msg = f"Secret {ns}/{secret} changed: rolled {names}"
-        log.info("ExternalSecret %s: %s", name_of(es), msg)
-        event(es, EsReason.ROLLED, msg)
 
 
 def desired(current: Mapping[str, Any] | None, data: mapping.SecretData,
@@ -304,6 +307,10 @@ def _all_gone(spec: mapping.Spec, snap: Snapshot) -> bool:
                else w in snap.found and not snap.found[w] for w in spec.wants())
 
 
+def _annotations(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return ((obj or {}).get("metadata") or {}).get("annotations") or {}
+
+
 def _refs(meta: Mapping[str, Any]) -> list[dict[str, Any]]:
     # blockOwnerDeletion is left out of the comparison: Secrets written before it was dropped
     # keep it until their data next changes, rather than all being rewritten at once
@@ -321,4 +328,4 @@ def _differs(current: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
                 or bool(current.get("immutable")) != bool(new.get("immutable")))
 
 
-__all__ = ["SecretSync", "desired", "roll_workloads", "unmerged"]
+__all__ = ["SecretSync", "desired", "request_rollout", "unmerged"]

@@ -2,13 +2,16 @@
 
 Every request is forwarded to the upstream server and recorded as ``(method, path, operation)``
 (``operation``: the ``X-Amz-Target`` header of AWS JSON calls, else ""), so tests count the
-requests a provider really makes. ``cut = True`` drops every connection without an answer, as
-an outage would (the servers keep their in-memory state: they are never restarted).
+requests a provider really makes; the remote keys an AWS JSON call names (``SecretIdList``,
+``SecretId``, ``Names``, ``Name``) are recorded in ``keys``, one list per request.
+``cut = True`` drops every connection without an answer, as an outage would (the servers keep
+their in-memory state: they are never restarted).
 """
 
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +25,7 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "upg
 class CountingProxy:
     upstream: str
     requests: list[tuple[str, str, str]] = field(default_factory=list)
+    keys: list[list[str]] = field(default_factory=list)  # AWS: the keys each request names
     stamps: list[float] = field(default_factory=list)  # time.monotonic() of each request
     cut: bool = False
     _server: ThreadingHTTPServer | None = None
@@ -37,6 +41,7 @@ class CountingProxy:
         with self._lock:
             self.requests.clear()
             self.stamps.clear()
+            self.keys.clear()
 
     def count(self, operation: str | None = None, path_part: str | None = None) -> int:
         with self._lock:
@@ -68,6 +73,7 @@ class CountingProxy:
                 with proxy._lock:
                     proxy.requests.append((self.command, self.path, op))
                     proxy.stamps.append(time.monotonic())
+                    proxy.keys.append(_aws_keys(body) if op else [])
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 try:
                     headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
@@ -93,9 +99,27 @@ class CountingProxy:
         self._thread.start()
         return self
 
+    def keys_read(self, operation: str) -> list[str]:
+        """Every remote key the AWS calls of ``operation`` named, repeats included."""
+        with self._lock:
+            return [k for (_, _, op), keys in zip(self.requests, self.keys, strict=True)
+                    if op == operation for k in keys]
+
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def _aws_keys(body: bytes | None) -> list[str]:
+    try:
+        doc = json.loads(body or b"{}")
+    except ValueError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    keys = [*(doc.get("SecretIdList") or []), *(doc.get("Names") or [])]
+    keys += [doc[f] for f in ("SecretId", "Name") if isinstance(doc.get(f), str)]
+    return [str(k) for k in keys]

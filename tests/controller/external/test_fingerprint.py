@@ -133,7 +133,8 @@ def ns(cluster: K8s) -> Iterator[str]:
 
 
 def start(start_controller: Any) -> Controller:
-    ctl: Controller = start_controller("--key-renew-period", "0")
+    ctl: Controller = start_controller("--key-renew-period", "0", "--rollout-window", "0.2s",
+                                       "--rollout-timeout", "1s")
     return ctl
 
 

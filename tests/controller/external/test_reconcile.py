@@ -48,7 +48,11 @@ def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
     for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
         k8s_emulator.kubectl("wait", "--for=condition=Established",
                              f"crd/{crd}.secretops.dev")
-    ctl: Controller = start_controller("--key-renew-period", "0")
+    # rollouts: a short window; the emulator runs no workload controller, so no roll is ever
+    # reported done: each frees its place in the budget after a second (test_rollout.py follows
+    # the budget with workloads that report progress)
+    ctl: Controller = start_controller("--key-renew-period", "0", "--rollout-window", "0.2s",
+                                       "--rollout-timeout", "1s")
     return ctl
 
 
@@ -595,6 +599,12 @@ def test_rollout_of_workloads_when_the_secret_changes(
     assert skipped[0]["involvedObject"]["kind"] == "Deployment"
     rolled = wait_for(lambda: events(k8s, ns, "db", "WorkloadsRolled"), what="rolled Event")
     assert "StatefulSet/listed (listed)" in rolled[0]["message"]
+    for _, name, _ in rolls:  # one Event on each workload; then, never reported done (the
+        # emulator has no workload controller), each frees its place after --rollout-timeout
+        assert len(events(k8s, ns, name, "RolloutStarted")) == 1, name
+        wait_for(lambda n=name: [e for e in events(k8s, ns, n, "RolloutFailed")
+                                 if "--rollout-timeout" in e["message"]],
+                 what=f"{name}: not done within the timeout")
     wait_for(lambda: [e for e in events(k8s, ns, "db", "RolloutFailed")
                       if "Deployment/absent" in e["message"]], what="missing listed workload")
 

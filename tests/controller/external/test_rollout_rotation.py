@@ -49,12 +49,54 @@ def test_referenced_secrets() -> None:
 
 
 def test_patch_sets_the_restart_and_hash_annotations() -> None:
-    p = rollout.patch_for("db", "abc", datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
+    p = rollout.patch_for({"db": "abc"}, datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC))
     assert p == {"spec": {"template": {"metadata": {"annotations": {
         "secretops.dev/restartedAt": "2026-01-02T03:04:05.000006Z",
         "secretops.dev/secret-hash-db": "abc"}}}}}
-    long = rollout.patch_for("x" * 60, "abc")["spec"]["template"]["metadata"]["annotations"]
+    long = rollout.patch_for({"x" * 60: "abc"})["spec"]["template"]["metadata"]["annotations"]
     assert list(long) == ["secretops.dev/restartedAt"]
+    # several Secrets changed together: one patch, one restart, every fingerprint
+    both = rollout.patch_for({"db": "1", "api": "2"})["spec"]["template"]["metadata"]
+    assert set(both["annotations"]) == {"secretops.dev/restartedAt",
+                                        "secretops.dev/secret-hash-db",
+                                        "secretops.dev/secret-hash-api"}
+    rolled = {"spec": {"template": {"metadata": both}}}
+    assert rollout.rolled_for(rolled, {"db": "1", "api": "2"})
+    assert not rollout.rolled_for(rolled, {"db": "new"})
+    assert not rollout.rolled_for(rolled, {"x" * 60: "abc"})  # no annotation to tell
+
+
+def status(**fields: Any) -> dict[str, Any]:
+    return {"observedGeneration": 5, **fields}
+
+
+@pytest.mark.parametrize(("kind", "spec", "st", "expected"), [
+    ("Deployment", {"replicas": 3}, {"observedGeneration": 4}, "waiting"),
+    ("Deployment", {"replicas": 3}, status(updatedReplicas=2, replicas=3,
+                                           availableReplicas=2), "waiting"),
+    ("Deployment", {"replicas": 3}, status(updatedReplicas=3, replicas=4,
+                                           availableReplicas=3), "waiting"),  # an old one left
+    ("Deployment", {"replicas": 3}, status(updatedReplicas=3, replicas=3,
+                                           availableReplicas=2), "waiting"),
+    ("Deployment", {"replicas": 3}, status(updatedReplicas=3, replicas=3,
+                                           availableReplicas=3), "done"),
+    ("Deployment", {"replicas": 3}, status(conditions=[{
+        "type": "Progressing", "reason": "ProgressDeadlineExceeded"}]), "failed"),
+    ("StatefulSet", {"replicas": 2}, status(readyReplicas=2, updateRevision="b",
+                                            currentRevision="a"), "waiting"),
+    ("StatefulSet", {"replicas": 2}, status(readyReplicas=2, updateRevision="b",
+                                            currentRevision="b"), "done"),
+    ("StatefulSet", {"replicas": 4, "updateStrategy": {"rollingUpdate": {"partition": 2}}},
+     status(readyReplicas=4, updatedReplicas=2), "done"),
+    ("StatefulSet", {"updateStrategy": {"type": "OnDelete"}}, status(), "done"),
+    ("DaemonSet", {}, status(desiredNumberScheduled=3, updatedNumberScheduled=3,
+                             numberAvailable=2), "waiting"),
+    ("DaemonSet", {}, status(desiredNumberScheduled=3, updatedNumberScheduled=3,
+                             numberAvailable=3), "done"),
+])
+def test_progress_reads_a_roll_as_kubectl_rollout_status(
+        kind: str, spec: dict[str, Any], st: dict[str, Any], expected: str) -> None:
+    assert rollout.progress(kind, {"spec": spec, "status": st}, 5).value == expected
 
 
 def test_schedules() -> None:

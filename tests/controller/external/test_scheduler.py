@@ -174,6 +174,41 @@ def test_the_cache_is_never_shared_between_credentials() -> None:
     run(body)
 
 
+def test_stores_with_one_read_identity_share_one_read_per_key_per_window() -> None:
+    """One SecretStore in each of 5 namespaces, same credentials (one fingerprint), 20 keys
+    each: 20 reads per window in one batch, not 100 in five; one provider serves them all."""
+    shared = fingerprint("read-identity", "vault", "same token")
+    stores = [StoreKey("SecretStore", f"team-{n}", "vault", shared) for n in range(5)]
+    providers = [FakeProvider(name=f"p{n}") for n in range(5)]
+    for p in providers:
+        for k in range(20):
+            p.set(f"app/k{k}", {"v": str(k)})
+
+    async def body(s: Scheduler, clock: FakeClock) -> None:
+        for n, (store, p) in enumerate(zip(stores, providers, strict=True)):
+            for k in range(20):
+                s.register((f"team-{n}", f"es{k}"), store, p, [RemoteRef(f"app/k{k}")], 60.0)
+        await settle(s)
+        first, *others = providers
+        assert sum(p.keys_read for p in providers) == 20
+        assert first.keys_read == 20 and all(not p.calls for p in others)
+        assert s.entry_count() == 20 and s.store_ref_count() == 100
+        for n in range(5):
+            snap = s.snapshot((f"team-{n}", "es7"))
+            assert snap is not None and snap.values[RemoteRef("app/k7")].value == {"v": "7"}
+        for _ in range(3):
+            await clock.advance(60.0, s)
+        assert first.keys_read == 20 * 4 and len(first.calls) == 4
+        # the stores leave one by one: the shared provider is closed with the last
+        for n in range(5):
+            for k in range(20):
+                s.unregister((f"team-{n}", f"es{k}"))
+            await asyncio.sleep(0)
+            assert first.closed == (n == 4)
+
+    run(body)
+
+
 def test_new_objects_are_read_while_a_periodic_batch_is_still_in_flight() -> None:
     slow, fast = FakeProvider(name="slow"), FakeProvider(name="fast")
     slow.set("k", b"1")

@@ -15,6 +15,10 @@ web identity / IRSA, instance role); then optionally ``role`` assumed through ST
 credentials renewed before they expire. Timeouts are bounded; throttling is retried by
 botocore's ``standard`` retry mode. Errors name the service, the operation, the key and AWS's
 error code, never a value.
+
+Read identity (:mod:`..storeconfig`): service, region, endpoint, role and the access key (key
+id, secret key, session token); stores without a key use the controller's own default chain,
+one identity for all of them (each could read the same with it anyway).
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ from secretops_controller.external.provider import (
     chunks,
     no_observe,
 )
-from secretops_controller.external.storeconfig import INVALID, Factory, StoreError, StoreSpec, need
+from secretops_controller.external.storeconfig import (
+    INVALID,
+    Factory,
+    StoreError,
+    StoreSpec,
+    need,
+    settings,
+)
 
 SM_BATCH = 20  # BatchGetSecretValue: at most 20 SecretIdList entries
 SSM_BATCH = 10  # GetParameters: at most 10 names
@@ -445,6 +456,9 @@ async def from_store(config: Mapping[str, Any], where: str, spec: StoreSpec) -> 
     aws_config = AwsConfig(service=cast(Service, service), region=region,
                            endpoint=config.get("endpoint") or None, credentials=creds,
                            role=config.get("role") or None)
+    # read identity: service, region, endpoint, role and the access key (its secret parts are
+    # in spec.secrets); without a key, the controller's own default chain, the same for all
+    spec.identity += settings(aws_config)
 
     def make(observe: Observe) -> Provider:
         return provider(aws_config, observe=observe)

@@ -6,6 +6,14 @@ Auth, exactly one of: ``tokenSecretRef``; ``appRole`` (``roleId`` and ``secretRe
 TokenRequest at each login —, from ``secretRef``, or, for a ClusterSecretStore only, the
 controller's own token file: a namespace's store must not borrow the controller's identity).
 ``caBundle`` is base64 PEM, checked to load. Only KV ``v2``.
+
+Read identity (:mod:`..storeconfig`): the :class:`~.vault.VaultConfig` (server, mount, Vault
+namespace, CA) and the auth method's settings (AppRole role id and mount, Kubernetes role and
+mount), with the credential itself: the token, the AppRole secret id, the service-account
+token of a ``secretRef``, or *which* service account a TokenRequest is made for (its namespace,
+name and audiences: two accounts never share, even in one Vault role, whose policies may be
+templated on the account), or the controller's own token file. Two stores share reads only
+when all of it is equal: then Vault sees the same login and grants the same policies.
 """
 
 from __future__ import annotations
@@ -18,7 +26,14 @@ from typing import Any
 
 from secretops_controller.external.provider import Observe, Provider
 from secretops_controller.external.providers import vault
-from secretops_controller.external.storeconfig import INVALID, Factory, StoreError, StoreSpec, need
+from secretops_controller.external.storeconfig import (
+    INVALID,
+    Factory,
+    StoreError,
+    StoreSpec,
+    need,
+    settings,
+)
 
 # Kubernetes object names: a service account is a DNS subdomain, a namespace a DNS label. A
 # name that is not one must never reach a URL (a "../" would name another namespace's account).
@@ -38,6 +53,7 @@ async def from_store(config: Mapping[str, Any], where: str, spec: StoreSpec) -> 
     cfg = vault.VaultConfig(server=server, mount=config.get("path") or "secret",
                             namespace=config.get("namespace") or None, ca_bundle=ca_path)
     auth = await _auth(config.get("auth") or {}, f"{where}.auth", spec)
+    spec.identity += [*settings(cfg), *settings(auth)]
 
     def make(observe: Observe) -> Provider:
         return vault.VaultProvider(cfg, auth, observe=observe)
@@ -75,6 +91,7 @@ async def _auth(a: Mapping[str, Any], where: str, spec: StoreSpec) -> vault.Vaul
         jwt = lambda: sa_token  # noqa: E731
     elif spec.cluster and spec.own_token_file:
         jwt = vault.jwt_from_file(spec.own_token_file)
+        spec.identity.append(f"controller-token-file={spec.own_token_file}")
     elif spec.cluster:
         raise StoreError(INVALID, f"{where} names no service account and the controller has no "
                                   "token file of its own (--service-account-token-file)")
