@@ -10,11 +10,13 @@ the service, and with ``--enable-local-keyservice=false`` an encrypt did too (it
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.compat.sidebyside import assert_same, decrypted, run_both
+from tests.fixtures.gpg import GpgKey
 from tests.fixtures.keyservice import KeyService, StartKeyService
 from tests.helpers import CANARY, AgeKey, make_age_key, sops
 
@@ -227,3 +229,45 @@ def test_bad_local_keyservice_variable(sops_bin: str, age_key: AgeKey, tmp_path:
     pair = run_both(sops_bin, ["decrypt", "s.yaml"], {"s.yaml": enc}, tmp_path, env=env)
     assert pair.sops.code == 1 and pair.ours.code == 1, pair
     assert "SOPS_ENABLE_LOCAL_KEYSERVICE" in pair.ours.err
+
+
+@pytest.fixture
+def server_gnupghome() -> Iterator[str]:
+    """A GNUPGHOME for the key service's side, its gpg-agent stopped afterwards."""
+    import shutil
+    import tempfile
+
+    from tests.fixtures.gpg import kill_agents
+
+    home = tempfile.mkdtemp(prefix="g")
+    yield home
+    kill_agents(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+@pytest.mark.parametrize("local", [OFF, "--enable-local-keyservice=true"])
+def test_pgp_through_a_key_service(server: str, local: str, sops_bin: str,
+                                   keyservice: StartKeyService, tmp_path: Path,
+                                   gpg_keys: tuple[GpgKey, GpgKey], server_gnupghome: str,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PGP key whose public and secret parts only the key service's keyring holds: both
+    programs encrypt for it and decrypt with it through the service — with the local key
+    service on too, where the local gpg fails first (no such key) and the service answers."""
+    from tests.fixtures.gpg import import_key
+
+    key = gpg_keys[0]
+    import_key(key, home=server_gnupghome)
+    env = {**os.environ, "GNUPGHOME": server_gnupghome}
+    ks = keyservice(server, env)
+    enc = run_both(sops_bin, ["encrypt", "--keyservice", ks.uri, local, "--pgp",
+                              key.fingerprint, "p.yaml"], {"p.yaml": PLAIN}, tmp_path)
+    assert enc.sops.ok and enc.ours.ok, enc
+    for made in (enc.sops.out, enc.ours.out):
+        pair = run_both(sops_bin, ["decrypt", "--keyservice", ks.uri, local, "s.yaml"],
+                        {"s.yaml": made}, tmp_path)
+        assert pair.sops.ok, pair
+        assert_same(pair, stdout="data")
+        assert CANARY.encode() in pair.ours.out
+    monkeypatch.setenv("GNUPGHOME", server_gnupghome)
+    assert decrypted(enc.ours.out, "yaml")[0]["a"] == CANARY
