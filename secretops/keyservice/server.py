@@ -111,10 +111,12 @@ class Service:
     our typed answer rather than gRPC's generic one)."""
 
     def __init__(self, env: Mapping[str, str], *, ask: Callable[[str], bool] | None = None,
-                 log: Callable[[str], None] = lambda line: None) -> None:
+                 log: Callable[[str], None] = lambda line: None,
+                 kinds: tuple[str, ...] | None = None) -> None:
         self.env = env
         self._ask = ask
         self._log = log
+        self._kinds = kinds  # the key kinds served (None: every registered source)
         self._asking = threading.Lock()  # one question on the terminal at a time
 
     def encrypt(self, request: bytes, context: Any) -> bytes:
@@ -136,6 +138,8 @@ class Service:
                         f"{op} request")
             kind, fields = key_fields(msg.key)
             what = _describe(kind, fields)
+            if self._kinds is not None and kind not in self._kinds:
+                raise _Refused("UNIMPLEMENTED", f"this key service does not serve {kind} keys")
             if op == "encrypt":
                 out = self._encrypt(kind, fields, bytes(msg.plaintext), peer, what)
                 response = m.encrypt_response(ciphertext=out)
