@@ -18,6 +18,7 @@ import pytest
 from tests.compat.sidebyside import assert_same, decrypted, run_both
 from tests.fixtures.gpg import GpgKey
 from tests.fixtures.keyservice import KeyService, StartKeyService
+from tests.fixtures.openbao import OpenBao
 from tests.helpers import CANARY, AgeKey, make_age_key, sops
 
 PLAIN = f"a: {CANARY}\nnum: 1\n"
@@ -271,3 +272,30 @@ def test_pgp_through_a_key_service(server: str, local: str, sops_bin: str,
         assert CANARY.encode() in pair.ours.out
     monkeypatch.setenv("GNUPGHOME", server_gnupghome)
     assert decrypted(enc.ours.out, "yaml")[0]["a"] == CANARY
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_vault_transit_through_a_key_service(server: str, sops_bin: str, openbao: OpenBao,
+                                             keyservice: StartKeyService,
+                                             tmp_path: Path) -> None:
+    """Only the key service has a Vault token: both programs encrypt for a transit key and
+    decrypt with it through the service, the local key service on (it fails: no token)."""
+    import uuid
+
+    name = f"k-{uuid.uuid4().hex[:12]}"
+    openbao.client().secrets.transit.create_key(name=name, mount_point="transit")
+    env = {**os.environ, "VAULT_ADDR": openbao.url, "VAULT_TOKEN": openbao.token}
+    ks = keyservice(server, env)
+    client_env = {**os.environ, "VAULT_ADDR": "http://127.0.0.1:1"}  # no token here
+    enc = run_both(sops_bin, ["encrypt", "--keyservice", ks.uri, "--hc-vault-transit",
+                              openbao.uri(name), "p.yaml"], {"p.yaml": PLAIN}, tmp_path,
+                   env=client_env)
+    assert enc.sops.ok and enc.ours.ok, enc
+    for made in (enc.sops.out, enc.ours.out):
+        assert b"vault:v1:" in made
+        pair = run_both(sops_bin, ["decrypt", "--keyservice", ks.uri, "s.yaml"],
+                        {"s.yaml": made}, tmp_path, env=client_env)
+        assert pair.sops.ok, pair
+        assert_same(pair, stdout="data")
+        assert CANARY.encode() in pair.ours.out
+    assert openbao.token not in ks.log
