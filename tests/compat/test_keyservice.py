@@ -59,6 +59,10 @@ SERVERS = ["sops", "secretops"]
     ["decrypt", "--keyservice", "{uri}", "--enable-local-keyservice=0", "--extract", '["a"]',
      "s.yaml"],
     ["decrypt", "--keyservice", "{uri}", OFF, "--output-type", "json", "s.yaml"],
+    # sops's global mode: the flags before or after -d
+    ["-d", "--keyservice", "{uri}", OFF, "s.yaml"],
+    ["--keyservice", "{uri}", OFF, "-d", "s.yaml"],
+    ["--decrypt", "--keyservice", "{uri}", "s.yaml"],
 ], ids=lambda f: " ".join(f) if isinstance(f, list) else f)
 def test_decrypt_through_a_key_service(server: str, form: list[str], sops_bin: str,
                                        keyservice: StartKeyService, tmp_path: Path) -> None:
@@ -101,6 +105,7 @@ def test_decrypt_with_the_variables(server: str, env_form: dict[str, str], sops_
     ["encrypt", "--keyservice", "{uri}", OFF, "--age", "{recipient}", "p.yaml"],
     ["encrypt", OFF, "--keyservice", "tcp://127.0.0.1:1", "--keyservice", "{uri}", "--age",
      "{recipient}", "p.yaml"],
+    ["-e", "--keyservice", "{uri}", OFF, "-a", "{recipient}", "p.yaml"],
 ], ids=lambda f: " ".join(f) if isinstance(f, list) else f)
 def test_encrypt_through_a_key_service(server: str, form: list[str], sops_bin: str,
                                        keyservice: StartKeyService, tmp_path: Path,
