@@ -15,7 +15,8 @@ its own keys. secretops speaks the same protocol both ways:
   message.
 
 This module holds only the settings, read as sops reads them, and imports neither grpc nor
-protobuf (``secretops[keyservice]``); nothing imports them unless a key service is used:
+protobuf (``secretops[keyservice]``), nor anything a plain decrypt would not import; nothing
+imports them unless a key service is used:
 
 * ``SOPS_KEYSERVICE`` (``--keyservice``, repeatable; in the variable, comma-separated): the
   remote services, ``tcp://HOST:PORT`` or ``unix:///PATH`` (``unix:PATH`` for a relative path).
@@ -31,10 +32,8 @@ for each master key, as sops does.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import NamedTuple
-from urllib.parse import urlsplit
 
 from secretops.errors import ExitCode, SecretOpsError
 
@@ -47,7 +46,7 @@ TCP_SCHEMES = ("tcp", "tcp4", "tcp6")
 
 _TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _FALSE = ("0", "f", "F", "FALSE", "false", "False")
-_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):(.*)", re.DOTALL)
+_SCHEME = r"([A-Za-z][A-Za-z0-9+.-]*):(.*)"  # compiled on use: a plain decrypt never needs it
 
 
 class Endpoint(NamedTuple):
@@ -78,7 +77,10 @@ def parse_bool(text: str) -> bool | None:
 def endpoint(uri: str) -> Endpoint | None:
     """The endpoint a ``--keyservice`` value names, or None where sops's URL parser fails (a
     missing scheme before ``host:port``, a malformed host or port)."""
-    m = _SCHEME.fullmatch(uri)
+    import re
+    from urllib.parse import urlsplit
+
+    m = re.fullmatch(_SCHEME, uri, re.DOTALL)
     if m is None:
         first = uri.split("/", 1)[0]
         if ":" in first:  # Go: "first path segment in URL cannot contain colon"

@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from secretops.core.limits import DATA_KEY_SIZE, MAX_ENC_CHARS, SHARE_SIZE
 from secretops.errors import ExitCode, LimitExceededError, SecretOpsError
 from secretops.keyservice import TCP_SCHEMES
-from secretops.keyservice.protocol import ProtocolError, messages, parse
+from secretops.keyservice.protocol import ProtocolError, key_fields, messages, parse
 
 MAX_MESSAGE = MAX_ENC_CHARS + 16 * 1024  # an enc at its limit, plus the key's fields
 MAX_WORKERS = 4
@@ -132,8 +132,6 @@ class Service:
         what = "request"
         try:
             m = messages()
-            from secretops.keyservice.protocol import key_fields
-
             msg = parse(m.encrypt_request if op == "encrypt" else m.decrypt_request, request,
                         f"{op} request")
             kind, fields = key_fields(msg.key)
@@ -162,8 +160,11 @@ class Service:
         if self._ask is None:
             return
         with self._asking:
-            ok = self._ask(f"Received {op} request from {peer} using {what}. "
-                           "Respond to request? (y/n): ")
+            try:
+                ok = self._ask(f"Received {op} request from {peer} using {what}. "
+                               "Respond to request? (y/n): ")
+            except OSError:  # the terminal went away: nobody said yes
+                ok = False
         if not ok:
             raise _Refused("PERMISSION_DENIED", "Request rejected by user")
 
