@@ -36,7 +36,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
 pytest_plugins = [
     "tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg", "tests.fixtures.k8s",
-    "tests.fixtures.gcpkms", "tests.fixtures.azurekv",
+    "tests.fixtures.gcpkms", "tests.fixtures.azurekv", "tests.fixtures.keyservice",
 ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from secretops.errors import ExitCode, SecretOpsError
@@ -16,15 +16,31 @@ def report(err: SecretOpsError) -> int:
     return int(err.code)
 
 
-def env_with(order: str | None) -> Mapping[str, str]:
-    """The environment the library reads keys from, with ``--decryption-order`` in it as
-    ``SOPS_DECRYPTION_ORDER``, checked now — before any file is read, as sops checks it."""
+def env_with(order: str | None, keyservice: Sequence[str] = (),
+             enable_local_keyservice: bool | None = None) -> Mapping[str, str]:
+    """The environment the library reads keys from, with ``--decryption-order``,
+    ``--keyservice`` and ``--enable-local-keyservice`` in it as the variables sops reads them
+    from (a flag replaces its variable, as in sops), checked now — before any file is read, as
+    sops checks them. A ``--keyservice`` value that is not a URL is skipped with a warning."""
     import os
 
     from secretops.keys import decryption_order
+    from secretops.keyservice import ENV_LOCAL, ENV_SERVICES, configured, settings
 
-    env = {**os.environ, "SOPS_DECRYPTION_ORDER": order} if order else os.environ
+    env: Mapping[str, str] = os.environ
+    if order or keyservice or enable_local_keyservice is not None:
+        env = dict(os.environ)
+        if order:
+            env["SOPS_DECRYPTION_ORDER"] = order
+        if keyservice:
+            env[ENV_SERVICES] = ",".join(keyservice)
+        if enable_local_keyservice is not None:
+            env[ENV_LOCAL] = "true" if enable_local_keyservice else "false"
     decryption_order(env)
+    if configured(env):
+        for uri in settings(env).skipped:
+            sys.stderr.write(f"secretops: warning: key service {uri!r} is not a URL "
+                             "(tcp://HOST:PORT, unix:///PATH): skipped\n")
     return env
 
 
@@ -69,13 +85,14 @@ def run_decrypt(file: str = "-", *, in_place: bool = False, output: str | None =
                 input_type: str | None = None, output_type: str | None = None,
                 filename_override: str | None = None, config_path: str | None = None,
                 extract: str | None = None, ignore_mac: bool = False,
-                decryption_order: str | None = None) -> None:
+                decryption_order: str | None = None, keyservice: Sequence[str] = (),
+                enable_local_keyservice: bool | None = None) -> None:
     from secretops import api
     from secretops.fileio import read_input
 
     check_io(file, in_place, output)
     name = _name(file, filename_override)
-    env = env_with(decryption_order)
+    env = env_with(decryption_order, keyservice, enable_local_keyservice)
     try:
         data = read_input(file, rewrite=in_place)
         result = api.decrypt(
@@ -91,6 +108,7 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
                 input_type: str | None = None, output_type: str | None = None,
                 filename_override: str | None = None, config_path: str | None = None,
                 mac_only_encrypted: bool | None = None, shamir: int = 0,
+                keyservice: Sequence[str] = (), enable_local_keyservice: bool | None = None,
                 **options: Any) -> None:
     """``encrypt``; ``options`` are the key sources' flags and settings (``age``, ``kms``,
     ``encryption_context`` …) and the selection rules, as keywords."""
@@ -99,12 +117,14 @@ def run_encrypt(file: str = "-", *, in_place: bool = False, output: str | None =
 
     check_io(file, in_place, output)
     name = _name(file, filename_override)
+    env = env_with(None, keyservice, enable_local_keyservice)
     try:
         data = read_input(file, rewrite=in_place)
         result = api.encrypt(
             data, format=input_type, output_format=output_type, filename=name,
             shamir_threshold=shamir,
-            mac_only_encrypted=mac_only_encrypted or None, config=config_path, **options,
+            mac_only_encrypted=mac_only_encrypted or None, config=config_path, env=env,
+            **options,
         )
         write_result(result, file, in_place, output, private=False)
     except SecretOpsError as e:

@@ -94,3 +94,45 @@ def selection_flags(f: Callable[..., Any]) -> Callable[..., Any]:
     ]):
         f = opt(f)
     return f
+
+
+class GoBool(click.ParamType):  # type: ignore[type-arg]
+    """A boolean as Go's ``strconv.ParseBool`` reads it (sops's flags): 1/0, t/f, true/false
+    in three cases."""
+
+    name = "bool"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> bool:
+        from secretops.keyservice import parse_bool
+
+        if isinstance(value, bool):
+            return value
+        parsed = parse_bool(str(value))
+        if parsed is None:
+            self.fail(f"invalid boolean value {value!r}", param, ctx)
+        return parsed
+
+
+# The bare flag means true; click cannot read both --flag and --flag=false on one option, so
+# the group rewrites a bare one (see app._Group.parse_args).
+ENABLE_LOCAL_KEYSERVICE = "--enable-local-keyservice"
+
+
+def keyservice_flags(f: Callable[..., Any]) -> Callable[..., Any]:
+    """sops's ``--keyservice`` (repeatable; ``$SOPS_KEYSERVICE``) and
+    ``--enable-local-keyservice[=BOOL]`` (default true; ``$SOPS_ENABLE_LOCAL_KEYSERVICE``), on
+    every command sops has them (see :mod:`secretops.keyservice`)."""
+    for opt in reversed([
+        click.option("--keyservice", "keyservice", multiple=True, metavar="URI",
+                     help="Also ask the key service at URI (tcp://HOST:PORT, unix:///PATH); "
+                          "repeatable. Default: $SOPS_KEYSERVICE (comma-separated)."),
+        click.option(ENABLE_LOCAL_KEYSERVICE, "enable_local_keyservice", type=GoBool(),
+                     metavar="[=BOOL]",
+                     help="Use this machine's own keys, before any --keyservice (default: "
+                          "true; =false to use only the key services). Default: "
+                          "$SOPS_ENABLE_LOCAL_KEYSERVICE."),
+    ]):
+        f = opt(f)
+    return f
+

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # the same rule as sops's.
 COMMANDS = frozenset({
     "check", "completion", "convert-eso", "decrypt", "edit", "encrypt", "exec-env",
-    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "publish", "reseal",
+    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "keyservice", "publish",
+    "reseal",
     "rotate", "seal",
     "set", "unseal", "unset", "updatekeys", "vault", "verify",
 })
@@ -303,7 +304,8 @@ def check_supported(plan: Plan, command: click.Command) -> None:
     """Refuse, in one line, an option that sops reads in this mode but the subcommand of ours
     does not take yet (rather than click's usage text for a command the user never typed)."""
     declared = {o for p in command.params for o in (*p.opts, *p.secondary_opts)}
-    missing = [f"{o} with {_LABEL[plan.mode]}" for o in plan.options if o not in declared]
+    missing = [f"{o} with {_LABEL[plan.mode]}" for o in plan.options
+               if o.partition("=")[0] not in declared]  # --enable-local-keyservice=false
     if plan.mode == "r" and "--output" not in declared and "--in-place" not in plan.options:
         # sops prints the rotated file and leaves FILE alone; a rotate that cannot print
         # would rewrite FILE instead, a surprise in a script

@@ -12,6 +12,17 @@ from secretops.errors import ExitCode, SecretOpsError
 
 
 class _Group(click.Group):
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # sops's --enable-local-keyservice is a Go boolean flag: bare it means true, and only
+        # --enable-local-keyservice=false turns it off; click takes the value form only
+        from secretops.cli._common import ENABLE_LOCAL_KEYSERVICE
+
+        if ENABLE_LOCAL_KEYSERVICE in args:
+            end = args.index("--") if "--" in args else len(args)
+            args = [f"{a}=true" if a == ENABLE_LOCAL_KEYSERVICE and n < end else a
+                    for n, a in enumerate(args)]
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -47,6 +58,7 @@ def _register() -> None:
         git,
         groups,
         keygen,
+        keyservice,
         publish,
         rotate,
         seal,
@@ -57,7 +69,7 @@ def _register() -> None:
     )
 
     for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault,
-                completion):
+                completion, keyservice):
         cli.add_command(mod.command)
     cli.add_command(setvalue.set_command)
     cli.add_command(setvalue.unset_command)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from secretops.cli._common import decryption_order, io_options
+from secretops.cli._common import decryption_order, io_options, keyservice_flags
 
 
 @click.command("decrypt")
@@ -13,9 +13,11 @@ from secretops.cli._common import decryption_order, io_options
               help="Print only the value at PATH, e.g. '[\"data\"][\"password\"]'.")
 @click.option("--ignore-mac", is_flag=True, help="Do not verify the MAC (recovery only).")
 @decryption_order
+@keyservice_flags
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
-            extract: str | None, ignore_mac: bool, decryption_order: str | None) -> None:
+            extract: str | None, ignore_mac: bool, decryption_order: str | None,
+            keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Decrypt FILE (or standard input) and print the plaintext.
 
     \b
@@ -27,4 +29,5 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
     run_decrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
                 config_path=config_path, extract=extract, ignore_mac=ignore_mac,
-                decryption_order=decryption_order)
+                decryption_order=decryption_order, keyservice=keyservice,
+                enable_local_keyservice=enable_local_keyservice)

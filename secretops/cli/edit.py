@@ -8,7 +8,13 @@ from typing import Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags, selection_flags
+from secretops.cli._common import (
+    FORMAT_CHOICE,
+    decryption_order,
+    key_flags,
+    keyservice_flags,
+    selection_flags,
+)
 
 FALLBACK_EDITORS = ("vim", "nano", "vi")
 
@@ -23,6 +29,7 @@ FALLBACK_EDITORS = ("vim", "nano", "vi")
                    "kept.")
 @click.option("--ignore-mac", is_flag=True, help="Open the file even if its MAC does not match.")
 @decryption_order
+@keyservice_flags
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use for a new file.")
 @key_flags("edit")
@@ -31,7 +38,9 @@ FALLBACK_EDITORS = ("vim", "nano", "vi")
               help="Key groups needed to decrypt a new file (with several key groups).")
 def command(file: str, input_type: str | None, output_type: str | None,
             show_master_keys: bool, ignore_mac: bool, decryption_order: str | None,
-            config_path: str | None, shamir: int, **keys: str | None) -> None:
+            config_path: str | None, shamir: int,
+            keyservice: tuple[str, ...], enable_local_keyservice: bool | None,
+            **keys: str | None) -> None:
     """Edit an encrypted FILE in $SOPS_EDITOR or $EDITOR (else vim, nano, vi).
 
     The plaintext lives only in a 0600 file in a private directory (in memory on /dev/shm
@@ -61,7 +70,8 @@ def command(file: str, input_type: str | None, output_type: str | None,
     editor = _editor()
     opened: fileops.OpenedFile | None = None
     try:
-        env = env_with(decryption_order)
+        env = env_with(decryption_order, keyservice, enable_local_keyservice)
+        new_keys["env"] = env  # a new file's keys are wrapped through the key services too
         if os.path.exists(file):
             given = settings(file, input_type=fmt, config_path=config_path, lenient=True)
             opened = open_path(file, rewrite=True, ignore_mac=ignore_mac, given=given, env=env)

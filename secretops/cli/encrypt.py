@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, cast
 
 import click
 
-from secretops.cli._common import io_options, key_flags, selection_flags
+from secretops.cli._common import io_options, key_flags, keyservice_flags, selection_flags
 
 
 @click.command("encrypt")
@@ -20,9 +21,11 @@ from secretops.cli._common import io_options, key_flags, selection_flags
 @click.option("--reuse", metavar="ENCRYPTED",
               help="Encrypt as a new version of the ENCRYPTED file: same data key, keys and "
                    "rules, and unchanged values keep their ciphertext (a minimal diff).")
+@keyservice_flags
 def command(file: str, in_place: bool, output: str | None, input_type: str | None,
             output_type: str | None, filename_override: str | None, config_path: str | None,
             mac_only_encrypted: bool | None, shamir: int, reuse: str | None,
+            keyservice: tuple[str, ...], enable_local_keyservice: bool | None,
             **options: str | None) -> None:
     """Encrypt FILE (or standard input) and print the result.
 
@@ -32,24 +35,26 @@ def command(file: str, in_place: bool, output: str | None, input_type: str | Non
       secretops encrypt --encrypted-regex '^(data|stringData)$' secret.yaml
       secretops encrypt --reuse secret.enc.yaml --output secret.enc.yaml secret.yaml
     """
-    from secretops.cli._actions import run_encrypt
+    from secretops.cli._actions import env_with, run_encrypt
 
     if reuse is not None:
         # every key flag and setting, and every selection rule
         given = [*options.values(), mac_only_encrypted, shamir or None, output_type]
         _reencrypt(file, reuse, in_place, output, input_type, filename_override,
-                   config_path, conflicting=any(v is not None for v in given))
+                   config_path, conflicting=any(v is not None for v in given),
+                   env=env_with(None, keyservice, enable_local_keyservice))
         return
 
     run_encrypt(file, in_place=in_place, output=output, input_type=input_type,
                 output_type=output_type, filename_override=filename_override,
                 config_path=config_path, mac_only_encrypted=mac_only_encrypted, shamir=shamir,
+                keyservice=keyservice, enable_local_keyservice=enable_local_keyservice,
                 **cast(dict[str, Any], options))
 
 
 def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
                input_type: str | None, filename_override: str | None,
-               config_path: str | None, conflicting: bool) -> None:
+               config_path: str | None, conflicting: bool, env: Mapping[str, str]) -> None:
     """``encrypt --reuse``: the edited plaintext FILE as a new version of REUSE."""
     from secretops import fileops
     from secretops.cli._actions import check_io, write_result
@@ -67,7 +72,7 @@ def _reencrypt(file: str, reuse: str, in_place: bool, output: str | None,
     given = settings(reuse, input_type=input_type, name=filename_override,
                      config_path=config_path)
     try:
-        opened = open_path(reuse, given=given)
+        opened = open_path(reuse, given=given, env=env)
     except SecretOpsError as e:
         raise e.with_file(reuse) from None
     try:

@@ -30,7 +30,7 @@ from typing import Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE, decryption_order
+from secretops.cli._common import FORMAT_CHOICE, decryption_order, keyservice_flags
 
 _NAME_OK = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FALLBACK_FILENAME = "tmp-file"  # sops's name for the decrypted file
@@ -225,9 +225,11 @@ def _deprecated(command: str) -> None:
               help="Start the command and return at once (deprecated, as in sops).")
 @click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from the file name).")
 @decryption_order
+@keyservice_flags
 def exec_env(file: str, command: tuple[str, ...], pristine: bool, flatten: bool,
              same_process: bool, user: str | None, background: bool, input_type: str | None,
-             decryption_order: str | None) -> None:
+             decryption_order: str | None, keyservice: tuple[str, ...],
+             enable_local_keyservice: bool | None) -> None:
     """Run COMMAND with FILE's values as environment variables.
 
     Each top-level key becomes a variable (numbers and booleans as sops writes them); a nested
@@ -248,7 +250,8 @@ def exec_env(file: str, command: tuple[str, ...], pristine: bool, flatten: bool,
             raise SecretOpsError("the --same-process flag cannot be used with --background",
                                  code=ExitCode.CONFLICTING_PARAMETERS)
     try:
-        opened = _opened(file, input_type, env_with(decryption_order))
+        opened = _opened(file, input_type,
+                         env_with(decryption_order, keyservice, enable_local_keyservice))
         doc = opened.docs[0] if opened.docs else None
         values = flatten_env(doc) if flatten else top_level_env(doc)
         who = _user(user)
@@ -291,9 +294,11 @@ def _exec(argv: list[str], env: Mapping[str, str], user: _User | None) -> None:
 @click.option("--input-type", type=FORMAT_CHOICE, help="Format (default: from the file name).")
 @click.option("--output-type", type=FORMAT_CHOICE, help="Format of the decrypted file.")
 @decryption_order
+@keyservice_flags
 def exec_file(file: str, command: tuple[str, ...], no_fifo: bool, filename: str | None,
               user: str | None, background: bool, input_type: str | None,
-              output_type: str | None, decryption_order: str | None) -> None:
+              output_type: str | None, decryption_order: str | None,
+              keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Run COMMAND with '{}' replaced by the path of FILE decrypted.
 
     The decrypted file is a named pipe in a private directory (memory-backed where possible),
@@ -316,7 +321,8 @@ def exec_file(file: str, command: tuple[str, ...], no_fifo: bool, filename: str 
             "races with the removal)", code=ExitCode.CONFLICTING_PARAMETERS,
             hints=("run the command in the foreground, or background the whole exec-file",))
     try:
-        opened = _opened(file, input_type, env_with(decryption_order))
+        opened = _opened(file, input_type,
+                         env_with(decryption_order, keyservice, enable_local_keyservice))
         if output_type and output_type != (input_type or format_for_path(file)):
             plain = bytes(get_store(output_type).emit(opened.docs, None))
         else:

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from secretops.cli._common import keyservice_flags
+
 # sops's flags for key sources secretops has no record of: accepted, and refused when used
 _SOPS_GROUP_FLAGS = ("pgp", "kms", "gcp-kms", "hckms", "azure-kv", "hc-vault-transit", "age")
 
@@ -45,7 +47,7 @@ def _key_flags(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _common(f: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed([
+    opts: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
         click.option("-f", "--file", "file", metavar="FILE", help="The encrypted file."),
         click.option("-i", "--in-place", is_flag=True,
                      help="Write the result back to FILE instead of stdout."),
@@ -53,7 +55,9 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
                      help="How many key groups are needed to recover the data key."),
         click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
                      help="The .sops.yaml whose stores settings format the output."),
-    ]):
+        keyservice_flags,
+    ]
+    for opt in reversed(opts):
         f = opt(f)
     return f
 
@@ -63,7 +67,8 @@ def _common(f: Callable[..., Any]) -> Callable[..., Any]:
 @_common
 @_key_flags
 def add_command(extra: tuple[str, ...], file: str | None, in_place: bool, threshold: int,
-                config_path: str | None, **given: Any) -> None:
+                config_path: str | None, keyservice: tuple[str, ...],
+                enable_local_keyservice: bool | None, **given: Any) -> None:
     """Add a key group to FILE: its keys get a share of the same data key.
 
     \b
@@ -82,14 +87,15 @@ def add_command(extra: tuple[str, ...], file: str | None, in_place: bool, thresh
 
         return add_group(opened.metadata, _new_group(given), threshold, opened.data_key, env)
 
-    _run(file, in_place, config_path, change)
+    _run(file, in_place, config_path, change, (keyservice, enable_local_keyservice))
 
 
 @group.command("delete")
 @click.argument("index", nargs=-1, required=False)
 @_common
 def delete_command(index: tuple[str, ...], file: str | None, in_place: bool, threshold: int,
-                   config_path: str | None) -> None:
+                   config_path: str | None, keyservice: tuple[str, ...],
+                   enable_local_keyservice: bool | None) -> None:
     """Delete key group INDEX (counted from 0) from FILE.
 
     \b
@@ -112,7 +118,7 @@ def delete_command(index: tuple[str, ...], file: str | None, in_place: bool, thr
 
         return delete_group(opened.metadata, int(text), threshold, opened.data_key, env)
 
-    _run(file, in_place, config_path, change)
+    _run(file, in_place, config_path, change, (keyservice, enable_local_keyservice))
 
 
 def _need_file(file: str | None) -> str:
@@ -140,17 +146,18 @@ def _new_group(given: dict[str, Any]) -> list[Any]:
 
 
 def _run(file: str, in_place: bool, config_path: str | None,
-         change: Callable[[Any, Any], Any]) -> None:
-    import os
+         change: Callable[[Any, Any], Any],
+         keyservices: tuple[tuple[str, ...], bool | None]) -> None:
     import sys
 
     from secretops import fileops
+    from secretops.cli._actions import env_with
     from secretops.compose import open_path, settings
     from secretops.errors import SecretOpsError
     from secretops.fileio import write_file
 
-    env = os.environ
     try:
+        env = env_with(None, *keyservices)
         given = settings(file, config_path=config_path, env=env)
         opened = open_path(file, env=env, rewrite=in_place, given=given)
         data = fileops.rewrite_metadata(opened, change(opened, env))

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from secretops.cli._common import keyservice_flags
+
 if TYPE_CHECKING:
     from secretops.config import Config
 
@@ -29,8 +31,10 @@ if TYPE_CHECKING:
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml with the destination rules (default: searched upwards "
                    "from the working directory).")
+@keyservice_flags
 def command(paths: tuple[str, ...], yes: bool, omit_extensions: bool, recursive: bool,
-            verbose: bool, decryption_order: str | None, config_path: str | None) -> None:
+            verbose: bool, decryption_order: str | None, config_path: str | None,
+            keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Publish FILE to the destination its .sops.yaml destination rule names.
 
     To S3 goes the encrypted file: as it is, or re-encrypted for the keys of the rule's
@@ -43,12 +47,11 @@ def command(paths: tuple[str, ...], yes: bool, omit_extensions: bool, recursive:
     """
     import os
 
+    from secretops.cli._actions import env_with
     from secretops.compose import load_config_for
     from secretops.errors import ExitCode, SecretOpsError
 
-    env = dict(os.environ)
-    if decryption_order:
-        env["SOPS_DECRYPTION_ORDER"] = decryption_order
+    env = dict(env_with(decryption_order, keyservice, enable_local_keyservice))
     cfg = load_config_for(None, env, config_path)
     if cfg is None:
         raise SecretOpsError("no .sops.yaml found: publish needs its destination_rules",

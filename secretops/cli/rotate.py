@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags
+from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags, keyservice_flags
 
 
 @click.command("rotate")
@@ -21,6 +21,7 @@ from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags
 @click.option("--filename-override", metavar="NAME",
               help="Use NAME to pick the format and the .sops.yaml rule.")
 @decryption_order
+@keyservice_flags
 @click.option("--older-than", metavar="DURATION",
               help="Only rotate files whose data key is older than this (90d, 12w, 1y); "
                    "exit 156 when a file was rotated. Needs -i.")
@@ -30,7 +31,9 @@ from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags
 def command(paths: tuple[str, ...], in_place: bool, output: str | None,
             input_type: str | None, output_type: str | None, filename_override: str | None,
             decryption_order: str | None, older_than: str | None, dry_run: bool,
-            config_path: str | None, **keys: tuple[str, ...] | str | None) -> None:
+            config_path: str | None,
+            keyservice: tuple[str, ...], enable_local_keyservice: bool | None,
+            **keys: tuple[str, ...] | str | None) -> None:
     """Give FILE a new data key and re-encrypt every value with it.
 
     As sops: the rotated file goes to standard output, to --output, or with -i back into
@@ -58,7 +61,7 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
     from secretops.keys import sources
     from secretops.keys.specs import from_flags
 
-    env = env_with(decryption_order)
+    env = env_with(decryption_order, keyservice, enable_local_keyservice)
     if in_place and output:
         raise SecretOpsError("cannot operate on both --output and --in-place",
                              code=ExitCode.CONFLICTING_PARAMETERS)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE, decryption_order
+from secretops.cli._common import FORMAT_CHOICE, decryption_order, keyservice_flags
 
 if TYPE_CHECKING:
     from secretops.errors import SecretOpsError
@@ -55,6 +55,7 @@ def _file_options(f: Any) -> Any:
         click.option("--ignore-mac", is_flag=True,
                      help="Do not verify the MAC before changing the file (recovery only)."),
         decryption_order,
+        keyservice_flags,
         click.option("--shamir-secret-sharing-threshold", "shamir", type=int, default=0,
                      hidden=True, help="Accepted for sops compatibility; no effect (as in sops)."),
     ]
@@ -80,7 +81,8 @@ def _usage(message: str) -> SecretOpsError:
 @_file_options
 def set_command(args: tuple[str, ...], value_stdin: bool, value_file: bool, idempotent: bool,
                 input_type: str | None, output_type: str | None, ignore_mac: bool,
-                decryption_order: str | None, shamir: int) -> None:
+                decryption_order: str | None, shamir: int,
+                keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Set the value at PATH in FILE to VALUE (JSON), in place.
 
     Other values keep their ciphertext. As in sops: missing keys are added with the maps and
@@ -113,7 +115,8 @@ def set_command(args: tuple[str, ...], value_stdin: bool, value_file: bool, idem
         else:
             raw = args[2].encode("utf-8", "surrogateescape")
         new = _parse_json_value(raw.strip())
-        opened = _open(file, input_type, ignore_mac, env_with(decryption_order))
+        opened = _open(file, input_type, ignore_mac,
+                       env_with(decryption_order, keyservice, enable_local_keyservice))
         output = _output_store(file, opened, output_type)
         result = fileops.set_value(opened, tree_path, new, output)
         if result is None:
@@ -141,7 +144,8 @@ def _read_value_file(name: str) -> bytes:
 @_file_options
 def unset_command(args: tuple[str, ...], idempotent: bool, input_type: str | None,
                   output_type: str | None, ignore_mac: bool, decryption_order: str | None,
-                  shamir: int) -> None:
+                  shamir: int,
+                  keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Remove the key or list item at PATH from FILE, in place.
 
     \b
@@ -157,7 +161,8 @@ def unset_command(args: tuple[str, ...], idempotent: bool, input_type: str | Non
     file, path = args
     try:
         tree_path = _tree_path(path)
-        opened = _open(file, input_type, ignore_mac, env_with(decryption_order))
+        opened = _open(file, input_type, ignore_mac,
+                       env_with(decryption_order, keyservice, enable_local_keyservice))
         try:
             result = fileops.unset_value(opened, tree_path,
                                          _output_store(file, opened, output_type))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 import click
 
-from secretops.cli._common import FORMAT_CHOICE
+from secretops.cli._common import FORMAT_CHOICE, keyservice_flags
 
 
 @click.command("updatekeys")
@@ -17,8 +18,10 @@ from secretops.cli._common import FORMAT_CHOICE
               help="Override the rule's Shamir threshold.")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use (default: searched upwards from each file).")
+@keyservice_flags
 def command(files: tuple[str, ...], yes: bool, input_type: str | None, shamir: int,
-            config_path: str | None) -> None:
+            config_path: str | None, keyservice: tuple[str, ...],
+            enable_local_keyservice: bool | None) -> None:
     """Add and remove master keys of FILES as their creation rule says.
 
     Values are not re-encrypted: every value's ciphertext, lastmodified and the MAC stay as
@@ -30,13 +33,17 @@ def command(files: tuple[str, ...], yes: bool, input_type: str | None, shamir: i
       secretops updatekeys secrets/*.enc.yaml
       secretops updatekeys --yes prod.enc.yaml       # in CI
     """
-    from secretops.cli._actions import report
+    from secretops.cli._actions import env_with, report
     from secretops.errors import ExitCode, SecretOpsError
 
+    try:
+        env = env_with(None, keyservice, enable_local_keyservice)
+    except SecretOpsError as e:
+        sys.exit(report(e))
     first_error = 0
     for file in files:
         try:
-            _update(file, yes, input_type, shamir, config_path)
+            _update(file, yes, input_type, shamir, config_path, env)
         except SecretOpsError as e:
             code = report(e.with_file(file))
             first_error = first_error or code
@@ -47,16 +54,13 @@ def command(files: tuple[str, ...], yes: bool, input_type: str | None, shamir: i
 
 
 def _update(file: str, yes: bool, input_type: str | None, shamir: int,
-            config_path: str | None) -> None:
-    import os
-
+            config_path: str | None, env: Mapping[str, str]) -> None:
     from secretops import fileops
     from secretops.compose import open_path, settings
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.keyops import apply_plan, plan_update
 
-    env = os.environ
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
     cfg = given.config
     if cfg is None:

@@ -12,7 +12,8 @@ Two tiny protocols, after age's ``Recipient``/``Identity``:
 its metadata kind, wire fields and identity fields, how an entry is described in messages, the
 pip extra and the modules that extra installs, the command-line flag and environment variable,
 the ``.sops.yaml`` keys and how their values parse into :class:`~secretops.keys.specs.KeySpec`
-objects, and the recipient and identity factories. :data:`SOURCES` lists the modules, one line
+objects, the recipient and identity factories, and its key's shape in sops's key service
+protocol (:class:`WireKey`). :data:`SOURCES` lists the modules, one line
 each, in the default decryption order. The CLI (flags), the config (rules), the metadata
 readers (descriptions) and ``updatekeys``/``rotate`` (identities) all read these records, so
 adding a source is its module, one line here and its extra in ``pyproject.toml``.
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from secretops.core.metadata import KEY_FIELDS, KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
@@ -114,6 +115,18 @@ class SourceUnavailable(SecretOpsError):
     code = ExitCode.INVALID_KEY
 
 
+class WireKey(NamedTuple):
+    """How sops's key service protocol (gRPC, ``secretops keyservice``) names a master key of
+    this source: ``number`` is its message's field number in the request's ``Key`` oneof, and
+    ``fields`` are the entry fields that message carries, as proto3 fields numbered 1, 2, … in
+    that order — strings, except those in ``maps`` (``map<string, string>``). The numbers are
+    sops's (``keyservice/keyservice.proto``): they are the wire format, the names are not."""
+
+    number: int
+    fields: tuple[str, ...]
+    maps: tuple[str, ...] = ()
+
+
 class KeyOption:
     """A setting that applies to every key of one source named on the command line
     (``--encryption-context``, ``--aws-profile``), parsed once whether or not keys are given,
@@ -142,7 +155,7 @@ class KeySource:
     __slots__ = ("abilities", "config_key", "describe", "env", "example", "extra", "flag",
                  "group_example", "group_key", "help", "identity", "identity_fields", "kind",
                  "metavar", "no_identity_hint", "options", "parse", "parse_group", "recipient",
-                 "remove_fields", "requires", "short", "title", "upper_fields")
+                 "remove_fields", "requires", "short", "title", "upper_fields", "wire")
 
     def __init__(
         self,
@@ -171,6 +184,7 @@ class KeySource:
         no_identity_hint: str = "",
         abilities: tuple[object, ...] = (),
         short: str | None = None,
+        wire: WireKey | None = None,
     ) -> None:
         self.kind = kind  # the metadata's key: age, pgp, kms, hc_vault
         self.title = title  # for people: "AWS KMS"
@@ -199,6 +213,7 @@ class KeySource:
         self.requires = requires  # the modules that extra installs
         self.no_identity_hint = no_identity_hint
         self.abilities = abilities
+        self.wire = wire  # its key in sops's key service protocol (None: not served)
 
     def __repr__(self) -> str:
         return f"KeySource({self.kind!r})"

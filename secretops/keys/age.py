@@ -19,7 +19,7 @@ from typing import Any
 from secretops.core.agemsg import AgeMessageError, read_message
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeyMismatch, KeySource
+from secretops.keys import KeyMismatch, KeySource, WireKey
 from secretops.keys.specs import KeySpec
 
 KIND = "age"
@@ -354,4 +354,5 @@ SOURCE = KeySource(
     identity=identity,
     no_identity_hint="set SOPS_AGE_KEY_FILE or SOPS_AGE_KEY, or put your age key in "
                      "~/.config/sops/age/keys.txt",
+    wire=WireKey(6, ("recipient",)),
 )

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeyOption, KeySource
+from secretops.keys import KeyOption, KeySource, WireKey
 from secretops.keys.specs import KeySpec
 
 if TYPE_CHECKING:
@@ -377,4 +377,5 @@ SOURCE = KeySource(
     identity=identity,
     extra="aws",
     requires=("boto3",),
+    wire=WireKey(1, ("arn", "role", "context", "aws_profile"), maps=("context",)),
 )

@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeySource, split_list
+from secretops.keys import KeySource, WireKey, split_list
 from secretops.keys.specs import KeySpec
 
 KIND = "azure_kv"
@@ -303,4 +303,5 @@ SOURCE = KeySource(
     identity=identity,
     extra="azure",
     requires=("azure.keyvault.keys", "azure.identity"),
+    wire=WireKey(4, ("vault_url", "name", "version")),
 )

@@ -37,6 +37,7 @@ from secretops.keys import (
 
 if TYPE_CHECKING:
     from secretops.keys.specs import KeySpec
+    from secretops.keyservice import Settings
 
 
 def make_recipients(groups: Sequence[Sequence[KeySpec]],
@@ -51,7 +52,24 @@ def make_recipients(groups: Sequence[Sequence[KeySpec]],
         raise LimitExceededError(
             f"{total} master keys in {len(groups)} key groups: a file may list at most "
             f"{MAX_KEY_ENTRIES} keys in at most {MAX_KEY_GROUPS} groups")
+    services = _keyservices(env)
+    if services is not None:
+        from secretops.keyservice.client import recipients
+
+        return recipients(groups, services, env)
     return [[recipient(s, env) for s in group] for group in groups]
+
+
+def _keyservices(env: Mapping[str, str]) -> Settings | None:
+    """The key service settings when ``env`` names remote services or disables the local one
+    (``SOPS_KEYSERVICE``, ``SOPS_ENABLE_LOCAL_KEYSERVICE``); None — nothing imported — when
+    this process's own keys are all there is."""
+    from secretops.keyservice import configured, settings
+
+    if not configured(env):
+        return None
+    found = settings(env)
+    return found if found.remote else None
 
 
 def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity]:
@@ -68,8 +86,14 @@ def load_identities(metadata: Metadata, env: Mapping[str, str]) -> list[Identity
 def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
     """Identities of one kind, loaded (and their module imported) the first time it is asked.
 
-    So a file with age and KMS entries that an age identity opens never imports boto3.
+    So a file with age and KMS entries that an age identity opens never imports boto3. When
+    the environment names key services, the lookup is theirs (:mod:`secretops.keyservice`).
     """
+    services = _keyservices(env)
+    if services is not None:  # local keys (unless disabled), then each remote key service
+        from secretops.keyservice.client import lookup as remote_lookup
+
+        return remote_lookup(services, env)
     cache: dict[str, list[Identity]] = {}
 
     def lookup(kind: str) -> list[Identity]:
@@ -167,6 +191,7 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
         if not candidates:
             failures.append(f"{describe_entry(entry)}: no {kind} identity available")
             continue
+        failed = False
         for ident in candidates:
             try:
                 got = ident.unwrap(entry)
@@ -178,7 +203,8 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
                 break
             except Exception as e:  # a failing source must not stop the others
                 failures.append(f"{describe_entry(entry)}: {e}")
-                break
+                failed = True  # the next candidate (another key service) may still open it
+                continue
             if len(got) != size:  # sops would fail on it later (exit 25): try the others
                 what = "share of the data key" if size == SHARE_SIZE else "data key"
                 err = DecryptionError(
@@ -189,7 +215,8 @@ def _open_group(group: Sequence[KeyEntry], lookup: Callable[[str], list[Identity
                 break
             return got
         else:
-            failures.append(f"{describe_entry(entry)}: none of the {kind} identities fits")
+            if not failed:
+                failures.append(f"{describe_entry(entry)}: none of the {kind} identities fits")
     return None
 
 

@@ -45,7 +45,7 @@ from typing import Any
 
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeySource, split_list
+from secretops.keys import KeySource, WireKey, split_list
 from secretops.keys.specs import KeySpec
 
 KIND = "gcp_kms"
@@ -307,4 +307,5 @@ SOURCE = KeySource(
     identity=identity,
     extra="gcp",
     requires=("google.cloud.kms_v1",),
+    wire=WireKey(3, ("resource_id",)),
 )

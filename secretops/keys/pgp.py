@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from secretops.core.limits import MAX_GPG_OUTPUT, MAX_GPG_STDERR
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, LimitExceededError, SecretOpsError
-from secretops.keys import KeyMismatch, KeySource
+from secretops.keys import KeyMismatch, KeySource, WireKey
 from secretops.keys.specs import KeySpec
 
 if TYPE_CHECKING:
@@ -304,4 +304,5 @@ SOURCE = KeySource(
     identity=identity,
     no_identity_hint="for PGP keys, import the secret key into the keyring gpg uses (GNUPGHOME); "
                      "gpg --list-secret-keys shows what it has",
+    wire=WireKey(2, ("fp",)),
 )

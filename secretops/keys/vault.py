@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeySource
+from secretops.keys import KeySource, WireKey
 from secretops.keys.specs import KeySpec
 
 KIND = "hc_vault"
@@ -439,4 +439,5 @@ SOURCE = KeySource(
     extra="vault",
     requires=("hvac",),
     abilities=(_Rewrap(),),
+    wire=WireKey(5, ("vault_address", "engine_path", "key_name")),
 )

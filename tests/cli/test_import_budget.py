@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import AgeKey, secretops
 
-HEAVY = ("cryptography", "yaml", "pyrage")
+HEAVY = ("cryptography", "yaml", "pyrage", "grpc", "google")  # google: protobuf
 
 
 def _imported(*args: str, cwd: Path | None = None) -> set[str]:
@@ -24,6 +24,7 @@ def _imported(*args: str, cwd: Path | None = None) -> set[str]:
     ["--version"], ["-v"], ["--disable-version-check", "--version"], ["--version", "-d"],
     ["--help"], ["-h"], ["-d", "--help"], ["help"], ["help", "decrypt"], ["decrypt", "--help"],
     ["--config", "x.yaml", "decrypt", "--help"], ["completion", "bash"],
+    ["keyservice", "--help"],
 ])
 def test_help_and_version_skip_crypto_and_yaml(args: list[str]) -> None:
     """Also in sops's global forms (``-v``, ``-d --help``, ``help decrypt`` …)."""
@@ -47,7 +48,7 @@ def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
     mods = _imported(*form, str(enc), cwd=tmp_path)
     assert "yaml" in mods and "secretops.core.cipher" in mods
     absent = ["click", "dataclasses", "inspect", "subprocess", "tempfile", "json",
-              "secretops.stores.json",
+              "secretops.stores.json", "grpc", "google.protobuf",
               "_hashlib"]  # the system's OpenSSL: the MAC uses cryptography's SHA-512
     if "none.yaml" not in form:
         absent.append("secretops.config")  # a config is read only when one is named

@@ -463,8 +463,6 @@ def test_usage_errors(sops_bin: str, enc: bytes, tmp_path: Path, argv: list[str]
 
 
 @pytest.mark.parametrize("argv, named", [
-    (["--keyservice", "tcp://127.0.0.1:9", "-d", "s.enc.yaml"], "--keyservice"),
-    (["--enable-local-keyservice=false", "-d", "s.enc.yaml"], "--enable-local-keyservice=false"),
     (["-e", "--hckms", "eu-west-1:0000", "s.yaml"], "--hckms"),
     (["--filename-override", "x.yaml", "--set", '["a"] 1', "s.enc.yaml"], "--filename-override"),
 ])

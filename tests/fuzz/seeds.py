@@ -303,3 +303,22 @@ def bitnami_seeds() -> list[bytes]:
 
 def eso_seeds() -> list[bytes]:
     return [p.read_bytes() for p in sorted((TESTDATA / "eso").glob("*.yaml"))]
+
+
+@cache
+def keyservice_requests() -> list[bytes]:
+    """Key service requests as sops sends them: Decrypt of each age seed message for the test
+    key's recipient (and another), Encrypt of a data key and a Shamir share, a KMS key."""
+    from secretops.keyservice.protocol import key_message, messages
+
+    m = messages()
+    age = key_message("age", {"recipient": recipient()})
+    out = [bytes(m.decrypt_request(key=age, ciphertext=enc).SerializeToString())
+           for enc in age_messages()[:6]]
+    out += [bytes(m.encrypt_request(key=age, plaintext=bytes(n)).SerializeToString())
+            for n in (32, 33)]
+    kms = key_message("kms", {"arn": "arn:aws:kms:us-east-1:1:key/k", "role": "",
+                              "context": {"a": "b"}, "aws_profile": ""})
+    out.append(bytes(m.decrypt_request(key=kms, ciphertext=b"AQID").SerializeToString()))
+    return out
+

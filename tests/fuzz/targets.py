@@ -349,6 +349,46 @@ def _controller_run(op: str) -> Callable[[bytes], None]:
     return run
 
 
+class _Aborted(SecretOpsError):
+    """What a gRPC context's ``abort`` does: end the call with a status."""
+
+
+class _Context:
+    def peer(self) -> str:
+        return "fuzz"
+
+    def abort(self, code: object, details: str) -> None:
+        raise _Aborted(f"{code}: {details}")
+
+
+def _keyservice_run(data: bytes) -> None:
+    """One request body, as ``secretops keyservice`` receives it from the network, through both
+    calls (age keys only: a mutated request naming a cloud key must not reach for a cloud);
+    and the same bytes as the client's settings."""
+    from secretops.keyservice import settings
+    from secretops.keyservice.server import Service
+
+    service = Service(seeds.env(), kinds=("age",))
+    text = data.decode("utf-8", "replace")
+    each(lambda: service.decrypt(data, _Context()), lambda: service.encrypt(data, _Context()),
+         lambda: settings({"SOPS_KEYSERVICE": text, "SOPS_ENABLE_LOCAL_KEYSERVICE": text[:6]}))
+
+
+def _flip(seed: bytes, at: int, byte: int) -> bytes:
+    if not seed:
+        return bytes([byte])
+    at %= len(seed)
+    return seed[:at] + bytes([byte]) + seed[at + 1:]
+
+
+def _keyservice_inputs() -> st.SearchStrategy[bytes]:
+    requests = seeds.keyservice_requests()
+    return st.one_of(st.binary(max_size=2048),
+                     st.builds(_flip, st.sampled_from(requests), st.integers(0, 1 << 16),
+                               st.integers(0, 255)),
+                     mutated(requests, "armor"))
+
+
 def _manifests(base: Callable[[], list[bytes]], fmt: str = "yaml"
                ) -> Callable[[], st.SearchStrategy[bytes]]:
     return lambda: st.one_of(mutated(base(), fmt), tree_mutations(base()))
@@ -392,6 +432,8 @@ FUZZ: dict[str, Fuzz] = {f.target.name: f for f in [
                                "spec": SHAPES}), min_size=1, max_size=2).map(
                                lambda docs: yaml.safe_dump_all(docs).encode())),
          lambda: seeds.eso_seeds()[0]),
+    Fuzz(Target("keyservice-request", _keyservice_run, ".bin"), _keyservice_inputs,
+         lambda: seeds.keyservice_requests()[0]),
     Fuzz(Target("controller-verify", _controller_run("verify"), ".yaml"),
          _manifests(seeds.sealed_seeds), lambda: seeds.sealed_seeds()[0]),
     Fuzz(Target("controller-rotate", _controller_run("reseal"), ".yaml"),

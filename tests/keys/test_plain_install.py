@@ -164,3 +164,23 @@ def test_updatekeys_adding_the_key(kind: str, plain_site: Path, age_key: AgeKey,
         {"age": age_key.recipient, src.config_key: src.example}]}))
     _clean(plain(plain_site, "updatekeys", "-y", "s.yaml", cwd=tmp_path), 154, src)
     assert (tmp_path / "s.yaml").read_bytes() == before
+
+
+def test_key_services_without_their_extra(plain_site: Path, age_key: AgeKey,
+                                          tmp_path: Path) -> None:
+    """grpc and protobuf come with ``secretops[keyservice]``: asking for a key service without
+    them is exit 154 naming that extra; without --keyservice nothing of it is needed."""
+    (tmp_path / "s.yaml").write_text(f"password: {CANARY}\n")
+    assert secretops("encrypt", "-i", "--age", age_key.recipient,
+                     str(tmp_path / "s.yaml")).code == 0
+    (tmp_path / "p.yaml").write_text(f"password: {CANARY}\n")
+    r = plain(plain_site, "decrypt", "s.yaml", cwd=tmp_path)
+    assert r.code == 0 and CANARY in r.text, r.err
+    for args in (["decrypt", "--keyservice", "tcp://127.0.0.1:1", "s.yaml"],
+                 ["encrypt", "--keyservice", "tcp://127.0.0.1:1", "--age", age_key.recipient,
+                  "p.yaml"],
+                 ["keyservice", "--address", "127.0.0.1:0"]):
+        r = plain(plain_site, *args, cwd=tmp_path)
+        assert "secretops[keyservice]" in r.err and "Traceback" not in r.err, (args, r.err)
+        assert r.code in (154, 128), (args, r.code)
+        assert CANARY not in r.text
