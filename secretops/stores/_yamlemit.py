@@ -1,10 +1,12 @@
 """A small YAML emitter in sops's output style.
 
-Used where there is no original text to splice into: the ``sops:`` metadata block, documents
-whose aliases had to be expanded, files converted from another format, and new files. Layout
-follows what sops (go-yaml v3) writes: block style, ``indent`` spaces per level (sops's default
-is 4), sequences indented under their key, list items' maps aligned after ``- ``, comments on
-their own lines, multi-line strings as literal blocks.
+Used where there is no original text to splice into, or where sops's output is asked for:
+the ``sops:`` metadata block, documents whose aliases had to be expanded, files converted from
+another format, new files, and every document under ``--indent`` or ``stores.yaml.indent``.
+Layout is what sops (go-yaml v3) writes, byte for byte, for every step it takes: block style,
+sequences indented under their key, a collection in a list item starting on the dash's line,
+columns as go-yaml counts them (:func:`child_indent`), comments on their own lines,
+multi-line strings as literal blocks.
 """
 
 from __future__ import annotations
