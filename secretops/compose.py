@@ -105,9 +105,10 @@ def settings(file: str, *, input_type: str | None = None, name: str | None = Non
 def open_path(file: str, *, input_type: str | None = None, name: str | None = None,
               config_path: str | None = None, env: Mapping[str, str] | None = None,
               rewrite: bool = False, ignore_mac: bool = False,
-              given: Settings | None = None) -> OpenedFile:
+              given: Settings | None = None, keep_ivs: bool = True) -> OpenedFile:
     """Read and decrypt ``file`` with its settings (or ``given`` ones). ``rewrite``: the
-    command will write the file back, so it must be a regular file (:mod:`secretops.fileio`)."""
+    command will write the file back, so it must be a regular file (:mod:`secretops.fileio`);
+    ``keep_ivs=False``: it only reads (:func:`secretops.fileops.open_file`)."""
     from secretops.fileio import read_input
     from secretops.fileops import open_file
 
@@ -115,4 +116,4 @@ def open_path(file: str, *, input_type: str | None = None, name: str | None = No
     s = given or settings(file, input_type=input_type, name=name, config_path=config_path,
                           env=env)
     return open_file(read_input(file, rewrite=rewrite), format=s.format, env=env,
-                     options=s.options, ignore_mac=ignore_mac)
+                     options=s.options, ignore_mac=ignore_mac, keep_ivs=keep_ivs)

@@ -331,6 +331,18 @@ def test_config_edit(sops_bin: str, enc: bytes, age_key: AgeKey, tmp_path: Path)
     assert pair.ours.files["shown.txt"] == pair.sops.files["shown.txt"]
 
 
+@pytest.mark.parametrize("extra", [[], ["--output-type", "json"]], ids=["yaml", "json"])
+def test_config_exec_file(extra: list[str], sops_bin: str, enc: bytes, age_key: AgeKey,
+                          tmp_path: Path) -> None:
+    """The file exec-file's command reads is indented as the config says (sops: its
+    outputStore)."""
+    files = {"s.enc.yaml": enc, ".sops.yaml": _config(age_key.recipient, YAML2_JSON3)}
+    pair = run_both(sops_bin, ["exec-file", "--no-fifo", *extra, "s.enc.yaml", "cat {}"],
+                    files, tmp_path)
+    assert pair.sops.ok and (b"\n  c: x" in pair.sops.out or b'\n   "b"' in pair.sops.out), pair
+    assert_same(pair, stdout="bytes", files="bytes")
+
+
 @pytest.mark.parametrize("stores, name, code", [
     ("  yaml:\n    indent: -1\n", "s.enc.yaml", 4),
     ("  yaml:\n    indent: -1\n", "s.enc.json", 0),  # only YAML output refuses it
