@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = ["decrypt", "decrypt_file", "encrypt", "encrypt_file"]
 
 
+_INDENTED = ("yaml", "json")  # output formats that .sops.yaml's stores: section shapes
 _COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?:#[^\n]*)?")
 
 
@@ -48,7 +49,9 @@ def _config(filename: str | None, env: Mapping[str, str], config: str | None) ->
 
 
 def _store_options(cfg: Config | None, fmt: str) -> StoreOptions:
-    return cfg.store_options(fmt) if cfg is not None else StoreOptions()
+    from secretops.compose import store_options
+
+    return store_options(cfg, fmt)
 
 
 def encrypt(
@@ -160,7 +163,7 @@ def decrypt(
     fmt = format or (format_for_path(filename) if filename else "yaml")
     out_fmt = output_format or fmt
     cfg = None
-    if config or out_fmt != fmt:  # .sops.yaml only shapes converted output
+    if config or out_fmt != fmt or fmt in _INDENTED:  # .sops.yaml's stores: section
         try:
             cfg = _config(filename, env, config)
         except SecretOpsError:

@@ -8,8 +8,13 @@ open_file`). The rules, in one place:
 
 * the format is ``--input-type``, else the one the name (or ``--filename-override``) implies;
 * the config is ``--config`` / ``$SOPS_CONFIG``, else ``.sops.yaml`` searched upwards from the
-  file (:func:`secretops.config.find_config`);
-* without a config the store options are the defaults.
+  file (:func:`secretops.configpath.locate`);
+* the store options are the config's ``stores:`` section for that format (defaults without a
+  config), unless the command line gave sops's global ``--indent``: then every store writes
+  anew with that indentation, whatever the config says (:func:`store_options`). sops reads
+  ``--indent`` only in its global mode (``sops -d --indent 2 f``), never after a subcommand,
+  so the CLI does not pass it as a subcommand option: it runs the subcommand inside
+  :func:`indent_given`.
 
 ``lenient=True`` is for ``edit``, which uses the config of an existing file only to format its
 output: a config that cannot be found (``--config`` naming no file) then means default
@@ -19,7 +24,9 @@ options; one that is found but malformed still fails.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
 
 from secretops.stores import StoreOptions, format_for_path
@@ -27,6 +34,29 @@ from secretops.stores import StoreOptions, format_for_path
 if TYPE_CHECKING:
     from secretops.config import Config
     from secretops.fileops import OpenedFile
+
+
+_INDENT: ContextVar[int | None] = ContextVar("secretops_indent", default=None)
+
+
+@contextmanager
+def indent_given(indent: int) -> Iterator[None]:
+    """Within the block, every store writes output anew with ``indent`` (sops's ``--indent``,
+    which overrides ``.sops.yaml``'s ``stores:`` section for YAML, JSON and binary alike)."""
+    token = _INDENT.set(indent)
+    try:
+        yield
+    finally:
+        _INDENT.reset(token)
+
+
+def store_options(config: Config | None, fmt: str) -> StoreOptions:
+    """The options of format ``fmt``'s store: ``--indent`` if given (see :func:`indent_given`),
+    else ``config``'s ``stores:`` section, else the defaults."""
+    indent = _INDENT.get()
+    if indent is not None:
+        return StoreOptions(indent=indent, reindent=True)
+    return config.store_options(fmt) if config is not None else StoreOptions()
 
 
 class Settings(NamedTuple):
@@ -39,11 +69,18 @@ class Settings(NamedTuple):
 
 def load_config_for(file: str | None, env: Mapping[str, str],
                     config_path: str | None = None) -> Config | None:
-    """The ``.sops.yaml`` that applies to ``file`` (``config_path`` first), loaded; or None."""
-    from secretops.config import find_config, load_config
+    """The ``.sops.yaml`` that applies to ``file`` (``config_path`` first), loaded; or None.
+    Where there is none, the config module (pathlib, the shape checks) is never imported."""
+    from secretops.configpath import locate
 
-    path = find_config(file, env, config_path)
-    return load_config(path) if path is not None else None
+    path = locate(file, env, config_path)
+    if path is None:
+        return None
+    from pathlib import Path
+
+    from secretops.config import load_config
+
+    return load_config(Path(path))
 
 
 def settings(file: str, *, input_type: str | None = None, name: str | None = None,
@@ -51,26 +88,27 @@ def settings(file: str, *, input_type: str | None = None, name: str | None = Non
              lenient: bool = False) -> Settings:
     """The format, config and store options for ``file`` (``name`` picks the format instead of
     the file's own name)."""
-    from secretops.config import find_config, load_config
-
     env = os.environ if env is None else env
     fmt = input_type or format_for_path(name or file)
+    from secretops.configpath import locate
+
     try:
-        path = find_config(file, env, config_path)
+        path = locate(file, env, config_path)
     except Exception:
         if not lenient:
             raise
         path = None
-    cfg = load_config(path) if path is not None else None
-    return Settings(fmt, cfg, cfg.store_options(fmt) if cfg is not None else StoreOptions())
+    cfg = load_config_for(file, env, path) if path is not None else None
+    return Settings(fmt, cfg, store_options(cfg, fmt))
 
 
 def open_path(file: str, *, input_type: str | None = None, name: str | None = None,
               config_path: str | None = None, env: Mapping[str, str] | None = None,
               rewrite: bool = False, ignore_mac: bool = False,
-              given: Settings | None = None) -> OpenedFile:
+              given: Settings | None = None, keep_ivs: bool = True) -> OpenedFile:
     """Read and decrypt ``file`` with its settings (or ``given`` ones). ``rewrite``: the
-    command will write the file back, so it must be a regular file (:mod:`secretops.fileio`)."""
+    command will write the file back, so it must be a regular file (:mod:`secretops.fileio`);
+    ``keep_ivs=False``: it only reads (:func:`secretops.fileops.open_file`)."""
     from secretops.fileio import read_input
     from secretops.fileops import open_file
 
@@ -78,4 +116,4 @@ def open_path(file: str, *, input_type: str | None = None, name: str | None = No
     s = given or settings(file, input_type=input_type, name=name, config_path=config_path,
                           env=env)
     return open_file(read_input(file, rewrite=rewrite), format=s.format, env=env,
-                     options=s.options, ignore_mac=ignore_mac)
+                     options=s.options, ignore_mac=ignore_mac, keep_ivs=keep_ivs)

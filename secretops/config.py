@@ -11,16 +11,19 @@ Supported rule fields: ``path_regex``, ``age``, ``kms`` (with ``aws_profile``), 
 ``hc_vault_transit_uri``, ``key_groups`` (with ``age``, ``kms`` maps, ``pgp`` and ``hc_vault``
 entries), ``shamir_threshold``, the six selection rules and ``mac_only_encrypted``. Rules naming
 GCP, Azure or Huawei keys are refused with a clear error.
-The ``stores`` section's ``indent`` settings apply to output. ``destination_rules`` (for
-``publish``) are matched by :meth:`Config.destination_for`: the first whose ``path_regex``
-matches the path as given wins; its ``recreation_rule`` is a creation rule.
+The ``stores`` section's ``indent`` settings apply to output, as in sops: every document is
+written anew with that indentation, unless ``secretops: keep_layout: true`` keeps each YAML
+file's own layout (the indent then applies to what is written anew only).
+``destination_rules`` (for ``publish``) are matched by :meth:`Config.destination_for`: the
+first whose ``path_regex`` matches the path as given wins; its ``recreation_rule`` is a
+creation rule.
 
 **One validation for every reader.** :func:`load_config` checks the shape of the whole file —
 every field of every rule, not just the rule a file matches — the way sops's own reading of it
 (go-yaml into typed structs) refuses it: ``creation_rules`` a list of maps, the string fields
 scalars, ``key_groups`` a list of maps whose entries are lists, ``shamir_threshold`` an integer,
 ``mac_only_encrypted`` a boolean, at most one selection rule, every regex valid, ``stores``
-indents non-negative integers. ``encrypt``, ``decrypt``, ``check`` and the git drivers all read
+indents integers. ``encrypt``, ``decrypt``, ``check`` and the git drivers all read
 the config through it, so a config that one refuses, all refuse (exit 5): a guard that could not
 read the rules must not report "no plaintext". What a key *is* (a valid recipient, a supported
 key source) is checked only where keys are used: ``check`` needs none.
@@ -35,13 +38,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secretops.config_shape import SELECTION_FIELDS as _SELECTION_FIELDS
+from secretops.configpath import locate
 from secretops.errors import ConfigError, ExitCode, SecretOpsError
 from secretops.stores import StoreOptions
 
 if TYPE_CHECKING:
     from secretops.keys.specs import KeySpec
 
-CONFIG_NAMES = (".sops.yaml", ".sops.yml")
 
 
 class CreationRule(NamedTuple):
@@ -89,7 +92,11 @@ class Config(NamedTuple):
         stores = self.data.get("stores") or {}
         name = "json_binary" if fmt == "binary" else fmt  # sops's name for the binary envelope
         section = stores.get(name) or {}  # shapes checked by load_config
-        return StoreOptions(indent=section.get("indent"))
+        indent = section.get("indent")
+        # an indent set here is a request for sops's output (docs/usage.md, "stores"), unless
+        # secretops.keep_layout asks to keep each file's own layout
+        keep = bool((self.data.get("secretops") or {}).get("keep_layout"))
+        return StoreOptions(indent=indent, reindent=indent is not None and not keep)
 
     def rules(self) -> list[dict[str, Any]]:
         """The creation rules (each a map: checked by :func:`load_config`; an empty entry is
@@ -190,30 +197,9 @@ def relative_path(file_path: str, directory: Path) -> str:
 
 def find_config(start: str | None, env: Mapping[str, str], explicit: str | None = None,
                 exists: Callable[[Path], bool] = Path.is_file) -> Path | None:
-    """The config file to use, or None. ``exists`` says whether a candidate is there (the
-    pre-commit check asks the git index instead of the disk)."""
-    given = explicit or env.get("SOPS_CONFIG")
-    if given:
-        p = Path(given)
-        if not p.is_file():
-            raise SecretOpsError(f"config file {given} not found",
-                                 code=ExitCode.CONFIG_FILE_NOT_FOUND)
-        return p
-    starts = []
-    if start:
-        starts.append(Path(os.path.abspath(start)).parent)
-    starts.append(Path(os.getcwd()))
-    for base in starts:
-        d = base
-        for _ in range(100):
-            for name in CONFIG_NAMES:
-                p = d / name
-                if exists(p):
-                    return p
-            if d.parent == d:
-                break
-            d = d.parent
-    return None
+    """The config file to use, or None (:func:`secretops.configpath.locate`, as a Path)."""
+    found = locate(start, env, explicit, lambda p: exists(Path(p)))
+    return Path(found) if found is not None else None
 
 
 def load_config(path: Path, text: bytes | None = None) -> Config:

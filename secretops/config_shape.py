@@ -86,10 +86,13 @@ class _Check:
                             + (" (is a '-' missing?)" if isinstance(value, dict) else ""))
         return value
 
-    def integer(self, where: str, value: Any, minimum: int = 0) -> None:
+    def integer(self, where: str, value: Any, minimum: int | None = 0) -> None:
         if value is None:
             return
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, "must be an integer" if minimum is None
+                            else "must be a non-negative integer")
+        if minimum is not None and value < minimum:
             raise self.fail(where, "must be a non-negative integer")
 
     def regex(self, where: str, value: Any) -> None:
@@ -162,8 +165,12 @@ class _Check:
         stores = self.mapping("stores", data.get("stores"))
         for name in _STORES:
             section = self.mapping(f"stores.{name}", stores.get(name))
-            self.integer(f"stores.{name}.indent", section.get("indent"))
+            # any integer, as sops reads it: a negative one is refused where output of that
+            # format is written (exit 4), as sops refuses it (JSON takes -1: a tab)
+            self.integer(f"stores.{name}.indent", section.get("indent"), minimum=None)
         own = self.mapping("secretops", data.get("secretops"))
+        if not isinstance(own.get("keep_layout", False), bool):
+            raise self.fail("secretops.keep_layout", "must be true or false")
         check = self.mapping("secretops.check", own.get("check"))
         allow = check.get("allow")
         if allow is not None and not (isinstance(allow, list)

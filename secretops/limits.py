@@ -16,17 +16,22 @@ hang or exhaust memory. The numbers, and why each is what it is, are in ``docs/s
   made in all, at most 99% may come through aliases up to 400,000 visits, sliding to 10% at
   4,000,000 and beyond. :class:`AliasBudget` applies it per YAML document, before an alias is
   expanded, so no more than that is ever built.
+* **Indentation** — :data:`MAX_INDENT` spaces per level of JSON output (``--indent``,
+  ``stores.json.indent`` in a ``.sops.yaml`` someone else may have written): each level of
+  each line repeats it, so an unbounded one turns a small file into gigabytes. YAML needs no
+  limit: go-yaml, and so sops and secretops, take more than 9 as 2.
 
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
-from secretops.errors import ConfigError, FormatError
+from secretops.errors import ConfigError, DumpError, FormatError
 
 MAX_INPUT_BYTES = 128 * 1024 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 10_000
+MAX_INDENT = 64  # JSON spaces per level (--indent, stores.*.indent): see check_indent
 
 _RATIO_LOW = 400_000
 _RATIO_HIGH = 4_000_000
@@ -51,6 +56,15 @@ def check_config_size(data: bytes, file: str) -> None:
         raise ConfigError(
             f"the config is {len(data):,} bytes, over the limit of {MAX_CONFIG_BYTES:,} bytes",
             file=file,
+        )
+
+
+def check_indent(indent: int) -> None:
+    """Refuse JSON indentation over :data:`MAX_INDENT` spaces, before anything is written."""
+    if indent > MAX_INDENT:
+        raise DumpError(
+            f"a JSON indentation of {indent:,} spaces is over the limit of {MAX_INDENT}",
+            hints=("see 'Limits on input' in docs/security.md",),
         )
 
 

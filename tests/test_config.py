@@ -124,9 +124,13 @@ def test_key_groups_and_shamir_from_config_interoperate(
         assert one.code == 128 and "key groups" in one.err
 
 
-def test_stores_indent_applies_to_emitted_parts_only(tmp_path: Path, age_key: AgeKey) -> None:
+def test_keep_layout_applies_the_indent_to_emitted_parts_only(tmp_path: Path,
+                                                              age_key: AgeKey) -> None:
+    """``secretops: keep_layout: true``; without it the whole file is indented as sops would
+    (tests/compat/test_indent.py)."""
     (tmp_path / ".sops.yaml").write_text(
         f"stores:\n  yaml:\n    indent: 2\ncreation_rules:\n  - age: {age_key.recipient}\n"
+        "secretops:\n  keep_layout: true\n"
     )
     f = tmp_path / "s.yaml"
     f.write_text("a:\n    b: four-space file\n")

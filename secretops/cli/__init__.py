@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from secretops.cli._globalmode import Plan
 
 
 def main() -> None:
     import gc
-
-    from secretops.cli import _fast
 
     # A plain encrypt/decrypt allocates several objects per value and makes no reference
     # cycles, so the cyclic collector would only rescan the growing trees (~5% of a large
@@ -34,6 +36,20 @@ def main() -> None:
 
         plan = translate(argv)
         argv = plan.argv if plan is not None else argv
+    if plan is not None and plan.indent is not None:
+        from secretops.compose import indent_given
+
+        with indent_given(plan.indent):  # sops's global --indent: see Plan.indent
+            _run(argv, plan)
+    else:
+        _run(argv, plan)
+
+
+def _run(argv: list[str], plan: Plan | None) -> None:
+    import gc
+
+    from secretops.cli import _fast
+
     code = _fast.run(argv)
     if code is not None:
         # Output is complete and files are already fsynced and renamed: skip the interpreter's

@@ -85,7 +85,7 @@ OPTIONS: dict[str, _Opt] = {
     "encryption-context": _Opt(_STR, _NEW + "r", ""),
     "set": _Opt(_STR),
     "shamir-secret-sharing-threshold": _Opt(_INT, _NEW, ""),
-    "indent": _Opt(_INT, "edrsEN", ""),
+    "indent": _Opt(_INT, "edrsEN"),  # no subcommand takes it: see Plan.indent
     "verbose": _Opt(_BOOL),  # sops's debug log; secretops has none
     "output": _Opt(_STR, "edr", ""),
     "filename-override": _Opt(_STR, "edrsEN", ""),
@@ -102,11 +102,17 @@ _NO_EFFECT = {"disable-version-check", "check-for-updates", "verbose", "config",
 
 class Plan(NamedTuple):
     """The subcommand argv to run, and the options the translation put in it (checked against
-    the subcommand by :func:`check_supported` before click runs it)."""
+    the subcommand by :func:`check_supported` before click runs it).
+
+    ``indent`` is ``--indent``, which sops reads in every mode of the global form and refuses
+    after a subcommand; so it is not a subcommand option here either: the caller runs the
+    subcommand inside :func:`secretops.compose.indent_given`.
+    """
 
     argv: list[str]
     options: tuple[str, ...] = ()
     mode: str = ""
+    indent: int | None = None
 
 
 class _UsageError(Exception):
@@ -178,7 +184,7 @@ def _parse(argv: list[str]) -> tuple[dict[str, object], dict[str, str], list[str
             i += 1
         if opt.kind == _INT:
             try:
-                int(value, 0)
+                value = str(go_int(value))  # the subcommand reads it as a decimal
             except ValueError:
                 raise _UsageError(f'invalid value "{value}" for flag -{name}') from None
         if opt.kind == _LIST:
@@ -187,6 +193,22 @@ def _parse(argv: list[str]) -> tuple[dict[str, object], dict[str, str], list[str
         else:
             values[long] = value
     return values, typed, argv[i:]
+
+
+def go_int(text: str) -> int:
+    """An int flag's value as Go's ``strconv.ParseInt(text, 0, 64)`` reads it: a ``0x``,
+    ``0o``, ``0b`` prefix or a leading ``0`` (octal) picks the base, ``_`` may separate
+    digits, nothing else is allowed around them; ValueError otherwise."""
+    sign, digits = ("-" if text[:1] == "-" else ""), text[1:] if text[:1] in "+-" else text
+    # ASCII digits, letters (a base prefix, hex digits) and "_" only: int() allows more
+    if not (digits[:1].isdigit() and digits.isascii() and digits.replace("_", "").isalnum()):
+        raise ValueError(text)
+    if len(digits) > 1 and digits[0] == "0" and digits[1] not in "xXoObB":
+        digits = "0o" + digits[1:]  # Go's octal without the o
+    value = int(sign + digits, 0)
+    if not -(2**63) <= value < 2**63:
+        raise ValueError(text)
+    return value
 
 
 def _bool(value: str, name: str) -> bool:
@@ -206,8 +228,9 @@ def _subcommand(values: dict[str, object], typed: dict[str, str], rest: list[str
         command = rest[0]
     for long, value in values.items():
         if long not in _NO_EFFECT and value not in (False, ""):
-            _warn(f"{typed[long]} before the subcommand is ignored (as sops ignores it); "
-                  f"give it after {command!r}")
+            where = (f"give it after {command!r}" if long != "indent" else  # no subcommand has it
+                     "only the global form reads it (secretops --indent N -d FILE)")
+            _warn(f"{typed[long]} before the subcommand is ignored (as sops ignores it); {where}")
     return Plan(rest)
 
 
@@ -265,11 +288,12 @@ def _global_mode(values: dict[str, object], rest: list[str]) -> Plan:
         options.append("--enable-local-keyservice=false")
     if file.startswith("-"):
         file = os.path.join(".", file)  # a file, not an option nor standard input
+    indent = int(str(values["indent"])) if "indent" in values else None
     if mode == "s":
         argv += ["--", file, *_set_arguments(str(values["set"]))]
     else:
         argv.append(file)
-    return Plan(argv, tuple(options), mode)
+    return Plan(argv, tuple(options), mode, indent)
 
 
 def _check_rule(file: str, name: str) -> None:

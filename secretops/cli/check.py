@@ -176,7 +176,7 @@ def _staged_configs(top: str) -> dict[Path, bytes]:
     """Every ``.sops.yaml`` / ``.sops.yml`` in the index: absolute path → staged content."""
     import os
 
-    from secretops.config import CONFIG_NAMES
+    from secretops.configpath import CONFIG_NAMES
 
     # the whole index, with paths from the top, wherever in the work tree this runs
     raw = _git("ls-files", "--stage", "-z", "--full-name", "--",

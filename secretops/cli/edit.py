@@ -59,7 +59,7 @@ def command(file: str, input_type: str | None, output_type: str | None,
     """
     from secretops import fileops
     from secretops.cli._actions import env_with
-    from secretops.compose import open_path, settings
+    from secretops.compose import open_path, settings, store_options
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.fileio import write_file
     from secretops.privatefile import Terminated, private_file
@@ -77,9 +77,7 @@ def command(file: str, input_type: str | None, output_type: str | None,
             opened = open_path(file, rewrite=True, ignore_mac=ignore_mac, given=given, env=env)
             out_store = None
             if output_type and output_type != fmt:
-                cfg = given.config
-                out_store = get_store(output_type, cfg.store_options(output_type)
-                                      if cfg is not None else None)
+                out_store = get_store(output_type, store_options(given.config, output_type))
             plaintext = _shown(opened, show_master_keys, out_store)
         else:
             plaintext = BY_NAME[fmt].template

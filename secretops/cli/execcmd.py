@@ -311,8 +311,9 @@ def exec_file(file: str, command: tuple[str, ...], no_fifo: bool, filename: str 
       secretops exec-file --no-fifo tls.enc.json -- ./server --config {}
     """
     from secretops.cli._actions import env_with
+    from secretops.compose import open_path, settings, store_options
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.stores import format_for_path, get_store
+    from secretops.stores import get_store
 
     if background:
         raise SecretOpsError(
@@ -321,10 +322,13 @@ def exec_file(file: str, command: tuple[str, ...], no_fifo: bool, filename: str 
             "races with the removal)", code=ExitCode.CONFLICTING_PARAMETERS,
             hints=("run the command in the foreground, or background the whole exec-file",))
     try:
-        opened = _opened(file, input_type,
-                         env_with(decryption_order, keyservice, enable_local_keyservice))
-        if output_type and output_type != (input_type or format_for_path(file)):
-            plain = bytes(get_store(output_type).emit(opened.docs, None))
+        env = env_with(decryption_order, keyservice, enable_local_keyservice)
+        given = settings(file, input_type=input_type, env=env, lenient=True)
+        opened = open_path(file, env=env, given=given, keep_ivs=False)
+        if output_type and output_type != given.format:
+            # the config's stores: section shapes the file the command reads, as in sops
+            plain = bytes(get_store(output_type, store_options(given.config, output_type))
+                          .emit(opened.docs, None))
         else:
             plain = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
         who = _user(user)

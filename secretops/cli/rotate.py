@@ -126,7 +126,7 @@ def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bo
 
     from secretops import fileops
     from secretops.cli._actions import write_result
-    from secretops.compose import open_path, settings
+    from secretops.compose import open_path, settings, store_options
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.keyops import rotation_groups
     from secretops.stores import get_store
@@ -145,9 +145,7 @@ def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bo
             click.echo(f"{file}: note: {note}", err=True)
         out_store = None
         if output_type and output_type != given.format:
-            cfg = given.config
-            out_store = get_store(output_type, cfg.store_options(output_type)
-                                  if cfg is not None else None)
+            out_store = get_store(output_type, store_options(given.config, output_type))
         data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env, out_store)
         write_result(data, file, in_place, output, private=False)
     except SecretOpsError as e:

@@ -187,8 +187,7 @@ def _output_store(file: str, opened: OpenedFile, output_type: str | None) -> Any
         return None
     import os
 
-    from secretops.compose import load_config_for
+    from secretops.compose import load_config_for, store_options
     from secretops.stores import get_store
 
-    cfg = load_config_for(file, os.environ)
-    return get_store(output_type, cfg.store_options(output_type) if cfg is not None else None)
+    return get_store(output_type, store_options(load_config_for(file, os.environ), output_type))

@@ -50,7 +50,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from secretops.config import CONFIG_NAMES, Config, find_config, load_config, relative_path
+from secretops.config import Config, find_config, load_config, relative_path
+from secretops.configpath import CONFIG_NAMES
 from secretops.core.cipher import enc_fields
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection

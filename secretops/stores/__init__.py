@@ -75,9 +75,18 @@ class Store(Protocol):
 
 
 class StoreOptions(NamedTuple):
-    """Per-format settings from ``.sops.yaml``'s ``stores:`` section."""
+    """Per-format output settings: ``.sops.yaml``'s ``stores:`` section, or sops's ``--indent``
+    (:func:`secretops.compose.store_options` makes them).
+
+    ``indent`` is sops's number: YAML takes 0 as its default 4, 1 and more than 9 as 2 (go-yaml's
+    rule) and refuses a negative one; JSON takes -1 as a tab and 0 as newlines without
+    indentation. ``reindent`` asks for the output sops writes — every document anew at
+    ``indent`` — where without it the YAML store keeps the file's own layout and uses
+    ``indent`` only for what it has to write anew (the ``sops:`` block, converted output).
+    """
 
     indent: int | None = None
+    reindent: bool = False
 
 
 def format_for_path(path: str) -> str:

@@ -31,9 +31,9 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
-from secretops.errors import ExitCode, FormatError
+from secretops.errors import DumpError, ExitCode, FormatError
 from secretops.jsonload import raw_decode
-from secretops.limits import check_input_size
+from secretops.limits import check_indent, check_input_size
 from secretops.stores import Loaded, StoreOptions
 
 _WS = " \t\r\n"
@@ -245,8 +245,10 @@ def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -
 def _unit(indent: int | None) -> str:
     if indent is None or indent == -1:
         return "\t"
-    if indent < -1:
-        raise FormatError("JSON indentation smaller than -1 is not accepted")
+    if indent < -1:  # sops's refusal, at the same point: writing (exit 4)
+        raise DumpError("a JSON indentation smaller than -1 is not accepted",
+                        hints=("-1 is a tab, 0 newlines without indentation",))
+    check_indent(indent)
     return " " * indent
 
 

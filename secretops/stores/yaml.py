@@ -14,7 +14,9 @@ Values keep their style: a quoted value stays quoted, a block scalar becomes ``|
 the ENC line and comes back as the same block on decryption (its chomping indicator is derived
 from the value). Where splicing cannot be faithful to sops's tree, the document is re-emitted in
 sops's style: aliases and merge keys (sops expands them, because each value's key path is
-authenticated), and roots that are not block mappings.
+authenticated), and roots that are not block mappings. When the options ask for sops's output
+(:attr:`StoreOptions.reindent`: ``--indent``, or ``stores.yaml.indent`` in ``.sops.yaml``),
+every document is re-emitted, byte for byte as sops writes it with that indentation.
 
 Comment lines belong to the branch that contains them: a comment's column decides between the
 branches open at that point (the deepest whose items start at or before the comment's column),
@@ -33,7 +35,7 @@ from secretops import yamlload
 from secretops.core.cipher import ENC_PREFIX, is_encrypted
 from secretops.core.tree import Branch, Comment, Seq, to_plain
 from secretops.core.values import Timestamp
-from secretops.errors import FormatError, MetadataError
+from secretops.errors import DumpError, FormatError, MetadataError
 from secretops.limits import MAX_DEPTH, AliasBudget, check_input_size, too_deep
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._yamlemit import emit_document, emit_entry
@@ -577,6 +579,17 @@ def _detect_indent(text: str, doc: DocLayout) -> int | None:
     return None
 
 
+def yaml_step(indent: int) -> int:
+    """sops's indent option as go-yaml applies it: 0 is sops's default, fewer than 2 or more
+    than 9 spaces are 2 (``yaml_emitter_emit_stream_start``); negative is refused (exit 4)."""
+    if indent < 0:
+        raise DumpError("a negative YAML indentation is not accepted",
+                        hints=("give --indent or stores.yaml.indent 0 (the default, 4) or more",))
+    if indent == 0:
+        return DEFAULT_INDENT
+    return indent if 2 <= indent <= 9 else 2
+
+
 def _decode(data: bytes) -> tuple[str, bool]:
     try:
         text = data.decode("utf-8")
@@ -633,8 +646,10 @@ class YamlStore:
         return Loaded(docs, metas[0] if metas else None, layout)
 
     def indent_for(self, layout: Layout | None, doc: int = 0) -> int:
+        """The step for what is written anew: the option's (as go-yaml takes it), else the
+        document's own, else sops's 4."""
         if self.options.indent is not None:
-            return self.options.indent
+            return yaml_step(self.options.indent)
         if layout is not None and doc < len(layout.docs) and layout.docs[doc].indent:
             return layout.docs[doc].indent or DEFAULT_INDENT
         return DEFAULT_INDENT
@@ -650,8 +665,8 @@ class YamlStore:
 
     def emit_value(self, value: Any) -> bytes:
         """go-yaml's ``Marshal`` of one value: a scalar on its line, a list as a block."""
-        if isinstance(value, Seq):
-            out = emit_document(Branch([("x", value)]), self.indent_for(None))
+        if isinstance(value, Seq):  # sops's yaml.Marshal: 4, whatever the indent option says
+            out = emit_document(Branch([("x", value)]), DEFAULT_INDENT)
             lines = out.splitlines()[1:]
             cut = len(lines[0]) - len(lines[0].lstrip()) if lines else 0
             return ("\n".join(line[cut:] for line in lines) + "\n").encode("utf-8")
@@ -662,6 +677,8 @@ class YamlStore:
         return (render_number(value) + "\n").encode()
 
     def _emit(self, docs: list[Branch], metadata: Branch | None, layout: Any) -> str:
+        if self.options.reindent:
+            layout = None  # sops's output asked for (--indent, stores.yaml.indent)
         if isinstance(layout, Layout) and not layout.reemit and len(layout.docs) == len(docs):
             return ("\ufeff" if layout.bom else "") + _splice(self, docs, metadata, layout)
         parts = []

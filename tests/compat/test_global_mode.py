@@ -105,10 +105,9 @@ def test_decrypt_to_output(sops_bin: str, enc: bytes, tmp_path: Path) -> None:
     assert pair.ours.modes["out.yaml"] == 0o600  # new plaintext: 0600 (sops: the umask's)
 
 
-@needs("decrypt", "--indent")
 def test_indent_in_global_mode(sops_bin: str, enc: bytes, tmp_path: Path) -> None:
     """sops reads --indent in the global mode (not before a subcommand: see
-    test_global_options)."""
+    test_global_options; every mode and value: test_indent)."""
     pair = run_both(sops_bin, ["--indent", "2", "-d", "s.enc.yaml"], {"s.enc.yaml": enc},
                     tmp_path)
     assert b"\n  - a" in pair.sops.out

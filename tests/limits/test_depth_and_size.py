@@ -135,4 +135,19 @@ def test_limits_table_in_security_doc() -> None:
     assert doc.rstrip().endswith(section.rstrip())  # the last section
     for value in (limits.MAX_INPUT_BYTES, limits.MAX_CONFIG_BYTES, limits.MAX_DEPTH):
         assert f"{value:,}" in section
+    assert f"| JSON indentation | {limits.MAX_INDENT} spaces per level |" in section
     assert "400,000" in section and "4,000,000" in section
+
+
+def test_a_planted_json_indent_is_refused(tmp_path: Path, age_key: AgeKey) -> None:
+    """A .sops.yaml asking for 100,000,000 spaces a level: exit 4 before anything is written
+    (sops would write ~100 MB per line of a small file)."""
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - age: {age_key.recipient}\nstores:\n  json:\n"
+        "    indent: 100000000\n  json_binary:\n    indent: 100000000\n")
+    (tmp_path / "s.json").write_text('{"a": {"b": "c"}}')
+    (tmp_path / "s.bin").write_text("data\n")
+    for args in (("encrypt", "s.json"), ("encrypt", "s.bin")):
+        r = secretops(*args, cwd=tmp_path)
+        assert r.code == 4 and r.out == b"", r.err
+        assert "over the limit of 64" in r.err
