@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,6 +25,7 @@ from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsErro
 from secretops.stores import Loaded, StoreOptions, get_store
 
 if TYPE_CHECKING:
+    from secretops.keys import Identity
     from secretops.keys.specs import KeySpec
 
 def now() -> str:
@@ -57,11 +58,14 @@ def open_file(
     env: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
     keep_ivs: bool = True,
+    identities: Callable[[str], list[Identity]] | None = None,
 ) -> OpenedFile:
     """Load, find the data key, decrypt and verify: the shared first half of most commands.
 
     ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
     (see :mod:`secretops.core.document`), and saves remembering one IV per value.
+    ``identities``: a lookup by kind to reuse across files (many-file commands load them once
+    per process); by default the environment's, loaded as they are needed.
     """
     from secretops.keys import decryption_order
     from secretops.keys.datakey import lazy_identities, recover_data_key
@@ -74,7 +78,8 @@ def open_file(
             hints=("is this the right file, and the right --input-type?",),
         )
     metadata = Metadata.from_wire(loaded.metadata)
-    data_key = recover_data_key(metadata, lazy_identities(env), decryption_order(env))
+    data_key = recover_data_key(metadata, identities or lazy_identities(env),
+                                decryption_order(env))
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
         keep_ivs=keep_ivs,
