@@ -214,7 +214,9 @@ class _Pool:
                     flight.append((batch, future, self.generation))
                 batch, head, generation = flight.popleft()
                 while not head.done():
-                    wait([head, *(f for _, f, _ in flight)], timeout=0.2,
+                    # wake for the head, or to count another batch done (not for one already
+                    # counted: wait() would return at once and spin)
+                    wait([head, *(f for _, f, _ in flight if not f.done())], timeout=0.5,
                          return_when=FIRST_COMPLETED)
                     self.tell(done + sum(len(b) for b, f, _ in flight if f.done()))
                 try:
