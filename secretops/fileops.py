@@ -87,6 +87,48 @@ def open_file(
     return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
 
 
+_INDENTED = ("yaml", "json")  # output formats that .sops.yaml's stores: section shapes
+
+
+def decrypt_data(
+    data: bytes,
+    *,
+    format: str | None = None,
+    output_format: str | None = None,
+    filename: str | None = None,
+    ignore_mac: bool = False,
+    extract_path: str | None = None,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    identities: Callable[[str], list[Identity]] | None = None,
+) -> bytes:
+    """:func:`secretops.api.decrypt`, with ``identities`` to reuse across files (a many-file
+    ``decrypt`` loads them once per process): the same output for the same input."""
+    from secretops.compose import load_config_for, store_options
+    from secretops.stores import format_for_path
+
+    env = os.environ if env is None else env
+    fmt = format or (format_for_path(filename) if filename else "yaml")
+    out_fmt = output_format or fmt
+    cfg = None
+    if config or out_fmt != fmt or fmt in _INDENTED:  # .sops.yaml's stores: section
+        try:
+            cfg = load_config_for(filename, env, config)
+        except SecretOpsError:
+            if config:
+                raise
+    opened = open_file(
+        data, format=fmt, ignore_mac=ignore_mac, env=env, options=store_options(cfg, fmt),
+        keep_ivs=False, identities=identities,
+    )
+    out_store = opened.store if out_fmt == fmt else get_store(out_fmt, store_options(cfg, out_fmt))
+    if extract_path:
+        value = extract(opened.docs, parse_tree_path(extract_path))
+        return render_extracted(value, out_store, opened.docs)
+    layout = opened.loaded.layout if out_fmt == fmt else None
+    return bytes(out_store.emit(opened.docs, None, layout))
+
+
 def reencrypt(
     opened: OpenedFile, docs: list[Branch] | None = None, *, lastmodified: str | None = None,
     output: Any = None,

@@ -72,17 +72,11 @@ class DecryptJob(Decrypting):
 
     def _decrypt(self, file: str, data: bytes) -> bytes:
         """What ``secretops decrypt FILE`` prints (the same store options and layout)."""
-        from secretops.compose import load_config_for
-        from secretops.fileops import open_file
-        from secretops.stores import StoreOptions, format_for_path
+        from secretops.fileops import decrypt_data
 
-        fmt = self.input_type or format_for_path(file)
-        # as api.decrypt: .sops.yaml shapes the output only when --config names it
-        cfg = load_config_for(file, self.env, self.config_path) if self.config_path else None
-        opened = open_file(data, format=fmt, ignore_mac=self.ignore_mac, env=self.env,
-                           options=cfg.store_options(fmt) if cfg else StoreOptions(),
-                           keep_ivs=False, identities=self.state["identities"])
-        return bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
+        return decrypt_data(data, format=self.input_type, filename=file,
+                            ignore_mac=self.ignore_mac, config=self.config_path, env=self.env,
+                            identities=self.state["identities"])
 
 
 def _marked(data: bytes) -> bool:

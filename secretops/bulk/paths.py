@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO, NamedTuple
 
-from secretops.config import CONFIG_NAMES
+from secretops.configpath import CONFIG_NAMES
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.limits import MAX_FILE_LIST_BYTES, MAX_FILES, LimitError
 

@@ -12,7 +12,8 @@ the items**, so output is the same however the work was spread. What it promises
   code and one secret-free line; an unexpected exception only by its type's name), and the
   next file is started. A job writes through :func:`secretops.fileio.write_file`, so a file is
   replaced atomically or not at all. A worker process that dies (killed, out of memory) fails
-  the files of the batches it held, and a new pool takes the rest.
+  the files in flight whose outcome had not come back (each as it was, or written whole), and
+  a new pool takes the rest.
 * **Set up once per process.** :meth:`Job.setup` runs once in every process before its first
   file: identities are loaded there once, not per file. On Linux the workers are forked after
   the parent ran it, so they inherit what it loaded (an age key command runs once per run,

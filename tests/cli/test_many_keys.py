@@ -176,11 +176,13 @@ def test_a_dying_worker_fails_only_its_files(tmp_path: Path, age_key: AgeKey,
     assert r.code == 180, r.err
     assert f"secretops: error: {names[5]}: a worker process ended" in r.err
     assert (repo / names[5]).read_bytes() == before[names[5]]
+    # every file is as it was or decrypted whole; every one reported done is decrypted (a file
+    # the dead pool wrote but could not report counts as failed: "as it was, or written whole")
     done = [n for n in names if (repo / n).read_text() == TEXT]
     assert all((repo / n).read_bytes() == before[n] for n in names if n not in done)
-    assert len(done) >= 1 and names[5] not in done
-    assert f"{len(names) - len(done)} of {len(names)} files failed" in r.err
-    assert r.text.count("decrypted in place") == len(done)
+    reported = [ln.split(": ")[0] for ln in r.text.splitlines() if "decrypted in place" in ln]
+    assert reported and set(reported) <= set(done) and names[5] not in done
+    assert f"{len(names) - len(reported)} of {len(names)} files failed" in r.err
 
 
 def test_limits_on_lists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
