@@ -12,7 +12,9 @@ import pytest
 
 from tests.helpers import CANARY, AgeKey, data_of, git, git_init, make_age_key, secretops, sops
 
-RULES = "creation_rules:\n  - path_regex: secrets/.*\\.(yaml|json|env)$\n    age: {recipient}\n"
+# stores: what decrypt writes follows it, for one file or many
+RULES = ("creation_rules:\n  - path_regex: secrets/.*\\.(yaml|json|env)$\n    age: {recipient}\n"
+         "stores:\n  json:\n    indent: 3\n")
 NAMES = ["secrets/app/db.yaml", "secrets/app/api.json", "secrets/web/.env",
          "secrets/web/with space.yaml", "secrets/deep/a/b/c.yaml"]
 
