@@ -24,7 +24,7 @@ from secretops.core.document import seal
 from secretops.core.metadata import Metadata
 from secretops.core.selection import Selection
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.fileops import extract, load, now, open_file, parse_tree_path, render_extracted
+from secretops.fileops import load, now
 from secretops.stores import StoreOptions, format_for_path, get_store
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["decrypt", "decrypt_file", "encrypt", "encrypt_file"]
 
 
-_INDENTED = ("yaml", "json")  # output formats that .sops.yaml's stores: section shapes
 _COMMENTS_ONLY = re.compile(rb"(?:\xef\xbb\xbf)?(?:[ \t]*(?:#[^\n]*)?\r?\n)*[ \t]*(?:#[^\n]*)?")
 
 
@@ -159,26 +158,11 @@ def decrypt(
     env: Mapping[str, str] | None = None,
 ) -> bytes:
     """Decrypt an encrypted file's bytes; returns the plaintext file (or one extracted value)."""
-    env = os.environ if env is None else env
-    fmt = format or (format_for_path(filename) if filename else "yaml")
-    out_fmt = output_format or fmt
-    cfg = None
-    if config or out_fmt != fmt or fmt in _INDENTED:  # .sops.yaml's stores: section
-        try:
-            cfg = _config(filename, env, config)
-        except SecretOpsError:
-            if config:
-                raise
-    opened = open_file(
-        data, format=fmt, ignore_mac=ignore_mac, env=env, options=_store_options(cfg, fmt),
-        keep_ivs=False,
-    )
-    out_store = opened.store if out_fmt == fmt else get_store(out_fmt, _store_options(cfg, out_fmt))
-    if extract_path:
-        value = extract(opened.docs, parse_tree_path(extract_path))
-        return render_extracted(value, out_store, opened.docs)
-    layout = opened.loaded.layout if out_fmt == fmt else None
-    return bytes(out_store.emit(opened.docs, None, layout))
+    from secretops.fileops import decrypt_data
+
+    return decrypt_data(data, format=format, output_format=output_format, filename=filename,
+                        ignore_mac=ignore_mac, extract_path=extract_path, config=config,
+                        env=env)
 
 
 def encrypt_file(path: str, **kwargs: Any) -> bytes:

@@ -24,7 +24,7 @@ options; one that is found but malformed still fails.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, NamedTuple
@@ -34,6 +34,7 @@ from secretops.stores import StoreOptions, format_for_path
 if TYPE_CHECKING:
     from secretops.config import Config
     from secretops.fileops import OpenedFile
+    from secretops.keys import Identity
 
 
 _INDENT: ContextVar[int | None] = ContextVar("secretops_indent", default=None)
@@ -105,10 +106,12 @@ def settings(file: str, *, input_type: str | None = None, name: str | None = Non
 def open_path(file: str, *, input_type: str | None = None, name: str | None = None,
               config_path: str | None = None, env: Mapping[str, str] | None = None,
               rewrite: bool = False, ignore_mac: bool = False,
-              given: Settings | None = None, keep_ivs: bool = True) -> OpenedFile:
+              given: Settings | None = None, keep_ivs: bool = True,
+              identities: Callable[[str], list[Identity]] | None = None) -> OpenedFile:
     """Read and decrypt ``file`` with its settings (or ``given`` ones). ``rewrite``: the
     command will write the file back, so it must be a regular file (:mod:`secretops.fileio`);
-    ``keep_ivs=False``: it only reads (:func:`secretops.fileops.open_file`)."""
+    ``keep_ivs=False``: it only reads; ``identities``: a lookup to reuse across files
+    (:func:`secretops.fileops.open_file`)."""
     from secretops.fileio import read_input
     from secretops.fileops import open_file
 
@@ -116,4 +119,5 @@ def open_path(file: str, *, input_type: str | None = None, name: str | None = No
     s = given or settings(file, input_type=input_type, name=name, config_path=config_path,
                           env=env)
     return open_file(read_input(file, rewrite=rewrite), format=s.format, env=env,
-                     options=s.options, ignore_mac=ignore_mac, keep_ivs=keep_ivs)
+                     options=s.options, ignore_mac=ignore_mac, keep_ivs=keep_ivs,
+                     identities=identities)

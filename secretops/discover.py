@@ -1,76 +1,54 @@
-"""Finding the encrypted files under paths: what batch commands (``rotate --older-than``) see.
+"""Which files found in a directory a many-file command applies to.
 
-A path naming a file is taken as it is. A directory is walked (hidden directories such as
-``.git`` are skipped, symbolic links are not followed), and a file found there is taken when
-a ``.sops.yaml`` creation rule matches it *and* it carries sops metadata — so a rule without
-``path_regex`` does not pull in every README, and plaintext files a rule would encrypt are left
-to the pre-commit check.
+A file *named* on the command line (or in a ``--files-from`` list) is always worked on, and
+fails when it is not what the command expects. A file *found* by walking a directory
+(:mod:`secretops.bulk.paths`) is worked on only when it is what the command is for, and
+passed over in silence otherwise:
+
+* ``decrypt``: an encrypted file — one that holds ``ENC[AES256_GCM,`` (:func:`looks_encrypted`;
+  every file sops writes does, its MAC at least) and has ``sops`` metadata. A file that holds
+  the marker but does not parse fails, as ``check`` reports it: it looks encrypted;
+* ``rotate``, ``updatekeys``: an encrypted file that a ``.sops.yaml`` creation rule matches
+  (:class:`Rules`), so a rule without ``path_regex`` does not pull in every README;
+* ``encrypt -i --all``: a file that ``check`` would report as "must be encrypted": the first
+  creation rule that matches it has a ``path_regex``, it is not allowlisted, and it is not
+  encrypted yet (:class:`secretops.git.guard.Policy`);
+* ``check``, ``filestatus``: every file.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from secretops.config import Config, find_config, load_config
 from secretops.errors import SecretOpsError
-from secretops.stores import format_for_path
 
-_MARKERS = (b"lastmodified", b"ENC[AES256_GCM")
-
-
-def _looks_encrypted(path: str) -> bool:
-    from secretops.fileops import is_encrypted
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        return False
-    if not any(m in data for m in _MARKERS):
-        return False
-    try:
-        return is_encrypted(data, format_for_path(path))
-    except SecretOpsError:
-        return False
+MARKER = b"ENC[AES256_GCM,"
 
 
-def _matched(path: str, env: Mapping[str, str], configs: dict[Path, Config | None],
-             explicit_config: str | None) -> bool:
-    cfg_path = find_config(path, env, explicit_config)
-    if cfg_path is None:
-        return False
-    if cfg_path not in configs:
-        configs[cfg_path] = load_config(cfg_path)
-    cfg = configs[cfg_path]
-    if cfg is None:
-        return False
-    try:
-        return cfg.rule_for(path) is not None
-    except SecretOpsError:  # no rule matches this file
-        return False
+def looks_encrypted(data: bytes) -> bool:
+    """Does ``data`` hold sops's ciphertext marker? (A quick test before parsing.)"""
+    return MARKER in data
 
 
-def encrypted_files(paths: list[str], env: Mapping[str, str],
-                    config: str | None = None) -> Iterator[str]:
-    """Files named directly, then files under directories that rules match and are encrypted."""
-    configs: dict[Path, Config | None] = {}
-    seen: set[str] = set()
-    for path in paths:
-        if not os.path.isdir(path):
-            if path not in seen:
-                seen.add(path)
-                yield path
-            continue
-        for root, dirs, files in os.walk(path):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in sorted(files):
-                if name.startswith(".sops.yaml") or name == ".sops.yml":
-                    continue
-                full = os.path.join(root, name)
-                if full in seen or os.path.islink(full):
-                    continue
-                if _matched(full, env, configs, config) and _looks_encrypted(full):
-                    seen.add(full)
-                    yield full
+class Rules:
+    """Does a ``.sops.yaml`` creation rule match a path? Configs are read once per run."""
+
+    def __init__(self, env: Mapping[str, str], explicit_config: str | None = None) -> None:
+        self.env = env
+        self.explicit_config = explicit_config
+        self._configs: dict[Path, Config] = {}
+
+    def match(self, path: str) -> bool:
+        """True when a rule of the config that applies to ``path`` matches it. A config that
+        cannot be read raises (exit 5), as it would for the file named."""
+        cfg_path = find_config(path, self.env, self.explicit_config)
+        if cfg_path is None:
+            return False
+        if cfg_path not in self._configs:
+            self._configs[cfg_path] = load_config(cfg_path)
+        try:
+            return self._configs[cfg_path].rule_for(path) is not None
+        except SecretOpsError:  # no rule matches this file
+            return False

@@ -63,6 +63,8 @@ class ExitCode(IntEnum):
     SEALED_TEMPLATE_NOT_BOUND = 164
     # 170-179: External Secrets (secretops.eso).
     ESO_UNTRANSLATED = 170
+    # 180-189: many-file commands (secretops.bulk).
+    SOME_FILES_FAILED = 180
     FILE_HAS_NOT_BEEN_MODIFIED = 200
     NO_EDITOR_FOUND = 201
     FILE_ALREADY_ENCRYPTED = 203

@@ -7,9 +7,10 @@
    into an *unnamed* file in the target's directory (Linux ``O_TMPFILE``), are fsynced, and
    only then get a name, ``.secretops-PID-START-RANDOM.tmp``, that is at once renamed over the
    target. A ``kill -9`` before that leaves nothing on disk; one in the instant between naming
-   and renaming leaves a complete temp file, which the next secretops write into that
-   directory removes (:mod:`secretops.leftovers`). Where ``O_TMPFILE`` or ``/proc`` is
-   missing, the temp file is named (0600) from the start and removed the same way.
+   and renaming leaves a complete temp file, which the next secretops process writing into
+   that directory removes (:mod:`secretops.leftovers`; once per directory and process).
+   Where ``O_TMPFILE`` or ``/proc`` is missing, the temp file is named (0600) from the start
+   and removed the same way.
 2. **Anything else is written in place, never replaced or chmod-ed**, as sops does: a FIFO, a
    device, ``/dev/stdout``, ``/dev/fd/N`` (process substitution). A name for one of this
    process's own descriptors is written through that descriptor. A FIFO or device owned by
@@ -241,11 +242,24 @@ def _named(dfd: int, data: bytes, mode: int) -> str:
     return temp
 
 
+# Directories this process has swept already: a dead run's leftovers are there or not when we
+# first write into one, and sweeping before every write would make a many-file run over one
+# directory quadratic (every write listing every file).
+_swept: set[tuple[int, int]] = set()
+
+
+def _sweep_once(dfd: int) -> None:
+    st = os.fstat(dfd)
+    if (st.st_dev, st.st_ino) not in _swept:
+        sweep_temp_files(dfd)
+        _swept.add((st.st_dev, st.st_ino))
+
+
 def _replace(final: str, data: bytes, mode: int, exclusive: bool) -> None:
     directory, name = os.path.split(final)
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        sweep_temp_files(dfd)
+        _sweep_once(dfd)
         temp = _unnamed(dfd, name, data, mode, exclusive)
         if temp is None:
             temp = _named(dfd, data, mode)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -25,6 +25,7 @@ from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsErro
 from secretops.stores import Loaded, StoreOptions, get_store
 
 if TYPE_CHECKING:
+    from secretops.keys import Identity
     from secretops.keys.specs import KeySpec
 
 def now() -> str:
@@ -57,11 +58,14 @@ def open_file(
     env: Mapping[str, str] | None = None,
     options: StoreOptions | None = None,
     keep_ivs: bool = True,
+    identities: Callable[[str], list[Identity]] | None = None,
 ) -> OpenedFile:
     """Load, find the data key, decrypt and verify: the shared first half of most commands.
 
     ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
     (see :mod:`secretops.core.document`), and saves remembering one IV per value.
+    ``identities``: a lookup by kind to reuse across files (many-file commands load them once
+    per process); by default the environment's, loaded as they are needed.
     """
     from secretops.keys import decryption_order
     from secretops.keys.datakey import lazy_identities, recover_data_key
@@ -74,12 +78,55 @@ def open_file(
             hints=("is this the right file, and the right --input-type?",),
         )
     metadata = Metadata.from_wire(loaded.metadata)
-    data_key = recover_data_key(metadata, lazy_identities(env), decryption_order(env))
+    data_key = recover_data_key(metadata, identities or lazy_identities(env),
+                                decryption_order(env))
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
         keep_ivs=keep_ivs,
     )
     return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
+
+
+_INDENTED = ("yaml", "json")  # output formats that .sops.yaml's stores: section shapes
+
+
+def decrypt_data(
+    data: bytes,
+    *,
+    format: str | None = None,
+    output_format: str | None = None,
+    filename: str | None = None,
+    ignore_mac: bool = False,
+    extract_path: str | None = None,
+    config: str | None = None,
+    env: Mapping[str, str] | None = None,
+    identities: Callable[[str], list[Identity]] | None = None,
+) -> bytes:
+    """:func:`secretops.api.decrypt`, with ``identities`` to reuse across files (a many-file
+    ``decrypt`` loads them once per process): the same output for the same input."""
+    from secretops.compose import load_config_for, store_options
+    from secretops.stores import format_for_path
+
+    env = os.environ if env is None else env
+    fmt = format or (format_for_path(filename) if filename else "yaml")
+    out_fmt = output_format or fmt
+    cfg = None
+    if config or out_fmt != fmt or fmt in _INDENTED:  # .sops.yaml's stores: section
+        try:
+            cfg = load_config_for(filename, env, config)
+        except SecretOpsError:
+            if config:
+                raise
+    opened = open_file(
+        data, format=fmt, ignore_mac=ignore_mac, env=env, options=store_options(cfg, fmt),
+        keep_ivs=False, identities=identities,
+    )
+    out_store = opened.store if out_fmt == fmt else get_store(out_fmt, store_options(cfg, out_fmt))
+    if extract_path:
+        value = extract(opened.docs, parse_tree_path(extract_path))
+        return render_extracted(value, out_store, opened.docs)
+    layout = opened.loaded.layout if out_fmt == fmt else None
+    return bytes(out_store.emit(opened.docs, None, layout))
 
 
 def reencrypt(

@@ -7,6 +7,9 @@ hang or exhaust memory. The numbers, and why each is what it is, are in ``docs/s
 
 * **Input size** — :data:`MAX_INPUT_BYTES` for data files and manifests, :data:`MAX_CONFIG_BYTES`
   for ``.sops.yaml``. Checked on the bytes, before any parsing.
+* **File lists** — :data:`MAX_FILE_LIST_BYTES` for a ``--files-from`` list and
+  :data:`MAX_FILES` names in one many-file run (directories walked included): the names are
+  the one thing such a run keeps for every file.
 * **Nesting** — :data:`MAX_DEPTH` mappings and sequences, the top-level mapping counting as one:
   what sops can write and read back (go-yaml stops at 10,000 block or flow levels, Go's
   ``encoding/json`` at 10,000).
@@ -32,6 +35,9 @@ MAX_INPUT_BYTES = 128 * 1024 * 1024
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_DEPTH = 10_000
 MAX_INDENT = 64  # JSON spaces per level (--indent, stores.*.indent): see check_indent
+# many-file commands (secretops.bulk): a --files-from list, and the files of one run
+MAX_FILE_LIST_BYTES = 64 * 1024 * 1024
+MAX_FILES = 1_000_000
 
 _RATIO_LOW = 400_000
 _RATIO_HIGH = 4_000_000

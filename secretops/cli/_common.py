@@ -12,11 +12,14 @@ from secretops.stores import FORMATS
 FORMAT_CHOICE = click.Choice(FORMATS)
 
 
-def io_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options every file-transforming command shares with sops."""
+def io_options(f: Callable[..., Any], *, many: bool = False) -> Callable[..., Any]:
+    """Options every file-transforming command shares with sops. ``many``: the argument is
+    ``files`` (any number), for commands with a many-file form."""
+    argument = (click.argument("files", nargs=-1, metavar="[FILE]...") if many
+                else click.argument("file", required=False, default="-"))
     for opt in reversed(
         [
-            click.argument("file", required=False, default="-"),
+            argument,
             click.option("-i", "--in-place", is_flag=True, help="Write the result back to FILE."),
             click.option("--output", metavar="PATH", help="Write the result to PATH."),
             click.option("--input-type", type=FORMAT_CHOICE,

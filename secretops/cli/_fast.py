@@ -2,8 +2,9 @@
 
 Importing click costs more than a whole sops run, and ``decrypt`` is what scripts, CI jobs and
 git's textconv driver run over and over. :func:`parse` recognises only well-formed invocations
-of the two commands with their ordinary options and returns ``None`` for anything else — help,
-unknown or repeated options, missing values, ``--opt=value`` with a bad value — so click
+of the two commands with their ordinary options on one file and returns ``None`` for anything
+else — help, unknown or repeated options, missing values, ``--opt=value`` with a bad value,
+several files or ``-i`` on a directory (the many-file form) — so click
 handles (and reports) those exactly as before. Both paths call :mod:`._actions`.
 """
 
@@ -92,13 +93,14 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
     for key in ("input_type", "output_type"):
         if key in opts and opts[key] not in FORMATS:
             return None
-    if files:
-        opts["file"] = files[0]
-    if "config_path" not in opts:
-        import os
+    import os
 
-        if os.environ.get("SOPS_CONFIG"):
-            opts["config_path"] = os.environ["SOPS_CONFIG"]
+    if files:
+        if opts.get("in_place") and os.path.isdir(files[0]):
+            return None  # `-i DIR`: the many-file form, click's
+        opts["file"] = files[0]
+    if "config_path" not in opts and os.environ.get("SOPS_CONFIG"):
+        opts["config_path"] = os.environ["SOPS_CONFIG"]
     return command, opts
 
 

@@ -9,6 +9,8 @@ from typing import NamedTuple
 
 import click
 
+from secretops.cli._bulk import many_options
+
 
 class _File(NamedTuple):
     name: str  # as shown in findings
@@ -22,7 +24,9 @@ class _File(NamedTuple):
               help="Check what is staged for the next commit (the index), not the working tree.")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml to use (default: searched upwards from each file).")
-def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> None:
+@many_options
+def command(paths: tuple[str, ...], staged: bool, config_path: str | None,
+            files_from: str | None, null: bool, jobs: int | None) -> None:
     """Fail when secrets would be committed in plaintext. Needs no key.
 
     Reports, one line each (FILE: PATH: reason, never a value): a file that a .sops.yaml
@@ -31,8 +35,9 @@ def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> No
     or that holds plaintext where its own selection rule says ciphertext belongs. Exits 158
     when there is any finding.
 
-    PATHS are files and directories (hidden directories are skipped); the default is the
-    current directory, or with --staged every staged file. Files meant to be plaintext are
+    PATHS are files and directories (hidden directories and what git ignores are skipped),
+    and the names in --files-from; the default is the current directory, or with --staged
+    every staged file. The working tree is checked in parallel. Files meant to be plaintext are
     skipped when listed under secretops.check.allow in .sops.yaml or marked with a line
     '# secretops: allow-plaintext'. See docs/workflows/pre-commit.md.
 
@@ -40,85 +45,99 @@ def command(paths: tuple[str, ...], staged: bool, config_path: str | None) -> No
       secretops check --staged          # in a pre-commit hook (secretops git setup --hook)
       secretops check                   # in CI, over the whole checkout
     """
-    import os
-
     from secretops.cli._actions import report
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.git.guard import Policy, check_data, is_skipped
 
-    checked = allowed = 0
-    bad_files: set[str] = set()
-    total = 0
+    if staged and files_from is not None:
+        sys.exit(report(SecretOpsError("--staged checks the index; --files-from names files "
+                                       "of the working tree",
+                                       code=ExitCode.CONFLICTING_PARAMETERS)))
+    if not staged:
+        sys.exit(_working_tree(paths, files_from, null, jobs, config_path))
     try:
-        # --staged: the .sops.yaml files of the index decide, as they will in the commit
-        top = _top() if staged else ""
-        policy = Policy(os.environ, config_path, _staged_configs(top) if staged else None)
-        files = _staged(paths, top) if staged else _working_tree(paths or (".",))
-        for file in files:
-            if is_skipped(file.where):
-                continue
-            checked += 1
-            verdict = policy.verdict(file.where, file.data)
-            if verdict.allowed_by:
-                allowed += 1
-                continue
-            for finding in check_data(file.name, file.data, verdict=verdict):
-                click.echo(str(finding))
-                bad_files.add(finding.file)
-                total += 1
+        checked, allowed, total, bad_files = _check_staged(paths, config_path)
     except SecretOpsError as e:
         sys.exit(report(e))
+    sys.exit(_verdict(checked, allowed, total, bad_files))
+
+
+def _check_staged(paths: tuple[str, ...], config_path: str | None
+                  ) -> tuple[int, int, int, int]:
+    import os
+
+    from secretops.git.guard import Policy, check_data, is_skipped
+
+    checked = allowed = total = 0
+    bad_files: set[str] = set()
+    # the .sops.yaml files of the index decide, as they will in the commit
+    top = _top()
+    policy = Policy(os.environ, config_path, _staged_configs(top))
+    for file in _staged(paths, top):
+        if is_skipped(file.where):
+            continue
+        checked += 1
+        verdict = policy.verdict(file.where, file.data)
+        if verdict.allowed_by:
+            allowed += 1
+            continue
+        for finding in check_data(file.name, file.data, verdict=verdict):
+            click.echo(str(finding))
+            bad_files.add(finding.file)
+            total += 1
+    return checked, allowed, total, len(bad_files)
+
+
+def _working_tree(paths: tuple[str, ...], files_from: str | None, null: bool,
+                  jobs: int | None, config_path: str | None) -> int:
+    """The working tree's files, checked in parallel (:mod:`secretops.bulk`)."""
+    import os
+
+    from secretops.bulk.jobs import CheckJob
+    from secretops.cli._actions import report
+    from secretops.cli._bulk import Tally, collect, run_many
+    from secretops.errors import SecretOpsError
+
+    try:
+        items = collect(paths or (() if files_from else (".",)), files_from, null).items
+    except SecretOpsError as e:
+        return report(e)
+    seen: list[Tally] = []
+
+    def summary(tally: Tally) -> str | None:
+        seen.append(tally)
+        return None  # printed by _verdict, after the failures' lines
+
+    code = run_many(CheckJob(os.environ, config_path), items, jobs=jobs, label="check",
+                    summary=summary)
+    tally = seen[0]
+    if tally.failures:  # some files could not be checked: no claim about the rest
+        return code
+    return _verdict(tally.tags["checked"], tally.tags["allowed"], tally.lines,
+                    tally.tags["finding"])
+
+
+def _verdict(checked: int, allowed: int, total: int, bad_files: int) -> int:
+    """Print the summary line; report plaintext found (exit 158)."""
+    from secretops.cli._actions import report
+    from secretops.errors import ExitCode, SecretOpsError
+
     tail = f" ({allowed} allowlisted)" if allowed else ""
     if not total:
         click.echo(f"secretops: checked {_n(checked, 'file')}{tail}: no plaintext secrets")
-        return
+        return 0
     click.echo(f"secretops: checked {_n(checked, 'file')}{tail}: "
-               f"{_n(total, 'problem')} in {_n(len(bad_files), 'file')}")
-    sys.exit(report(SecretOpsError(
+               f"{_n(total, 'problem')} in {_n(bad_files, 'file')}")
+    return report(SecretOpsError(
         "plaintext secrets found: this must not be committed",
         code=ExitCode.PLAINTEXT_FOUND,
         hints=("encrypt the files (secretops encrypt -i FILE) and stage them again",
                "a file meant to be plaintext can be allowlisted: see "
                "docs/workflows/pre-commit.md"),
-    )))
+    ))
 
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _working_tree(paths: tuple[str, ...]) -> Iterator[_File]:
-    import os
-
-    from secretops.errors import ExitCode, SecretOpsError
-    from secretops.fileio import read_bounded
-
-    seen: set[str] = set()
-    for path in paths:
-        if not os.path.exists(path):
-            raise SecretOpsError("no such file or directory", file=path,
-                                 code=ExitCode.COULD_NOT_READ_INPUT)
-        if os.path.isdir(path):
-            names = []
-            for root, dirs, files in os.walk(path):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                names += [os.path.join(root, f) for f in sorted(files)]
-        else:
-            names = [path]
-        for name in names:
-            name = os.path.normpath(name)
-            if name in seen or os.path.islink(name) or not os.path.isfile(name):
-                continue
-            seen.add(name)
-            try:
-                with open(name, "rb") as f:
-                    data = read_bounded(f)  # a guard fails closed: too large is an error
-            except SecretOpsError as e:
-                raise e.with_file(name) from None
-            except OSError as e:
-                raise SecretOpsError(f"cannot read: {e.strerror}", file=name,
-                                     code=ExitCode.COULD_NOT_READ_INPUT) from None
-            yield _File(name, name, data)
 
 
 def _git(*args: str, input: bytes | None = None) -> bytes:

@@ -7,11 +7,12 @@ from typing import Any
 
 import click
 
+from secretops.cli._bulk import many_options
 from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags, keyservice_flags
 
 
 @click.command("rotate")
-@click.argument("paths", nargs=-1, required=True)
+@click.argument("paths", nargs=-1, metavar="PATHS...")
 @key_flags("rotate")
 @click.option("-i", "--in-place", is_flag=True,
               help="Write the result back to the file (without it: to standard output).")
@@ -28,12 +29,13 @@ from secretops.cli._common import FORMAT_CHOICE, decryption_order, key_flags, ke
 @click.option("-n", "--dry-run", is_flag=True, help="Report what would be rotated; change nothing.")
 @click.option("--config", "config_path", metavar="PATH", envvar="SOPS_CONFIG",
               help="The .sops.yaml used to pick files in directories.")
+@many_options
 def command(paths: tuple[str, ...], in_place: bool, output: str | None,
             input_type: str | None, output_type: str | None, filename_override: str | None,
             decryption_order: str | None, older_than: str | None, dry_run: bool,
-            config_path: str | None,
-            keyservice: tuple[str, ...], enable_local_keyservice: bool | None,
-            **keys: tuple[str, ...] | str | None) -> None:
+            config_path: str | None, keyservice: tuple[str, ...],
+            enable_local_keyservice: bool | None, files_from: str | None, null: bool,
+            jobs: int | None, **keys: tuple[str, ...] | str | None) -> None:
     """Give FILE a new data key and re-encrypt every value with it.
 
     As sops: the rotated file goes to standard output, to --output, or with -i back into
@@ -41,8 +43,9 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
     keys join the first key group, removed keys leave every group). Like sops, rotate does NOT
     apply .sops.yaml: to bring keys in line with the creation rules, use updatekeys.
 
-    Beyond sops, several files or a directory can be rotated in place at once (-i): a file in
-    a directory is rotated when a creation rule matches it and it is encrypted. With
+    Beyond sops, several files, directories or a --files-from list can be rotated in place
+    at once (-i), in parallel: a file in a directory is rotated when a creation rule matches
+    it and it is encrypted (what git ignores is skipped). With
     --older-than, only files whose data key is older than DURATION are rotated; the data key's
     age comes from git history (see docs/rotation.md), an unknown age counts as due, and the
     exit code is 156 when something was rotated, so a scheduled job knows to commit.
@@ -52,20 +55,21 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
       secretops rotate -i --add-age age1... --rm-age age1old... secrets/prod.enc.yaml
       secretops rotate -i --older-than 90d secrets/
     """
-    import os
-
+    from secretops.bulk.paths import Item
     from secretops.cli._actions import env_with, report
-    from secretops.discover import encrypted_files
+    from secretops.cli._bulk import collect, is_many
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.keyage import parse_duration
     from secretops.keys import sources
     from secretops.keys.specs import from_flags
 
+    if not paths and files_from is None:
+        raise click.UsageError("Missing argument 'PATHS...'.")
     env = env_with(decryption_order, keyservice, enable_local_keyservice)
     if in_place and output:
         raise SecretOpsError("cannot operate on both --output and --in-place",
                              code=ExitCode.CONFLICTING_PARAMETERS)
-    batch = len(paths) > 1 or older_than is not None or dry_run or os.path.isdir(paths[0])
+    batch = is_many(paths, files_from) or older_than is not None or dry_run
     try:
         max_age = parse_duration(older_than) if older_than else None
         settings = {o.name: keys[o.name] for src in sources() for o in src.options}
@@ -88,34 +92,40 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
                 code=ExitCode.CONFLICTING_PARAMETERS,
                 hints=("without -i, rotate writes one file's result to standard output, "
                        "as sops does",))
-        files = list(encrypted_files(list(paths), env, config_path))
+        items = ([Item(paths[0], True)] if not is_many(paths, files_from)
+                 else collect(paths, files_from, null).items)
     except SecretOpsError as e:
         sys.exit(report(e))
-    progress = _Progress(len(files))
-    first_error = 0
-    rotated = due = failed = 0
-    for n, file in enumerate(files, 1):
-        progress.show(n, file)
-        try:
-            outcome = _rotate_one(file, input_type, config_path, add, remove, max_age, dry_run,
-                                  env)
-        except SecretOpsError as e:
-            progress.clear()
-            first_error = first_error or report(e.with_file(file))
-            failed += 1
-            continue
-        progress.clear()
-        click.echo(f"{file}: {outcome.message}")
-        due += outcome.due
-        rotated += outcome.rotated
-    progress.clear()
-    verb = "would rotate" if dry_run else "rotated"
-    tail = f", {failed} failed" if failed else ""
-    click.echo(f"{verb} {due if dry_run else rotated} of {len(files)} files{tail}")
-    if first_error:
-        sys.exit(first_error)
-    if max_age is not None and rotated:
-        sys.exit(int(ExitCode.FILES_CHANGED))
+    sys.exit(_rotate_many(items, env, input_type, config_path, add, remove, max_age, dry_run,
+                          jobs))
+
+
+def _rotate_many(items: list[Any], env: Any, input_type: str | None,
+                 config_path: str | None, add: list[Any], remove: list[Any],
+                 max_age: float | None, dry_run: bool, jobs: int | None) -> int:
+    """``rotate -i`` / ``-n`` of several files, in parallel (:mod:`secretops.bulk`)."""
+    from secretops.bulk.keyjobs import RotateJob
+    from secretops.cli._bulk import Tally, count_line, run_many
+    from secretops.errors import ExitCode
+
+    def summary(tally: Tally) -> str:
+        if not dry_run:
+            return count_line("rotated", tally)
+        tail = f", {len(tally.failures)} failed" if tally.failures else ""
+        return f"would rotate {tally.tags['due']} of {tally.applied} files{tail}"
+
+    rotated: list[int] = []
+
+    def counted(tally: Tally) -> str:
+        rotated.append(tally.tags["done"])
+        return summary(tally)
+
+    job = RotateJob(env, input_type=input_type, config_path=config_path, add=add,
+                    remove=remove, max_age=max_age, dry_run=dry_run)
+    code = run_many(job, items, jobs=jobs, label="rotate", summary=counted)
+    if not code and max_age is not None and rotated[0]:
+        return int(ExitCode.FILES_CHANGED)
+    return code
 
 
 def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bool,
@@ -154,65 +164,3 @@ def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bo
 
 def _join(values: Any) -> str:
     return ",".join(values)
-
-
-class _Outcome:
-    def __init__(self, message: str, due: bool, rotated: bool) -> None:
-        self.message, self.due, self.rotated = message, int(due), int(rotated)
-
-
-def _rotate_one(file: str, input_type: str | None, config_path: str | None, add: list[Any],
-                remove: list[Any], max_age: float | None, dry_run: bool,
-                env: Any) -> _Outcome:
-    from datetime import UTC, datetime
-
-    from secretops import fileops
-    from secretops.compose import open_path, settings
-    from secretops.fileio import write_file
-    from secretops.keyops import rotation_groups
-
-    given = settings(file, input_type=input_type, config_path=config_path, env=env)
-    fmt, options = given.format, given.options
-    opened = open_path(file, env=env, rewrite=not dry_run, given=given)
-    why = ""
-    if max_age is not None:
-        from secretops.keyage import data_key_age
-
-        age = data_key_age(file, opened.data_key, fmt, options)
-        if age.born is not None:
-            days = (datetime.now(UTC) - age.born).total_seconds() / 86400
-            why = f"data key {days:.0f} days old ({age.why})"
-            if days * 86400 < max_age:
-                return _Outcome(f"not due: {why}", due=False, rotated=False)
-        else:
-            why = f"data key age unknown ({age.why})"
-    groups, notes = rotation_groups(opened.metadata, add, remove)
-    for note in notes:
-        click.echo(f"{file}: note: {note}", err=True)
-    if dry_run:
-        return _Outcome(f"would rotate{': ' + why if why else ''}", due=True, rotated=False)
-    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
-    write_file(file, data, private=False, rewrite=True)
-    return _Outcome(f"rotated{': ' + why if why else ''}", due=True, rotated=True)
-
-
-class _Progress:
-    """A one-line ``[3/120] path`` counter on a terminal's stderr; silent otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.on = total > 1 and sys.stderr.isatty()
-        self.width = 0
-
-    def show(self, n: int, file: str) -> None:
-        if self.on:
-            line = f"[{n}/{self.total}] {file}"[:100]
-            sys.stderr.write("\r" + line.ljust(self.width))
-            sys.stderr.flush()
-            self.width = len(line)
-
-    def clear(self) -> None:
-        if self.on and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-            self.width = 0

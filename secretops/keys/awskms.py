@@ -20,7 +20,9 @@ selects a profile of the shared AWS config. Everything else — credentials, ``A
 chain, read from the ``env`` mapping the caller passes where boto3 allows it.
 
 Calls are bounded: a 5 s connect timeout, a 10 s read timeout and two attempts, so an
-unreachable endpoint fails in seconds rather than hanging. One client is kept per region,
+unreachable endpoint fails in seconds rather than hanging. A throttled call
+(``ThrottlingException``) is tried again with back-off, and a many-file run makes a bounded
+number of calls at once (:mod:`secretops.keys.remote`). One client is kept per region,
 profile, role and environment for the life of the process (assumed-role clients are rebuilt
 shortly before their credentials expire).
 
@@ -46,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeyOption, KeySource, WireKey
+from secretops.keys.remote import call
 from secretops.keys.specs import KeySpec
 
 if TYPE_CHECKING:
@@ -193,6 +196,19 @@ def explain(e: BaseException) -> str:
     return type(e).__name__
 
 
+# What AWS answers when a caller goes over a request quota (KMS: ThrottlingException).
+_THROTTLED = frozenset(("ThrottlingException", "Throttling", "TooManyRequestsException",
+                        "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException",
+                        "SlowDown"))
+
+
+def throttled(e: BaseException) -> bool:
+    """Is ``e`` AWS saying "slow down"? (:func:`secretops.keys.remote.call` then backs off.)"""
+    from botocore.exceptions import ClientError
+
+    return isinstance(e, ClientError) and e.response.get("Error", {}).get("Code") in _THROTTLED
+
+
 def _context(value: Any) -> dict[str, str]:
     if not value:
         return {}
@@ -228,10 +244,10 @@ class KmsRecipient:
         try:
             kms = _client(self.region, self.aws_profile, self.role, self._env)
             if self.context:
-                out = kms.encrypt(KeyId=self.arn, Plaintext=data_key,
-                                  EncryptionContext=self.context)
+                out = call(lambda: kms.encrypt(KeyId=self.arn, Plaintext=data_key,
+                                               EncryptionContext=self.context), throttled)
             else:
-                out = kms.encrypt(KeyId=self.arn, Plaintext=data_key)
+                out = call(lambda: kms.encrypt(KeyId=self.arn, Plaintext=data_key), throttled)
         except Exception as e:
             raise SecretOpsError(
                 f"cannot encrypt with AWS KMS key {self.arn}: {explain(e)}",
@@ -274,9 +290,10 @@ class KmsIdentity:
             kms = _client(region, str(f.get("aws_profile") or ""), str(f.get("role") or ""),
                           self._env)
             if context:
-                out = kms.decrypt(CiphertextBlob=blob, KeyId=arn, EncryptionContext=context)
+                out = call(lambda: kms.decrypt(CiphertextBlob=blob, KeyId=arn,
+                                               EncryptionContext=context), throttled)
             else:
-                out = kms.decrypt(CiphertextBlob=blob, KeyId=arn)
+                out = call(lambda: kms.decrypt(CiphertextBlob=blob, KeyId=arn), throttled)
         except Exception as e:
             raise KmsError(explain(e)) from None
         return bytes(out["Plaintext"])

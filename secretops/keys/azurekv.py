@@ -29,7 +29,9 @@ or the bundled roots. The token is sent only where the vault's own authenticatio
 names a resource of the vault's domain (the SDK's check), so an entry naming another server
 gets no token for Key Vault.
 
-Calls are bounded: 5 s to connect, 10 s to read, one retry. Failures are one line and never
+Calls are bounded: 5 s to connect, 10 s to read, one retry (a 429 is also tried again with
+back-off, and a many-file run makes a bounded number of calls at once:
+:mod:`secretops.keys.remote`). Failures are one line and never
 hold key material nor the text a server sent back. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23); a failed unwrap raises
 :class:`AzureKeyVaultError`, reported by :func:`secretops.keys.datakey.recover_data_key` (exit
@@ -50,6 +52,7 @@ from urllib.parse import urlsplit
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeySource, WireKey, split_list
+from secretops.keys.remote import call
 from secretops.keys.specs import KeySpec
 
 KIND = "azure_kv"
@@ -190,7 +193,8 @@ class AzureKvRecipient:
         f = self.fields
         try:
             client = _crypto(_key_id(f["vault_url"], f["name"], f["version"]), self._env)
-            out = client.encrypt(EncryptionAlgorithm.rsa_oaep_256, data_key)
+            out = call(lambda: client.encrypt(EncryptionAlgorithm.rsa_oaep_256, data_key),
+                       throttled)
             version = f["version"] or _version_of(str(out.key_id or ""))
             if not out.ciphertext or not version:
                 raise AzureKeyVaultError("Azure Key Vault returned no ciphertext or version")
@@ -203,6 +207,13 @@ class AzureKvRecipient:
         created = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         enc = base64.urlsafe_b64encode(bytes(out.ciphertext)).rstrip(b"=").decode("ascii")
         return KeyEntry(KIND, {**f, "version": version, "created_at": created, "enc": enc})
+
+
+def throttled(e: BaseException) -> bool:
+    """HTTP 429: Key Vault's service limits say slow down (:mod:`secretops.keys.remote`)."""
+    from azure.core.exceptions import HttpResponseError
+
+    return isinstance(e, HttpResponseError) and e.status_code == 429
 
 
 class AzureKvIdentity:
@@ -224,7 +235,9 @@ class AzureKvIdentity:
         except (binascii.Error, ValueError):
             raise AzureKeyVaultError("the entry's enc field is not URL-safe base64") from None
         try:
-            out = _crypto(key_id, self._env).decrypt(EncryptionAlgorithm.rsa_oaep_256, blob)
+            client = _crypto(key_id, self._env)
+            out = call(lambda: client.decrypt(EncryptionAlgorithm.rsa_oaep_256, blob),
+                       throttled)
         except Exception as e:
             raise AzureKeyVaultError(explain(e)) from None
         return bytes(out.plaintext)

@@ -23,7 +23,9 @@ the REST form of the API (sops 3.11 speaks gRPC; sops 3.12 offers REST with
 ``SOPS_GCP_KMS_ENDPOINT`` (sops 3.13's name) sends the calls to another endpoint, for example a
 sovereign cloud's, and ``SOPS_GCP_KMS_UNIVERSE_DOMAIN`` picks another universe.
 
-Calls are bounded: a 10 s timeout and no retry, so an unreachable endpoint fails in seconds.
+Calls are bounded: a 10 s timeout and no retry, so an unreachable endpoint fails in seconds;
+only a call refused for a quota (429, ``RESOURCE_EXHAUSTED``) is tried again, with back-off,
+and a many-file run makes a bounded number of calls at once (:mod:`secretops.keys.remote`).
 Failures are one line and never hold key material nor the text a server sent back (a server
 could echo the request). A failed wrap raises :class:`~secretops.errors.SecretOpsError` (exit
 23) naming the key; a failed unwrap raises :class:`GcpKmsError`, which
@@ -46,6 +48,7 @@ from typing import Any
 from secretops.core.metadata import KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeySource, WireKey, split_list
+from secretops.keys.remote import call
 from secretops.keys.specs import KeySpec
 
 KIND = "gcp_kms"
@@ -216,9 +219,10 @@ class GcpKmsRecipient:
     def wrap(self, data_key: bytes) -> KeyEntry:
         try:
             check_resource_id(self.resource_id)
-            out = _client(self._env).encrypt(
+            client = _client(self._env)
+            out = call(lambda: client.encrypt(
                 request={"name": self.resource_id, "plaintext": data_key},
-                timeout=TIMEOUT, retry=None)
+                timeout=TIMEOUT, retry=None), throttled)
             blob = bytes(out.ciphertext)
             if not blob:
                 raise GcpKmsError("GCP KMS returned no ciphertext")
@@ -231,6 +235,13 @@ class GcpKmsRecipient:
         created = self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return KeyEntry(KIND, {"resource_id": self.resource_id, "created_at": created,
                                "enc": base64.b64encode(blob).decode("ascii")})
+
+
+def throttled(e: BaseException) -> bool:
+    """HTTP 429 / ``RESOURCE_EXHAUSTED``: a quota says slow down (:mod:`secretops.keys.remote`)."""
+    from google.api_core import exceptions as gx
+
+    return isinstance(e, gx.TooManyRequests | gx.ResourceExhausted)
 
 
 class GcpKmsIdentity:
@@ -248,8 +259,10 @@ class GcpKmsIdentity:
         except (binascii.Error, ValueError):
             raise GcpKmsError("the entry's enc field is not valid base64") from None
         try:
-            out = _client(self._env).decrypt(
-                request={"name": resource_id, "ciphertext": blob}, timeout=TIMEOUT, retry=None)
+            client = _client(self._env)
+            out = call(lambda: client.decrypt(
+                request={"name": resource_id, "ciphertext": blob}, timeout=TIMEOUT, retry=None),
+                throttled)
         except Exception as e:
             raise GcpKmsError(explain(e, self._env)) from None
         return bytes(out.plaintext)

@@ -31,7 +31,9 @@ The environment, as sops 3.11 reads it (through Vault's Go client):
 
 Calls are bounded: a 10 s timeout per request (``VAULT_CLIENT_TIMEOUT`` overrides it, in
 seconds) and no retries, so a server that is down fails in seconds (sops retries twice with
-back-off). Failures are one line naming the key URI and never contain key material: server
+back-off); only an answer of 429 (a rate-limit quota) is tried again, with back-off, and a
+many-file run makes a bounded number of calls at once (:mod:`secretops.keys.remote`).
+Failures are one line naming the key URI and never contain key material: server
 unreachable, no token, permission denied (with the policy path that is missing), a ciphertext
 older than the key's ``min_decryption_version``. A failed wrap raises
 :class:`~secretops.errors.SecretOpsError` (exit 23); a failed unwrap raises
@@ -55,7 +57,7 @@ from urllib.parse import urlsplit
 
 from secretops.core.metadata import KeyEntry, Metadata
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.keys import KeySource, WireKey
+from secretops.keys import KeySource, WireKey, remote
 from secretops.keys.specs import KeySpec
 
 KIND = "hc_vault"
@@ -178,6 +180,13 @@ def _explain(e: Exception, fields: Mapping[str, Any], op: str, env: Mapping[str,
     return f"the {op} call failed ({type(e).__name__})"
 
 
+def _throttled(e: BaseException) -> bool:
+    """HTTP 429: a rate-limit quota says slow down (:func:`secretops.keys.remote.call`)."""
+    import hvac.exceptions as hx
+
+    return isinstance(e, hx.RateLimitExceeded)
+
+
 def _transit(fields: Mapping[str, Any], env: Mapping[str, str], op: str,
              call: Callable[[Any], Any], clients: dict[tuple[str, str], Any] | None = None
              ) -> Mapping[str, Any]:
@@ -196,7 +205,7 @@ def _transit(fields: Mapping[str, Any], env: Mapping[str, str], op: str,
     try:
         if client is None:
             client = clients[(address, token)] = _client(address, token, env)
-        response = call(client)
+        response = remote.call(lambda: call(client), _throttled)
     except Exception as e:
         raise VaultTransitError(_explain(e, fields, op, env)) from None
     data = response.get("data") if isinstance(response, Mapping) else None

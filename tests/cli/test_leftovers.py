@@ -208,3 +208,29 @@ def test_without_o_tmpfile_the_named_temp_file_is_private(tmp_path: Path,
     assert mode == 0o600  # written while 0600; the kept 0644 is set just before the rename
     assert target.read_text() == SECRET and [p.name for p in d.iterdir()] == ["out.yaml"]
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_a_directory_is_swept_once_per_process(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A many-file run writes hundreds of files into one directory: listing it before every
+    write would cost the square of its size; one sweep per process finds the same leftovers."""
+    calls: list[int] = []
+    real = fileio.sweep_temp_files
+    monkeypatch.setattr(fileio, "sweep_temp_files", lambda fd: calls.append(fd) or real(fd))
+    monkeypatch.setattr(fileio, "_swept", set())
+    for n in range(5):
+        fileio.write_file(str(tmp_path / f"f{n}"), b"x", private=True)
+    (tmp_path / "sub").mkdir()
+    fileio.write_file(str(tmp_path / "sub" / "g"), b"x", private=True)
+    assert len(calls) == 2
+
+
+def test_a_many_file_run_removes_dead_runs_temp_files(enc: Path,
+                                                      dead_run: tuple[int, int]) -> None:
+    pid, started = dead_run
+    dead = _plant_file(enc.parent, f".secretops-{pid}-{started}-0a1b2c.tmp")
+    other = enc.parent / "t.yaml"
+    other.write_bytes(enc.read_bytes())
+    r = secretops("decrypt", "-i", "-j", "2", str(enc), str(other))
+    assert r.code == 0, r.err
+    assert not dead.exists()

@@ -1,4 +1,5 @@
-"""What commands do on a terminal: updatekeys asks, rotate shows progress (real ptys)."""
+"""What commands do on a terminal: updatekeys asks (real ptys). The progress bar of many-file
+runs: tests/cli/test_many_keys.py."""
 
 from __future__ import annotations
 
@@ -69,12 +70,3 @@ def test_updatekeys_asks_on_a_terminal(tmp_path: Path, age_key: AgeKey) -> None:
     code, seen = _on_terminal(["updatekeys", str(f)], {b"Apply these changes?": b"y\n"})
     assert code == 0 and b"keys updated" in seen
     assert new.recipient in f.read_text()
-
-
-def test_rotate_shows_progress_on_a_terminal_only(tmp_path: Path, age_key: AgeKey) -> None:
-    files = _setup(tmp_path, age_key, 3)
-    code, seen = _on_terminal(["rotate", "-i", *map(str, files)])
-    assert code == 0, seen
-    assert b"[1/3]" in seen and b"[3/3]" in seen
-    r = secretops("rotate", "-i", *map(str, files))
-    assert r.code == 0 and "[1/3]" not in r.err + r.text

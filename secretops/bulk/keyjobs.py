@@ -1,0 +1,196 @@
+"""The per-file work of ``updatekeys`` and ``rotate``, for one file or many.
+
+:func:`plan_keys` / :func:`apply_keys` are ``updatekeys``'s two halves (the CLI asks between
+them on a terminal); :func:`rotate_file` is ``rotate -i``'s work on one file. The jobs run them
+in worker processes (:mod:`secretops.bulk.pool`) and return the same lines the one-file
+commands print. Files found in directories are taken only when they are encrypted and a
+creation rule matches them (:mod:`secretops.discover`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from secretops.bulk.jobs import Decrypting, is_encrypted
+from secretops.bulk.paths import Item
+from secretops.bulk.pool import Outcome
+from secretops.errors import ExitCode, SecretOpsError
+
+if TYPE_CHECKING:
+    from secretops.discover import Rules
+    from secretops.fileops import OpenedFile
+    from secretops.keyops import KeyPlan
+    from secretops.keys import Identity
+    from secretops.keys.specs import KeySpec
+
+Lookup = Callable[[str], list["Identity"]]
+
+
+class KeysPlan(NamedTuple):
+    """A file opened for ``updatekeys`` and what its rule asks to change."""
+
+    opened: OpenedFile
+    plan: KeyPlan
+
+
+def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: str | None,
+              env: Mapping[str, str], identities: Lookup | None = None) -> KeysPlan:
+    """Open ``file`` and compare its keys with what its creation rule says."""
+    from secretops.compose import open_path, settings
+    from secretops.keyops import plan_update
+
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    cfg = given.config
+    if cfg is None:
+        raise SecretOpsError("no .sops.yaml found for this file",
+                             code=ExitCode.CONFIG_FILE_NOT_FOUND,
+                             hints=("updatekeys applies the file's creation rule; "
+                                    "pass --config if it lives elsewhere",))
+    rule = cfg.rule_for(file)
+    if rule is None:  # sops: "no matching creation rules found"
+        raise SecretOpsError("the config has no creation_rules: nothing says which keys this "
+                             "file should have", code=ExitCode.ERROR_READING_CONFIG,
+                             file=str(cfg.path))
+    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
+    plan = plan_update(opened.metadata, rule.key_groups(), shamir or rule.shamir_threshold)
+    return KeysPlan(opened, plan)
+
+
+def plan_lines(file: str, planned: KeysPlan) -> list[str]:
+    """What ``updatekeys`` prints about the plan (before asking)."""
+    if not planned.plan.changed:
+        return [f"{file}: already up to date"]
+    return [f"{file}: the following changes will be made:",
+            *(f"  {line}" for line in planned.plan.summary())]
+
+
+def apply_keys(file: str, planned: KeysPlan, env: Mapping[str, str]) -> None:
+    """Write the file's new key entries (values, ``lastmodified`` and ``mac`` untouched)."""
+    from secretops import fileops
+    from secretops.fileio import write_file
+    from secretops.keyops import apply_plan
+
+    new_meta = apply_plan(planned.opened.metadata, planned.plan, planned.opened.data_key, env)
+    write_file(file, fileops.rewrite_metadata(planned.opened, new_meta), private=False,
+               rewrite=True)
+
+
+def wanted(item: Item, rules: Rules, input_type: str | None) -> bool:
+    """Named files always; found ones when encrypted and matched by a creation rule."""
+    if item.named:
+        return True
+    from secretops.discover import looks_encrypted
+    from secretops.limits import MAX_INPUT_BYTES
+
+    try:
+        with open(item.path, "rb") as f:
+            data = f.read(MAX_INPUT_BYTES + 1)  # over the limit: the job says so
+    except OSError:
+        return True  # the job reports it
+    return (looks_encrypted(data) and rules.match(item.path)
+            and is_encrypted(data, item.path, input_type))
+
+
+class _Selective(Decrypting):
+    """A job on encrypted files that creation rules match (:func:`wanted`)."""
+
+    config_path: str | None
+    input_type: str | None
+
+    def setup(self) -> None:
+        from secretops.discover import Rules
+
+        super().setup()
+        self.state["rules"] = Rules(self.env, self.config_path)
+
+    def takes(self, item: Item) -> bool:
+        return wanted(item, self.state["rules"], self.input_type)
+
+
+class UpdateKeysJob(_Selective):
+    """``updatekeys --yes`` of many files."""
+
+    def __init__(self, env: Mapping[str, str], *, input_type: str | None, shamir: int,
+                 config_path: str | None) -> None:
+        super().__init__(env)
+        self.input_type, self.shamir, self.config_path = input_type, shamir, config_path
+
+    def __call__(self, item: Item) -> Outcome:
+        if not self.takes(item):
+            return Outcome(item.path, skipped=True)
+        planned = plan_keys(item.path, input_type=self.input_type, shamir=self.shamir,
+                            config_path=self.config_path, env=self.env,
+                            identities=self.state["identities"])
+        lines = plan_lines(item.path, planned)
+        if not planned.plan.changed:
+            return Outcome(item.path, tuple(lines), tags=("current",))
+        apply_keys(item.path, planned, self.env)
+        return Outcome(item.path, (*lines, f"{item.path}: keys updated"), tags=("done",))
+
+
+class Rotation(NamedTuple):
+    """What ``rotate`` did with one file."""
+
+    message: str
+    notes: list[str]
+    due: bool
+    rotated: bool
+
+
+def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
+                add: Sequence[KeySpec], remove: Sequence[KeySpec], max_age: float | None,
+                dry_run: bool, env: Mapping[str, str],
+                identities: Lookup | None = None) -> Rotation:
+    """``rotate -i`` (or ``-n``) of one file, ``--older-than`` deciding when given."""
+    from datetime import UTC, datetime
+
+    from secretops import fileops
+    from secretops.compose import open_path, settings
+    from secretops.fileio import write_file
+    from secretops.keyops import rotation_groups
+
+    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities)
+    why = ""
+    if max_age is not None:
+        from secretops.keyage import data_key_age
+
+        age = data_key_age(file, opened.data_key, given.format, given.options)
+        if age.born is not None:
+            days = (datetime.now(UTC) - age.born).total_seconds() / 86400
+            why = f"data key {days:.0f} days old ({age.why})"
+            if days * 86400 < max_age:
+                return Rotation(f"not due: {why}", [], due=False, rotated=False)
+        else:
+            why = f"data key age unknown ({age.why})"
+    groups, notes = rotation_groups(opened.metadata, list(add), list(remove))
+    notes = [f"{file}: note: {note}" for note in notes]
+    tail = f": {why}" if why else ""
+    if dry_run:
+        return Rotation(f"would rotate{tail}", notes, due=True, rotated=False)
+    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
+    write_file(file, data, private=False, rewrite=True)
+    return Rotation(f"rotated{tail}", notes, due=True, rotated=True)
+
+
+class RotateJob(_Selective):
+    """``rotate -i`` / ``-n`` of many files."""
+
+    def __init__(self, env: Mapping[str, str], *, input_type: str | None,
+                 config_path: str | None, add: Sequence[Any], remove: Sequence[Any],
+                 max_age: float | None, dry_run: bool) -> None:
+        super().__init__(env)
+        self.input_type, self.config_path = input_type, config_path
+        self.add, self.remove = list(add), list(remove)
+        self.max_age, self.dry_run = max_age, dry_run
+
+    def __call__(self, item: Item) -> Outcome:
+        if not self.takes(item):
+            return Outcome(item.path, skipped=True)
+        done = rotate_file(item.path, input_type=self.input_type, config_path=self.config_path,
+                           add=self.add, remove=self.remove, max_age=self.max_age,
+                           dry_run=self.dry_run, env=self.env,
+                           identities=self.state["identities"])
+        tags = (*(("due",) if done.due else ()), *(("done",) if done.rotated else ()))
+        return Outcome(item.path, (f"{item.path}: {done.message}",), tuple(done.notes), tags)
