@@ -22,7 +22,7 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import DumpError, ExitCode, FormatError, SecretOpsError
-from secretops.limits import check_input_size
+from secretops.limits import check_input_size, check_lines
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 
@@ -39,6 +39,7 @@ class DotenvStore:
 
     def load(self, data: bytes) -> Loaded:
         check_input_size(data)
+        check_lines(data)
         text = data.decode("utf-8", "surrogateescape")
         doc = Branch()
         flat: list[tuple[str, str]] = []

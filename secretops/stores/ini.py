@@ -31,7 +31,7 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import DumpError
-from secretops.limits import check_input_size
+from secretops.limits import check_input_size, check_lines
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 from secretops.stores._goini import Parser, Section, write
@@ -54,6 +54,7 @@ class IniStore:
 
     def load(self, data: bytes) -> Loaded:
         check_input_size(data)
+        check_lines(data)
         if data[:2] in (b"\xfe\xff", b"\xff\xfe"):
             data = data[2:]
         elif data[:3] == b"\xef\xbb\xbf":
