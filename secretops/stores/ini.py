@@ -35,6 +35,7 @@ from secretops.limits import check_input_size, check_lines
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 from secretops.stores._goini import Parser, Section, write
+from secretops.stores._output import check_writable
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ class IniStore:
                 rank = {k: i for i, k in enumerate(layout.sops_keys)}
                 flat.sort(key=lambda kv: rank.get(kv[0], len(rank)))  # stable: new keys last
             sections.append(Section("sops", keys={k: [v, ""] for k, v in flat}))
-        return write(sections).encode("utf-8", "surrogateescape")
+        return check_writable(write(sections).encode("utf-8", "surrogateescape"), docs, metadata)
 
     def emit_value(self, value: Any) -> bytes:
         """sops's INI ``EmitValue``: Go's ``json.Marshal`` of the value, compact."""

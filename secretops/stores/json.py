@@ -35,6 +35,7 @@ from secretops.errors import DumpError, ExitCode, FormatError
 from secretops.jsonload import raw_decode
 from secretops.limits import check_indent, check_input_size
 from secretops.stores import Loaded, StoreOptions
+from secretops.stores._output import check_indentation, check_writable
 
 _WS = " \t\r\n"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -71,7 +72,8 @@ class JsonStore:
         if not docs:
             raise FormatError("there is no document to write")
         text = dump_json(docs[0], self.options.indent, metadata)
-        return text.encode("utf-8", "surrogateescape") + b"\n"
+        return check_writable(text.encode("utf-8", "surrogateescape") + b"\n", docs[:1],
+                              metadata)
 
     def emit_value(self, value: Any) -> bytes:
         """sops's ``encodeValue`` then ``json.Indent``: no newline after it; a comment is
@@ -235,6 +237,7 @@ def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -
     ``hc_vault`` / ``age`` of a key group); in the data an empty array stays ``[]``.
     """
     unit = _unit(indent)
+    check_indentation(doc, len(unit))  # each item on a line, indented by its depth
     out: list[str] = []
     if metadata is not None:
         doc = Branch([*doc, (_METADATA, metadata)])

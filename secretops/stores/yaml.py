@@ -50,6 +50,7 @@ from secretops.limits import (
     too_much_expansion,
 )
 from secretops.stores import Loaded, StoreOptions
+from secretops.stores._output import check_writable
 from secretops.stores._yamlemit import emit_document, emit_entry
 from secretops.stores._yamlscalar import (
     UnsupportedScalar,
@@ -702,7 +703,8 @@ class YamlStore:
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
         try:
-            return self._emit(docs, metadata, layout).encode("utf-8")
+            return check_writable(self._emit(docs, metadata, layout).encode("utf-8"), docs,
+                                  metadata)
         except UnicodeEncodeError:
             # bytes that are not UTF-8, read from a dotenv, INI or binary file (surrogate
             # escapes): a YAML file cannot hold them

@@ -161,3 +161,40 @@ def test_comments_are_placed_in_linear_time(shape: str, text: bytes, tmp_path: P
     monkeypatch.setenv("SECRETOPS_FUZZ_SAVE_DIR", str(tmp_path))
     assert run_input(Target("yaml-comments", _yaml_load), text, time_limit=60,
                      memory_limit=2 << 30) == "ok"
+
+
+# --- output: held to the limits input is read with ----------------------------------------------
+
+@pytest.mark.parametrize(("name", "text"), [
+    # re-emitted in sops's style (the root is not a block mapping): 4 columns a level
+    ("f.yaml", b"{a: " + b"[" * 2000 + b",".join([b"1"] * 50_000) + b"]" * 2000 + b"}\n"),
+    # JSON is always written indented, a tab a level
+    ("f.json", b'{"a": ' + b"[" * 3000 + b",".join([b"1"] * 50_000) + b"]" * 3000 + b"}"),
+])
+def test_deep_input_cannot_make_output_past_the_limit(name: str, text: bytes, tmp_path: Path,
+                                                      age_key: AgeKey) -> None:
+    # ~100 KB in, 150-400 MB of indentation out (1.2 GB of memory), tens of GB at the limits
+    path = tmp_path / name
+    path.write_bytes(text)
+    r = secretops("encrypt", "--unencrypted-regex", ".", "--age", age_key.recipient, str(path))
+    assert r.code == 150 and not r.out, r.err[:300]
+    assert "most of it indentation" in r.err.splitlines()[0]
+
+
+def test_secretops_writes_no_encrypted_file_it_would_not_read(monkeypatch: pytest.MonkeyPatch,
+                                                              age_key: AgeKey) -> None:
+    from secretops import api
+    from secretops.stores import _output
+
+    for module in (yaml_store, _output):
+        monkeypatch.setattr(module, "MAX_NODES", N)
+    # just inside the limit as plaintext; the sops block every document gets pushes it past
+    plain = b"a: 1\n" + b"#\n" * (N - 10)
+    get_store("yaml").load(plain)
+    with pytest.raises(LimitError, match="with its sops metadata, more than .*could read it back"):
+        api.encrypt(plain, format="yaml", age=[age_key.recipient], env={})
+    # and its bytes: ENC[…] values are longer than the values
+    monkeypatch.setattr(_output, "MAX_INPUT_BYTES", 10_000)
+    with pytest.raises(LimitError, match="the encrypted file would be .* bytes, over the limit"):
+        api.encrypt(b"a: " + b"x" * 9000 + b"\n", format="yaml", age=[age_key.recipient],
+                    env={})

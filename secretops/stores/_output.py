@@ -1,0 +1,95 @@
+"""Bounds on what the stores write: output is held to the limits input is read with.
+
+Two ways a file within the limits on input makes far larger output:
+
+* **Indentation.** Where a store writes a tree in its own style (JSON always; YAML where it
+  cannot splice into the original text: aliases expanded, a root that is not a block mapping,
+  another input format), every line is indented by its depth. A 104 KB file nesting 50,000
+  values 2,000 levels deep (``{a: [[[…1,1,1…]]]}``) became 408 MB of YAML (1.2 GB of memory)
+  or 104 MB of JSON; 2 MB at the depth limit would make tens of GB. :func:`check_indentation`
+  adds up the indentation before anything is written and refuses past
+  :data:`~secretops.limits.MAX_INPUT_BYTES`.
+* **The metadata.** An encrypted file carries its ``sops`` block in every document, and its
+  values grow into ``ENC[…]`` strings: a file just inside a limit can encrypt into one past it,
+  which no command would read back. :func:`check_writable` refuses such output, so that what
+  secretops writes, it reads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from secretops.core.tree import Branch, Seq
+from secretops.limits import MAX_INPUT_BYTES, MAX_NODES, LimitError
+
+_HINT = ("see 'Limits on input' in docs/security.md",)
+
+
+def count_nodes(node: Any) -> int:
+    """Nodes as the YAML reader counts them (the most any reader counts): every collection,
+    key, value and comment."""
+    count, todo = 0, [node]
+    while todo:
+        value = todo.pop()
+        count += 1
+        if isinstance(value, Branch):
+            for item in value:
+                if type(item) is tuple:
+                    count += 1  # the key
+                    todo.append(item[1])
+                else:
+                    count += 1  # a comment
+        elif isinstance(value, Seq):
+            todo += value
+    return count
+
+
+def check_writable(out: bytes, docs: list[Branch], metadata: Branch | None) -> bytes:
+    """``out``, an encrypted file, if every reader would accept it (size, nodes); plaintext
+    output passes (it holds fewer nodes than the file it came from)."""
+    if metadata is None:
+        return out
+    if len(out) > MAX_INPUT_BYTES:
+        raise LimitError(
+            f"the encrypted file would be {len(out):,} bytes, over the limit of "
+            f"{MAX_INPUT_BYTES:,} bytes, and no command could read it back", hints=_HINT)
+    if len(out) > MAX_NODES:  # a node takes at least a byte: shorter output is within
+        nodes = sum(count_nodes(doc) + 1 for doc in docs) + len(docs) * (
+            count_nodes(metadata) + 1)
+        if nodes > MAX_NODES:
+            raise LimitError(
+                f"the encrypted file would hold {nodes:,} values, mappings, sequences and "
+                f"comments with its sops metadata, more than {MAX_NODES:,}, and no command "
+                "could read it back", hints=_HINT)
+    return out
+
+
+def check_indentation(doc: Any, per_level: int, item_map_step: int | None = None) -> None:
+    """Refuse to write ``doc`` when the indentation of its lines alone would pass
+    :data:`~secretops.limits.MAX_INPUT_BYTES`: each item on a line of its own, indented
+    ``per_level`` columns a level (``item_map_step``: YAML indents the entries of a mapping
+    that is a list item by that many columns instead)."""
+    if per_level <= 0 and not item_map_step:
+        return
+    total = 0
+    todo: list[tuple[Any, int, bool]] = [(doc, 0, False)]
+    while todo:
+        node, level, item_map = todo.pop()
+        if isinstance(node, Branch):
+            child = level + (item_map_step if item_map and item_map_step else per_level)
+            for item in node:
+                total += level
+                if type(item) is tuple and isinstance(item[1], Branch | Seq):
+                    todo.append((item[1], child, False))
+        elif isinstance(node, Seq):
+            for value in node:
+                total += level
+                if isinstance(value, Branch):
+                    todo.append((value, level + 2 if item_map_step else level + per_level,
+                                 item_map_step is not None))
+                elif isinstance(value, Seq):
+                    todo.append((value, level + per_level, False))
+        if total > MAX_INPUT_BYTES:
+            raise LimitError(
+                f"the output would be over {MAX_INPUT_BYTES:,} bytes, most of it indentation "
+                "(the file nests many values deeply)", hints=_HINT)
