@@ -191,10 +191,10 @@ def test_secretops_writes_no_encrypted_file_it_would_not_read(monkeypatch: pytes
     # just inside the limit as plaintext; the sops block every document gets pushes it past
     plain = b"a: 1\n" + b"#\n" * (N - 10)
     get_store("yaml").load(plain)
-    with pytest.raises(LimitError, match="with its sops metadata, more than .*could read it back"):
+    with pytest.raises(LimitError, match=r"with its sops metadata, more than .*could read it back"):
         api.encrypt(plain, format="yaml", age=[age_key.recipient], env={})
     # and its bytes: ENC[…] values are longer than the values
     monkeypatch.setattr(_output, "MAX_INPUT_BYTES", 10_000)
-    with pytest.raises(LimitError, match="the encrypted file would be .* bytes, over the limit"):
+    with pytest.raises(LimitError, match=r"the encrypted file would be .* bytes, over the limit"):
         api.encrypt(b"a: " + b"x" * 9000 + b"\n", format="yaml", age=[age_key.recipient],
                     env={})
