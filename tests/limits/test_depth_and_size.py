@@ -134,7 +134,8 @@ def test_limits_table_in_security_doc() -> None:
     section = doc[doc.index("## Limits on input"):]
     assert doc.rstrip().endswith(section.rstrip())  # the last section
     for value in (limits.MAX_INPUT_BYTES, limits.MAX_CONFIG_BYTES, limits.MAX_DEPTH,
-                  limits.MAX_FILE_LIST_BYTES, limits.MAX_FILES):
+                  limits.MAX_FILE_LIST_BYTES, limits.MAX_FILES,
+                  limits.MAX_NODES, limits.MAX_DOCUMENTS):
         assert f"{value:,}" in section
     assert f"| JSON indentation | {limits.MAX_INDENT} spaces per level |" in section
     assert "400,000" in section and "4,000,000" in section
