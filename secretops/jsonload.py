@@ -39,9 +39,13 @@ def check_nodes(text: str) -> None:
     """Refuse JSON of more than :data:`~secretops.limits.MAX_NODES` values, before the
     parser builds them (it builds a value in C for every two bytes of ``[1,1,…]``). A bound
     counted at C speed clears nearly every file; past it, the count outside strings decides."""
-    if _values_at_most(text) > MAX_NODES and _values_at_most(
-            _EMPTY.sub("0", _outside_strings(text))) > MAX_NODES:
+    if _values_at_most(text) > MAX_NODES and json_values(text) > MAX_NODES:
         raise too_many_nodes()
+
+
+def json_values(text: str) -> int:
+    """The values of JSON ``text``: objects, arrays and scalars (exact for valid JSON)."""
+    return _values_at_most(_EMPTY.sub("0", _outside_strings(text)))
 
 
 def _outside_strings(text: str) -> str:

@@ -17,6 +17,7 @@ Two ways a file within the limits on input makes far larger output:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from secretops.core.tree import Branch, Seq
@@ -44,9 +45,16 @@ def count_nodes(node: Any) -> int:
     return count
 
 
-def check_writable(out: bytes, docs: list[Branch], metadata: Branch | None) -> bytes:
-    """``out``, an encrypted file, if every reader would accept it (size, nodes); plaintext
-    output passes (it holds fewer nodes than the file it came from)."""
+def yaml_nodes(docs: list[Branch], metadata: Branch) -> Callable[[], int]:
+    """The nodes the YAML reader will count in these documents, each with its sops block."""
+    return lambda: sum(count_nodes(doc) + 1 for doc in docs) + len(docs) * (
+        count_nodes(metadata) + 1)
+
+
+def check_writable(out: bytes, metadata: Branch | None, nodes: Callable[[], int]) -> bytes:
+    """``out``, an encrypted file, if its store's reader would accept it: within the size
+    limit, and within the node limit as ``nodes()`` counts them the way that reader does.
+    Plaintext output passes (it holds fewer nodes than the file it came from)."""
     if metadata is None:
         return out
     if len(out) > MAX_INPUT_BYTES:
@@ -54,13 +62,12 @@ def check_writable(out: bytes, docs: list[Branch], metadata: Branch | None) -> b
             f"the encrypted file would be {len(out):,} bytes, over the limit of "
             f"{MAX_INPUT_BYTES:,} bytes, and no command could read it back", hints=_HINT)
     if len(out) > MAX_NODES:  # a node takes at least a byte: shorter output is within
-        nodes = sum(count_nodes(doc) + 1 for doc in docs) + len(docs) * (
-            count_nodes(metadata) + 1)
-        if nodes > MAX_NODES:
+        count = nodes()
+        if count > MAX_NODES:
             raise LimitError(
-                f"the encrypted file would hold {nodes:,} values, mappings, sequences and "
-                f"comments with its sops metadata, more than {MAX_NODES:,}, and no command "
-                "could read it back", hints=_HINT)
+                f"the encrypted file would hold {count:,} nodes (values, mappings, sequences, "
+                f"comments or lines) with its sops metadata, more than {MAX_NODES:,}, and no "
+                "command could read it back", hints=_HINT)
     return out
 
 

@@ -81,8 +81,8 @@ class DotenvStore:
             # sops sorts the flattened keys (Go's sort.Strings; UTF-8 byte order = code point order)
             for key, value in sorted(flatten_metadata(metadata)):
                 lines.append(f"{PREFIX}{key}={value}\n")
-        return check_writable("".join(lines).encode("utf-8", "surrogateescape"), docs[:1],
-                              metadata)
+        out = "".join(lines).encode("utf-8", "surrogateescape")
+        return check_writable(out, metadata, lambda: out.count(b"\n") + 1)  # its lines
 
     def emit_value(self, value: Any) -> bytes:
         """sops's dotenv ``EmitValue`` writes strings only (and those never come here)."""

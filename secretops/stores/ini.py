@@ -93,7 +93,8 @@ class IniStore:
                 rank = {k: i for i, k in enumerate(layout.sops_keys)}
                 flat.sort(key=lambda kv: rank.get(kv[0], len(rank)))  # stable: new keys last
             sections.append(Section("sops", keys={k: [v, ""] for k, v in flat}))
-        return check_writable(write(sections).encode("utf-8", "surrogateescape"), docs, metadata)
+        out = write(sections).encode("utf-8", "surrogateescape")
+        return check_writable(out, metadata, lambda: out.count(b"\n") + 1)  # its lines
 
     def emit_value(self, value: Any) -> bytes:
         """sops's INI ``EmitValue``: Go's ``json.Marshal`` of the value, compact."""

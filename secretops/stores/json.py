@@ -32,7 +32,7 @@ from typing import Any
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
 from secretops.errors import DumpError, ExitCode, FormatError
-from secretops.jsonload import raw_decode
+from secretops.jsonload import json_values, raw_decode
 from secretops.limits import check_indent, check_input_size
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._output import check_indentation, check_writable
@@ -72,8 +72,8 @@ class JsonStore:
         if not docs:
             raise FormatError("there is no document to write")
         text = dump_json(docs[0], self.options.indent, metadata)
-        return check_writable(text.encode("utf-8", "surrogateescape") + b"\n", docs[:1],
-                              metadata)
+        return check_writable(text.encode("utf-8", "surrogateescape") + b"\n", metadata,
+                              lambda: json_values(text))
 
     def emit_value(self, value: Any) -> bytes:
         """sops's ``encodeValue`` then ``json.Indent``: no newline after it; a comment is

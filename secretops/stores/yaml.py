@@ -50,7 +50,7 @@ from secretops.limits import (
     too_much_expansion,
 )
 from secretops.stores import Loaded, StoreOptions
-from secretops.stores._output import check_writable
+from secretops.stores._output import check_writable, yaml_nodes
 from secretops.stores._yamlemit import emit_document, emit_entry
 from secretops.stores._yamlscalar import (
     UnsupportedScalar,
@@ -703,8 +703,9 @@ class YamlStore:
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
         try:
-            return check_writable(self._emit(docs, metadata, layout).encode("utf-8"), docs,
-                                  metadata)
+            out = self._emit(docs, metadata, layout).encode("utf-8")
+            return out if metadata is None else check_writable(out, metadata,
+                                                               yaml_nodes(docs, metadata))
         except UnicodeEncodeError:
             # bytes that are not UTF-8, read from a dotenv, INI or binary file (surrogate
             # escapes): a YAML file cannot hold them

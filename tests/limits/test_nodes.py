@@ -198,3 +198,20 @@ def test_secretops_writes_no_encrypted_file_it_would_not_read(monkeypatch: pytes
     with pytest.raises(LimitError, match=r"the encrypted file would be .* bytes, over the limit"):
         api.encrypt(b"a: " + b"x" * 9000 + b"\n", format="yaml", age=[age_key.recipient],
                     env={})
+
+
+@pytest.mark.parametrize(("fmt", "line"), [("dotenv", b"K%d=1\n"), ("json", b"")])
+def test_a_flat_file_just_inside_the_limit_encrypts_and_reads_back(
+        fmt: str, line: bytes, monkeypatch: pytest.MonkeyPatch, age_key: AgeKey) -> None:
+    # each store's output is counted the way its reader counts (lines, JSON values), not
+    # as YAML counts keys too: such a file is not refused for nodes its reader never sees
+    from secretops import api
+    from secretops.stores import _output
+
+    for module in (limits, jsonload, _output):
+        monkeypatch.setattr(module, "MAX_NODES", 100_000)
+    n = 100_000 - 50  # room for the sops metadata's lines or values
+    plain = (b"".join(line % i for i in range(n)) if fmt == "dotenv" else
+             b'{"a": [' + b",".join([b"1"] * (n - 2)) + b"]}")
+    enc = api.encrypt(plain, format=fmt, age=[age_key.recipient], env={})
+    assert api.decrypt(enc, format=fmt, env={"SOPS_AGE_KEY_FILE": str(age_key.path)})
