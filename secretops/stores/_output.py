@@ -71,31 +71,28 @@ def check_writable(out: bytes, metadata: Branch | None, nodes: Callable[[], int]
     return out
 
 
-def check_indentation(doc: Any, per_level: int, item_map_step: int | None = None) -> None:
+def check_indentation(doc: Any, map_child: Callable[[int], int],
+                      seq_child: Callable[[int], int]) -> None:
     """Refuse to write ``doc`` when the indentation of its lines alone would pass
-    :data:`~secretops.limits.MAX_INPUT_BYTES`: each item on a line of its own, indented
-    ``per_level`` columns a level (``item_map_step``: YAML indents the entries of a mapping
-    that is a list item by that many columns instead)."""
-    if per_level <= 0 and not item_map_step:
-        return
+    :data:`~secretops.limits.MAX_INPUT_BYTES`: each item on a line of its own, the items of
+    what a map entry holds at column ``map_child(column)``, of what a list item holds at
+    ``seq_child(column)`` (the emitter's own rules)."""
     total = 0
-    todo: list[tuple[Any, int, bool]] = [(doc, 0, False)]
+    todo: list[tuple[Any, int]] = [(doc, 0)]
     while todo:
-        node, level, item_map = todo.pop()
+        node, level = todo.pop()
         if isinstance(node, Branch):
-            child = level + (item_map_step if item_map and item_map_step else per_level)
+            child = map_child(level)
             for item in node:
                 total += level
                 if type(item) is tuple and isinstance(item[1], Branch | Seq):
-                    todo.append((item[1], child, False))
+                    todo.append((item[1], child))
         elif isinstance(node, Seq):
+            child = seq_child(level)
             for value in node:
                 total += level
-                if isinstance(value, Branch):
-                    todo.append((value, level + 2 if item_map_step else level + per_level,
-                                 item_map_step is not None))
-                elif isinstance(value, Seq):
-                    todo.append((value, level + per_level, False))
+                if isinstance(value, Branch | Seq):
+                    todo.append((value, child))
         if total > MAX_INPUT_BYTES:
             raise LimitError(
                 f"the output would be over {MAX_INPUT_BYTES:,} bytes, most of it indentation "

@@ -135,7 +135,8 @@ def emit_document(doc: Branch, step: int) -> str:
     """A whole document (no ``---``), ending in a newline; ``{}`` for an empty one."""
     if not doc:
         return "{}\n"
-    check_indentation(doc, step, 2)  # every line is indented by its depth: bound that first
+    # every line is indented by its depth: bound that before writing any
+    check_indentation(doc, lambda column: child_indent(column, step), lambda column: column + 2)
     lines: list[str] = []
     emit_node(doc, 0, step, lines)
     return "\n".join(lines) + "\n"

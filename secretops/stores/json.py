@@ -237,7 +237,8 @@ def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -
     ``hc_vault`` / ``age`` of a key group); in the data an empty array stays ``[]``.
     """
     unit = _unit(indent)
-    check_indentation(doc, len(unit))  # each item on a line, indented by its depth
+    width = len(unit)  # each item on a line of its own, indented by its depth
+    check_indentation(doc, lambda column: column + width, lambda column: column + width)
     out: list[str] = []
     if metadata is not None:
         doc = Branch([*doc, (_METADATA, metadata)])
