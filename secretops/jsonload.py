@@ -18,19 +18,47 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from secretops.limits import MAX_DEPTH, too_deep
+from secretops.limits import MAX_DEPTH, MAX_NODES, too_deep, too_many_nodes
 
 T = TypeVar("T")
 _STACK_BYTES = 512 * 1024 * 1024  # reserved, not used: pages are touched only as needed
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
 _deep_lock = threading.Lock()
+_ESCAPE = re.compile(r"\\.", re.S)
+_PLAIN_STRING = re.compile(r'"[^"]*"')
+_EMPTY = re.compile(r"\[\s*\]|\{\s*\}")
+
+
+def _values_at_most(text: str) -> int:
+    # each value follows a comma, or opens its array or object, or is the top one: exact once
+    # strings are gone and empty arrays and objects (which hold no first value) are scalars
+    return text.count(",") + text.count("[") + text.count("{") + 1
+
+
+def check_nodes(text: str) -> None:
+    """Refuse JSON of more than :data:`~secretops.limits.MAX_NODES` values, before the
+    parser builds them (it builds a value in C for every two bytes of ``[1,1,…]``). A bound
+    counted at C speed clears nearly every file; past it, the count outside strings decides."""
+    if _values_at_most(text) > MAX_NODES and json_values(text) > MAX_NODES:
+        raise too_many_nodes()
+
+
+def json_values(text: str) -> int:
+    """The values of JSON ``text``: objects, arrays and scalars (exact for valid JSON)."""
+    return _values_at_most(_EMPTY.sub("0", _outside_strings(text)))
+
+
+def _outside_strings(text: str) -> str:
+    """``text`` without its strings, in linear time: escapes removed first, so each quote left
+    opens or closes a string (a one-pass string regex backtracks from every quote of
+    ``"\\"\\"\\…`` to the end: quadratic)."""
+    return _PLAIN_STRING.sub("", _ESCAPE.sub("", text))
 
 
 def depth(text: str) -> int:
     """The deepest nesting of arrays and objects in ``text`` (strings skipped)."""
     level = deepest = 0
-    for m in _BRACKET.finditer(_STRING.sub("", text)):
+    for m in _BRACKET.finditer(_outside_strings(text)):
         if m.group() in "[{":
             level += 1
             deepest = max(deepest, level)
@@ -67,7 +95,9 @@ def on_big_stack(fn: Callable[[], T]) -> T:
 
 
 def raw_decode(decoder: json.JSONDecoder, text: str, start: int = 0) -> tuple[Any, int]:
-    """``decoder.raw_decode(text, start)``, at any depth within :data:`MAX_DEPTH`."""
+    """``decoder.raw_decode(text, start)``, at any depth within :data:`MAX_DEPTH` and of
+    at most :data:`~secretops.limits.MAX_NODES` values."""
+    check_nodes(text)
     try:
         return decoder.raw_decode(text, start)
     except RecursionError:

@@ -10,6 +10,9 @@ hang or exhaust memory. The numbers, and why each is what it is, are in ``docs/s
 * **File lists** — :data:`MAX_FILE_LIST_BYTES` for a ``--files-from`` list and
   :data:`MAX_FILES` names in one many-file run (directories walked included): the names are
   the one thing such a run keeps for every file.
+* **Nodes** — :data:`MAX_NODES` values, collections and comments per file, and
+  :data:`MAX_DOCUMENTS` YAML documents: what a file costs in memory and time grows with these,
+  not with its bytes. Counted as the file is read (YAML), or bounded before it is (the others).
 * **Nesting** — :data:`MAX_DEPTH` mappings and sequences, the top-level mapping counting as one:
   what sops can write and read back (go-yaml stops at 10,000 block or flow levels, Go's
   ``encoding/json`` at 10,000).
@@ -38,6 +41,12 @@ MAX_INDENT = 64  # JSON spaces per level (--indent, stores.*.indent): see check_
 # many-file commands (secretops.bulk): a --files-from list, and the files of one run
 MAX_FILE_LIST_BYTES = 64 * 1024 * 1024
 MAX_FILES = 1_000_000
+#: Values, mappings, sequences and comments in one file, aliases expanded: what its tree holds.
+#: Each costs secretops ~0.3-1 KB while it reads, encrypts and writes it, and a value takes as
+#: little as 2 bytes of YAML (``1,``), so the size limit alone let 128 MiB cost ~50 GB.
+MAX_NODES = 1_000_000
+#: YAML documents in one file: sops writes the whole ``sops:`` block (~1 KB) into each.
+MAX_DOCUMENTS = 10_000
 
 _RATIO_LOW = 400_000
 _RATIO_HIGH = 4_000_000
@@ -72,6 +81,40 @@ def check_indent(indent: int) -> None:
             f"a JSON indentation of {indent:,} spaces is over the limit of {MAX_INDENT}",
             hints=("see 'Limits on input' in docs/security.md",),
         )
+
+
+def too_many_nodes(line: int | None = None) -> LimitError:
+    where = f"line {line}: " if line is not None else ""
+    return LimitError(
+        f"{where}the file holds more than {MAX_NODES:,} values, mappings, sequences and "
+        "comments (aliases expanded)",
+        hints=("see 'Limits on input' in docs/security.md",),
+    )
+
+
+def check_lines(data: bytes) -> None:
+    """Refuse a line-based file (dotenv, INI) of more than :data:`MAX_NODES` lines: each line,
+    blank or not, is an object while it is parsed."""
+    if data.count(b"\n") >= MAX_NODES:
+        raise LimitError(
+            f"the file has more than {MAX_NODES:,} lines",
+            hints=("see 'Limits on input' in docs/security.md",),
+        )
+
+
+def too_many_documents(line: int) -> LimitError:
+    return LimitError(
+        f"line {line}: the file holds more than {MAX_DOCUMENTS:,} YAML documents",
+        hints=("see 'Limits on input' in docs/security.md",),
+    )
+
+
+def too_much_expansion(line: int) -> LimitError:
+    return LimitError(
+        f"line {line}: the values aliases copy would make the file larger than "
+        f"{MAX_INPUT_BYTES:,} bytes",
+        hints=("see 'Limits on input' in docs/security.md",),
+    )
 
 
 def too_deep(line: int | None = None) -> LimitError:

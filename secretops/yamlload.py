@@ -24,11 +24,15 @@ import yaml as _pyyaml
 from secretops.errors import ConfigError, FormatError, SecretOpsError
 from secretops.limits import (
     MAX_DEPTH,
+    MAX_DOCUMENTS,
+    MAX_NODES,
     AliasBudget,
     LimitError,
     check_config_size,
     check_input_size,
     too_deep,
+    too_many_documents,
+    too_many_nodes,
 )
 
 _CSafe = getattr(_pyyaml, "CSafeLoader", None)
@@ -82,12 +86,15 @@ def _compose(parser: Any) -> list[Any]:
     root: Any = None
     budget = AliasBudget()
     visits = 1
+    room = MAX_NODES  # for this document's visits: the limit less the earlier documents'
     resolve = parser.resolve
     for ev in iter(parser.get_event, None):
         t = type(ev)
         node: Any = None
         if t is E.ScalarEvent:
             visits += 1
+            if visits > room:
+                raise too_many_nodes(ev.start_mark.line + 1)
             tag = ev.tag
             if tag is None or tag == "!":
                 tag = resolve(N.ScalarNode, ev.value, ev.implicit)
@@ -102,10 +109,14 @@ def _compose(parser: Any) -> list[Any]:
                 raise FormatError(f"line {ev.start_mark.line + 1}: the anchor {ev.anchor!r} "
                                   "refers to a value that contains it")
             visits = budget.expand(visits + 1, size, ev.start_mark.line + 1)
+            if visits > room:  # shared here, but the commands walk the expanded tree
+                raise too_many_nodes(ev.start_mark.line + 1)
         elif t is E.MappingStartEvent or t is E.SequenceStartEvent:
             visits += 1
             if len(stack) >= MAX_DEPTH:
                 raise too_deep(ev.start_mark.line + 1)
+            if visits > room:
+                raise too_many_nodes(ev.start_mark.line + 1)
             is_map = t is E.MappingStartEvent
             kind = N.MappingNode if is_map else N.SequenceNode
             tag = ev.tag
@@ -123,10 +134,13 @@ def _compose(parser: Any) -> list[Any]:
                 anchors[anchor] = (coll, visits - start)
             node = coll
         elif t is E.DocumentStartEvent:
+            if len(docs) >= MAX_DOCUMENTS:
+                raise too_many_documents(ev.start_mark.line + 1)
             anchors, root, budget, visits = {}, None, AliasBudget(), 1
             continue
         elif t is E.DocumentEndEvent:
             budget.finish(visits)
+            room -= visits
             docs.append(root)
             continue
         else:

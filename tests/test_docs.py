@@ -69,7 +69,7 @@ def test_security_md_lists_the_limits_the_code_checks() -> None:
         return f"{n // 1024} KiB" if n >= 1024 else str(n)
 
     for value in (limits.MAX_KEY_ENTRIES, limits.MAX_KEY_GROUPS, limits.MAX_AGE_STANZAS,
-                  limits.MAX_SEAL_RECIPIENTS):
+                  limits.MAX_SEAL_RECIPIENTS, limits.MAX_PGP_KEY_PACKETS):
         assert f"| {value} |" in section, value
     for value in (limits.MAX_ENC_CHARS, limits.MAX_AGE_STANZA_BYTES, limits.MAX_AGE_HEADER_BYTES,
                   limits.MAX_AGE_PAYLOAD_BYTES):

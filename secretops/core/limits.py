@@ -36,6 +36,11 @@ MAX_AGE_PAYLOAD_BYTES = 1024
 #: for the decoy stanzas age libraries add).
 MAX_SEAL_RECIPIENTS = 50
 
+# -- one PGP message (a sops pgp entry's enc) ----------------------------------------------------
+#: Public-key encrypted session key packets in one message, one per recipient key (sops writes
+#: one). gpg tries a secret key, maybe asking for its passphrase, for each.
+MAX_PGP_KEY_PACKETS = 16
+
 # -- gpg -----------------------------------------------------------------------------------------
 #: Bytes read from gpg's standard output when it unwraps a data key (a key is 32 bytes; gpg is
 #: stopped past this, and also told ``--max-output``).

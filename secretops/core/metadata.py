@@ -24,6 +24,8 @@ from typing import Any
 
 from secretops.core.agemsg import AgeMessageError, read_message
 from secretops.core.limits import MAX_ENC_CHARS, MAX_KEY_ENTRIES, MAX_KEY_GROUPS
+from secretops.core.pgpmsg import PgpMessageError
+from secretops.core.pgpmsg import read_message as read_pgp_message
 from secretops.core.selection import RULE_FIELDS, Selection
 from secretops.core.tree import Branch, Seq
 from secretops.errors import ExitCode, LimitExceededError, MetadataError, SecretOpsError
@@ -161,8 +163,8 @@ class Metadata:
         """Parse the ``sops`` value of a loaded file (a Branch or a dict).
 
         The file is untrusted: every field's shape is checked, and the key entries are held to
-        the limits of :mod:`secretops.core.limits` (how many, how long, and each age entry's
-        header) before any key is used. Problems raise :class:`MetadataError`,
+        the limits of :mod:`secretops.core.limits` (how many, how long, each age entry's header
+        and each pgp entry's packets) before any key is used. Problems raise :class:`MetadataError`,
         :class:`~secretops.errors.LimitExceededError` or an unsupported-version error.
         """
         m = _as_dict(node)
@@ -317,11 +319,11 @@ def _entry(kind: str, d: dict[str, Any], path: str) -> KeyEntry:
         raise LimitExceededError(
             f"the {kind} key entry's wrapped key is {len(enc)} characters long, more than "
             f"{MAX_ENC_CHARS}", path=f'{path}["enc"]')
-    if kind == "age" and enc:
-        try:
-            read_message(enc)  # bounded before any identity tries it
-        except AgeMessageError:
-            pass  # not an age message: unwrapping reports it, and other keys are tried
+    if kind in ("age", "pgp") and enc:
+        try:  # bounded before any identity (or gpg) tries it
+            (read_message if kind == "age" else read_pgp_message)(enc)
+        except (AgeMessageError, PgpMessageError):
+            pass  # not such a message: unwrapping reports it, and other keys are tried
         except LimitExceededError as e:
             e.path = f'{path}["enc"]'
             raise

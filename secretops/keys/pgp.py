@@ -18,6 +18,14 @@ so that "this secret key is not here" (``NO_SECKEY``: try the next key) is told 
 failures (a locked key, an unreachable agent, a damaged message) without parsing translated
 text. Keys never touch disk: stdin and stdout are pipes, and every call has a time limit.
 
+Before gpg decrypts anything, the entry's message is checked (:mod:`secretops.core.pgpmsg`):
+one armored message, public-key packets (at most
+:data:`~secretops.core.limits.MAX_PGP_KEY_PACKETS`) and one encrypted data packet. gpg reads
+whatever it is given — every message of several, and for each passphrase-encrypted packet a
+request to gpg-agent (a prompt, or a pinentry that fails after about a second): a 12 KB entry
+kept ``decrypt`` busy for over a minute. While gpg runs, its output is bounded (a compressed
+message may expand to gigabytes), and so is its time.
+
 ``SOPS_GPG_EXEC`` names another gpg binary; ``GNUPGHOME`` (else ``~/.gnupg``) is the keyring,
 passed to gpg through the environment. When no gpg binary is found, no PGP identity exists and
 PGP entries are reported as "no pgp identity available".
@@ -32,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from secretops.core.limits import MAX_GPG_OUTPUT, MAX_GPG_STDERR
 from secretops.core.metadata import KeyEntry
+from secretops.core.pgpmsg import PgpMessageError, read_message
 from secretops.errors import ExitCode, LimitExceededError, SecretOpsError
 from secretops.keys import KeyMismatch, KeySource, WireKey
 from secretops.keys.specs import KeySpec
@@ -249,6 +258,10 @@ class GpgIdentity:
         if entry.kind != KIND:
             raise KeyMismatch()
         fp = str(entry.fields.get("fp", "?"))
+        try:  # before gpg runs: what it would ask passphrases for, or read past the message
+            read_message(entry.enc)
+        except PgpMessageError as e:
+            raise GpgError(f"the key entry for PGP key {fp} was not given to gpg: {e}") from None
         p = _run(self.exe, ["--status-fd", "2", "--decrypt"], entry.enc.encode("utf-8"),
                  self._env, f"decrypting the data key for {fp}", MAX_GPG_OUTPUT)
         if p.returncode == 0:

@@ -17,6 +17,7 @@ from typing import Any
 from secretops.core.cipher import ENC_PREFIX
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import Timestamp
+from secretops.stores._output import check_indentation
 from secretops.stores._yamlscalar import literal_block, render_number, render_str_inline
 
 
@@ -134,6 +135,8 @@ def emit_document(doc: Branch, step: int) -> str:
     """A whole document (no ``---``), ending in a newline; ``{}`` for an empty one."""
     if not doc:
         return "{}\n"
+    # every line is indented by its depth: bound that before writing any
+    check_indentation(doc, lambda column: child_indent(column, step), lambda column: column + 2)
     lines: list[str] = []
     emit_node(doc, 0, step, lines)
     return "\n".join(lines) + "\n"

@@ -22,9 +22,10 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import DumpError, ExitCode, FormatError, SecretOpsError
-from secretops.limits import check_input_size
+from secretops.limits import check_input_size, check_lines
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
+from secretops.stores._output import check_writable
 
 PREFIX = "sops_"
 
@@ -39,6 +40,7 @@ class DotenvStore:
 
     def load(self, data: bytes) -> Loaded:
         check_input_size(data)
+        check_lines(data)
         text = data.decode("utf-8", "surrogateescape")
         doc = Branch()
         flat: list[tuple[str, str]] = []
@@ -79,7 +81,8 @@ class DotenvStore:
             # sops sorts the flattened keys (Go's sort.Strings; UTF-8 byte order = code point order)
             for key, value in sorted(flatten_metadata(metadata)):
                 lines.append(f"{PREFIX}{key}={value}\n")
-        return "".join(lines).encode("utf-8", "surrogateescape")
+        out = "".join(lines).encode("utf-8", "surrogateescape")
+        return check_writable(out, metadata, lambda: out.count(b"\n") + 1)  # its lines
 
     def emit_value(self, value: Any) -> bytes:
         """sops's dotenv ``EmitValue`` writes strings only (and those never come here)."""

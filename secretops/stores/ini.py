@@ -31,10 +31,11 @@ from typing import Any
 
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.errors import DumpError
-from secretops.limits import check_input_size
+from secretops.limits import check_input_size, check_lines
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._flatten import flatten_metadata, unflatten_metadata, val_to_string
 from secretops.stores._goini import Parser, Section, write
+from secretops.stores._output import check_writable
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class IniStore:
 
     def load(self, data: bytes) -> Loaded:
         check_input_size(data)
+        check_lines(data)
         if data[:2] in (b"\xfe\xff", b"\xff\xfe"):
             data = data[2:]
         elif data[:3] == b"\xef\xbb\xbf":
@@ -91,7 +93,8 @@ class IniStore:
                 rank = {k: i for i, k in enumerate(layout.sops_keys)}
                 flat.sort(key=lambda kv: rank.get(kv[0], len(rank)))  # stable: new keys last
             sections.append(Section("sops", keys={k: [v, ""] for k, v in flat}))
-        return write(sections).encode("utf-8", "surrogateescape")
+        out = write(sections).encode("utf-8", "surrogateescape")
+        return check_writable(out, metadata, lambda: out.count(b"\n") + 1)  # its lines
 
     def emit_value(self, value: Any) -> bytes:
         """sops's INI ``EmitValue``: Go's ``json.Marshal`` of the value, compact."""

@@ -32,9 +32,10 @@ from typing import Any
 from secretops.core.tree import Branch, Comment, Seq
 from secretops.core.values import format_float
 from secretops.errors import DumpError, ExitCode, FormatError
-from secretops.jsonload import raw_decode
+from secretops.jsonload import json_values, raw_decode
 from secretops.limits import check_indent, check_input_size
 from secretops.stores import Loaded, StoreOptions
+from secretops.stores._output import check_indentation, check_writable
 
 _WS = " \t\r\n"
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -71,7 +72,8 @@ class JsonStore:
         if not docs:
             raise FormatError("there is no document to write")
         text = dump_json(docs[0], self.options.indent, metadata)
-        return text.encode("utf-8", "surrogateescape") + b"\n"
+        return check_writable(text.encode("utf-8", "surrogateescape") + b"\n", metadata,
+                              lambda: json_values(text))
 
     def emit_value(self, value: Any) -> bytes:
         """sops's ``encodeValue`` then ``json.Indent``: no newline after it; a comment is
@@ -235,6 +237,8 @@ def dump_json(doc: Branch, indent: int | None, metadata: Branch | None = None) -
     ``hc_vault`` / ``age`` of a key group); in the data an empty array stays ``[]``.
     """
     unit = _unit(indent)
+    width = len(unit)  # each item on a line of its own, indented by its depth
+    check_indentation(doc, lambda column: column + width, lambda column: column + width)
     out: list[str] = []
     if metadata is not None:
         doc = Branch([*doc, (_METADATA, metadata)])

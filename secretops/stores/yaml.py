@@ -26,7 +26,8 @@ which is where go-yaml, and so sops, attaches them.
 from __future__ import annotations
 
 import re
-from operator import itemgetter
+from bisect import bisect_right
+from operator import attrgetter, itemgetter
 from typing import Any, NamedTuple
 
 import yaml as _pyyaml
@@ -36,8 +37,20 @@ from secretops.core.cipher import ENC_PREFIX, is_encrypted
 from secretops.core.tree import Branch, Comment, Seq, to_plain
 from secretops.core.values import Timestamp
 from secretops.errors import DumpError, FormatError, MetadataError
-from secretops.limits import MAX_DEPTH, AliasBudget, check_input_size, too_deep
+from secretops.limits import (
+    MAX_DEPTH,
+    MAX_DOCUMENTS,
+    MAX_INPUT_BYTES,
+    MAX_NODES,
+    AliasBudget,
+    check_input_size,
+    too_deep,
+    too_many_documents,
+    too_many_nodes,
+    too_much_expansion,
+)
 from secretops.stores import Loaded, StoreOptions
+from secretops.stores._output import check_writable, yaml_nodes
 from secretops.stores._yamlemit import emit_document, emit_entry
 from secretops.stores._yamlscalar import (
     UnsupportedScalar,
@@ -55,6 +68,7 @@ _COMMENT_RE = re.compile(r"(?:^|(?<=[ \t\n]))#[^\n]*")
 _COMMENT_LINE = re.compile(r"(?m)^[ \t]*#[^\n]*(?:\n|\Z)")
 DEFAULT_INDENT = 4
 _NOKEY = object()
+_frame_col = attrgetter("col")
 
 
 class DocLayout:
@@ -177,7 +191,7 @@ def _resolve(ev: Any) -> Any:
 class _Builder:
     """One pass over libyaml events: trees plus layouts."""
 
-    __slots__ = ("anchor_sizes", "anchors", "budget", "doc", "docs", "last_end",
+    __slots__ = ("anchor_sizes", "anchors", "budget", "doc", "docs", "expanded", "last_end",
                  "last_flow_closed", "last_frame", "last_was_value", "layouts", "metas",
                  "pending_comments", "root", "sops_frame_depth", "sops_key_start", "stack",
                  "text")
@@ -192,6 +206,7 @@ class _Builder:
         # nodes an anchor's value expands to (go-yaml's count); -1 while it is still open
         self.anchor_sizes: dict[str, int] = {}
         self.budget = AliasBudget()
+        self.expanded = len(text)  # the text, and the bytes of the values aliases copy
         self.pending_comments: list[tuple[int, int]] = []
         self.root: _Frame | None = None
         self.doc: DocLayout | None = None
@@ -203,22 +218,27 @@ class _Builder:
         self.last_flow_closed: tuple[_Frame, int] | None = None
 
     # -- comments ---------------------------------------------------------------------------
-    def scan(self, start: int, end: int) -> None:
+    def scan(self, start: int, end: int) -> int:
+        """Find the comments between ``start`` and ``end``; how many there were."""
         if end <= start or self.text.find("#", start, end) < 0:
-            return
+            return 0
+        found = 0
+        find = self.text.find
         for m in _COMMENT_RE.finditer(self.text, start, end):
+            found += 1
             s, e = m.start(), m.end()
             if self.text[e - 1 : e] == "\r":
                 e -= 1
             closed = self.last_flow_closed
-            if closed is not None and "\n" not in self.text[closed[1] : s]:
+            # find, not a slice: a slice copies the gap, quadratic over many comment lines
+            if closed is not None and find("\n", closed[1], s) < 0:
                 # after a flow collection, sops gives the line comment to that collection
                 if self.sops_frame_depth < 0:
                     closed[0].node.insert(0, Comment(self.text[s + 1 : e]))
                     closed[0].spans.insert(0, ("c", s, e, "", False, closed[0].col))
                 continue
             frame = self.last_frame
-            if frame is not None and "\n" not in self.text[self.last_end : s]:
+            if frame is not None and find("\n", self.last_end, s) < 0:
                 # A line comment belongs with the key/value on its line, and sops puts it
                 # before that item (which matters for the comment-regex rules).
                 if self.sops_frame_depth >= 0:
@@ -228,6 +248,7 @@ class _Builder:
                 frame.spans.insert(at, ("c", s, e, "", False, frame.col))
                 continue
             self.pending_comments.append((s, e))
+        return found
 
     def header_comment(self, frame: _Frame, start: int, end: int) -> None:
         """A comment after a block scalar's indicator (``key: | # note``) is inside the
@@ -242,15 +263,19 @@ class _Builder:
     def place_comments(self) -> None:
         if not self.pending_comments or not self.stack:
             return
-        text = self.text
+        text, stack = self.text, self.stack
         for s, e in self.pending_comments:
             col = s - (text.rfind("\n", 0, s) + 1)
-            target = self.stack[0]
-            for frame in reversed(self.stack):
-                if frame.flow or frame.col <= col:
-                    target = frame
-                    break
-            if self.sops_frame_depth >= 0 and self.stack.index(target) >= self.sops_frame_depth:
+            # the deepest frame that is flow or starts at or before the comment's column: flow
+            # frames are the top of the stack (a flow collection holds only flow ones) and block
+            # columns never decrease upwards, so a bisection finds it (a walk down 10,000
+            # levels for each of a million comments would not end)
+            if stack[-1].flow:
+                at = len(stack) - 1
+            else:
+                at = max(bisect_right(stack, col, key=_frame_col) - 1, 0)
+            target = stack[at]
+            if self.sops_frame_depth >= 0 and at >= self.sops_frame_depth:
                 continue  # comments inside the sops block are not part of the data
             target.node.append(Comment(text[s + 1 : e]))
             target.spans.append(("c", s, e, "", False, target.col))
@@ -292,6 +317,7 @@ class _Builder:
                                 _E.SequenceStartEvent, _E.SequenceEndEvent, _E.AliasEvent)
         parser = yamlload.event_parser(text)
         visits = 1  # nodes go-yaml would visit so far in this document (see limits.AliasBudget)
+        room = MAX_NODES  # for this document's visits: the limit less comments, earlier documents
         next_hash = find("#")  # comments are looked for only in gaps that may hold one
         # one C call per event (yaml.parse adds a generator and a second call)
         for ev in iter(parser.get_event, None):
@@ -301,10 +327,14 @@ class _Builder:
                 if next_hash < pos:  # that '#' was inside a scalar: find the next
                     next_hash = find("#", pos)
                 if 0 <= next_hash < start:
-                    self.scan(pos, start)
+                    room -= self.scan(pos, start)
                     next_hash = find("#", start)
+                    if visits > room:
+                        raise too_many_nodes(ev.start_mark.line + 1)
             if t is S:
                 visits += 1
+                if visits > room:
+                    raise too_many_nodes(ev.start_mark.line + 1)
                 if self.pending_comments:
                     self.place_comments()
                 self.last_flow_closed = None
@@ -377,6 +407,8 @@ class _Builder:
                 visits += 1
                 if len(stack) >= MAX_DEPTH:
                     raise too_deep(ev.start_mark.line + 1)
+                if visits > room:
+                    raise too_many_nodes(ev.start_mark.line + 1)
                 self.last_flow_closed = None
                 is_map = t is MS
                 flow = bool(ev.flow_style)
@@ -440,6 +472,12 @@ class _Builder:
                                       "refers to a value that contains it")
                 # refused here, before anything is copied, when go-yaml would refuse it
                 visits = self.budget.expand(visits + 1, size, ev.start_mark.line + 1)
+                if visits > room:
+                    raise too_many_nodes(ev.start_mark.line + 1)
+                depth, size_bytes = _measure(target)
+                self.expanded += size_bytes  # sops writes each copy: bound the bytes too
+                if self.expanded > MAX_INPUT_BYTES:
+                    raise too_much_expansion(ev.start_mark.line + 1)
                 assert self.doc is not None
                 self.doc.spliceable = False  # sops expands aliases: re-emit this document
                 frame = self.stack[-1]
@@ -448,7 +486,7 @@ class _Builder:
                     frame.key_start = start
                     self.last_frame, self.last_was_value = frame, False
                     continue
-                if len(stack) + _depth(target) > MAX_DEPTH:
+                if len(stack) + depth > MAX_DEPTH:
                     raise too_deep(ev.start_mark.line + 1)
                 value, spans = _copy_with_spans(target)
                 self.add_value(value, spans)
@@ -460,8 +498,10 @@ class _Builder:
                         f"{'.'.join(map(str, ev.version))}: sops reads only YAML 1.1 "
                         "directives (go-yaml refuses this document)"
                     )
+                if len(self.layouts) >= MAX_DOCUMENTS:
+                    raise too_many_documents(ev.start_mark.line + 1)
                 self.doc = DocLayout(start=ev.end_mark.index)
-                self.scan(start, ev.end_mark.index)  # comments between directives and ---
+                room -= self.scan(start, ev.end_mark.index)  # comments between directives, ---
                 pos = ev.end_mark.index
                 self.anchors = {}
                 self.anchor_sizes = {}
@@ -481,6 +521,7 @@ class _Builder:
                     self.stack.pop()
                 self.doc.end = start
                 self.budget.finish(visits)
+                room -= visits
                 self.finish_doc(self.root)
                 self.root = None
                 pos = ev.end_mark.index
@@ -515,18 +556,24 @@ class _Builder:
         self.layouts.append(self.doc)
 
 
-def _depth(node: Any) -> int:
-    """How many levels of collections ``node`` holds (0 for a scalar)."""
-    deepest, todo = 0, [(node, 1)]
+def _measure(node: Any) -> tuple[int, int]:
+    """How many levels of collections ``node`` holds (0 for a scalar), and the bytes of its
+    keys and values (about what sops writes for each copy an alias makes)."""
+    deepest, size, todo = 0, 0, [(node, 1)]
     while todo:
         value, level = todo.pop()
         if isinstance(value, Branch):
             deepest = max(deepest, level)
-            todo += [(i[1], level + 1) for i in value if type(i) is tuple]
+            for i in value:
+                if type(i) is tuple:
+                    size += len(i[0]) if type(i[0]) is str else 8
+                    todo.append((i[1], level + 1))
         elif isinstance(value, Seq):
             deepest = max(deepest, level)
             todo += [(v, level + 1) for v in value]
-    return deepest
+        else:
+            size += len(value) if isinstance(value, str | bytes) else 8
+    return deepest, size
 
 
 def _copy_with_spans(node: Any) -> tuple[Any, Any]:
@@ -656,7 +703,9 @@ class YamlStore:
 
     def emit(self, docs: list[Branch], metadata: Branch | None, layout: Any = None) -> bytes:
         try:
-            return self._emit(docs, metadata, layout).encode("utf-8")
+            out = self._emit(docs, metadata, layout).encode("utf-8")
+            return out if metadata is None else check_writable(out, metadata,
+                                                               yaml_nodes(docs, metadata))
         except UnicodeEncodeError:
             # bytes that are not UTF-8, read from a dotenv, INI or binary file (surrogate
             # escapes): a YAML file cannot hold them

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 from hypothesis import strategies as st
 
+from tests.fuzz.mutate import MAX_INPUT
+
 TESTDATA = Path(__file__).parent.parent / "testdata"
 KEY_FILE = TESTDATA / "keys" / "age-test.txt"
 SOPS_SEEDS = {
@@ -54,7 +56,8 @@ def _load(data: bytes, fmt: str) -> dict[str, Any]:
 def dump(doc: Any, fmt: str) -> bytes:
     if fmt == "json":
         return json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    return yaml.safe_dump(doc, allow_unicode=True, sort_keys=False).encode("utf-8")
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's: ~10x faster
+    return yaml.dump(doc, Dumper=dumper, allow_unicode=True, sort_keys=False).encode("utf-8")
 
 
 # --- values of every shape --------------------------------------------------------------------
@@ -68,6 +71,19 @@ SHAPES = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=3), st.dictionaries(_TEXT, inner, max_size=3)), max_leaves=6)
 
 
+def _enc_fields(original: str) -> dict[str, str]:
+    """The fields of an ENC value as far as it has them: an earlier mutation may have cut one
+    (``ENC[AES256_GCM,data:]``), dropped a ``:`` or put a ``,`` inside a field; a field it
+    lacks is empty, a part without a name is ignored."""
+    body = original.removeprefix("ENC[AES256_GCM,").removesuffix("]")
+    fields = dict.fromkeys(ENC_FIELDS, "")
+    for part in body.split(","):
+        name, sep, value = part.partition(":")
+        if sep and name in fields:
+            fields[name] = value
+    return fields
+
+
 @st.composite
 def enc_strings(draw: st.DrawFn, original: str) -> str:
     """A mutation of one ``ENC[…]`` value: a field replaced, cut, repeated or emptied."""
@@ -77,7 +93,7 @@ def enc_strings(draw: st.DrawFn, original: str) -> str:
     if how == "soup":  # many delimiters: a backtracking parser takes cubic time on these
         unit = draw(st.sampled_from([",iv:", ",iv:,tag:", ",iv:,tag:,type:", "]"]))
         return "ENC[AES256_GCM,data:" + unit * draw(st.integers(1, 3000))
-    fields = dict(part.split(":", 1) for part in original[len("ENC[AES256_GCM,"):-1].split(","))
+    fields = _enc_fields(original)
     if how == "swap":
         a, b = draw(st.permutations(list(ENC_FIELDS[:3])))[:2]
         fields[a], fields[b] = fields[b], fields[a]
@@ -113,11 +129,41 @@ def mutated_files(draw: st.DrawFn, fmt: str | None = None) -> tuple[str, str, by
     import copy
 
     origin, fmt, seed = draw(st.sampled_from([s for s in seeds() if fmt in (None, s[1])]))
-    doc = copy.deepcopy(seed)
+    doc, data = seed, dump(seed, fmt)
     for _ in range(draw(st.integers(1, 3))):
-        mutate = draw(st.sampled_from(MUTATIONS))
-        mutate(draw, doc)
-    return origin, fmt, dump(doc, fmt)
+        trial = copy.deepcopy(doc)
+        draw(st.sampled_from(MUTATIONS))(draw, trial)
+        out = bounded_dump(trial, fmt)
+        if out is not None:  # else skipped, as mutate.mutated skips one that grows too much
+            doc, data = trial, out
+    return origin, fmt, data
+
+
+def _over(node: Any, limit: int) -> bool:
+    """Is ``node`` surely more than ``limit`` bytes once dumped? (Counted until it is: a
+    repeated list holds its items by reference, and dumping 151**3 of them would take minutes.)"""
+    total, todo = 0, [node]
+    while todo:
+        value = todo.pop()
+        if isinstance(value, dict):
+            todo += [*value.keys(), *value.values()]
+        elif isinstance(value, list):
+            todo += value
+        total += 2 + (len(value) if isinstance(value, str) else
+                      0 if isinstance(value, dict | list) else len(repr(value)))
+        if total > limit:
+            return True
+    return False
+
+
+def bounded_dump(doc: Any, fmt: str) -> bytes | None:
+    """``doc`` dumped, or None when that is over :data:`~tests.fuzz.mutate.MAX_INPUT`: the
+    mutations of trees (lists repeated 150 times, armor lines 400 times, one after another)
+    obey the same bound as the text mutations. Sizes past it are the limit tests' job."""
+    if _over(doc, MAX_INPUT):
+        return None
+    out = dump(doc, fmt)
+    return out if len(out) <= MAX_INPUT else None
 
 
 def _replace(draw: st.DrawFn, doc: dict[str, Any]) -> None:
@@ -197,13 +243,15 @@ def tree_mutations(draw: st.DrawFn, seed_files: list[bytes]) -> bytes:
         except Exception: # a seed that is not a manifest (a key file)
             continue
     as_json, doc = draw(st.sampled_from(docs))
-    doc = copy.deepcopy(doc)
+    fmt = "json" if as_json else "yaml"
+    data = dump(_manifest(doc), fmt)
     for _ in range(draw(st.integers(1, 3))):
-        paths = _paths(doc)[1:]
+        trial = copy.deepcopy(doc)
+        paths = _paths(trial)[1:]
         if not paths:
             break
         path = draw(st.sampled_from(paths))
-        parent = _get(doc, path[:-1])
+        parent = _get(trial, path[:-1])
         how = draw(st.sampled_from(["replace", "replace", "remove", "repeat"]))
         if how == "remove":
             del parent[path[-1]]
@@ -211,10 +259,17 @@ def tree_mutations(draw: st.DrawFn, seed_files: list[bytes]) -> bytes:
             parent[path[-1]] = parent[path[-1]] * draw(st.integers(2, 70))
         else:
             parent[path[-1]] = draw(SHAPES)
-    items = doc if len(doc) != 1 else doc[0]
+        out = bounded_dump(_manifest(trial), fmt)
+        if out is not None:  # a mutation past the bound is skipped
+            doc, data = trial, out
+    return data
+
+
+def _manifest(docs: list[Any]) -> Any:
+    items = docs if len(docs) != 1 else docs[0]
     if isinstance(items, list):
         items = {"apiVersion": "v1", "kind": "List", "items": items}
-    return dump(items, "json" if as_json else "yaml")
+    return items
 
 
 # --- age messages -------------------------------------------------------------------------------

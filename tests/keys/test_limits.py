@@ -10,8 +10,10 @@ refused with one line and its documented exit code; files just inside the limits
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +22,12 @@ import pytest
 from pyrage import x25519
 
 from secretops import fileops
-from secretops.core.limits import MAX_AGE_STANZAS, MAX_KEY_ENTRIES
+from secretops.core.limits import MAX_AGE_STANZAS, MAX_KEY_ENTRIES, MAX_PGP_KEY_PACKETS
 from secretops.core.metadata import KeyEntry
+from secretops.core.pgpmsg import ARMOR_BEGIN, ARMOR_END, dearmor
 from secretops.keys.datakey import make_recipients
 from secretops.keys.specs import from_flags
+from tests.fixtures.gpg import gpg
 from tests.helpers import CANARY, AgeKey, Result, secretops
 
 TEXT = f"db:\n    password: {CANARY}\n    user: admin\n"
@@ -235,3 +239,81 @@ def test_gpg_is_stopped_and_reaped(gpg_key: str, gpg_bomb: KeyEntry) -> None:
     with pytest.raises(LimitExceededError, match="passed 4096 bytes"):
         ident.unwrap(gpg_bomb)
     assert _gpg_children() == []
+
+
+# --- PGP messages: checked before gpg runs ------------------------------------------------------
+
+NO_KEY = 128
+
+
+def _pgp_entry(fp: str, enc: str) -> KeyEntry:
+    return KeyEntry("pgp", {"created_at": "2025-01-01T00:00:00Z", "enc": enc, "fp": fp})
+
+
+def _wrapped(gpg_key: str, key: bytes) -> str:
+    return gpg("--batch", "--trust-model", "always", "--encrypt", "--armor", "-r", gpg_key,
+               input=key).decode().strip()
+
+
+def _symmetric(key: bytes) -> str:
+    """The data key under a passphrase: gpg asks gpg-agent for it when it decrypts."""
+    return gpg("--batch", "--pinentry-mode", "loopback", "--passphrase", "x", "--symmetric",
+               "--armor", input=key).decode().strip()
+
+
+def _first_packet_end(data: bytes) -> int:
+    """Where gpg's first packet (the public-key packet) ends: an old-format header with a 1-
+    or 2-byte length, or a new-format one with a 1- or 2-byte length."""
+    if data[0] & 0x40:
+        first = data[1]
+        return 2 + first if first < 192 else 3 + ((first - 192) << 8) + data[2] + 192
+    size = 1 << (data[0] & 3)
+    return 1 + size + int.from_bytes(data[1:1 + size], "big")
+
+
+def _armor(data: bytes) -> str:
+    """ASCII armor as gpg writes it, CRC-24 line included (gpg 2.2 misreads armor without)."""
+    crc = 0xB704CE
+    for byte in data:
+        crc ^= byte << 16
+        for _ in range(8):
+            crc = (crc << 1) ^ (0x1864CFB if crc & 0x800000 else 0)
+    b64 = base64.b64encode(data).decode()
+    check = "=" + base64.b64encode((crc & 0xFFFFFF).to_bytes(3, "big")).decode()
+    return "\n".join([ARMOR_BEGIN, "", *textwrap.wrap(b64, 64), check, ARMOR_END])
+
+
+@pytest.mark.parametrize("shape", ["symmetric", "concatenated"])
+def test_a_pgp_entry_gpg_would_ask_passphrases_for_is_refused_before_gpg_runs(
+        shape: str, gpg_key: str, tmp_path: Path) -> None:
+    # the long fuzz run's hang: 65 symmetric messages in one 12 KB entry, one passphrase request
+    # to gpg-agent each (without a terminal a pinentry that fails after ~1 s; with one, a prompt)
+    f = _encrypt(tmp_path, "--pgp", gpg_key)
+    key = _data_key(f)
+    good = _wrapped(gpg_key, key)
+    enc = _symmetric(key) if shape == "symmetric" else "\n".join([good, *[_symmetric(key)] * 3])
+    _set_entries(f, [_pgp_entry(gpg_key, enc), _pgp_entry(gpg_key, good)])
+    r = secretops("decrypt", str(f))
+    assert r.code == 0 and r.text == TEXT, r.err  # such an entry hides no good one
+    _set_entries(f, [_pgp_entry(gpg_key, enc)])
+    r = secretops("decrypt", str(f))
+    _refused(r, NO_KEY)
+    assert "was not given to gpg" in r.err
+    assert ("passphrase-encrypted session key" if shape == "symmetric"
+            else "more than one PGP message") in r.err
+
+
+def test_too_many_public_key_packets_are_refused_before_any_key(gpg_key: str,
+                                                                 tmp_path: Path) -> None:
+    f = _encrypt(tmp_path, "--pgp", gpg_key)
+    data = dearmor(_wrapped(gpg_key, _data_key(f)))
+    split = _first_packet_end(data)
+    key_packet, rest = data[:split], data[split:]
+    _set_entries(f, [_pgp_entry(gpg_key, _armor(key_packet * MAX_PGP_KEY_PACKETS + rest))])
+    r = secretops("decrypt", str(f))
+    assert r.code == 0 and r.text == TEXT, r.err  # exactly the limit: opens
+    _set_entries(f, [_pgp_entry(gpg_key, _armor(key_packet * (MAX_PGP_KEY_PACKETS + 1) + rest))])
+    r = secretops("decrypt", str(f))
+    _refused(r, LIMIT)
+    assert f"more than {MAX_PGP_KEY_PACKETS} public-key packets" in r.err
+    assert '["sops"]["pgp"][0]["enc"]' in r.err.splitlines()[0]

@@ -134,7 +134,8 @@ def test_limits_table_in_security_doc() -> None:
     section = doc[doc.index("## Limits on input"):]
     assert doc.rstrip().endswith(section.rstrip())  # the last section
     for value in (limits.MAX_INPUT_BYTES, limits.MAX_CONFIG_BYTES, limits.MAX_DEPTH,
-                  limits.MAX_FILE_LIST_BYTES, limits.MAX_FILES):
+                  limits.MAX_FILE_LIST_BYTES, limits.MAX_FILES,
+                  limits.MAX_NODES, limits.MAX_DOCUMENTS):
         assert f"{value:,}" in section
     assert f"| JSON indentation | {limits.MAX_INDENT} spaces per level |" in section
     assert "400,000" in section and "4,000,000" in section
@@ -152,3 +153,21 @@ def test_a_planted_json_indent_is_refused(tmp_path: Path, age_key: AgeKey) -> No
         r = secretops(*args, cwd=tmp_path)
         assert r.code == 4 and r.out == b"", r.err
         assert "over the limit of 64" in r.err
+
+
+def _json_load(data: bytes) -> None:
+    from secretops.stores import get_store
+
+    get_store("json").load(data)
+
+
+def test_deep_json_is_measured_in_linear_time(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # past Python's recursion limit the depth is measured with the strings taken out; a regular
+    # expression that backtracked from every quote of "\"\"\… to the end took minutes on this
+    from tests.fuzz.harness import Target, run_input
+
+    monkeypatch.setenv("SECRETOPS_FUZZ_SAVE_DIR", str(tmp_path))
+    text = b'{"a": ' + b"[" * 2000 + b'"\\' * 1_000_000
+    assert run_input(Target("json-depth", _json_load), text, time_limit=60).startswith(
+        "FormatError")
