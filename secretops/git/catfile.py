@@ -4,8 +4,8 @@
 process per version. The protocol: one object name per line in, and back for each either
 ``<oid> <type> <size>\\n`` followed by the content and a newline, or ``<name> missing\\n``
 (``ambiguous``, ``excluded`` …). The content is read only up to the limit on input
-(:data:`secretops.limits.MAX_INPUT_BYTES`): a larger version is drained and reported as too
-large, never held in memory.
+(:data:`secretops.limits.MAX_INPUT_BYTES`, read when a reader is made): a larger version is
+drained and reported as too large, never held in memory.
 
 :class:`BatchReader` works on any pair of byte streams, so the fuzz tests drive it with
 arbitrary answers; :class:`CatFile` runs the process.
@@ -18,8 +18,8 @@ import re
 import subprocess
 from typing import IO, NamedTuple
 
+from secretops import limits
 from secretops.errors import SecretOpsError
-from secretops.limits import MAX_INPUT_BYTES
 
 _HEADER = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([a-z]+) ([0-9]{1,20})\n")
 _MAX_HEADER = 4096
@@ -42,10 +42,10 @@ class BatchReader:
     """The ``cat-file --batch`` conversation over ``requests`` (written) and ``answers``."""
 
     def __init__(self, requests: IO[bytes], answers: IO[bytes],
-                 limit: int = MAX_INPUT_BYTES) -> None:
+                 limit: int | None = None) -> None:
         self._requests = requests
         self._answers = answers
-        self.limit = limit
+        self.limit = limits.MAX_INPUT_BYTES if limit is None else limit
 
     def read(self, name: str) -> Blob | None:
         """The blob called ``name`` (an object id); None when git says it is missing or it is
@@ -95,7 +95,7 @@ class BatchReader:
 class CatFile(BatchReader):
     """A ``git cat-file --batch`` process in ``cwd``; close it with :meth:`close`."""
 
-    def __init__(self, cwd: str | None = None, limit: int = MAX_INPUT_BYTES) -> None:
+    def __init__(self, cwd: str | None = None, limit: int | None = None) -> None:
         try:
             self.proc = subprocess.Popen(["git", "cat-file", "--batch"], cwd=cwd,
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -103,6 +103,7 @@ class Versions:
         self._budget = budget
         self._used = 0
         self._shown: OrderedDict[tuple[str, str], Shown] = OrderedDict()
+        self._unread: OrderedDict[str, int] = OrderedDict()  # versions too large or missing
 
     def _open(self, data: bytes, fmt: str, ignore_mac: bool) -> object:
         from secretops import fileops
@@ -119,11 +120,15 @@ class Versions:
         if hit is not None:
             self._shown.move_to_end(key)
             return Version(hit, len(hit.text), False)
+        if oid in self._unread:
+            return Version(None, self._unread[oid], False)
         blob = self.blobs.read(oid)
-        if blob is None:
-            return Version(None, -1, True)
-        if blob.data is None:
-            return Version(None, blob.size, True)
+        if blob is None or blob.data is None:
+            size = -1 if blob is None else blob.size
+            self._unread[oid] = size
+            if len(self._unread) > KEY_CACHE_SIZE:
+                self._unread.popitem(last=False)
+            return Version(None, size, True)
         try:
             shown = convert(blob.data, name, self.env, opener=self._open, trailer=self.trailer)
         except Exception as e:  # like the textconv driver: one bad version never stops a log
