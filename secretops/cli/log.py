@@ -135,10 +135,14 @@ def _git_args(opts: dict[str, Any], revisions: tuple[str, ...], paths: list[str]
             args.append(f"--{name.replace('_', '-')}")
     if opts["all_refs"]:
         args.append("--all")
-    if opts["decorate"]:
-        args.append(f"--decorate={opts['decorate']}")
-    elif not opts["no_decorate"] and tty and config.get("log.decorate", "auto") == "auto":
-        args.append("--decorate=short")  # git's "auto" decides on its own output, a pipe here
+    # git's "auto" decides on its own output, which is a pipe here: decide on ours
+    decorate = opts["decorate"] or ("" if opts["no_decorate"] else config.get("log.decorate"))
+    if decorate in (None, "auto"):
+        decorate = "short" if tty else "no"
+    elif decorate.lower() in _TRUE + _FALSE:  # log.decorate may be a boolean
+        decorate = "short" if decorate.lower() in _TRUE else "no"
+    if decorate:
+        args.append(f"--decorate={decorate}")
     return [*args, *revisions, "--", *paths]
 
 
