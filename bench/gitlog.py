@@ -6,8 +6,9 @@ A temp git repository holds one encrypted Kubernetes Secret and a history in whi
 after the first changes one value. ``git log -p -- secret.yaml`` is timed with the diff driver
 set up two ways: ``<venv>/bin/secretops git textconv`` (what ``secretops git setup`` writes,
 with an absolute path) and ``<sops> decrypt``; cachetextconv is off for both, so git runs the
-driver for every side of every commit's diff. A third row, no driver at all (git diffs the
-ciphertext), is git's own share of the time.
+driver for every side of every commit's diff. ``secretops log -p -- secret.yaml`` (one process
+for the whole history) is timed in the same rounds, and a row with no driver at all (git diffs
+the ciphertext) is git's own share of the time.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Variant:
     label: str
     driver: str | None  # None: no textconv, git diffs the ciphertext
     command: str | None  # the diff.<driver>.textconv value
+    argv: list[str] | None = None  # what is run instead of `git log -p` (secretops log)
     series: Series = field(default_factory=Series)
     textconv_runs: int = 0
     problems: list[str] = field(default_factory=list)
@@ -166,6 +168,8 @@ class GitLogBench:
             Variant("secretops", "secretops git textconv", "secretops",
                     f"{shlex.quote(self.ours.argv0)} git textconv"),
             Variant("sops", "sops decrypt", "sopsbench", f"{shlex.quote(self.sops.argv0)} decrypt"),
+            Variant("log", "secretops log -p", None, None,
+                    [self.ours.argv0, "log", "-p", "--", FILE]),
             Variant("none", "no textconv (git alone)", None, None),
         ]
         for v in self.variants:
@@ -179,6 +183,7 @@ class GitLogBench:
             raise SystemExit("bench: git not found")
         self.argv = [git, "--no-pager", "log", "-p", "--", FILE]
         self.spawner = Spawner(self.repo)
+        self.driver_text = ""  # git log -p with secretops's driver: what `log -p` must print
 
     def select(self, v: Variant) -> None:
         """Point the worktree's .gitattributes at the variant's driver (git reads it anew
@@ -201,18 +206,25 @@ class GitLogBench:
             v.problems.append("cachetextconv is not off")
         out = self.work / f"log-{v.name}.txt"
         trace = self.work / f"trace-{v.name}.txt"
-        r = self.spawner.run(self.argv, {**self.env, "GIT_TRACE": str(trace)}, stdout=out,
-                             stderr=self._err(v))
+        r = self.spawner.run(v.argv or self.argv, {**self.env, "GIT_TRACE": str(trace)},
+                             stdout=out, stderr=self._err(v))
         if r.code != 0:
             v.problems.append(f"git log exited {r.code}: {self._stderr(v)}")
             return
         text = out.read_text(encoding="utf-8", errors="replace")
-        if v.command:
-            v.textconv_runs = sum(1 for line in trace.read_text(errors="replace").splitlines()
-                                  if "run_command:" in line and v.command in line)
+        if v.command or v.argv:
+            if v.command:
+                v.textconv_runs = sum(1 for line in trace.read_text(errors="replace")
+                                      .splitlines() if "run_command:" in line
+                                      and v.command in line)
             v.problems += check_output(text, self.first, self.changes)
-            if v.name == "secretops" and "sops master keys" not in text:
+            if v.name in ("secretops", "log") and "sops master keys" not in text:
                 v.problems.append("no key trailer: not secretops's textconv output")
+            if v.name == "secretops":
+                self.driver_text = text
+            elif v.name == "log" and text != self.driver_text:
+                v.problems.append("the output differs from git log -p with secretops's "
+                                  "textconv driver")
         elif "ENC[AES256_GCM" not in text:
             v.problems.append("no ciphertext in the output of the run without a driver")
         err = self._stderr(v)
@@ -228,7 +240,7 @@ class GitLogBench:
             k = i % len(self.variants)
             for v in self.variants[k:] + self.variants[:k]:
                 self.select(v)
-                r = self.spawner.run(self.argv, self.env, stderr=self._err(v))
+                r = self.spawner.run(v.argv or self.argv, self.env, stderr=self._err(v))
                 if r.code != 0:
                     return f"{v.name}: git log exited {r.code}: {self._stderr(v)}"
                 v.series.runs.append(r)
@@ -242,9 +254,18 @@ class GitLogBench:
         return p.stdout.strip().splitlines()[0] if p.stdout.strip() else "?"
 
 
+LOG_GOAL = 0.2  # issue 19: history review at most 0.2 x sops's time
+
+
+def _paired(a: Variant, b: Variant) -> list[float]:
+    return [x.wall / y.wall for x, y in zip(a.series.runs, b.series.runs, strict=True)]
+
+
 def render(b: GitLogBench, repeat: int) -> str:
-    ours, sops, base = b.variants
-    paired = [a.wall / s.wall for a, s in zip(ours.series.runs, sops.series.runs, strict=True)]
+    ours, sops, one, base = b.variants
+    paired = _paired(ours, sops)
+    log_paired = _paired(one, sops)
+    log_ratio = one.series.median / sops.series.median
     lines = [
         f"git log -p -- {FILE}: {len(b.changes) + 1} commits, {len(b.first)} values, "
         f"{repeat} rounds (rotated order); wall seconds spawn to reap of git",
@@ -264,6 +285,9 @@ def render(b: GitLogBench, repeat: int) -> str:
         f"ratio secretops / sops (median / median): {ours.series.median / sops.series.median:.2f}"
         f"; paired: median {statistics.median(paired):.2f} "
         f"({min(paired):.2f}–{max(paired):.2f})",
+        f"ratio secretops log -p / sops (median / median): {log_ratio:.3f}; paired: median "
+        f"{statistics.median(log_paired):.3f} ({min(log_paired):.3f}–{max(log_paired):.3f}); "
+        f"goal ≤ {LOG_GOAL}: {'PASS' if log_ratio <= LOG_GOAL else 'MISS'}",
         "runs = textconv invocations per `git log -p` (GIT_TRACE); per textconv = (median - "
         "git alone) / runs; CPU = git and its children",
     ]
@@ -336,11 +360,12 @@ def _run(args: argparse.Namespace, work: Path, started: float) -> int:
         print(render(b, args.repeat))
     print(f"\nLoad average (1/5/15 min) at start {fmt_load(meta['loadavg_start'])}, at end "
           f"{fmt_load(os.getloadavg())}; secretops at {meta['git']}")
-    ours, sops = b.variants[0].series, b.variants[1].series
+    ours, sops, one = b.variants[0].series, b.variants[1].series, b.variants[2].series
     result = {
         **meta, "loadavg_end": os.getloadavg(), "elapsed_s": time.perf_counter() - started,
         "commits": args.commits + 1, "values": args.values, "error": error,
         "ratio": ours.median / sops.median if ours.runs and sops.runs else None,
+        "log_ratio": one.median / sops.median if one.runs and sops.runs else None,
         "paired": ([a.wall / s.wall for a, s in zip(ours.runs, sops.runs, strict=True)]
                    if ours.runs and sops.runs else []),
         "variants": [{"name": v.name, "label": v.label, "driver": v.driver,

@@ -59,13 +59,15 @@ def open_file(
     options: StoreOptions | None = None,
     keep_ivs: bool = True,
     identities: Callable[[str], list[Identity]] | None = None,
+    data_key_for: Callable[[Metadata], bytes] | None = None,
 ) -> OpenedFile:
     """Load, find the data key, decrypt and verify: the shared first half of most commands.
 
     ``keep_ivs=False`` is for reading only: the cipher then cannot reproduce old ciphertexts
     (see :mod:`secretops.core.document`), and saves remembering one IV per value.
     ``identities``: a lookup by kind to reuse across files (many-file commands load them once
-    per process); by default the environment's, loaded as they are needed.
+    per process); by default the environment's, loaded as they are needed. ``data_key_for``
+    recovers the data key instead (``secretops log`` reuses data keys across versions).
     """
     from secretops.keys import decryption_order
     from secretops.keys.datakey import lazy_identities, recover_data_key
@@ -78,8 +80,11 @@ def open_file(
             hints=("is this the right file, and the right --input-type?",),
         )
     metadata = Metadata.from_wire(loaded.metadata)
-    data_key = recover_data_key(metadata, identities or lazy_identities(env),
-                                decryption_order(env))
+    if data_key_for is not None:
+        data_key = data_key_for(metadata)
+    else:
+        data_key = recover_data_key(metadata, identities or lazy_identities(env),
+                                    decryption_order(env))
     docs, cipher = open_documents(
         loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
         keep_ivs=keep_ivs,

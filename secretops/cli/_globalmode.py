@@ -40,7 +40,8 @@ if TYPE_CHECKING:
 # the same rule as sops's.
 COMMANDS = frozenset({
     "check", "completion", "convert-eso", "decrypt", "edit", "encrypt", "exec-env",
-    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "keyservice", "publish",
+    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "keyservice", "log",
+    "publish",
     "reseal",
     "rotate", "seal",
     "set", "unseal", "unset", "updatekeys", "vault", "verify",

@@ -59,6 +59,7 @@ def _register() -> None:
         groups,
         keygen,
         keyservice,
+        log,
         publish,
         rotate,
         seal,
@@ -69,7 +70,7 @@ def _register() -> None:
     )
 
     for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault,
-                completion, keyservice):
+                completion, keyservice, log):
         cli.add_command(mod.command)
     cli.add_command(setvalue.set_command)
     cli.add_command(setvalue.unset_command)

@@ -24,7 +24,11 @@ git's ``cachetextconv`` must stay off: git would store the decrypted text inside
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+# (data, format, ignore_mac) -> the opened file (secretops.fileops.OpenedFile)
+Opener = Callable[[bytes, str, bool], object]
 
 _MARKERS = (b"ENC[AES256_GCM", b"sops_mac", b"sops_version")
 _ENC = re.compile(rb"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]*,"
@@ -76,33 +80,68 @@ def unreadable(data: bytes, name: str, reason: str) -> bytes:
     return head + " ".join(reason.split()).encode("utf-8", "replace") + b"\n" + _mask(data)
 
 
+class Shown(NamedTuple):
+    """What :func:`convert` made of one version: the text, and how it was made."""
+
+    text: bytes
+    outcome: str  # one of PLAIN, DECRYPTED, MAC_MISMATCH, NO_KEY, UNREADABLE
+    reason: str = ""  # for UNREADABLE: why (never a value: error messages hold none)
+
+
+PLAIN, DECRYPTED, MAC_MISMATCH, NO_KEY, UNREADABLE = (
+    "plain", "decrypted", "mac-mismatch", "no-key", "unreadable")
+
+
 def textconv(data: bytes, name: str, env: Mapping[str, str]) -> bytes:
     """The text git should diff for the blob ``data`` of the file called ``name``."""
+    return convert(data, name, env).text
+
+
+def convert(data: bytes, name: str, env: Mapping[str, str], *,
+            opener: Opener | None = None, trailer: bool = True) -> Shown:
+    """:func:`textconv` with its outcome. ``opener`` opens an encrypted file (default
+    :func:`secretops.fileops.open_file`; ``secretops log`` passes one that reuses data keys
+    across versions); ``trailer=False`` leaves out the master keys, so a decrypted version is
+    exactly what ``sops decrypt`` prints."""
     if not looks_like_sops(data):
-        return data
+        return Shown(data, PLAIN)
     from secretops import fileops
     from secretops.errors import MacMismatchError, MetadataError, NoKeyError, SecretOpsError
     from secretops.stores import format_for_path
 
+    open_file: Opener = opener or _opener(env)
     fmt = format_for_path(name)
     c = _comment(fmt)
     warning = b""
     try:
         try:
-            opened = fileops.open_file(data, format=fmt, env=env, keep_ivs=False)
+            opened = open_file(data, fmt, False)
         except MacMismatchError:
             warning = c + b" secretops: MAC MISMATCH: this version was changed outside sops\n"
-            opened = fileops.open_file(data, format=fmt, env=env, ignore_mac=True, keep_ivs=False)
+            opened = open_file(data, fmt, True)
     except MetadataError:  # the markers were there by chance: not an encrypted file
-        return data
+        return Shown(data, PLAIN)
     except NoKeyError:
-        return (c + b" secretops: no key found to decrypt this file; values are masked\n"
-                + _mask(data))
+        return Shown(c + b" secretops: no key found to decrypt this file; values are masked\n"
+                     + _mask(data), NO_KEY)
     except SecretOpsError as e:
-        return unreadable(data, name, e.message)
+        return Shown(unreadable(data, name, e.message), UNREADABLE, e.message)
+    assert isinstance(opened, fileops.OpenedFile)
     plain = bytes(opened.store.emit(opened.docs, None, opened.loaded.layout))
+    outcome = MAC_MISMATCH if warning else DECRYPTED
     if fmt == "binary":
-        return warning + plain
+        return Shown(warning + plain, outcome)
     if plain and not plain.endswith(b"\n"):
         plain += b"\n"
-    return warning + plain + _trailer(opened.metadata, fmt)
+    keys = _trailer(opened.metadata, fmt) if trailer else b""
+    return Shown(warning + plain + keys, outcome)
+
+
+def _opener(env: Mapping[str, str]) -> Opener:
+    from secretops import fileops
+
+    def open_file(data: bytes, fmt: str, ignore_mac: bool) -> object:
+        return fileops.open_file(data, format=fmt, env=env, ignore_mac=ignore_mac,
+                                 keep_ivs=False)
+
+    return open_file

@@ -322,3 +322,47 @@ def keyservice_requests() -> list[bytes]:
     out.append(bytes(m.decrypt_request(key=kms, ciphertext=b"AQID").SerializeToString()))
     return out
 
+
+
+@cache
+def git_streams() -> list[bytes]:
+    """What ``secretops log`` reads from git: ``git log -z --raw -p`` of a small repository
+    (edits, a rename, a mode change, a deletion, a symlink, a binary file, a sops-made file),
+    in the default and ``--oneline`` formats, with and without colour; and ``git cat-file
+    --batch``'s answers for its blobs, one missing."""
+    import subprocess
+
+    repo = workdir() / "git-streams"
+    env = {"HOME": str(workdir()), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null",
+           "GIT_AUTHOR_NAME": "a", "GIT_AUTHOR_EMAIL": "a@b", "GIT_COMMITTER_NAME": "a",
+           "GIT_COMMITTER_EMAIL": "a@b", "GIT_AUTHOR_DATE": "@0 +0000",
+           "GIT_COMMITTER_DATE": "@0 +0000", "PATH": os.environ.get("PATH", "")}
+
+    def git(*args: str, data: bytes | None = None) -> bytes:
+        return subprocess.run(["git", "-C", str(repo), *args], env=env, input=data,
+                              capture_output=True, check=True, timeout=60).stdout
+
+    repo.mkdir()
+    git("init", "-q")
+    (repo / "a.txt").write_text("one\ntwo\n")
+    (repo / "s.enc.yaml").write_bytes((SOPS / "errors" / "base.sops.yaml").read_bytes())
+    (repo / "b.bin").write_bytes(bytes(range(256)))
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    (repo / "a.txt").write_text("one\n2\nthree")
+    (repo / "sp ace.txt").write_text("x\n")
+    os.symlink("a.txt", repo / "link")
+    git("add", "-A")
+    git("commit", "-qm", "second\n\nbody")
+    git("mv", "a.txt", "moved.txt")
+    (repo / "s.enc.yaml").chmod(0o755)
+    (repo / "b.bin").unlink()
+    git("add", "-A")
+    git("commit", "-qm", "third")
+    git("commit", "-q", "--allow-empty", "-m", "empty")
+    out = [git("log", "-z", "--raw", "-p", *extra)
+           for extra in ([], ["--oneline"], ["--color=always"], ["--reverse", "--oneline"])]
+    blobs = git("log", "--all", "--format=", "--raw", "--no-abbrev").split()
+    ids = [b for b in blobs if len(b) == 40 and b.strip(b"0")]
+    out.append(git("cat-file", "--batch", data=b"\n".join([*ids, b"0" * 40]) + b"\n"))
+    return out

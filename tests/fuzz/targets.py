@@ -374,6 +374,26 @@ def _keyservice_run(data: bytes) -> None:
          lambda: settings({"SOPS_KEYSERVICE": text, "SOPS_ENABLE_LOCAL_KEYSERVICE": text[:6]}))
 
 
+def _git_stream_run(data: bytes) -> None:
+    """What ``secretops log`` reads from git: the input as a ``git log -z --raw -p`` stream,
+    and as ``git cat-file --batch`` answers (a small limit, so some objects are too large)."""
+    import io
+
+    from secretops.git.catfile import BatchReader
+    from secretops.git.logstream import read_log
+
+    def log() -> None:
+        for _ in read_log(io.BytesIO(data)):
+            pass
+
+    def batch() -> None:
+        reader = BatchReader(io.BytesIO(), io.BytesIO(data), limit=64)
+        for _ in range(len(data) + 1):  # each answer takes at least one byte; then it fails
+            reader.read("0" * 40)
+
+    each(log, batch)
+
+
 def _flip(seed: bytes, at: int, byte: int) -> bytes:
     if not seed:
         return bytes([byte])
@@ -432,6 +452,8 @@ FUZZ: dict[str, Fuzz] = {f.target.name: f for f in [
                                "spec": SHAPES}), min_size=1, max_size=2).map(
                                lambda docs: yaml.safe_dump_all(docs).encode())),
          lambda: seeds.eso_seeds()[0]),
+    Fuzz(Target("git-log-stream", _git_stream_run, ".bin"),
+         lambda: mutated(seeds.git_streams(), "armor"), lambda: seeds.git_streams()[0]),
     Fuzz(Target("keyservice-request", _keyservice_run, ".bin"), _keyservice_inputs,
          lambda: seeds.keyservice_requests()[0]),
     Fuzz(Target("controller-verify", _controller_run("verify"), ".yaml"),
