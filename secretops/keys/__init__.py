@@ -51,6 +51,7 @@ SOURCES = {
     "pgp": "secretops.keys.pgp",
     "gcp_kms": "secretops.keys.gcpkms",
     "azure_kv": "secretops.keys.azurekv",
+    "hckms": "secretops.keys.hckms",
 }
 # Decrypting tries keys held here before network services (sops's DefaultDecryptionOrder;
 # SOPS_DECRYPTION_ORDER / --decryption-order replace it); the other entries of a key group
