@@ -38,8 +38,8 @@ def command(paths: tuple[str, ...], yes: bool, omit_extensions: bool, recursive:
     """Publish FILE to the destination its .sops.yaml destination rule names.
 
     To S3 and GCS goes the encrypted file: as it is, or re-encrypted for the keys of the
-    rule's recreation_rule. To Vault KV (v1 or v2) go the DECRYPTED values, as one secret. Each upload
-    is confirmed on the terminal unless --yes is given.
+    rule's recreation_rule. To Vault KV (v1 or v2) go the DECRYPTED values, as one secret.
+    Each upload is confirmed on the terminal unless --yes is given.
 
     \b
       secretops publish -y secrets/prod.enc.yaml
