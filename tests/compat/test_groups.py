@@ -202,6 +202,36 @@ def test_add_azure_and_hckms_keys(sops_bin: str, keys: list[AgeKey], tmp_path: P
                                tmp_path, monkeypatch, keys[0])
 
 
+def test_a_threshold_given_for_one_group_holds_for_groups_added_later(
+        sops_bin: str, keys: list[AgeKey], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encrypt --shamir-secret-sharing-threshold 2`` with one key group: sops writes the
+    threshold (no effect yet), so two groups added later by sops's ``groups add`` are under
+    it — any two of the three open the file. secretops's file must carry it too (it left it
+    out, and the grown file then needed all three groups)."""
+    _use(monkeypatch, tmp_path, keys[0])
+    pair = run_both(sops_bin, ["encrypt", "--age", keys[0].recipient,
+                               "--shamir-secret-sharing-threshold", "2", "p.yaml"],
+                    {"p.yaml": PLAIN}, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    grown = []
+    for side, out in (("sops", pair.sops.out), ("secretops", pair.ours.out)):
+        assert _yaml(out)["sops"]["shamir_threshold"] == 2, side
+        d = tmp_path / f"grow-{side}"
+        d.mkdir()
+        (d / "f.enc.yaml").write_bytes(out)
+        _use(monkeypatch, tmp_path, *keys)  # the second add needs two groups' shares
+        for key in keys[1:]:
+            r = sops(sops_bin, "groups", "add", "-i", "--file", "f.enc.yaml", "--age",
+                     key.recipient, cwd=d)
+            assert r.code == 0, r.err
+        grown.append((d / "f.enc.yaml").read_bytes())
+    assert shape(grown[0])["groups"] == shape(grown[1])["groups"]
+    for content in grown:
+        assert shape(content)["threshold"] == 2
+        assert _decrypts_with_sops(sops_bin, content, tmp_path, monkeypatch, keys[1], keys[2])
+
+
 def test_add_pgp_key(sops_bin: str, keys: list[AgeKey], tmp_path: Path,
                      monkeypatch: pytest.MonkeyPatch, gpg_key: str) -> None:
     enc = _encrypted(sops_bin, tmp_path, [keys[0]])
