@@ -15,6 +15,7 @@ import yaml
 from secretops.core.metadata import KEY_FIELDS, KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import azurekv
+from tests.compat.sidebyside import assert_same, run_both
 from tests.fixtures.azurekv import AzureKv, free_port
 from tests.helpers import CANARY, AgeKey, assert_no_canary, run, secretops, sops
 
@@ -161,3 +162,32 @@ def test_malformed_urls_are_refused_before_any_call(plain: Path) -> None:
         azurekv.AzureKvIdentity({}).unwrap(KeyEntry("azure_kv", {
             "vault_url": "http://plain.example", "name": "k", "version": "v",
             "created_at": "", "enc": "AAAA"}))
+
+
+@pytest.mark.parametrize("argv", [
+    ["-e", "--azure-kv", "ONE", "s.yaml"],
+    ["-r", "-i", "--add-azure-kv", "TWO", "s.enc.yaml"],
+    ["-r", "-i", "--rm-azure-kv", "ONE", "s.enc.yaml"],
+    ["--rotate", "--in-place", "--add-azure-kv", "TWO", "--rm-azure-kv", "ONE", "s.enc.yaml"],
+])
+def test_global_forms_side_by_side(argv: list[str], azure_kv: AzureKv, age_key: AgeKey,
+                                   tmp_path: Path, sops_bin: str) -> None:
+    """sops's global forms with Key Vault keys, run by both against the stand-in: the same
+    outcome, the same keys in the file, and each side's file opens."""
+    one, two = azure_kv.urls
+    made = sops(sops_bin, "encrypt", "--azure-kv", one, "--age", age_key.recipient,
+                str(_write(tmp_path, TEXT)))
+    assert made.code == 0, made.err
+    argv = [{"ONE": one, "TWO": two}.get(a, a) for a in argv]
+    pair = run_both(sops_bin, argv, {"s.yaml": TEXT, "s.enc.yaml": made.out}, tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="decrypted")
+    outs = [side.out or side.files["s.enc.yaml"] for side in (pair.sops, pair.ours)]
+    names = [[e["name"] for e in yaml.safe_load(o)["sops"].get("azure_kv", [])] for o in outs]
+    assert names[0] == names[1], names
+
+
+def _write(directory: Path, text: str) -> Path:
+    path = directory / "plain.yaml"
+    path.write_text(text)
+    return path
