@@ -171,17 +171,25 @@ def test_the_sdk_credentials_file_is_read(plain: Path, tmp_path: Path, hckms: Hu
     assert by_sops.code == 0 and CANARY.encode() in by_sops.out, by_sops.err
 
 
-def test_the_sdk_regions_file_names_the_endpoint(plain: Path, hckms: HuaweiKms,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("HUAWEICLOUD_SDK_REGION_KMS_TR_WEST_1")
-    regions = Path(os.environ["HOME"]) / "regions.yaml"
-    regions.write_text(yaml.safe_dump({"KMS": [{"id": "tr-west-1",
+def test_the_sdk_regions_file_names_the_endpoint(plain: Path, tmp_path: Path, hckms: HuaweiKms,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 sops_bin: str) -> None:
+    """A region of the regions file only (in no table, so nothing else could be asked):
+    secretops encrypts through the file's endpoint, and the sops binary's SDK reads the same
+    file to decrypt."""
+    key = "xx-test-9:" + hckms.key_ids[0].split(":", 1)[1]
+    regions = tmp_path / "regions.yaml"
+    regions.write_text(yaml.safe_dump({"KMS": [{"id": "xx-test-9",
                                                 "endpoint": hckms.server.url}]}))
-    refused = secretops("encrypt", "--hckms", hckms.key_ids[0], str(plain))
-    assert refused.code == ExitCode.ERROR_ENCRYPTING_TREE  # the real endpoint: not reachable
+    refused = secretops("encrypt", "--hckms", key, str(plain))
+    assert refused.code == ExitCode.ERROR_ENCRYPTING_TREE, refused.err
+    assert "HUAWEICLOUD_SDK_REGION_KMS_XX_TEST_9" in refused.err
     monkeypatch.setenv("HUAWEICLOUD_SDK_REGIONS_FILE", str(regions))
-    r = secretops("encrypt", "--hckms", hckms.key_ids[0], str(plain))
+    r = secretops("encrypt", "--hckms", key, str(plain))
     assert r.code == 0, r.err
+    enc = _write(tmp_path, "s.enc.yaml", r.out.decode())
+    by_sops = sops(sops_bin, "decrypt", str(enc))
+    assert by_sops.code == 0 and CANARY.encode() in by_sops.out, by_sops.err
 
 
 def test_endpoints_are_found_as_the_sdk_finds_them() -> None:
