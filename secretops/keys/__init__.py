@@ -110,6 +110,29 @@ def rewrapper(src: KeySource) -> Rewrapper | None:
     return next((a for a in src.abilities if isinstance(a, Rewrapper)), None)
 
 
+@runtime_checkable
+class Resolver(Protocol):
+    """An optional ability: complete a key named in a ``.sops.yaml`` rule before it is compared
+    with a file's entries (Azure Key Vault: the current version of a key named without one,
+    asked of the vault as sops asks when it reads the rule)."""
+
+    def resolve(self, spec: KeySpec, env: Mapping[str, str]) -> KeySpec: ...
+
+
+def resolved(groups: Sequence[Sequence[KeySpec]], env: Mapping[str, str]
+             ) -> list[list[KeySpec]]:
+    """The key groups with every spec completed by its source's :class:`Resolver`, if any."""
+    out: list[list[KeySpec]] = []
+    for group in groups:
+        specs = []
+        for spec in group:
+            src = source(spec.kind)
+            ability = next((a for a in src.abilities if isinstance(a, Resolver)), None)
+            specs.append(ability.resolve(spec, env) if ability is not None else spec)
+        out.append(specs)
+    return out
+
+
 class SourceUnavailable(SecretOpsError):
     """A key source's optional dependency is not installed."""
 

@@ -191,3 +191,28 @@ def _write(directory: Path, text: str) -> Path:
     path = directory / "plain.yaml"
     path.write_text(text)
     return path
+
+
+def test_updatekeys_with_a_rule_naming_no_version_side_by_side(
+        azure_kv: AzureKv, age_key: AgeKey, tmp_path: Path, sops_bin: str) -> None:
+    """A rule naming the key without a version means its current version, for both: a file
+    that has it is up to date (left byte for byte; secretops wrapped it anew before), and after
+    the key is rotated in the vault both move the file to the new version."""
+    vault, name, _ = _parts(azure_kv.urls[0])
+    cfg = yaml.safe_dump({"creation_rules": [{"azure_keyvault": f"{vault}/keys/{name}",
+                                              "age": age_key.recipient}]})
+    made_dir = tmp_path / "made"
+    made_dir.mkdir()
+    (made_dir / ".sops.yaml").write_text(cfg)
+    made = sops(sops_bin, "encrypt", str(_write(made_dir, TEXT)), cwd=made_dir)
+    assert made.code == 0, made.err
+    files = {".sops.yaml": cfg, "s.enc.yaml": made.out}
+    pair = run_both(sops_bin, ["updatekeys", "-y", "s.enc.yaml"], files, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    assert pair.sops.files == pair.ours.files == pair.before
+    newest = _parts(azure_kv.rotate_key(name))[2]
+    pair = run_both(sops_bin, ["updatekeys", "-y", "s.enc.yaml"], files, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    assert_same(pair, stdout="ignore", files="decrypted")
+    for side in (pair.sops, pair.ours):
+        assert [e["version"] for e in _entries(side.files["s.enc.yaml"])] == [newest]
