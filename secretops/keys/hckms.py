@@ -182,11 +182,11 @@ def _from_regions_file(region: str, env: Mapping[str, str]) -> str:
     path = _sdk_file(env, "HUAWEICLOUD_SDK_REGIONS_FILE", "regions.yaml")
     if path is None:
         return ""
-    import yaml
+    from secretops.yamlload import load  # the one YAML reader, with the input limits
 
     try:
-        data = yaml.safe_load(_read_small(path, "regions"))
-    except yaml.YAMLError:
+        data = load(_read_small(path, "regions"), "the HuaweiCloud regions file", config=True)
+    except SecretOpsError:
         raise HuaweiKmsError("the HuaweiCloud regions file is not YAML") from None
     services = {str(k).upper(): v for k, v in data.items()} if isinstance(data, dict) else {}
     for entry in services.get("KMS") or []:
