@@ -136,7 +136,8 @@ def encrypt(
     data_key = os.urandom(32)
     metadata = Metadata(
         key_groups=wrap_data_key(recipients, data_key, shamir_threshold, os.urandom),
-        shamir_threshold=shamir_threshold if len(recipients) > 1 else 0,
+        # kept with one group too, as sops keeps it: a group added later is then under it
+        shamir_threshold=shamir_threshold,
         selection=sel,
     )
     if len(recipients) > 1 and not metadata.shamir_threshold:

@@ -302,7 +302,7 @@ def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: i
         threshold = threshold or len(recipients)
     metadata = Metadata(
         key_groups=wrap_data_key(recipients, data_key, threshold, os.urandom),
-        shamir_threshold=threshold if len(recipients) > 1 else 0,
+        shamir_threshold=threshold,  # kept with one group too, as sops keeps it
         selection=opened.metadata.selection,
         version=opened.metadata.version,
     )

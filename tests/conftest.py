@@ -36,7 +36,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # Real services started once per session on 127.0.0.1 (see ../shared/TESTING.md).
 pytest_plugins = [
     "tests.fixtures.moto", "tests.fixtures.openbao", "tests.fixtures.gpg", "tests.fixtures.k8s",
-    "tests.fixtures.gcpkms", "tests.fixtures.azurekv", "tests.fixtures.keyservice",
+    "tests.fixtures.gcpkms", "tests.fixtures.azurekv", "tests.fixtures.hckms",
+    "tests.fixtures.keyservice", "tests.fixtures.gcs",
 ]
 
 
@@ -46,7 +47,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     for var in list(os.environ):
         if var.startswith(("SOPS_", "AWS_", "VAULT_", "GNUPG", "XDG_", "GIT_", "GOOGLE_",
-                           "GCE_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_")):
+                           "GCE_", "AZURE_", "IDENTITY_", "MSI_", "IMDS_", "HUAWEICLOUD_",
+                           "STORAGE_EMULATOR_")):
             monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

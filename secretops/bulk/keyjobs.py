@@ -39,6 +39,7 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
     """Open ``file`` and compare its keys with what its creation rule says."""
     from secretops.compose import open_path, settings
     from secretops.keyops import plan_update
+    from secretops.keys import resolved
 
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
     cfg = given.config
@@ -53,7 +54,8 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
                              "file should have", code=ExitCode.ERROR_READING_CONFIG,
                              file=str(cfg.path))
     opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
-    plan = plan_update(opened.metadata, rule.key_groups(), shamir or rule.shamir_threshold)
+    plan = plan_update(opened.metadata, resolved(rule.key_groups(), env),
+                       shamir or rule.shamir_threshold)
     return KeysPlan(opened, plan)
 
 

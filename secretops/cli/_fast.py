@@ -104,14 +104,30 @@ def parse(argv: list[str]) -> tuple[str, dict[str, Any]] | None:
     return command, opts
 
 
+SOPS_VERSION = "3.11.0"  # the sops whose command line and file format secretops takes
+
+
+def version_line() -> str:
+    """``--version``'s line. Run under the name ``sops`` (a link to secretops), the line
+    begins as sops's does — ``sops 3.11.0`` — so that tools which pick their command lines by
+    parsing it (ansible's community.sops: ``^sops X.Y.Z``) use sops 3.11's; else it names
+    secretops."""
+    import os
+    import sys
+
+    from secretops import __version__
+
+    if os.path.basename(sys.argv[0]) == "sops":
+        return f"sops {SOPS_VERSION} (secretops {__version__})"
+    return f"secretops {__version__} (sops format {SOPS_VERSION.rsplit('.', 1)[0]})"
+
+
 def run(argv: list[str]) -> int | None:
     """Run a recognised invocation and return its exit code; ``None`` if not recognised."""
     if argv in (["--version"], ["-v"]):  # the same line as click's version option prints
         import sys
 
-        from secretops import __version__
-
-        sys.stdout.write(f"secretops {__version__} (sops format 3.11)\n")
+        sys.stdout.write(version_line() + "\n")
         return 0
     if len(argv) == 3 and argv[:2] == ["git", "textconv"] and not argv[2].startswith("-"):
         from secretops.cli._actions import run_textconv  # git runs it per file per revision

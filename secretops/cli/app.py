@@ -6,7 +6,6 @@ from typing import Any
 
 import click
 
-from secretops import __version__
 from secretops.cli._actions import report
 from secretops.errors import ExitCode, SecretOpsError
 
@@ -33,9 +32,17 @@ class _Group(click.Group):
             ctx.exit(int(ExitCode.KEYBOARD_INTERRUPT))
 
 
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from secretops.cli._fast import version_line
+
+        click.echo(version_line())
+        ctx.exit()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, "--version", "-v", prog_name="secretops",
-                      message="%(prog)s %(version)s (sops format 3.11)")
+@click.option("--version", "-v", is_flag=True, expose_value=False, is_eager=True,
+              callback=_print_version, help="Show the version and exit.")
 @click.option("--disable-version-check", is_flag=True, hidden=True,
               help="Accepted for sops compatibility; secretops never checks online.")
 def cli(disable_version_check: bool) -> None:

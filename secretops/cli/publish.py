@@ -37,9 +37,9 @@ def command(paths: tuple[str, ...], yes: bool, omit_extensions: bool, recursive:
             keyservice: tuple[str, ...], enable_local_keyservice: bool | None) -> None:
     """Publish FILE to the destination its .sops.yaml destination rule names.
 
-    To S3 goes the encrypted file: as it is, or re-encrypted for the keys of the rule's
-    recreation_rule. To Vault KV (v1 or v2) go the DECRYPTED values, as one secret. Each upload
-    is confirmed on the terminal unless --yes is given.
+    To S3 and GCS goes the encrypted file: as it is, or re-encrypted for the keys of the
+    rule's recreation_rule. To Vault KV (v1 or v2) go the DECRYPTED values, as one secret.
+    Each upload is confirmed on the terminal unless --yes is given.
 
     \b
       secretops publish -y secrets/prod.enc.yaml

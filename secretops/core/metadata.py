@@ -3,11 +3,11 @@
 The wire form mirrors ``stores/stores.go`` of sops 3.11 field by field:
 
 * top level, in this order: ``shamir_threshold`` (omitted when 0), ``key_groups`` (only with more
-  than one group), ``kms``, ``gcp_kms``, ``azure_kv``, ``hc_vault``, ``age`` (each omitted when
-  empty), ``lastmodified``, ``mac``, ``pgp``, the one selection rule, ``mac_only_encrypted``
-  (omitted when false), ``version``;
-* inside ``key_groups`` each group is ``pgp``, ``kms``, ``gcp_kms``, ``azure_kv`` (omitted when
-  empty), then ``hc_vault`` and ``age`` (always present, possibly ``[]``);
+  than one group), ``kms``, ``gcp_kms``, ``hckms``, ``azure_kv``, ``hc_vault``, ``age`` (each
+  omitted when empty), ``lastmodified``, ``mac``, ``pgp``, the one selection rule,
+  ``mac_only_encrypted`` (omitted when false), ``version``;
+* inside ``key_groups`` each group is ``pgp``, ``kms``, ``gcp_kms``, ``hckms``, ``azure_kv``
+  (omitted when empty), then ``hc_vault`` and ``age`` (always present, possibly ``[]``);
 * each key entry keeps its own field order (see :data:`KEY_FIELDS`).
 
 This is sops's wire format, so it lists every kind sops writes, whether or not a key source
@@ -33,14 +33,18 @@ from secretops.errors import ExitCode, LimitExceededError, MetadataError, Secret
 FORMAT_VERSION = "3.11.0"
 
 # Top-level order of key kinds (single group) and their order inside a key group.
-TOP_KEY_KINDS = ("kms", "gcp_kms", "azure_kv", "hc_vault", "age")
-GROUP_KEY_KINDS = ("pgp", "kms", "gcp_kms", "azure_kv", "hc_vault", "age")
+TOP_KEY_KINDS = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
+GROUP_KEY_KINDS = ("pgp", "kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "age")
 GROUP_ALWAYS = ("hc_vault", "age")
+# The order sops holds a group's keys in once read, whatever the file's order (stores.go's
+# internalGroupFrom): the order it tries kinds that the decryption order does not name.
+INTERNAL_KEY_ORDER = ("kms", "gcp_kms", "hckms", "azure_kv", "hc_vault", "pgp", "age")
 
 KEY_FIELDS: dict[str, tuple[str, ...]] = {
     "age": ("recipient", "enc"),
     "kms": ("arn", "role", "context", "created_at", "enc", "aws_profile"),
     "gcp_kms": ("resource_id", "created_at", "enc"),
+    "hckms": ("key_id", "created_at", "enc"),
     "azure_kv": ("vault_url", "name", "version", "created_at", "enc"),
     "hc_vault": ("vault_address", "engine_path", "key_name", "created_at", "enc"),
     "pgp": ("created_at", "enc", "fp"),

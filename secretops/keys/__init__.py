@@ -51,6 +51,7 @@ SOURCES = {
     "pgp": "secretops.keys.pgp",
     "gcp_kms": "secretops.keys.gcpkms",
     "azure_kv": "secretops.keys.azurekv",
+    "hckms": "secretops.keys.hckms",
 }
 # Decrypting tries keys held here before network services (sops's DefaultDecryptionOrder;
 # SOPS_DECRYPTION_ORDER / --decryption-order replace it); the other entries of a key group
@@ -107,6 +108,29 @@ class Rewrapper(Protocol):
 def rewrapper(src: KeySource) -> Rewrapper | None:
     """The source's :class:`Rewrapper`, if it has that ability."""
     return next((a for a in src.abilities if isinstance(a, Rewrapper)), None)
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """An optional ability: complete a key named in a ``.sops.yaml`` rule before it is compared
+    with a file's entries (Azure Key Vault: the current version of a key named without one,
+    asked of the vault as sops asks when it reads the rule)."""
+
+    def resolve(self, spec: KeySpec, env: Mapping[str, str]) -> KeySpec: ...
+
+
+def resolved(groups: Sequence[Sequence[KeySpec]], env: Mapping[str, str]
+             ) -> list[list[KeySpec]]:
+    """The key groups with every spec completed by its source's :class:`Resolver`, if any."""
+    out: list[list[KeySpec]] = []
+    for group in groups:
+        specs = []
+        for spec in group:
+            src = source(spec.kind)
+            ability = next((a for a in src.abilities if isinstance(a, Resolver)), None)
+            specs.append(ability.resolve(spec, env) if ability is not None else spec)
+        out.append(specs)
+    return out
 
 
 class SourceUnavailable(SecretOpsError):

@@ -111,6 +111,15 @@ def _get_credential() -> Any:
         return _credentials[key]
 
 
+def _keys(vault_url: str, env: Mapping[str, str]) -> Any:
+    """The SDK's key client (reads a key's current version)."""
+    from azure.keyvault.keys import KeyClient
+
+    return KeyClient(vault_url, _get_credential(), connection_timeout=CONNECT_TIMEOUT,
+                     read_timeout=READ_TIMEOUT, retry_total=RETRIES,
+                     connection_verify=_verify(env))
+
+
 def _crypto(key_id: str, env: Mapping[str, str]) -> Any:
     """The one place the SDK's client is built."""
     from azure.keyvault.keys.crypto import CryptographyClient
@@ -292,6 +301,31 @@ def _group_specs(raw: Any) -> list[KeySpec]:
     return out
 
 
+class _CurrentVersion:
+    """The :class:`~secretops.keys.Resolver` ability: a rule's key named without a version is
+    the key's current version, asked of the vault (``keys/get``) as sops asks when it reads the
+    rule, so ``updatekeys`` finds a file that has it up to date."""
+
+    def resolve(self, spec: KeySpec, env: Mapping[str, str]) -> KeySpec:
+        f = spec.fields
+        if f.get("version"):
+            return spec
+        try:
+            _key_id(str(f["vault_url"]), str(f["name"]), "")
+            key = call(lambda: _keys(str(f["vault_url"]), env).get_key(str(f["name"])),
+                       throttled)
+            version = str(key.properties.version or "")
+            if not version:
+                raise AzureKeyVaultError("Azure Key Vault returned no version")
+        except Exception as e:
+            raise SecretOpsError(
+                f"cannot find the current version of Azure Key Vault key {key_url(f)}: "
+                f"{explain(e)}", code=ExitCode.GENERIC,
+                hints=("name the version in .sops.yaml, or check the credentials (keys/get)",),
+            ) from None
+        return KeySpec(KIND, {**f, "version": version})
+
+
 _VAULT = "https://sops.vault.azure.net"
 _VERSION = "0f2b5c3e8d7a4b6c9e1f2a3b4c5d6e7f"
 
@@ -316,5 +350,6 @@ SOURCE = KeySource(
     identity=identity,
     extra="azure",
     requires=("azure.keyvault.keys", "azure.identity"),
+    abilities=(_CurrentVersion(),),
     wire=WireKey(4, ("vault_url", "name", "version")),
 )

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from secretops.core.limits import DATA_KEY_SIZE, MAX_KEY_ENTRIES, MAX_KEY_GROUPS, SHARE_SIZE
-from secretops.core.metadata import KeyEntry, Metadata
+from secretops.core.metadata import INTERNAL_KEY_ORDER, KeyEntry, Metadata
 from secretops.errors import (
     DecryptionError,
     ExitCode,
@@ -105,10 +105,8 @@ def lazy_identities(env: Mapping[str, str]) -> Callable[[str], list[Identity]]:
     return lookup
 
 
-# The order sops holds a group's keys in, whatever the file's order (stores.go's
-# internalGroupFrom): what decides among kinds the decryption order does not name.
-_SOPS_GROUP_ORDER = {k: i for i, k in enumerate(
-    ("kms", "gcp_kms", "azure_kv", "hc_vault", "pgp", "age"))}
+# What decides among kinds the decryption order does not name (a sops format fact: core's)
+_SOPS_GROUP_ORDER = {k: i for i, k in enumerate(INTERNAL_KEY_ORDER)}
 
 
 def _order(group: Sequence[KeyEntry], decryption_order: Sequence[str]) -> list[KeyEntry]:

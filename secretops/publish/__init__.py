@@ -10,8 +10,7 @@ names one destination per file. What is sent depends on its kind, exactly as in 
 * **Vault KV** (``vault_path``, ``vault_address``, ``vault_kv_mount_name``,
   ``vault_kv_version``): the *decrypted* values, as a KV v1 secret or a KV v2 version at
   ``<mount>/[data/]<vault_path><name>`` (:func:`plain_map` says what the map holds);
-* **GCS** (``gcs_bucket``, ``gcs_prefix``): not implemented (no GCS server can run in the tests,
-  see ``docs/sops-compat.md``); a rule naming it is refused.
+* **GCS** (``gcs_bucket``, ``gcs_prefix``): the encrypted file, as for S3.
 
 The object's name is the file's base name (``--recursive``: its path under the directory
 given), without its extension with ``--omit-extensions`` or the rule's ``omit_extensions``.
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 # The registry: destination kind -> the module whose ``destination(settings, env)`` builds it.
 DESTINATIONS = {
     "s3": "secretops.publish.s3",
+    "gcs": "secretops.publish.gcs",
     "vault": "secretops.publish.vaultkv",
 }
 
@@ -88,7 +88,7 @@ def destination(rule: DestinationRule, env: Mapping[str, str]) -> FileDestinatio
     if rule.kind not in DESTINATIONS:
         raise ConfigError(
             f"publishing to {rule.kind.upper()} is not implemented in secretops",
-            hints=("publish that file with sops, or to S3 or Vault",))
+            hints=("the destination rule names s3_bucket, gcs_bucket or vault_path",))
     made: FileDestination | DataDestination = importlib.import_module(
         DESTINATIONS[rule.kind]).destination(rule.settings, env)
     return made

@@ -23,10 +23,17 @@ TALKING = {
 }
 
 
+# modules that send a credential to a service that is not a cluster (the key source that signs
+# its own HTTP requests: HuaweiCloud KMS's AK/SK signature goes in an Authorization header)
+NOT_CLUSTERS = {ROOT / "keys" / "hckms.py": {"sends a credential"}}
+
+
 def test_only_the_kube_module_talks_to_clusters() -> None:
     found = [f"{path.relative_to(ROOT)}: {what}"
              for path in ROOT.rglob("*.py") if path != ONLY
-             for what, pattern in TALKING.items() if pattern.search(path.read_text("utf-8"))]
+             for what, pattern in TALKING.items()
+             if what not in NOT_CLUSTERS.get(path, set())
+             and pattern.search(path.read_text("utf-8"))]
     assert found == []
 
 

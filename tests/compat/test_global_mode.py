@@ -462,13 +462,11 @@ def test_usage_errors(sops_bin: str, enc: bytes, tmp_path: Path, argv: list[str]
 
 
 @pytest.mark.parametrize("argv, named", [
-    (["-e", "--hckms", "eu-west-1:0000", "s.yaml"], "--hckms"),
     (["--filename-override", "x.yaml", "--set", '["a"] 1', "s.enc.yaml"], "--filename-override"),
 ])
 def test_not_supported_yet(enc: bytes, tmp_path: Path, argv: list[str], named: str) -> None:
     """What sops reads in a mode and secretops cannot do yet is refused in one line, exit 2,
-    nothing written (not silently ignored). Ours only: sops would dial the key service, or
-    HuaweiCloud."""
+    nothing written (not silently ignored). Ours only."""
     (tmp_path / "s.enc.yaml").write_bytes(enc)
     (tmp_path / "s.yaml").write_text(PLAIN)
     p = subprocess.run([sys.executable, "-m", "secretops", *argv], cwd=tmp_path,

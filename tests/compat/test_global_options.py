@@ -160,6 +160,33 @@ def test_version(sops_bin: str, tmp_path: Path, argv: list[str]) -> None:
     assert b"(sops format 3.11)" in pair.ours.out
 
 
+@pytest.mark.parametrize("argv", [["--version"], ["--version", "--disable-version-check"],
+                                  ["-v", "-d"]])
+def test_version_under_the_name_sops(sops_bin: str, tmp_path: Path, argv: list[str]) -> None:
+    """Linked as ``sops``, secretops's version line parses as sops 3.11.0's does for tools
+    that choose their command lines by it (ansible's community.sops matches
+    ``^sops ([0-9]+)\\.([0-9]+)\\.([0-9]+)``, and falls back to sops 3.7's forms without
+    ``--filename-override`` when it cannot)."""
+    import re
+    import shutil
+
+    link = tmp_path / "bin" / "sops"
+    link.parent.mkdir()
+    script = shutil.which("secretops", path=str(Path(sys.executable).parent))
+    assert script is not None
+    link.symlink_to(script)
+    pattern = re.compile(r"^sops ([0-9]+)\.([0-9]+)\.([0-9]+)")
+    versions = []
+    for program in (sops_bin, str(link)):
+        p = subprocess.run([program, *argv], capture_output=True, stdin=subprocess.DEVNULL,
+                           timeout=60)
+        assert p.returncode == 0, p.stderr
+        m = pattern.match(p.stdout.decode())
+        assert m is not None, p.stdout
+        versions.append(m.groups())
+    assert versions[0] == versions[1] == ("3", "11", "0")
+
+
 # ---- completion ----------------------------------------------------------------------------
 
 def _bash_complete(program: str, words: list[str], path: str) -> list[str]:

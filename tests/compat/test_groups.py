@@ -173,6 +173,65 @@ def test_add_kms_and_vault_keys(sops_bin: str, keys: list[AgeKey], tmp_path: Pat
         assert _decrypts_with_sops(sops_bin, out, tmp_path, monkeypatch, keys[0])
 
 
+def test_add_azure_and_hckms_keys(sops_bin: str, keys: list[AgeKey], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch, hckms: Any,
+                                  azure_kv: Any) -> None:
+    """--azure-kv and --hckms against their stand-ins (sops reaches both). The new group's
+    share (opened through its keys) with the age group's decrypts the file. Differs: sops 3.11
+    takes --hckms and drops it (its groups add never reads the flag), so its group holds only
+    the Key Vault key; secretops's holds both, in sops's order."""
+    enc = _encrypted(sops_bin, tmp_path, [keys[0]])
+    _use(monkeypatch, tmp_path, keys[0])
+    pair = run_both(sops_bin, ["groups", "add", "--file", "s.enc.yaml", "--hckms",
+                               hckms.key_ids[0], "--azure-kv", azure_kv.urls[0]],
+                    {"s.enc.yaml": enc}, tmp_path)
+    assert_same_groups(pair)
+    theirs, ours = (_yaml(out)["sops"]["key_groups"][1] for out in (pair.sops.out, pair.ours.out))
+    assert list(theirs) == ["azure_kv", "hc_vault", "age"]
+    assert list(ours) == ["hckms", "azure_kv", "hc_vault", "age"]
+    assert [e["key_id"] for e in ours["hckms"]] == [hckms.key_ids[0]]
+    assert ours["azure_kv"][0]["name"] == theirs["azure_kv"][0]["name"]
+    for out in (pair.sops.out, pair.ours.out):
+        assert _decrypts_with_sops(sops_bin, out, tmp_path, monkeypatch, keys[0])
+    # the hckms key alone opens the new group's share
+    alone = _yaml(pair.ours.out)
+    del alone["sops"]["key_groups"][1]["azure_kv"]
+    import yaml
+
+    assert _decrypts_with_sops(sops_bin, yaml.safe_dump(alone, sort_keys=False).encode(),
+                               tmp_path, monkeypatch, keys[0])
+
+
+def test_a_threshold_given_for_one_group_holds_for_groups_added_later(
+        sops_bin: str, keys: list[AgeKey], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``encrypt --shamir-secret-sharing-threshold 2`` with one key group: sops writes the
+    threshold (no effect yet), so two groups added later by sops's ``groups add`` are under
+    it — any two of the three open the file. secretops's file must carry it too (it left it
+    out, and the grown file then needed all three groups)."""
+    _use(monkeypatch, tmp_path, keys[0])
+    pair = run_both(sops_bin, ["encrypt", "--age", keys[0].recipient,
+                               "--shamir-secret-sharing-threshold", "2", "p.yaml"],
+                    {"p.yaml": PLAIN}, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    grown = []
+    for side, out in (("sops", pair.sops.out), ("secretops", pair.ours.out)):
+        assert _yaml(out)["sops"]["shamir_threshold"] == 2, side
+        d = tmp_path / f"grow-{side}"
+        d.mkdir()
+        (d / "f.enc.yaml").write_bytes(out)
+        _use(monkeypatch, tmp_path, *keys)  # the second add needs two groups' shares
+        for key in keys[1:]:
+            r = sops(sops_bin, "groups", "add", "-i", "--file", "f.enc.yaml", "--age",
+                     key.recipient, cwd=d)
+            assert r.code == 0, r.err
+        grown.append((d / "f.enc.yaml").read_bytes())
+    assert shape(grown[0])["groups"] == shape(grown[1])["groups"]
+    for content in grown:
+        assert shape(content)["threshold"] == 2
+        assert _decrypts_with_sops(sops_bin, content, tmp_path, monkeypatch, keys[1], keys[2])
+
+
 def test_add_pgp_key(sops_bin: str, keys: list[AgeKey], tmp_path: Path,
                      monkeypatch: pytest.MonkeyPatch, gpg_key: str) -> None:
     enc = _encrypted(sops_bin, tmp_path, [keys[0]])

@@ -17,6 +17,7 @@ import pytest
 
 from tests.compat.sidebyside import assert_same, decrypted, run_both
 from tests.fixtures.gpg import GpgKey
+from tests.fixtures.hckms import HuaweiKms
 from tests.fixtures.keyservice import KeyService, StartKeyService
 from tests.fixtures.openbao import OpenBao
 from tests.helpers import CANARY, AgeKey, make_age_key, sops
@@ -304,3 +305,26 @@ def test_vault_transit_through_a_key_service(server: str, sops_bin: str, openbao
         assert_same(pair, stdout="data")
         assert CANARY.encode() in pair.ours.out
     assert openbao.token not in ks.log
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_hckms_through_a_key_service(server: str, sops_bin: str, hckms: HuaweiKms,
+                                     keyservice: StartKeyService, tmp_path: Path) -> None:
+    """Only the key service holds HuaweiCloud credentials (the stand-in's): both programs
+    encrypt for a HuaweiCloud KMS key and decrypt with it through the service. The clients run
+    with the local key service off: with it on and no credentials, the sops binary's SDK would
+    ask the ECS metadata address."""
+    ks = keyservice(server, dict(os.environ))
+    client_env = {k: v for k, v in os.environ.items() if not k.startswith("HUAWEICLOUD_")}
+    enc = run_both(sops_bin, ["encrypt", OFF, "--keyservice", ks.uri, "--hckms",
+                              hckms.key_ids[0], "p.yaml"], {"p.yaml": PLAIN}, tmp_path,
+                   env=client_env)
+    assert enc.sops.ok and enc.ours.ok, enc
+    for made in (enc.sops.out, enc.ours.out):
+        assert hckms.key_ids[0].encode() in made
+        pair = run_both(sops_bin, ["decrypt", OFF, "--keyservice", ks.uri, "s.yaml"],
+                        {"s.yaml": made}, tmp_path, env=client_env)
+        assert pair.sops.ok, pair
+        assert_same(pair, stdout="data")
+        assert CANARY.encode() in pair.ours.out
+    assert hckms.server.sk not in ks.log

@@ -1,12 +1,14 @@
 """``publish``, side by side with sops 3.11: the same ``.sops.yaml`` destination rules, the same
-moto (S3) and OpenBao (Vault KV v1 and v2) servers, and what each program left there.
+moto (S3), fake-gcs-server (GCS) and OpenBao (Vault KV v1 and v2) servers, and what each
+program left there.
 
 Each side runs against the same bucket or KV path; after each run, ``after`` collects what
 arrived on the server and clears it for the other side, so the two results compare directly:
-object names and bytes (S3, as is), the decrypted content and the keys (S3, re-encrypted),
-the secret's JSON as Vault stores it, number text included (Vault KV), and KV v2's version
-count. The Vault token goes to a rule's ``vault_address`` only when ``VAULT_ADDR`` names that
-server: tested with a listener that records what reaches it.
+object names and bytes (S3 and GCS, as is; GCS's content type too), the decrypted content and
+the keys (S3 and GCS, re-encrypted), the secret's JSON as Vault stores it, number text
+included (Vault KV), and KV v2's version count. The Vault token goes to a rule's
+``vault_address`` only when ``VAULT_ADDR`` names that server: tested with a listener that
+records what reaches it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Any
 import pytest
 
 from tests.compat.sidebyside import assert_same, run_both
-from tests.helpers import CANARY, AgeKey, assert_no_canary, make_age_key, secretops, sops
+from tests.fixtures.gcs import Gcs
+from tests.helpers import CANARY, AgeKey, assert_no_canary, make_age_key, run, secretops, sops
 
 PLAIN = (f"user: admin\npassword: {CANARY}\nport: 5432\nratio: 1e3\nflags: [true, null]\n"
          "nested:\n  a: b\nlist:\n  - k: v\n    n: 3\n  # a comment\n  - plain\n"
@@ -279,14 +282,102 @@ def test_on_a_terminal_the_answer_decides(sops_bin: str, age_keys: list[AgeKey],
     assert bool(bucket.seen["sops"]) == answer.endswith(b"y")
 
 
-def test_gcs_is_refused(age_keys: list[AgeKey], tmp_path: Path, sops_bin: str) -> None:
-    """GCS is not implemented: refused with a message, nothing attempted (sops is not run here:
-    it would try to reach Google)."""
+# -- GCS (fake-gcs-server) ----------------------------------------------------------------------
+
+def _gcs_collector(gcs: Gcs, seen: dict[str, dict[str, tuple[bytes, str]]]) -> Any:
+    def collect(side: str) -> None:
+        seen[side] = gcs.objects()
+        gcs.clear()
+    return collect
+
+
+def test_gcs_as_is(sops_bin: str, age_keys: list[AgeKey], gcs: Gcs, tmp_path: Path) -> None:
+    """No recreation rule: the encrypted file's bytes at gcs://<bucket>/<prefix><base name>,
+    with the content type sops's Go client sniffs for it."""
+    enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
+    cfg = f"destination_rules:\n  - gcs_bucket: {gcs.bucket}\n    gcs_prefix: team/\n"
+    seen: dict[str, dict[str, tuple[bytes, str]]] = {}
+    pair = run_both(sops_bin, ["publish", "-y", "app/s.enc.yaml"],
+                    {".sops.yaml": cfg, "app/s.enc.yaml": enc}, tmp_path,
+                    after=_gcs_collector(gcs, seen))
+    assert_same(pair, stdout="bytes", files="bytes")
+    assert seen["sops"] == {"team/s.enc.yaml": (enc, "text/plain; charset=utf-8")}
+    assert seen["secretops"] == seen["sops"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["publish", "-y", "--recursive", "--omit-extensions", "tree"],
+    ["publish", "--yes", "s.enc.json"],
+])
+def test_gcs_names_walks_and_formats(sops_bin: str, age_keys: list[AgeKey], gcs: Gcs,
+                                     tmp_path: Path, argv: list[str]) -> None:
+    enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
+    enc_json = encrypt(sops_bin, tmp_path, '{"a": "b"}', age_keys[0], "p.json")
+    cfg = f"destination_rules:\n  - gcs_bucket: {gcs.bucket}\n"
+    seen: dict[str, dict[str, tuple[bytes, str]]] = {}
+    files: dict[str, bytes | str] = {".sops.yaml": cfg, "s.enc.json": enc_json,
+                                     "tree/a.enc.yaml": enc, "tree/sub/c.enc.json": enc_json}
+    pair = run_both(sops_bin, argv, files, tmp_path, after=_gcs_collector(gcs, seen))
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="bytes", files="bytes")
+    assert seen["sops"] and seen["secretops"] == seen["sops"]
+
+
+def test_gcs_reencrypted_for_the_recreation_rule(sops_bin: str, age_keys: list[AgeKey],
+                                                 gcs: Gcs, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A recreation rule with keys: the uploaded copy opens with the rule's key only."""
+    enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
+    cfg = (f"destination_rules:\n  - gcs_bucket: {gcs.bucket}\n    recreation_rule:\n"
+           f"      age: {age_keys[1].recipient}\n")
+    seen: dict[str, dict[str, tuple[bytes, str]]] = {}
+    pair = run_both(sops_bin, ["publish", "-y", "s.enc.yaml"],
+                    {".sops.yaml": cfg, "s.enc.yaml": enc}, tmp_path,
+                    after=_gcs_collector(gcs, seen))
+    assert_same(pair, stdout="ignore", files="bytes")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(age_keys[1].path))
+    plain = []
+    for side in ("sops", "secretops"):
+        ((name, (content, kind)),) = seen[side].items()
+        assert name == "s.enc.yaml" and kind == "text/plain; charset=utf-8"
+        (tmp_path / "o.enc.yaml").write_bytes(content)
+        r = sops(sops_bin, "decrypt", str(tmp_path / "o.enc.yaml"))
+        assert r.code == 0, r.err
+        plain.append(r.out)
+    assert plain[0] == plain[1] and CANARY.encode() in plain[0]
+
+
+def test_gcs_failed_upload_is_an_error(sops_bin: str, age_keys: list[AgeKey], gcs: Gcs,
+                                       tmp_path: Path) -> None:
+    """An upload the server refuses (no such bucket). Differs: sops 3.11 exits 0 and says
+    nothing — its GCS writer's Close, which makes the upload and returns the error, is
+    deferred and its result dropped — while nothing was stored; secretops exits 1 naming the
+    object and the reason."""
+    enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
+    cfg = "destination_rules:\n  - gcs_bucket: no-such-bucket\n"
+    pair = run_both(sops_bin, ["publish", "-y", "s.enc.yaml"],
+                    {".sops.yaml": cfg, "s.enc.yaml": enc}, tmp_path)
+    assert pair.sops.ok and pair.sops.out == b"" and pair.ours.code == 1, pair
+    assert pair.sops.files == pair.ours.files == pair.before
+    buckets = json.loads(urllib.request.urlopen(f"{gcs.url}/storage/v1/b", timeout=10).read())
+    assert "no-such-bucket" not in {b["name"] for b in buckets.get("items", [])}
+    assert pair.ours.err.startswith("secretops: error:") and "Traceback" not in pair.ours.err
+    assert "gcs://no-such-bucket/s.enc.yaml: the bucket does not exist (404)" in pair.ours.err
+    assert gcs.objects() == {}
+
+
+def test_gcs_without_the_extra_is_exit_154(age_keys: list[AgeKey], tmp_path: Path,
+                                           sops_bin: str) -> None:
+    """As after a plain ``pip install secretops``: the client library cannot be imported."""
+    import sys
+
     enc = encrypt(sops_bin, tmp_path, PLAIN, age_keys[0])
     (tmp_path / ".sops.yaml").write_text("destination_rules:\n  - gcs_bucket: b\n")
     (tmp_path / "s.enc.yaml").write_bytes(enc)
-    r = secretops("publish", "-y", "s.enc.yaml", cwd=tmp_path)
-    assert r.code == 5 and "GCS is not implemented" in r.err, r.err
+    code = ("import sys; sys.modules['google.cloud.storage'] = None; "
+            "from secretops.cli import main; sys.argv[0] = 'secretops'; main()")
+    r = run([sys.executable, "-c", code, "publish", "-y", "s.enc.yaml"], cwd=tmp_path)
+    assert r.code == 154 and "pip install 'secretops[gcs]'" in r.err, r.err
 
 
 # -- Vault KV (OpenBao) -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import yaml
 from secretops.core.metadata import KEY_FIELDS, KeyEntry
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import azurekv
+from tests.compat.sidebyside import assert_same, run_both
 from tests.fixtures.azurekv import AzureKv, free_port
 from tests.helpers import CANARY, AgeKey, assert_no_canary, run, secretops, sops
 
@@ -161,3 +162,57 @@ def test_malformed_urls_are_refused_before_any_call(plain: Path) -> None:
         azurekv.AzureKvIdentity({}).unwrap(KeyEntry("azure_kv", {
             "vault_url": "http://plain.example", "name": "k", "version": "v",
             "created_at": "", "enc": "AAAA"}))
+
+
+@pytest.mark.parametrize("argv", [
+    ["-e", "--azure-kv", "ONE", "s.yaml"],
+    ["-r", "-i", "--add-azure-kv", "TWO", "s.enc.yaml"],
+    ["-r", "-i", "--rm-azure-kv", "ONE", "s.enc.yaml"],
+    ["--rotate", "--in-place", "--add-azure-kv", "TWO", "--rm-azure-kv", "ONE", "s.enc.yaml"],
+])
+def test_global_forms_side_by_side(argv: list[str], azure_kv: AzureKv, age_key: AgeKey,
+                                   tmp_path: Path, sops_bin: str) -> None:
+    """sops's global forms with Key Vault keys, run by both against the stand-in: the same
+    outcome, the same keys in the file, and each side's file opens."""
+    one, two = azure_kv.urls
+    made = sops(sops_bin, "encrypt", "--azure-kv", one, "--age", age_key.recipient,
+                str(_write(tmp_path, TEXT)))
+    assert made.code == 0, made.err
+    argv = [{"ONE": one, "TWO": two}.get(a, a) for a in argv]
+    pair = run_both(sops_bin, argv, {"s.yaml": TEXT, "s.enc.yaml": made.out}, tmp_path)
+    assert pair.sops.ok, pair
+    assert_same(pair, stdout="decrypted", files="decrypted")
+    outs = [side.out or side.files["s.enc.yaml"] for side in (pair.sops, pair.ours)]
+    names = [[e["name"] for e in yaml.safe_load(o)["sops"].get("azure_kv", [])] for o in outs]
+    assert names[0] == names[1], names
+
+
+def _write(directory: Path, text: str) -> Path:
+    path = directory / "plain.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_updatekeys_with_a_rule_naming_no_version_side_by_side(
+        azure_kv: AzureKv, age_key: AgeKey, tmp_path: Path, sops_bin: str) -> None:
+    """A rule naming the key without a version means its current version, for both: a file
+    that has it is up to date (left byte for byte; secretops wrapped it anew before), and after
+    the key is rotated in the vault both move the file to the new version."""
+    vault, name, _ = _parts(azure_kv.urls[0])
+    cfg = yaml.safe_dump({"creation_rules": [{"azure_keyvault": f"{vault}/keys/{name}",
+                                              "age": age_key.recipient}]})
+    made_dir = tmp_path / "made"
+    made_dir.mkdir()
+    (made_dir / ".sops.yaml").write_text(cfg)
+    made = sops(sops_bin, "encrypt", str(_write(made_dir, TEXT)), cwd=made_dir)
+    assert made.code == 0, made.err
+    files = {".sops.yaml": cfg, "s.enc.yaml": made.out}
+    pair = run_both(sops_bin, ["updatekeys", "-y", "s.enc.yaml"], files, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    assert pair.sops.files == pair.ours.files == pair.before
+    newest = _parts(azure_kv.rotate_key(name))[2]
+    pair = run_both(sops_bin, ["updatekeys", "-y", "s.enc.yaml"], files, tmp_path)
+    assert pair.sops.ok and pair.ours.ok, pair
+    assert_same(pair, stdout="ignore", files="decrypted")
+    for side in (pair.sops, pair.ours):
+        assert [e["version"] for e in _entries(side.files["s.enc.yaml"])] == [newest]

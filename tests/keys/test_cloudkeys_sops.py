@@ -1,9 +1,12 @@
-"""GCP KMS and Azure Key Vault entries in files sops wrote keep sops's exact bytes through
-secretops's ``updatekeys``, ``set``, ``edit`` and ``rotate``, and sops reads every result.
+"""GCP KMS, Azure Key Vault and HuaweiCloud KMS entries in files sops wrote keep sops's exact
+bytes through secretops's ``updatekeys``, ``set``, ``edit`` and ``rotate``, and sops reads every
+result.
 
 Azure: the real sops binary writes the file against the Key Vault stand-in (it reaches the
 vault at the URL in the key, trusts the session CA through ``SSL_CERT_FILE`` and gets its token
-from the managed-identity endpoint). GCP: sops 3.11 reaches Cloud KMS only at
+from the managed-identity endpoint). HuaweiCloud: the sops binary writes it against the KMS
+stand-in (``HUAWEICLOUD_SDK_REGION_KMS_<REGION>`` names its endpoint, requests signed with the
+test's AK/SK). GCP: sops 3.11 reaches Cloud KMS only at
 ``cloudkms.googleapis.com`` over gRPC and has no endpoint setting, so secretops writes the file
 (for the GCP key and an age key), and sops rewrites it with ``sops set``: what follows is the
 bytes sops's own emitter gives the ``gcp_kms`` block, which must equal what secretops wrote.
@@ -22,6 +25,7 @@ import yaml
 
 from tests.fixtures.azurekv import AzureKv
 from tests.fixtures.gcpkms import GcpKms
+from tests.fixtures.hckms import HuaweiKms
 from tests.helpers import CANARY, AgeKey, Result, make_age_key, run, secretops
 
 # sops never talks to Google in these tests: these credentials fail before any connection
@@ -44,7 +48,7 @@ def _sops(sops_bin: str, kind: str, *args: str, cwd: Path) -> Result:
     return run([sops_bin, *args], env=env, cwd=cwd)
 
 
-@pytest.fixture(params=["gcp_kms", "azure_kv"])
+@pytest.fixture(params=["gcp_kms", "azure_kv", "hckms"])
 def cloud(request: pytest.FixtureRequest, age_key: AgeKey, tmp_path: Path,
           sops_bin: str) -> tuple[str, str, Path]:
     """(kind, the key as typed, a file sops wrote with that key and the age key)."""
@@ -52,11 +56,15 @@ def cloud(request: pytest.FixtureRequest, age_key: AgeKey, tmp_path: Path,
     plain = tmp_path / "s.yaml"
     plain.write_text(TEXT)
     enc = tmp_path / "s.enc.yaml"
-    if kind == "azure_kv":
-        kv: AzureKv = request.getfixturevalue("azure_kv")
-        key = kv.urls[0]
-        made = run([sops_bin, "encrypt", "--azure-kv", key, "--age", age_key.recipient,
-                    str(plain)], cwd=tmp_path)
+    if kind in ("azure_kv", "hckms"):
+        if kind == "azure_kv":
+            kv: AzureKv = request.getfixturevalue("azure_kv")
+            key, flag = kv.urls[0], "--azure-kv"
+        else:
+            hc: HuaweiKms = request.getfixturevalue("hckms")
+            key, flag = hc.key_ids[0], "--hckms"
+        made = run([sops_bin, "encrypt", flag, key, "--age", age_key.recipient, str(plain)],
+                   cwd=tmp_path)
         assert made.code == 0, made.err
         enc.write_bytes(made.out)
     else:
@@ -84,9 +92,9 @@ def test_updatekeys_keeps_the_entry_byte_for_byte(cloud: tuple[str, str, Path], 
     before = enc.read_bytes()
     (tmp_path / "more").mkdir()
     more = make_age_key(tmp_path / "more")
-    config_key = {"gcp_kms": "gcp_kms", "azure_kv": "azure_keyvault"}[kind]
+    config_key = {"gcp_kms": "gcp_kms", "azure_kv": "azure_keyvault", "hckms": "hckms"}[kind]
     (tmp_path / ".sops.yaml").write_text(yaml.safe_dump({"creation_rules": [{
-        config_key: key, "age": f"{age_key.recipient},{more.recipient}"}]}))
+        config_key: [key], "age": f"{age_key.recipient},{more.recipient}"}]}))
     r = secretops("updatekeys", "-y", str(enc), cwd=tmp_path)
     assert r.code == 0, r.err
     after = enc.read_bytes()

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 KINDS = list(SOURCES)
 
 # How the tests get a real key of each source: a fixture, and its key as typed on the command
-# line. age: a fresh identity; pgp: gpg; kms: moto; hc_vault: OpenBao.
+# line. age: a fresh identity; pgp: gpg; kms: moto; hc_vault: OpenBao; gcp_kms, azure_kv,
+# hckms: the stand-ins of tests/fixtures.
 RUNNABLE: dict[str, tuple[str, Callable[[Any], str]]] = {
     "age": ("age_key", lambda k: str(k.recipient)),
     "pgp": ("gpg_key", str),
@@ -37,6 +38,7 @@ RUNNABLE: dict[str, tuple[str, Callable[[Any], str]]] = {
     "hc_vault": ("vault_key", str),
     "gcp_kms": ("gcp_kms", lambda k: str(k.resource_ids[0])),
     "azure_kv": ("azure_kv", lambda k: str(k.urls[0])),
+    "hckms": ("hckms", lambda k: str(k.key_ids[0])),
 }
 # sops 3.11 reaches Cloud KMS only at cloudkms.googleapis.com over gRPC, with no endpoint
 # setting: for such a kind secretops makes the file, for the key and an age key sops holds,
@@ -186,7 +188,7 @@ def test_metadata_round_trips_through_updatekeys_with_sops(
         for name, value in keys:
             merged.setdefault(name, []).append(value)
         config.write_text(yaml.safe_dump({"creation_rules": [
-            {k: ",".join(v) for k, v in merged.items()}]}))
+            {k: v for k, v in merged.items()}]}))  # lists: sops reads hckms only as one
 
     plain = tmp_path / "s.yaml"
     plain.write_text(f"password: {CANARY}\nuser: admin\n")

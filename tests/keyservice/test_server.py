@@ -99,8 +99,8 @@ def test_round_trip_and_nothing_secret_logged(served: Running, age_key: AgeKey) 
 @pytest.mark.parametrize(("method", "request_bytes", "code", "says"), [
     (DECRYPT, b"\xff\xff\xff", grpc.StatusCode.INVALID_ARGUMENT, "not a well-formed"),
     (ENCRYPT, b"\x12\x20" + bytes(32), grpc.StatusCode.INVALID_ARGUMENT, "names no key"),
-    # a Key of field 7 (a newer sops's hckms): a kind this service does not know
-    (DECRYPT, b"\x0a\x06\x3a\x04\x0a\x02id\x12\x01x", grpc.StatusCode.INVALID_ARGUMENT,
+    # a Key of field 8 (a kind a newer sops might add): a kind this service does not know
+    (DECRYPT, b"\x0a\x06\x42\x04\x0a\x02id\x12\x01x", grpc.StatusCode.INVALID_ARGUMENT,
      "does not know"),
     (ENCRYPT, None, grpc.StatusCode.INVALID_ARGUMENT, "data keys (32 bytes)"),
     (DECRYPT, b"", grpc.StatusCode.INVALID_ARGUMENT, "the ciphertext is 0 bytes"),
