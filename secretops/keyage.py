@@ -31,6 +31,7 @@ from typing import NamedTuple
 from secretops.core.document import data_key_fits
 from secretops.core.metadata import Metadata
 from secretops.errors import ExitCode, SecretOpsError
+from secretops.git.catfile import CatFile
 from secretops.stores import StoreOptions, get_store
 
 
@@ -71,32 +72,6 @@ def _is_shallow(root: Path) -> bool:
     return res.stdout.strip() == b"true"
 
 
-class _Blobs:
-    """Reads file versions through one ``git cat-file --batch`` process."""
-
-    def __init__(self, root: Path) -> None:
-        self.proc = subprocess.Popen(["git", "-C", str(root), "cat-file", "--batch"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-
-    def read(self, rev: str) -> bytes | None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(rev.encode("utf-8", "surrogateescape") + b"\n")
-        self.proc.stdin.flush()
-        header = self.proc.stdout.readline().split()
-        if len(header) != 3:
-            return None
-        size = int(header[2])
-        data = self.proc.stdout.read(size)
-        self.proc.stdout.read(1)
-        return data
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(timeout=30)
-
-
 def _fits(data: bytes | None, fmt: str, options: StoreOptions, data_key: bytes) -> bool:
     if data is None:
         return False
@@ -121,11 +96,12 @@ def data_key_age(path: str, data_key: bytes, fmt: str,
     if not history:
         return KeyAge(None, None, "no committed version")
     options = options or StoreOptions()
-    blobs = _Blobs(root)
+    blobs = CatFile(str(root))  # each version read up to the limit on input, never past it
     try:
         born: tuple[str, int] | None = None
         for commit, when, rel in history:
-            if not _fits(blobs.read(f"{commit}:{rel}"), fmt, options, data_key):
+            blob = blobs.read(f"{commit}:{rel}")
+            if not _fits(blob.data if blob else None, fmt, options, data_key):
                 break
             born = (commit, when)
         else:

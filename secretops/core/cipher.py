@@ -84,6 +84,15 @@ def _shown(type_: str) -> str:
     return type_ if len(type_) <= 16 and type_.isascii() and type_.isalnum() else "type"
 
 
+def _b64decode(text: str) -> bytes:
+    """Base64 as Go's ``StdEncoding`` reads it (sops): padded, only the alphabet, line ends
+    ignored. Python's default drops any other character instead, so ``data:!!…`` decrypted
+    here while sops refuses the file (exit 25)."""
+    if "\n" in text or "\r" in text:
+        text = text.replace("\r", "").replace("\n", "")
+    return a2b_base64(text, strict_mode=True)
+
+
 def _b64(data: bytes) -> str:
     return binascii.b2a_base64(data, newline=False).decode("ascii")
 
@@ -144,9 +153,7 @@ class ValueCipher:
             raise CipherError("the value is not in sops's ENC[AES256_GCM,...] format")
         data_b64, iv_b64, tag_b64, type_ = fields
         try:
-            data = a2b_base64(data_b64)
-            iv = a2b_base64(iv_b64)
-            tag = a2b_base64(tag_b64)
+            data, iv, tag = _b64decode(data_b64), _b64decode(iv_b64), _b64decode(tag_b64)
         except (binascii.Error, ValueError):  # ValueError: a character that is not ASCII
             raise CipherError("the value's base64 is malformed") from None
         if not MIN_NONCE <= len(iv) <= MAX_NONCE or len(tag) != TAG_SIZE:

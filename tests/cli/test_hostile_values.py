@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CANARY, AgeKey, git, git_init, secretops
+from tests.helpers import CANARY, AgeKey, git, git_init, secretops, sops
 
 TEXT = f"db:\n    password: {CANARY}\n    user: admin\n"
 BAD = "ENC[AES256_GCM,data:é"  # replaces the start of a well-formed value
@@ -97,3 +97,24 @@ def test_a_value_full_of_delimiters_parses_in_linear_time(tmp_path: Path,
     r = secretops("decrypt", str(src))
     _clean(r.code, r.err, 25)
     assert "not in sops's ENC" in r.err
+
+
+@pytest.mark.parametrize(("field", "junk"), [("data", "!!"), ("data", "-_"), ("iv", "!"),
+                                             ("tag", "*"), ("iv", "=")])
+def test_base64_outside_the_alphabet_is_refused_as_sops_refuses_it(
+        tmp_path: Path, age_key: AgeKey, sops_bin: str, field: str, junk: str) -> None:
+    # Python's lenient base64 dropped characters outside the alphabet, so a value sops
+    # refuses (exit 25, "illegal base64 data") decrypted here
+    src = tmp_path / "s.enc.yaml"
+    src.write_text(TEXT)
+    made = sops(sops_bin, "encrypt", "-i", "--age", age_key.recipient, str(src))
+    assert made.code == 0, made.err
+    text = src.read_text()
+    line = next(ln for ln in text.splitlines() if ln.strip().startswith("user:"))
+    head = "data:" if field == "data" else f",{field}:"
+    src.write_text(text.replace(line, line.replace(head, head + junk, 1)))
+    theirs = sops(sops_bin, "decrypt", str(src))
+    assert theirs.code == 25 and "illegal base64 data" in theirs.err
+    r = secretops("decrypt", str(src))
+    _clean(r.code, r.err, 25)
+    assert "base64 is malformed" in r.err and '["db"]["user"]' in r.err

@@ -132,3 +132,28 @@ def test_bad_duration(repo: Path) -> None:
     r = secretops("rotate", "-i", "--older-than", "90 days", str(repo))
     assert r.code == 8
     assert "invalid duration" in r.err
+
+
+def test_a_version_over_the_input_limit_is_never_read_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # keyage read each historical version whole, whatever its size, and only then refused it
+    # (one cat-file reader, with the limit on input, now serves secretops log and
+    # rotate --older-than alike: a larger version is drained in chunks)
+    import tracemalloc
+
+    from secretops import keyage, limits
+
+    r = git_init(tmp_path / "repo")
+    f = r / "s.yaml"
+    f.write_bytes(b"#" * (32 << 20))
+    git(r, "add", "-A")
+    git(r, "commit", "-qm", "a 32 MiB version", date=OLD)
+    monkeypatch.setattr(limits, "MAX_INPUT_BYTES", 1 << 20)
+    tracemalloc.start()
+    try:
+        age = keyage.data_key_age(str(f), b"k" * 32, "yaml")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert age.commit is None
+    assert peak < 8 << 20, f"{peak:,} bytes held while reading history"
