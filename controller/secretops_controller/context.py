@@ -12,6 +12,7 @@ from secretops_controller.keyring import KeyRing
 from secretops_controller.kube import Kube
 from secretops_controller.metrics import Metrics
 from secretops_controller.runtime import Health
+from secretops_controller.shards import Ownership
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Context:
     ring: KeyRing
     metrics: Metrics
     health: Health = field(default_factory=Health)
+    # --shards: which namespaces this replica handles now (handlers' when= filters)
+    shards: Ownership = field(default_factory=Ownership)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
     fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)

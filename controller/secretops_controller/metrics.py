@@ -82,6 +82,9 @@ class Metrics:
         self.leader = Gauge("secretops_leader",
                             "1 while this replica holds the leader Lease (its handlers run)",
                             registry=r)
+        self.shards_held = Gauge("secretops_shards_held",
+                                 "Shard Leases this replica holds (--shards; its handlers run "
+                                 "for their namespaces)", registry=r)
         self.reconcile_duration = Histogram(
             "secretops_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))

@@ -389,14 +389,19 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
-    """The SealedSecret and Secret handlers, bound to ``ctx``."""
+    """The SealedSecret and Secret handlers, bound to ``ctx``; with ``--shards`` only for the
+    namespaces of the shards this replica handles (kopf then ignores the others: no handler,
+    no state)."""
+
+    def mine(namespace: str | None, **_: Any) -> bool:
+        return ctx.shards.handles(namespace)
 
     # An event handler, not kopf's create/update/resume: what was handled is remembered in
     # memory (:func:`handled_mark`) and by status.observedGeneration, so kopf writes no
     # progress or diffbase annotation and has no cause to detect — about half of kopf's cost
     # per object. The first sight of each object after this replica starts leading (the
     # initial listing) reconciles it, as a resume handler would.
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=mine)
     async def sealed_secret(event: kopf.RawEvent, **_: Any) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
@@ -412,7 +417,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
     # The watch is already narrowed to our label on the server (operator settings); no
     # client-side label filter here: a Secret that loses the label arrives as DELETED without
     # it, and must be repaired like a deleted one.
-    @kopf.on.event("v1", "secrets", registry=registry)
+    @kopf.on.event("v1", "secrets", registry=registry, when=mine)
     async def owned_secret(event: kopf.RawEvent, **_: Any) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
