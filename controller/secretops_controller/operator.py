@@ -281,8 +281,7 @@ async def serve(config: Config) -> None:
         elector = ShardElector(
             ctx.api, config.namespace, config.lease_name, config.identity, config.shards,
             lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
-            retry_period=config.retry_period, on_change=on_shards)
-        ctx.shards = elector.ownership
+            retry_period=config.retry_period, on_change=on_shards, ownership=ctx.shards)
         on_shards(frozenset())
     elif config.leader_elect:
         elector = LeaderElector(

@@ -58,14 +58,16 @@ class ShardElector:
     def __init__(self, api: Kube, namespace: str, base_name: str, identity: str, count: int,
                  *, lease_duration: float = 15.0, renew_deadline: float = 10.0,
                  retry_period: float = 2.0, on_change: Callable[[frozenset[int]], None] | None
-                 = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 = None, ownership: Ownership | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         check_timings(lease_duration, renew_deadline, retry_period)
         self.identity = identity
         self.retry_period = retry_period
         self.leases = [Lease(api, namespace, shards.lease_name(base_name, i), identity,
                              lease_duration=lease_duration, renew_deadline=renew_deadline,
                              clock=clock) for i in range(count)]
-        self.ownership = Ownership(count, namespace)
+        # shared with the handlers' filters and the write guard
+        self.ownership = ownership if ownership is not None else Ownership(count, namespace)
         self.on_change = on_change
         self.changed = asyncio.Event()  # held or surplus changed: the operator looks again
         self.campaigned = asyncio.Event()  # set once the first round ended
