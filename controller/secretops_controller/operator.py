@@ -275,6 +275,9 @@ async def serve(config: Config) -> None:
         ctx.metrics.shards_held.set(len(held))
         on_change(0 in held)
 
+    def on_leader(leading: bool) -> None:  # one shard: the leader holds it
+        on_shards(frozenset({0}) if leading else frozenset())
+
     own_signals()
     elector: LeaderElector | ShardElector | None = None
     if config.shards > 1:
@@ -287,11 +290,10 @@ async def serve(config: Config) -> None:
         elector = LeaderElector(
             ctx.api, config.namespace, config.lease_name, config.identity,
             lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
-            retry_period=config.retry_period, on_change=on_change)
-        on_change(False)
+            retry_period=config.retry_period, on_change=on_leader)
+        on_leader(False)
     else:
-        on_change(True)
-        ctx.metrics.shards_held.set(1)
+        on_leader(True)
     # with SealedSecrets, ready once the key ring is read; without, once HTTP serves
     ctx.health.set("keyring" if config.sealed_secrets else "http", False)
     runner = None
