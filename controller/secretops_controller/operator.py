@@ -156,14 +156,18 @@ async def _wait_served(ctx: Context) -> None:
 
 
 async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asyncio.Event,
-                own_signals: Callable[[], None]) -> None:
+                own_signals: Callable[[], None],
+                kept: Callable[[str], bool] | None = None) -> None:
     """One run of the kopf operator (watches and handlers), until cancelled or stopped."""
     existing = asyncio.all_tasks()  # ours (HTTP, Lease): kopf must not stop them when it ends
     # leading (again): every SealedSecret is looked at once, as on resume, and no Secret is
     # taken for our own write from what we remember of an earlier term
-    ctx.handled.clear()
-    ctx.fingerprints.clear()
-    ctx.metrics.forget_conditions()  # they are set again as each object is looked at
+    # (--shards: ``kept`` says which namespaces' shards were handled throughout since the last
+    # run; what was handled there needs no second look)
+    for memory in (ctx.handled, ctx.fingerprints):
+        for key in [k for k in memory if kept is None or not kept(k[0])]:
+            del memory[key]
+    ctx.metrics.forget_conditions(kept)  # they are set again as each object is looked at
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)
@@ -180,7 +184,8 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
         await cancel(resync)
-        ctx.metrics.forget_conditions()  # not leading: another replica reports them
+        # not leading (or not these shards): another replica reports them
+        ctx.metrics.forget_conditions(ctx.shards.handles if ctx.config.shards > 1 else None)
 
 
 async def _follow_ring(ctx: Context) -> None:
@@ -358,6 +363,7 @@ async def _shard_loop(registry: kopf.OperatorRegistry, ctx: Context, elector: Sh
     after kopf stopped (no handler of it still runs). The key ring is followed by every
     replica but shard 0's holder, which makes and renews the keys."""
     follower: asyncio.Task[None] | None = None
+    handled: dict[int, int] = {}  # the shards (and their terms) of the last kopf run
     try:
         while not stop_wait.done():
             if not elector.campaigned.is_set():
@@ -378,8 +384,13 @@ async def _shard_loop(registry: kopf.OperatorRegistry, ctx: Context, elector: Sh
                 _surface(election)
                 continue
             log.info("handling shards %s", sorted(ctx.shards.active))
+            before, handled = handled, ctx.shards.snapshot()
+
+            def kept(namespace: str, before: dict[int, int] = before) -> bool:
+                return ctx.shards.kept_since(before, namespace)
+
             await _lead(registry, ctx, elector.changed, lambda: not elector.changed.is_set(),
-                        stop_wait, own_signals)
+                        stop_wait, own_signals, kept)
     finally:
         await cancel(follower)
 
@@ -391,7 +402,8 @@ def _surface(election: asyncio.Task[None] | None) -> None:
 
 async def _lead(registry: kopf.OperatorRegistry, ctx: Context, deposed_event: asyncio.Event | None,
                 leading: Callable[[], bool], stop_wait: asyncio.Task[Any],
-                own_signals: Callable[[], None]) -> None:
+                own_signals: Callable[[], None],
+                kept: Callable[[str], bool] | None = None) -> None:
     """Run kopf and key renewal until leadership is lost (``deposed_event``) or the process
     stops."""
     config = ctx.config
@@ -399,7 +411,7 @@ async def _lead(registry: kopf.OperatorRegistry, ctx: Context, deposed_event: as
     stop_flag = asyncio.Event()
     renewal = (asyncio.create_task(ctx.ring.run(), name="key ring")
                if config.sealed_secrets and ctx.shards.cluster_duties else None)
-    operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals),
+    operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals, kept),
                                    name="kopf operator")
     ended = False
     try:

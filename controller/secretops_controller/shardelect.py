@@ -95,6 +95,7 @@ class ShardElector:
         if (held, surplus) == (o.held, o.surplus):
             return
         gained, lost = sorted(held - o.held), sorted(o.held - held)
+        o.acquired(gained)
         o.held, o.surplus = held, surplus
         if gained or lost:
             log.info("shards held: %s (gained %s, lost %s) as %s", sorted(held) or "none",

@@ -153,7 +153,24 @@ class Ownership:
     home: str = ""
     held: frozenset[int] = frozenset()
     surplus: frozenset[int] = frozenset()
+    # each shard's term: a number that changes whenever it is acquired again, so the handlers
+    # can tell a shard held throughout from one lost and taken back meanwhile
+    terms: dict[int, int] = field(default_factory=dict)
     _cache: dict[str, int] = field(default_factory=dict)
+
+    def acquired(self, gained: Collection[int]) -> None:
+        for i in gained:
+            self.terms[i] = max(self.terms.values(), default=0) + 1
+
+    def snapshot(self) -> dict[int, int]:
+        """The terms of the shards handled now (see :meth:`kept_since`)."""
+        return {i: self.terms.get(i, 0) for i in self.active}
+
+    def kept_since(self, before: dict[int, int], namespace: str) -> bool:
+        """Whether ``namespace``'s shard was handled at ``before`` and still is, in the same
+        term: what this replica remembers of its objects is still good."""
+        shard = self.shard(namespace)
+        return shard in self.active and before.get(shard) == self.terms.get(shard, 0)
 
     def shard(self, namespace: str) -> int:
         found = self._cache.get(namespace)

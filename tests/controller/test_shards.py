@@ -168,3 +168,24 @@ def test_ownership_handles_only_the_active_shards() -> None:
 def test_every_shard_has_a_lease_name_of_its_own(count: int) -> None:
     names = {lease_name("x", i) for i in range(count)}
     assert len(names) == count and WANTED_BY.startswith("secretops.dev/")
+
+
+def test_what_is_remembered_survives_only_a_shard_held_throughout() -> None:
+    """kopf starts again whenever the held shards change; what this replica remembers of the
+    objects of a shard it held all along stays good, of a shard taken back (another replica
+    may have handled it meanwhile) it does not."""
+    ns = {s: next(f"ns-{i}" for i in range(200) if shard_of(f"ns-{i}", 6) == s)
+          for s in range(6)}
+    o = Ownership(6, "home")
+    o.acquired({1, 2})
+    o.held = frozenset({1, 2})
+    before = o.snapshot()
+    o.acquired({3})  # gained: its objects get a first look
+    o.held = frozenset({1, 2, 3})
+    assert [o.kept_since(before, ns[s]) for s in (1, 2, 3)] == [True, True, False]
+    o.held = frozenset({1, 3})  # 2 lost, then taken back: a new term
+    o.acquired({2})
+    o.held = frozenset({1, 2, 3})
+    assert [o.kept_since(before, ns[s]) for s in (1, 2, 3)] == [True, False, False]
+    o.surplus = frozenset({1})  # being given up: not handled any more
+    assert not o.kept_since(before, ns[1])
