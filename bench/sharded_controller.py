@@ -241,6 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         killed = time.monotonic()
         procs[victim].kill()
         procs[victim].wait(10)
+        dead = max((r["seq"] for r in k8s.audit()), default=0)  # nothing of it can follow
         asyncio.run(post_all(url, fresh, args.concurrency))
         wait(lambda: all(holders(url, args.shards)[s] not in ("", victim) for s in lost),
              args.lease_duration + 60, "the dead replica's shards re-held", 0.05)
@@ -262,7 +263,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "new_objects": len(fresh),
             "shards_reheld_s": round(reheld, 2), "objects_resumed_s": round(resumed_s, 2),
             "writes_by_the_dead_replica": sum(1 for r in after if replica_of(r) == victim
-                                              and r["verb"] in WRITES),
+                                              and r["verb"] in WRITES and r["seq"] > dead),
             "writes": check_writes(after, fresh, None, args.shards),
             "holders_after": {str(k): v for k, v in final.items()},
         }

@@ -32,6 +32,7 @@ class Context:
     # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
     handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _handling: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
     # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
     # /v1/rotate. Two pools: a template worker never holds a key.
@@ -50,6 +51,10 @@ class Context:
         """Stop the worker processes."""
         self.renderer.close()
         self.requests.close()
+
+    def handling(self, namespace: str, name: str) -> asyncio.Lock:
+        """One handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up)."""
+        return self._handling.setdefault((namespace, name), asyncio.Lock())
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""

@@ -180,12 +180,26 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
     # In kopf's context (its settings and Event queue), so repairs can post Events.
     resync = (asyncio.create_task(_resync(ctx), name="resync")
               if ctx.config.sealed_secrets else None)
+    # --shards: a newly held shard's SealedSecrets first, ahead of kopf's listing of everything
+    caught = (asyncio.create_task(_catch_up(ctx, kept), name="catch-up")
+              if ctx.config.sealed_secrets and kept is not None else None)
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
+        await cancel(caught)
         await cancel(resync)
         # not leading (or not these shards): another replica reports them
         ctx.metrics.forget_conditions(ctx.shards.handles if ctx.config.shards > 1 else None)
+
+
+async def _catch_up(ctx: Context, kept: Callable[[str], bool]) -> None:
+    """Handle the SealedSecrets of the shards gained since the last kopf run (not ``kept``)."""
+    events.post_events_from_this_task(ctx.api, ctx.config)
+    try:
+        done = await sealed.catch_up(ctx, lambda ns: ctx.shards.handles(ns) and not kept(ns))
+        log.info("caught up with the new shards: %d SealedSecrets handled", done)
+    except kube.ApiError as e:
+        log.warning("catch-up: %s (kopf's listing handles them)", e)
 
 
 async def _follow_ring(ctx: Context) -> None:
