@@ -413,6 +413,7 @@ async def catch_up(ctx: Context, wanted: Callable[[str], bool], concurrency: int
         items += await ctx.api.list(
             kube.sealedsecrets(ns) if ns else f"/apis/{kube.SEALED_GROUP_VERSION}/sealedsecrets")
     todo = [i for i in items if wanted(str((i.get("metadata") or {}).get("namespace")))]
+    todo.sort(key=lambda i: not _never_synced(i))  # new objects first; the rest is a check
     gate = asyncio.Semaphore(concurrency)
 
     async def one(item: dict[str, Any]) -> bool:
