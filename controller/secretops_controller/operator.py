@@ -23,6 +23,13 @@ Leadership gates the handlers by **running kopf only while leading** (:func:`ser
   (kopf re-lists on reconnect);
 * on SIGTERM: kopf stops, then the Lease is released so another replica takes over within one
   ``--retry-period``.
+
+With ``--shards`` (:mod:`.shardelect`) the same holds per shard: kopf runs while the replica
+holds at least one shard, its handlers filtered to the namespaces of the shards it handles, and
+starts again whenever they change (a lost shard's handlers are cancelled; a surplus shard is
+released only once kopf stopped); a gained shard's SealedSecrets are handled first by a
+catch-up from one LIST (:func:`.sealed.catch_up`), and what the replica remembers of the shards
+it kept survives the restart. The key ring and ClusterSecretStores are shard 0's holder's.
 """
 
 from __future__ import annotations
