@@ -173,6 +173,11 @@ def parser() -> argparse.ArgumentParser:
                          "(10s; less than --lease-duration)")
     le.add_argument("--retry-period", type=_duration, default=2.0, metavar="DURATION",
                     help="how often the leader renews and the others try to acquire (2s)")
+    le.add_argument("--shards", type=int, default=int(env("SECRETOPS_SHARDS", "1")),
+                    metavar="N", help="split the namespaces into N shards, one Lease each "
+                    "(shard 0's is --lease-name, shard i's <lease-name>-shard-<i>): the "
+                    "replicas share them out and each handles the namespaces of its shards; "
+                    "1: one leader handles all (default: $SECRETOPS_SHARDS, else 1)")
     return p
 
 
@@ -200,6 +205,7 @@ def config_from(args: argparse.Namespace) -> Config:
         lease_duration=args.lease_duration,
         renew_deadline=args.renew_deadline,
         retry_period=args.retry_period,
+        shards=args.shards,
         identity=default_identity(),
         sealed_secrets=args.sealed_secrets,
         external_secrets=args.external_secrets,

@@ -12,6 +12,8 @@ import socket
 from dataclasses import dataclass
 from datetime import datetime
 
+from secretops_controller.shards import MAX_SHARDS
+
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 
@@ -101,6 +103,9 @@ class Config:
     renew_deadline: float = 10.0  # the leader stops its handlers after this long without one
     retry_period: float = 2.0  # how often the leader renews and candidates try
     identity: str = ""  # the Lease holder name: $POD_NAME, else hostname_pid
+    # Sharding (shardelect.py): the namespaces split into this many shards, one Lease each
+    # (shard 0's is lease_name); 1: the single leader election above
+    shards: int = 1
     # Features (docs/controller.md, "Features and RBAC"). One that is off registers no handler
     # and makes no API call, so an install leaves its RBAC out. The last three belong to the
     # external-secrets half and are off with it.
@@ -159,6 +164,10 @@ class Config:
                 self.lease_duration > self.renew_deadline > self.retry_period > 0):
             raise ValueError("leader election needs --lease-duration > --renew-deadline > "
                              "--retry-period > 0")
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise ValueError(f"--shards must be between 1 and {MAX_SHARDS}")
+        if self.shards > 1 and not self.leader_elect:
+            raise ValueError("--shards needs leader election (the shards are Leases)")
         if self.max_retries < 0 or self.retry_base_delay <= 0:
             raise ValueError("--max-retries must be >= 0 and --retry-base-delay > 0")
         if not (self.sealed_secrets or self.external_secrets):

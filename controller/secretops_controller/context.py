@@ -12,6 +12,7 @@ from secretops_controller.keyring import KeyRing
 from secretops_controller.kube import Kube
 from secretops_controller.metrics import Metrics
 from secretops_controller.runtime import Health
+from secretops_controller.shards import Ownership
 
 
 @dataclass
@@ -21,6 +22,8 @@ class Context:
     ring: KeyRing
     metrics: Metrics
     health: Health = field(default_factory=Health)
+    # --shards: which namespaces this replica handles now (handlers' when= filters)
+    shards: Ownership = field(default_factory=Ownership)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
     fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -29,6 +32,7 @@ class Context:
     # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
     handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
     _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    _handling: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
     # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
     # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
     # /v1/rotate. Two pools: a template worker never holds a key.
@@ -47,6 +51,10 @@ class Context:
         """Stop the worker processes."""
         self.renderer.close()
         self.requests.close()
+
+    def handling(self, namespace: str, name: str) -> asyncio.Lock:
+        """One handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up)."""
+        return self._handling.setdefault((namespace, name), asyncio.Lock())
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""

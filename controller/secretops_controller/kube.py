@@ -19,6 +19,10 @@ In namespaced mode a :class:`Scope` refuses, before anything is sent, a request 
 the controller does not watch (a ClusterSecretStore or a store naming another namespace's Secret
 or service account): a 403 ``ApiError`` like the API server's, so a tenant's object cannot make
 the controller reach outside its namespaces even where RBAC would allow it.
+
+With ``--shards``, :attr:`Kube.write_guard` refuses (403 ``ShardNotHeld``, before anything is
+sent) a write to a namespace whose shard this replica does not hold: a handler still running
+when its shard's Lease was lost cannot write over the new holder's work.
 """
 
 from __future__ import annotations
@@ -171,6 +175,8 @@ class Kube:
         self._credentials = credentials
         self._timeout = timeout
         self.scope = scope
+        # sharding (shardelect.write_guard): why a write is refused now, else None
+        self.write_guard: Callable[[str, str], str | None] | None = None
         self._info: kopf.ConnectionInfo | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -193,6 +199,9 @@ class Kube:
                 f"namespace {where} is not one the controller watches (--watch-namespace)"
                 if where is not None else "a cluster-wide request in namespaced mode"),
                 method, path)
+        refused = self.write_guard(method, path) if self.write_guard is not None else None
+        if refused is not None:
+            raise ApiError(403, "ShardNotHeld", refused, method, path)
 
     async def request(self, method: str, path: str, body: Any = None, *,
                       content_type: str = JSON,

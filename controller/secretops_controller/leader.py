@@ -21,6 +21,10 @@ The protocol is client-go's ``leaderelection`` with a ``LeaseLock``, so a secret
 * :meth:`LeaderElector.release` (on SIGTERM) empties ``holderIdentity`` so the next candidate
   takes over within one ``retry_period`` instead of a whole lease duration.
 
+:class:`Lease` is one Lease and one tick of the loop that holds it (:meth:`Lease.step`);
+:class:`LeaderElector` runs it for the one leader Lease, and
+:class:`~secretops_controller.shardelect.ShardElector` for each shard's Lease (``--shards``).
+
 The elector only says who leads (:attr:`LeaderElector.elected`, :attr:`LeaderElector.deposed`,
 ``on_change``); what leading means — which handlers run — is the caller's business
 (:mod:`secretops_controller.operator` starts and stops the kopf operator).
@@ -102,70 +106,75 @@ def released(current: LeaseRecord, at: datetime) -> LeaseRecord:
     return LeaseRecord("", 1, stamp, stamp, current.transitions)
 
 
-class LeaderElector:
-    """Campaign for one Lease forever (:meth:`run`); :meth:`release` when shutting down."""
+class Lease:
+    """One Lease as one candidate sees it (client-go's ``LeaseLock``): :meth:`step` is one tick
+    of the Lease-holding loop — renew while holding, else try to take it — shared by
+    :class:`LeaderElector` (one Lease) and :class:`~secretops_controller.shardelect.ShardElector`
+    (one per shard)."""
 
     def __init__(self, api: Kube, namespace: str, name: str, identity: str, *,
-                 lease_duration: float = 15.0, renew_deadline: float = 10.0,
-                 retry_period: float = 2.0,
-                 on_change: Callable[[bool], None] | None = None,
+                 lease_duration: float, renew_deadline: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        if not lease_duration > renew_deadline > retry_period > 0:
-            raise ValueError("need lease duration > renew deadline > retry period > 0 "
-                             f"(got {lease_duration}, {renew_deadline}, {retry_period})")
         self.api = api
         self.namespace, self.name, self.identity = namespace, name, identity
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
-        self.retry_period = retry_period
-        self.on_change = on_change
         self.clock = clock
-        self.elected = asyncio.Event()  # set while leading
-        self.deposed = asyncio.Event()  # set while not leading
-        self.deposed.set()
-        self.campaigned = asyncio.Event()  # set once the first attempt ended (won or not)
+        self.holding = False
         self._observed: tuple[LeaseRecord | None, str] | None = None  # (record, resourceVersion)
         self._observed_at = 0.0
         self._lease: dict[str, Any] | None = None  # the Lease as last read or written
         self._last_renew = 0.0
 
-    # ---- paths ---------------------------------------------------------------------------------
     @property
     def path(self) -> str:
         return f"{LEASES.format(ns=quote(self.namespace, safe=''))}/{quote(self.name, safe='')}"
 
     @property
-    def is_leader(self) -> bool:
-        return self.elected.is_set()
+    def record(self) -> LeaseRecord | None:
+        """The record as last read or written (None: never read, or no such Lease)."""
+        return LeaseRecord.of(self._lease)
+
+    @property
+    def exists(self) -> bool:
+        return self._lease is not None
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        return dict(((self._lease or {}).get("metadata") or {}).get("annotations") or {})
 
     # ---- one attempt ---------------------------------------------------------------------------
     def _observe(self, lease: dict[str, Any] | None) -> LeaseRecord | None:
         record = LeaseRecord.of(lease)
-        seen = (record, str(((lease or {}).get("metadata") or {}).get("resourceVersion", "")))
+        meta = (lease or {}).get("metadata") or {}
+        seen = (record, str(meta.get("resourceVersion", "")))
         if seen != self._observed:
             self._observed, self._observed_at = seen, self.clock()
         self._lease = lease
         return record
 
-    def _expired(self) -> bool:
+    def expired(self) -> bool:
+        """The record has not changed for a lease duration on our own clock."""
         return self.clock() - self._observed_at >= self.lease_duration
 
-    async def _read(self) -> LeaseRecord | None:
+    async def read(self) -> LeaseRecord | None:
         return self._observe(await self.api.get(self.path))
 
-    async def try_acquire_or_renew(self) -> bool:
-        """One round: read (unless we hold a fresh copy), decide, write. True: we lead."""
+    async def try_acquire_or_renew(self, annotations: Mapping[str, str | None] | None = None
+                                   ) -> bool:
+        """One round: read (unless we hold a fresh copy), decide, write. True: we hold it.
+        ``annotations``: set (None: remove) on the Lease with the write."""
         for attempt in range(2):
-            if self._lease is None or not self.is_leader or attempt:
-                current = await self._read()
+            if self._lease is None or not self.holding or attempt:
+                current = await self.read()
             else:
                 current = LeaseRecord.of(self._lease)
-            want = claim(current, self.identity, self._expired(), datetime.now(UTC),
+            want = claim(current, self.identity, self.expired(), datetime.now(UTC),
                          self.lease_duration)
             if want is None:
                 return False
             try:
-                written = await self._write(want)
+                written = await self._write(want, annotations)
             except ApiError as e:
                 if e.status in (409, 404) and attempt == 0:
                     continue  # someone else wrote it (or deleted it): re-read and decide again
@@ -176,79 +185,79 @@ class LeaderElector:
             return True
         return False
 
-    async def _write(self, record: LeaseRecord) -> dict[str, Any]:
+    async def _write(self, record: LeaseRecord,
+                     annotations: Mapping[str, str | None] | None = None) -> dict[str, Any]:
         if self._lease is None:
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": record.spec()}
+            meta: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+            spec: dict[str, Any] = {}
+        else:
+            meta = {k: v for k, v in (self._lease.get("metadata") or {}).items()
+                    if k != "managedFields"}
+            spec = dict(self._lease.get("spec") or {})
+        if annotations:
+            notes = {**(meta.get("annotations") or {}), **annotations}
+            meta["annotations"] = {k: v for k, v in notes.items() if v is not None}
+            if not meta["annotations"]:
+                del meta["annotations"]
+        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": meta,
+                "spec": {**spec, **record.spec()}}
+        if self._lease is None:
             return await self.api.create(LEASES.format(ns=quote(self.namespace, safe="")), body)
-        meta = self._lease.get("metadata") or {}
-        body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {k: v for k, v in meta.items() if k != "managedFields"},
-                "spec": {**(self._lease.get("spec") or {}), **record.spec()}}
         return await self.api.replace(self.path, body)
 
-    # ---- the loop ------------------------------------------------------------------------------
-    def _set(self, leading: bool) -> None:
-        if leading == self.is_leader:
-            return
-        (self.elected.set if leading else self.elected.clear)()
-        (self.deposed.clear if leading else self.deposed.set)()
-        log.info("%s leadership of Lease %s/%s as %s", "acquired" if leading else "lost",
-                 self.namespace, self.name, self.identity)
-        if self.on_change is not None:
-            self.on_change(leading)
-
-    def _jittered(self) -> float:
-        return self.retry_period * (1.0 + 0.2 * random.random())
-
-    async def run(self) -> None:
-        """Acquire, renew, and on loss go back to acquiring; until cancelled."""
+    async def annotate(self, annotations: Mapping[str, str | None]) -> bool:
+        """Write ``annotations`` on the Lease as last read, whoever holds it (409: False)."""
+        current = LeaseRecord.of(self._lease)
+        if current is None:
+            return False
         try:
-            while True:
-                await self._acquire()
-                await self._renew()
-        finally:
-            self._set(False)
+            self._observe(await self._write(current, annotations))
+        except ApiError as e:
+            if e.status in (404, 409):
+                return False
+            raise
+        return True
 
-    async def _acquire(self) -> None:
-        while True:
-            try:
-                if await asyncio.wait_for(self.try_acquire_or_renew(), self.renew_deadline):
-                    self._last_renew = self.clock()
-                    self._set(True)
-                    return
-            except (ApiError, TimeoutError) as e:
-                log.warning("Lease %s/%s: %s (retrying)", self.namespace, self.name,
-                            e or "timed out")
-            finally:
-                self.campaigned.set()
-            await asyncio.sleep(self._jittered())
-
-    async def _renew(self) -> None:
-        while True:
-            await asyncio.sleep(self.retry_period)
+    # ---- one tick of the loop ------------------------------------------------------------------
+    async def step(self, *, may_take: bool = True,
+                   annotations: Mapping[str, str | None] | None = None) -> bool:
+        """Renew while holding: lost when another holder shows, or when no renewal succeeded
+        for ``renew_deadline``. Else take it if ``may_take`` and it is free or expired (else
+        only read it, to see it expire). True: we hold it now."""
+        if self.holding:
             left = self.renew_deadline - (self.clock() - self._last_renew)
             try:
-                if left > 0 and await asyncio.wait_for(self.try_acquire_or_renew(), left):
+                if left > 0 and await asyncio.wait_for(self.try_acquire_or_renew(annotations),
+                                                       left):
                     self._last_renew = self.clock()
-                    continue
+                    return True
                 if left > 0:  # another holder: stop at once
-                    self._set(False)
-                    return
+                    self.holding = False
+                    return False
             except (ApiError, TimeoutError) as e:
                 log.warning("Lease %s/%s: renewal failed: %s", self.namespace, self.name,
                             e or "timed out")
             if self.clock() - self._last_renew >= self.renew_deadline:
                 log.warning("Lease %s/%s: not renewed for %.1f s (renew deadline)",
                             self.namespace, self.name, self.renew_deadline)
-                self._set(False)
-                return
+                self.holding = False
+            return self.holding
+        try:
+            if not may_take:
+                await asyncio.wait_for(self.read(), self.renew_deadline)
+            elif await asyncio.wait_for(self.try_acquire_or_renew(annotations),
+                                        self.renew_deadline):
+                self._last_renew = self.clock()
+                self.holding = True
+        except (ApiError, TimeoutError) as e:
+            log.warning("Lease %s/%s: %s (retrying)", self.namespace, self.name,
+                        e or "timed out")
+        return self.holding
 
     async def release(self, timeout: float | None = None) -> bool:
-        """Give the Lease up if we hold it, after :meth:`run` was cancelled and the handlers
-        stopped (SIGTERM). True: released, so the next candidate need not wait it out."""
-        self._set(False)
+        """Give the Lease up if we hold it (handlers already stopped). True: released, so the
+        next candidate need not wait it out. Annotations stay (an ask is kept)."""
+        self.holding = False
         current = LeaseRecord.of(self._lease)
         try:
             async with asyncio.timeout(timeout or self.renew_deadline):
@@ -262,11 +271,78 @@ class LeaderElector:
                     except ApiError as e:
                         if e.status != 409 or attempt:
                             raise
-                        current = await self._read()  # renewed meanwhile, or taken over
+                        current = await self.read()  # renewed meanwhile, or taken over
         except (ApiError, TimeoutError) as e:
             log.warning("Lease %s/%s: could not release: %s", self.namespace, self.name,
                         e or "timed out")
         return False
+
+
+class LeaderElector:
+    """Campaign for one Lease forever (:meth:`run`); :meth:`release` when shutting down."""
+
+    def __init__(self, api: Kube, namespace: str, name: str, identity: str, *,
+                 lease_duration: float = 15.0, renew_deadline: float = 10.0,
+                 retry_period: float = 2.0,
+                 on_change: Callable[[bool], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        check_timings(lease_duration, renew_deadline, retry_period)
+        self.lease = Lease(api, namespace, name, identity, lease_duration=lease_duration,
+                           renew_deadline=renew_deadline, clock=clock)
+        self.namespace, self.name, self.identity = namespace, name, identity
+        self.retry_period = retry_period
+        self.on_change = on_change
+        self.elected = asyncio.Event()  # set while leading
+        self.deposed = asyncio.Event()  # set while not leading
+        self.deposed.set()
+        self.campaigned = asyncio.Event()  # set once the first attempt ended (won or not)
+
+    @property
+    def path(self) -> str:
+        return self.lease.path
+
+    @property
+    def is_leader(self) -> bool:
+        return self.elected.is_set()
+
+    def _set(self, leading: bool) -> None:
+        if leading == self.is_leader:
+            return
+        (self.elected.set if leading else self.elected.clear)()
+        (self.deposed.clear if leading else self.deposed.set)()
+        log.info("%s leadership of Lease %s/%s as %s", "acquired" if leading else "lost",
+                 self.namespace, self.name, self.identity)
+        if self.on_change is not None:
+            self.on_change(leading)
+
+    async def run(self) -> None:
+        """Acquire, renew, and on loss go back to acquiring; until cancelled."""
+        try:
+            while True:
+                leading = await self.lease.step()
+                self._set(leading)
+                self.campaigned.set()
+                await asyncio.sleep(self.retry_period if leading
+                                    else jittered(self.retry_period))
+        finally:
+            self._set(False)
+
+    async def release(self, timeout: float | None = None) -> bool:
+        """Give the Lease up if we hold it, after :meth:`run` was cancelled and the handlers
+        stopped (SIGTERM). True: released, so the next candidate need not wait it out."""
+        self._set(False)
+        return await self.lease.release(timeout)
+
+
+def check_timings(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+    if not lease_duration > renew_deadline > retry_period > 0:
+        raise ValueError("need lease duration > renew deadline > retry period > 0 "
+                         f"(got {lease_duration}, {renew_deadline}, {retry_period})")
+
+
+def jittered(period: float) -> float:
+    """``period`` plus up to 20 %: candidates that started together drift apart."""
+    return period * (1.0 + 0.2 * random.random())
 
 
 async def cancel(task: asyncio.Task[Any] | None) -> None:
@@ -281,5 +357,15 @@ async def cancel(task: asyncio.Task[Any] | None) -> None:
             log.exception("task %s failed", task.get_name())
 
 
-__all__ = ["LeaderElector", "LeaseRecord", "claim", "default_identity", "micro_time",
-           "released"]
+__all__ = [
+    "LeaderElector",
+    "Lease",
+    "LeaseRecord",
+    "cancel",
+    "check_timings",
+    "claim",
+    "default_identity",
+    "jittered",
+    "micro_time",
+    "released",
+]

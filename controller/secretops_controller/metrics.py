@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
+from collections.abc import Callable
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -60,6 +61,11 @@ class ConditionGauge:
         self._seen.clear()
         self._unknown.clear()
 
+    def forget_namespaces(self, keep: Callable[[str], bool]) -> None:
+        """Forget every object whose namespace ``keep`` refuses (shards no longer handled)."""
+        for ns, name in [k for k in self._seen if not keep(k[0])]:
+            self.forget(ns, name)
+
 
 def _version() -> str:
     try:
@@ -82,6 +88,9 @@ class Metrics:
         self.leader = Gauge("secretops_leader",
                             "1 while this replica holds the leader Lease (its handlers run)",
                             registry=r)
+        self.shards_held = Gauge("secretops_shards_held",
+                                 "Shard Leases this replica holds (--shards; its handlers run "
+                                 "for their namespaces)", registry=r)
         self.reconcile_duration = Histogram(
             "secretops_reconcile_duration_seconds", "Time to reconcile one object", ["kind"],
             registry=r, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -141,10 +150,14 @@ class Metrics:
             "1 for the current status of each condition of an ExternalSecret, 0 for the others",
             r)
 
-    def forget_conditions(self) -> None:
-        """Drop every per-object condition series (this replica stops or starts leading)."""
-        self.sealed_condition.clear()
-        self.external_condition.clear()
+    def forget_conditions(self, keep: Callable[[str], bool] | None = None) -> None:
+        """Drop every per-object condition series (this replica stops or starts leading), or
+        (``--shards``) those of the namespaces ``keep`` refuses."""
+        for gauge in (self.sealed_condition, self.external_condition):
+            if keep is None:
+                gauge.clear()
+            else:
+                gauge.forget_namespaces(keep)
 
     def observe_provider_call(self, provider: str, operation: str, result: str) -> None:
         """A provider request: ``result`` is ``ok`` or an error kind (``NotFound``...). Pass

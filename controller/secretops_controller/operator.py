@@ -23,6 +23,13 @@ Leadership gates the handlers by **running kopf only while leading** (:func:`ser
   (kopf re-lists on reconnect);
 * on SIGTERM: kopf stops, then the Lease is released so another replica takes over within one
   ``--retry-period``.
+
+With ``--shards`` (:mod:`.shardelect`) the same holds per shard: kopf runs while the replica
+holds at least one shard, its handlers filtered to the namespaces of the shards it handles, and
+starts again whenever they change (a lost shard's handlers are cancelled; a surplus shard is
+released only once kopf stopped); a gained shard's SealedSecrets are handled first by a
+catch-up from one LIST (:func:`.sealed.catch_up`), and what the replica remembers of the shards
+it kept survives the restart. The key ring and ClusterSecretStores are shard 0's holder's.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from secretops_controller.external import reconcile as external_reconcile
 from secretops_controller.keyring import KeyRing
 from secretops_controller.leader import LeaderElector, cancel
 from secretops_controller.metrics import Metrics
+from secretops_controller.shardelect import ShardElector, write_guard
+from secretops_controller.shards import Ownership
 
 log = logging.getLogger(__name__)
 PREFIX = "secretops.dev"
@@ -88,7 +97,10 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
     registry = kopf.OperatorRegistry()
     metrics = Metrics()
     api = kube.Kube(lambda: kube.login(config.kubeconfig), scope=scope_of(config))
-    ctx = Context(config, api, KeyRing(api, config, metrics), metrics)
+    ctx = Context(config, api, KeyRing(api, config, metrics), metrics,
+                  shards=Ownership(config.shards, config.namespace))
+    if config.shards > 1:
+        api.write_guard = write_guard(ctx.shards)
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
@@ -97,9 +109,16 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
     if config.sealed_secrets:
         @kopf.on.startup(registry=registry)
         async def startup(retry: int, **_: Any) -> None:
-            # Runs each time this replica starts leading: only the leader makes or renews keys.
+            # Runs each time this replica starts leading: only the leader (with --shards, the
+            # holder of shard 0) makes or renews keys; the others read them.
             try:
-                await ctx.ring.ensure()
+                if ctx.shards.cluster_duties:
+                    await ctx.ring.ensure()
+                else:
+                    await ctx.ring.load()
+                    if not ctx.ring.keys:
+                        raise kopf.TemporaryError("key ring: no key yet (shard 0's holder "
+                                                  "makes it)", delay=config.retry_delay(retry))
             except kube.ApiError as e:
                 raise kopf.TemporaryError(f"key ring: {e}",
                                           delay=config.retry_delay(retry, e)) from None
@@ -144,14 +163,18 @@ async def _wait_served(ctx: Context) -> None:
 
 
 async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asyncio.Event,
-                own_signals: Callable[[], None]) -> None:
+                own_signals: Callable[[], None],
+                kept: Callable[[str], bool] | None = None) -> None:
     """One run of the kopf operator (watches and handlers), until cancelled or stopped."""
     existing = asyncio.all_tasks()  # ours (HTTP, Lease): kopf must not stop them when it ends
     # leading (again): every SealedSecret is looked at once, as on resume, and no Secret is
     # taken for our own write from what we remember of an earlier term
-    ctx.handled.clear()
-    ctx.fingerprints.clear()
-    ctx.metrics.forget_conditions()  # they are set again as each object is looked at
+    # (--shards: ``kept`` says which namespaces' shards were handled throughout since the last
+    # run; what was handled there needs no second look)
+    for memory in (ctx.handled, ctx.fingerprints):
+        for key in [k for k in memory if kept is None or not kept(k[0])]:
+            del memory[key]
+    ctx.metrics.forget_conditions(kept)  # they are set again as each object is looked at
     settings = kopf.OperatorSettings()
     configure(settings, ctx.config)
     namespaces = list(ctx.config.watch_namespaces)
@@ -164,11 +187,26 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
     # In kopf's context (its settings and Event queue), so repairs can post Events.
     resync = (asyncio.create_task(_resync(ctx), name="resync")
               if ctx.config.sealed_secrets else None)
+    # --shards: a newly held shard's SealedSecrets first, ahead of kopf's listing of everything
+    caught = (asyncio.create_task(_catch_up(ctx, kept), name="catch-up")
+              if ctx.config.sealed_secrets and kept is not None else None)
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
+        await cancel(caught)
         await cancel(resync)
-        ctx.metrics.forget_conditions()  # not leading: another replica reports them
+        # not leading (or not these shards): another replica reports them
+        ctx.metrics.forget_conditions(ctx.shards.handles if ctx.config.shards > 1 else None)
+
+
+async def _catch_up(ctx: Context, kept: Callable[[str], bool]) -> None:
+    """Handle the SealedSecrets of the shards gained since the last kopf run (not ``kept``)."""
+    events.post_events_from_this_task(ctx.api, ctx.config)
+    try:
+        done = await sealed.catch_up(ctx, lambda ns: ctx.shards.handles(ns) and not kept(ns))
+        log.info("caught up with the new shards: %d SealedSecrets handled", done)
+    except kube.ApiError as e:
+        log.warning("catch-up: %s (kopf's listing handles them)", e)
 
 
 async def _follow_ring(ctx: Context) -> None:
@@ -204,7 +242,7 @@ async def resync_once(ctx: Context) -> int:
         conditions = (item.get("status") or {}).get("conditions") or []
         ok = any(c.get("type") == sealed.SYNCED and c.get("status") == "True"
                  for c in conditions if isinstance(c, dict))
-        if meta.get("deletionTimestamp") or not ok:
+        if meta.get("deletionTimestamp") or not ok or not ctx.shards.handles(key[0]):
             continue  # failures stay as they are until the SealedSecret changes
         current = secrets.get(key)
         known = ctx.fingerprints.get(key)
@@ -245,7 +283,8 @@ async def _until(event: asyncio.Event, *others: asyncio.Task[Any] | None) -> Non
 
 
 async def serve(config: Config) -> None:
-    """The controller until SIGTERM/SIGINT: HTTP always, kopf only while leading."""
+    """The controller until SIGTERM/SIGINT: HTTP always, kopf only while leading (with
+    ``--shards``: while holding a shard)."""
     registry, ctx = build(config)
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -258,45 +297,50 @@ async def serve(config: Config) -> None:
         ctx.metrics.leader.set(1 if leading else 0)
         ctx.health.leader = leading
 
+    def on_shards(held: frozenset[int]) -> None:
+        ctx.metrics.shards_held.set(len(held))
+        on_change(0 in held)
+
+    def on_leader(leading: bool) -> None:  # one shard: the leader holds it
+        on_shards(frozenset({0}) if leading else frozenset())
+
     own_signals()
-    elector = None
-    if config.leader_elect:
+    elector: LeaderElector | ShardElector | None = None
+    if config.shards > 1:
+        elector = ShardElector(
+            ctx.api, config.namespace, config.lease_name, config.identity, config.shards,
+            lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
+            retry_period=config.retry_period, on_change=on_shards, ownership=ctx.shards)
+        on_shards(frozenset())
+    elif config.leader_elect:
         elector = LeaderElector(
             ctx.api, config.namespace, config.lease_name, config.identity,
             lease_duration=config.lease_duration, renew_deadline=config.renew_deadline,
-            retry_period=config.retry_period, on_change=on_change)
-    on_change(elector is None)
+            retry_period=config.retry_period, on_change=on_leader)
+        on_leader(False)
+    else:
+        on_leader(True)
     # with SealedSecrets, ready once the key ring is read; without, once HTTP serves
     ctx.health.set("keyring" if config.sealed_secrets else "http", False)
     runner = None
     election: asyncio.Task[None] | None = None
-    follower: asyncio.Task[None] | None = None
     stop_wait = asyncio.create_task(stopping.wait(), name="stop signal")
     try:
         runner = await http.start(ctx)  # /healthz says 503 until the ring is read (or made)
         if not config.sealed_secrets:
             ctx.health.set("http", True)
         log.info("serving http on %s:%d; %s", config.http_host, config.http_port,
+                 f"campaigning for {config.shards} shard Leases ({config.lease_name}…) as "
+                 f"{config.identity}" if isinstance(elector, ShardElector) else
                  f"campaigning for Lease {config.namespace}/{config.lease_name} as "
                  f"{config.identity}" if elector else "leader election off")
         if elector is not None:
             election = asyncio.create_task(elector.run(), name="leader election")
-        while not stopping.is_set():
-            if elector is not None and not elector.is_leader:
-                if not elector.campaigned.is_set():  # leader or not? (a leader makes keys)
-                    await _until(elector.campaigned, stop_wait, election)
-                    continue
-                if follower is None and config.sealed_secrets:
-                    follower = asyncio.create_task(_follow_ring(ctx), name="key ring (follower)")
-                await _until(elector.elected, stop_wait, election)
-                if election is not None and election.done():
-                    election.result()  # the campaign never ends by itself: surface its error
-                continue
-            await cancel(follower)
-            follower = None
-            await _lead(registry, ctx, elector, stop_wait, own_signals)
+        if isinstance(elector, ShardElector):
+            await _shard_loop(registry, ctx, elector, election, stop_wait, own_signals)
+        else:
+            await _leader_loop(registry, ctx, elector, election, stop_wait, own_signals)
     finally:
-        await cancel(follower)
         await cancel(election)
         if elector is not None:
             await elector.release(timeout=min(config.renew_deadline, 5.0))
@@ -307,15 +351,88 @@ async def serve(config: Config) -> None:
         await ctx.api.close()
 
 
-async def _lead(registry: kopf.OperatorRegistry, ctx: Context, elector: LeaderElector | None,
-                stop_wait: asyncio.Task[Any], own_signals: Callable[[], None]) -> None:
-    """Run kopf and key renewal until leadership is lost or the process stops."""
+async def _leader_loop(registry: kopf.OperatorRegistry, ctx: Context,
+                       elector: LeaderElector | None, election: asyncio.Task[None] | None,
+                       stop_wait: asyncio.Task[Any], own_signals: Callable[[], None]) -> None:
+    """One Lease: kopf runs while it is held; the ring is followed while it is not."""
+    follower: asyncio.Task[None] | None = None
+    try:
+        while not stop_wait.done():
+            if elector is not None and not elector.is_leader:
+                if not elector.campaigned.is_set():  # leader or not? (a leader makes keys)
+                    await _until(elector.campaigned, stop_wait, election)
+                    continue
+                if follower is None and ctx.config.sealed_secrets:
+                    follower = asyncio.create_task(_follow_ring(ctx), name="key ring (follower)")
+                await _until(elector.elected, stop_wait, election)
+                _surface(election)
+                continue
+            await cancel(follower)
+            follower = None
+            await _lead(registry, ctx, elector.deposed if elector else None,
+                        lambda: elector is None or elector.is_leader, stop_wait, own_signals)
+    finally:
+        await cancel(follower)
+
+
+async def _shard_loop(registry: kopf.OperatorRegistry, ctx: Context, elector: ShardElector,
+                      election: asyncio.Task[None] | None, stop_wait: asyncio.Task[Any],
+                      own_signals: Callable[[], None]) -> None:
+    """``--shards``: kopf runs while at least one shard is held, and starts again whenever the
+    held shards change — a new shard's objects are then listed and handled like on resume, a
+    lost one's handlers are cancelled. The surplus of a balancing round is released only
+    after kopf stopped (no handler of it still runs). The key ring is followed by every
+    replica but shard 0's holder, which makes and renews the keys."""
+    follower: asyncio.Task[None] | None = None
+    handled: dict[int, int] = {}  # the shards (and their terms) of the last kopf run
+    try:
+        while not stop_wait.done():
+            if not elector.campaigned.is_set():
+                await _until(elector.campaigned, stop_wait, election)
+                continue
+            elector.changed.clear()
+            if ctx.shards.surplus:
+                await elector.give_up()  # kopf is not running here: the handlers stopped
+                continue
+            duties = ctx.shards.cluster_duties
+            if not duties and follower is None and ctx.config.sealed_secrets:
+                follower = asyncio.create_task(_follow_ring(ctx), name="key ring (follower)")
+            elif duties and follower is not None:
+                await cancel(follower)
+                follower = None
+            if not ctx.shards.active:
+                await _until(elector.changed, stop_wait, election)
+                _surface(election)
+                continue
+            log.info("handling shards %s", sorted(ctx.shards.active))
+            before, handled = handled, ctx.shards.snapshot()
+
+            def kept(namespace: str, before: dict[int, int] = before) -> bool:
+                return ctx.shards.kept_since(before, namespace)
+
+            await _lead(registry, ctx, elector.changed, lambda: not elector.changed.is_set(),
+                        stop_wait, own_signals, kept)
+    finally:
+        await cancel(follower)
+
+
+def _surface(election: asyncio.Task[None] | None) -> None:
+    if election is not None and election.done():
+        election.result()  # the campaign never ends by itself: surface its error
+
+
+async def _lead(registry: kopf.OperatorRegistry, ctx: Context, deposed_event: asyncio.Event | None,
+                leading: Callable[[], bool], stop_wait: asyncio.Task[Any],
+                own_signals: Callable[[], None],
+                kept: Callable[[str], bool] | None = None) -> None:
+    """Run kopf and key renewal until leadership is lost (``deposed_event``) or the process
+    stops."""
     config = ctx.config
-    deposed = asyncio.create_task(elector.deposed.wait()) if elector else None
+    deposed = asyncio.create_task(deposed_event.wait()) if deposed_event else None
     stop_flag = asyncio.Event()
     renewal = (asyncio.create_task(ctx.ring.run(), name="key ring")
-               if config.sealed_secrets else None)
-    operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals),
+               if config.sealed_secrets and ctx.shards.cluster_duties else None)
+    operator = asyncio.create_task(_kopf(registry, ctx, stop_flag, own_signals, kept),
                                    name="kopf operator")
     ended = False
     try:
@@ -326,12 +443,12 @@ async def _lead(registry: kopf.OperatorRegistry, ctx: Context, elector: LeaderEl
         await cancel(operator)
         await cancel(renewal)
         await cancel(deposed)
-    if ended and not stop_wait.done() and (elector is None or elector.is_leader):
+    if ended and not stop_wait.done() and leading():
         log.error("the kopf operator ended by itself; restarting it in %.1f s",
                   config.retry_base_delay)
         await asyncio.sleep(config.retry_base_delay)
-    elif elector is not None and not stop_wait.done():
-        log.info("not the leader any more: handlers stopped")
+    elif deposed_event is not None and not stop_wait.done():
+        log.info("not the leader any more, or the shards changed: handlers stopped")
 
 
 def run(config: Config) -> None:

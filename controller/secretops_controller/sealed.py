@@ -28,12 +28,13 @@ keys, never a value.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -388,15 +389,54 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
         log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
 
 
+async def handle(ctx: Context, raw: Mapping[str, Any]) -> bool:
+    """Handle a SealedSecret as listed or watched, unless it is being deleted or nothing
+    changed since it was handled (:func:`handled_mark`). True: it was handled now."""
+    meta = raw.get("metadata") or {}
+    key = (str(meta.get("namespace")), str(meta.get("name")))
+    if meta.get("deletionTimestamp") or ctx.handled.get(key) == handled_mark(raw):
+        return False  # being deleted, or nothing new (our status write echoed, a re-list)
+    async with ctx.handling(*key):
+        if ctx.handled.get(key) == handled_mark(raw):
+            return False  # handled meanwhile (kopf's listing and a catch-up met)
+        await on_sealed(ctx, copy.deepcopy(dict(raw)))
+    return True
+
+
+async def catch_up(ctx: Context, wanted: Callable[[str], bool], concurrency: int = 16) -> int:
+    """``--shards``: handle the SealedSecrets of newly held shards (``wanted`` namespaces) now,
+    straight from one LIST, instead of waiting for kopf's listing of the whole cluster to reach
+    them. The number handled."""
+    scopes: list[str | None] = list(ctx.config.watch_namespaces) or [None]
+    items: list[dict[str, Any]] = []
+    for ns in scopes:
+        items += await ctx.api.list(
+            kube.sealedsecrets(ns) if ns else f"/apis/{kube.SEALED_GROUP_VERSION}/sealedsecrets")
+    todo = [i for i in items if wanted(str((i.get("metadata") or {}).get("namespace")))]
+    todo.sort(key=lambda i: not _never_synced(i))  # new objects first; the rest is a check
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(item: dict[str, Any]) -> bool:
+        async with gate:
+            return await handle(ctx, item)
+
+    return sum(await asyncio.gather(*(one(i) for i in todo)))
+
+
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
-    """The SealedSecret and Secret handlers, bound to ``ctx``."""
+    """The SealedSecret and Secret handlers, bound to ``ctx``; with ``--shards`` only for the
+    namespaces of the shards this replica handles (kopf then ignores the others: no handler,
+    no state)."""
+
+    def mine(namespace: str | None, **_: Any) -> bool:
+        return ctx.shards.handles(namespace)
 
     # An event handler, not kopf's create/update/resume: what was handled is remembered in
     # memory (:func:`handled_mark`) and by status.observedGeneration, so kopf writes no
     # progress or diffbase annotation and has no cause to detect — about half of kopf's cost
     # per object. The first sight of each object after this replica starts leading (the
     # initial listing) reconciles it, as a resume handler would.
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=mine)
     async def sealed_secret(event: kopf.RawEvent, **_: Any) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
@@ -405,14 +445,12 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             ctx.handled.pop(key, None)
             ctx.metrics.sealed_condition.forget(*key)  # its series go with it
             return
-        if meta.get("deletionTimestamp") or ctx.handled.get(key) == handled_mark(raw):
-            return  # being deleted, or nothing new (our status write echoed, a re-list)
-        await on_sealed(ctx, copy.deepcopy(dict(raw)))
+        await handle(ctx, raw)
 
     # The watch is already narrowed to our label on the server (operator settings); no
     # client-side label filter here: a Secret that loses the label arrives as DELETED without
     # it, and must be repaired like a deleted one.
-    @kopf.on.event("v1", "secrets", registry=registry)
+    @kopf.on.event("v1", "secrets", registry=registry, when=mine)
     async def owned_secret(event: kopf.RawEvent, **_: Any) -> None:
         raw = event.get("object") or {}
         meta = raw.get("metadata") or {}
@@ -428,4 +466,5 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
         await on_secret(ctx, kind, copy.deepcopy(dict(raw)))
 
 
-__all__ = ["SEALED_LABEL", "Outcome", "reconcile", "register", "status_of"]
+__all__ = ["SEALED_LABEL", "Outcome", "catch_up", "handle", "reconcile", "register",
+           "status_of"]

@@ -24,11 +24,13 @@ import yaml
 from secretops_controller import kube, operator
 from secretops_controller.__main__ import config_from, parser
 from secretops_controller.config import Config
+from secretops_controller.shards import lease_name
 
 from tests.fixtures.k8s import kubectl_binary
 
 ROOT = Path(__file__).resolve().parents[2]
-INSTALLS = ["crds", "deploy/sealed-secrets", "deploy/external-secrets", "deploy/namespaced"]
+INSTALLS = ["crds", "deploy/sealed-secrets", "deploy/external-secrets", "deploy/namespaced",
+            "deploy/sharded"]
 FEATURES = {"sealed-secrets": "SECRETOPS_SEALED_SECRETS",
             "external-secrets": "SECRETOPS_EXTERNAL_SECRETS",
             "cluster-secret-stores": "SECRETOPS_CLUSTER_SECRET_STORES",
@@ -59,7 +61,7 @@ def controller_config(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatc
 @pytest.mark.parametrize("install", INSTALLS)
 def test_install_grants_what_it_switches_on(install: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [*FEATURES.values(), "SECRETOPS_WATCH_NAMESPACES"]:
+    for var in [*FEATURES.values(), "SECRETOPS_WATCH_NAMESPACES", "SECRETOPS_SHARDS"]:
         monkeypatch.delenv(var, raising=False)
     docs = render(install)
     config = controller_config(docs, monkeypatch)
@@ -77,6 +79,10 @@ def test_install_grants_what_it_switches_on(install: str,
     crds = {d["metadata"]["name"].split(".")[0] for d in docs
             if d["kind"] == "CustomResourceDefinition"}
     assert crds == operator.needed_resources(config)
+    # every shard's Lease by name, and no other (sharding: docs/controller.md)
+    [named] = [r["resourceNames"] for d in rbac for r in d.get("rules") or []
+               if "leases" in r["resources"] and r.get("resourceNames")]
+    assert named == [lease_name(config.lease_name, i) for i in range(config.shards)]
     if config.namespaced:
         grants = {d["metadata"]["labels"]["secretops.dev/grant"] for d in rbac}
         assert "cluster-wide" not in grants
@@ -105,7 +111,7 @@ def test_token_requests_are_limited_by_name() -> None:
 
 
 def test_switches_parse_from_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in [*FEATURES.values(), "SECRETOPS_WATCH_NAMESPACES"]:
+    for var in [*FEATURES.values(), "SECRETOPS_WATCH_NAMESPACES", "SECRETOPS_SHARDS"]:
         monkeypatch.delenv(var, raising=False)
     default = config_from(parser().parse_args([]))
     assert (default.sealed_secrets, default.external_secrets, default.rollout,
@@ -118,8 +124,12 @@ def test_switches_parse_from_flags_and_environment(monkeypatch: pytest.MonkeyPat
         "a", "b")
     flags = config_from(parser().parse_args(["--rollout", "--watch-namespace", "c"]))
     assert flags.rollout and flags.watch_namespaces == ("c",)  # flags win over the environment
+    monkeypatch.setenv("SECRETOPS_SHARDS", "6")
+    assert config_from(parser().parse_args([])).shards == 6
+    assert config_from(parser().parse_args(["--shards", "3"])).shards == 3
     for bad in (Config(sealed_secrets=False, external_secrets=False),
-                Config(watch_namespaces=("SET-ME",)), Config(watch_namespaces=("../x",))):
+                Config(watch_namespaces=("SET-ME",)), Config(watch_namespaces=("../x",)),
+                Config(shards=0), Config(shards=65), Config(shards=2, leader_elect=False)):
         with pytest.raises(ValueError):
             bad.check()
     # sub-features follow the external-secrets half

@@ -49,7 +49,8 @@ from tests.fixtures.openbao import OpenBao
 ROOT = Path(__file__).resolve().parents[2]
 INSTALLS = {"default": ROOT / "crds", "sealed-secrets": ROOT / "deploy" / "sealed-secrets",
             "external-secrets": ROOT / "deploy" / "external-secrets",
-            "namespaced": ROOT / "deploy" / "namespaced"}
+            "namespaced": ROOT / "deploy" / "namespaced",
+            "sharded": ROOT / "deploy" / "sharded"}
 WATCHED = ["team-a", "team-b"]
 OUTSIDE = "outside"
 
@@ -319,4 +320,43 @@ patches:
         ctl.stop()
     records = cluster.audit(SA)
     assert touched(records) == {ns, SYSTEM_NS}
+    assert_least_privilege(records, docs, service_account=SA)
+
+
+def test_sharded(cluster: K8s, tmp_path: Path, openbao: OpenBao) -> None:
+    """deploy/sharded (issue 20): two replicas of the install's ServiceAccount with its six
+    shards share every shard Lease, named one by one in the Role, and handle the tenants'
+    namespaces between them: every call allowed, every permission used (each shard's Lease
+    read and renewed)."""
+    tenants = ["shard-a", "shard-b", "shard-c", "shard-d"]
+    for ns in tenants:
+        ensure_namespace(cluster, ns)
+    docs = install(cluster, "sharded")
+    env = switches(docs)
+    assert env["SECRETOPS_SHARDS"] == "6"
+    [deployment] = [d for d in docs if d["kind"] == "Deployment"]
+    assert deployment["spec"]["replicas"] == 3
+    assert [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    mount = openbao_kubernetes_auth(cluster, openbao, tenants)
+    cluster.reset_audit()
+    replicas = []
+    try:
+        for name in ("replica-1", "replica-2"):
+            replicas.append(start_as_service_account(
+                cluster, tmp_path, "--key-renew-period", "2s",
+                env={**env, "POD_NAME": name}))
+        for i, ns in enumerate(tenants):
+            ctl = replicas[i % 2]  # either one serves the certificate
+            sealed_flow(cluster, ctl, tmp_path, ns)
+            external_flow(cluster, openbao, ns, cluster_store=i == 0)
+            vault_kubernetes_auth(cluster, openbao, mount, ns)
+        key_renewal(cluster, replicas[0], tmp_path, tenants[0])
+    finally:
+        for ctl in replicas:
+            ctl.stop()
+    scan_for_canary(cluster, replicas)
+    records = cluster.audit(SA)
+    leases = {r["name"] for r in records if r["resource"] == "leases" and r["verb"] == "update"}
+    assert leases == {"secretops-controller", *(f"secretops-controller-shard-{i}"
+                                                for i in range(1, 6))}
     assert_least_privilege(records, docs, service_account=SA)

@@ -44,6 +44,8 @@ CHOICES: dict[str, tuple[str, dict[str, Any]]] = {
     "external-only": ("deploy/external-secrets", {"features": {"sealedSecrets": False}}),
     "namespaced": ("deploy/namespaced", {"rbac": {"watchNamespaces": ["team-a", "team-b"]},
                                          "features": {"clusterSecretStores": False}}),
+    "sharded": ("deploy/sharded", {"replicas": 3, "shards": 6,
+                                   "podDisruptionBudget": {"enabled": True}}),
 }
 
 

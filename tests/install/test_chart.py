@@ -98,6 +98,8 @@ def test_lint_catches_a_misspelt_value() -> None:
 
 @pytest.mark.parametrize(("values", "why"), [
     ({"replicas": 2, "leaderElection": {"enabled": False}}, "two leaders"),
+    ({"shards": 6, "leaderElection": {"enabled": False}}, "the shards are Leases"),
+    ({"shards": 65}, "maximum"),
     ({"features": {"sealedSecrets": False, "externalSecrets": False}}, "at least one"),
     ({"podDisruptionBudget": {"enabled": True}}, "replicas >= 2"),
     ({"rbac": {"watchNamespaces": ["Team_A"]}}, "does not match pattern"),

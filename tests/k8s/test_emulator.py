@@ -1086,6 +1086,27 @@ def test_a_lease_put_needs_a_resource_version_and_creates_a_missing_lease(
     assert k8s.request("PUT", f"{cms}/missing", {"metadata": {"name": "missing"}})[0] == 404
 
 
+def test_two_candidates_writing_one_lease_version_one_wins(k8s: K8s, ns: str) -> None:
+    """Leader election and shards rest on this: a PUT carrying a resourceVersion that is no
+    longer the Lease's is 409 Conflict, so of two candidates that read the same version only
+    the first write lands."""
+    base = LEASES.format(ns=ns)
+    status, made, _ = k8s.request("POST", base, lease("race"))
+    assert status == 201
+    rv = made["metadata"]["resourceVersion"]
+    first = lease("race", resourceVersion=rv)
+    first["spec"]["holderIdentity"] = "b"
+    status, won, _ = k8s.request("PUT", f"{base}/race", first)
+    assert status == 200 and won["spec"]["holderIdentity"] == "b"
+    second = lease("race", resourceVersion=rv)
+    second["spec"]["holderIdentity"] = "c"
+    status, out, _ = k8s.request("PUT", f"{base}/race", second)
+    assert status == 409 and out["reason"] == "Conflict"
+    assert out["message"].startswith('Operation cannot be fulfilled on leases.coordination.k8s.io '
+                                     '"race": the object has been modified')
+    assert k8s.request("GET", f"{base}/race")[1]["spec"]["holderIdentity"] == "b"
+
+
 def test_a_custom_resource_put_needs_a_resource_version(k8s: K8s, ns: str, crd: Any) -> None:
     path = f"{CR_BASE}/namespaces/{ns}/secretrequests"
     status, made, _ = k8s.request("POST", path, cr("u1"))

@@ -10,7 +10,11 @@ docs/controller.md, "Features and RBAC"); tests/controller/test_chart.py keeps t
   verbs: [create]
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  resourceNames: [{{ .Values.leaderElection.leaseName }}]
+  resourceNames:
+    - {{ .Values.leaderElection.leaseName }}
+    {{- range $i := untilStep 1 (int .Values.shards) 1 }}
+    - {{ $.Values.leaderElection.leaseName }}-shard-{{ $i }}
+    {{- end }}
   verbs: [get, update]
 {{- end }}
 

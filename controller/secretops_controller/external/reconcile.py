@@ -308,7 +308,14 @@ class ExternalSecrets:
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
     """The store and ExternalSecret handlers, bound to ``ctx`` (run only while leading)."""
     half = ExternalSecrets(ctx)
-    kw: dict[str, Any] = {"registry": registry, "retries": ctx.config.max_retries + 1}
+
+    # --shards: only the namespaces of the shards this replica handles; cluster-scoped stores
+    # are shard 0's (kopf ignores the rest: no handler, no annotation)
+    def mine(namespace: str | None, **_: Any) -> bool:
+        return ctx.shards.handles(namespace)
+
+    kw: dict[str, Any] = {"registry": registry, "retries": ctx.config.max_retries + 1,
+                          "when": mine}
 
     @kopf.on.startup(registry=registry)
     async def external_startup(**_: Any) -> None:
@@ -344,7 +351,7 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
         except kube.ApiError as e:
             raise temporary_or_permanent("ExternalSecret", e, retry) from None
 
-    @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry)
+    @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry, when=mine)
     async def external_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
         if event.get("type") == "MODIFIED":
             half.on_annotations(body)
@@ -353,7 +360,8 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
             # is (a rival of a conflict may take the Secret over now)
             half.forget(owner_of(body))
 
-    @kopf.on.delete(GROUP, VERSION, "externalsecrets", optional=True, registry=registry)
+    @kopf.on.delete(GROUP, VERSION, "externalsecrets", optional=True, registry=registry,
+                    when=mine)
     async def external_secret_gone(namespace: str | None, name: str | None, **_: Any) -> None:
         half.forget((str(namespace), str(name)))
 
