@@ -90,6 +90,14 @@ class _Blobs:
         if len(header) != 3:
             return None
         size = int(header[2])
+        if size > MAX_INPUT_BYTES:  # a version past the input limit is not read into memory
+            while size > 0:
+                chunk = self.proc.stdout.read(min(size, 1 << 20))
+                if not chunk:
+                    break
+                size -= len(chunk)
+            self.proc.stdout.read(1)
+            return None
         data = self.proc.stdout.read(size)
         self.proc.stdout.read(1)
         return data

@@ -79,16 +79,20 @@ def _finish(outcomes: Sequence[Any], tally: Any, as_json: bool) -> int:
     from secretops.cli._bulk import exit_code, report_failures
     from secretops.errors import ExitCode
 
-    records = [parse(o.lines[0]) for o in outcomes if o.failure is None and o.lines]
-    errors = [{"file": o.file, "code": o.failure.code, "message": o.failure.message}
-              for o in outcomes if o.failure is not None]
+    rows: list[dict[str, Any]] = [
+        parse(o.lines[0]) if o.failure is None else
+        {"file": o.file, "state": "error", "code": o.failure.code, "message": o.failure.message}
+        for o in outcomes if o.failure is not None or o.lines]
+    records = [r for r in rows if r["state"] != "error"]
+    errors = [{k: r[k] for k in ("file", "code", "message")} for r in rows
+              if r["state"] == "error"]
     code = exit_code(tally)
     if not code and any(needs_action(r) for r in records):
         code = int(ExitCode.ACTION_NEEDED)
     if as_json:
         click.echo(_json(records, errors, code))
     else:
-        _table(records, errors)
+        _table(rows, records, errors)
     report_failures(tally.failures, tally.applied)
     return code
 
@@ -129,13 +133,15 @@ def _age(record: dict[str, Any]) -> str:
     return f"{age['days']}d"
 
 
-def _table(records: Sequence[dict[str, Any]], errors: Sequence[Any]) -> None:
+def _table(all_rows: Sequence[dict[str, Any]], records: Sequence[dict[str, Any]],
+           errors: Sequence[Any]) -> None:
     rows = [("FILE", "STATE", "MAC", "DATA KEY", "NEEDS")]
-    for r in records:
+    for r in all_rows:  # in the order of the files
+        if r["state"] == "error":
+            rows.append((r["file"], "error", "-", "-", f"fix (exit {r['code']})"))
+            continue
         mac = "-" if r["state"] == "plaintext" else ("yes" if r["mac"] else "NO")
         rows.append((r["file"], r["state"], mac, _age(r), ", ".join(r["actions"]) or "-"))
-    for e in errors:
-        rows.append((e["file"], "error", "-", "-", f"fix (exit {e['code']})"))
     if len(rows) == 1:
         click.echo("no file a creation rule covers")
         return
