@@ -248,3 +248,18 @@ def test_empty_tree(tmp_path: Path) -> None:
     res = secretops("status", "e")
     assert res.code == 0 and res.text == "no file a creation rule covers\n"
     assert os.listdir(tmp_path / "e") == []
+
+
+def test_shallow_clone_age_is_unknown_and_older_than_refuses(repo: Repo, tmp_path: Path,
+                                                            keyless: Path) -> None:
+    repo.rules(repo.alice)
+    repo.commit("carol left", "2025-02-01T12:00:00Z")
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", "--depth", "1", f"file://{repo.path}", str(clone))
+    res = secretops("status", "--json", cwd=clone)
+    assert res.code == 181, res.err  # stale, as before; the age alone is unknown
+    ages = {r["data_key"]["why"] for r in json.loads(res.out)["files"]}
+    assert ages == {"shallow clone: the history ends before the data key was made"}
+    res = secretops("status", "--older-than", "90d", cwd=clone)
+    assert res.code == 157, res.err
+    assert "fetch-depth: 0" in res.err
