@@ -16,6 +16,10 @@ decrypted and no master key is needed for history; only the current version's da
 ``sops updatekeys``) keep the data key, so they do not reset the age; ``sops rotate`` and
 ``secretops rotate`` do. The time is the committer date.
 
+``status`` holds no key: :func:`sealing_age` reads the same history and tells "sealed with the
+same key" from ciphertexts two neighbouring versions share (its docstring says when that can
+come out younger, never older). Both walk the history with :func:`_born`.
+
 The age is *unknown* (and a file is then due) when the file has no committed version, or is
 not in a git repository. A shallow clone that ends while every version still fits cannot tell
 the age: that is an error (fetch the full history), never a silent "due" for every file.
