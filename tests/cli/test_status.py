@@ -263,3 +263,23 @@ def test_shallow_clone_age_is_unknown_and_older_than_refuses(repo: Repo, tmp_pat
     res = secretops("status", "--older-than", "90d", cwd=clone)
     assert res.code == 157, res.err
     assert "fetch-depth: 0" in res.err
+
+
+def test_keyless_age_can_only_come_out_younger(repo: Repo, sops_bin: str) -> None:
+    """The one documented gap (rotation.md): sops updatekeys and a change of every value
+    squashed into one commit change every wrapped key, the MAC and every value, the data key
+    kept. status then dates the key from that commit; rotate, opening the MAC with the key,
+    from the first."""
+    first = git(repo.path, "rev-parse", "HEAD").strip()
+    repo.rules(repo.alice)
+    res = sops(sops_bin, "updatekeys", "-y", "secrets/app/db.yaml", cwd=repo.path)
+    assert res.code == 0, res.err
+    for path, value in (('["port"]', "5433"), ('["password"]', '"other"')):
+        res = sops(sops_bin, "set", "secrets/app/db.yaml", path, value, cwd=repo.path)
+        assert res.code == 0, res.err
+    repo.commit("squashed", "2025-03-01T12:00:00Z")
+    squashed = git(repo.path, "rev-parse", "HEAD").strip()
+    _, doc, _ = _status(repo, "secrets/app/db.yaml")
+    assert _files(doc)["secrets/app/db.yaml"]["data_key"]["commit"] == squashed
+    res = secretops("rotate", "-n", "--older-than", "1d", "secrets/app/db.yaml", cwd=repo.path)
+    assert f"(since commit {first[:12]})" in res.text, res.text
