@@ -103,6 +103,17 @@ class Config(NamedTuple):
         an empty rule, as go-yaml reads it)."""
         return [rule or {} for rule in self.data.get("creation_rules") or []]
 
+    def rules_keys(self) -> list[list[list[KeySpec]]]:
+        """The key groups of every creation rule, as written (not resolved); a rule whose keys
+        cannot be read (a source this version does not support) is left out."""
+        out = []
+        for n, raw in enumerate(self.rules()):
+            try:
+                out.append(self._parse_rule(raw, f"creation_rules[{n}]").groups)
+            except SecretOpsError:
+                continue
+        return out
+
     def first_match(self, file_path: str) -> tuple[int, dict[str, Any]] | None:
         """The index and content of the first creation rule matching ``file_path``: its
         ``path_regex`` is searched (unanchored) in the path relative to the config; a rule

@@ -65,6 +65,7 @@ class ExitCode(IntEnum):
     ESO_UNTRANSLATED = 170
     # 180-189: many-file commands (secretops.bulk).
     SOME_FILES_FAILED = 180
+    ACTION_NEEDED = 181
     FILE_HAS_NOT_BEEN_MODIFIED = 200
     NO_EDITOR_FOUND = 201
     FILE_ALREADY_ENCRYPTED = 203

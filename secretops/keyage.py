@@ -16,6 +16,10 @@ decrypted and no master key is needed for history; only the current version's da
 ``sops updatekeys``) keep the data key, so they do not reset the age; ``sops rotate`` and
 ``secretops rotate`` do. The time is the committer date.
 
+``status`` holds no key: :func:`sealing_age` reads the same history and tells "sealed with the
+same key" from ciphertexts two neighbouring versions share (its docstring says when that can
+come out younger, never older). Both walk the history with :func:`_born`.
+
 The age is *unknown* (and a file is then due) when the file has no committed version, or is
 not in a git repository. A shallow clone that ends while every version still fits cannot tell
 the age: that is an error (fetch the full history), never a silent "due" for every file.
@@ -23,11 +27,14 @@ the age: that is an error (fetch the full history), never a silent "due" for eve
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
+from secretops import limits
 from secretops.core.document import data_key_fits
 from secretops.core.metadata import Metadata
 from secretops.errors import ExitCode, SecretOpsError
@@ -89,19 +96,74 @@ def _fits(data: bytes | None, fmt: str, options: StoreOptions, data_key: bytes) 
 def data_key_age(path: str, data_key: bytes, fmt: str,
                  options: StoreOptions | None = None) -> KeyAge:
     """When the current data key of ``path`` entered its git history."""
+    options = options or StoreOptions()
+    return _born(path, lambda data: _fits(data, fmt, options, data_key))
+
+
+def sealing_age(path: str, current: bytes, fmt: str,
+                options: StoreOptions | None = None) -> KeyAge:
+    """:func:`data_key_age` without the data key (``status``, which holds no key).
+
+    Two versions are taken to share a data key when they share a ciphertext: a key entry's
+    wrapped key (``edit``, ``set``: the metadata is kept), the encrypted MAC (``updatekeys``,
+    ``vault rewrap``, ``groups``: the values and MAC are kept) or a value's ``ENC[…]`` (an edit
+    that kept unchanged values' IVs). A new data key re-encrypts every value and MAC and wraps
+    anew for every key, so a version written under another key shares none. Each version is
+    compared with the next newer one (the first with ``current``, the working-tree file). The
+    age can only come out younger than :func:`data_key_age`'s, never older: when one commit
+    both re-wrapped every key and re-encrypted every value without a rotation (a ``sops
+    updatekeys`` and a ``sops edit`` squashed together).
+    """
+    options = options or StoreOptions()
+    newer = [_sealed_blobs(current, fmt, options)]
+
+    def same(data: bytes | None) -> bool:
+        blobs = _sealed_blobs(data, fmt, options)
+        shared = bool(blobs & newer[0])
+        newer[0] = blobs
+        return shared
+
+    return _born(path, same)
+
+
+_ENC = re.compile(rb"ENC\[AES256_GCM,data:[A-Za-z0-9+/=]*,iv:[A-Za-z0-9+/=]*,"
+                  rb"tag:[A-Za-z0-9+/=]*,type:[a-z]{1,8}\]")
+
+
+def _sealed_blobs(data: bytes | None, fmt: str, options: StoreOptions) -> set[bytes]:
+    """The ciphertexts of a version that only its data key could have made (nothing when it
+    is not an encrypted file within the limits)."""
+    if data is None or len(data) > limits.MAX_INPUT_BYTES:
+        return set()
+    try:
+        loaded = get_store(fmt, options).load(data)
+        if loaded.metadata is None:
+            return set()
+        meta = Metadata.from_wire(loaded.metadata)
+    except SecretOpsError:
+        return set()
+    except Exception:  # a historical version that no longer parses: shares nothing
+        return set()
+    blobs = {m.group(0) for m in _ENC.finditer(data)}
+    blobs.update(f"{e.kind}:{e.enc}".encode() for e in meta.all_keys() if e.enc)
+    return blobs
+
+
+def _born(path: str, same: Callable[[bytes | None], bool]) -> KeyAge:
+    """The age by the module's rule, ``same`` telling (newest first) whether each committed
+    version is sealed with the current data key."""
     found = _history(Path(path))
     if found is None:
         return KeyAge(None, None, "not in a git repository")
     root, history = found
     if not history:
         return KeyAge(None, None, "no committed version")
-    options = options or StoreOptions()
     blobs = CatFile(str(root))  # each version read up to the limit on input, never past it
     try:
         born: tuple[str, int] | None = None
         for commit, when, rel in history:
             blob = blobs.read(f"{commit}:{rel}")
-            if not _fits(blob.data if blob else None, fmt, options, data_key):
+            if not same(blob.data if blob else None):
                 break
             born = (commit, when)
         else:

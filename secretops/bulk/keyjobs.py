@@ -18,6 +18,9 @@ from secretops.bulk.pool import Outcome
 from secretops.errors import ExitCode, SecretOpsError
 
 if TYPE_CHECKING:
+    from secretops.compose import Settings
+    from secretops.config import CreationRule
+    from secretops.core.metadata import Metadata
     from secretops.discover import Rules
     from secretops.fileops import OpenedFile
     from secretops.keyops import KeyPlan
@@ -38,10 +41,15 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
               env: Mapping[str, str], identities: Lookup | None = None) -> KeysPlan:
     """Open ``file`` and compare its keys with what its creation rule says."""
     from secretops.compose import open_path, settings
-    from secretops.keyops import plan_update
-    from secretops.keys import resolved
 
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    rule = rule_of(file, given)
+    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
+    return KeysPlan(opened, rule_plan(opened.metadata, rule, shamir, env))
+
+
+def rule_of(file: str, given: Settings) -> CreationRule:
+    """The creation rule that says which keys ``file`` should have (errors as sops's)."""
     cfg = given.config
     if cfg is None:
         raise SecretOpsError("no .sops.yaml found for this file",
@@ -53,10 +61,18 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
         raise SecretOpsError("the config has no creation_rules: nothing says which keys this "
                              "file should have", code=ExitCode.ERROR_READING_CONFIG,
                              file=str(cfg.path))
-    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
-    plan = plan_update(opened.metadata, resolved(rule.key_groups(), env),
+    return rule
+
+
+def rule_plan(metadata: Metadata, rule: CreationRule, shamir: int,
+              env: Mapping[str, str]) -> KeyPlan:
+    """What ``updatekeys`` changes in a file with ``metadata``: the one computation that both
+    ``updatekeys`` and ``status`` (which holds no key) make."""
+    from secretops.keyops import plan_update
+    from secretops.keys import resolved
+
+    return plan_update(metadata, resolved(rule.key_groups(), env),
                        shamir or rule.shamir_threshold)
-    return KeysPlan(opened, plan)
 
 
 def plan_lines(file: str, planned: KeysPlan) -> list[str]:

@@ -87,6 +87,26 @@ def exit_code(tally: Tally) -> int:
 def run_many(job: Job, items: Sequence[Item], *, jobs: int | None, label: str,
              summary: Callable[[Tally], str | None]) -> int:
     """Run ``job`` over ``items``, print as the module docstring says, return the exit code."""
+    tally = _each(job, items, jobs, label, _show)
+    text = summary(tally)
+    if text:
+        click.echo(text)
+    report_failures(tally.failures, tally.applied)
+    return exit_code(tally)
+
+
+def gather(job: Job, items: Sequence[Item], *, jobs: int | None,
+           label: str) -> tuple[list[Outcome], Tally]:
+    """Run ``job`` over ``items`` like :func:`run_many`, but keep the outcomes (in order)
+    instead of printing them, for a command that reports on the whole run (``status``).
+    Nothing is printed but the progress bar; the caller reports the failures."""
+    kept: list[Outcome] = []
+    tally = _each(job, items, jobs, label, lambda outcome, bar: kept.append(outcome))
+    return kept, tally
+
+
+def _each(job: Job, items: Sequence[Item], jobs: int | None, label: str,
+          each: Callable[[Outcome, Progress], None]) -> Tally:
     from secretops.bulk.pool import run
 
     bar = Progress(len(items), label)
@@ -98,19 +118,14 @@ def run_many(job: Job, items: Sequence[Item], *, jobs: int | None, label: str,
             if outcome.skipped:
                 continue
             applied += 1
-            _show(outcome, bar)
+            each(outcome, bar)
             lines += len(outcome.lines)
             tags.update(outcome.tags)
             if outcome.failure is not None:
                 failures.append(outcome.failure)
     finally:
         bar.close()
-    tally = Tally(applied, failures, tags, lines)
-    text = summary(tally)
-    if text:
-        click.echo(text)
-    _report(failures, applied)
-    return exit_code(tally)
+    return Tally(applied, failures, tags, lines)
 
 
 def _show(outcome: Outcome, bar: Progress) -> None:
@@ -122,7 +137,7 @@ def _show(outcome: Outcome, bar: Progress) -> None:
         click.echo(line)
 
 
-def _report(failures: list[Failure], applied: int) -> None:
+def report_failures(failures: list[Failure], applied: int) -> None:
     """Every failure in one line; hints once each (at most 10); the count."""
     if not failures:
         return

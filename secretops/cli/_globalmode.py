@@ -44,7 +44,7 @@ COMMANDS = frozenset({
     "publish",
     "reseal",
     "rotate", "seal",
-    "set", "unseal", "unset", "updatekeys", "vault", "verify",
+    "set", "status", "unseal", "unset", "updatekeys", "vault", "verify",
 })
 
 USAGE = 2  # click's exit status for a usage error; docs/exit-codes.md says why not sops's 1

@@ -71,13 +71,14 @@ def _register() -> None:
         rotate,
         seal,
         setvalue,
+        status,
         unseal,
         updatekeys,
         vault,
     )
 
     for mod in (encrypt, decrypt, edit, keygen, filestatus, updatekeys, rotate, check, vault,
-                completion, keyservice, log):
+                completion, keyservice, log, status):
         cli.add_command(mod.command)
     cli.add_command(setvalue.set_command)
     cli.add_command(setvalue.unset_command)

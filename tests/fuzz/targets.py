@@ -243,7 +243,71 @@ def _config_run(data: bytes) -> None:
              lambda: Policy(env, str(cfg), None).verdict("secrets/a.yaml", b"a: 1\n"),
              lambda: cli_run("check", "--config", str(cfg), "secrets"),
              lambda: cli_run("updatekeys", "-y", "--config", str(cfg), str(target)),
+             lambda: cli_run("status", "-j", "1", "--config", str(cfg), "secrets"),
+             lambda: cli_run("status", "-j", "1", "--json", str(target)),
              lambda: prepare(str(target), load_config(cfg), env))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+# --- status: files and their git history, read without a key ----------------------------------
+
+_STATUS_CONFIG = "creation_rules:\n  - path_regex: secrets/\n    age: {r}\n"
+
+
+def _status_run(data: bytes) -> None:
+    """One input as a working-tree file (YAML and JSON) and as the committed version of a
+    file whose working copy is a valid one: ``status`` reads both (the history for the data
+    key's age). In-process job first (untyped errors propagate), then the command."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from click.testing import CliRunner
+
+    from secretops.bulk.inventory import InventoryJob
+    from secretops.bulk.paths import Item
+    from secretops.cli.app import cli
+
+    top = Path(tempfile.mkdtemp(dir=seeds.workdir()))
+    secrets = top / "secrets"
+    secrets.mkdir()
+    (top / ".sops.yaml").write_text(_STATUS_CONFIG.format(r=seeds.recipient()))
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(top), "-c", "user.name=f", "-c",
+                        "user.email=f@example.invalid", "-c", "commit.gpgsign=false", *args],
+                       stdin=subprocess.DEVNULL, capture_output=True, check=True, timeout=60,
+                       env={"HOME": str(seeds.workdir()), "GIT_CONFIG_NOSYSTEM": "1",
+                            "PATH": os.environ.get("PATH", "")})
+
+    env = {**seeds.env(), "SOPS_AGE_KEY_FILE": str(top / "no-key-is-read")}
+    try:
+        git("init", "-q")
+        (secrets / "old.yaml").write_bytes(data)
+        git("add", "-A")
+        git("commit", "-q", "-m", "fuzz")
+        (secrets / "old.yaml").write_bytes(seeds.store_seeds("yaml")[0])
+        (secrets / "now.yaml").write_bytes(data)
+        (secrets / "now.json").write_bytes(data)
+        job = InventoryJob(env, input_type=None, config_path=None, max_age=86400.0, now=0.0)
+        job.state = {}
+        job.setup()
+        old = os.getcwd()
+        os.chdir(top)
+        try:
+            each(*(lambda name=name, named=named: job(Item(f"secrets/{name}", named))
+                   for name in ("old.yaml", "now.yaml", "now.json") for named in (True, False)))
+            r = CliRunner().invoke(cli, ["status", "-j", "1", "--json", "--older-than", "1d"],
+                                   env=env, catch_exceptions=True)
+        finally:
+            os.chdir(old)
+        if r.exception is not None and not isinstance(r.exception, SystemExit):
+            raise r.exception
+        doc = json.loads(r.stdout)  # a document whatever the files hold
+        assert doc["exit_code"] == r.exit_code and r.exit_code in _CODES | {0}, r.output
     finally:
         shutil.rmtree(top, ignore_errors=True)
 
@@ -432,6 +496,11 @@ FUZZ: dict[str, Fuzz] = {f.target.name: f for f in [
          lambda: st.one_of(mutated(seeds.config_seeds(), "yaml"),
                            tree_mutations(seeds.config_seeds())),
          lambda: seeds.config_seeds()[0]),
+    Fuzz(Target("status", _status_run, ".yaml"),
+         lambda: st.one_of(mutated_files().map(lambda c: c[2]),
+                           mutated(seeds.store_seeds("yaml"), "yaml"),
+                           mutated(seeds.store_seeds("json"), "json")),
+         lambda: seeds.store_seeds("yaml")[0], weight=0.3),
     Fuzz(Target("sealed-secret", _sealed_run, ".yaml"), _manifests(seeds.sealed_seeds),
          lambda: seeds.sealed_seeds()[0]),
     Fuzz(Target("sealed-value", _sealed_value_run, ".txt"),
