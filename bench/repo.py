@@ -192,8 +192,7 @@ def build(work: Path, n_files: int, commits: int, so: Tool) -> Repo:
     changed = []
     with contextlib.chdir(repo):
         for c in range(1, commits):
-            for k in range(CHANGES_PER_COMMIT):
-                name = secrets[(c * CHANGES_PER_COMMIT + k) * 7 % len(secrets)]
+            for name in rng.sample(secrets, min(CHANGES_PER_COMMIT, len(secrets))):
                 doc = data[name]
                 section = "stringData" if doc.get("stringData") else "data"
                 key = sorted(doc[section])[c % len(doc[section])]
@@ -205,8 +204,15 @@ def build(work: Path, n_files: int, commits: int, so: Tool) -> Repo:
                 changed.append((key, str(doc[section][key]), value))
                 doc[section][key] = value
             _git(repo, env, "add", "-A")
-            commit(c, f"change {CHANGES_PER_COMMIT} values")
+            commit(c, "change some values")
     return Repo(repo, env, files, data, changed, new, work / "key3.txt", gnupghome)
+
+
+def cleanup(repo: Repo) -> None:
+    """Stop the gpg-agent of the repository's GNUPGHOME and remove it."""
+    subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": repo.gnupghome},
+                   check=False, capture_output=True, stdin=subprocess.DEVNULL)
+    shutil.rmtree(repo.gnupghome, ignore_errors=True)
 
 
 # -- the runs ------------------------------------------------------------------------------------
@@ -250,7 +256,8 @@ def verify(op: str, tool: str, run_dir: Path, repo: Repo, out: Path, sops: Tool)
     sample = repo.files[:: max(1, len(repo.files) // 20)]
     if op == "decrypt":
         bad = [f for f in repo.files if yaml.safe_load((run_dir / f).read_text()) != repo.data[f]]
-        problems += [f"{len(bad)} files not decrypted to their data (first {bad[0]})"] if bad else []
+        if bad:
+            problems.append(f"{len(bad)} files not decrypted to their data (first {bad[0]})")
     elif op in ("rotate", "updatekeys"):
         for f in sample:
             p = subprocess.run([sops.argv0, "decrypt", f], cwd=run_dir, capture_output=True,
@@ -265,7 +272,8 @@ def verify(op: str, tool: str, run_dir: Path, repo: Repo, out: Path, sops: Tool)
         if op == "rotate":
             same = [f for f in repo.files
                     if (run_dir / f).read_bytes() == (repo.path / f).read_bytes()]
-            problems += [f"{len(same)} files unchanged by rotate"] if same else []
+            if same:
+                problems.append(f"{len(same)} files unchanged by rotate")
     elif op == "check" and tool == "sops":
         yes = out.read_text().split().count('{"encrypted":true}')
         if yes != len(repo.files):
@@ -385,9 +393,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 if not args.no_memory:
                     memory += _memory(sp, row.op, so, sops, git, repo, work)
     finally:
-        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ,
-                       "GNUPGHOME": repo.gnupghome}, check=False, capture_output=True)
-        shutil.rmtree(repo.gnupghome, ignore_errors=True)
+        cleanup(repo)
     return {"rows": rows, "memory": memory, "build_s": built}
 
 
