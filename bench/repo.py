@@ -45,6 +45,7 @@ import random
 import re
 import shlex
 import shutil
+import statistics
 import string
 import subprocess
 import sys
@@ -413,19 +414,25 @@ def _memory(sp: Spawner, op: str, so: Tool, sops: Tool, git: str, repo: Repo,
 
 # -- the report ----------------------------------------------------------------------------------
 
+def _cpu(s: Series) -> float:
+    return statistics.median(r.utime + r.stime for r in s.runs)
+
+
 def render(rows: list[Row], memory: list[dict[str, Any]], args: argparse.Namespace) -> str:
     head = ["operation", "secretops s", "sops s", "ratio", "goal", "verdict",
-            "secretops MiB", "sops MiB"]
+            "secretops MiB", "sops MiB", "CPU s secretops / sops", "CPU ratio"]
     body = []
     for r in rows:
         if not r.ours.runs or not r.sops.runs:
             continue
         body.append([r.op, f"{r.ours.median:.2f}", f"{r.sops.median:.2f}", f"{r.ratio:.3f}",
                      f"≤{GOALS[r.op]:g}", r.verdict, f"{r.ours.peak_mib:.0f}",
-                     f"{r.sops.peak_mib:.0f}"])
+                     f"{r.sops.peak_mib:.0f}", f"{_cpu(r.ours):.2f} / {_cpu(r.sops):.2f}",
+                     f"{_cpu(r.ours) / _cpu(r.sops):.3f}"])
     out = [f"{args.files} files, {args.commits} commits, {args.repeat} rounds, jobs "
-           f"{os.cpu_count()}; wall s medians; MiB: largest single process (ru_maxrss)", "",
-           format_columns(head, body, right={1, 2, 3, 6, 7})]
+           f"{os.cpu_count()}; wall s medians; ratio and verdict on wall time; MiB: largest "
+           "single process (ru_maxrss); CPU: user + system of the whole run, medians", "",
+           format_columns(head, body, right={1, 2, 3, 6, 7, 8, 9})]
     for r in rows:
         out += [f"  {r.op}: WRONG: {p}" for p in r.problems]
     if memory:
