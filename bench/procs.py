@@ -64,6 +64,11 @@ class Spawner:
             raise RuntimeError(f"could not run {argv[0]}: {out['error']}")
         return RunResult(out["wall"], out["code"], out["maxrss_kib"], out["utime"], out["stime"])
 
+    @property
+    def pid(self) -> int:
+        """The launcher's process id: its children are the runs."""
+        return self._proc.pid
+
     def close(self) -> None:
         if self._proc.stdin is not None:
             self._proc.stdin.close()

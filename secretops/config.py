@@ -213,21 +213,41 @@ def find_config(start: str | None, env: Mapping[str, str], explicit: str | None 
     return Path(found) if found is not None else None
 
 
+# Configs read from disk by this process, by path and the file's identity and times: a
+# many-file run applies one .sops.yaml to every file, and parsing and checking it again for
+# each file was a tenth of a bulk rotate's time. A changed file (size, mtime or ctime, or a
+# new inode) is read again. Config.data is never changed by its readers.
+_loaded: dict[tuple[str, int, int, int, int, int], Config] = {}
+_MAX_LOADED = 32
+
+
 def load_config(path: Path, text: bytes | None = None) -> Config:
     """The config at ``path`` (its content ``text`` when given, e.g. from the git index),
     within the size limit and checked whole (see the module's docstring)."""
-    from secretops import yamlload
-    from secretops.config_shape import check_shape
     from secretops.limits import MAX_CONFIG_BYTES
 
+    if text is not None:
+        return _parse_config(path, text)
     try:
-        if text is None:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_CONFIG_BYTES + 1)  # no more than the limit, whatever it is
-        else:
-            raw = text
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            key = (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+            if key in _loaded:
+                return _loaded[key]
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # no more than the limit, whatever it is
     except OSError as e:
         raise ConfigError(f"cannot read the config: {e.strerror}", file=str(path)) from None
+    config = _parse_config(path, raw)  # a config that is refused is never kept
+    if len(_loaded) >= _MAX_LOADED:
+        _loaded.clear()
+    _loaded[key] = config
+    return config
+
+
+def _parse_config(path: Path, raw: bytes) -> Config:
+    from secretops import yamlload
+    from secretops.config_shape import check_shape
+
     data = yamlload.load(raw, str(path), config=True)
     if data is None:
         data = {}

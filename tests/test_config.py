@@ -170,3 +170,33 @@ def test_malformed_rules_are_a_config_error_not_a_crash(tmp_path: Path, rules: s
     cfg.write_text(f"creation_rules: {rules}\n")
     with pytest.raises(SecretOpsError):
         load_config(cfg).rule_for(str(tmp_path / "x.yaml"))
+
+
+def test_a_config_is_parsed_once_per_process_until_it_changes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A many-file run applies one .sops.yaml to every file: it is read and checked once
+    (the real parser runs; it is only counted), and read again once it changes."""
+    from secretops import config, yamlload
+
+    parsed: list[str] = []
+    real = yamlload.load
+
+    def counting(raw: bytes, name: str, **kw: object) -> object:
+        parsed.append(name)
+        return real(raw, name, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(yamlload, "load", counting)
+    cfg = tmp_path / ".sops.yaml"
+    cfg.write_text("creation_rules:\n  - path_regex: a\n    age: x\n")
+    first = [config.load_config(cfg).rules() for _ in range(3)]
+    assert len(parsed) == 1 and first[0] == [{"path_regex": "a", "age": "x"}]
+    cfg.write_text("creation_rules:\n  - path_regex: bb\n    age: y\n")
+    assert config.load_config(cfg).rules() == [{"path_regex": "bb", "age": "y"}]
+    assert len(parsed) == 2
+    cfg.write_text("creation_rules: [1]\n")  # refused, and refused again: never kept
+    for _ in range(2):
+        with pytest.raises(config.ConfigError):
+            config.load_config(cfg)
+    assert len(parsed) == 4
+    # content from the git index is never taken from (or put in) the cache
+    assert config.load_config(cfg, b"creation_rules: []\n").rules() == []

@@ -98,6 +98,13 @@ def wanted(item: Item, rules: Rules, input_type: str | None) -> bool:
     """Named files always; found ones when encrypted and matched by a creation rule."""
     if item.named:
         return True
+    data = _candidate(item, rules)
+    return data is None or (bool(data) and is_encrypted(data, item.path, input_type))
+
+
+def _candidate(item: Item, rules: Rules) -> bytes | None:
+    """A found file's bytes when it holds the sops marker and a rule matches it, else
+    ``b""``; ``None`` when it cannot be read (the job reports it)."""
     from secretops.discover import looks_encrypted
     from secretops.limits import MAX_INPUT_BYTES
 
@@ -105,9 +112,8 @@ def wanted(item: Item, rules: Rules, input_type: str | None) -> bool:
         with open(item.path, "rb") as f:
             data = f.read(MAX_INPUT_BYTES + 1)  # over the limit: the job says so
     except OSError:
-        return True  # the job reports it
-    return (looks_encrypted(data) and rules.match(item.path)
-            and is_encrypted(data, item.path, input_type))
+        return None
+    return data if looks_encrypted(data) and rules.match(item.path) else b""
 
 
 class _Selective(Decrypting):
@@ -122,8 +128,23 @@ class _Selective(Decrypting):
         super().setup()
         self.state["rules"] = Rules(self.env, self.config_path)
 
-    def takes(self, item: Item) -> bool:
-        return wanted(item, self.state["rules"], self.input_type)
+    def selected(self, item: Item, work: Callable[[], Outcome]) -> Outcome:
+        """``work()`` on the files :func:`wanted` takes; others are skipped. A found file is
+        parsed once: ``work`` opens it, and only when that finds no sops file is it parsed
+        again to tell "not sops's file" (skipped) from "sops's file, damaged" (its error)."""
+        from secretops.errors import FormatError, MetadataError
+
+        if item.named:
+            return work()
+        data = _candidate(item, self.state["rules"])
+        if data == b"":
+            return Outcome(item.path, skipped=True)
+        try:
+            return work()
+        except (MetadataError, FormatError):
+            if data is None or is_encrypted(data, item.path, self.input_type):
+                raise
+            return Outcome(item.path, skipped=True)
 
 
 class UpdateKeysJob(_Selective):
@@ -135,8 +156,9 @@ class UpdateKeysJob(_Selective):
         self.input_type, self.shamir, self.config_path = input_type, shamir, config_path
 
     def __call__(self, item: Item) -> Outcome:
-        if not self.takes(item):
-            return Outcome(item.path, skipped=True)
+        return self.selected(item, lambda: self._update(item))
+
+    def _update(self, item: Item) -> Outcome:
         planned = plan_keys(item.path, input_type=self.input_type, shamir=self.shamir,
                             config_path=self.config_path, env=self.env,
                             identities=self.state["identities"])
@@ -204,8 +226,9 @@ class RotateJob(_Selective):
         self.max_age, self.dry_run = max_age, dry_run
 
     def __call__(self, item: Item) -> Outcome:
-        if not self.takes(item):
-            return Outcome(item.path, skipped=True)
+        return self.selected(item, lambda: self._rotate(item))
+
+    def _rotate(self, item: Item) -> Outcome:
         done = rotate_file(item.path, input_type=self.input_type, config_path=self.config_path,
                            add=self.add, remove=self.remove, max_age=self.max_age,
                            dry_run=self.dry_run, env=self.env,

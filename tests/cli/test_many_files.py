@@ -270,3 +270,39 @@ def test_check_runs_over_a_tree_in_parallel(repo: Path, sops_bin: str) -> None:
     assert CANARY not in r.text + r.err
     r = secretops("check", "--files-from", "-", input=b"secrets\n", cwd=repo)
     assert r.code == 0 and f"checked {len(NAMES)} files" in r.text
+
+
+def test_rotate_and_updatekeys_parse_each_found_file_once(
+        repo: Path, sops_bin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A directory's encrypted files are opened once each (the real parser runs, counted);
+    a file with sops's marker that is not sops's file is still skipped, and the parse that
+    tells so is the only second one."""
+    from secretops import fileops
+    from secretops.bulk import pool
+    from secretops.bulk.keyjobs import RotateJob, UpdateKeysJob
+    from secretops.bulk.paths import expand
+
+    _encrypt_all_with_sops(repo, sops_bin)
+    (repo / "secrets" / "notes.yaml").write_text("about: ENC[AES256_GCM,data:x] is sops's\n")
+    parses: list[int] = []
+    real = fileops.load
+
+    def counting(data: bytes, fmt: str, options: object) -> object:
+        parses.append(1)
+        return real(data, fmt, options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fileops, "load", counting)
+    monkeypatch.chdir(repo)
+    items = expand(["secrets"]).items
+    env = dict(os.environ)
+    for job in (RotateJob(env, input_type=None, config_path=None, add=[], remove=[],
+                          max_age=None, dry_run=False),
+                UpdateKeysJob(env, input_type=None, shamir=0, config_path=None)):
+        parses.clear()
+        outcomes = {o.file: o for o in pool.run(job, items, jobs=1)}
+        assert outcomes["secrets/notes.yaml"].skipped
+        assert [f for f, o in outcomes.items() if o.failure] == []
+        assert sorted(f for f, o in outcomes.items() if not o.skipped) == sorted(NAMES)
+        assert len(parses) == len(NAMES) + 2, type(job).__name__  # the decoy: twice
+    for name in NAMES:  # rotated, and still what it was
+        assert CANARY in sops(sops_bin, "decrypt", name, cwd=repo).text
