@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 
 from secretops.sealing.template import MAX_OUTPUT
@@ -28,7 +29,10 @@ class Context:
     # last handled while leading: a watch event that still matches (the echo of our status
     # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
     handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
-    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    # one lock per Secret while someone holds or waits for it (weak: a lock per Secret ever
+    # written would be kept for every object, ~0.3 KiB each)
+    _locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary)
     # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
     # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
     # /v1/rotate. Two pools: a template worker never holds a key.
@@ -49,5 +53,9 @@ class Context:
         self.requests.close()
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
-        """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""
-        return self._locks.setdefault((namespace, name), asyncio.Lock())
+        """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair). The
+        lock lives as long as a caller holds a reference to it (``async with`` does)."""
+        lock = self._locks.get((namespace, name))
+        if lock is None:
+            lock = self._locks[(namespace, name)] = asyncio.Lock()
+        return lock

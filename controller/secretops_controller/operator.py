@@ -64,6 +64,13 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     # so a ClusterRole): the resources are found once by discovery (see _wait_served) and the
     # namespaces are the exact names given.
     settings.scanning.disabled = config.namespaced
+    # A bounded number of per-object workers: at a cold start kopf lists every object and
+    # would run all their handlers at once (a task, a body copy and requests in flight each).
+    # An idle worker keeps its place for idle_timeout (5 s by default), which would make the
+    # limit a rate; the next event of an object that was let go starts a new worker.
+    settings.queueing.worker_limit = config.workers
+    settings.queueing.idle_timeout = 0.5
+    settings.posting.worker_limit = config.workers
     settings.networking.error_backoffs = delays
     settings.queueing.error_delays = delays
     settings.execution.default_backoff = config.retry_base_delay
