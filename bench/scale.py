@@ -45,6 +45,7 @@ import base64
 import itertools
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -397,6 +398,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
     args = parser.parse_args()
+    # SIGTERM ends the run through the finally blocks: every server stopped by its PID
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results = []
     out = Path(__file__).parent / "results" / "scale-latest.json"

@@ -24,11 +24,13 @@ class Context:
     health: Health = field(default_factory=Health)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
-    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
-    # (namespace, name) -> (uid, generation, labels/annotations digest) of the SealedSecret as
-    # last handled while leading: a watch event that still matches (the echo of our status
-    # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
-    handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
+    fingerprints: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # (namespace, name) -> (mark, synced) of the SealedSecret as last handled while leading:
+    # its mark (a digest of uid, generation, labels and annotations): a watch event that still
+    # matches (the echo of our status write, a re-list) needs nothing; synced: its Secret was
+    # written or found up to date (the resync checks those). Cleared whenever this replica
+    # starts leading.
+    handled: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)
     # one lock per Secret while someone holds or waits for it (weak: a lock per Secret ever
     # written would be kept for every object, ~0.3 KiB each)
     _locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(

@@ -129,14 +129,15 @@ async def _unseal(ctx: Context, sealed: Mapping[str, Any]) -> dict[str, Any]:
     return await ctx.renderer.in_thread(unseal)
 
 
-def fingerprint(secret: Mapping[str, Any]) -> str:
-    """A digest of what we manage in a Secret (kept in memory only; never published)."""
+def fingerprint(secret: Mapping[str, Any]) -> bytes:
+    """A digest of what we manage in a Secret (kept in memory only, one per Secret: 16 bytes;
+    never published)."""
     meta = secret.get("metadata") or {}
     refs = [(r.get("kind"), r.get("name"), r.get("uid"), bool(r.get("controller")))
             for r in meta.get("ownerReferences") or []]
     parts = [secret.get("data") or {}, secret.get("type") or "Opaque", meta.get("labels") or {},
              meta.get("annotations") or {}, refs, bool(secret.get("immutable"))]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()[:16]
 
 
 def _ours(current: Mapping[str, Any]) -> bool:
@@ -288,14 +289,15 @@ def _record(ctx: Context, sealed: Mapping[str, Any], outcome: Outcome, drift: bo
         event(sealed, outcome.reason, outcome.message)
 
 
-def handled_mark(sealed: Mapping[str, Any]) -> tuple[str, int, str]:
-    """What a handled SealedSecret is remembered by: its uid, ``generation`` (bumped by every
-    spec change: values, template, scope) and a digest of its labels and annotations (so
-    touching it makes the controller look again, e.g. after a Secret opted in)."""
+def handled_mark(sealed: Mapping[str, Any]) -> bytes:
+    """What a handled SealedSecret is remembered by: a digest (16 bytes, one per object) of its
+    uid, ``generation`` (bumped by every spec change: values, template, scope), labels and
+    annotations (so touching it makes the controller look again, e.g. after a Secret opted
+    in)."""
     meta = sealed.get("metadata") or {}
-    digest = hashlib.sha256(json.dumps([meta.get("labels") or {}, meta.get("annotations") or {}],
-                                       sort_keys=True).encode()).hexdigest()
-    return (str(meta.get("uid")), int(meta.get("generation") or 0), digest)
+    parts = [str(meta.get("uid")), int(meta.get("generation") or 0), meta.get("labels") or {},
+             meta.get("annotations") or {}]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()[:16]
 
 
 async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
@@ -332,7 +334,7 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
         # tries again, where a permanent failure waits for the SealedSecret to change
         ctx.handled.pop((ns, name), None)
     else:
-        ctx.handled[(ns, name)] = handled_mark(body)
+        ctx.handled[(ns, name)] = (handled_mark(body), outcome.ok)
 
 
 def _synced_at_generation(sealed: Mapping[str, Any]) -> bool:
@@ -405,7 +407,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
             ctx.handled.pop(key, None)
             ctx.metrics.sealed_condition.forget(*key)  # its series go with it
             return
-        if meta.get("deletionTimestamp") or ctx.handled.get(key) == handled_mark(raw):
+        handled = ctx.handled.get(key)
+        if meta.get("deletionTimestamp") or (handled is not None
+                                             and handled[0] == handled_mark(raw)):
             return  # being deleted, or nothing new (our status write echoed, a re-list)
         await on_sealed(ctx, copy.deepcopy(dict(raw)))
 

@@ -95,7 +95,9 @@ class ExternalSecrets:
         self._pending: asyncio.Queue[Owner] = asyncio.Queue()
         self._queued: set[Owner] = set()
         self._busy: set[Owner] = set()
-        self._again: set[Owner] = set()
+        # owner -> sync again after its sync: unconditionally (None), or unless every event
+        # that asked turns out to be the echo of that sync's own write ((ns, name, version))
+        self._again: dict[Owner, set[tuple[str, str, str]] | None] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
         self.metrics.store_refs.set_function(lambda: self.scheduler.store_ref_count())
@@ -254,10 +256,18 @@ class ExternalSecrets:
         for owner in owners:
             self.kick(owner)
 
-    def kick(self, owner: Owner) -> None:
-        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile."""
+    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None) -> None:
+        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile.
+        ``echo``: asked by a watch event of Secret (namespace, name) at this resourceVersion,
+        which may be the echo of the write the sync in progress is making (its watch event
+        can arrive before the write's answer): then no second sync."""
         if owner in self._busy:
-            self._again.add(owner)
+            if echo is None:
+                self._again[owner] = None
+            else:
+                echoes = self._again.setdefault(owner, set())
+                if echoes is not None:
+                    echoes.add(echo)
         elif owner not in self._queued:
             self._queued.add(owner)
             self._pending.put_nowait(owner)
@@ -274,10 +284,15 @@ class ExternalSecrets:
             self._busy.add(owner)
             try:
                 while True:
-                    self._again.discard(owner)
+                    self._again.pop(owner, None)
                     await self._sync_retrying(owner)
                     if owner not in self._again:
                         break
+                    echoes = self._again[owner]
+                    if echoes is not None and all(
+                            self.writer.written.get((ns, name)) == version
+                            for ns, name, version in echoes):
+                        break  # the events were our own write's echo
             finally:
                 self._busy.discard(owner)
 
@@ -316,11 +331,15 @@ class ExternalSecrets:
         writer = ownership.writer(secret)
         if kind == "DELETED" and writer:
             self.writer.claims[(ns, name)] = writer  # its writer re-creates it, not a rival
+        echo = None if kind == "DELETED" else (ns, name, str(meta.get("resourceVersion")))
         for owner in drift.owners_to_sync(kind, secret, self.owned, self.targets,
                                           self.writer.written):
-            log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
-                     "deleted" if kind == "DELETED" else "changed")
-            self.kick(owner)
+            if owner in self._busy and echo is not None:
+                log.debug("Secret %s/%s changed while its ExternalSecret syncs", ns, name)
+            else:
+                log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
+                         "deleted" if kind == "DELETED" else "changed")
+            self.kick(owner, echo)
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
