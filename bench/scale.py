@@ -395,7 +395,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--log-level", default="INFO",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--timeout", type=float, default=2400.0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
     args = parser.parse_args()
     # SIGTERM ends the run through the finally blocks: every server stopped by its PID

@@ -105,9 +105,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
                    help="the leader re-checks that every Synced SealedSecret has its Secret "
                         "this often, repairing what a dropped watch missed (300s; 0: never)")
-    p.add_argument("--workers", type=int, default=int(env("SECRETOPS_WORKERS", "32")),
+    p.add_argument("--workers", type=int, default=int(env("SECRETOPS_WORKERS", "64")),
                    metavar="N", help="objects handled at once per kind, and ExternalSecret "
-                   "syncs at once (32): bounds the work in flight, and so the memory, of a "
+                   "syncs at once (64): bounds the work in flight, and so the memory, of a "
                    "start over many objects")
     p.add_argument("--store-refresh-interval", type=_duration, default=300.0,
                    metavar="DURATION", help="validate each SecretStore / ClusterSecretStore "

@@ -90,7 +90,7 @@ class Config:
     # objects handled at once per kind (kopf's per-object workers) and ExternalSecret syncs at
     # once: a bound on the work in flight, so a cold start over 20,000 objects does not run
     # 20,000 handlers (each with its copies, requests and task) together
-    workers: int = 32
+    workers: int = 64
     log_level: str = "INFO"
     # The controller's own service-account token: Vault Kubernetes auth of a ClusterSecretStore
     # that names no service account (kubelet rotates the file in place; read at each login).
