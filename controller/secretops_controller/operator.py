@@ -72,6 +72,7 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.queueing.worker_limit = config.workers
     settings.queueing.idle_timeout = 0.1
     settings.posting.worker_limit = config.workers
+    settings.posting.idle_timeout = 0.1  # likewise for the Event posters (1 s by default)
     settings.networking.error_backoffs = delays
     settings.queueing.error_delays = delays
     settings.execution.default_backoff = config.retry_base_delay

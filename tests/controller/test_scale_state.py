@@ -112,7 +112,8 @@ def test_kopf_runs_at_most_workers_handlers_per_kind() -> None:
     assert settings.queueing.worker_limit == 7
     assert settings.posting.worker_limit == 7
     # an idle worker keeps its place only briefly, or the limit would be a rate
-    assert settings.queueing.idle_timeout <= 1.0
+    assert settings.queueing.idle_timeout <= 0.1
+    assert settings.posting.idle_timeout <= 0.1
 
 
 def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
