@@ -65,67 +65,40 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
-from bench.sealed_controller import (
+from bench.controllerkit import (
+    SYSTEM_NS,
     SecretArrivals,
-    _get,
-    _wait,
+    approle_secret,
     call,
+    get_json,
+    install_crds,
     post_all,
     proc_cpu,
     proc_status,
+    seed_openbao,
+    start_controller,
+    start_openbao,
+    vault_store,
+    wait_for,
 )
 from tests.controller.external.proxy import CountingProxy
-from tests.fixtures.k8s import free_port, start_emulator, stop
-from tests.fixtures.openbao import ROOT_TOKEN, BaoMissing, _stop, start_server
+from tests.fixtures.k8s import start_emulator, stop
+from tests.fixtures.openbao import _stop
 from tests.helpers import stop_process
 
-REPO = Path(__file__).resolve().parent.parent
-CRDS = [REPO / "crds" / f for f in ("sealedsecret.yaml", "secretstore.yaml",
-                                    "clustersecretstore.yaml", "externalsecret.yaml")]
-SYSTEM_NS = "secretops-system"
 API = "/apis/secretops.dev/v1alpha1"
 ALL_ES = f"{API}/externalsecrets"
 ALL_SECRETS = "/api/v1/secrets"
 KV_PREFIX = "bench"
-APPROLE = "approle"
 
 
 def value_of(key: int) -> str:
     return f"external-bench-value-{key:03d}"
 
 
-def start_openbao(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """The OpenBao dev server exactly as the tests start it; its URL."""
-    try:
-        proc, server = start_server(directory)
-    except BaoMissing as e:
-        raise SystemExit(f"bench: {e}") from None
-    return proc, server.url
-
-
-def seed_openbao(url: str, keys: int) -> tuple[str, str]:
-    """K keys with one property each, a read policy, an AppRole; returns (role id, secret id)."""
-    import hvac
-
-    client = hvac.Client(url=url, token=ROOT_TOKEN, timeout=10)
-    for k in range(keys):
-        client.secrets.kv.v2.create_or_update_secret(
-            path=f"{KV_PREFIX}/k{k:03d}", secret={"value": value_of(k)}, mount_point="secret")
-    client.sys.create_or_update_policy(name="bench-read", policy=f"""
-path "secret/data/{KV_PREFIX}/*" {{ capabilities = ["read"] }}
-path "secret/metadata/{KV_PREFIX}/*" {{ capabilities = ["read", "list"] }}
-""")
-    client.sys.enable_auth_method("approle", path=APPROLE)
-    client.auth.approle.create_or_update_approle(
-        "controller", token_policies=["bench-read"], token_ttl="1h", token_max_ttl="24h",
-        mount_point=APPROLE)
-    role_id = client.auth.approle.read_role_id("controller", mount_point=APPROLE)["data"][
-        "role_id"]
-    secret_id = client.auth.approle.generate_secret_id("controller", mount_point=APPROLE)[
-        "data"]["secret_id"]
-    return str(role_id), str(secret_id)
+def key_path(k: int) -> str:
+    return f"{KV_PREFIX}/k{k:03d}"
 
 
 def namespaces(stores: int) -> list[str]:
@@ -140,23 +113,14 @@ def namespace_of(i: int, keys: int, stores: int) -> str:
 
 
 def setup_cluster(url: str, proxy_url: str, role_id: str, secret_id: str, stores: int) -> None:
-    for crd in CRDS:
-        assert call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                     yaml.safe_load(crd.read_text())) == 201, crd
+    install_crds(url)
     for ns in (SYSTEM_NS, *namespaces(stores)):
         assert call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
     for ns in namespaces(stores):  # the same AppRole credentials in every namespace
-        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "approle"},
-                  "data": {"secret-id": base64.b64encode(secret_id.encode()).decode()}}
-        assert call(url, "POST", f"/api/v1/namespaces/{ns}/secrets", secret) == 201
-        store = {"apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
-                 "metadata": {"name": "vault"},
-                 "spec": {"provider": {"vault": {
-                     "server": proxy_url, "path": "secret", "version": "v2",
-                     "auth": {"appRole": {"path": APPROLE, "roleId": role_id,
-                                          "secretRef": {"name": "approle",
-                                                        "key": "secret-id"}}}}}}}
-        assert call(url, "POST", f"{API}/namespaces/{ns}/secretstores", store) == 201
+        assert call(url, "POST", f"/api/v1/namespaces/{ns}/secrets",
+                    approle_secret(ns, secret_id)) == 201
+        assert call(url, "POST", f"{API}/namespaces/{ns}/secretstores",
+                    vault_store(ns, proxy_url, role_id)) == 201
 
 
 def external_secret(i: int, keys: int, refresh: str, stores: int = 1) -> dict[str, Any]:
@@ -165,7 +129,7 @@ def external_secret(i: int, keys: int, refresh: str, stores: int = 1) -> dict[st
             "spec": {"secretStoreRef": {"name": "vault", "kind": "SecretStore"},
                      "refreshInterval": refresh,
                      "data": [{"secretKey": "value",
-                               "remoteRef": {"key": f"{KV_PREFIX}/k{i % keys:03d}",
+                               "remoteRef": {"key": key_path(i % keys),
                                              "property": "value"}}]}}
 
 
@@ -229,14 +193,14 @@ async def measure(url: str, ctl_url: str, proxy: CountingProxy, pid: int, count:
     async with aiohttp.ClientSession(connector=connector) as session:
         async def stores_valid() -> bool:
             for ns in namespaces(stores):
-                _, body = await _get(session, url, f"{API}/namespaces/{ns}/secretstores/vault")
+                _, body = await get_json(session, url, f"{API}/namespaces/{ns}/secretstores/vault")
                 if not any(c.get("type") == "Ready" and c.get("reason") == "Valid"
                            for c in ((body or {}).get("status") or {}).get("conditions")
                            or []):
                     return False
             return True
 
-        await _wait(stores_valid, 60, "the SecretStores to be Valid")
+        await wait_for(stores_valid, 60, "the SecretStores to be Valid")
         store_requests = breakdown(proxy.requests)
         proxy.reset()
         idle_rss = proc_status(pid, "VmRSS")
@@ -260,13 +224,13 @@ async def measure(url: str, ctl_url: str, proxy: CountingProxy, pid: int, count:
         cpu_first = proc_cpu(pid) - cpu0
 
         async def all_ready() -> bool:
-            _, body = await _get(session, url, ALL_ES)
+            _, body = await get_json(session, url, ALL_ES)
             return sum(1 for o in body["items"] if _ready(o)) == count
 
-        await _wait(all_ready, timeout, "every ExternalSecret Ready=True")
+        await wait_for(all_ready, timeout, "every ExternalSecret Ready=True")
         ready_s = time.perf_counter() - started
 
-        _, body = await _get(session, url, ALL_SECRETS)
+        _, body = await get_json(session, url, ALL_SECRETS)
         wrong = [s["metadata"]["name"] for s in body["items"]
                  if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
                  != value_of(int(s["metadata"]["name"][2:]) % keys).encode()]
@@ -333,24 +297,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ctl: subprocess.Popen[bytes] | None = None
     try:
         bao, bao_url = start_openbao(directory)
-        role_id, secret_id = seed_openbao(bao_url, args.keys)
+        role_id, secret_id = seed_openbao(
+            bao_url, [key_path(k) for k in range(args.keys)],
+            [value_of(k) for k in range(args.keys)], KV_PREFIX)
         proxy = CountingProxy(bao_url).start()
         emu, k8s = start_emulator(directory, log_requests=False)
         setup_cluster(k8s.url, proxy.url, role_id, secret_id, args.stores)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items()
-               if k != "KUBECONFIG" and not k.startswith(("VAULT_", "BAO_"))}
         log = directory / "controller.log"
-        with open(log, "wb") as out:
-            ctl = subprocess.Popen(
-                [sys.executable, "-m", "secretops_controller", "--kubeconfig",
-                 str(k8s.kubeconfig), "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1",
-                 "--http-port", str(port), "--retry-base-delay", "0.1s",
-                 "--retry-max-delay", "1s", "--key-renew-period", "0",
-                 "--log-level", args.log_level],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        result = asyncio.run(measure(k8s.url, f"http://127.0.0.1:{port}", proxy, ctl.pid,
+        ctl, ctl_url = start_controller(k8s.kubeconfig, log, "--key-renew-period", "0",
+                                        log_level=args.log_level)
+        result = asyncio.run(measure(k8s.url, ctl_url, proxy, ctl.pid,
                                      args.count, args.keys, args.refresh, args.cycles,
                                      args.concurrency, args.timeout, args.settle_cycles,
                                      args.stores))

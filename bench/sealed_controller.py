@@ -32,16 +32,25 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import yaml
 
+from bench.controllerkit import (
+    SecretArrivals,
+    call,
+    get_json,
+    post,
+    post_all,
+    proc_cpu,
+    proc_status,
+    start_controller,
+    wait_for,
+)
 from secretops.sealing import parse_recipients_file, seal_secret
-from tests.fixtures.k8s import free_port, start_emulator, stop
+from tests.fixtures.k8s import start_emulator, stop
 from tests.helpers import stop_process
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,21 +59,6 @@ SYSTEM_NS, NS = "secretops-system", "bench"
 SEALED = f"/apis/secretops.dev/v1alpha1/namespaces/{NS}/sealedsecrets"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
 GOAL_S, STRETCH_S, GOAL_MIB = 5.0, 3.0, 120.0
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def proc_status(pid: int, field: str) -> float:
-    """A ``kB`` field of /proc/<pid>/status in MiB (VmHWM: peak RSS, VmRSS: current)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of the process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def value_of(i: int) -> str:
@@ -81,94 +75,6 @@ def sealed_objects(recipients: list[str], count: int) -> list[dict[str, Any]]:
     return out
 
 
-async def _post(session: aiohttp.ClientSession, url: str, path: str, body: Any) -> None:
-    async with session.post(url + path, data=json.dumps(body),
-                            headers={"Content-Type": "application/json"}) as r:
-        text = await r.text()
-        if r.status not in (200, 201, 409):
-            raise RuntimeError(f"POST {path}: {r.status} {text[:300]}")
-
-
-async def _get(session: aiohttp.ClientSession, url: str, path: str) -> tuple[int, Any]:
-    async with session.get(url + path) as r:
-        return r.status, (await r.json()) if r.status == 200 else None
-
-
-async def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.02)  # polling interval of a loop with a deadline
-
-class SecretArrivals:
-    """When each named Secret first appears, from a watch opened on a fresh list's version.
-
-    ``need_value``: count a Secret only once its ``data.value`` is set (an external Secret may be
-    created before its value is written).
-    """
-
-    def __init__(self, names: set[str], need_value: bool = False, path: str = SECRETS) -> None:
-        self.names = names
-        self.path = path
-        self.need_value = need_value
-        self.seen: dict[str, float] = {}
-        self.done = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self, session: aiohttp.ClientSession, url: str) -> None:
-        _, listing = await _get(session, url, self.path)
-        rv = listing["metadata"]["resourceVersion"]
-        ready = asyncio.Event()
-
-        async def watch() -> None:
-            query = f"?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"
-            async with session.get(url + self.path + query,
-                                   timeout=aiohttp.ClientTimeout(total=None)) as r:
-                ready.set()
-                async for line in r.content:
-                    ev = json.loads(line)
-                    obj = ev["object"]
-                    name = obj["metadata"]["name"]
-                    if ev["type"] in ("ADDED", "MODIFIED") and name in self.names \
-                            and name not in self.seen \
-                            and (not self.need_value or (obj.get("data") or {}).get("value")):
-                        self.seen[name] = time.perf_counter()
-                        if len(self.seen) == len(self.names):
-                            self.done.set()
-                            return
-
-        self._task = asyncio.create_task(watch())
-        await asyncio.wait_for(ready.wait(), 10)
-
-    async def wait_all(self, timeout: float, count: int) -> None:
-        try:
-            await asyncio.wait_for(self.done.wait(), timeout)
-        except TimeoutError:
-            if self._task is not None:
-                self._task.cancel()
-            raise TimeoutError(f"only {len(self.seen)} of {count} Secrets after "
-                               f"{timeout:.0f} s") from None
-
-
-async def post_all(session: aiohttp.ClientSession, url: str, path: str,
-                   objects: list[dict[str, Any]], concurrency: int) -> None:
-    """POST every object with ``concurrency`` requests in flight."""
-    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    for o in objects:
-        queue.put_nowait(o)
-
-    async def creator() -> None:
-        while not queue.empty():
-            await _post(session, url, path, queue.get_nowait())
-
-    await asyncio.gather(*(creator() for _ in range(concurrency)))
-
-
-
 async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int,
                   timeout: float) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=concurrency + 4)
@@ -180,13 +86,13 @@ async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int
             except aiohttp.ClientError:
                 return False
 
-        await _wait(healthy, 60, "the controller's /healthz")
+        await wait_for(healthy, 60, "the controller's /healthz")
 
         async def cert() -> str | None:
             async with session.get(ctl_url + "/v1/cert") as r:
                 return await r.text() if r.status == 200 else None
 
-        recipients = parse_recipients_file(await _wait(cert, 60, "GET /v1/cert"))
+        recipients = parse_recipients_file(await wait_for(cert, 60, "GET /v1/cert"))
         idle_rss = proc_status(pid, "VmRSS")
         t = time.perf_counter()
         objects = sealed_objects(recipients, count)
@@ -194,13 +100,13 @@ async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int
 
         # warm-up: one SealedSecret → Secret proves kopf's watches are established
         warm = objects.pop()
-        await _post(session, url, SEALED, warm)
+        await post(session, url, SEALED, warm)
         warm_name = warm["metadata"]["name"]
-        await _wait(lambda: _exists(session, url, warm_name), 60, "the warm-up Secret")
+        await wait_for(lambda: _exists(session, url, warm_name), 60, "the warm-up Secret")
 
         # the watch on Secrets, from now on (resourceVersion of a fresh list)
         names = {o["metadata"]["name"] for o in objects}
-        arrivals = SecretArrivals(names)
+        arrivals = SecretArrivals(names, path=SECRETS)
         await arrivals.start(session, url)
         seen = arrivals.seen
         cpu0 = proc_cpu(pid)
@@ -212,16 +118,16 @@ async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int
         cpu_secrets = proc_cpu(pid) - cpu0
 
         async def all_synced() -> bool:
-            _, body = await _get(session, url, SEALED)
+            _, body = await get_json(session, url, SEALED)
             return sum(1 for o in body["items"]
                        for c in (o.get("status") or {}).get("conditions") or []
                        if c.get("type") == "Synced" and c.get("status") == "True") == count + 1
 
-        await _wait(all_synced, timeout, "every SealedSecret Synced=True")
+        await wait_for(all_synced, timeout, "every SealedSecret Synced=True")
         synced_s = time.perf_counter() - started
         cpu_synced = proc_cpu(pid) - cpu0
 
-        _, body = await _get(session, url, SECRETS)
+        _, body = await get_json(session, url, SECRETS)
         wrong = [s["metadata"]["name"] for s in body["items"]
                  if s["metadata"]["name"] in names and base64.b64decode(s["data"]["value"])
                  != value_of(int(s["metadata"]["name"][1:])).encode()]
@@ -243,18 +149,7 @@ async def measure(url: str, ctl_url: str, pid: int, count: int, concurrency: int
 
 
 async def _exists(session: aiohttp.ClientSession, url: str, name: str) -> bool:
-    return (await _get(session, url, f"{SECRETS}/{name}"))[0] == 200
-
-
-def call(url: str, method: str, path: str, body: Any) -> int:
-    """One JSON request to the emulator before the clock starts: its status code."""
-    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method=method,
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return int(r.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
+    return (await get_json(session, url, f"{SECRETS}/{name}"))[0] == 200
 
 
 def _setup(url: str) -> None:
@@ -271,19 +166,9 @@ def run(count: int, concurrency: int, log_level: str, timeout: float,
     ctl: subprocess.Popen[bytes] | None = None
     try:
         _setup(k8s.url)
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
         log = directory / "controller.log"
-        with open(log, "wb") as out:
-            ctl = subprocess.Popen(
-                [sys.executable, "-m", "secretops_controller", "--kubeconfig",
-                 str(k8s.kubeconfig), "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1",
-                 "--http-port", str(port), "--retry-base-delay", "0.1s",
-                 "--retry-max-delay", "1s", "--log-level", log_level],
-                cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True)
-        result = asyncio.run(measure(k8s.url, f"http://127.0.0.1:{port}", ctl.pid, count,
-                                     concurrency, timeout))
+        ctl, ctl_url = start_controller(k8s.kubeconfig, log, log_level=log_level)
+        result = asyncio.run(measure(k8s.url, ctl_url, ctl.pid, count, concurrency, timeout))
         result["emulator_cpu_s_total"] = round(proc_cpu(emu.pid), 2)
         # what a real kube-apiserver would have refused as malformed (400, 415): must be none
         result["refused_as_malformed"] = [f"{m['code']} {m['method']} {m['path']}: "

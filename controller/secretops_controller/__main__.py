@@ -105,6 +105,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resync-period", type=_duration, default=300.0, metavar="DURATION",
                    help="the leader re-checks that every Synced SealedSecret has its Secret "
                         "this often, repairing what a dropped watch missed (300s; 0: never)")
+    p.add_argument("--workers", type=int, default=int(env("SECRETOPS_WORKERS", "64")),
+                   metavar="N", help="objects handled at once per kind, and ExternalSecret "
+                   "syncs at once (64): bounds the work in flight, and so the memory, of a "
+                   "start over many objects")
     p.add_argument("--store-refresh-interval", type=_duration, default=300.0,
                    metavar="DURATION", help="validate each SecretStore / ClusterSecretStore "
                    "again this often unless its spec.refreshInterval says otherwise (5m; 0: "
@@ -197,6 +201,7 @@ def config_from(args: argparse.Namespace) -> Config:
         max_retries=args.max_retries,
         watch_timeout=args.watch_timeout,
         resync_period=args.resync_period,
+        workers=args.workers,
         log_level=args.log_level,
         service_account_token_file=args.service_account_token_file,
         store_refresh_interval=args.store_refresh_interval,

@@ -89,6 +89,10 @@ class Config:
     max_retries: int = 20
     watch_timeout: int = 300  # whole seconds: the apiserver refuses timeoutSeconds=300.0
     resync_period: float = 300.0  # leader: repair Secrets the watches missed (0: never)
+    # objects handled at once per kind (kopf's per-object workers) and ExternalSecret syncs at
+    # once: a bound on the work in flight, so a cold start over 20,000 objects does not run
+    # 20,000 handlers (each with its copies, requests and task) together
+    workers: int = 64
     log_level: str = "INFO"
     # The controller's own service-account token: Vault Kubernetes auth of a ClusterSecretStore
     # that names no service account (kubelet rotates the file in place; read at each login).
@@ -168,6 +172,8 @@ class Config:
             raise ValueError(f"--shards must be between 1 and {MAX_SHARDS}")
         if self.shards > 1 and not self.leader_elect:
             raise ValueError("--shards needs leader election (the shards are Leases)")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
         if self.max_retries < 0 or self.retry_base_delay <= 0:
             raise ValueError("--max-retries must be >= 0 and --retry-base-delay > 0")
         if not (self.sealed_secrets or self.external_secrets):

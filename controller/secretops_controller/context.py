@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import weakref
 from dataclasses import dataclass, field
 
 from secretops.sealing.template import MAX_OUTPUT
@@ -26,13 +27,21 @@ class Context:
     shards: Ownership = field(default_factory=Ownership)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
-    fingerprints: dict[tuple[str, str], str] = field(default_factory=dict)
-    # (namespace, name) -> (uid, generation, labels/annotations digest) of the SealedSecret as
-    # last handled while leading: a watch event that still matches (the echo of our status
-    # write, a re-list) needs nothing. Cleared whenever this replica starts leading.
-    handled: dict[tuple[str, str], tuple[str, int, str]] = field(default_factory=dict)
-    _locks: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
-    _handling: dict[tuple[str, str], asyncio.Lock] = field(default_factory=dict)
+    fingerprints: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    # (namespace, name) -> (mark, synced) of the SealedSecret as last handled while leading:
+    # its mark (a digest of uid, generation, labels and annotations): a watch event that still
+    # matches (the echo of our status write, a re-list) needs nothing; synced: its Secret was
+    # written or found up to date (the resync checks those). Cleared whenever this replica
+    # starts leading.
+    handled: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)
+    # one lock per Secret while someone holds or waits for it (weak: a lock per Secret ever
+    # written would be kept for every object, ~0.3 KiB each)
+    _locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary)
+    # one handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up), weak as
+    # the Secret locks are
+    _handling: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
+        default_factory=weakref.WeakValueDictionary)
     # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
     # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
     # /v1/rotate. Two pools: a template worker never holds a key.
@@ -54,8 +63,15 @@ class Context:
 
     def handling(self, namespace: str, name: str) -> asyncio.Lock:
         """One handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up)."""
-        return self._handling.setdefault((namespace, name), asyncio.Lock())
+        lock = self._handling.get((namespace, name))
+        if lock is None:
+            lock = self._handling[(namespace, name)] = asyncio.Lock()
+        return lock
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
-        """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair)."""
-        return self._locks.setdefault((namespace, name), asyncio.Lock())
+        """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair). The
+        lock lives as long as a caller holds a reference to it (``async with`` does)."""
+        lock = self._locks.get((namespace, name))
+        if lock is None:
+            lock = self._locks[(namespace, name)] = asyncio.Lock()
+        return lock

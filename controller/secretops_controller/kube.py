@@ -49,6 +49,7 @@ MERGE_PATCH = "application/merge-patch+json"
 SEALED_GROUP_VERSION = "secretops.dev/v1alpha1"
 # one watch event (a JSON line) above this is refused: an object is at most ~1.5 MiB in etcd
 MAX_WATCH_LINE = 8 << 20
+Items = list[dict[str, Any]]  # the items of a LIST (a name: ``Kube.list`` hides ``list``)
 
 
 @dataclass(frozen=True)
@@ -333,6 +334,21 @@ class Kube:
                                     ("fieldSelector", field_selector)) if v}
         return list((await self.request("GET", path, params=params or None)).get("items")
                     or [])
+
+    async def list_pages(self, path: str, label_selector: str | None = None,
+                         limit: int = 500) -> AsyncIterator[Items]:
+        """The items of a LIST, ``limit`` at a time (``continue`` tokens): a caller that keeps
+        only what it needs of each page never holds the whole collection."""
+        params = {"limit": str(limit)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            page = await self.request("GET", path, params=params)
+            yield list(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params["continue"] = str(token)
 
     async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, obj)

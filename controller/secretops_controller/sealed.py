@@ -130,14 +130,15 @@ async def _unseal(ctx: Context, sealed: Mapping[str, Any]) -> dict[str, Any]:
     return await ctx.renderer.in_thread(unseal)
 
 
-def fingerprint(secret: Mapping[str, Any]) -> str:
-    """A digest of what we manage in a Secret (kept in memory only; never published)."""
+def fingerprint(secret: Mapping[str, Any]) -> bytes:
+    """A digest of what we manage in a Secret (kept in memory only, one per Secret: 16 bytes;
+    never published)."""
     meta = secret.get("metadata") or {}
     refs = [(r.get("kind"), r.get("name"), r.get("uid"), bool(r.get("controller")))
             for r in meta.get("ownerReferences") or []]
     parts = [secret.get("data") or {}, secret.get("type") or "Opaque", meta.get("labels") or {},
              meta.get("annotations") or {}, refs, bool(secret.get("immutable"))]
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()[:16]
 
 
 def _ours(current: Mapping[str, Any]) -> bool:
@@ -289,14 +290,15 @@ def _record(ctx: Context, sealed: Mapping[str, Any], outcome: Outcome, drift: bo
         event(sealed, outcome.reason, outcome.message)
 
 
-def handled_mark(sealed: Mapping[str, Any]) -> tuple[str, int, str]:
-    """What a handled SealedSecret is remembered by: its uid, ``generation`` (bumped by every
-    spec change: values, template, scope) and a digest of its labels and annotations (so
-    touching it makes the controller look again, e.g. after a Secret opted in)."""
+def handled_mark(sealed: Mapping[str, Any]) -> bytes:
+    """What a handled SealedSecret is remembered by: a digest (16 bytes, one per object) of its
+    uid, ``generation`` (bumped by every spec change: values, template, scope), labels and
+    annotations (so touching it makes the controller look again, e.g. after a Secret opted
+    in)."""
     meta = sealed.get("metadata") or {}
-    digest = hashlib.sha256(json.dumps([meta.get("labels") or {}, meta.get("annotations") or {}],
-                                       sort_keys=True).encode()).hexdigest()
-    return (str(meta.get("uid")), int(meta.get("generation") or 0), digest)
+    parts = [str(meta.get("uid")), int(meta.get("generation") or 0), meta.get("labels") or {},
+             meta.get("annotations") or {}]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).digest()[:16]
 
 
 async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
@@ -333,7 +335,7 @@ async def on_sealed(ctx: Context, body: Mapping[str, Any]) -> None:
         # tries again, where a permanent failure waits for the SealedSecret to change
         ctx.handled.pop((ns, name), None)
     else:
-        ctx.handled[(ns, name)] = handled_mark(body)
+        ctx.handled[(ns, name)] = (handled_mark(body), outcome.ok)
 
 
 def _synced_at_generation(sealed: Mapping[str, Any]) -> bool:
@@ -389,15 +391,21 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
         log.error("Secret %s/%s: drift repair failed: %s", ns, name, e)
 
 
+def _handled_as(ctx: Context, key: tuple[str, str], mark: bytes) -> bool:
+    handled = ctx.handled.get(key)
+    return handled is not None and handled[0] == mark
+
+
 async def handle(ctx: Context, raw: Mapping[str, Any]) -> bool:
     """Handle a SealedSecret as listed or watched, unless it is being deleted or nothing
     changed since it was handled (:func:`handled_mark`). True: it was handled now."""
     meta = raw.get("metadata") or {}
     key = (str(meta.get("namespace")), str(meta.get("name")))
-    if meta.get("deletionTimestamp") or ctx.handled.get(key) == handled_mark(raw):
+    mark = handled_mark(raw)
+    if meta.get("deletionTimestamp") or _handled_as(ctx, key, mark):
         return False  # being deleted, or nothing new (our status write echoed, a re-list)
     async with ctx.handling(*key):
-        if ctx.handled.get(key) == handled_mark(raw):
+        if _handled_as(ctx, key, mark):
             return False  # handled meanwhile (kopf's listing and a catch-up met)
         await on_sealed(ctx, copy.deepcopy(dict(raw)))
     return True

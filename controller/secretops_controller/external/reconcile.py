@@ -90,8 +90,14 @@ class ExternalSecrets:
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
         self.owned: dict[Owner, _Owned] = {}
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
-        self._running: dict[Owner, asyncio.Task[None]] = {}
-        self._again: set[Owner] = set()
+        # syncs: owners wait in one queue for one of --workers sync tasks (a task per owner
+        # would be 10,000 tasks at a cold start); one sync at a time per owner
+        self._pending: asyncio.Queue[Owner] = asyncio.Queue()
+        self._queued: set[Owner] = set()
+        self._busy: set[Owner] = set()
+        # owner -> sync again after its sync: unconditionally (None), or unless every event
+        # that asked turns out to be the echo of that sync's own write ((ns, name, version))
+        self._again: dict[Owner, set[tuple[str, str, str]] | None] = {}
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
         self.metrics.store_refs.set_function(lambda: self.scheduler.store_ref_count())
@@ -111,7 +117,13 @@ class ExternalSecrets:
         self.rotator.reset()
         self.rollouts.reset()
         self.stores.reset(asyncio.get_running_loop())
-        self._tasks = [asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
+        self._pending = asyncio.Queue()
+        self._queued.clear()
+        self._busy.clear()
+        self._again.clear()
+        self._tasks = [*(asyncio.create_task(self._run(self._sync_worker()), name="sync")
+                         for _ in range(self.ctx.config.workers)),
+                       asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
                        asyncio.create_task(self._run(self.rollouts.run()), name="rollouts"),
                        asyncio.create_task(self._run(self.stores.run()),
                                            name="store validation"),
@@ -120,8 +132,7 @@ class ExternalSecrets:
                                            name="external Secrets watch")]
 
     async def stop(self) -> None:
-        tasks = [*self._tasks, *self._running.values()]
-        self._tasks, self._running = [], {}
+        tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -245,23 +256,45 @@ class ExternalSecrets:
         for owner in owners:
             self.kick(owner)
 
-    def kick(self, owner: Owner) -> None:
-        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile."""
-        if owner in self._running:
-            self._again.add(owner)
-            return
-        self._running[owner] = asyncio.create_task(self._sync_loop(owner))
+    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None) -> None:
+        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile.
+        ``echo``: asked by a watch event of Secret (namespace, name) at this resourceVersion,
+        which may be the echo of the write the sync in progress is making (its watch event
+        can arrive before the write's answer): then no second sync."""
+        if owner in self._busy:
+            if echo is None:
+                self._again[owner] = None
+            else:
+                echoes = self._again.setdefault(owner, set())
+                if echoes is not None:
+                    echoes.add(echo)
+        elif owner not in self._queued:
+            self._queued.add(owner)
+            self._pending.put_nowait(owner)
 
-    async def _sync_loop(self, owner: Owner) -> None:
-        events.post_events_from_this_task(self.ctx.api, self.ctx.config)
-        try:
-            while True:
-                self._again.discard(owner)
-                await self._sync_retrying(owner)
-                if owner not in self._again:
-                    return
-        finally:
-            self._running.pop(owner, None)
+    def pending_syncs(self) -> int:
+        """Owners waiting for a sync or being synced."""
+        return len(self._queued) + len(self._busy)
+
+    async def _sync_worker(self) -> None:
+        """One of the --workers sync tasks: the next owner in the queue, until cancelled."""
+        while True:
+            owner = await self._pending.get()
+            self._queued.discard(owner)
+            self._busy.add(owner)
+            try:
+                while True:
+                    self._again.pop(owner, None)
+                    await self._sync_retrying(owner)
+                    if owner not in self._again:
+                        break
+                    echoes = self._again[owner]
+                    if echoes is not None and all(
+                            self.writer.written.get((ns, name)) == version
+                            for ns, name, version in echoes):
+                        break  # the events were our own write's echo
+            finally:
+                self._busy.discard(owner)
 
     async def _sync_retrying(self, owner: Owner) -> None:
         try:
@@ -298,11 +331,15 @@ class ExternalSecrets:
         writer = ownership.writer(secret)
         if kind == "DELETED" and writer:
             self.writer.claims[(ns, name)] = writer  # its writer re-creates it, not a rival
+        echo = None if kind == "DELETED" else (ns, name, str(meta.get("resourceVersion")))
         for owner in drift.owners_to_sync(kind, secret, self.owned, self.targets,
                                           self.writer.written):
-            log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
-                     "deleted" if kind == "DELETED" else "changed")
-            self.kick(owner)
+            if owner in self._busy and echo is not None:
+                log.debug("Secret %s/%s changed while its ExternalSecret syncs", ns, name)
+            else:
+                log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
+                         "deleted" if kind == "DELETED" else "changed")
+            self.kick(owner, echo)
 
 
 def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
