@@ -29,10 +29,6 @@ def flow_yaml(levels: int) -> str:
     return "a: " + "{b: " * levels + "x" + "}" * levels + "\n"
 
 
-def seq_yaml(levels: int) -> str:
-    return "a: " + "[" * levels + "x" + "]" * levels + "\n"
-
-
 def deep_json(levels: int) -> str:
     return '{"a": ' + '{"b": ' * levels + '"x"' + "}" * levels + "}\n"
 
