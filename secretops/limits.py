@@ -16,6 +16,12 @@ hang or exhaust memory. The numbers, and why each is what it is, are in ``docs/s
 * **Nesting** — :data:`MAX_DEPTH` mappings and sequences, the top-level mapping counting as one:
   what sops can write and read back (go-yaml stops at 10,000 block or flow levels, Go's
   ``encoding/json`` at 10,000).
+* **Flow nesting** — :data:`MAX_FLOW_STEPS`: libyaml's scanner walks every open flow
+  collection (``{…}``, ``[…]``) for every token it reads, so a YAML file costs it the sum,
+  over its values, of the flow collections around each: 25 KB of ``{a: {a: …`` 5,000 deep
+  took seconds, a million values 10,000 deep would take hours. The YAML readers add it up
+  event by event and refuse past the limit, so libyaml never does more than that much of this
+  work. Block nesting costs it nothing of the kind (the depth limit still applies).
 * **Aliases** — go-yaml v3's rule (``allowedAliasRatio`` in its ``decode.go``), which is why sops
   refuses a "billion laughs" with "excessive aliasing": counting every node a decoder visits
   with aliases expanded, once more than 100 visits came through aliases and more than 1,000 were
@@ -47,6 +53,10 @@ MAX_FILES = 1_000_000
 MAX_NODES = 1_000_000
 #: YAML documents in one file: sops writes the whole ``sops:`` block (~1 KB) into each.
 MAX_DOCUMENTS = 10_000
+#: For every value of a YAML file, the flow collections around it, added up (see
+#: :func:`too_much_flow`): a million values may sit 16 flow levels deep, a plain nest of
+#: flow mappings may reach ~3,200 levels (flow sequences ~4,000); block style is not counted.
+MAX_FLOW_STEPS = 16 * MAX_NODES
 
 _RATIO_LOW = 400_000
 _RATIO_HIGH = 4_000_000
@@ -122,6 +132,15 @@ def too_deep(line: int | None = None) -> LimitError:
     return LimitError(
         f"{where}nested more than {MAX_DEPTH:,} levels deep (sops cannot read it back either)",
         hints=("see 'Limits on input' in docs/security.md",),
+    )
+
+
+def too_much_flow(line: int) -> LimitError:
+    return LimitError(
+        f"line {line}: values nested too deeply in flow collections ({{...}} or [...]): "
+        f"over {MAX_FLOW_STEPS:,} levels counted for all the values together",
+        hints=("write deeply nested data in block style (one level per indentation)",
+               "see 'Limits on input' in docs/security.md"),
     )
 
 

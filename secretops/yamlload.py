@@ -25,6 +25,7 @@ from secretops.errors import ConfigError, FormatError, SecretOpsError
 from secretops.limits import (
     MAX_DEPTH,
     MAX_DOCUMENTS,
+    MAX_FLOW_STEPS,
     MAX_NODES,
     AliasBudget,
     LimitError,
@@ -33,6 +34,7 @@ from secretops.limits import (
     too_deep,
     too_many_documents,
     too_many_nodes,
+    too_much_flow,
 )
 
 _CSafe = getattr(_pyyaml, "CSafeLoader", None)
@@ -72,9 +74,12 @@ def raise_nest_limit() -> bool:
     return True
 
 
-def event_parser(text: str) -> Any:
-    """A libyaml parser over ``text`` (``get_event()`` until ``None``; ``dispose()``)."""
-    return SafeParser(text)
+def event_parser(text: str, strings: bool = False) -> Any:
+    """A libyaml parser over ``text`` (``get_event()`` until ``None``; ``dispose()``);
+    ``strings``: PyYAML's base loader, which resolves no scalar. Whoever reads its events
+    applies the limits, :data:`~secretops.limits.MAX_FLOW_STEPS` included: libyaml's own
+    work grows with it."""
+    return (_BaseParser if strings else SafeParser)(text)
 
 
 def _compose(parser: Any) -> list[Any]:
@@ -88,9 +93,14 @@ def _compose(parser: Any) -> list[Any]:
     visits = 1
     room = MAX_NODES  # for this document's visits: the limit less the earlier documents'
     resolve = parser.resolve
+    flow_open = flow_steps = 0  # see limits.MAX_FLOW_STEPS
     for ev in iter(parser.get_event, None):
         t = type(ev)
         node: Any = None
+        if flow_open:
+            flow_steps += flow_open
+            if flow_steps > MAX_FLOW_STEPS:
+                raise too_much_flow(ev.start_mark.line + 1)
         if t is E.ScalarEvent:
             visits += 1
             if visits > room:
@@ -123,12 +133,16 @@ def _compose(parser: Any) -> list[Any]:
             if tag is None or tag == "!":
                 tag = resolve(kind, None, ev.implicit)
             coll = kind(tag, [], ev.start_mark, None, flow_style=ev.flow_style)
+            if ev.flow_style:
+                flow_open += 1
             if ev.anchor:
                 anchors[ev.anchor] = (coll, -1)  # its size is known when it closes
             stack.append([coll, None, ev.anchor, visits - 1])
             continue
         elif t is E.MappingEndEvent or t is E.SequenceEndEvent:
             coll, _, anchor, start = stack.pop()
+            if coll.flow_style:
+                flow_open -= 1
             coll.end_mark = ev.end_mark
             if anchor:
                 anchors[anchor] = (coll, visits - start)
@@ -177,7 +191,7 @@ def _construct(parser: Any, node: Any) -> Any:
 def _parse(data: bytes | str, strings: bool) -> list[Any]:
     text = data.decode("utf-8") if isinstance(data, bytes) else data
     for attempt in (0, 1):
-        parser = (_BaseParser if strings else SafeParser)(text)
+        parser = event_parser(text, strings)
         try:
             nodes = _compose(parser)
             return [_construct(parser, n) for n in nodes]

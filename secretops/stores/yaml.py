@@ -40,6 +40,7 @@ from secretops.errors import DumpError, FormatError, MetadataError
 from secretops.limits import (
     MAX_DEPTH,
     MAX_DOCUMENTS,
+    MAX_FLOW_STEPS,
     MAX_INPUT_BYTES,
     MAX_NODES,
     AliasBudget,
@@ -48,6 +49,7 @@ from secretops.limits import (
     too_many_documents,
     too_many_nodes,
     too_much_expansion,
+    too_much_flow,
 )
 from secretops.stores import Loaded, StoreOptions
 from secretops.stores._output import check_writable, yaml_nodes
@@ -319,9 +321,15 @@ class _Builder:
         visits = 1  # nodes go-yaml would visit so far in this document (see limits.AliasBudget)
         room = MAX_NODES  # for this document's visits: the limit less comments, earlier documents
         next_hash = find("#")  # comments are looked for only in gaps that may hold one
+        # libyaml walks every open flow collection for each token: bound that work
+        flow_open = flow_steps = 0
         # one C call per event (yaml.parse adds a generator and a second call)
         for ev in iter(parser.get_event, None):
             t = type(ev)
+            if flow_open:
+                flow_steps += flow_open
+                if flow_steps > MAX_FLOW_STEPS:
+                    raise too_much_flow(ev.start_mark.line + 1)
             start = ev.start_mark.index
             if start > pos and 0 <= next_hash < start:
                 if next_hash < pos:  # that '#' was inside a scalar: find the next
@@ -437,6 +445,8 @@ class _Builder:
                         child.flow = True
                     self.add_value(child.node, child.spans, child)
                     self.stack.append(child)
+                if child.flow:
+                    flow_open += 1
                 if ev.anchor:
                     self.anchors[ev.anchor] = child.node
                     self.anchor_sizes[ev.anchor] = -1
@@ -448,6 +458,8 @@ class _Builder:
                     self.place_comments()
                 pos = max(pos, ev.end_mark.index)
                 closed_frame = self.stack.pop()
+                if closed_frame.flow:
+                    flow_open -= 1
                 if closed_frame.anchor is not None:
                     self.anchor_sizes[closed_frame.anchor] = visits - closed_frame.visits
                 if closed_frame.flow:

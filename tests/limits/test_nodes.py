@@ -166,8 +166,11 @@ def test_comments_are_placed_in_linear_time(shape: str, text: bytes, tmp_path: P
 # --- output: held to the limits input is read with ----------------------------------------------
 
 @pytest.mark.parametrize(("name", "text"), [
-    # re-emitted in sops's style (the root is not a block mapping): 4 columns a level
-    ("f.yaml", b"{a: " + b"[" * 2000 + b",".join([b"1"] * 50_000) + b"]" * 2000 + b"}\n"),
+    # re-emitted in sops's style (sops expands the alias): 4 columns a level. Block nesting
+    # (flow nesting this deep over this many values is refused as it is read: limits.
+    # MAX_FLOW_STEPS), each value 2,001 levels deep
+    ("f.yaml", b"x: &q 1\ny: *q\na:\n" + b"- " * 2000 + b"[" + b",".join([b"1"] * 50_000)
+     + b"]\n"),
     # JSON is always written indented, a tab a level
     ("f.json", b'{"a": ' + b"[" * 3000 + b",".join([b"1"] * 50_000) + b"]" * 3000 + b"}"),
 ])
