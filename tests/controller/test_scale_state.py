@@ -135,7 +135,7 @@ def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
     half.sync = sync  # type: ignore[method-assign]
 
     async def main() -> None:
-        workers = [asyncio.create_task(half._sync_worker()) for _ in range(3)]
+        workers = [asyncio.create_task(half.sync_worker()) for _ in range(3)]
         tasks_before = len(asyncio.all_tasks())
         owners = [("ns", f"es{i}") for i in range(50)]
         for o in owners:
@@ -180,7 +180,7 @@ def test_the_echo_of_a_syncs_own_write_does_not_sync_again() -> None:
     half.sync = sync  # type: ignore[method-assign]
 
     async def main() -> None:
-        worker = asyncio.create_task(half._sync_worker())
+        worker = asyncio.create_task(half.sync_worker())
         half.kick(("ns", "a"))
         half.kick(("ns", "b"))
         while half.pending_syncs():

@@ -64,6 +64,7 @@ from secretops_controller.external.scheduler import Scheduler, Settings, StoreKe
 from secretops_controller.external.spec import Refused, registration, store_of
 from secretops_controller.external.storecheck import Stores
 from secretops_controller.external.sync import SecretSync, request_rollout
+from secretops_controller.external.syncqueue import SyncQueue
 
 log = logging.getLogger(__name__)
 
@@ -90,14 +91,7 @@ class ExternalSecrets:
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
         self.owned: dict[Owner, _Owned] = {}
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
-        # syncs: owners wait in one queue for one of --workers sync tasks (a task per owner
-        # would be 10,000 tasks at a cold start); one sync at a time per owner
-        self._pending: asyncio.Queue[Owner] = asyncio.Queue()
-        self._queued: set[Owner] = set()
-        self._busy: set[Owner] = set()
-        # owner -> sync again after its sync: unconditionally (None), or unless every event
-        # that asked turns out to be the echo of that sync's own write ((ns, name, version))
-        self._again: dict[Owner, set[tuple[str, str, str]] | None] = {}
+        self.syncs = SyncQueue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
         self.metrics.store_refs.set_function(lambda: self.scheduler.store_ref_count())
@@ -117,11 +111,8 @@ class ExternalSecrets:
         self.rotator.reset()
         self.rollouts.reset()
         self.stores.reset(asyncio.get_running_loop())
-        self._pending = asyncio.Queue()
-        self._queued.clear()
-        self._busy.clear()
-        self._again.clear()
-        self._tasks = [*(asyncio.create_task(self._run(self._sync_worker()), name="sync")
+        self.syncs.reset()
+        self._tasks = [*(asyncio.create_task(self._run(self.sync_worker()), name="sync")
                          for _ in range(self.ctx.config.workers)),
                        asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
                        asyncio.create_task(self._run(self.rollouts.run()), name="rollouts"),
@@ -257,44 +248,17 @@ class ExternalSecrets:
             self.kick(owner)
 
     def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None) -> None:
-        """Sync ``owner`` soon: one sync at a time per owner, one more if asked meanwhile.
-        ``echo``: asked by a watch event of Secret (namespace, name) at this resourceVersion,
-        which may be the echo of the write the sync in progress is making (its watch event
-        can arrive before the write's answer): then no second sync."""
-        if owner in self._busy:
-            if echo is None:
-                self._again[owner] = None
-            else:
-                echoes = self._again.setdefault(owner, set())
-                if echoes is not None:
-                    echoes.add(echo)
-        elif owner not in self._queued:
-            self._queued.add(owner)
-            self._pending.put_nowait(owner)
+        """Sync ``owner`` soon (:meth:`.syncqueue.SyncQueue.kick`)."""
+        self.syncs.kick(owner, echo)
 
     def pending_syncs(self) -> int:
         """Owners waiting for a sync or being synced."""
-        return len(self._queued) + len(self._busy)
+        return len(self.syncs)
 
-    async def _sync_worker(self) -> None:
-        """One of the --workers sync tasks: the next owner in the queue, until cancelled."""
-        while True:
-            owner = await self._pending.get()
-            self._queued.discard(owner)
-            self._busy.add(owner)
-            try:
-                while True:
-                    self._again.pop(owner, None)
-                    await self._sync_retrying(owner)
-                    if owner not in self._again:
-                        break
-                    echoes = self._again[owner]
-                    if echoes is not None and all(
-                            self.writer.written.get((ns, name)) == version
-                            for ns, name, version in echoes):
-                        break  # the events were our own write's echo
-            finally:
-                self._busy.discard(owner)
+    async def sync_worker(self) -> None:
+        """One of the --workers sync tasks, until cancelled."""
+        await self.syncs.worker(self._sync_retrying,
+                                lambda echo: self.writer.written.get(echo[:2]) == echo[2])
 
     async def _sync_retrying(self, owner: Owner) -> None:
         try:
@@ -334,7 +298,7 @@ class ExternalSecrets:
         echo = None if kind == "DELETED" else (ns, name, str(meta.get("resourceVersion")))
         for owner in drift.owners_to_sync(kind, secret, self.owned, self.targets,
                                           self.writer.written):
-            if owner in self._busy and echo is not None:
+            if self.syncs.busy(owner) and echo is not None:
                 log.debug("Secret %s/%s changed while its ExternalSecret syncs", ns, name)
             else:
                 log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,

@@ -1,0 +1,71 @@
+"""The ExternalSecret sync queue: owners wait in one queue for one of ``--workers`` sync tasks
+(a task per owner would be 10,000 tasks at a cold start); one sync at a time per owner, and
+one more if asked while it runs — unless every event that asked was the echo of that sync's
+own write."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from secretops_controller.external.names import Owner
+
+Echo = tuple[str, str, str]  # a Secret's (namespace, name, resourceVersion) seen in a watch event
+
+
+class SyncQueue:
+    def __init__(self) -> None:
+        self._pending: asyncio.Queue[Owner] = asyncio.Queue()
+        self._queued: set[Owner] = set()
+        self._busy: set[Owner] = set()
+        # owner -> sync again after its sync: unconditionally (None), or unless every event
+        # that asked turns out to be the echo of that sync's own write
+        self._again: dict[Owner, set[Echo] | None] = {}
+
+    def reset(self) -> None:
+        self._pending = asyncio.Queue()
+        self._queued.clear()
+        self._busy.clear()
+        self._again.clear()
+
+    def busy(self, owner: Owner) -> bool:
+        return owner in self._busy
+
+    def __len__(self) -> int:
+        """Owners waiting for a sync or being synced."""
+        return len(self._queued) + len(self._busy)
+
+    def kick(self, owner: Owner, echo: Echo | None = None) -> None:
+        """Sync ``owner`` soon. ``echo``: asked by a watch event of a Secret at this version,
+        which may be the echo of the write the sync in progress is making (its watch event
+        can arrive before the write's answer): then no second sync."""
+        if owner in self._busy:
+            if echo is None:
+                self._again[owner] = None
+            else:
+                echoes = self._again.setdefault(owner, set())
+                if echoes is not None:
+                    echoes.add(echo)
+        elif owner not in self._queued:
+            self._queued.add(owner)
+            self._pending.put_nowait(owner)
+
+    async def worker(self, sync: Callable[[Owner], Awaitable[None]],
+                     ours: Callable[[Echo], bool]) -> None:
+        """One sync task: the next owner in the queue, until cancelled. ``ours``: whether an
+        echo is our own last write of that Secret."""
+        while True:
+            owner = await self._pending.get()
+            self._queued.discard(owner)
+            self._busy.add(owner)
+            try:
+                while True:
+                    self._again.pop(owner, None)
+                    await sync(owner)
+                    if owner not in self._again:
+                        break
+                    echoes = self._again[owner]
+                    if echoes is not None and all(ours(e) for e in echoes):
+                        break  # the events were our own write's echo
+            finally:
+                self._busy.discard(owner)
