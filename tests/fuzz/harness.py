@@ -7,7 +7,10 @@ reaches from the CLI. :func:`run_input` runs it once, and the input fails when:
   target, the few typed errors a module documents, e.g. ``CipherError`` below the store layer)
   may escape; an ``AssertionError`` from the target's own checks fails too;
 * **it hangs** — the child is killed (``SIGKILL`` to its process group, so a gpg it started
-  goes too) once :data:`TIME_LIMIT` seconds of wall clock have passed. A signal handler
+  goes too) once :data:`TIME_LIMIT` seconds have passed, not counting the time it waited
+  for a CPU (``/proc/<pid>/schedstat``: on a busy machine a nice'd child can wait most of
+  its time in the run queue, and wall clock alone reported such starved inputs as hangs),
+  and at the latest after :data:`HANG_WALL_FACTOR` times that of wall clock. A signal handler
   (``signal.setitimer``) would not do: Python runs handlers between bytecodes only, so a tight
   loop inside C code (a regex engine, ``sum(range(10**12))``, the age library's Rust) would
   never see it. A killed process stops wherever it is;
@@ -50,6 +53,8 @@ FUZZ_DATA = Path(__file__).parent.parent / "testdata" / "fuzz"
 #: Wall-clock seconds one input may take (all the target's calls together): a hang guard, far
 #: above what any input takes on a busy 2-core machine (a few ms to ~0.3 s).
 TIME_LIMIT = float(os.environ.get("SECRETOPS_FUZZ_TIME_LIMIT", "20"))
+#: Wall clock is allowed this many times :data:`TIME_LIMIT` when the child waits for a CPU.
+HANG_WALL_FACTOR = float(os.environ.get("SECRETOPS_FUZZ_WALL_FACTOR", "10"))
 #: Bytes one input may make the process grow by (peak resident size, and address space).
 MEMORY_LIMIT = int(os.environ.get("SECRETOPS_FUZZ_MEMORY_MB", "256")) << 20
 #: Address space that may be reserved and never touched: jsonload's and the merge's 512 MiB
@@ -152,16 +157,33 @@ def _where(e: BaseException) -> str:
     return f"{Path(f.filename).name}:{f.name}" if f else "?"
 
 
-def _wait(pid: int, rfd: int, deadline: float, limit: float) -> tuple[bytes, str | None]:
+def _queued(pid: int) -> float:
+    """Seconds ``pid`` has waited in the run queue for a CPU (0 when the kernel does not say)."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _wait(pid: int, rfd: int, began: float, limit: float,
+          wall_factor: float = HANG_WALL_FACTOR) -> tuple[bytes, str | None]:
     """The child's report, or why there is none (it hung, or died)."""
     buf = b""
+    cap = began + limit * wall_factor
+    deadline = began + limit
     while True:
         left = deadline - time.monotonic()
+        if left <= 0:
+            # its time waiting for a CPU is not its own: a starved child gets it back
+            deadline = min(began + limit + _queued(pid), cap)
+            left = deadline - time.monotonic()
         if left <= 0:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
-            return b"", f"hang: no answer within {limit:g} s (killed)"
+            return b"", (f"hang: no answer within {limit:g} s (killed after "
+                         f"{time.monotonic() - began:.1f} s of wall clock)")
         ready, _, _ = select.select([rfd], [], [], left)
         if not ready:
             continue
@@ -180,7 +202,7 @@ def _wait(pid: int, rfd: int, deadline: float, limit: float) -> tuple[bytes, str
 
 
 def run_input(target: Target, data: bytes, *, time_limit: float = TIME_LIMIT,
-              memory_limit: int = MEMORY_LIMIT) -> str:
+              memory_limit: int = MEMORY_LIMIT, wall_factor: float = HANG_WALL_FACTOR) -> str:
     """Run ``target`` on ``data`` under the limits; the outcome (``ok`` or a typed error's
     name), or :class:`FuzzFailure`."""
     rfd, wfd = os.pipe()
@@ -191,7 +213,7 @@ def run_input(target: Target, data: bytes, *, time_limit: float = TIME_LIMIT,
         _child(target, data, wfd, memory_limit)
     os.close(wfd)
     try:
-        raw, problem = _wait(pid, rfd, began + time_limit, time_limit)
+        raw, problem = _wait(pid, rfd, began, time_limit, wall_factor)
     finally:
         os.close(rfd)
     took = time.monotonic() - began

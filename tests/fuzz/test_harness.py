@@ -54,6 +54,27 @@ def test_a_loop_inside_c_code_is_stopped(saved: Path) -> None:
     assert time.monotonic() - began < 30  # stopped, not run to its end (hours)
 
 
+def _starved(_: bytes) -> None:
+    """A quarter second of CPU work on a CPU shared with two busier processes."""
+    import sys
+
+    os.sched_setaffinity(0, {0})
+    spin = "import os\nos.sched_setaffinity(0, {0})\nwhile True: pass\n"
+    for _ in range(2):  # in the child's process group: killed with it afterwards
+        subprocess.Popen([sys.executable, "-c", spin], stdin=subprocess.DEVNULL)
+    os.nice(5)  # after starting them: they keep the usual priority
+    time.sleep(0.2)
+    end = time.process_time() + 0.25
+    while time.process_time() < end:
+        pass
+
+
+def test_a_starved_input_is_not_a_hang(saved: Path) -> None:
+    # its time in the run queue is not its own: on a busy machine the long run reported
+    # nice'd inputs that took well under a second of CPU as hangs
+    assert run_input(Target("t-starved", _starved), b"x", time_limit=1, wall_factor=60) == "ok"
+
+
 def test_an_allocation_past_the_bound_fails(saved: Path) -> None:
     with pytest.raises(FuzzFailure, match="MemoryError"):
         run_input(Target("t-alloc", _allocate), b"x", memory_limit=64 << 20)
