@@ -342,13 +342,14 @@ def key_identity(kind: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
 
 def _identity_key(kind: str, names: tuple[str, ...], upper: tuple[str, ...],
                   fields: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The kind, then each named field as text (a mapping as sorted text pairs)."""
     out: list[Any] = [kind]
     for name in names:
         value = fields.get(name) or ""
         if isinstance(value, Mapping):
             value = tuple(sorted((str(k), str(v)) for k, v in value.items()))
-        elif name in upper:
-            value = str(value).upper()
+        else:  # always text, whatever a hostile file holds: identities are sorted (merge)
+            value = str(value).upper() if name in upper else str(value)
         out.append(value)
     return tuple(out)
 
