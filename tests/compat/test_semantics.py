@@ -201,10 +201,12 @@ def test_exec_env_background_returns_at_once(sops_bin: str, flat: bytes,
 
 def test_exec_file_background_is_refused(sops_bin: str, flat: bytes, tmp_path: Path) -> None:
     """sops starts the command and removes the file at once (the command races the removal);
-    secretops refuses the form (docs/sops-compat.md)."""
+    secretops refuses the form (docs/sops-compat.md). sops's own outcome is part of that race:
+    it usually exits 0, and exited 1 once in a loaded fresh-clone run, so only its having run
+    (0 or 1, never a usage error) is checked of it."""
     pair = run_both(sops_bin, ["exec-file", "--background", "s.yaml", "true"],
                     {"s.yaml": flat}, tmp_path)
-    assert pair.sops.ok and pair.ours.code == 8, pair
+    assert pair.sops.code in (0, 1) and pair.ours.code == 8, pair
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="--user needs root, as in sops")
