@@ -114,6 +114,25 @@ def save_dir() -> Path:
     return Path(os.environ.get("SECRETOPS_FUZZ_SAVE_DIR", str(FUZZ_DATA)))
 
 
+#: In the child: what each call of a target that runs several (``targets.each``) ended with, in
+#: order. The outcome names them all, so a target whose first call always refuses still shows
+#: what the others did (``_Aborted [ok, _Aborted]``, not ``_Aborted`` for every input).
+CALLS: list[str] = []
+
+
+def call_name(e: BaseException) -> str:
+    code = getattr(e, "code", None)
+    return f"{type(e).__name__}" + (f"({int(code)})" if code else "")
+
+
+def outcome_of(first: str) -> str:
+    """The outcome of one input: ``first`` (``ok`` or the first typed error), and when the
+    target ran several calls and they did not all end alike, each call's ending."""
+    if len(set(CALLS)) > 1:
+        return f"{first} [{', '.join(CALLS)}]"
+    return first
+
+
 def _child(target: Target, data: bytes, wfd: int, memory: int) -> None:
     """In the forked child: limits, the target, one JSON line on ``wfd``, ``os._exit``."""
     report: dict[str, object]
@@ -126,13 +145,12 @@ def _child(target: Target, data: bytes, wfd: int, memory: int) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (size + memory + AS_HEADROOM,
                                                 resource.RLIM_INFINITY))
         start = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss << 10
+        CALLS.clear()
         try:
             target.run(data)
-            report = {"outcome": "ok"}
+            report = {"outcome": outcome_of("ok")}
         except (SecretOpsError, *target.typed) as e:
-            code = getattr(e, "code", None)
-            report = {"outcome": f"{type(e).__name__}" + (f"({int(code)})" if code else ""),
-                      "message": str(e)[:200]}
+            report = {"outcome": outcome_of(call_name(e)), "message": str(e)[:200]}
         except MemoryError:
             report = {"failure": f"MemoryError (over {memory >> 20} MiB)",
                       "traceback": traceback.format_exc(limit=-12)}

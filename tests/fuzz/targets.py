@@ -25,7 +25,7 @@ from secretops.errors import ExitCode, SecretOpsError
 from secretops.keys import KeyMismatch
 from secretops.keys.age import AgePluginError
 from secretops.keys.pgp import GpgError
-from tests.fuzz import seeds
+from tests.fuzz import harness, seeds
 from tests.fuzz.harness import Target
 from tests.fuzz.mutate import mutated
 from tests.fuzz.strategies import (
@@ -54,14 +54,18 @@ class Fuzz:
 
 def each(*calls: Callable[[], object], typed: tuple[type[BaseException], ...] = ()) -> None:
     """Run every call; a typed error of one does not stop the next, and the first is raised
-    once all have run (the harness counts it as the input's outcome). Anything else
-    propagates at once."""
+    once all have run (the harness counts it as the input's outcome, with how each call ended
+    when they differ: :data:`harness.CALLS`). Anything else propagates at once."""
     first: BaseException | None = None
+    ended: list[str] = []
     for call in calls:
         try:
             call()
+            ended.append("ok")
         except (SecretOpsError, *typed) as e:
             first = first or e
+            ended.append(harness.call_name(e))
+    harness.CALLS[:] = ended
     if first is not None:
         raise first
 
@@ -465,12 +469,35 @@ def _flip(seed: bytes, at: int, byte: int) -> bytes:
     return seed[:at] + bytes([byte]) + seed[at + 1:]
 
 
+@st.composite
+def _well_formed_request(draw: st.DrawFn) -> bytes:
+    """A request that parses, with its fields mutated: an age key (the service's recipient,
+    another one, or a mutated one) and a mutated age message as Decrypt's ciphertext, or a
+    plaintext of any size as Encrypt's. Byte flips of a serialised request mostly stop at the
+    protobuf parse; these reach the key lookup and the age code behind it."""
+    from secretops.keyservice.protocol import key_message, messages
+
+    m = messages()
+    text = [seeds.recipient(), "age1" + "q" * 58]
+    recipient = draw(st.one_of(st.sampled_from(text),
+                               mutated([t.encode() for t in text], "armor").map(
+                                   lambda b: b.decode("utf-8", "replace"))))
+    key = key_message("age", {"recipient": recipient})
+    if draw(st.booleans()):
+        ciphertext = draw(st.one_of(st.sampled_from(seeds.age_messages()),
+                                    mutated(seeds.age_messages(), "armor")))
+        return bytes(m.decrypt_request(key=key, ciphertext=ciphertext).SerializeToString())
+    plaintext = draw(st.one_of(st.binary(min_size=32, max_size=33), st.binary(max_size=64),
+                               st.integers(0, 4096).map(bytes)))
+    return bytes(m.encrypt_request(key=key, plaintext=plaintext).SerializeToString())
+
+
 def _keyservice_inputs() -> st.SearchStrategy[bytes]:
     requests = seeds.keyservice_requests()
     return st.one_of(st.binary(max_size=2048),
                      st.builds(_flip, st.sampled_from(requests), st.integers(0, 1 << 16),
                                st.integers(0, 255)),
-                     mutated(requests, "armor"))
+                     mutated(requests, "armor"), _well_formed_request())
 
 
 def _manifests(base: Callable[[], list[bytes]], fmt: str = "yaml"

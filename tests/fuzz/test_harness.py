@@ -128,3 +128,22 @@ def test_what_a_hung_input_started_is_stopped_with_it(saved: Path, tmp_path: Pat
         time.sleep(0.05)
     else:
         pytest.fail(f"the sleep {pid} the hung input started is still running")
+
+
+def _several(data: bytes) -> None:
+    from tests.fuzz.targets import each
+
+    def refuse() -> None:
+        raise SecretOpsError("no", code=ExitCode.INVALID_INPUT)
+
+    each(*(refuse if c == ord("r") else (lambda: None) for c in data))
+
+
+def test_a_target_of_several_calls_names_how_each_ended(saved: Path) -> None:
+    # one call refusing must not hide what the others did (the keyservice target runs Decrypt
+    # and Encrypt on every input: each input used to be "_Aborted", whichever call refused)
+    assert run_input(Target("t-several", _several), b"or") == \
+        "SecretOpsError(150) [ok, SecretOpsError(150)]"
+    assert run_input(Target("t-several", _several), b"oo") == "ok"
+    both = run_input(Target("t-several", _several), b"rr")
+    assert "[" not in both  # they all ended alike: the plain name
