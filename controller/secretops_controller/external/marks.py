@@ -78,7 +78,12 @@ async def drop_leftovers(api: kube.Kube, obj: Mapping[str, Any]) -> bool:
     except kube.ApiError as e:
         if e.status == 404:
             return False
-        raise
+        if e.transient:
+            raise
+        # refused (an RBAC without patch): the annotations stay, harmless; handle it anyway
+        log.warning("%s %s: the previous version's kopf annotations not removed: %s",
+                    obj.get("kind"), name_of(obj), e)
+        return True
     log.info("%s %s: the previous version's kopf annotations removed", obj.get("kind"),
              name_of(obj))
     return True
