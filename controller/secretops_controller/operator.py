@@ -1,9 +1,9 @@
 """The kopf operator: settings, login, startup, the handlers of each half, and leadership.
 
-:func:`run` is what ``secretops-controller`` runs, in a cluster and in tests alike. kopf's
-persistence is kept in annotations under ``secretops.dev/`` (the CRD's status schema has no
-room for kopf's fields), kopf's own peering is off (``standalone``), and every retry delay comes
-from the flags so tests run in seconds.
+:func:`run` is what ``secretops-controller`` runs, in a cluster and in tests alike. Every
+resource is handled by event handlers with marks of our own, so kopf's persistence (set to
+annotations under ``secretops.dev/``) is unused; kopf's own peering is off (``standalone``),
+and every retry delay comes from the flags so tests run in seconds.
 
 Leadership gates the handlers by **running kopf only while leading** (:func:`serve`):
 
@@ -16,7 +16,7 @@ Leadership gates the handlers by **running kopf only while leading** (:func:`ser
   ``--key-refresh-interval``;
 * when leadership is lost, kopf is cancelled at once (before anyone else may take over, since
   ``--renew-deadline`` < ``--lease-duration``); when it comes back, kopf starts again and
-  looks at every object once (resume handlers; for SealedSecrets, the first event of each),
+  looks at every object once (the first event of each, from its listing),
   catching up with everything that changed meanwhile;
 * the leader also re-checks every ``--resync-period`` that each Synced SealedSecret still has
   its Secret (:func:`resync_once`): a deletion while a watch was down is not a watch event

@@ -10,11 +10,12 @@ so each flow covers every verb its feature's rules grant.
   (create) by hand and restored; an immutable Secret re-created when its value changes
   (delete); the status patched and Events posted on the way.
 * :func:`key_renewal` — a renewed key in the ring and the recipients ConfigMap patched.
-* :func:`external_flow` — a SecretStore against OpenBao (token Secret) and an ExternalSecret;
-  its Secret deleted by hand and restored; an upstream change (update, and rollout of a
-  Deployment, a StatefulSet and a DaemonSet when ``rollout``); an ExternalSecret with
-  ``deletionPolicy: Delete`` whose remote secret goes (delete); with ``cluster_store`` also a
-  ClusterSecretStore with a namespace selector.
+* :func:`external_flow` — a SecretStore against OpenBao (token Secret) and an ExternalSecret,
+  both as the previous version's kopf left them (its annotations, removed by the upgrade
+  clean-up: patch); its Secret deleted by hand and restored; an upstream change (update,
+  and rollout of a Deployment, a StatefulSet and a DaemonSet when ``rollout``); an
+  ExternalSecret with ``deletionPolicy: Delete`` whose remote secret goes (delete); with
+  ``cluster_store`` also a ClusterSecretStore with a namespace selector (as kopf left it too).
 * :func:`vault_kubernetes_auth` — Vault Kubernetes auth as :data:`STORE_SA` of the namespace (a
   TokenRequest by the controller, the only name the token RBAC allows); with ``cluster_store``
   a ClusterSecretStore logging in as the controller itself, and a SecretStore refused that
@@ -142,6 +143,16 @@ def _external_secret(name: str, store: str, kind: str, key: str, prop: str,
             "metadata": {"name": name}, "spec": spec}
 
 
+# what the previous version's kopf kept on each store and ExternalSecret it handled (removed by
+# the upgrade clean-up, docs/controller.md#upgrade-notes)
+OLD_KOPF = {"secretops.dev/last-handled-configuration": '{"spec":{}}',
+            "secretops.dev/kopf-managed": "yes"}
+
+
+def _annotations(k8s: K8s, path: str) -> dict[str, str]:
+    return dict(k8s.request("GET", path)[1]["metadata"].get("annotations") or {})
+
+
 def external_flow(k8s: K8s, openbao: OpenBao, ns: str, *, cluster_store: bool = False,
                   rollout: bool = True) -> None:
     base = f"deploy/{ns}"
@@ -152,7 +163,7 @@ def external_flow(k8s: K8s, openbao: OpenBao, ns: str, *, cluster_store: bool = 
     auth = {"tokenSecretRef": {"name": "bao-token", "key": "token"}}
     _post(k8s, f"{ES_API}/namespaces/{ns}/secretstores", {
         "apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
-        "metadata": {"name": "bao"},
+        "metadata": {"name": "bao", "annotations": OLD_KOPF},
         "spec": {"provider": {"vault": {"server": openbao.url, "auth": auth}}}})
     stores = [("es-db", "SecretStore")]
     if cluster_store:
@@ -160,17 +171,24 @@ def external_flow(k8s: K8s, openbao: OpenBao, ns: str, *, cluster_store: bool = 
             "secrets": "bao"}}}, "application/merge-patch+json")
         _post(k8s, f"{ES_API}/clustersecretstores", {
             "apiVersion": "secretops.dev/v1alpha1", "kind": "ClusterSecretStore",
-            "metadata": {"name": f"bao-{ns}"},
+            "metadata": {"name": f"bao-{ns}", "annotations": OLD_KOPF},
             "spec": {"provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
                 **auth["tokenSecretRef"], "namespace": ns}}}},
                 "conditions": [{"namespaceSelector": {"matchLabels": {"secrets": "bao"}}}]}})
         stores.append(("ces-db", "ClusterSecretStore"))
     for name, kind in stores:
         store = "bao" if kind == "SecretStore" else f"bao-{ns}"
-        _post(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets",
-              _external_secret(name, store, kind, f"{base}/db", "password"))
+        es = _external_secret(name, store, kind, f"{base}/db", "password")
+        es["metadata"]["annotations"] = OLD_KOPF
+        _post(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets", es)
         wait_for(lambda n=name: values(secret(k8s, ns, n)) == {"password": CANARY.encode()},
                  what=f"Secret {ns}/{name} from OpenBao")
+    upgraded = [f"{ES_API}/namespaces/{ns}/secretstores/bao",
+                *(f"{ES_API}/namespaces/{ns}/externalsecrets/{n}" for n, _ in stores)]
+    if cluster_store:
+        upgraded.append(f"{ES_API}/clustersecretstores/bao-{ns}")
+    for path in upgraded:
+        wait_for(lambda p=path: not _annotations(k8s, p), what=f"{path}: kopf's removed")
     k8s.request("DELETE", f"/api/v1/namespaces/{ns}/secrets/es-db")
     wait_for(lambda: values(secret(k8s, ns, "es-db")) == {"password": CANARY.encode()},
              what="deleted ExternalSecret Secret restored")

@@ -2,15 +2,17 @@
 
 :func:`register` adds the handlers to the operator's registry (they run only on the leader,
 like the SealedSecret half); :class:`ExternalSecrets` holds what one leadership term knows and
-ties the parts together:
+ties the parts together. Stores and ExternalSecrets are handled from kopf's watch events when
+new to this term or changed (:mod:`.marks`: no kopf state on them); API errors are retried
+with backoff (``--max-retries``), then left for the object's next event.
 
-* **SecretStore / ClusterSecretStore** create/update/resume → :class:`~.storecheck.Stores`:
+* **SecretStore / ClusterSecretStore** → :class:`~.storecheck.Stores`:
   credentials resolved from the referenced Secrets (or the default chain), validated by one
   cheap provider call, ``status.conditions[type=Ready]`` with ``Valid`` /
   ``InvalidStoreConfiguration`` / ``InvalidProviderConfig`` / ``ValidationFailed`` /
   ``ValidationUnknown`` (:mod:`.status`), validated again every ``refreshInterval``. The
   ExternalSecrets that use the store are registered again.
-* **ExternalSecret** create/update/resume → :func:`.spec.registration` (spec parsed, store
+* **ExternalSecret** → :func:`.spec.registration` (spec parsed, store
   resolved, a ClusterSecretStore's ``spec.conditions`` enforced), then the refs are registered
   with the central :class:`~.scheduler.Scheduler` under the store's
   :class:`~.scheduler.StoreKey` (its read identity's fingerprint: stores with the same
@@ -34,7 +36,7 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +45,7 @@ import kopf
 from secretops_controller import events, kube
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context
-from secretops_controller.external import drift, ownership, status
+from secretops_controller.external import drift, marks, ownership, status
 from secretops_controller.external.names import (
     FORCE_SYNC,
     GROUP,
@@ -52,9 +54,11 @@ from secretops_controller.external.names import (
     EsReason,
     Owner,
     StoreId,
+    name_of,
     owner_of,
     path,
     store_id,
+    store_path,
     target_of,
 )
 from secretops_controller.external.provider import Provider, close_quietly
@@ -91,6 +95,8 @@ class ExternalSecrets:
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
         self.owned: dict[Owner, _Owned] = {}
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
+        # what was handled this term (:func:`.marks.mark`): ExternalSecrets and stores
+        self.marks: dict[Owner | StoreId, bytes] = {}
         self.syncs = SyncQueue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
@@ -107,6 +113,7 @@ class ExternalSecrets:
         self.scheduler = self._new_scheduler()
         self.owned.clear()
         self.targets.clear()
+        self.marks.clear()
         self.writer.reset()
         self.rotator.reset()
         self.rollouts.reset()
@@ -163,12 +170,57 @@ class ExternalSecrets:
             return None
         return self.stores.providers.get(o.key.fingerprint)
 
+    # ---- watch events ----------------------------------------------------------------------
+    async def store_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        """A store as listed or watched: handled when new to this term or changed."""
+        sid = store_id(body)
+        if kind == "DELETED":
+            self.marks.pop(sid, None)
+            return
+        if not (body.get("metadata") or {}).get("deletionTimestamp"):
+            await self._handle(sid, body, f"{sid[0]} {name_of(body)}", self.on_store)
+
+    async def external_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+        """An ExternalSecret as listed or watched: handled when new to this term or changed;
+        deleted (no finalizer: the watch event is all there is), forgotten — a rival of a
+        conflict may take its Secret over now."""
+        owner = owner_of(body)
+        if kind == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+            if kind == "DELETED" or owner in self.marks:
+                self.marks.pop(owner, None)
+                self.forget(owner)
+            return
+        await self._handle(owner, body, "ExternalSecret {}/{}".format(*owner), self.on_external)
+
+    async def _handle(self, key: Owner | StoreId, body: Mapping[str, Any], what: str,
+                      handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+        """``handler(body)`` unless ``body`` is as it was last handled (the echo of our status
+        write, a re-list); transient API errors retried with backoff (``--max-retries``), then
+        left for the object's next event."""
+        mark = marks.mark(body)
+        if self.marks.get(key) == mark:
+            return
+        obj = copy.deepcopy(dict(body))
+
+        async def attempt() -> None:
+            if await marks.drop_leftovers(self.ctx.api, obj):
+                await handler(obj)
+
+        try:
+            await kube.retrying(self.ctx.config, attempt, what)
+        except kube.ApiError as e:
+            self.marks.pop(key, None)  # its next event (a re-list too) tries again
+            log.error("%s: %s", what, e)
+            return
+        self.marks[key] = mark
+
     # ---- stores --------------------------------------------------------------------------
-    async def on_store(self, body: Mapping[str, Any], patch: kopf.Patch) -> None:
+    async def on_store(self, body: Mapping[str, Any]) -> None:
         ok, reason, message = await self.stores.validate(body)
         new = status.store_status(body, ok, reason, message)
         if new is not None:
-            patch.status.update(new)
+            await self.ctx.api.merge_patch(store_path(*store_id(body)) + "/status",
+                                           {"status": new})
         self.stores.schedule(body)
         await self._reregister(store_id(body))
         self._drop_unused_providers()
@@ -220,19 +272,6 @@ class ExternalSecrets:
             self.scheduler.refresh(owner)
         o.forced, o.seen = forced, True
         self.kick(owner)  # what is cached already (a shared key) is written now
-
-    def on_annotations(self, es: Mapping[str, Any]) -> None:
-        """Force-sync: a new value of :data:`FORCE_SYNC` reads the remote values now. (kopf's
-        update handlers cannot see it: kopf leaves annotations of its storage prefix,
-        ``secretops.dev/``, out of the diff, so every watch event is checked here.)"""
-        owner = owner_of(es)
-        o = self.owned.get(owner)
-        forced = ((es.get("metadata") or {}).get("annotations") or {}).get(FORCE_SYNC)
-        if o is None or not o.seen or o.key is None or forced == o.forced or forced is None:
-            return
-        o.forced = forced
-        log.info("ExternalSecret %s/%s: force-sync", *owner)
-        self.scheduler.refresh(owner)
 
     def forget(self, owner: Owner) -> None:
         self.scheduler.unregister(owner)
@@ -311,12 +350,9 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
     half = ExternalSecrets(ctx)
 
     # --shards: only the namespaces of the shards this replica handles; cluster-scoped stores
-    # are shard 0's (kopf ignores the rest: no handler, no annotation)
+    # are shard 0's (kopf ignores the rest: no handler, no state)
     def mine(namespace: str | None, **_: Any) -> bool:
         return ctx.shards.handles(namespace)
-
-    kw: dict[str, Any] = {"registry": registry, "retries": ctx.config.max_retries + 1,
-                          "when": mine}
 
     @kopf.on.startup(registry=registry)
     async def external_startup(**_: Any) -> None:
@@ -326,45 +362,20 @@ def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
     async def external_cleanup(**_: Any) -> None:
         await half.stop()
 
-    def temporary_or_permanent(what: str, e: kube.ApiError, retry: int) -> Exception:
-        if e.transient and retry < ctx.config.max_retries:
-            return kopf.TemporaryError(f"{what}: {e}", delay=ctx.config.retry_delay(retry, e))
-        return kopf.PermanentError(str(e))
-
+    # Event handlers, not kopf's create/update/resume/delete: what was handled is remembered in
+    # memory (:mod:`.marks`) and by status.observedGeneration, so kopf writes no progress or
+    # diffbase annotation and detects no causes. The first event of each object after this
+    # replica starts leading (kopf's listing) handles it, as a resume handler did.
     plurals = ["secretstores"] + (["clustersecretstores"] if ctx.config.uses_cluster_stores
                                   else [])
     for plural in plurals:
-        @kopf.on.resume(GROUP, VERSION, plural, **kw)
-        @kopf.on.create(GROUP, VERSION, plural, **kw)
-        @kopf.on.update(GROUP, VERSION, plural, **kw)
-        async def store(body: kopf.Body, patch: kopf.Patch, retry: int, **_: Any) -> None:
-            try:
-                await half.on_store(copy.deepcopy(dict(body)), patch)
-            except kube.ApiError as e:
-                raise temporary_or_permanent("store", e, retry) from None
-
-    @kopf.on.resume(GROUP, VERSION, "externalsecrets", **kw)
-    @kopf.on.create(GROUP, VERSION, "externalsecrets", **kw)
-    @kopf.on.update(GROUP, VERSION, "externalsecrets", **kw)
-    async def external_secret(body: kopf.Body, retry: int, **_: Any) -> None:
-        try:
-            await half.on_external(copy.deepcopy(dict(body)))
-        except kube.ApiError as e:
-            raise temporary_or_permanent("ExternalSecret", e, retry) from None
+        @kopf.on.event(GROUP, VERSION, plural, registry=registry, when=mine)
+        async def store(event: kopf.RawEvent, **_: Any) -> None:
+            await half.store_event(event.get("type"), event.get("object") or {})
 
     @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry, when=mine)
-    async def external_secret_event(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        if event.get("type") == "MODIFIED":
-            half.on_annotations(body)
-        elif event.get("type") == "DELETED":
-            # without a finalizer kopf runs no deletion handler: the watch event is all there
-            # is (a rival of a conflict may take the Secret over now)
-            half.forget(owner_of(body))
-
-    @kopf.on.delete(GROUP, VERSION, "externalsecrets", optional=True, registry=registry,
-                    when=mine)
-    async def external_secret_gone(namespace: str | None, name: str | None, **_: Any) -> None:
-        half.forget((str(namespace), str(name)))
+    async def external_secret(event: kopf.RawEvent, **_: Any) -> None:
+        await half.external_event(event.get("type"), event.get("object") or {})
 
     return half
 

@@ -1,7 +1,8 @@
 """What the external-secrets half reports: the ``Ready`` condition and the status fields of
 ExternalSecrets and stores, the Events that go with them, and the per-object condition gauge.
 
-An ExternalSecret's status (:func:`report`) is patched only when something in it changed:
+An ExternalSecret's status (:func:`report`) is patched only when something in it changed (a
+success that wrote nothing keeps the last success's message: a restart writes no status):
 ``Ready`` with ESO's reasons, ``observedGeneration``, ``refreshTime`` (a success or a write),
 ``syncedResourceVersion`` (as ESO: generation and a hash of labels and annotations),
 ``remoteVersions`` and ``dataHash``. An Event goes with every write and every new condition. A
@@ -21,6 +22,7 @@ from secretops_controller import conditions
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context
 from secretops_controller.events import event
+from secretops_controller.external.marks import without_leftovers
 from secretops_controller.external.names import READY, EsReason, name_of, owner_of, path
 from secretops_controller.external.provider import ProviderError
 from secretops_controller.runtime import now, rfc3339
@@ -35,11 +37,11 @@ def condition(old_status: Mapping[str, Any], ok: bool | None, reason: EsReason,
 
 
 def synced_version(es: Mapping[str, Any]) -> str:
-    """As ESO: the generation and a hash of the labels and annotations (kopf's excluded)."""
+    """As ESO: the generation and a hash of the labels and annotations (kopf's excluded, our
+    earlier versions' kopf annotations too: their removal at an upgrade changes nothing)."""
     meta = es.get("metadata") or {}
-    annotations = {k: v for k, v in (meta.get("annotations") or {}).items()
-                   if not k.startswith("secretops.dev/last-handled")
-                   and not k.startswith("kopf.")}
+    annotations = {k: v for k, v in without_leftovers(meta.get("annotations") or {}).items()
+                   if not k.startswith("kopf.")}
     digest = hashlib.sha256(json.dumps([meta.get("labels") or {}, annotations],
                                        sort_keys=True).encode()).hexdigest()[:16]
     return f"{meta.get('generation')}-{digest}"
@@ -79,6 +81,11 @@ async def report(ctx: Context, es: Mapping[str, Any], outcome: Outcome) -> None:
     old = es.get("status") or {}
     cond = condition(old, outcome.ok, EsReason(outcome.reason.value), outcome.message)
     same = conditions.same(cond, old)
+    if outcome.ok and not outcome.wrote and not same:
+        # a success that wrote nothing where the last one said the same with another verb
+        # ("created" and now "up to date", after a restart): no news, no write, no Event
+        prev = conditions.find(old, READY) or {}
+        same = all(prev.get(k) == cond.get(k) for k in ("status", "reason"))
     ctx.metrics.external_condition.set(*owner_of(es), READY, str(cond["status"]))
     status: dict[str, Any] = {
         "conditions": conditions.replace(old, cond),
