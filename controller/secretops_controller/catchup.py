@@ -13,7 +13,8 @@ LIST, as soon as kopf's startup handlers have run (each half is then ready):
   handler calls): registered, read from the provider, their Secrets written.
 
 kopf's listing meets the same objects later and finds them handled (a SealedSecret's mark, an
-ExternalSecret already registered with the same values): nothing is written twice.
+ExternalSecret's Secret already holding its values): their Secrets are not written again
+(``tests/controller/test_sharding.py`` counts the attempts in the audit log).
 """
 
 from __future__ import annotations
