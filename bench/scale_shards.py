@@ -117,6 +117,9 @@ async def kill_one(session: aiohttp.ClientSession, url: str, args: argparse.Name
     reheld_s = time.perf_counter() - killed
     await arrivals.wait_all(args.lease_duration + args.timeout, len(expected))
     resumed_s = max(arrivals.seen.values()) - killed
+    by_kind = {kind: round(max(t for (_, name), t in arrivals.seen.items()
+                               if name.startswith(prefix)) - killed, 2)
+               for kind, prefix in (("SealedSecrets", "k"), ("ExternalSecrets", "ek"))}
     after, dropped = await audit(session, url)
     after = [r for r in after if r["seq"] > mark]
     survivors = [n for n in ctls if n != victim]
@@ -126,6 +129,7 @@ async def kill_one(session: aiohttp.ClientSession, url: str, args: argparse.Name
         "victim": victim, "its_shards": lost, "its_namespaces": len(orphans),
         "new_objects": len(expected), "lease_duration_s": args.lease_duration,
         "shards_reheld_s": round(reheld_s, 2), "new_objects_handled_s": round(resumed_s, 2),
+        "new_objects_handled_s_by_kind": by_kind,
         "writes_by_the_dead_replica": sum(1 for r in after if replica_of(r) == victim
                                           and r["verb"] in WRITES and r["seq"] > dead),
         "writes": writes_once([r for r in after if r["namespace"] in fresh], fresh),
@@ -151,7 +155,8 @@ def summary(r: dict[str, Any]) -> str:
         f"{w['writes_by_replica']}",
         f"  kill -9 {k['victim']} (shards {k['its_shards']}, {k['its_namespaces']} namespaces): "
         f"re-held after {k['shards_reheld_s']:.2f} s, its {k['new_objects']} new objects' "
-        f"Secrets after {k['new_objects_handled_s']:.2f} s (lease {k['lease_duration_s']:g} s); "
+        f"Secrets after {k['new_objects_handled_s']:.2f} s {k['new_objects_handled_s_by_kind']} "
+        f"(lease {k['lease_duration_s']:g} s); "
         f"writes by the dead one {k['writes_by_the_dead_replica']}; new objects once "
         f"{once(k['writes'])}"])
 

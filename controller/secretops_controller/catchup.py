@@ -8,7 +8,8 @@ each half registers a **catch-up** that handles the gained shards' objects strai
 LIST, as soon as kopf's startup handlers have run (each half is then ready):
 
 * SealedSecrets: :func:`secretops_controller.sealed.catch_up` (never-synced ones first);
-* ExternalSecrets: :func:`external_secrets`, through the half's own entry point
+* ExternalSecrets: :func:`external_secrets` (those with no status yet first), through the
+  half's own entry point
   (:meth:`~secretops_controller.external.reconcile.ExternalSecrets.on_external`, what kopf's
   handler calls): registered, read from the provider, their Secrets written.
 
@@ -34,16 +35,19 @@ CatchUp = Callable[[Context, Wanted], Awaitable[int]]
 
 async def run(ctx: Context, steps: Mapping[str, CatchUp], wanted: Wanted,
               ready: asyncio.Event) -> None:
-    """Once kopf is ready: each half's catch-up of the ``wanted`` namespaces, one after the
-    other (a failure is logged: kopf's listing handles those objects)."""
+    """Once kopf is ready: each half's catch-up of the ``wanted`` namespaces, the halves side
+    by side (a failure is logged: kopf's listing handles those objects)."""
     events.post_events_from_this_task(ctx.api, ctx.config)
     await ready.wait()
-    for kind, step in steps.items():
+
+    async def one(kind: str, step: CatchUp) -> None:
         try:
             done = await step(ctx, wanted)
             log.info("caught up with the new shards: %d %s handled", done, kind)
         except kube.ApiError as e:
             log.warning("catch-up of %s: %s (kopf's listing handles them)", kind, e)
+
+    await asyncio.gather(*(one(kind, step) for kind, step in steps.items()))
 
 
 def external_secrets(on_external: Callable[[Mapping[str, Any]], Awaitable[None]],
@@ -59,6 +63,7 @@ def external_secrets(on_external: Callable[[Mapping[str, Any]], Awaitable[None]]
                                         else f"{group}/externalsecrets")
         todo = [i for i in items if wanted(str((i.get("metadata") or {}).get("namespace")))
                 and not (i.get("metadata") or {}).get("deletionTimestamp")]
+        todo.sort(key=lambda i: bool(i.get("status")))  # never reported (new) ones first
         gate = asyncio.Semaphore(concurrency)
 
         async def one(es: dict[str, Any]) -> None:
