@@ -16,9 +16,11 @@ and ``bench/scale.py`` (``--scale``) all run the same pieces, on 127.0.0.1 and s
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,7 +33,9 @@ from typing import Any
 import aiohttp
 
 from tests.fixtures.k8s import free_port
+from tests.fixtures.k8s import stop as stop_emulator
 from tests.fixtures.openbao import ROOT_TOKEN, BaoMissing, start_server
+from tests.fixtures.openbao import _stop as stop_openbao
 
 REPO = Path(__file__).resolve().parent.parent
 SYSTEM_NS = "secretops-system"
@@ -197,18 +201,19 @@ def controller_env() -> dict[str, str]:
             if k != "KUBECONFIG" and not k.startswith(("VAULT_", "BAO_"))}
 
 
-def start_controller(kubeconfig: Path, log: Path, *flags: str, log_level: str = "INFO"
-                     ) -> tuple[subprocess.Popen[bytes], str]:
+def start_controller(kubeconfig: Path, log: Path, *flags: str, log_level: str = "INFO",
+                     pod_name: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     """``python -m secretops_controller`` as in a cluster, all namespaces, short retry delays;
-    the process and its HTTP URL."""
+    the process and its HTTP URL. ``pod_name``: its ``POD_NAME`` (a Lease holder's name)."""
     port = free_port()
+    env = controller_env() | ({"POD_NAME": pod_name} if pod_name else {})
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "secretops_controller", "--kubeconfig", str(kubeconfig),
              "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1", "--http-port", str(port),
              "--retry-base-delay", "0.1s", "--retry-max-delay", "1s", "--log-level", log_level,
              *flags],
-            cwd=REPO, env=controller_env(), stdin=subprocess.DEVNULL, stdout=out,
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out,
             stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}"
 
@@ -274,3 +279,43 @@ def ready(obj: dict[str, Any], kind: str = "Ready") -> bool:
 
 def loadavg() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def common_args(parser: argparse.ArgumentParser, timeout: float) -> None:
+    """The options every controller benchmark takes."""
+    parser.add_argument("--concurrency", type=int, default=32, help="POSTs in flight")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--timeout", type=float, default=timeout)
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+
+
+def lease_args(parser: argparse.ArgumentParser, duration: float, renew: float,
+               retry: float) -> None:
+    """The controllers' Lease timings (``--lease-duration``, ``--renew-deadline``,
+    ``--retry-period``), seconds."""
+    parser.add_argument("--lease-duration", type=float, default=duration)
+    parser.add_argument("--renew-deadline", type=float, default=renew)
+    parser.add_argument("--retry-period", type=float, default=retry)
+
+
+def lease_flags(args: argparse.Namespace) -> list[str]:
+    """The controller flags for :func:`lease_args`' options."""
+    return ["--lease-duration", f"{args.lease_duration:g}s", "--renew-deadline",
+            f"{args.renew_deadline:g}s", "--retry-period", f"{args.retry_period:g}s"]
+
+
+def clean_up(directory: Path, keep: bool, emulator: subprocess.Popen[bytes] | None = None,
+             proxy: Any = None, openbao: subprocess.Popen[bytes] | None = None) -> None:
+    """Stop what a run started (each by its PID; ``proxy``: a ``CountingProxy``), then remove
+    ``directory`` unless ``keep`` (its logs)."""
+    if emulator is not None:
+        stop_emulator(emulator)
+    if proxy is not None:
+        proxy.stop()
+    if openbao is not None:
+        stop_openbao(openbao)
+    if keep:
+        print(f"kept {directory}", file=sys.stderr)
+    else:
+        shutil.rmtree(directory, ignore_errors=True)

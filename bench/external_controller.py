@@ -54,7 +54,6 @@ import asyncio
 import base64
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -71,6 +70,8 @@ from bench.controllerkit import (
     SecretArrivals,
     approle_secret,
     call,
+    clean_up,
+    common_args,
     get_json,
     install_crds,
     post_all,
@@ -83,8 +84,7 @@ from bench.controllerkit import (
     wait_for,
 )
 from tests.controller.external.proxy import CountingProxy
-from tests.fixtures.k8s import start_emulator, stop
-from tests.fixtures.openbao import _stop
+from tests.fixtures.k8s import start_emulator
 from tests.helpers import stop_process
 
 API = "/apis/secretops.dev/v1alpha1"
@@ -322,16 +322,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         if ctl is not None:
             stop_process(ctl, grace=15)
-        if emu is not None:
-            stop(emu)
-        if proxy is not None:
-            proxy.stop()
-        if bao is not None:
-            _stop(bao)
-        if args.keep:
-            print(f"kept {directory}", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        clean_up(directory, args.keep, emu, proxy, bao)
 
 
 def main() -> None:
@@ -347,11 +338,7 @@ def main() -> None:
     parser.add_argument("--settle-cycles", type=int, default=12,
                         help="refresh intervals counted apart before the steady-state window, "
                              "while the keys' refresh phases merge into one batch")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--timeout", type=float, default=180.0)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    common_args(parser, timeout=180.0)
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     r = run(args)

@@ -33,7 +33,8 @@ Measured:
   **provider reads per round** (KV reads at the proxy) against the distinct remote keys, and
   every provider request by kind.
 
-Results: ``bench/results/scale-latest.json`` and a table; the growth in MiB per 1,000 objects
+Results: ``bench/results/scale-latest.json`` (with ``--replicas``: ``scale-shards-latest.json``,
+see :mod:`bench.scale_shards`) and a table; the growth in MiB per 1,000 objects
 (SealedSecrets and ExternalSecrets together) between consecutive sizes.
 """
 
@@ -44,7 +45,6 @@ import asyncio
 import base64
 import itertools
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -62,8 +62,11 @@ from bench.controllerkit import (
     SYSTEM_NS,
     SecretArrivals,
     approle_secret,
+    clean_up,
+    common_args,
     get_json,
     install_crds,
+    lease_args,
     loadavg,
     post_all,
     proc_cpu,
@@ -79,8 +82,7 @@ from bench.external_controller import breakdown, classify
 from secretops.sealing import seal_secret
 from secretops.sealing.keyring import keyring_secret
 from tests.controller.external.proxy import CountingProxy
-from tests.fixtures.k8s import K8s, start_emulator, stop
-from tests.fixtures.openbao import _stop
+from tests.fixtures.k8s import K8s, start_emulator
 from tests.helpers import stop_process
 
 PREFIX = "scale"
@@ -117,25 +119,29 @@ def sealing_key() -> tuple[dict[str, Any], list[str]]:
     return secret, [recipient]
 
 
+def sealed_object(recipients: list[str], ns: str, name: str, value: str) -> dict[str, Any]:
+    return seal_secret({"apiVersion": "v1", "kind": "Secret",
+                        "metadata": {"name": name, "namespace": ns},
+                        "stringData": {"value": value}}, recipients)
+
+
 def sealed_objects(recipients: list[str], count: int, namespaces: int) -> list[dict[str, Any]]:
-    out = []
-    for i in range(count):
-        secret = {"apiVersion": "v1", "kind": "Secret",
-                  "metadata": {"name": f"s{i:05d}", "namespace": namespace(i, namespaces)},
-                  "stringData": {"value": sealed_value(i)}}
-        out.append(seal_secret(secret, recipients))
-    return out
+    return [sealed_object(recipients, namespace(i, namespaces), f"s{i:05d}", sealed_value(i))
+            for i in range(count)]
+
+
+def external_object(ns: str, name: str, key: int, refresh: str) -> dict[str, Any]:
+    return {"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"secretStoreRef": {"name": "vault", "kind": "SecretStore"},
+                     "refreshInterval": refresh,
+                     "data": [{"secretKey": "value",
+                               "remoteRef": {"key": key_path(key), "property": "value"}}]}}
 
 
 def external_objects(count: int, keys: int, namespaces: int, refresh: str
                      ) -> list[dict[str, Any]]:
-    return [{"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
-             "metadata": {"name": f"es{i:05d}", "namespace": namespace(i, namespaces)},
-             "spec": {"secretStoreRef": {"name": "vault", "kind": "SecretStore"},
-                      "refreshInterval": refresh,
-                      "data": [{"secretKey": "value",
-                                "remoteRef": {"key": key_path(i % keys),
-                                              "property": "value"}}]}}
+    return [external_object(namespace(i, namespaces), f"es{i:05d}", i % keys, refresh)
             for i in range(count)]
 
 
@@ -194,12 +200,18 @@ async def count_ready(session: aiohttp.ClientSession, url: str) -> tuple[int, in
 
 async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, count: int,
                   keys: int, role_id: str, secret_id: str, directory: Path) -> dict[str, Any]:
+    from bench import scale_shards  # it builds on this module
+
     url = k8s.url
     ns_count = args.namespaces
     refresh = args.refresh
     connector = aiohttp.TCPConnector(limit=args.concurrency + 4)
     result: dict[str, Any] = {"count": count, "keys": keys, "namespaces": ns_count,
-                              "refresh_s": refresh, "load_start": loadavg()}
+                              "refresh_s": refresh, "replicas": args.replicas,
+                              "load_start": loadavg()}
+    if args.replicas > 1:
+        result.update(shards=args.shards, lease_duration_s=args.lease_duration,
+                      retry_period_s=args.retry_period)
     timeout = aiohttp.ClientTimeout(total=600)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         t = time.perf_counter()
@@ -216,28 +228,50 @@ async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, coun
                        args.concurrency)
         result["create_s"] = round(time.perf_counter() - t, 2)
         result["creates_per_s"] = round(2 * count / result["create_s"])
-        kubeconfig = k8s.kubeconfig_for(SYSTEM_NS, SERVICE_ACCOUNT, directory / "sa.kubeconfig")
 
         expected = expected_values(count, keys, ns_count)
         arrivals = SecretArrivals(set(expected), need_value=True, namespaced=True)
         await arrivals.start(session, url)
         proxy.reset()
         await audit(session, url, clear=True)
-        log = directory / "controller.log"
-        print(f"  {count:,}: objects created; starting the controller", file=sys.stderr)
-        # a Lease that survives a loaded machine: with the defaults (renewal every 2 s, given
-        # up after 10 s) a controller starved of CPU for 10 s loses leadership, stops kopf and
-        # starts over, as it should in a cluster, but that measures the machine's load
-        ctl, _ = start_controller(
-            kubeconfig, log, "--key-renew-period", "0", "--resync-period", f"{refresh:g}s",
-            "--lease-duration", "90s", "--renew-deadline", "60s", "--retry-period", "5s",
-            log_level=args.log_level)
+        sharded = args.replicas > 1
+        names = scale_shards.names(args.replicas) if sharded else [SERVICE_ACCOUNT]
+        # one controller: a Lease that survives a loaded machine: with the defaults (renewal
+        # every 2 s, given up after 10 s) a controller starved of CPU for 10 s loses
+        # leadership, stops kopf and starts over, as it should in a cluster, but that measures
+        # the machine's load (the replicas keep the given timings: their takeover is measured)
+        election = scale_shards.flags(args) if sharded else [
+            "--lease-duration", "90s", "--renew-deadline", "60s", "--retry-period", "5s"]
+        print(f"  {count:,}: objects created; starting {len(names)} controller(s)",
+              file=sys.stderr)
+        ctls: dict[str, subprocess.Popen[bytes]] = {}
+        logs = [directory / f"{name}.log" for name in names]
         started = time.perf_counter()
         try:
+            for name, log in zip(names, logs, strict=True):
+                kubeconfig = k8s.kubeconfig_for(SYSTEM_NS, name, directory / f"{name}.kubeconfig")
+                ctls[name], _ = start_controller(
+                    kubeconfig, log, "--key-renew-period", "0", "--resync-period",
+                    f"{refresh:g}s", *election, log_level=args.log_level,
+                    pod_name=name if sharded else None)
+
+            def cpu() -> float:
+                return sum(proc_cpu(p.pid) for p in ctls.values())
+
+            def rss(field: str, key: str) -> None:
+                """The largest replica's in ``key``, each one's in ``key_by_replica``."""
+                each = {n: round(proc_status(p.pid, field), 1) for n, p in ctls.items()}
+                result[key] = max(each.values())
+                if sharded:
+                    result[f"{key}_by_replica"] = each
+
             await arrivals.wait_all(args.timeout, len(expected))
             result["cold_start_s"] = round(max(arrivals.seen.values()) - started, 2)
-            result["cpu_cold_start_s"] = round(proc_cpu(ctl.pid), 2)
-            result["rss_mib_at_all_secrets"] = round(proc_status(ctl.pid, "VmRSS"), 1)
+            result["cpu_cold_start_s"] = round(cpu(), 2)
+            if sharded:
+                result["cpu_cold_start_s_by_replica"] = {
+                    n: round(proc_cpu(p.pid), 2) for n, p in ctls.items()}
+            rss("VmRSS", "rss_mib_at_all_secrets")
             print(f"  {count:,}: all {len(expected):,} Secrets after "
                   f"{result['cold_start_s']} s", file=sys.stderr)
 
@@ -262,16 +296,19 @@ async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, coun
             result["cold_start_api"] = {"requests": len(items), "dropped": dropped,
                                         "by_verb": requests_by_verb(items)}
             result["cold_start_provider"] = breakdown(proxy.requests)
-            result["rss_mib_quiet"] = round(proc_status(ctl.pid, "VmRSS"), 1)
+            rss("VmRSS", "rss_mib_quiet")
+            if sharded:
+                result["handled_once"] = scale_shards.writes_once(
+                    items, scale_shards.expected_per_namespace(count, ns_count))
             del items
 
             # settle: the keys' refresh phases merge into one batch per round
             await asyncio.sleep(args.settle_rounds * refresh)  # a window, not a wait
             proxy.reset()
             await audit(session, url, clear=True)
-            cpu0 = proc_cpu(ctl.pid)
+            cpu0 = cpu()
             await asyncio.sleep(args.rounds * refresh)  # the measurement window itself
-            cpu = proc_cpu(ctl.pid) - cpu0
+            used = cpu() - cpu0
             items, dropped = await audit(session, url, clear=True)
             window = list(proxy.requests)
             rounds = args.rounds
@@ -281,7 +318,7 @@ async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, coun
             reads = sum(1 for _, p, _ in window if classify(p) == "read")
             result.update({
                 "rounds": rounds,
-                "cpu_s_per_round": round(cpu / rounds, 2),
+                "cpu_s_per_round": round(used / rounds, 2),
                 "api_requests_per_round": round(len(others) / rounds, 1),
                 "api_by_verb_window": requests_by_verb(others),
                 "api_writes_window": len(writes),
@@ -290,9 +327,9 @@ async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, coun
                 "audit_dropped": dropped,
                 "provider_reads_per_round": round(reads / rounds, 1),
                 "provider_requests_window": breakdown(window),
-                "peak_rss_mib": round(proc_status(ctl.pid, "VmHWM"), 1),
-                "rss_mib_end": round(proc_status(ctl.pid, "VmRSS"), 1),
             })
+            rss("VmHWM", "peak_rss_mib")
+            rss("VmRSS", "rss_mib_end")
             # every value right (one list of all Secrets, after the window)
             _, body = await get_json(session, url, "/api/v1/secrets")
             got = {(s["metadata"]["namespace"], s["metadata"]["name"]):
@@ -301,11 +338,16 @@ async def measure(k8s: K8s, proxy: CountingProxy, args: argparse.Namespace, coun
                    if (s["metadata"]["namespace"], s["metadata"]["name"]) in expected}
             result["wrong_values"] = sorted(f"{k[0]}/{k[1]}" for k, v in expected.items()
                                             if got.get(k) != v)[:10]
+            if sharded:
+                result["kill"] = await scale_shards.kill_one(session, url, args, ctls,
+                                                             recipients, keys)
             result["value_in_log"] = any(remote_value(k).encode() in log.read_bytes()
-                                         for k in range(min(keys, 50)))
+                                         for k in range(min(keys, 50)) for log in logs)
         finally:
-            stop_process(ctl, grace=15)
-            result["log_lines"] = len(log.read_bytes().splitlines())
+            for p in ctls.values():
+                stop_process(p, grace=15)
+            result["log_lines"] = sum(len(log.read_bytes().splitlines())
+                                      for log in logs if log.exists())
     result["load_end"] = loadavg()
     return result
 
@@ -330,16 +372,7 @@ def run_size(args: argparse.Namespace, count: int) -> dict[str, Any]:
                                           f"{m['message'][:200]}" for m in k8s.malformed()]
         return result
     finally:
-        if emu is not None:
-            stop(emu)
-        if proxy is not None:
-            proxy.stop()
-        if bao is not None:
-            _stop(bao)
-        if args.keep:
-            print(f"kept {directory}", file=sys.stderr)
-        else:
-            shutil.rmtree(directory, ignore_errors=True)
+        clean_up(directory, args.keep, emu, proxy, bao)
 
 
 def growth(results: list[dict[str, Any]], field: str) -> list[float | None]:
@@ -370,14 +403,25 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def verdicts(r: dict[str, Any]) -> dict[str, str]:
+    from bench import scale_shards  # it builds on this module
+
     def ok(b: bool) -> str:
         return "PASS" if b else "FAIL"
-    return {"cold_start": ok(r["cold_start_s"] <= GOAL_S),
-            "peak_rss": ok(r["peak_rss_mib"] <= GOAL_MIB),
-            "provider_reads": ok(r["provider_reads_per_round"] <= r["keys"]),
-            "unchanged_writes": ok(r["api_writes_window"] == 0),
-            "values": ok(not r["wrong_values"] and not r["value_in_log"]),
-            "malformed": ok(not r["refused_as_malformed"])}
+    out = {"cold_start": ok(r["cold_start_s"] <= GOAL_S),
+           "peak_rss": ok(r["peak_rss_mib"] <= GOAL_MIB),
+           # each replica reads the keys its shards' objects use: replicas x keys at most
+           "provider_reads": ok(r["provider_reads_per_round"] <= r["keys"] * r["replicas"]),
+           "unchanged_writes": ok(r["api_writes_window"] == 0),
+           "values": ok(not r["wrong_values"] and not r["value_in_log"]),
+           "malformed": ok(not r["refused_as_malformed"])}
+    if "kill" in r:
+        k = r["kill"]
+        out["handled_once"] = ok(scale_shards.once(r["handled_once"]))
+        out["kill_resumed_within_the_lease_time"] = ok(
+            k["shards_reheld_s"] <= k["lease_duration_s"] + 2 * r["retry_period_s"] + 1)
+        out["kill_new_objects_once"] = ok(scale_shards.once(k["writes"]))
+        out["kill_dead_replica_silent"] = ok(not k["writes_by_the_dead_replica"])
+    return out
 
 
 def main() -> None:
@@ -396,17 +440,20 @@ def main() -> None:
     parser.add_argument("--quiet", type=float, default=5.0,
                         help="after all are Ready: wait until a span this long (seconds) "
                              "has no API write but the Lease's")
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--timeout", type=float, default=2400.0)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dirs (logs)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="controllers; more than one: sharding (--shards) and kill -9")
+    parser.add_argument("--shards", type=int, default=6, help="with --replicas > 1")
+    lease_args(parser, 15.0, 10.0, 2.0)  # with --replicas > 1 (one controller: 90 / 60 / 5)
+    common_args(parser, timeout=2400.0)
     args = parser.parse_args()
+    from bench import scale_shards  # it builds on this module
+
     # SIGTERM ends the run through the finally blocks: every server stopped by its PID
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = [int(s) for s in args.sizes.split(",") if s]
     results = []
-    out = Path(__file__).parent / "results" / "scale-latest.json"
+    out = Path(__file__).parent / "results" / (
+        "scale-latest.json" if args.replicas == 1 else "scale-shards-latest.json")
     out.parent.mkdir(exist_ok=True)
     for n in sizes:
         print(f"scale: {n:,} SealedSecrets + {n:,} ExternalSecrets ...", file=sys.stderr)
@@ -425,6 +472,8 @@ def main() -> None:
         print(f"{r['count']:,}: {r['verdict']}; API per round {r['api_by_verb_window']}; "
               f"provider {r['provider_requests_window']}; lease requests "
               f"{r['lease_requests_window']}; writes {r['api_writes_sample']}")
+        if "kill" in r:
+            print(scale_shards.summary(r))
     failed = any(v != "PASS" for r in results for v in r["verdict"].values())
     sys.exit(1 if failed else 0)
 

@@ -41,6 +41,7 @@ import yaml
 from bench.controllerkit import (
     SecretArrivals,
     call,
+    common_args,
     get_json,
     post,
     post_all,
@@ -191,11 +192,7 @@ def run(count: int, concurrency: int, log_level: str, timeout: float,
 def main() -> None:
     parser = argparse.ArgumentParser(prog="scripts/bench --sealed")
     parser.add_argument("--count", type=int, default=1_000)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    parser.add_argument("--timeout", type=float, default=120.0)
-    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    common_args(parser, timeout=120.0)
     args = parser.parse_args()
     load_start = os.getloadavg()[0]
     r = run(args.count, args.concurrency, args.log_level, args.timeout, args.keep)

@@ -40,21 +40,26 @@ from typing import Any
 import aiohttp
 from secretops_controller.shards import lease_name, shard_of
 
-from bench.sealed_controller import (
-    CRD,
+from bench.controllerkit import (
+    API,
     SYSTEM_NS,
     SecretArrivals,
-    _post,
     call,
+    common_args,
+    install_crds,
+    lease_args,
+    lease_flags,
+    post,
     proc_cpu,
     proc_status,
+    start_controller,
 )
 from secretops.sealing import parse_recipients_file, seal_secret
-from tests.fixtures.k8s import K8s, free_port, start_emulator, stop
+from tests.fixtures.k8s import K8s, start_emulator, stop
 from tests.helpers import stop_process
+from tests.k8s.helpers import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
-API = "/apis/secretops.dev/v1alpha1"
 LEASES = f"/apis/coordination.k8s.io/v1/namespaces/{SYSTEM_NS}/leases"
 WRITES = ("create", "update", "patch", "delete")
 
@@ -77,17 +82,6 @@ def _json(url: str, path: str) -> dict[str, Any]:
         return dict(json.loads(r.read()))
 
 
-def wait(check: Any, timeout: float, what: str, period: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(period)  # polling interval of a loop with a deadline
-
-
 def balanced(url: str, shards: int, names: list[str]) -> dict[int, str] | None:
     h = holders(url, shards)
     counts = Counter(h.values())
@@ -96,18 +90,10 @@ def balanced(url: str, shards: int, names: list[str]) -> dict[int, str] | None:
 
 
 def start_replica(k8s: K8s, directory: Path, name: str, flags: list[str]
-                  ) -> tuple[subprocess.Popen[bytes], int]:
+                  ) -> tuple[subprocess.Popen[bytes], str]:
+    """A replica as service account ``name`` (the audit log names it) and Pod ``name``."""
     kubeconfig = k8s.kubeconfig_for(SYSTEM_NS, name, directory / f"{name}.kubeconfig")
-    port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if k != "KUBECONFIG"}, "POD_NAME": name}
-    with open(directory / f"{name}.log", "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "secretops_controller", "--kubeconfig", str(kubeconfig),
-             "--namespace", SYSTEM_NS, "--http-host", "127.0.0.1", "--http-port", str(port),
-             "--retry-base-delay", "0.1s", "--retry-max-delay", "1s", *flags],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True)
-    return proc, port
+    return start_controller(kubeconfig, directory / f"{name}.log", *flags, pod_name=name)
 
 
 def sealed_objects(cert: str, names: list[tuple[str, str]]) -> list[dict[str, Any]]:
@@ -128,7 +114,7 @@ async def post_all(url: str, objects: list[dict[str, Any]], concurrency: int) ->
             while not queue.empty():
                 o = queue.get_nowait()
                 ns = o["metadata"]["namespace"]
-                await _post(session, url, f"{API}/namespaces/{ns}/sealedsecrets", o)
+                await post(session, url, f"{API}/namespaces/{ns}/sealedsecrets", o)
 
         await asyncio.gather(*(creator() for _ in range(concurrency)))
 
@@ -187,30 +173,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     directory = Path(tempfile.mkdtemp(prefix="shards-bench-"))
     emu, k8s = start_emulator(directory, log_requests=False)
     procs: dict[str, subprocess.Popen[bytes]] = {}
-    ports: dict[str, int] = {}
+    urls: dict[str, str] = {}
     result: dict[str, Any] = {"count": args.count, "replicas": args.replicas,
                               "shards": args.shards, "namespaces": args.namespaces,
                               "lease_duration_s": args.lease_duration}
     try:
         url = k8s.url
-        import yaml
-
-        assert call(url, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-                    yaml.safe_load(CRD.read_text())) == 201
+        install_crds(url)
         namespaces = [f"bench-{i:03d}" for i in range(args.namespaces)]
         for ns in (SYSTEM_NS, *namespaces):
             assert call(url, "POST", "/api/v1/namespaces", {"metadata": {"name": ns}}) == 201
-        flags = ["--shards", str(args.shards), "--lease-duration", f"{args.lease_duration}s",
-                 "--renew-deadline", f"{args.renew_deadline}s", "--retry-period",
-                 f"{args.retry_period}s", "--log-level", args.log_level]
+        flags = ["--shards", str(args.shards), *lease_flags(args), "--log-level", args.log_level]
         names = [f"replica-{chr(ord('a') + i)}" for i in range(args.replicas)]
         for name in names:
-            procs[name], ports[name] = start_replica(k8s, directory, name, flags)
+            procs[name], urls[name] = start_replica(k8s, directory, name, flags)
         started = time.monotonic()
-        owner = wait(lambda: balanced(url, args.shards, names), 120, "the shards shared out")
+        owner = wait_for(lambda: balanced(url, args.shards, names), 120, "the shards shared out")
         result["shared_out_s"] = round(time.monotonic() - started, 2)
         result["holders"] = {str(k): v for k, v in owner.items()}
-        cert = wait(lambda: _cert(ports[owner[0]]), 60, "the certificate")
+        cert = wait_for(lambda: _cert(urls[owner[0]]), 60, "the certificate")
         spread = [(namespaces[i % len(namespaces)], f"s{i:05d}") for i in range(args.count)]
         t = time.perf_counter()
         objects = sealed_objects(cert, spread)
@@ -226,7 +207,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["post_s"] = round(posted, 2)
         result["all_secrets_s"] = round(all_secrets, 2)
         t0 = time.perf_counter() - all_secrets
-        wait(lambda: synced_count(url) >= args.count, args.timeout, "every Synced=True", 0.25)
+        wait_for(lambda: synced_count(url) >= args.count, args.timeout, "every Synced=True")
         result["all_synced_s"] = round(time.perf_counter() - t0, 2)
         assert holders(url, args.shards) == owner, "a shard moved during the run"
         records = k8s.audit()
@@ -243,8 +224,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         procs[victim].wait(10)
         dead = max((r["seq"] for r in k8s.audit()), default=0)  # nothing of it can follow
         asyncio.run(post_all(url, fresh, args.concurrency))
-        wait(lambda: all(holders(url, args.shards)[s] not in ("", victim) for s in lost),
-             args.lease_duration + 60, "the dead replica's shards re-held", 0.05)
+        wait_for(lambda: all(holders(url, args.shards)[s] not in ("", victim) for s in lost),
+                 args.lease_duration + 60, "the dead replica's shards re-held")
         reheld = time.monotonic() - killed
         fresh_names = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in fresh}
 
@@ -253,11 +234,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             have = {(i["metadata"]["namespace"], i["metadata"]["name"]) for i in items}
             return fresh_names <= have
 
-        wait(resumed, args.lease_duration + 120, "its objects handled", 0.05)
+        wait_for(resumed, args.lease_duration + 120, "its objects handled")
         resumed_s = time.monotonic() - killed
         after = [r for r in k8s.audit() if r["seq"] > mark]
         survivors = [n for n in names if n != victim]
-        final = wait(lambda: balanced(url, args.shards, survivors), 60, "survivors balanced")
+        final = wait_for(lambda: balanced(url, args.shards, survivors), 60,
+                         "survivors balanced")
         result["kill"] = {
             "victim": victim, "its_shards": lost, "its_namespaces": len(orphans),
             "new_objects": len(fresh),
@@ -280,12 +262,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
-def _cert(port: int) -> str | None:
+def _cert(url: str) -> str | None:
     import urllib.error
     import urllib.request
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/cert", timeout=5) as r:
+        with urllib.request.urlopen(f"{url}/v1/cert", timeout=5) as r:
             return str(r.read().decode()) if r.status == 200 else None
     except (urllib.error.URLError, OSError):
         return None
@@ -297,13 +279,8 @@ def main() -> None:
     p.add_argument("--namespaces", type=int, default=60)
     p.add_argument("--replicas", type=int, default=3)
     p.add_argument("--shards", type=int, default=6)
-    p.add_argument("--lease-duration", type=float, default=15.0)
-    p.add_argument("--renew-deadline", type=float, default=10.0)
-    p.add_argument("--retry-period", type=float, default=2.0)
-    p.add_argument("--concurrency", type=int, default=32)
-    p.add_argument("--timeout", type=float, default=300.0)
-    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    lease_args(p, 15.0, 10.0, 2.0)
+    common_args(p, timeout=300.0)
     args = p.parse_args()
     load_start = os.getloadavg()
     r = run(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from secretops.sealing.template import MAX_OUTPUT
@@ -25,6 +26,9 @@ class Context:
     health: Health = field(default_factory=Health)
     # --shards: which namespaces this replica handles now (handlers' when= filters)
     shards: Ownership = field(default_factory=Ownership)
+    # --shards: each half's handling of a gained shard's objects first (:mod:`.catchup`), by kind
+    catch_ups: dict[str, Callable[[Context, Callable[[str], bool]], Awaitable[int]]] = field(
+        default_factory=dict)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
     fingerprints: dict[tuple[str, str], bytes] = field(default_factory=dict)

@@ -38,16 +38,17 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from secretops_controller.config import default_identity
 from secretops_controller.kube import ApiError, Kube
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 
 
@@ -227,8 +228,7 @@ class Lease:
         if self.holding:
             left = self.renew_deadline - (self.clock() - self._last_renew)
             try:
-                if left > 0 and await asyncio.wait_for(self.try_acquire_or_renew(annotations),
-                                                       left):
+                if left > 0 and await within(left, self.try_acquire_or_renew(annotations)):
                     self._last_renew = self.clock()
                     return True
                 if left > 0:  # another holder: stop at once
@@ -244,9 +244,8 @@ class Lease:
             return self.holding
         try:
             if not may_take:
-                await asyncio.wait_for(self.read(), self.renew_deadline)
-            elif await asyncio.wait_for(self.try_acquire_or_renew(annotations),
-                                        self.renew_deadline):
+                await within(self.renew_deadline, self.read())
+            elif await within(self.renew_deadline, self.try_acquire_or_renew(annotations)):
                 self._last_renew = self.clock()
                 self.holding = True
         except (ApiError, TimeoutError) as e:
@@ -319,7 +318,14 @@ class LeaderElector:
         """Acquire, renew, and on loss go back to acquiring; until cancelled."""
         try:
             while True:
-                leading = await self.lease.step()
+                try:
+                    leading = await self.lease.step()
+                except asyncio.CancelledError:
+                    if not stray():
+                        raise
+                    log.warning("Lease %s/%s: a request was cancelled by someone else "
+                                "(retrying)", self.namespace, self.name)
+                    leading = self.lease.holding
                 self._set(leading)
                 self.campaigned.set()
                 await asyncio.sleep(self.retry_period if leading
@@ -332,6 +338,27 @@ class LeaderElector:
         stopped (SIGTERM). True: released, so the next candidate need not wait it out."""
         self._set(False)
         return await self.lease.release(timeout)
+
+
+async def within(seconds: float, work: Coroutine[Any, Any, T]) -> T:
+    """``work`` with a time limit, in the calling task (TimeoutError when it runs out).
+
+    Not ``asyncio.wait_for``: before Python 3.12 it runs ``work`` in a task of its own, and
+    kopf, when it stops, cancels every task created since it started — a Lease request's
+    task among them; ``wait_for`` then raised that CancelledError in the election, which took
+    it for its own cancellation and ended (and the whole controller with it). The election's
+    task itself predates kopf's, so kopf leaves it alone; ``asyncio.timeout`` also tells its
+    own expiry (TimeoutError) from anyone else's cancellation (CancelledError)."""
+    async with asyncio.timeout(seconds):
+        return await work
+
+
+def stray() -> bool:
+    """In an ``except CancelledError``: True when no one cancelled this task (the
+    cancellation came from a task of ours that someone else cancelled — kopf's stop): not a
+    reason to end."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
 
 
 def check_timings(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
@@ -368,4 +395,6 @@ __all__ = [
     "jittered",
     "micro_time",
     "released",
+    "stray",
+    "within",
 ]

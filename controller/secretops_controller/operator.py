@@ -29,7 +29,8 @@ holds at least one shard, its handlers filtered to the namespaces of the shards 
 starts again whenever they change (a lost shard's handlers are cancelled; a surplus shard is
 released only once kopf stopped); a gained shard's SealedSecrets are handled first by a
 catch-up from one LIST (:func:`.sealed.catch_up`), and what the replica remembers of the shards
-it kept survives the restart. The key ring and ClusterSecretStores are shard 0's holder's.
+it kept survives the restart; likewise a gained shard's ExternalSecrets are registered from one
+LIST (:mod:`.catchup`). The key ring and ClusterSecretStores are shard 0's holder's.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 
 import kopf
 
-from secretops_controller import events, http, kube, sealed
+from secretops_controller import catchup, events, http, kube, sealed
 from secretops_controller.config import Config, backoffs
 from secretops_controller.context import Context
 from secretops_controller.external import reconcile as external_reconcile
@@ -137,8 +138,10 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
                      newest.name if newest else "-")
 
         sealed.register(registry, ctx)
+        ctx.catch_ups["SealedSecrets"] = sealed.catch_up
     if config.external_secrets:
-        external_reconcile.register(registry, ctx)
+        half = external_reconcile.register(registry, ctx)
+        ctx.catch_ups["ExternalSecrets"] = catchup.external_secrets(half.on_external)
     return registry, ctx
 
 
@@ -189,16 +192,18 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
     namespaces = list(ctx.config.watch_namespaces)
     if namespaces:
         await _wait_served(ctx)
+    ready = asyncio.Event()  # kopf's startup handlers ran: each half is ready
     tasks = await kopf.spawn_tasks(registry=registry, settings=settings, standalone=True,
                                    clusterwide=not namespaces, namespaces=namespaces,
-                                   stop_flag=stop_flag)
+                                   stop_flag=stop_flag, ready_flag=ready)
     own_signals()  # kopf installed its own SIGTERM/SIGINT handlers: the process decides
     # In kopf's context (its settings and Event queue), so repairs can post Events.
     resync = (asyncio.create_task(_resync(ctx), name="resync")
               if ctx.config.sealed_secrets else None)
-    # --shards: a newly held shard's SealedSecrets first, ahead of kopf's listing of everything
-    caught = (asyncio.create_task(_catch_up(ctx, kept), name="catch-up")
-              if ctx.config.sealed_secrets and kept is not None else None)
+    # --shards: a newly held shard's objects first, ahead of kopf's listing of everything
+    caught = None if kept is None else asyncio.create_task(catchup.run(
+        ctx, ctx.catch_ups, lambda ns: ctx.shards.handles(ns) and not kept(ns), ready),
+        name="catch-up")
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
@@ -206,16 +211,6 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
         await cancel(resync)
         # not leading (or not these shards): another replica reports them
         ctx.metrics.forget_conditions(ctx.shards.handles if ctx.config.shards > 1 else None)
-
-
-async def _catch_up(ctx: Context, kept: Callable[[str], bool]) -> None:
-    """Handle the SealedSecrets of the shards gained since the last kopf run (not ``kept``)."""
-    events.post_events_from_this_task(ctx.api, ctx.config)
-    try:
-        done = await sealed.catch_up(ctx, lambda ns: ctx.shards.handles(ns) and not kept(ns))
-        log.info("caught up with the new shards: %d SealedSecrets handled", done)
-    except kube.ApiError as e:
-        log.warning("catch-up: %s (kopf's listing handles them)", e)
 
 
 async def _follow_ring(ctx: Context) -> None:

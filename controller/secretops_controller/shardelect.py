@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 from secretops_controller import shards
 from secretops_controller.kube import Kube, path_namespace
-from secretops_controller.leader import Lease, check_timings, jittered
+from secretops_controller.leader import Lease, check_timings, jittered, stray
 from secretops_controller.shards import Ownership
 
 log = logging.getLogger(__name__)
@@ -110,11 +110,13 @@ class ShardElector:
             # 1. renew what we hold (an ask answered last round is removed with it), read the
             # others
             notes = {i: {shards.WANTED_BY: None} for i in self._considered}
-            await asyncio.gather(*(
-                lease.step(may_take=False, annotations=notes.get(i) if
-                           self._considered.get(i) == lease.annotations.get(shards.WANTED_BY)
-                           else None)
-                for i, lease in enumerate(self.leases)))
+            # a task per Lease: kopf's stop may cancel one (it cancels every task created since
+            # it started); a TaskGroup lets that one go (a renewal missed) and the round on
+            async with asyncio.TaskGroup() as group:
+                for i, lease in enumerate(self.leases):
+                    group.create_task(lease.step(may_take=False, annotations=notes.get(i) if (
+                        self._considered.get(i) == lease.annotations.get(shards.WANTED_BY))
+                        else None))
             held = frozenset(i for i, lease in enumerate(self.leases) if lease.holding)
             seen = self._seen()
             p = shards.plan(seen, held, self.identity)
@@ -153,6 +155,11 @@ class ShardElector:
             while True:
                 try:
                     await self.round()
+                except asyncio.CancelledError:
+                    if not stray():
+                        raise
+                    log.warning("shard election round: a request was cancelled by someone "
+                                "else (retrying)")
                 except Exception:  # one bad round must not end the election
                     log.exception("shard election round failed")
                 self.campaigned.set()

@@ -9,13 +9,20 @@ SIGKILL (nothing released: takeover once the Lease expires). Every wait polls wi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
-from secretops_controller.leader import LeaseRecord, claim, micro_time, released
+from secretops_controller import kube
+from secretops_controller.leader import LeaderElector, LeaseRecord, claim, micro_time, released
+from secretops_controller.shardelect import ShardElector
+from secretops_controller.shards import lease_name
 
 from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster
 from tests.controller.helpers import (
@@ -189,3 +196,76 @@ def test_claim_decisions() -> None:
     free = released(mine, at)
     assert free.holder == "" and free.transitions == 5
     assert claim(free, "other", False, at, 15) == LeaseRecord("other", 15, stamp, stamp, 6)
+
+
+@pytest.mark.parametrize("shards", [1, 3])
+def test_a_kopf_stop_does_not_end_the_election(
+        cluster: K8s, monkeypatch: pytest.MonkeyPatch, shards: int) -> None:
+    """kopf, when it stops (deposed, or the held shards changed), cancels every task created
+    since it started, ours included ("hung tasks", kopf's run_tasks). A Lease request then in
+    flight must cost one renewal at most: before, its task's CancelledError (``wait_for``'s
+    inner task, or a shard's task in the round's ``gather``) ended the election, and ``serve``
+    re-raised it: the whole controller exited (bench --scale at 5,000, under load)."""
+    k8s = cluster
+    monkeypatch.setenv("KUBECONFIG", str(k8s.kubeconfig))
+    base = f"stray-{shards}"
+    names = [lease_name(base, i) for i in range(shards)]
+
+    async def scenario() -> tuple[bool, frozenset[int] | bool]:
+        api = kube.Kube(kube.login)
+        timings = {"lease_duration": 8.0, "renew_deadline": 6.0, "retry_period": 0.1}
+        elector: LeaderElector | ShardElector = (
+            LeaderElector(api, SYSTEM_NS, base, "me", **timings) if shards == 1 else
+            ShardElector(api, SYSTEM_NS, base, "me", shards, **timings))
+        election = asyncio.create_task(elector.run(), name="election")  # before kopf, as serve
+
+        def holding() -> frozenset[int] | bool:
+            return (elector.is_leader if isinstance(elector, LeaderElector)
+                    else elector.held == frozenset(range(shards)) and elector.held)
+
+        try:
+            await _until(holding, 10, "the Leases held")
+            stop = asyncio.Event()
+
+            async def operator() -> None:  # what operator._kopf does around kopf
+                existing = asyncio.all_tasks()
+                root = asyncio.create_task(stop.wait(), name="kopf root")
+                await kopf.run_tasks([root], ignored=existing)
+
+            running = asyncio.create_task(operator(), name="kopf operator")
+            # the next renewal of every Lease is held up by the API: in flight when kopf stops
+            k8s.delay(2000, count=shards, match={"verb": "update", "resource": "leases",
+                                                 "name": names})
+            await _until(lambda: not k8s.faults()["rules"], 10, "the renewals in flight")
+            running.cancel()  # what operator._lead does when the shards change
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+            # the election goes on, and renews again once the API answers
+            stopped = micro_time(datetime.now(UTC))
+
+            def renewed_since() -> bool:
+                return all(str((lease(k8s, SYSTEM_NS, n) or {}).get("spec", {}).get(
+                    "renewTime") or "") > stopped for n in names)
+
+            await _until(lambda: election.done() or renewed_since(), 15,
+                         "renewals after kopf stopped")
+            return election.done(), holding()
+        finally:
+            k8s.clear_faults()
+            election.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await election
+            await api.close()
+
+    ended, held = asyncio.run(scenario())
+    assert not ended, "the election ended when kopf stopped"
+    assert held
+
+
+async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)  # polling interval of a loop with a deadline
+    return result

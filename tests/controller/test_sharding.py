@@ -38,18 +38,23 @@ from tests.fixtures.openbao import OpenBao
 
 SHARDS = 6
 LEASE, RENEW, RETRY = 3.0, 2.0, 0.2
+# --workers 2: kopf takes at most workers / 0.1 s objects a second (an idle per-object worker
+# keeps its place 0.1 s), so a replica's listing of a cluster with a few hundred objects lasts
+# seconds, as it does at ten thousand objects with the default 64
 FLAGS = ("--shards", str(SHARDS), "--lease-duration", f"{LEASE}s", "--renew-deadline",
          f"{RENEW}s", "--retry-period", f"{RETRY}s", "--key-renew-period", "0",
-         "--key-refresh-interval", "0.5s")
+         "--key-refresh-interval", "0.5s", "--workers", "2")
 NAMESPACES = [f"tenant-{i:02d}" for i in range(18)]
 ES_API = "/apis/secretops.dev/v1alpha1"
 WRITES = ("create", "update", "patch", "delete")
 REPLICAS: dict[str, Controller] = {}
+EXTERNAL: list[str] = []  # the namespaces with an ExternalSecret "es" (one of each shard)
+FILLER = "a-filler"  # listed before every tenant namespace (the API lists in key order)
 
 
 @pytest.fixture(scope="module")
 def cluster(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8s]:
-    prepare_cluster(k8s_emulator, *NAMESPACES)
+    prepare_cluster(k8s_emulator, *NAMESPACES, FILLER)
     for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
         k8s_emulator.kubectl("apply", "-f", str(CRD.parent / f))
     for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
@@ -219,10 +224,12 @@ def _external_secrets(k8s: K8s, openbao: OpenBao) -> list[str]:
                           "key": f"sharding/{ns}", "property": "p"}}]}})):
             status, out, _ = k8s.request("POST", path, body)
             assert status == 201, out
+    EXTERNAL[:] = chosen.values()
     return list(chosen.values())
 
 
-def test_sigkill_its_shards_are_taken_over_once_the_leases_expire(cluster: K8s) -> None:
+def test_sigkill_its_shards_are_taken_over_once_the_leases_expire(cluster: K8s,
+                                                                  openbao: OpenBao) -> None:
     k8s = cluster
     names = ["replica-a", "replica-b", "replica-c"]
     if set(REPLICAS) != set(names):
@@ -234,18 +241,47 @@ def test_sigkill_its_shards_are_taken_over_once_the_leases_expire(cluster: K8s) 
     status, cert = REPLICAS[owner[0]].get("/v1/cert")
     assert status == 200 and orphans
     fresh = sealed_objects(cert, "orphan", orphans, 2)
+    its_external = [ns for ns in EXTERNAL if shard_of(ns, SHARDS) in lost]
+    assert its_external
+    # ExternalSecrets that kopf lists before the tenants' (each replica's listing of the
+    # cluster then takes seconds: FLAGS); handled (refused: no such store) before the kill
+    filler = [{"apiVersion": "secretops.dev/v1alpha1", "kind": "ExternalSecret",
+               "metadata": {"name": f"f{i:03d}", "namespace": FILLER},
+               "spec": {"secretStoreRef": {"name": "none", "kind": "SecretStore"},
+                        "refreshInterval": "1h",
+                        "data": [{"secretKey": "k", "remoteRef": {"key": "none"}}]}}
+              for i in range(200)]
+    for obj in filler:
+        assert k8s.request("POST", f"{ES_API}/namespaces/{FILLER}/externalsecrets", obj)[0] == 201
+    wait_for(lambda: all(ready_status(k8s, FILLER, f"f{i:03d}") for i in range(200)),
+             timeout=120, what="the filler handled")
     mark = max((r["seq"] for r in k8s.audit()), default=0)
 
     killed = time.monotonic()
     REPLICAS[victim].kill()  # no release: its Leases still name it
     post(k8s, fresh)  # objects of its shards, with no one to handle them until the takeover
+    for ns in its_external:  # and its ExternalSecrets change: a new remote value, read now
+        openbao.client().secrets.kv.v2.create_or_update_secret(
+            path=f"sharding/{ns}", secret={"p": f"{CANARY}-{ns}-after"}, mount_point="secret")
+        status, out, _ = k8s.request(
+            "PATCH", f"{ES_API}/namespaces/{ns}/externalsecrets/es",
+            {"metadata": {"annotations": {"secretops.dev/force-sync": "after-the-kill"}}},
+            content_type="application/merge-patch+json")
+        assert status == 200, out
     taken = wait_for(lambda: all(holders(k8s)[s] not in ("", victim) for s in lost) or None,
                      timeout=LEASE + 10, what="the dead replica's shards taken over")
     lease_s = time.monotonic() - killed
+    # the new holders catch up with the shards they gained first, ahead of their listing of
+    # the whole cluster (the filler first): within a lease time and a retry period
+    wait_for(lambda: all(values(secret(k8s, ns, "es")) == {"p": f"{CANARY}-{ns}-after".encode()}
+                         for ns in its_external), timeout=LEASE + RETRY,
+             what="its ExternalSecrets synced by the new holders")
+    external_s = time.monotonic() - killed
     wait_for(lambda: unsealed(k8s, fresh), timeout=LEASE + 20, what="its objects handled")
     resume_s = time.monotonic() - killed
-    print(f"kill -9: shards re-held after {lease_s:.2f} s, objects resumed after "
-          f"{resume_s:.2f} s (lease {LEASE} s, retry {RETRY} s)")
+    print(f"kill -9: shards re-held after {lease_s:.2f} s, its ExternalSecrets synced after "
+          f"{external_s:.2f} s, its new objects handled after {resume_s:.2f} s (lease "
+          f"{LEASE} s, retry {RETRY} s)")
     assert taken
     # not before the Leases expired on the survivors' clocks (renewed up to the kill)
     assert lease_s >= LEASE - RETRY - 0.5
@@ -253,10 +289,24 @@ def test_sigkill_its_shards_are_taken_over_once_the_leases_expire(cluster: K8s) 
     wait_for(lambda: balanced(k8s, survivors), timeout=15, what="3/3 between the survivors")
     records = writes(k8s, after=mark)
     assert not [r for r in records if replica_of(r) == victim]
+    owner = holders(k8s)
+    changed = [r for r in records if r["namespace"] in its_external and r["resource"] ==
+               "secrets" and r["name"] == "es"]  # by the shard's new holder
+    assert all(replica_of(r) == owner[shard_of(r["namespace"], SHARDS)] for r in changed)
     # one create per new object, not even a second attempt (the catch-up of the gained shards
     # and kopf's listing met on each); the old objects were looked at, not written again
     for resource in ("secrets", "sealedsecrets/status"):
-        assert per_object(records, resource, ok_only=False) == expected(fresh, resource)
+        want = expected(fresh, resource)
+        if resource == "secrets":  # and one write per changed ExternalSecret's Secret
+            want.update((ns, "es") for ns in its_external)
+        assert per_object(records, resource, ok_only=False) == want, resource
+
+
+def ready_status(k8s: K8s, ns: str, name: str) -> str | None:
+    """The status of an ExternalSecret's Ready condition (None: not reported yet)."""
+    status, body, _ = k8s.request("GET", f"{ES_API}/namespaces/{ns}/externalsecrets/{name}")
+    conditions = (body.get("status") or {}).get("conditions") or [] if status == 200 else []
+    return next((str(c.get("status")) for c in conditions if c.get("type") == "Ready"), None)
 
 
 def test_the_write_guard_refuses_before_sending() -> None:
