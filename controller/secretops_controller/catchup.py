@@ -9,12 +9,12 @@ LIST, as soon as kopf's startup handlers have run (each half is then ready):
 
 * SealedSecrets: :func:`secretops_controller.sealed.catch_up` (never-synced ones first);
 * ExternalSecrets: :func:`external_secrets` (those with no status yet first), through the
-  half's own entry point
-  (:meth:`~secretops_controller.external.reconcile.ExternalSecrets.on_external`, what kopf's
-  handler calls): registered, read from the provider, their Secrets written.
+  half's event entry point
+  (:meth:`~secretops_controller.external.reconcile.ExternalSecrets.external_event`, what kopf's
+  handler calls): registered, read from the provider, their Secrets written, marked handled.
 
 kopf's listing meets the same objects later and finds them handled (a SealedSecret's mark, an
-ExternalSecret's Secret already holding its values): their Secrets are not written again
+ExternalSecret's mark): they are not handled, nor their Secrets written, again
 (``tests/controller/test_sharding.py`` counts the attempts in the audit log).
 """
 

@@ -141,7 +141,10 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
         ctx.catch_ups["SealedSecrets"] = sealed.catch_up
     if config.external_secrets:
         half = external_reconcile.register(registry, ctx)
-        ctx.catch_ups["ExternalSecrets"] = catchup.external_secrets(half.on_external)
+        # through the event entry, so the handled mark is set and kopf's own listing of the same
+        # object later is not handled a second time
+        ctx.catch_ups["ExternalSecrets"] = catchup.external_secrets(
+            lambda es: half.external_event(None, es))
     return registry, ctx
 
 
