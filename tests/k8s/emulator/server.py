@@ -45,6 +45,7 @@ from . import (
     errors,
     fieldmanager,
     kinds,
+    listing,
     openapi,
     protobuf,
     proxy,
@@ -420,8 +421,10 @@ class Emulator:
                         self.watches,
                         view,
                     )
-                items, rv = store.list(srt, namespace, match)
-                return _json(self._list(rt, version, [out(o) for o in items], rv))
+                selecting = bool(q.get("labelSelector") or q.get("fieldSelector"))
+                page = await listing.serve(store, srt, namespace, match, selecting, q)
+                return _json(self._list(rt, version, [out(o) for o in page.items], page.rv,
+                                        page))
             if method == "POST":
                 body = await self._body(request, rt, version)
                 if view:
@@ -583,15 +586,21 @@ class Emulator:
         api_version = rt.api_version(version)
         return obj if obj.get("apiVersion") == api_version else {**obj, "apiVersion": api_version}
 
-    def _list(self, rt: ResourceType, version: str, items: list[Obj], rv: int) -> Obj:
+    def _list(self, rt: ResourceType, version: str, items: list[Obj], rv: int,
+              page: listing.Page | None = None) -> Obj:
         if rt.custom:
             items = [self._out(rt, version, o) for o in items]
         else:  # typed lists of built-in kinds carry no kind/apiVersion on their items
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if page is not None and page.continue_token:
+            meta["continue"] = page.continue_token
+            if page.remaining is not None:
+                meta["remainingItemCount"] = page.remaining
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version(version),
-            "metadata": {"resourceVersion": str(rv)},
+            "metadata": meta,
             "items": items,
         }
 
