@@ -46,7 +46,8 @@ class Event:
     rv: int
     obj: Obj
     old: Obj | None
-    cache: dict[str, bytes] = field(default_factory=dict)  # serialised forms, per apiVersion
+    # serialised forms per type and apiVersion, shared by the watchers it is offered to
+    cache: dict[str, bytes] = field(default_factory=dict)
 
 
 class Watcher(Protocol):
@@ -617,6 +618,9 @@ class Store(Controllers):
         self._cache(event.key).add(event)
         for watcher in list(self._watchers.get(event.key, ())):
             watcher.offer(event)
+        # Served to every open watch: the window keeps the objects, not their serialised lines
+        # (a resume from it serialises again). Kept, they doubled the emulator's memory at 10k.
+        event.cache.clear()
 
     def _internal(self, key: Key, ns: str, name: str) -> tuple[ResourceType, Obj] | None:
         rt = self.registry.by_key(key)
