@@ -229,6 +229,18 @@ def config_from(args: argparse.Namespace) -> Config:
     )
 
 
+def configure_logging(level: str) -> None:
+    """Log lines to stderr at ``level``. At INFO, each object handled is one line of ours (what
+    was written, or why not); kopf's own per-object INFO lines ("Handler ... succeeded",
+    "Creation is processed ...": four to six per object, formatted and written at every cold
+    start) are left to DEBUG. kopf's warnings and errors are kept at every level."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("kopf.objects").setLevel(
+            max(logging.WARNING, logging.getLogger().getEffectiveLevel()))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = parser()
     config = config_from(p.parse_args(argv))
@@ -236,9 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         config.check()
     except ValueError as e:
         p.error(str(e))
-    logging.basicConfig(
-        level=config.log_level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(config.log_level)
     from secretops_controller import operator  # kopf is imported only once flags are valid
 
     operator.run(config)

@@ -235,10 +235,11 @@ class Kube:
         if params:
             url += "?" + urlencode(params)
         headers = {"Accept": JSON, **info.as_http_headers()}
-        data = None
+        data: bytes | None = None
         if body is not None:
             headers["Content-Type"] = content_type
-            data = json.dumps(body)
+            # bytes: aiohttp takes them as they are (a str payload is re-encoded per request)
+            data = json.dumps(body, separators=(",", ":")).encode()
         try:
             async with session.request(method, url, data=data, headers=headers) as resp:
                 raw = await resp.read()

@@ -114,3 +114,30 @@ def test_watch_lists_then_streams_and_relists_at_once_on_410(k8s: K8s) -> None:
     assert seen[4] == ("DELETED", "a")
     assert k8s.faults()["injected"] != injected, "the 410 was never served"
     assert k8s.malformed() == []
+
+
+def test_list_pages_follows_continue_tokens_of_one_snapshot(k8s: K8s) -> None:
+    """The resync reads our Secrets page by page: with a server that pages (the emulator does,
+    as the apiserver) every item comes once, over several requests, and a write between pages
+    is not seen (one snapshot)."""
+    ns = f"pg-{uuid.uuid4().hex[:8]}"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    for i in range(7):
+        k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets",
+                    {"metadata": {"name": f"s{i}", "labels": {"mine": "yes"}}})
+    k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": "other"}})
+
+    async def main() -> list[list[str]]:
+        api = kube.Kube(lambda: kube.login(str(k8s.kubeconfig)))
+        try:
+            pages = []
+            async for page in api.list_pages(kube.secrets(ns), "mine", limit=3):
+                pages.append([s["metadata"]["name"] for s in page])
+                if len(pages) == 1:  # not in the snapshot the next pages are of
+                    k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets",
+                                {"metadata": {"name": "s9", "labels": {"mine": "yes"}}})
+            return pages
+        finally:
+            await api.close()
+
+    assert asyncio.run(main()) == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s6"]]

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import base64
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.k8s import K8s
+from tests.fixtures.k8s import K8s, start_emulator, stop
 
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
@@ -116,3 +117,30 @@ def test_the_audit_log_is_per_account_and_can_be_reset(k8s: K8s, ns: str) -> Non
     assert k8s.audit() == []
     status, out, _ = k8s.request("GET", "/_emulator/audit")
     assert status == 200 and out == {"items": [], "dropped": 0}
+
+
+def test_counts_keep_every_call_when_the_records_are_bounded(tmp_path: Path) -> None:
+    proc, small = start_emulator(tmp_path, "--audit-limit", "3")
+    try:
+        ns = "default"
+        one, two = small.token(ns, "one"), small.token(ns, "two")
+        for i in range(5):
+            status, _, _ = small.request("POST", f"/api/v1/namespaces/{ns}/configmaps",
+                                         {"metadata": {"name": f"c{i}"}}, token=one)
+            assert status == 201
+            small.request("GET", f"/api/v1/namespaces/{ns}/configmaps/c{i}", token=one)
+        small.request("GET", f"/api/v1/namespaces/{ns}/secrets", token=two)
+        small.request("GET", "/api", token=two)
+        status, out, _ = small.request("GET", "/_emulator/audit")
+        assert len(out["items"]) == 3 and out["dropped"] == 9  # the records: the newest 3
+        assert small.audit_counts(f"{ns}/one") == {"create": {"configmaps": 5},
+                                                   "get": {"configmaps": 5}}
+        assert small.audit_counts() == {"create": {"configmaps": 5},
+                                        "get": {"configmaps": 5, "/api": 1},
+                                        "list": {"secrets": 1}}
+        assert small.request("GET", "/_emulator/audit/counts")[1]["total"] == 12
+        small.reset_audit()
+        assert small.audit_counts() == {}
+    finally:
+        small.close()
+        stop(proc)

@@ -24,6 +24,7 @@ async def _main(args: argparse.Namespace) -> None:
         issuer=args.issuer,
         api_audiences=args.api_audiences.split(",") if args.api_audiences else None,
         admission_plugins=[p for p in args.enable_admission_plugins.split(",") if p],
+        audit_limit=args.audit_limit,
     )
     context = None
     if args.tls_dir:
@@ -74,6 +75,13 @@ def main() -> None:
         default="",
         help="comma-separated admission plugins to run (off by default, as upstream): "
         "OwnerReferencesPermissionEnforcement (OpenShift's default; see admission.py)",
+    )
+    parser.add_argument(
+        "--audit-limit",
+        type=int,
+        default=100_000,
+        help="service-account calls whose records the audit log keeps (the newest); its counts "
+        "by verb and resource (/_emulator/audit/counts) keep every call whatever the limit",
     )
     parser.add_argument(
         "--log-requests",

@@ -8,13 +8,17 @@ the request as a non-resource URL (``/api``, ``/version``, ...) with the lowerca
 
 :class:`AuditLog` keeps one record per request authenticated by a service-account token (other
 credentials are the test's own admin calls and are not recorded): appended in O(1) to a bounded
-deque when the request arrives, its ``code`` filled in when the response is known.
+deque (``--audit-limit``, the newest 100,000 by default) when the request arrives, its ``code``
+filled in when the response is known. Beside the records it counts every call by (service
+account, verb, resource or non-resource path): the counts never drop a call, whatever the
+limit, and take one entry per distinct triple (a benchmark of 10,000 objects makes far more
+calls than it is worth keeping records of).
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -96,8 +100,10 @@ class AuditLog:
         self._records: deque[dict[str, Any]] = deque(maxlen=limit)
         self._seq = itertools.count(1)
         self.dropped = 0
+        self.counts: Counter[tuple[str, str, str]] = Counter()
 
     def record(self, username: str, service_account: str, info: RequestInfo) -> dict[str, Any]:
+        self.counts[(service_account, info.verb, info.full_resource or info.path)] += 1
         if len(self._records) == self._records.maxlen:
             self.dropped += 1
         entry: dict[str, Any] = {
@@ -120,6 +126,16 @@ class AuditLog:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(list(self._records))
 
+    def by_verb(self, service_account: str | None = None) -> dict[str, dict[str, int]]:
+        """``{verb: {resource or path: calls}}`` since the last clear, none dropped."""
+        out: dict[str, dict[str, int]] = {}
+        for (sa, verb, what), n in sorted(self.counts.items()):
+            if not service_account or sa == service_account:
+                out.setdefault(verb, {})
+                out[verb][what] = out[verb].get(what, 0) + n
+        return out
+
     def clear(self) -> None:
         self._records.clear()
         self.dropped = 0
+        self.counts.clear()

@@ -32,6 +32,8 @@ class ApiError(Exception):
     reason: str
     message: str
     details: dict[str, Any] = field(default_factory=dict)
+    # the Status's ListMeta: a 410 to a stale continue token carries a fresh token in it
+    list_meta: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
@@ -40,7 +42,7 @@ class ApiError(Exception):
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": dict(self.list_meta),
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,

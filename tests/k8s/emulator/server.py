@@ -17,7 +17,9 @@ bearer-token authentication, the audit record and the fault mode (:mod:`.auth`, 
 Test-only endpoints (outside the Kubernetes paths; never authenticated, audited or faulted):
 
 * ``GET /_emulator/audit[?serviceAccount=ns/name]`` — ``{"items": [...], "dropped": N}``;
-  ``DELETE /_emulator/audit`` empties it;
+  ``GET /_emulator/audit/counts[?serviceAccount=ns/name]`` — ``{"counts": {verb: {resource:
+  N}}, "total": N}``, every call counted (none dropped); ``DELETE /_emulator/audit`` empties
+  both;
 * ``GET|POST|DELETE /_emulator/faults`` — the active rules; add rules (see :mod:`.faults`); clear;
 * ``GET|DELETE /_emulator/malformed`` — the requests refused as malformed (400, or 415 for a
   body type no apiserver takes): a client that sends one relies on a leniency somewhere;
@@ -45,6 +47,7 @@ from . import (
     errors,
     fieldmanager,
     kinds,
+    listing,
     openapi,
     protobuf,
     proxy,
@@ -106,6 +109,7 @@ class Emulator:
         api_audiences: list[str] | None = None,
         scheme: str = "http",
         admission_plugins: list[str] | None = None,
+        audit_limit: int = 100_000,
     ) -> None:
         self.store = Store(
             history=history,
@@ -123,7 +127,7 @@ class Emulator:
         self.tokens = TokenAuthority(
             self.store, lambda: issuer or f"{self.scheme}://{self.address}", api_audiences
         )
-        self.audit = AuditLog()
+        self.audit = AuditLog(audit_limit)
         self.faults = Faults()
         # Requests refused as malformed (400, 415): a client that sends one relies on leniency.
         self.malformed: deque[dict[str, Any]] = deque(maxlen=1000)
@@ -261,6 +265,10 @@ class Emulator:
                 want = request.query.get("serviceAccount")
                 items = [r for r in self.audit if not want or r["serviceAccount"] == want]
                 return _json({"items": items, "dropped": self.audit.dropped})
+        elif path == "/_emulator/audit/counts" and method == "GET":
+            counts = self.audit.by_verb(request.query.get("serviceAccount"))
+            return _json({"counts": counts,
+                          "total": sum(n for c in counts.values() for n in c.values())})
         elif path == "/_emulator/malformed":
             if method == "DELETE":
                 self.malformed.clear()
@@ -420,8 +428,10 @@ class Emulator:
                         self.watches,
                         view,
                     )
-                items, rv = store.list(srt, namespace, match)
-                return _json(self._list(rt, version, [out(o) for o in items], rv))
+                selecting = bool(q.get("labelSelector") or q.get("fieldSelector"))
+                page = await listing.serve(store, srt, namespace, match, selecting, q)
+                return _json(self._list(rt, version, [out(o) for o in page.items], page.rv,
+                                        page))
             if method == "POST":
                 body = await self._body(request, rt, version)
                 if view:
@@ -583,15 +593,21 @@ class Emulator:
         api_version = rt.api_version(version)
         return obj if obj.get("apiVersion") == api_version else {**obj, "apiVersion": api_version}
 
-    def _list(self, rt: ResourceType, version: str, items: list[Obj], rv: int) -> Obj:
+    def _list(self, rt: ResourceType, version: str, items: list[Obj], rv: int,
+              page: listing.Page | None = None) -> Obj:
         if rt.custom:
             items = [self._out(rt, version, o) for o in items]
         else:  # typed lists of built-in kinds carry no kind/apiVersion on their items
             items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in items]
+        meta: dict[str, Any] = {"resourceVersion": str(rv)}
+        if page is not None and page.continue_token:
+            meta["continue"] = page.continue_token
+            if page.remaining is not None:
+                meta["remainingItemCount"] = page.remaining
         return {
             "kind": f"{rt.kind}List",
             "apiVersion": rt.api_version(version),
-            "metadata": {"resourceVersion": str(rv)},
+            "metadata": meta,
             "items": items,
         }
 

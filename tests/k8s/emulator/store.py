@@ -46,7 +46,8 @@ class Event:
     rv: int
     obj: Obj
     old: Obj | None
-    cache: dict[str, bytes] = field(default_factory=dict)  # serialised forms, per apiVersion
+    # serialised forms per type and apiVersion, shared by the watchers it is offered to
+    cache: dict[str, bytes] = field(default_factory=dict)
 
 
 class Watcher(Protocol):
@@ -117,6 +118,25 @@ class Store(Controllers):
         )
         items = [o for b in spaces for _, o in sorted(b.items()) if match is None or match(o)]
         return items, self.rv
+
+    def snapshot(self, rt: ResourceType, namespace: str, rv: int) -> list[Obj]:
+        """The objects (in ``namespace``, or all) as they were at version ``rv``: the current
+        ones with the watch cache's later events undone. 410 when the cache no longer reaches
+        back to ``rv`` (etcd would have compacted it)."""
+        later = list(self.events_since(rt.key, rv))
+        buckets = self._objects[rt.key]
+        spaces = [namespace] if namespace else list(buckets)
+        state = {(ns, name): o for ns in spaces for name, o in buckets.get(ns, {}).items()}
+        for event in reversed(later):
+            meta = event.obj["metadata"]
+            key = (meta.get("namespace") or "", meta["name"])
+            if namespace and key[0] != namespace:
+                continue
+            if event.old is None:
+                state.pop(key, None)
+            else:
+                state[key] = event.old
+        return list(state.values())
 
     def namespace_state(self, namespace: str) -> Obj | None:
         return self._objects[("", "namespaces")].get("", {}).get(namespace)
@@ -598,6 +618,9 @@ class Store(Controllers):
         self._cache(event.key).add(event)
         for watcher in list(self._watchers.get(event.key, ())):
             watcher.offer(event)
+        # Served to every open watch: the window keeps the objects, not their serialised lines
+        # (a resume from it serialises again). Kept, they doubled the emulator's memory at 10k.
+        event.cache.clear()
 
     def _internal(self, key: Key, ns: str, name: str) -> tuple[ResourceType, Obj] | None:
         rt = self.registry.by_key(key)
