@@ -26,7 +26,7 @@
 5. **Many files at once** (inside :func:`batched`, as a many-file run's workers write): the
    same rules, but rule 1's fsyncs are made once for a whole batch of files — each file's
    data is staged unsynced, one ``syncfs`` makes the batch's data durable, then each file is
-   renamed into place, then one more ``syncfs`` makes the names durable
+   renamed into place, then one fsync per directory makes the names durable
    (:mod:`secretops.batchwrite`). A crash leaves each target old or new, as rule 1 says.
 
 A symbolic link is followed, hop by hop (the link stays; the file it points to is replaced),
