@@ -107,13 +107,14 @@ class Batch:
     def commit(self) -> None:
         """Sync the staged data (one ``syncfs`` per filesystem), put each file in place, make
         the names durable (an fsync of each directory written into)."""
-        staged, self._staged = self._staged, []
+        staged = self._staged  # emptied as it goes: an interruption leaves the rest to close()
         if not staged:
             return
         synced = {dev for dev, dfd in self._devices(s.dfd for s in staged).items()
                   if syncfs(dfd)}
         touched: set[int] = set()
-        for s in staged:
+        while staged:
+            s = staged.pop(0)
             try:
                 if self._dirs[s.directory][1] not in synced:
                     os.fsync(s.fd)

@@ -61,8 +61,13 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def write_error(message: str, path: str) -> SecretOpsError:
+def _fail(message: str, path: str) -> SecretOpsError:
     return SecretOpsError(message, code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path)
+
+
+def write_error(message: str, path: str) -> SecretOpsError:
+    """The error (exit 3) of a file that could not be written."""
+    return _fail(message, path)
 
 
 def _not_rewritable(kind: str, path: str) -> SecretOpsError:
@@ -81,7 +86,7 @@ def _check_link(path: str, link: os.stat_result, parent: str) -> None:
         return
     mode = os.stat(parent).st_mode
     if mode & stat.S_ISVTX and mode & stat.S_IWOTH:
-        raise write_error("refusing to write through a symbolic link another user owns in a shared "
+        raise _fail("refusing to write through a symbolic link another user owns in a shared "
                     "directory", path)
 
 
@@ -102,7 +107,7 @@ def _resolve(path: str) -> tuple[str, bool]:
             return p, False
         _check_link(path, st, parent)
         p = os.path.join(parent, os.readlink(p))
-    raise write_error("too many levels of symbolic links", path)
+    raise _fail("too many levels of symbolic links", path)
 
 
 def default_mode(private: bool) -> int:
@@ -152,9 +157,9 @@ def write_file(path: str, data: bytes, *, private: bool, new_mode: int | None = 
     except FileExistsError:
         if exclusive:
             raise
-        raise write_error("cannot write: the file appeared while it was written", path) from None
+        raise _fail("cannot write: the file appeared while it was written", path) from None
     except OSError as e:
-        raise write_error(f"cannot write: {e.strerror or e}", path) from None
+        raise _fail(f"cannot write: {e.strerror or e}", path) from None
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -189,15 +194,15 @@ def _write_special(path: str, final: str, st: os.stat_result, data: bytes) -> No
     """A FIFO or device: opened (never created) and written in place, its mode untouched."""
     kind = _kind(st.st_mode)
     if stat.S_ISSOCK(st.st_mode) or stat.S_ISDIR(st.st_mode):
-        raise write_error(f"cannot write: it is {kind}", path)
+        raise _fail(f"cannot write: it is {kind}", path)
     if st.st_uid not in (os.geteuid(), 0):
-        raise write_error(f"refusing to write into {kind} another user owns (they would read what "
+        raise _fail(f"refusing to write into {kind} another user owns (they would read what "
                     "is written)", path)
     fd = os.open(final, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
     try:
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
-            raise write_error("cannot write: the file was replaced while it was opened", path)
+            raise _fail("cannot write: the file was replaced while it was opened", path)
         _write_all(fd, data)
     finally:
         os.close(fd)

@@ -17,8 +17,8 @@ the items**, so output is the same however the work was spread. What it promises
 * **Durable in batches.** The files a batch of items writes are staged and made durable
   together when the batch ends (:func:`attempt_batch`, :mod:`secretops.batchwrite`): one
   ``syncfs`` per batch and filesystem and one fsync per directory, instead of two fsyncs per
-  file. A file's outcome
-  comes back only once it is in place; a failed job's staged file is discarded.
+  file. A file's outcome comes back only once it is in place; a failed job's staged file is
+  discarded.
 * **Set up once per process.** :meth:`Job.setup` runs once in every process before its first
   file: identities are loaded there once, not per file. On Linux the workers are forked after
   the parent ran it, so they inherit what it loaded (an age key command runs once per run,
