@@ -23,6 +23,11 @@
 4. **Modes.** The user's own existing file keeps its mode. A new file, or one another user
    owns, gets ``new_mode``: 0600 for plaintext (``private=True``), else by default
    ``0666 & ~umask`` as for any file a program creates.
+5. **Many files at once** (inside :func:`batched`, as a many-file run's workers write): the
+   same rules, but rule 1's fsyncs are made once for a whole batch of files — each file's
+   data is staged unsynced, one ``syncfs`` makes the batch's data durable, then each file is
+   renamed into place, then one fsync per directory makes the names durable
+   (:mod:`secretops.batchwrite`). A crash leaves each target old or new, as rule 1 says.
 
 A symbolic link is followed, hop by hop (the link stays; the file it points to is replaced),
 except one that another user owns in a sticky world-writable directory such as /tmp, the
@@ -36,10 +41,14 @@ import os
 import re
 import stat
 import sys
-from typing import BinaryIO
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, BinaryIO
 
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.leftovers import TEMP_PREFIX, TEMP_SUFFIX, run_tag, sweep_temp_files
+
+if TYPE_CHECKING:
+    from secretops.batchwrite import Batch
 
 _FD_DIR = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd")
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
@@ -54,6 +63,11 @@ def _kind(mode: int) -> str:
 
 def _fail(message: str, path: str) -> SecretOpsError:
     return SecretOpsError(message, code=ExitCode.COULD_NOT_WRITE_OUTPUT, file=path)
+
+
+def write_error(message: str, path: str) -> SecretOpsError:
+    """The error (exit 3) of a file that could not be written."""
+    return _fail(message, path)
 
 
 def _not_rewritable(kind: str, path: str) -> SecretOpsError:
@@ -136,7 +150,10 @@ def write_file(path: str, data: bytes, *, private: bool, new_mode: int | None = 
             raise FileExistsError(path)
         if st is not None and st.st_uid == os.geteuid():
             mode = stat.S_IMODE(st.st_mode)
-        _replace(final, data, mode, exclusive)
+        if _batch is not None:
+            _batch.stage(final, data, mode, exclusive, path)
+        else:
+            _replace(final, data, mode, exclusive)
     except FileExistsError:
         if exclusive:
             raise
@@ -191,14 +208,18 @@ def _write_special(path: str, final: str, st: os.stat_result, data: bytes) -> No
         os.close(fd)
 
 
-def _temp_name() -> str:
+def temp_name() -> str:
+    """A new temp file name for this run (:mod:`secretops.leftovers` removes it if we die)."""
     return f"{TEMP_PREFIX}{run_tag()}-{os.urandom(6).hex()}{TEMP_SUFFIX}"
 
 
-def _fill(fd: int, data: bytes, mode: int) -> None:
+def fill(fd: int, data: bytes, mode: int, sync: bool = True) -> None:
+    """Write all of ``data`` into the temp file ``fd``, then give it ``mode``; fsync it
+    unless ``sync`` is False (a batch syncs its files together)."""
     _write_all(fd, data)
     os.fchmod(fd, mode)  # after the data: a named temp file is 0600 while it fills
-    os.fsync(fd)
+    if sync:
+        os.fsync(fd)
 
 
 def _unnamed(dfd: int, name: str, data: bytes, mode: int, exclusive: bool) -> str | None:
@@ -214,8 +235,8 @@ def _unnamed(dfd: int, name: str, data: bytes, mode: int, exclusive: bool) -> st
     except OSError:
         return None  # EOPNOTSUPP, EISDIR on old kernels, ...
     try:
-        _fill(fd, data, mode)
-        target = name if exclusive else _temp_name()
+        fill(fd, data, mode)
+        target = name if exclusive else temp_name()
         try:  # linkat(AT_SYMLINK_FOLLOW), which dst_dir_fd selects
             os.link(f"/proc/self/fd/{fd}", target, dst_dir_fd=dfd)
         except FileExistsError:
@@ -228,11 +249,11 @@ def _unnamed(dfd: int, name: str, data: bytes, mode: int, exclusive: bool) -> st
 
 
 def _named(dfd: int, data: bytes, mode: int) -> str:
-    temp = _temp_name()
+    temp = temp_name()
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                  0o600, dir_fd=dfd)
     try:
-        _fill(fd, data, mode)
+        fill(fd, data, mode)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temp, dir_fd=dfd)
@@ -248,7 +269,8 @@ def _named(dfd: int, data: bytes, mode: int) -> str:
 _swept: set[tuple[int, int]] = set()
 
 
-def _sweep_once(dfd: int) -> None:
+def sweep_once(dfd: int) -> None:
+    """Remove dead runs' temp files from the directory ``dfd``, once per process."""
     st = os.fstat(dfd)
     if (st.st_dev, st.st_ino) not in _swept:
         sweep_temp_files(dfd)
@@ -259,7 +281,7 @@ def _replace(final: str, data: bytes, mode: int, exclusive: bool) -> None:
     directory, name = os.path.split(final)
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _sweep_once(dfd)
+        sweep_once(dfd)
         temp = _unnamed(dfd, name, data, mode, exclusive)
         if temp is None:
             temp = _named(dfd, data, mode)
@@ -277,6 +299,29 @@ def _replace(final: str, data: bytes, mode: int, exclusive: bool) -> None:
             os.fsync(dfd)
     finally:
         os.close(dfd)
+
+
+# -- many files at once: durable in batches (secretops.batchwrite) ---------------------------
+
+_batch: Batch | None = None
+
+
+@contextlib.contextmanager
+def batched() -> Iterator[Batch]:
+    """Within it, :func:`write_file`'s atomic replacements are staged in a
+    :class:`~secretops.batchwrite.Batch` and made durable together at its commits, rather than
+    one by one (rule 5); whatever is still staged when it ends is discarded."""
+    from secretops.batchwrite import Batch
+
+    global _batch
+    if _batch is not None:
+        raise RuntimeError("batches do not nest")
+    _batch = batch = Batch()
+    try:
+        yield batch
+    finally:
+        _batch = None
+        batch.close()
 
 
 def read_bounded(f: BinaryIO, what: str = "the input") -> bytes:
@@ -323,6 +368,8 @@ def _read_regular(path: str) -> bytes:
     final, descriptor = _resolve(path)
     if descriptor:
         raise _not_rewritable("a file descriptor", path)
+    if _batch is not None:
+        _batch.before_reading(final)
     st = os.stat(final)
     if stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(path)

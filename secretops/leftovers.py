@@ -11,8 +11,10 @@ but only when all of these hold:
 * it belongs to the user running the command (``st_uid == euid``) and is of the expected kind
   (a regular file, or a directory; never a symbolic link);
 * its run is over: no process has that id, or the process with that id started at another
-  time (the id was reused). A process we cannot see (``/proc`` mounted with ``hidepid``) counts
-  as alive, so a doubt always keeps the file.
+  time (the id was reused), or it is a zombie (it has ended and runs no code, but nothing has
+  reaped it yet: a killed many-file run's workers are reparented to PID 1, which in a
+  container may reap them late or never). A process we cannot see (``/proc`` mounted with
+  ``hidepid``) counts as alive, so a doubt always keeps the file.
 """
 
 from __future__ import annotations
@@ -27,17 +29,24 @@ TEMP_SUFFIX = ".tmp"
 DIR_PREFIX = "secretops-"
 
 
-def start_time(pid: int) -> int | None:
-    """When ``pid`` started (field 22 of ``/proc/PID/stat``), or ``None`` if it cannot be read."""
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """The state and start time (fields 3 and 22 of ``/proc/PID/stat``), or ``None``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             line = f.read()
     except OSError:
         return None
     try:  # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-        return int(line[line.rindex(b")") + 2:].split()[19])
+        fields = line[line.rindex(b")") + 2:].split()
+        return fields[0], int(fields[19])
     except (ValueError, IndexError):
         return None
+
+
+def start_time(pid: int) -> int | None:
+    """When ``pid`` started (field 22 of ``/proc/PID/stat``), or ``None`` if it cannot be read."""
+    got = _stat(pid)
+    return None if got is None else got[1]
 
 
 def run_tag() -> str:
@@ -58,8 +67,11 @@ def run_is_over(pid: int, started: int) -> bool:
     """True only when the run ``pid``/``started`` certainly ended."""
     if pid <= 0:
         return False
-    now = start_time(pid)
-    if now is not None:
+    got = _stat(pid)
+    if got is not None:
+        state, now = got
+        if started != 0 and now == started and state in (b"Z", b"X"):
+            return True  # a zombie runs no code: killed, its parent not yet reaped it
         return started != 0 and now != started  # 0: made where /proc was not readable
     try:
         os.kill(pid, 0)

@@ -87,6 +87,24 @@ def test_the_next_write_removes_temp_files_of_dead_runs_only(
     assert sorted(p.name for p in d.iterdir()) == sorted([enc.name] + [p.name for p in kept])
 
 
+def test_a_zombies_temp_files_are_removed(enc: Path) -> None:
+    """A killed run that nothing has reaped yet (a many-file run's workers, reparented to a
+    PID 1 that reaps late) runs no code: its temp files go, like a dead run's."""
+    zombie = subprocess.Popen(["sh", "-c", "exit 0"], stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] != b"Z":
+            assert time.monotonic() < deadline, "the child never ended"
+            time.sleep(0.01)
+        started = start_time(zombie.pid)
+        left = _plant_file(enc.parent, f".secretops-{zombie.pid}-{started}-0a1b2c.tmp")
+        r = secretops("decrypt", "-i", str(enc))
+        assert r.code == 0, r.err
+        assert not left.exists()
+    finally:
+        zombie.wait(30)
+
+
 def _plant_dir(base: str, name: str) -> Path:
     p = Path(base) / name
     p.mkdir(mode=0o700)
