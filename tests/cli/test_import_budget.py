@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.helpers import AgeKey, secretops
@@ -66,3 +67,24 @@ def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
     assert "pyrage" in mods
     for absent in ("click", "dataclasses", "inspect", "subprocess", "tempfile", "_hashlib"):
         assert absent not in mods, absent
+
+
+@pytest.mark.parametrize("args", [["rotate", "--help"], ["updatekeys", "--help"],
+                                  ["check", "--help"], ["vault", "--help"]])
+def test_a_command_imports_its_own_module_only(args: list[str]) -> None:
+    """Every other command's module stays unimported (all of them cost ~25 ms a run)."""
+    from secretops.cli.app import _COMMANDS
+
+    own = f"secretops.cli.{_COMMANDS[args[0]].split(':')[0]}"
+    others = {f"secretops.cli.{where.split(':')[0]}" for where in _COMMANDS.values()} - {own}
+    mods = _imported(*args)
+    assert own in mods
+    assert sorted(others & mods) == []
+
+
+def test_every_command_is_found_under_its_name() -> None:
+    from secretops.cli.app import _COMMANDS, cli
+
+    assert sorted(cli.list_commands(click.Context(cli))) == sorted(_COMMANDS)
+    for name in _COMMANDS:
+        assert cli.commands[name].name == name
