@@ -124,6 +124,8 @@ def _candidate(item: Item, rules: Rules) -> bytes | None:
 class _Selective(Decrypting):
     """A job on encrypted files that creation rules match (:func:`wanted`)."""
 
+    preload = (*Decrypting.preload, "secretops.keyops")
+
     config_path: str | None
     input_type: str | None
 
