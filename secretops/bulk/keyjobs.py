@@ -48,7 +48,9 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
         config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
     rule = rule_of(file, given, rules)
-    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
+    # values keep their ciphertext (updatekeys) or all get new ones (rotate): no IV to remember
+    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities,
+                       keep_ivs=False)
     return KeysPlan(opened, rule_plan(opened.metadata, rule, shamir, env))
 
 
@@ -201,7 +203,8 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
     if rules is not None:
         config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
-    opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities)
+    opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities,
+                       keep_ivs=False)
     why = ""
     if max_age is not None:
         from secretops.keyage import data_key_age

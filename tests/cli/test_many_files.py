@@ -351,3 +351,31 @@ def test_rotate_and_updatekeys_read_the_rules_once_per_run(
         assert parsed == ["creation_rules[0]"], type(job).__name__
     for name in NAMES:
         assert CANARY in sops(sops_bin, "decrypt", name, cwd=repo).text
+
+
+def test_check_searches_for_the_config_once_per_directory(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check`` over a tree asks the disk for each directory's ``.sops.yaml`` once, not for
+    every file (the real search runs, counted), and still finds what it found before."""
+    from secretops import config, configpath
+    from secretops.bulk import pool
+    from secretops.bulk.jobs import CheckJob
+    from secretops.bulk.paths import expand
+
+    searches: list[str] = []
+    real_locate = configpath.locate
+
+    def locate(start: str | None, env: object, explicit: str | None = None,
+               *args: object) -> str | None:
+        searches.append(os.path.dirname(os.path.abspath(start or ".")))
+        return real_locate(start, env, explicit, *args)  # type: ignore[arg-type]
+
+    for module in (configpath, config):
+        monkeypatch.setattr(module, "locate", locate)
+    monkeypatch.chdir(repo)
+    outcomes = list(pool.run(CheckJob(dict(os.environ), None), expand(["."]).items, jobs=1))
+    found = [line for o in outcomes for line in o.lines]
+    assert len(found) == len(NAMES) and all("must be encrypted" in f or "plaintext" in f
+                                             for f in found), found
+    assert sorted(searches) == sorted(set(searches))
+    assert len(searches) == len({os.path.dirname(str(repo / n)) for n in NAMES}) + 1  # README
