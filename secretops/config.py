@@ -114,11 +114,12 @@ class Config(NamedTuple):
                 continue
         return out
 
-    def first_match(self, file_path: str) -> tuple[int, dict[str, Any]] | None:
+    def first_match(self, file_path: str, resolved: str | None = None
+                    ) -> tuple[int, dict[str, Any]] | None:
         """The index and content of the first creation rule matching ``file_path``: its
         ``path_regex`` is searched (unanchored) in the path relative to the config; a rule
-        without one matches every file."""
-        return self.match_relative(relative_path(file_path, self.directory))
+        without one matches every file. ``resolved``: see :func:`relative_path`."""
+        return self.match_relative(relative_path(file_path, self.directory, resolved))
 
     def match_relative(self, rel: str) -> tuple[int, dict[str, Any]] | None:
         """:meth:`first_match` for a path already relative to the config's directory."""
@@ -198,10 +199,11 @@ class Config(NamedTuple):
         )
 
 
-def relative_path(file_path: str, directory: Path) -> str:
+def relative_path(file_path: str, directory: Path, resolved: str | None = None) -> str:
     """``file_path`` relative to the config's ``directory`` (as given or with links resolved),
-    which is what ``path_regex`` is searched in; else the path as given."""
-    prefix = str(directory.resolve()) + os.sep
+    which is what ``path_regex`` is searched in; else the path as given. ``resolved``: the
+    directory with its links resolved, when the caller knows it already."""
+    prefix = (resolved or str(directory.resolve())) + os.sep
     absolute = os.path.abspath(file_path)
     if absolute.startswith(prefix):
         return absolute[len(prefix):]

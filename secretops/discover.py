@@ -47,7 +47,8 @@ class Rules:
         self.explicit_config = explicit_config
         self._configs: dict[Path, Config] = {}
         self._found: dict[str, Path | None] = {}
-        self._parsed: dict[tuple[Path, int], CreationRule | SecretOpsError] = {}
+        self._resolved: dict[Path, str] = {}  # a config's directory, links resolved
+        self._parsed: dict[tuple[Path, int], CreationRule] = {}
 
     def config_path(self, path: str) -> Path | None:
         """The config that applies to ``path`` (:func:`~secretops.config.find_config`)."""
@@ -71,28 +72,37 @@ class Rules:
         if cfg_path not in self._configs:
             self._configs[cfg_path] = load_config(cfg_path)
         cfg = self._configs[cfg_path]
-        found = cfg.first_match(path)
-        return found is not None and not isinstance(self._rule(cfg, *found), SecretOpsError)
+        found = self._first_match(cfg, path)
+        if found is None:
+            return False
+        try:
+            self._rule(cfg, *found)
+        except SecretOpsError:  # its keys cannot be read (a source not supported)
+            return False
+        return True
 
     def rule_for(self, cfg: Config, path: str) -> CreationRule | None:
         """:meth:`Config.rule_for <secretops.config.Config.rule_for>`, each rule parsed once
         per config."""
-        found = cfg.first_match(path) if cfg.data.get("creation_rules") is not None else None
+        found = (self._first_match(cfg, path) if cfg.data.get("creation_rules") is not None
+                 else None)
         if found is None:
             return cfg.rule_for(path)  # None, or its "no creation rule matches" error
-        rule = self._rule(cfg, *found)
-        if isinstance(rule, SecretOpsError):
-            raise rule
-        return rule
+        return self._rule(cfg, *found)
 
-    def _rule(self, cfg: Config, n: int, raw: dict[str, Any]) -> CreationRule | SecretOpsError:
+    def _first_match(self, cfg: Config, path: str) -> tuple[int, dict[str, Any]] | None:
+        if cfg.path not in self._resolved:
+            self._resolved[cfg.path] = str(cfg.directory.resolve())
+        return cfg.first_match(path, self._resolved[cfg.path])
+
+    def _rule(self, cfg: Config, n: int, raw: dict[str, Any]) -> CreationRule:
+        """``creation_rules[n]`` of ``cfg`` read, once (a rule that cannot be read raises each
+        time: its error names the file it is raised for)."""
         key = (cfg.path, n)
         if self._configs.get(cfg.path) is not cfg:  # another reading of it: nothing kept holds
             self._configs[cfg.path] = cfg
             self._parsed = {k: v for k, v in self._parsed.items() if k[0] != cfg.path}
+            self._resolved.pop(cfg.path, None)
         if key not in self._parsed:
-            try:
-                self._parsed[key] = cfg.parse_rule(raw, n)
-            except SecretOpsError as e:
-                self._parsed[key] = e
+            self._parsed[key] = cfg.parse_rule(raw, n)
         return self._parsed[key]
