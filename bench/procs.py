@@ -148,10 +148,14 @@ def sops_tool(workdir: Path, given: str | None = None) -> Tool:
 
 def isolated_env(workdir: Path, key_file: Path) -> dict[str, str]:
     """A minimal environment: private HOME/XDG_CONFIG_HOME, the age identity file, no cloud
-    metadata lookups, no version check, and nothing from the caller's environment but PATH."""
+    metadata lookups, no version check, and nothing from the caller's environment but PATH and
+    PYTHONPATH (with it, the secretops measured is the checkout the bench runs from, as in
+    ``PYTHONPATH=$PWD python -m bench.repo``, not the one the venv installed)."""
     home = workdir / "home"
     (home / ".config").mkdir(parents=True, exist_ok=True)
+    passed = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
     return {
+        **passed,
         "PATH": "/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),

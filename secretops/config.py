@@ -114,11 +114,12 @@ class Config(NamedTuple):
                 continue
         return out
 
-    def first_match(self, file_path: str) -> tuple[int, dict[str, Any]] | None:
+    def first_match(self, file_path: str, resolved: str | None = None
+                    ) -> tuple[int, dict[str, Any]] | None:
         """The index and content of the first creation rule matching ``file_path``: its
         ``path_regex`` is searched (unanchored) in the path relative to the config; a rule
-        without one matches every file."""
-        return self.match_relative(relative_path(file_path, self.directory))
+        without one matches every file. ``resolved``: see :func:`relative_path`."""
+        return self.match_relative(relative_path(file_path, self.directory, resolved))
 
     def match_relative(self, rel: str) -> tuple[int, dict[str, Any]] | None:
         """:meth:`first_match` for a path already relative to the config's directory."""
@@ -134,7 +135,7 @@ class Config(NamedTuple):
             return None
         found = self.first_match(file_path)
         if found is not None:
-            return self._parse_rule(found[1], f"creation_rules[{found[0]}]")
+            return self.parse_rule(found[1], found[0])
         rel = relative_path(file_path, self.directory)
         raise ConfigError(
             f"no creation rule matches {rel}",
@@ -176,6 +177,10 @@ class Config(NamedTuple):
         return DestinationRule(kinds[0] if kinds else "", settings,
                                bool(raw.get("omit_extensions")), recreation)
 
+    def parse_rule(self, raw: dict[str, Any], n: int) -> CreationRule:
+        """``creation_rules[n]`` (its content ``raw``, from :meth:`first_match`) read."""
+        return self._parse_rule(raw, f"creation_rules[{n}]")
+
     def _parse_rule(self, raw: dict[str, Any], where: str) -> CreationRule:
         from secretops.keys.specs import from_rule
 
@@ -194,15 +199,17 @@ class Config(NamedTuple):
         )
 
 
-def relative_path(file_path: str, directory: Path) -> str:
+def relative_path(file_path: str, directory: Path, resolved: str | None = None) -> str:
     """``file_path`` relative to the config's ``directory`` (as given or with links resolved),
-    which is what ``path_regex`` is searched in; else the path as given."""
+    which is what ``path_regex`` is searched in; else the path as given. ``resolved``: the
+    directory with its links resolved, when the caller knows it already."""
+    prefix = (resolved or str(directory.resolve())) + os.sep
     absolute = os.path.abspath(file_path)
-    prefix = str(directory.resolve()) + os.sep
-    real = os.path.realpath(file_path)
-    for candidate in (absolute, real):
-        if candidate.startswith(prefix):
-            return candidate[len(prefix):]
+    if absolute.startswith(prefix):
+        return absolute[len(prefix):]
+    real = os.path.realpath(file_path)  # only when needed: it stats every component
+    if real.startswith(prefix):
+        return real[len(prefix):]
     return file_path
 
 

@@ -51,3 +51,24 @@ def test_repo_bench_checks_catch_a_run_that_did_nothing(tmp_path: Path) -> None:
         assert len(bench_repo.verify("log", "sops", built.path, built, log, sops)) == 2
     finally:
         bench_repo.cleanup(built)
+
+
+def test_bench_runs_the_checkout_on_pythonpath(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The benchmarked secretops is the code the bench was started with (a worktree first on
+    PYTHONPATH), not the venv's install: here a stand-in package on PYTHONPATH is what the
+    spawned process imports."""
+    import subprocess
+    import sys
+
+    from bench.procs import isolated_env
+
+    shadow = tmp_path / "checkout" / "secretops"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("")
+    monkeypatch.setenv("PYTHONPATH", str(shadow.parent))
+    env = isolated_env(tmp_path, tmp_path / "keys.txt")
+    out = subprocess.run([sys.executable, "-c", "import secretops; print(secretops.__file__)"],
+                         env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
+                         stdin=subprocess.DEVNULL).stdout
+    assert Path(out.strip()) == shadow / "__init__.py"

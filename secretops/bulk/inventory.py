@@ -109,9 +109,11 @@ class InventoryJob(Job):
         from secretops.keys import describe, describe_entry, key_identity
 
         meta = Metadata.from_wire(loaded.metadata)
-        given = settings(file, input_type=self.input_type, config_path=self.config_path,
+        rules = self.state["rules"]
+        given = settings(file, input_type=self.input_type,
+                         config_path=self.config_path or rules.config_arg(file),
                          env=self.env)
-        rule = rule_of(file, given)
+        rule = rule_of(file, given, rules)
         plan = rule_plan(meta, rule, 0, self.env)
         assert given.config is not None  # rule_of found one
         listed = self._listed(given.config)

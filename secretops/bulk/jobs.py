@@ -23,6 +23,10 @@ class Decrypting(Job):
     """A job that opens encrypted files: identities are loaded once per process (age ones
     before the workers start, so they share them), then reused for every file."""
 
+    preload: tuple[str, ...] = (
+        "secretops.compose", "secretops.config", "secretops.core.engine", "secretops.discover",
+        "secretops.fileio", "secretops.fileops", "secretops.stores.yaml")
+
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
 
@@ -144,6 +148,8 @@ class StatusJob(Job):
 class CheckJob(Job):
     """``check`` of working-tree files: the findings' lines; tags count checked and
     allowlisted files."""
+
+    preload = ("secretops.fileio", "secretops.git.guard", "secretops.stores.yaml")
 
     def __init__(self, env: Mapping[str, str], config_path: str | None) -> None:
         self.env, self.config_path = dict(env), config_path

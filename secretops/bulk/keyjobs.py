@@ -38,25 +38,32 @@ class KeysPlan(NamedTuple):
 
 
 def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: str | None,
-              env: Mapping[str, str], identities: Lookup | None = None) -> KeysPlan:
-    """Open ``file`` and compare its keys with what its creation rule says."""
+              env: Mapping[str, str], identities: Lookup | None = None,
+              rules: Rules | None = None) -> KeysPlan:
+    """Open ``file`` and compare its keys with what its creation rule says (``rules``: a
+    run's, to find and read the config and its rules once)."""
     from secretops.compose import open_path, settings
 
+    if rules is not None:
+        config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
-    rule = rule_of(file, given)
-    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities)
+    rule = rule_of(file, given, rules)
+    # values keep their ciphertext (updatekeys) or all get new ones (rotate): no IV to remember
+    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities,
+                       keep_ivs=False)
     return KeysPlan(opened, rule_plan(opened.metadata, rule, shamir, env))
 
 
-def rule_of(file: str, given: Settings) -> CreationRule:
-    """The creation rule that says which keys ``file`` should have (errors as sops's)."""
+def rule_of(file: str, given: Settings, rules: Rules | None = None) -> CreationRule:
+    """The creation rule that says which keys ``file`` should have (errors as sops's);
+    ``rules``: a run's, which parses each rule once."""
     cfg = given.config
     if cfg is None:
         raise SecretOpsError("no .sops.yaml found for this file",
                              code=ExitCode.CONFIG_FILE_NOT_FOUND,
                              hints=("updatekeys applies the file's creation rule; "
                                     "pass --config if it lives elsewhere",))
-    rule = cfg.rule_for(file)
+    rule = cfg.rule_for(file) if rules is None else rules.rule_for(cfg, file)
     if rule is None:  # sops: "no matching creation rules found"
         raise SecretOpsError("the config has no creation_rules: nothing says which keys this "
                              "file should have", code=ExitCode.ERROR_READING_CONFIG,
@@ -119,6 +126,8 @@ def _candidate(item: Item, rules: Rules) -> bytes | None:
 class _Selective(Decrypting):
     """A job on encrypted files that creation rules match (:func:`wanted`)."""
 
+    preload = (*Decrypting.preload, "secretops.keyops")
+
     config_path: str | None
     input_type: str | None
 
@@ -161,7 +170,7 @@ class UpdateKeysJob(_Selective):
     def _update(self, item: Item) -> Outcome:
         planned = plan_keys(item.path, input_type=self.input_type, shamir=self.shamir,
                             config_path=self.config_path, env=self.env,
-                            identities=self.state["identities"])
+                            identities=self.state["identities"], rules=self.state["rules"])
         lines = plan_lines(item.path, planned)
         if not planned.plan.changed:
             return Outcome(item.path, tuple(lines), tags=("current",))
@@ -181,8 +190,9 @@ class Rotation(NamedTuple):
 def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
                 add: Sequence[KeySpec], remove: Sequence[KeySpec], max_age: float | None,
                 dry_run: bool, env: Mapping[str, str],
-                identities: Lookup | None = None) -> Rotation:
-    """``rotate -i`` (or ``-n``) of one file, ``--older-than`` deciding when given."""
+                identities: Lookup | None = None, rules: Rules | None = None) -> Rotation:
+    """``rotate -i`` (or ``-n``) of one file, ``--older-than`` deciding when given
+    (``rules``: a run's, which finds each directory's config once)."""
     from datetime import UTC, datetime
 
     from secretops import fileops
@@ -190,8 +200,11 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
     from secretops.fileio import write_file
     from secretops.keyops import rotation_groups
 
+    if rules is not None:
+        config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
-    opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities)
+    opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities,
+                       keep_ivs=False)
     why = ""
     if max_age is not None:
         from secretops.keyage import data_key_age
@@ -232,6 +245,6 @@ class RotateJob(_Selective):
         done = rotate_file(item.path, input_type=self.input_type, config_path=self.config_path,
                            add=self.add, remove=self.remove, max_age=self.max_age,
                            dry_run=self.dry_run, env=self.env,
-                           identities=self.state["identities"])
+                           identities=self.state["identities"], rules=self.state["rules"])
         tags = (*(("due",) if done.due else ()), *(("done",) if done.rotated else ()))
         return Outcome(item.path, (f"{item.path}: {done.message}",), tuple(done.notes), tags)

@@ -20,9 +20,11 @@ the items**, so output is the same however the work was spread. What it promises
   file. A file's outcome comes back only once it is in place; a failed job's staged file is
   discarded.
 * **Set up once per process.** :meth:`Job.setup` runs once in every process before its first
-  file: identities are loaded there once, not per file. On Linux the workers are forked after
-  the parent ran it, so they inherit what it loaded (an age key command runs once per run,
-  not once per worker); elsewhere each worker runs it.
+  file: identities are loaded there once, not per file, and the modules a file's work needs
+  (:attr:`Job.preload`) are imported. On Linux the workers are forked after the parent ran
+  it, so they inherit what it loaded (an age key command runs once per run, not once per
+  worker, and no worker imports the YAML store or the cipher again); elsewhere each worker
+  runs it.
 * **Bounded calls to key services.** The workers share one semaphore of
   :data:`secretops.keys.remote.MAX_CALLS` slots around every KMS, Vault or cloud key call
   (:mod:`secretops.keys.remote`, which also backs off when a service throttles).
@@ -78,6 +80,9 @@ class Job:
     :meth:`setup` builds belongs in ``self.state``, which is not sent."""
 
     state: dict[str, Any]
+    #: Modules the work on a file imports, imported with :meth:`setup`: before the workers
+    #: fork, so they share them instead of each importing them again for its first file.
+    preload: tuple[str, ...] = ()
 
     def setup(self) -> None:
         """Prepare this process (load identities …); called once per process."""
@@ -158,6 +163,8 @@ def _prepare(job: Job) -> None:
     if getattr(job, "state", None) is None:
         job.state = {}
         job.setup()
+        for name in job.preload:
+            __import__(name)
 
 
 def _init(job: Job | None, gate: Any) -> None:
@@ -213,8 +220,13 @@ class _Pool:
         self.gate = self.ctx.BoundedSemaphore(MAX_CALLS)
         forked = self.ctx.get_start_method() == "fork"
         if forked:
+            import gc
+
             _prepare(self.job)
             _job = self.job
+            # what the workers inherit stays out of their collections: a full one would touch
+            # (and so copy) every page of it in each worker (CPython's advice for fork)
+            gc.freeze()
         self.generation += 1
         return ProcessPoolExecutor(
             max_workers=self.workers, mp_context=self.ctx, initializer=_init,

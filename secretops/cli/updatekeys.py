@@ -14,6 +14,7 @@ from secretops.cli._common import FORMAT_CHOICE, keyservice_flags
 if TYPE_CHECKING:
     from secretops.bulk.keyjobs import Lookup
     from secretops.bulk.paths import Item
+    from secretops.discover import Rules
 
 
 @click.command("updatekeys")
@@ -93,7 +94,7 @@ def _one_by_one(items: list[Item], yes: bool, input_type: str | None, shamir: in
             if not wanted(item, rules, input_type):
                 continue
             applied += 1
-            _update(item.path, yes, input_type, shamir, config_path, env, identities)
+            _update(item.path, yes, input_type, shamir, config_path, env, identities, rules)
         except SecretOpsError as e:
             failures.append(Failure(report(e.with_file(item.path)), ""))
             if e.code == ExitCode.CONFIRMATION_REQUIRED:
@@ -105,12 +106,13 @@ def _one_by_one(items: list[Item], yes: bool, input_type: str | None, shamir: in
 
 
 def _update(file: str, yes: bool, input_type: str | None, shamir: int,
-            config_path: str | None, env: Mapping[str, str], identities: Lookup) -> None:
+            config_path: str | None, env: Mapping[str, str], identities: Lookup,
+            rules: Rules | None = None) -> None:
     from secretops.bulk.keyjobs import apply_keys, plan_keys, plan_lines
     from secretops.errors import ExitCode, SecretOpsError
 
     planned = plan_keys(file, input_type=input_type, shamir=shamir, config_path=config_path,
-                        env=env, identities=identities)
+                        env=env, identities=identities, rules=rules)
     for line in plan_lines(file, planned):
         click.echo(line)
     if not planned.plan.changed:

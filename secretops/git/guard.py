@@ -312,7 +312,8 @@ def _check_manifest(name: str, node: Any, where: list[str | int]) -> list[Findin
 # -- what applies to a path -------------------------------------------------------------------
 
 class Policy:
-    """Tells, for a path, what the ``.sops.yaml`` that applies to it says (cached per config)."""
+    """Tells, for a path, what the ``.sops.yaml`` that applies to it says (each directory's
+    config searched for once, each config read once: a policy serves one run)."""
 
     def __init__(self, env: Mapping[str, str], explicit_config: str | None = None,
                  staged_configs: Mapping[Path, bytes] | None = None) -> None:
@@ -323,17 +324,16 @@ class Policy:
         self.explicit_config = explicit_config
         self.staged_configs = staged_configs
         self._configs: dict[Path, tuple[Config, list[tuple[str, re.Pattern[str]]]]] = {}
+        self._found: dict[str, Path | None] = {}  # directory -> its config (files don't move)
 
     def verdict(self, path: str, data: bytes) -> Verdict:
         """The verdict for the file at ``path`` (need not exist) with content ``data``."""
         fmt = format_for_path(path)
         allowed_by = f"the '{ALLOW_MARKER}' marker" if has_allow_marker(data, fmt) else ""
-        staged = self.staged_configs
-        cfg_path = None
-        if staged and not (self.explicit_config or self.env.get("SOPS_CONFIG")):
-            cfg_path = find_config(path, self.env, exists=lambda p: p in staged)
-        if cfg_path is None:  # no .sops.yaml in the index for it (or none asked for): the disk
-            cfg_path = find_config(path, self.env, self.explicit_config)
+        directory = os.path.dirname(os.path.abspath(path))
+        if directory not in self._found:  # the same for every file of a directory
+            self._found[directory] = self._find(path)
+        cfg_path = self._found[directory]
         if cfg_path is None:
             return Verdict(allowed_by=allowed_by)
         cfg, globs = self._load(cfg_path)
@@ -345,6 +345,15 @@ class Policy:
                     break
         rule = _first_rule(cfg, rel)
         return Verdict(must_encrypt=rule is not None, rule=rule or "", allowed_by=allowed_by)
+
+    def _find(self, path: str) -> Path | None:
+        staged = self.staged_configs
+        cfg_path = None
+        if staged and not (self.explicit_config or self.env.get("SOPS_CONFIG")):
+            cfg_path = find_config(path, self.env, exists=lambda p: p in staged)
+        if cfg_path is None:  # no .sops.yaml in the index for it (or none asked for): the disk
+            cfg_path = find_config(path, self.env, self.explicit_config)
+        return cfg_path
 
     def _load(self, cfg_path: Path) -> tuple[Config, list[tuple[str, re.Pattern[str]]]]:
         if cfg_path not in self._configs:

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.helpers import AgeKey, secretops
@@ -66,3 +67,45 @@ def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
     assert "pyrage" in mods
     for absent in ("click", "dataclasses", "inspect", "subprocess", "tempfile", "_hashlib"):
         assert absent not in mods, absent
+
+
+@pytest.mark.parametrize("args", [["rotate", "--help"], ["updatekeys", "--help"],
+                                  ["check", "--help"], ["vault", "--help"]])
+def test_a_command_imports_its_own_module_only(args: list[str]) -> None:
+    """Every other command's module stays unimported (all of them cost ~25 ms a run)."""
+    from secretops.cli.app import _COMMANDS
+
+    own = f"secretops.cli.{_COMMANDS[args[0]].split(':')[0]}"
+    others = {f"secretops.cli.{where.split(':')[0]}" for where in _COMMANDS.values()} - {own}
+    mods = _imported(*args)
+    assert own in mods
+    assert sorted(others & mods) == []
+
+
+def test_every_command_is_found_under_its_name() -> None:
+    from secretops.cli.app import _COMMANDS, cli
+
+    assert sorted(cli.list_commands(click.Context(cli))) == sorted(_COMMANDS)
+    for name in _COMMANDS:
+        assert cli.commands[name].name == name
+
+
+@pytest.mark.parametrize("command", [["decrypt", "-i"], ["rotate", "-i"], ["check"]])
+def test_many_file_workers_share_what_the_parent_imported(tmp_path: Path, age_key: AgeKey,
+                                                         command: list[str]) -> None:
+    """With two workers, the modules a file's work needs are imported before they fork:
+    once in the run, not once more in each worker (-X importtime reports the workers too)."""
+    (tmp_path / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: s/.*\\.yaml$\n    age: {age_key.recipient}\n")
+    (tmp_path / "s").mkdir()
+    for n in range(12):
+        (tmp_path / "s" / f"f{n}.yaml").write_text(f"a: {n}\n")
+    assert secretops("encrypt", "-i", "s", cwd=tmp_path).code == 0
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "secretops", *command,
+                        "-j", "2", "s"], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    names = [line.split("|")[-1].strip() for line in p.stderr.splitlines() if "|" in line]
+    for name in ("yaml", "secretops.stores.yaml", "secretops.fileio", "secretops.core.cipher",
+                 "cryptography"):
+        assert names.count(name) == 1, name

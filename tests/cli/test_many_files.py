@@ -306,3 +306,76 @@ def test_rotate_and_updatekeys_parse_each_found_file_once(
         assert len(parses) == len(NAMES) + 2, type(job).__name__  # the decoy: twice
     for name in NAMES:  # rotated, and still what it was
         assert CANARY in sops(sops_bin, "decrypt", name, cwd=repo).text
+
+
+def test_rotate_and_updatekeys_read_the_rules_once_per_run(
+        repo: Path, sops_bin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config is searched for once per directory and each rule's keys read once per run,
+    not once or twice per file (the real search and parser run, counted); every file is
+    still done, and sops reads the results."""
+    from secretops import config, configpath
+    from secretops.bulk import pool
+    from secretops.bulk.keyjobs import RotateJob, UpdateKeysJob
+    from secretops.bulk.paths import expand
+    from secretops.keys import specs
+
+    _encrypt_all_with_sops(repo, sops_bin)
+    searches: list[str] = []
+    parsed: list[str] = []
+    real_locate, real_from_rule = configpath.locate, specs.from_rule
+
+    def locate(start: str | None, env: object, explicit: str | None = None,
+               *args: object) -> str | None:
+        if not explicit:
+            searches.append(os.path.dirname(os.path.abspath(start or ".")))
+        return real_locate(start, env, explicit, *args)  # type: ignore[arg-type]
+
+    def from_rule(raw: object, where: str) -> object:
+        parsed.append(where)
+        return real_from_rule(raw, where)  # type: ignore[arg-type]
+
+    for module in (configpath, config):
+        monkeypatch.setattr(module, "locate", locate)
+    monkeypatch.setattr(specs, "from_rule", from_rule)
+    monkeypatch.chdir(repo)
+    items = expand(["secrets"]).items
+    env = dict(os.environ)
+    for job in (RotateJob(env, input_type=None, config_path=None, add=[], remove=[],
+                          max_age=None, dry_run=False),
+                UpdateKeysJob(env, input_type=None, shamir=0, config_path=None)):
+        searches.clear()
+        parsed.clear()
+        outcomes = list(pool.run(job, items, jobs=1))
+        assert [o.file for o in outcomes if o.failure or o.skipped] == []
+        assert sorted(searches) == sorted({os.path.dirname(str(repo / n)) for n in NAMES})
+        assert parsed == ["creation_rules[0]"], type(job).__name__
+    for name in NAMES:
+        assert CANARY in sops(sops_bin, "decrypt", name, cwd=repo).text
+
+
+def test_check_searches_for_the_config_once_per_directory(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check`` over a tree asks the disk for each directory's ``.sops.yaml`` once, not for
+    every file (the real search runs, counted), and still finds what it found before."""
+    from secretops import config, configpath
+    from secretops.bulk import pool
+    from secretops.bulk.jobs import CheckJob
+    from secretops.bulk.paths import expand
+
+    searches: list[str] = []
+    real_locate = configpath.locate
+
+    def locate(start: str | None, env: object, explicit: str | None = None,
+               *args: object) -> str | None:
+        searches.append(os.path.dirname(os.path.abspath(start or ".")))
+        return real_locate(start, env, explicit, *args)  # type: ignore[arg-type]
+
+    for module in (configpath, config):
+        monkeypatch.setattr(module, "locate", locate)
+    monkeypatch.chdir(repo)
+    outcomes = list(pool.run(CheckJob(dict(os.environ), None), expand(["."]).items, jobs=1))
+    found = [line for o in outcomes for line in o.lines]
+    assert len(found) == len(NAMES) and all("must be encrypted" in f or "plaintext" in f
+                                             for f in found), found
+    assert sorted(searches) == sorted(set(searches))
+    assert len(searches) == len({os.path.dirname(str(repo / n)) for n in NAMES}) + 1  # README
