@@ -97,12 +97,12 @@ async def kill_one(session: aiohttp.ClientSession, url: str, args: argparse.Name
     expected = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in sealed + external}
     arrivals = SecretArrivals(expected, need_value=True, namespaced=True)
     await arrivals.start(session, url)
-    before, _ = await audit(session, url)
+    before, _, _ = await audit(session, url)
     mark = max((r["seq"] for r in before), default=0)
     killed = time.perf_counter()
     ctls[victim].kill()
     await asyncio.to_thread(ctls[victim].wait, 10)
-    now, _ = await audit(session, url)
+    now, _, _ = await audit(session, url)
     dead = max((r["seq"] for r in now), default=mark)  # nothing of it can follow
     await post_all(session, url, None, sealed + external, args.concurrency)
 
@@ -120,7 +120,7 @@ async def kill_one(session: aiohttp.ClientSession, url: str, args: argparse.Name
     by_kind = {kind: round(max(t for (_, name), t in arrivals.seen.items()
                                if name.startswith(prefix)) - killed, 2)
                for kind, prefix in (("SealedSecrets", "k"), ("ExternalSecrets", "ek"))}
-    after, dropped = await audit(session, url)
+    after, dropped, _ = await audit(session, url)
     after = [r for r in after if r["seq"] > mark]
     survivors = [n for n in ctls if n != victim]
     final = await asyncio.to_thread(balanced, url, args.shards, survivors)
