@@ -80,6 +80,7 @@ class _Owned:
     forced: str | None = None
     seen: bool = False  # registered once: a new force-sync value then means "read now"
     key: StoreKey | None = None
+    store_version: str | None = None  # the store's resourceVersion it was registered with
 
 
 class ExternalSecrets:
@@ -176,7 +177,9 @@ class ExternalSecrets:
         sid = store_id(body)
         if kind == "DELETED":
             self.marks.pop(sid, None)
+            self.stores.gone(sid)
             return
+        self.stores.seen(body)
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
             await self._handle(sid, body, f"{sid[0]} {name_of(body)}", self.on_store)
 
@@ -230,9 +233,16 @@ class ExternalSecrets:
         self._drop_unused_providers()  # the old credentials' provider
 
     async def _reregister(self, store: StoreId) -> None:
-        """ExternalSecrets that use ``store``: registered again (credentials may differ)."""
+        """ExternalSecrets that use ``store``: registered again (credentials may differ),
+        unless registered with this very version of it and the credentials it validated with
+        (a cold start's ExternalSecrets, registered before their store's validation)."""
+        watched = self.stores.specs.get(store) or {}
+        version = (watched.get("metadata") or {}).get("resourceVersion")
+        key = self.stores.keys.get(store)
         for owner, o in list(self.owned.items()):
-            if o.store == store:
+            if o.store == store and not (key is not None and o.key == key
+                                         and version is not None
+                                         and o.store_version == version):
                 es = await self.ctx.api.get(path(*owner))
                 if es is not None:
                     await self.on_external(es, refresh=False)
@@ -260,12 +270,12 @@ class ExternalSecrets:
         except Refused as e:
             self.scheduler.unregister(owner)
             self.rotator.drop(owner)
-            o.key = None
+            o.key = o.store_version = None
             await status.report(self.ctx, es, Outcome(False, e.reason, e.message))
             return
         self.scheduler.register(owner, reg.resolved.key, self.stores.provider(reg.resolved),
                                 reg.parsed.wants(), reg.interval)
-        o.key = reg.resolved.key
+        o.key, o.store_version = reg.resolved.key, reg.store_version
         self.rotator.schedule(owner, es, reg.rotation)
         if refresh and o.seen and forced != o.forced and forced is not None:
             log.info("ExternalSecret %s/%s: force-sync", *owner)
@@ -310,12 +320,15 @@ class ExternalSecrets:
     async def sync(self, owner: Owner) -> None:
         """Write the Secret of ``owner`` from the scheduler's snapshot; then the status."""
         started = time.perf_counter()
+        o = self.owned.get(owner)
+        snap = self.scheduler.snapshot(owner)
+        if o is None or o.key is None or snap is None or snap.pending:
+            return  # nothing to write yet (registered, first read pending): nothing read
         es = await self.ctx.api.get(path(*owner))
         if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
             self.forget(owner)
             return
-        o = self.owned.get(owner)
-        snap = self.scheduler.snapshot(owner)
+        o, snap = self.owned.get(owner), self.scheduler.snapshot(owner)  # as of now
         if o is None or o.key is None or snap is None or snap.pending:
             return
         outcome = await self.writer.apply(es, owner, o.target, snap,

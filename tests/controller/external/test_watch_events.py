@@ -241,3 +241,55 @@ def test_api_errors_are_retried_with_backoff_then_left_for_the_next_event(
                 {"metadata": {"annotations": {"touched": "1"}}}, MERGE)
     wait_for(lambda: synced("stuck"), timeout=30, what="stuck synced at its next event")
     ctl.stop()
+
+
+def test_a_cold_start_makes_few_requests_per_external_secret(
+        cluster: tuple[K8s, list[Controller]], openbao: OpenBao, tenant: Tenant,
+        tmp_path: Path) -> None:
+    """Issue 20: at a cold start each ExternalSecret costs one read of itself (the sync's), the
+    create of its Secret (not read first: it never synced) and its status; each store one read
+    of its credentials (its validation; one more at most if an ExternalSecret came first), at
+    most one of itself (an ExternalSecret listed before it) and its status — not a read of the
+    store and of its credentials per ExternalSecret, a read of each target Secret, nor a second
+    read of each ExternalSecret."""
+    k8s, started = cluster
+    stores, per_store = 4, 3
+    spaces = [f"req-{i}" for i in range(stores)]
+    names: dict[str, list[str]] = {}
+    for ns in spaces:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        token_store(k8s, openbao, tenant, ns)
+        names[ns] = [f"es{i}" for i in range(per_store)]
+        for name in names[ns]:
+            put(openbao, f"{tenant.prefix}/{ns}-{name}", {"p": f"{CANARY}-{name}"})
+            create(k8s, external(ns, name, "vault",
+                                 [item("p", f"{tenant.prefix}/{ns}-{name}", "p")],
+                                 interval="1h"))
+    before = last_seq(k8s)
+    ctl = start(k8s, started, tmp_path)
+    for ns in spaces:
+        wait_for(lambda ns=ns: all(values(secret(k8s, ns, n)) == {"p": f"{CANARY}-{n}".encode()}
+                                   and ready(k8s, ns, "externalsecrets", n).get("reason")
+                                   == "SecretSynced" for n in names[ns]),
+                 timeout=60, what=f"every ExternalSecret of {ns} synced")
+        wait_for(lambda ns=ns: all_reported(ctl, ns, names[ns]), what="every condition reported")
+    calls = [r for r in k8s.audit() if r["seq"] > before and r["namespace"] in spaces
+             and r["resource"] != "events"]
+    ctl.stop()
+    counts: dict[tuple[str, str], int] = {}
+    for r in calls:
+        counts[(r["verb"], r["resource"])] = counts.get((r["verb"], r["resource"]), 0) + 1
+    es_count = stores * per_store
+    targets = {(ns, n) for ns in spaces for n in names[ns]}
+    assert [r["name"] for r in calls if r["verb"] == "get" and r["resource"] == "secrets"
+            and (r["namespace"], r["name"]) in targets] == [], "a target Secret read first"
+    assert counts.get(("get", "secrets"), 0) <= 2 * stores, counts  # the credentials
+    assert counts.get(("get", "secretstores"), 0) <= stores, counts
+    assert counts.get(("get", "externalsecrets"), 0) <= es_count, counts
+    assert counts.get(("create", "secrets"), 0) == es_count, counts
+    assert counts.get(("patch", "externalsecrets/status"), 0) == es_count, counts
+    assert counts.get(("patch", "secretstores/status"), 0) == stores, counts
+    assert set(counts) <= {("get", "secrets"), ("get", "secretstores"),
+                           ("get", "externalsecrets"), ("create", "secrets"),
+                           ("patch", "externalsecrets/status"),
+                           ("patch", "secretstores/status")}, counts
