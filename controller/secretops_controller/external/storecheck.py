@@ -15,6 +15,11 @@ reused), else a version lookup of a key that need not exist. Every store is vali
 after its ``spec.refreshInterval`` (default ``--store-refresh-interval``; 0: never) by one
 timer for all; when a revalidation finds other credentials (a rotated token), the
 ExternalSecrets that use the store are registered again (``on_new_credentials``).
+
+An ExternalSecret's registration reads neither its store nor the store's credentials: it takes
+the store as last watched (:meth:`Stores.seen`, a small copy per store; read once if not
+watched yet, :meth:`Stores.get`) and the resolution last made from that version of the store
+(:meth:`Stores.resolve_for`: the validation's, which reads the credentials every time).
 """
 
 from __future__ import annotations
