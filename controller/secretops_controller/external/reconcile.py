@@ -81,6 +81,9 @@ class _Owned:
     seen: bool = False  # registered once: a new force-sync value then means "read now"
     key: StoreKey | None = None
     store_version: str | None = None  # the store's resourceVersion it was registered with
+    # its status was written or decided on this term: a sync reads it, never takes a watched
+    # body (whose status may predate that write)
+    reported: bool = False
 
 
 class ExternalSecrets:
@@ -271,6 +274,7 @@ class ExternalSecrets:
             self.scheduler.unregister(owner)
             self.rotator.drop(owner)
             o.key = o.store_version = None
+            o.reported = True
             await status.report(self.ctx, es, Outcome(False, e.reason, e.message))
             return
         self.scheduler.register(owner, reg.resolved.key, self.stores.provider(reg.resolved),
@@ -281,7 +285,9 @@ class ExternalSecrets:
             log.info("ExternalSecret %s/%s: force-sync", *owner)
             self.scheduler.refresh(owner)
         o.forced, o.seen = forced, True
-        self.kick(owner)  # what is cached already (a shared key) is written now
+        # what is cached already (a shared key) is written now, from this body if its status
+        # is still the latest this term knows of
+        self.kick(owner, body=None if o.reported else es)
 
     def forget(self, owner: Owner) -> None:
         self.scheduler.unregister(owner)
@@ -296,9 +302,10 @@ class ExternalSecrets:
         for owner in owners:
             self.kick(owner)
 
-    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None) -> None:
+    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None,
+             body: Mapping[str, Any] | None = None) -> None:
         """Sync ``owner`` soon (:meth:`.syncqueue.SyncQueue.kick`)."""
-        self.syncs.kick(owner, echo)
+        self.syncs.kick(owner, echo, body)
 
     def pending_syncs(self) -> int:
         """Owners waiting for a sync or being synced."""
@@ -309,34 +316,54 @@ class ExternalSecrets:
         await self.syncs.worker(self._sync_retrying,
                                 lambda echo: self.writer.written.get(echo[:2]) == echo[2])
 
-    async def _sync_retrying(self, owner: Owner) -> None:
+    async def _sync_retrying(self, owner: Owner, body: Mapping[str, Any] | None) -> None:
+        handed = [body]  # the first attempt only: a retry reads it
+
+        async def attempt() -> None:
+            es, handed[0] = handed[0], None
+            await self.sync(owner, es)
+
         try:
-            await kube.retrying(self.ctx.config, lambda: self.sync(owner))
+            await kube.retrying(self.ctx.config, attempt)
         except kube.ApiError as e:
             log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
         except Exception:  # one bad sync must not end the loop of others
             log.exception("ExternalSecret %s/%s: sync failed", *owner)
 
-    async def sync(self, owner: Owner) -> None:
-        """Write the Secret of ``owner`` from the scheduler's snapshot; then the status."""
+    async def sync(self, owner: Owner, body: Mapping[str, Any] | None = None) -> None:
+        """Write the Secret of ``owner`` from the scheduler's snapshot; then the status.
+        ``body``: the ExternalSecret as its watch event gave it (then not read), whose status
+        is the latest this term knows of; its status write carries the body's resourceVersion,
+        so if the ExternalSecret changed since, the write is refused (409) and the sync is made
+        again from a fresh read."""
         started = time.perf_counter()
         o = self.owned.get(owner)
         snap = self.scheduler.snapshot(owner)
         if o is None or o.key is None or snap is None or snap.pending:
             return  # nothing to write yet (registered, first read pending): nothing read
-        es = await self.ctx.api.get(path(*owner))
+        es = body if body is not None and not o.reported else await self.ctx.api.get(
+            path(*owner))
         if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
             self.forget(owner)
             return
         o, snap = self.owned.get(owner), self.scheduler.snapshot(owner)  # as of now
         if o is None or o.key is None or snap is None or snap.pending:
             return
+        o.reported = True
         outcome = await self.writer.apply(es, owner, o.target, snap,
                                           [r[1] for r in self.rivals_of(owner, o.target)])
         self.ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
             time.perf_counter() - started)
         self.metrics.syncs.labels(reason=outcome.reason.value).inc()
-        await status.report(self.ctx, es, outcome)
+        guard = (es.get("metadata") or {}).get("resourceVersion") if es is body else None
+        try:
+            await status.report(self.ctx, es, outcome, guard=guard)
+        except kube.ApiError as e:
+            if guard is None or e.status != 409:
+                raise
+            log.debug("ExternalSecret %s/%s changed since its event: synced again", *owner)
+            await self.sync(owner)
+            return
         if outcome.changed is not None:
             request_rollout(self.ctx, self.rollouts, es, owner[0], o.target, outcome.changed)
 

@@ -15,11 +15,20 @@ it makes. What is checked:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from secretops_controller import events, kube
+from secretops_controller.conditions import Outcome
+from secretops_controller.config import Config
+from secretops_controller.context import Context
+from secretops_controller.external import status
+from secretops_controller.external.names import EsReason
+from secretops_controller.keyring import KeyRing
+from secretops_controller.metrics import Metrics
 
 from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster, scan_for_canary
 from tests.controller.external.conftest import Tenant, put
@@ -292,3 +301,47 @@ def test_a_cold_start_makes_few_requests_per_external_secret(
                            ("get", "externalsecrets"), ("create", "secrets"),
                            ("patch", "externalsecrets/status"),
                            ("patch", "secretstores/status")}, counts
+
+
+def test_a_status_written_from_a_watched_body_is_refused_once_the_object_changed(
+        cluster: tuple[K8s, list[Controller]], tmp_path: Path) -> None:
+    """A sync that takes the ExternalSecret from its watch event (not read) writes its status
+    with that body's resourceVersion as a precondition: an ExternalSecret changed since (a
+    user's edit, another status write) refuses it with 409 — the sync then reads it afresh —
+    and an unchanged one takes it."""
+    k8s, _ = cluster
+    ns = "guard"
+    for plural in ("secretstores", "clustersecretstores", "externalsecrets"):  # served (no 429)
+        wait_for(lambda plural=plural: k8s.request("GET", f"{API}/{plural}")[0] == 200,
+                 what=f"{plural} listed")
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    create(k8s, external(ns, "es", "vault", [item("p", "k", "p")], interval="1h"))
+    p = f"{API}/namespaces/{ns}/externalsecrets/es"
+    _, watched, _ = k8s.request("GET", p)
+    k8s.request("PATCH", p, {"metadata": {"annotations": {"touched": "1"}}}, MERGE)
+    _, current, _ = k8s.request("GET", p)
+    kubeconfig = k8s.kubeconfig_for(SYSTEM_NS, "secretops-controller",
+                                    tmp_path / "controller.kubeconfig")
+    config = Config(kubeconfig=str(kubeconfig))
+    api = kube.Kube(lambda: kube.login(config.kubeconfig))
+    metrics = Metrics()
+    ctx = Context(config, api, KeyRing(api, config, metrics), metrics)
+    outcome = Outcome(True, EsReason.SYNCED, "Secret guard/es created (keys: p)", wrote=True)
+
+    async def report(body: dict[str, object]) -> int:
+        try:
+            await status.report(ctx, body, outcome,
+                                guard=str(body["metadata"]["resourceVersion"]))  # type: ignore[index]
+        except kube.ApiError as e:
+            return e.status
+        return 200
+
+    async def main() -> tuple[int, int]:
+        events.post_events_from_this_task(api, config)
+        try:
+            return await report(watched), await report(current)
+        finally:
+            await api.close()
+
+    assert asyncio.run(main()) == (409, 200)
+    assert ready(k8s, ns, "externalsecrets", "es")["reason"] == "SecretSynced"
