@@ -21,7 +21,9 @@ with backoff (``--max-retries``), then left for the object's next event.
   Deleted (the watch event: no finalizer): unregistered, its condition series dropped.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner (:class:`~.sync.SecretSync`: write per ``creationPolicy`` and ``deletionPolicy``,
-  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); a
+  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); the
+  ExternalSecret is read for it, unless the watch event that asked handed its body over
+  (:meth:`ExternalSecrets.sync`: then its status write is guarded by that resourceVersion); a
   Secret whose data changed goes to the rollout queue (:class:`~.rollqueue.Rollouts`: window,
   budget, completion).
 * **Drift** (:mod:`.drift`): our Secrets are watched; one deleted or edited is synced again.

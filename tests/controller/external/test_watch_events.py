@@ -254,7 +254,7 @@ def test_api_errors_are_retried_with_backoff_then_left_for_the_next_event(
 def test_a_cold_start_makes_few_requests_per_external_secret(
         cluster: tuple[K8s, list[Controller]], openbao: OpenBao, tenant: Tenant,
         tmp_path: Path) -> None:
-    """Issue 20: at a cold start each ExternalSecret costs one read of itself (the sync's), the
+    """Issue 20: at a cold start each ExternalSecret costs at most one read of itself, the
     create of its Secret (not read first: it never synced) and its status; each store one read
     of its credentials (its validation; one more at most if an ExternalSecret came first), at
     most one of itself (an ExternalSecret listed before it) and its status — not a read of the
