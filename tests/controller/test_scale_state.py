@@ -22,6 +22,7 @@ from secretops_controller import kube, sealed
 from secretops_controller.config import Config
 from secretops_controller.context import Context
 from secretops_controller.external.reconcile import ExternalSecrets
+from secretops_controller.external.syncqueue import HELD
 from secretops_controller.keyring import KeyRing
 from secretops_controller.metrics import Metrics
 from secretops_controller.operator import configure, resync_once
@@ -124,7 +125,7 @@ def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
     synced: list[Any] = []
     gate = asyncio.Event()
 
-    async def sync(owner: Any) -> None:
+    async def sync(owner: Any, body: Any = None) -> None:
         nonlocal most
         running.add(owner)
         most = max(most, len(running))
@@ -167,7 +168,7 @@ def test_the_echo_of_a_syncs_own_write_does_not_sync_again() -> None:
     half = ExternalSecrets(ctx)
     synced: list[Any] = []
 
-    async def sync(owner: Any) -> None:
+    async def sync(owner: Any, body: Any = None) -> None:
         synced.append(owner)
         ns, name = owner
         if len(synced) == 1:  # the first sync writes version 7 of its Secret
@@ -190,6 +191,41 @@ def test_the_echo_of_a_syncs_own_write_does_not_sync_again() -> None:
 
     asyncio.run(main())
     assert synced == [("ns", "a"), ("ns", "b"), ("ns", "b")]
+
+
+def test_a_kick_hands_the_watched_body_to_the_next_sync_only() -> None:
+    """An ExternalSecret's watch event hands its body to its next sync (which then need not
+    read it); a sync again after it, or a kick while it runs, reads its own; at most HELD
+    bodies wait, later owners' syncs read theirs."""
+    ctx = context(workers=1)
+    half = ExternalSecrets(ctx)
+    got: list[tuple[Any, Any]] = []
+
+    async def sync(owner: Any, body: Any = None) -> None:
+        got.append((owner, body))
+        if owner == ("ns", "a") and len(got) == 1:
+            half.kick(owner, body={"v": "during"})  # while it runs: not handed over
+
+    half.sync = sync  # type: ignore[method-assign]
+    many = [("ns", f"m{i}") for i in range(HELD + 5)]
+
+    async def main() -> None:
+        half.kick(("ns", "a"), body={"v": "a1"})
+        half.kick(("ns", "b"))
+        half.kick(("ns", "b"), body={"v": "b1"})  # queued: handed over all the same
+        for o in many:
+            half.kick(o, body={"v": o[1]})
+        worker = asyncio.create_task(half.sync_worker())
+        while half.pending_syncs():
+            await asyncio.sleep(0.01)  # polling until the queue is empty
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+
+    asyncio.run(main())
+    assert got[:3] == [(("ns", "a"), {"v": "a1"}), (("ns", "a"), None), (("ns", "b"), {"v": "b1"})]
+    handed = [o for o, body in got[3:] if body is not None]
+    assert handed == many[:HELD - 2]  # a and b held two of the HELD places first
+    assert len(got) == 3 + len(many)
 
 
 def test_resync_lists_our_secrets_page_by_page_and_no_sealedsecret(

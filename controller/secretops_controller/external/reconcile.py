@@ -21,7 +21,9 @@ with backoff (``--max-retries``), then left for the object's next event.
   Deleted (the watch event: no finalizer): unregistered, its condition series dropped.
 * **Each delivery** of the scheduler (a value, a version, NotFound or an error changed) syncs
   the owner (:class:`~.sync.SecretSync`: write per ``creationPolicy`` and ``deletionPolicy``,
-  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); a
+  conflicts), one sync at a time per owner, then its status (:func:`.status.report`); the
+  ExternalSecret is read for it, unless the watch event that asked handed its body over
+  (:meth:`ExternalSecrets.sync`: then its status write is guarded by that resourceVersion); a
   Secret whose data changed goes to the rollout queue (:class:`~.rollqueue.Rollouts`: window,
   budget, completion).
 * **Drift** (:mod:`.drift`): our Secrets are watched; one deleted or edited is synced again.
@@ -80,6 +82,10 @@ class _Owned:
     forced: str | None = None
     seen: bool = False  # registered once: a new force-sync value then means "read now"
     key: StoreKey | None = None
+    store_version: str | None = None  # the store's resourceVersion it was registered with
+    # its status was written or decided on this term: a sync reads it, never takes a watched
+    # body (whose status may predate that write)
+    reported: bool = False
 
 
 class ExternalSecrets:
@@ -176,7 +182,9 @@ class ExternalSecrets:
         sid = store_id(body)
         if kind == "DELETED":
             self.marks.pop(sid, None)
+            self.stores.gone(sid)
             return
+        self.stores.seen(body)
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
             await self._handle(sid, body, f"{sid[0]} {name_of(body)}", self.on_store)
 
@@ -230,9 +238,16 @@ class ExternalSecrets:
         self._drop_unused_providers()  # the old credentials' provider
 
     async def _reregister(self, store: StoreId) -> None:
-        """ExternalSecrets that use ``store``: registered again (credentials may differ)."""
+        """ExternalSecrets that use ``store``: registered again (credentials may differ),
+        unless registered with this very version of it and the credentials it validated with
+        (a cold start's ExternalSecrets, registered before their store's validation)."""
+        watched = self.stores.specs.get(store) or {}
+        version = (watched.get("metadata") or {}).get("resourceVersion")
+        key = self.stores.keys.get(store)
         for owner, o in list(self.owned.items()):
-            if o.store == store:
+            if o.store == store and not (key is not None and o.key == key
+                                         and version is not None
+                                         and o.store_version == version):
                 es = await self.ctx.api.get(path(*owner))
                 if es is not None:
                     await self.on_external(es, refresh=False)
@@ -260,18 +275,21 @@ class ExternalSecrets:
         except Refused as e:
             self.scheduler.unregister(owner)
             self.rotator.drop(owner)
-            o.key = None
+            o.key = o.store_version = None
+            o.reported = True
             await status.report(self.ctx, es, Outcome(False, e.reason, e.message))
             return
         self.scheduler.register(owner, reg.resolved.key, self.stores.provider(reg.resolved),
                                 reg.parsed.wants(), reg.interval)
-        o.key = reg.resolved.key
+        o.key, o.store_version = reg.resolved.key, reg.store_version
         self.rotator.schedule(owner, es, reg.rotation)
         if refresh and o.seen and forced != o.forced and forced is not None:
             log.info("ExternalSecret %s/%s: force-sync", *owner)
             self.scheduler.refresh(owner)
         o.forced, o.seen = forced, True
-        self.kick(owner)  # what is cached already (a shared key) is written now
+        # what is cached already (a shared key) is written now, from this body if its status
+        # is still the latest this term knows of
+        self.kick(owner, body=None if o.reported else es)
 
     def forget(self, owner: Owner) -> None:
         self.scheduler.unregister(owner)
@@ -286,9 +304,10 @@ class ExternalSecrets:
         for owner in owners:
             self.kick(owner)
 
-    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None) -> None:
+    def kick(self, owner: Owner, echo: tuple[str, str, str] | None = None,
+             body: Mapping[str, Any] | None = None) -> None:
         """Sync ``owner`` soon (:meth:`.syncqueue.SyncQueue.kick`)."""
-        self.syncs.kick(owner, echo)
+        self.syncs.kick(owner, echo, body)
 
     def pending_syncs(self) -> int:
         """Owners waiting for a sync or being synced."""
@@ -299,31 +318,54 @@ class ExternalSecrets:
         await self.syncs.worker(self._sync_retrying,
                                 lambda echo: self.writer.written.get(echo[:2]) == echo[2])
 
-    async def _sync_retrying(self, owner: Owner) -> None:
+    async def _sync_retrying(self, owner: Owner, body: Mapping[str, Any] | None) -> None:
+        handed = [body]  # the first attempt only: a retry reads it
+
+        async def attempt() -> None:
+            es, handed[0] = handed[0], None
+            await self.sync(owner, es)
+
         try:
-            await kube.retrying(self.ctx.config, lambda: self.sync(owner))
+            await kube.retrying(self.ctx.config, attempt)
         except kube.ApiError as e:
             log.error("ExternalSecret %s/%s: sync failed: %s", *owner, e)
         except Exception:  # one bad sync must not end the loop of others
             log.exception("ExternalSecret %s/%s: sync failed", *owner)
 
-    async def sync(self, owner: Owner) -> None:
-        """Write the Secret of ``owner`` from the scheduler's snapshot; then the status."""
+    async def sync(self, owner: Owner, body: Mapping[str, Any] | None = None) -> None:
+        """Write the Secret of ``owner`` from the scheduler's snapshot; then the status.
+        ``body``: the ExternalSecret as its watch event gave it (then not read), whose status
+        is the latest this term knows of; its status write carries the body's resourceVersion,
+        so if the ExternalSecret changed since, the write is refused (409) and the sync is made
+        again from a fresh read."""
         started = time.perf_counter()
-        es = await self.ctx.api.get(path(*owner))
-        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
-            self.forget(owner)
-            return
         o = self.owned.get(owner)
         snap = self.scheduler.snapshot(owner)
         if o is None or o.key is None or snap is None or snap.pending:
+            return  # nothing to write yet (registered, first read pending): nothing read
+        es = body if body is not None and not o.reported else await self.ctx.api.get(
+            path(*owner))
+        if es is None or (es.get("metadata") or {}).get("deletionTimestamp"):
+            self.forget(owner)
             return
+        o, snap = self.owned.get(owner), self.scheduler.snapshot(owner)  # as of now
+        if o is None or o.key is None or snap is None or snap.pending:
+            return
+        o.reported = True
         outcome = await self.writer.apply(es, owner, o.target, snap,
                                           [r[1] for r in self.rivals_of(owner, o.target)])
         self.ctx.metrics.reconcile_duration.labels(kind=KIND).observe(
             time.perf_counter() - started)
         self.metrics.syncs.labels(reason=outcome.reason.value).inc()
-        await status.report(self.ctx, es, outcome)
+        guard = (es.get("metadata") or {}).get("resourceVersion") if es is body else None
+        try:
+            await status.report(self.ctx, es, outcome, guard=guard)
+        except kube.ApiError as e:
+            if guard is None or e.status != 409:
+                raise
+            log.debug("ExternalSecret %s/%s changed since its event: synced again", *owner)
+            await self.sync(owner)
+            return
         if outcome.changed is not None:
             request_rollout(self.ctx, self.rollouts, es, owner[0], o.target, outcome.changed)
 

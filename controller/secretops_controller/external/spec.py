@@ -16,7 +16,7 @@ from typing import Any
 from secretops_controller.config import parse_duration
 from secretops_controller.context import Context
 from secretops_controller.external import mapping, rotation, stores
-from secretops_controller.external.names import EsReason, StoreId, owner_of, store_path
+from secretops_controller.external.names import EsReason, StoreId, owner_of
 from secretops_controller.external.storecheck import Stores
 
 
@@ -37,6 +37,7 @@ class Registration:
     interval: float
     resolved: stores.Resolved
     rotation: rotation.Rotation | None
+    store_version: str  # the resourceVersion of the store it was resolved from
 
 
 def store_of(es: Mapping[str, Any]) -> StoreId:
@@ -62,7 +63,7 @@ async def registration(ctx: Context, known: Stores, es: Mapping[str, Any]) -> Re
             raise stores.StoreError(EsReason.STORE_NOT_READY.value, (
                 "ClusterSecretStores are off in this controller "
                 "(--no-cluster-secret-stores): use a SecretStore"))
-        store = await ctx.api.get(store_path(kind, store_ns, name))
+        store = await known.get(kind, store_ns, name)
         if store is None:
             raise stores.StoreError(EsReason.STORE_NOT_READY.value, f"{kind} {name} not found")
         if kind == stores.CLUSTER_KIND and not await stores.allowed(store, namespace,
@@ -70,7 +71,7 @@ async def registration(ctx: Context, known: Stores, es: Mapping[str, Any]) -> Re
             raise stores.StoreError(EsReason.STORE_NOT_ALLOWED.value, (
                 f"ClusterSecretStore {name} may not be used from namespace {namespace} "
                 "(spec.conditions)"))
-        resolved = await known.resolve(store, namespace)
+        resolved = await known.resolve_for(store, namespace)
         rot = rotation.parse(spec)
     except stores.StoreError as e:
         reason = (EsReason.STORE_NOT_ALLOWED if e.reason == EsReason.STORE_NOT_ALLOWED.value
@@ -82,4 +83,5 @@ async def registration(ctx: Context, known: Stores, es: Mapping[str, Any]) -> Re
         raise Refused(EsReason.SYNC_ERROR, f"{e.path}: {e.message}") from None
     except ValueError as e:
         raise Refused(EsReason.SYNC_ERROR, f"spec.refreshInterval: {e}") from None
-    return Registration(parsed, interval, resolved, rot)
+    version = str((store.get("metadata") or {}).get("resourceVersion"))
+    return Registration(parsed, interval, resolved, rot, version)

@@ -75,8 +75,12 @@ def store_status(body: Mapping[str, Any], ok: bool | None, reason: EsReason,
     return new
 
 
-async def report(ctx: Context, es: Mapping[str, Any], outcome: Outcome) -> None:
-    """Status (only when something changed) and an Event (writes and new conditions)."""
+async def report(ctx: Context, es: Mapping[str, Any], outcome: Outcome,
+                 guard: str | None = None) -> None:
+    """Status (only when something changed) and an Event (writes and new conditions).
+    ``guard``: the resourceVersion ``es`` was watched at, a precondition of the status write
+    (a 409 :class:`kube.ApiError` if the ExternalSecret changed since: nothing written, no
+    Event)."""
     meta = es.get("metadata") or {}
     old = es.get("status") or {}
     cond = condition(old, outcome.ok, EsReason(outcome.reason.value), outcome.message)
@@ -103,7 +107,10 @@ async def report(ctx: Context, es: Mapping[str, Any], outcome: Outcome) -> None:
             # a merge patch merges maps: refs no longer used are removed explicitly
             gone = set(old["remoteVersions"]) - set(status["remoteVersions"])
             status["remoteVersions"] = {**status["remoteVersions"], **dict.fromkeys(gone)}
-        await ctx.api.merge_patch(path(*owner_of(es)) + "/status", {"status": status})
+        patch: dict[str, Any] = {"status": status}
+        if guard is not None:
+            patch["metadata"] = {"resourceVersion": guard}
+        await ctx.api.merge_patch(path(*owner_of(es)) + "/status", patch)
     if outcome.wrote or not same:
         ok_ish = outcome.ok or outcome.reason is EsReason.DELETED
         (log.info if ok_ish else log.warning)("ExternalSecret %s: %s: %s", name_of(es),

@@ -15,6 +15,11 @@ reused), else a version lookup of a key that need not exist. Every store is vali
 after its ``spec.refreshInterval`` (default ``--store-refresh-interval``; 0: never) by one
 timer for all; when a revalidation finds other credentials (a rotated token), the
 ExternalSecrets that use the store are registered again (``on_new_credentials``).
+
+An ExternalSecret's registration reads neither its store nor the store's credentials: it takes
+the store as last watched (:meth:`Stores.seen`, a small copy per store; read once if not
+watched yet, :meth:`Stores.get`) and the resolution last made from that version of the store
+(:meth:`Stores.resolve_for`: the validation's, which reads the credentials every time).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -59,6 +65,13 @@ def probe(provider: Provider) -> None:
         raise result
 
 
+def _compact(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What a registration reads of a store: kind, name, namespace, resourceVersion, spec."""
+    meta = body.get("metadata") or {}
+    return {"kind": body.get("kind"), "spec": copy.deepcopy(body.get("spec") or {}),
+            "metadata": {k: meta.get(k) for k in ("name", "namespace", "resourceVersion")}}
+
+
 def _tokens_off(namespace: str, name: str, audiences: tuple[str, ...]) -> str:
     raise ProviderError(ErrorKind.DENIED, f"no TokenRequest for serviceaccount {namespace}/"
                                           f"{name}: token requests are off in this controller "
@@ -76,14 +89,56 @@ class Stores:
         self.providers: dict[str, Provider] = {}  # read identity (fingerprint) -> provider
         self.due: dict[StoreId, float] = {}  # monotonic time of the next validation
         self.keys: dict[StoreId, StoreKey | None] = {}  # as last validated
+        # store -> its kind, name, namespace, resourceVersion and spec, as last watched
+        # (:meth:`seen`): an ExternalSecret's registration reads no store
+        self.specs: dict[StoreId, dict[str, Any]] = {}
+        # store -> (its resourceVersion, its resolution): the credentials read once per
+        # validation (or first registration), not once per ExternalSecret
+        self.resolved: dict[StoreId, tuple[str, stores.Resolved]] = {}
+        self._locks: dict[StoreId, asyncio.Lock] = {}
+        self._deleted: set[StoreId] = set()  # deleted this term, as watched
         self._wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
 
     def reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.due.clear()
         self.keys.clear()
+        self.specs.clear()
+        self.resolved.clear()
+        self._locks.clear()
+        self._deleted.clear()
         self._wake = asyncio.Event()
         self.loop = loop
+
+    # ---- the stores as watched ---------------------------------------------------------------
+    def seen(self, body: Mapping[str, Any]) -> None:
+        """A store's watch event (not a deletion): what a registration needs of it, kept."""
+        sid = store_id(body)
+        self._deleted.discard(sid)
+        self.specs[sid] = _compact(body)
+
+    def gone(self, sid: StoreId) -> None:
+        """A store's deletion, watched: nothing of it is kept."""
+        self.specs.pop(sid, None)
+        self.resolved.pop(sid, None)
+        self._deleted.add(sid)  # a read still under way must not bring it back
+
+    async def get(self, kind: str, ns: str, name: str) -> Mapping[str, Any] | None:
+        """The store as last watched, else read (not watched yet: a cold start's
+        ExternalSecrets listed before their store). A change not yet watched is registered
+        again by the store's own event. A SecretStore read is kept until its watch event
+        comes (it lives in the ExternalSecret's namespace: this replica watches it); a
+        ClusterSecretStore is kept only as watched (another shard's replica may watch it)."""
+        sid = (kind, ns, name)
+        async with self._lock(sid):
+            cached = self.specs.get(sid)
+            if cached is not None:
+                return cached
+            body = await self.ctx.api.get(store_path(kind, ns, name))
+            if (body is not None and kind == stores.NAMESPACED_KIND and sid not in self.specs
+                    and sid not in self._deleted):
+                self.specs[sid] = _compact(body)
+            return body
 
     # ---- reading what a store refers to ------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
@@ -104,6 +159,29 @@ class Stores:
         tokens = self._request_token if self.ctx.config.uses_token_requests else _tokens_off
         return await stores.resolve(store, es_ns, self._get_secret, request_token=tokens,
                                     own_token_file=self.ctx.config.service_account_token_file)
+
+    async def resolve_for(self, store: Mapping[str, Any], es_ns: str) -> stores.Resolved:
+        """:meth:`resolve` for an ExternalSecret: the store's last resolution when it was made
+        from the same version of the store (its validation's, another ExternalSecret's), so the
+        credentials are read once per validation, not per ExternalSecret. A ClusterSecretStore
+        is resolved per namespace (its refs may name none) unless its validation succeeded
+        (then no ref depends on the namespace)."""
+        sid = store_id(store)
+        version = str((store.get("metadata") or {}).get("resourceVersion"))
+        async with self._lock(sid):
+            hit = self.resolved.get(sid)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+            resolved = await self.resolve(store, es_ns)
+            if sid[0] == stores.NAMESPACED_KIND:
+                self.resolved[sid] = (version, resolved)
+            return resolved
+
+    def _lock(self, sid: StoreId) -> asyncio.Lock:
+        lock = self._locks.get(sid)
+        if lock is None:
+            lock = self._locks[sid] = asyncio.Lock()
+        return lock
 
     def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
         """A TokenRequest for a Vault login, from a provider's worker thread (never the loop's:
@@ -157,7 +235,11 @@ class Stores:
         """The store's Ready condition: resolve and make one cheap provider call."""
         sid = store_id(store)
         try:
-            resolved = await self.resolve(store, None)
+            async with self._lock(sid):  # a registration waiting for it takes its resolution
+                self.resolved.pop(sid, None)
+                resolved = await self.resolve(store, None)
+                version = str((store.get("metadata") or {}).get("resourceVersion"))
+                self.resolved[sid] = (version, resolved)
         except stores.StoreError as e:
             self.keys[sid] = None
             reason = EsReason(e.reason)

@@ -130,7 +130,24 @@ class SecretSync:
         verb = "up to date"
         if creation != "None":
             async with self.ctx.lock(ns, name):
-                current = await self.ctx.api.get(kube.secrets(ns, name))
+                current: Mapping[str, Any] | None = None
+                if self._guess_absent(es, ns, name, creation, rivals):
+                    # never synced, nobody else targets it: its Secret rarely exists; created
+                    # without reading first (a create never overwrites: an existing Secret
+                    # answers 409 and is read below, then handled as any other)
+                    fresh = desired(None, data, es, creation, bool(target.get("immutable")))
+                    try:
+                        verb = await self._write(ns, name, None, fresh)
+                    except kube.ApiError as e:
+                        if e.status != 409:
+                            raise
+                        current = await self.ctx.api.get(kube.secrets(ns, name))
+                    else:
+                        self.claims[(ns, name)] = owner[1]
+                        return self._synced(data, errors, snap, ns, name, owner, creation,
+                                            "created", True, extra, None, missing)
+                else:
+                    current = await self.ctx.api.get(kube.secrets(ns, name))
                 if current is None and creation == "Merge":
                     return Outcome(False, EsReason.MISSING, (
                         f"Secret {ns}/{name} does not exist (creationPolicy Merge writes into "
@@ -152,6 +169,24 @@ class SecretSync:
                     wrote = True
                 if creation in ownership.WHOLE:
                     self.claims[(ns, name)] = owner[1]
+        return self._synced(data, errors, snap, ns, name, owner, creation, verb, wrote, extra,
+                            changed, missing)
+
+    def _guess_absent(self, es: Mapping[str, Any], ns: str, name: str, creation: str,
+                      rivals: Sequence[str]) -> bool:
+        """Whether ``es``'s Secret is likely not there yet: it never synced (no refresh, no
+        data hash in its status), writes the whole Secret, no other ExternalSecret targets it
+        and this term neither wrote nor saw a writer of it."""
+        st = es.get("status") or {}
+        return (creation in ownership.WHOLE and not rivals and not st.get("refreshTime")
+                and not st.get("dataHash") and (ns, name) not in self.written
+                and (ns, name) not in self.claims)
+
+    @staticmethod
+    def _synced(data: mapping.SecretData, errors: Mapping[str, Any], snap: Snapshot, ns: str,
+                name: str, owner: Owner, creation: str, verb: str, wrote: bool,
+                extra: dict[str, Any], changed: str | None, missing: str) -> Outcome:
+        """The outcome of a sync that got as far as the write (or chose none)."""
         keys = ", ".join(sorted(data.data))
         if errors:
             state = (ownership.state(None, owner[1], ns, name, creation) if creation == "None"

@@ -15,11 +15,20 @@ it makes. What is checked:
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from secretops_controller import events, kube
+from secretops_controller.conditions import Outcome
+from secretops_controller.config import Config
+from secretops_controller.context import Context
+from secretops_controller.external import status
+from secretops_controller.external.names import EsReason
+from secretops_controller.keyring import KeyRing
+from secretops_controller.metrics import Metrics
 
 from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster, scan_for_canary
 from tests.controller.external.conftest import Tenant, put
@@ -202,30 +211,29 @@ def test_an_upgrade_removes_kopfs_annotations_once_and_handles_each_object_once(
 def test_api_errors_are_retried_with_backoff_then_left_for_the_next_event(
         cluster: tuple[K8s, list[Controller]], openbao: OpenBao, tenant: Tenant,
         tmp_path: Path) -> None:
-    """An ExternalSecret's handling retries transient API errors (here: reading its store) at
-    most --max-retries times (5 in the tests), then waits for the object's next event."""
+    """An ExternalSecret's handling retries transient API errors (here: reading its store, one
+    not watched: it does not exist yet) at most --max-retries times (5 in the tests), then waits
+    for the object's next event."""
     k8s, started = cluster
     ns = "faults"
     k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
     token_store(k8s, openbao, tenant, ns)
-    for name in ("flaky", "stuck"):
-        put(openbao, f"{tenant.prefix}/{name}", {"p": f"{CANARY}-{name}"})
     ctl = start(k8s, started, tmp_path)
     wait_for(lambda: ready(k8s, ns, "secretstores", "vault").get("reason") == "Valid",
              what="SecretStore Valid")
-    store_get = {"verb": "get", "resource": "secretstores", "namespace": ns, "name": "vault",
+    store_get = {"verb": "get", "resource": "secretstores", "namespace": ns, "name": "later",
                  "serviceAccount": f"{SYSTEM_NS}/secretops-controller"}
 
-    def synced(name: str) -> bool:
-        return values(secret(k8s, ns, name)) == {"p": f"{CANARY}-{name}".encode()}
+    def refused(name: str) -> bool:  # its store read (after the faults): not found
+        return ready(k8s, ns, "externalsecrets", name).get("reason") == "StoreNotReady"
 
     def es(name: str) -> dict[str, object]:
-        return external(ns, name, "vault", [item("p", f"{tenant.prefix}/{name}", "p")],
+        return external(ns, name, "later", [item("p", f"{tenant.prefix}/{name}", "p")],
                         interval="1h")
 
     k8s.fail_next(3, 503, match=store_get)  # fewer than the retries: no one notices
     create(k8s, es("flaky"))
-    wait_for(lambda: synced("flaky"), timeout=30, what="flaky synced through the retries")
+    wait_for(lambda: refused("flaky"), timeout=30, what="flaky handled through the retries")
 
     before = last_seq(k8s)
     k8s.fail_next(1000, 503, match=store_get)
@@ -235,9 +243,105 @@ def test_api_errors_are_retried_with_backoff_then_left_for_the_next_event(
     attempts = [r for r in k8s.audit() if r["seq"] > before and r["verb"] == "get"
                 and r["resource"] == "secretstores" and r["namespace"] == ns]
     assert len(attempts) == 1 + 5
-    assert secret(k8s, ns, "stuck") is None
+    assert ready(k8s, ns, "externalsecrets", "stuck") == {}
     k8s.clear_faults()
     k8s.request("PATCH", f"{API}/namespaces/{ns}/externalsecrets/stuck",
                 {"metadata": {"annotations": {"touched": "1"}}}, MERGE)
-    wait_for(lambda: synced("stuck"), timeout=30, what="stuck synced at its next event")
+    wait_for(lambda: refused("stuck"), timeout=30, what="stuck handled at its next event")
     ctl.stop()
+
+
+def test_a_cold_start_makes_few_requests_per_external_secret(
+        cluster: tuple[K8s, list[Controller]], openbao: OpenBao, tenant: Tenant,
+        tmp_path: Path) -> None:
+    """Issue 20: at a cold start each ExternalSecret costs at most one read of itself, the
+    create of its Secret (not read first: it never synced) and its status; each store one read
+    of its credentials (its validation; one more at most if an ExternalSecret came first), at
+    most one of itself (an ExternalSecret listed before it) and its status — not a read of the
+    store and of its credentials per ExternalSecret, a read of each target Secret, nor a second
+    read of each ExternalSecret."""
+    k8s, started = cluster
+    stores, per_store = 4, 3
+    spaces = [f"req-{i}" for i in range(stores)]
+    names: dict[str, list[str]] = {}
+    for ns in spaces:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        token_store(k8s, openbao, tenant, ns)
+        names[ns] = [f"es{i}" for i in range(per_store)]
+        for name in names[ns]:
+            put(openbao, f"{tenant.prefix}/{ns}-{name}", {"p": f"{CANARY}-{name}"})
+            create(k8s, external(ns, name, "vault",
+                                 [item("p", f"{tenant.prefix}/{ns}-{name}", "p")],
+                                 interval="1h"))
+    before = last_seq(k8s)
+    ctl = start(k8s, started, tmp_path)
+    for ns in spaces:
+        wait_for(lambda ns=ns: all(values(secret(k8s, ns, n)) == {"p": f"{CANARY}-{n}".encode()}
+                                   and ready(k8s, ns, "externalsecrets", n).get("reason")
+                                   == "SecretSynced" for n in names[ns]),
+                 timeout=60, what=f"every ExternalSecret of {ns} synced")
+        wait_for(lambda ns=ns: all_reported(ctl, ns, names[ns]), what="every condition reported")
+    calls = [r for r in k8s.audit() if r["seq"] > before and r["namespace"] in spaces
+             and r["resource"] != "events"]
+    ctl.stop()
+    counts: dict[tuple[str, str], int] = {}
+    for r in calls:
+        counts[(r["verb"], r["resource"])] = counts.get((r["verb"], r["resource"]), 0) + 1
+    es_count = stores * per_store
+    targets = {(ns, n) for ns in spaces for n in names[ns]}
+    assert [r["name"] for r in calls if r["verb"] == "get" and r["resource"] == "secrets"
+            and (r["namespace"], r["name"]) in targets] == [], "a target Secret read first"
+    assert counts.get(("get", "secrets"), 0) <= 2 * stores, counts  # the credentials
+    assert counts.get(("get", "secretstores"), 0) <= stores, counts
+    assert counts.get(("get", "externalsecrets"), 0) <= es_count, counts
+    assert counts.get(("create", "secrets"), 0) == es_count, counts
+    assert counts.get(("patch", "externalsecrets/status"), 0) == es_count, counts
+    assert counts.get(("patch", "secretstores/status"), 0) == stores, counts
+    assert set(counts) <= {("get", "secrets"), ("get", "secretstores"),
+                           ("get", "externalsecrets"), ("create", "secrets"),
+                           ("patch", "externalsecrets/status"),
+                           ("patch", "secretstores/status")}, counts
+
+
+def test_a_status_written_from_a_watched_body_is_refused_once_the_object_changed(
+        cluster: tuple[K8s, list[Controller]], tmp_path: Path) -> None:
+    """A sync that takes the ExternalSecret from its watch event (not read) writes its status
+    with that body's resourceVersion as a precondition: an ExternalSecret changed since (a
+    user's edit, another status write) refuses it with 409 — the sync then reads it afresh —
+    and an unchanged one takes it."""
+    k8s, _ = cluster
+    ns = "guard"
+    for plural in ("secretstores", "clustersecretstores", "externalsecrets"):  # served (no 429)
+        wait_for(lambda plural=plural: k8s.request("GET", f"{API}/{plural}")[0] == 200,
+                 what=f"{plural} listed")
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    create(k8s, external(ns, "es", "vault", [item("p", "k", "p")], interval="1h"))
+    p = f"{API}/namespaces/{ns}/externalsecrets/es"
+    _, watched, _ = k8s.request("GET", p)
+    k8s.request("PATCH", p, {"metadata": {"annotations": {"touched": "1"}}}, MERGE)
+    _, current, _ = k8s.request("GET", p)
+    kubeconfig = k8s.kubeconfig_for(SYSTEM_NS, "secretops-controller",
+                                    tmp_path / "controller.kubeconfig")
+    config = Config(kubeconfig=str(kubeconfig))
+    api = kube.Kube(lambda: kube.login(config.kubeconfig))
+    metrics = Metrics()
+    ctx = Context(config, api, KeyRing(api, config, metrics), metrics)
+    outcome = Outcome(True, EsReason.SYNCED, "Secret guard/es created (keys: p)", wrote=True)
+
+    async def report(body: dict[str, object]) -> int:
+        try:
+            await status.report(ctx, body, outcome,
+                                guard=str(body["metadata"]["resourceVersion"]))  # type: ignore[index]
+        except kube.ApiError as e:
+            return e.status
+        return 200
+
+    async def main() -> tuple[int, int]:
+        events.post_events_from_this_task(api, config)
+        try:
+            return await report(watched), await report(current)
+        finally:
+            await api.close()
+
+    assert asyncio.run(main()) == (409, 200)
+    assert ready(k8s, ns, "externalsecrets", "es")["reason"] == "SecretSynced"
