@@ -9,8 +9,12 @@ processes as there are CPUs. Two rules keep that from hammering a key service:
   one process makes one call at a time anyway, and takes no semaphore.
 * **Back-off on throttling.** When the service answers "too many requests" (KMS
   ``ThrottlingException``, Vault's HTTP 429 from a rate-limit quota), the call is tried again
-  after a random wait that doubles each time (full jitter: 0 to 0.25 s, 0.5 s, 1 s … at most
-  :data:`MAX_WAIT`), at most :data:`ATTEMPTS` times in all, holding no slot while it waits.
+  after a random wait whose span doubles each time ("equal jitter": half the span for sure, the
+  other half at random — 0.125–0.25 s, 0.25–0.5 s, 0.5–1 s … at most :data:`MAX_WAIT`), at most
+  :data:`ATTEMPTS` times in all, holding no slot while it waits. The sure half gives every call
+  at least ~7.9 s of waiting to outlast a quota (full jitter could spend all seven tries in a
+  second or two: a 1-request-a-second Vault quota shared by two workers then failed a file), and
+  the random half still spreads the workers' tries apart.
   Other failures are not retried here: an unreachable service still fails in seconds (the
   client's own timeouts and retries, described in each source's module, apply to each try).
 
@@ -61,6 +65,6 @@ def call(request: Callable[[], T], throttled: Callable[[BaseException], bool], *
             import time
 
             sleep, random = sleep or time.sleep, random or _random.random
-        sleep(wait * random())
+        sleep(wait / 2 + wait / 2 * random())
         wait = min(wait * 2, MAX_WAIT)
     raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises

@@ -1,5 +1,6 @@
-"""Calls to key services: back-off while throttled (full jitter, doubling, capped), nothing
-else retried, and the shared limit on calls in flight taken around each try."""
+"""Calls to key services: back-off while throttled (equal jitter: half of each doubling span
+sure, capped), nothing else retried, and the shared limit on calls in flight taken around each
+try."""
 
 from __future__ import annotations
 
@@ -31,6 +32,17 @@ def test_throttled_calls_are_tried_again_with_doubling_waits() -> None:
                       sleep=waits.append, random=lambda: 1.0)
     assert got == "ok" and len(calls) == 6
     assert waits == [0.25, 0.5, 1.0, 2.0, 4.0]
+
+
+def test_half_of_each_wait_is_sure() -> None:
+    # however the dice fall, the tries span enough time to outlast a quota of one request a
+    # second (full jitter could spend all seven tries within a second)
+    _, request = _flaky([Throttled()] * 20)
+    waits: list[float] = []
+    with pytest.raises(Throttled):
+        remote.call(request, lambda e: isinstance(e, Throttled),  # type: ignore[arg-type]
+                    sleep=waits.append, random=lambda: 0.0)
+    assert waits == [0.125, 0.25, 0.5, 1.0, 2.0, 4.0] and sum(waits) >= 7.8
 
 
 def test_waits_are_capped_and_attempts_bounded() -> None:
