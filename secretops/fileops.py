@@ -282,8 +282,15 @@ def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
     For changing recipients (``updatekeys``): every value's ciphertext, ``lastmodified`` and
     ``mac`` stay byte-identical; only the key entries change.
     """
+    from secretops.stores.yaml import YamlStore
+
     loaded = opened.loaded
-    return bytes(opened.store.emit(loaded.docs, metadata.to_wire(), loaded.layout))
+    wire = metadata.to_wire()
+    if isinstance(opened.store, YamlStore):  # only the sops block changes: splice it alone
+        spliced = opened.store.emit_metadata(loaded.docs, wire, loaded.layout)
+        if spliced is not None:
+            return spliced
+    return bytes(opened.store.emit(loaded.docs, wire, loaded.layout))
 
 
 def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: int = 0,
