@@ -25,6 +25,7 @@ from secretops.errors import ExitCode, FormatError, MetadataError, SecretOpsErro
 from secretops.stores import Loaded, StoreOptions, get_store
 
 if TYPE_CHECKING:
+    from secretops.config import Config
     from secretops.keys import Identity
     from secretops.keys.specs import KeySpec
 
@@ -106,9 +107,11 @@ def decrypt_data(
     config: str | None = None,
     env: Mapping[str, str] | None = None,
     identities: Callable[[str], list[Identity]] | None = None,
+    config_for: Callable[[str | None], Config | None] | None = None,
 ) -> bytes:
     """:func:`secretops.api.decrypt`, with ``identities`` to reuse across files (a many-file
-    ``decrypt`` loads them once per process): the same output for the same input."""
+    ``decrypt`` loads them once per process) and ``config_for`` (a file's config, found once
+    per directory in such a run): the same output for the same input."""
     from secretops.compose import load_config_for, store_options
     from secretops.stores import format_for_path
 
@@ -118,7 +121,8 @@ def decrypt_data(
     cfg = None
     if config or out_fmt != fmt or fmt in _INDENTED:  # .sops.yaml's stores: section
         try:
-            cfg = load_config_for(filename, env, config)
+            cfg = (config_for(filename) if config_for is not None
+                   else load_config_for(filename, env, config))
         except SecretOpsError:
             if config:
                 raise
@@ -282,8 +286,15 @@ def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
     For changing recipients (``updatekeys``): every value's ciphertext, ``lastmodified`` and
     ``mac`` stay byte-identical; only the key entries change.
     """
+    from secretops.stores.yaml import YamlStore
+
     loaded = opened.loaded
-    return bytes(opened.store.emit(loaded.docs, metadata.to_wire(), loaded.layout))
+    wire = metadata.to_wire()
+    if isinstance(opened.store, YamlStore):  # only the sops block changes: splice it alone
+        spliced = opened.store.emit_metadata(loaded.docs, wire, loaded.layout)
+        if spliced is not None:
+            return spliced
+    return bytes(opened.store.emit(loaded.docs, wire, loaded.layout))
 
 
 def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: int = 0,

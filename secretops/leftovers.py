@@ -49,9 +49,16 @@ def start_time(pid: int) -> int | None:
     return None if got is None else got[1]
 
 
+_TAG: list[tuple[int, str]] = []  # (pid, tag): read from /proc once per process
+
+
 def run_tag() -> str:
-    """``PID-START`` of this process, the middle of every temporary name it makes."""
-    return f"{os.getpid()}-{start_time(os.getpid()) or 0}"
+    """``PID-START`` of this process, the middle of every temporary name it makes (read once
+    per process; a forked worker has another pid and reads its own)."""
+    pid = os.getpid()
+    if not _TAG or _TAG[0][0] != pid:
+        _TAG[:] = [(pid, f"{pid}-{start_time(pid) or 0}")]
+    return _TAG[0][1]
 
 
 def _parse(name: str, prefix: str, suffix: str) -> tuple[int, int] | None:

@@ -123,3 +123,79 @@ def test_documents_with_differing_metadata_are_rejected() -> None:
     data = (TESTDATA / "sops" / "multidoc" / "hand-second-doc-mac-tampered.sops.yaml").read_bytes()
     with pytest.raises(Exception, match="different sops metadata"):
         fileops.open_file(data, format="yaml", env={"HOME": os.environ["HOME"]})
+
+
+def _sops_made() -> list[str]:
+    return [f for f in glob.glob(str(TESTDATA / "sops" / "*" / "*.sops.yaml"))
+            if "/hand-" not in f and "/errors/" not in f]
+
+
+def test_metadata_only_splice_gives_the_full_emits_bytes_for_sops_made_files() -> None:
+    """The sops-block splice of ``rewrite_metadata`` writes what emitting every document
+    writes (which is sops's own bytes, test above), and it is taken for most of the corpus."""
+    from secretops.stores import yaml as yaml_store
+
+    spliced = 0
+    for f in _sops_made():
+        data = Path(f).read_bytes()
+        try:
+            loaded = YamlStore().load(data)
+        except Exception:
+            continue
+        if loaded.metadata is None:
+            continue
+        wire = Metadata.from_wire(loaded.metadata).to_wire()
+        wire_changed = Branch((k, "2030-01-01T00:00:00Z") if k == "lastmodified" else (k, v)
+                              for k, v in wire)
+        for meta in (wire, wire_changed):
+            before = yaml_store.METADATA_SPLICES[0]
+            out = YamlStore().emit_metadata(loaded.docs, meta, loaded.layout)
+            full = YamlStore().emit(loaded.docs, meta, loaded.layout)
+            if out is None:
+                assert yaml_store.METADATA_SPLICES[0] == before, f
+                continue
+            assert yaml_store.METADATA_SPLICES[0] == before + 1, f
+            assert out == full, f
+            spliced += 1
+    assert spliced >= 2 * 40
+
+
+@pytest.mark.parametrize("name", ["multidoc/two-docs", "multidoc/three-docs",
+                                  "multidoc/trailing-dots"])
+def test_metadata_rewrite_of_files_the_splice_cannot_take_emits_them(name: str) -> None:
+    """Several documents (each carries the block): not spliced, and still sops's bytes."""
+
+    data = (TESTDATA / "sops" / f"{name}.sops.yaml").read_bytes()
+    loaded = YamlStore().load(data)
+    assert loaded.metadata is not None
+    wire = Metadata.from_wire(loaded.metadata).to_wire()
+    assert YamlStore().emit_metadata(loaded.docs, wire, loaded.layout) is None
+    assert YamlStore().emit(loaded.docs, wire, loaded.layout) == data
+
+
+def test_updatekeys_writes_by_splicing_the_sops_block(
+    encrypted: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sops_bin: str
+) -> None:
+    """``rewrite_metadata`` (updatekeys, groups, …) of a file sops or secretops wrote takes the
+    splice, and the result equals the full emit and opens with sops and the new key alone."""
+    from secretops.keys.age import AgeRecipient
+    from secretops.stores import yaml as yaml_store
+    from tests.helpers import make_age_key
+
+    opened = fileops.open_file(encrypted, format="yaml")
+    second = make_age_key(tmp_path, "second.txt")
+    meta = opened.metadata
+    new = Metadata(
+        key_groups=[[*meta.key_groups[0], AgeRecipient(second.recipient).wrap(opened.data_key)]],
+        lastmodified=meta.lastmodified, mac=meta.mac, selection=meta.selection,
+        version=meta.version,
+    )
+    before = yaml_store.METADATA_SPLICES[0]
+    out = fileops.rewrite_metadata(opened, new)
+    assert yaml_store.METADATA_SPLICES[0] == before + 1
+    loaded = opened.loaded
+    assert out == opened.store.emit(loaded.docs, new.to_wire(), loaded.layout)
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(second.path))
+    f = tmp_path / "rewritten.yaml"
+    f.write_bytes(out)
+    assert sops(sops_bin, "decrypt", str(f)).code == 0

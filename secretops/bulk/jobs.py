@@ -11,12 +11,16 @@ The key-changing jobs (``updatekeys``, ``rotate``) are in :mod:`secretops.bulk.k
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretops.bulk.paths import Item
 from secretops.bulk.pool import Job, Outcome
 from secretops.errors import ExitCode, MetadataError, SecretOpsError
+
+if TYPE_CHECKING:
+    from secretops.config import Config
 
 
 class Decrypting(Job):
@@ -80,7 +84,19 @@ class DecryptJob(Decrypting):
 
         return decrypt_data(data, format=self.input_type, filename=file,
                             ignore_mac=self.ignore_mac, config=self.config_path, env=self.env,
-                            identities=self.state["identities"])
+                            identities=self.state["identities"], config_for=self._config_for)
+
+    def _config_for(self, file: str | None) -> Config | None:
+        """The config :func:`~secretops.compose.load_config_for` finds for ``file``, looked
+        up once per directory in this process (as :class:`~secretops.discover.Rules` does for
+        updatekeys and rotate); a lookup that fails is not kept, each file reports it."""
+        from secretops.compose import load_config_for
+
+        where = os.path.dirname(os.path.abspath(file)) if file else ""
+        found: dict[str, Config | None] = self.state.setdefault("configs", {})
+        if where not in found:
+            found[where] = load_config_for(file, self.env, self.config_path)
+        return found[where]
 
 
 def _marked(data: bytes) -> bool:

@@ -90,6 +90,11 @@ class DocLayout:
         self.values: list[Any] = []
 
 
+# How many files :meth:`YamlStore.emit_metadata` wrote by splicing only the sops block (a count
+# the tests read to see that the fast path is taken where it should be)
+METADATA_SPLICES = [0]
+
+
 class Layout(NamedTuple):
     text: str
     bom: bool
@@ -723,6 +728,30 @@ class YamlStore:
             # escapes): a YAML file cannot hold them
             raise FormatError("the output would hold bytes that are not UTF-8 (from the input "
                               "file), which a YAML file cannot hold") from None
+
+    def emit_metadata(self, docs: list[Branch], metadata: Branch, layout: Any) -> bytes | None:
+        """The loaded text with only its ``sops:`` block replaced, when every value stays as
+        loaded (``updatekeys`` and the other key-entry changes): what :meth:`emit` of the
+        loaded documents writes, without walking their leaves. ``None`` where that emit would
+        do more than splice the block (several documents, re-emitted or non-block-map roots,
+        sops's indentation asked for): the caller emits the documents then."""
+        if (self.options.reindent or not isinstance(layout, Layout) or layout.reemit
+                or len(layout.docs) != 1):
+            return None
+        dl = layout.docs[0]
+        if not (dl.spliceable and dl.root_block_map and dl.sops_range is not None):
+            return None
+        text = layout.text
+        start, end = dl.sops_range
+        ins = dl.end if dl.end >= 0 else len(text)
+        head = text[:start] + text[end:ins]
+        eol = layout.eol
+        sep = eol if head and not head.endswith("\n") else ""
+        out = "".join(("\ufeff" if layout.bom else "", head, sep,
+                       emit_entry("sops", metadata, self.indent_for(layout, 0)).replace("\n", eol),
+                       text[ins:]))
+        METADATA_SPLICES[0] += 1
+        return check_writable(out.encode("utf-8"), metadata, yaml_nodes(docs, metadata))
 
     def emit_value(self, value: Any) -> bytes:
         """go-yaml's ``Marshal`` of one value: a scalar on its line, a list as a block."""

@@ -252,3 +252,24 @@ def test_a_many_file_run_removes_dead_runs_temp_files(enc: Path,
     r = secretops("decrypt", "-i", "-j", "2", str(enc), str(other))
     assert r.code == 0, r.err
     assert not dead.exists()
+
+
+def test_run_tag_is_read_once_per_process_and_a_forked_child_gets_its_own() -> None:
+    """The tag is kept after the first read; a child forked after that (a many-file run's
+    worker) must not carry its parent's pid into the names it makes."""
+    from secretops.leftovers import run_tag, start_time
+
+    parent = run_tag()
+    assert parent == f"{os.getpid()}-{start_time(os.getpid())}"
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        os.write(w, run_tag().encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        child = f.read().decode()
+    os.waitpid(pid, 0)
+    assert run_tag() == parent
+    assert child.split("-")[0] == str(pid) and child != parent

@@ -379,3 +379,35 @@ def test_check_searches_for_the_config_once_per_directory(
                                              for f in found), found
     assert sorted(searches) == sorted(set(searches))
     assert len(searches) == len({os.path.dirname(str(repo / n)) for n in NAMES}) + 1  # README
+
+
+def test_decrypt_in_place_searches_for_the_config_once_per_directory(
+        repo: Path, sops_bin: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``decrypt -i`` over a tree finds each directory's ``.sops.yaml`` (its ``stores:``
+    section shapes the output) once, not for every file (the real search runs, counted), and
+    writes what sops's decrypt writes for each file."""
+    from secretops import config, configpath
+    from secretops.bulk import pool
+    from secretops.bulk.jobs import DecryptJob
+    from secretops.bulk.paths import expand
+
+    _encrypt_all_with_sops(repo, sops_bin)
+    expected = {n: sops(sops_bin, "decrypt", n, cwd=repo).out for n in NAMES}
+    assert b"\n   " in expected["secrets/app/api.json"]  # the config's json indent
+    searches: list[str] = []
+    real_locate = configpath.locate
+
+    def locate(start: str | None, env: object, explicit: str | None = None,
+               *args: object) -> str | None:
+        searches.append(os.path.dirname(os.path.abspath(start or ".")))
+        return real_locate(start, env, explicit, *args)  # type: ignore[arg-type]
+
+    for module in (configpath, config):
+        monkeypatch.setattr(module, "locate", locate)
+    monkeypatch.chdir(repo)
+    job = DecryptJob(dict(os.environ), out_dir=None, overwrite=False, input_type=None,
+                     ignore_mac=False, config_path=None)
+    outcomes = list(pool.run(job, expand(["secrets"]).items, jobs=1))
+    assert [o.file for o in outcomes if o.failure or o.skipped] == []
+    assert sorted(searches) == sorted({os.path.dirname(str(repo / n)) for n in NAMES})
+    assert {n: (repo / n).read_bytes() for n in NAMES} == expected
