@@ -146,6 +146,16 @@ def prepare_cluster(k8s: K8s, *namespaces: str) -> None:
             k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
 
 
+def prepare_external(k8s: K8s, *namespaces: str) -> None:
+    """:func:`prepare_cluster`, and the external half's CRDs (stores, ExternalSecrets) applied
+    with the real kubectl and established."""
+    prepare_cluster(k8s, *namespaces)
+    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
+        k8s.kubectl("apply", "-f", str(CRD.parent / f))
+    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
+        k8s.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
+
+
 @pytest.fixture(scope="module")
 def start_controller(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
                      ) -> Iterator[Any]:

@@ -31,7 +31,7 @@ from secretops_controller.shardelect import write_guard
 from secretops_controller.shards import Ownership, lease_name, shard_of
 
 from secretops.sealing import parse_recipients_file, seal_secret
-from tests.controller.conftest import CRD, SYSTEM_NS, Controller, prepare_cluster, scan_for_canary
+from tests.controller.conftest import SYSTEM_NS, Controller, prepare_external, scan_for_canary
 from tests.controller.helpers import CANARY, metrics, secret, synced, values, wait_for
 from tests.fixtures.k8s import K8s
 from tests.fixtures.openbao import OpenBao
@@ -54,11 +54,7 @@ FILLER = "a-filler"  # listed before every tenant namespace (the API lists in ke
 
 @pytest.fixture(scope="module")
 def cluster(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8s]:
-    prepare_cluster(k8s_emulator, *NAMESPACES, FILLER)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRD.parent / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator, *NAMESPACES, FILLER)
     try:
         yield k8s_emulator
     finally:

@@ -25,11 +25,10 @@ from typing import Any
 import pytest
 from secretops_controller.external import fingerprint
 
-from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster
+from tests.controller.conftest import SYSTEM_NS, Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     MERGE,
     PLURALS,
     create,
@@ -114,11 +113,7 @@ def test_an_unusable_key_secret_is_refused_without_showing_it() -> None:
 # ---- against the running controller ----------------------------------------------------------
 @pytest.fixture(scope="module")
 def cluster(k8s_emulator: K8s) -> K8s:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     return k8s_emulator
 
 

@@ -17,11 +17,10 @@ from secretops_controller.external.provider import RemoteRef
 from secretops_controller.external.providers.vault import TokenAuth, VaultConfig, VaultProvider
 from secretops_controller.metrics import Metrics
 
-from tests.controller.conftest import Controller, prepare_cluster
+from tests.controller.conftest import Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     create,
     external,
     item,
@@ -38,12 +37,7 @@ SAMPLE = re.compile(r'^([a-z_]+)\{([^}]*)\} (\S+)$')
 
 @pytest.fixture(scope="module")
 def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established",
-                             f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     ctl: Controller = start_controller("--key-renew-period", "0")
     return ctl
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.controller.conftest import Controller, prepare_cluster
+from tests.controller.conftest import Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.proxy import CountingProxy
 from tests.controller.helpers import (
@@ -42,12 +42,7 @@ REGION = "us-east-1"
 
 @pytest.fixture(scope="module")
 def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established",
-                             f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     # rollouts: a short window; the emulator runs no workload controller, so no roll is ever
     # reported done: each frees its place in the budget after a second (test_rollout.py follows
     # the budget with workloads that report progress)

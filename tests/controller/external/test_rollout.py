@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.controller.conftest import Controller, prepare_cluster
+from tests.controller.conftest import Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.rollouts import (
     DATA_HASH,
@@ -38,7 +38,6 @@ from tests.controller.external.rollouts import (
 )
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     MERGE,
     create,
     create_workload,
@@ -56,12 +55,7 @@ WINDOW = 4.0  # s: long enough for two force-synced changes, short enough to wai
 
 @pytest.fixture(scope="module")
 def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established",
-                             f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     # one workload rolls at a time; a roll that is never reported done holds its place long
     ctl: Controller = start_controller("--key-renew-period", "0", "--rollout-window",
                                        f"{WINDOW}s", "--rollout-concurrency", "1",

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.controller.conftest import Controller, prepare_cluster
+from tests.controller.conftest import Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.rollouts import (
     DATA_HASH,
@@ -27,7 +27,6 @@ from tests.controller.external.rollouts import (
 )
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     MERGE,
     create,
     create_workload,
@@ -47,12 +46,7 @@ FLAGS = ("--key-renew-period", "0", "--rollout-window", "0.2s", "--rollout-concu
 
 @pytest.fixture(scope="module")
 def cluster(k8s_emulator: K8s) -> K8s:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established",
-                             f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     return k8s_emulator
 
 

@@ -18,12 +18,11 @@ from typing import Any
 
 import pytest
 
-from tests.controller.conftest import Controller, prepare_cluster
+from tests.controller.conftest import Controller, prepare_external
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.proxy import CountingProxy
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     MERGE,
     REGION,
     aws_store,
@@ -47,12 +46,7 @@ READ = "/v1/secret/data/"
 
 @pytest.fixture(scope="module")
 def controller(k8s_emulator: K8s, start_controller: Any) -> Controller:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established",
-                             f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     ctl: Controller = start_controller("--key-renew-period", "0")
     return ctl
 

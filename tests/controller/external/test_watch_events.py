@@ -30,11 +30,10 @@ from secretops_controller.external.names import EsReason
 from secretops_controller.keyring import KeyRing
 from secretops_controller.metrics import Metrics
 
-from tests.controller.conftest import SYSTEM_NS, Controller, prepare_cluster, scan_for_canary
+from tests.controller.conftest import SYSTEM_NS, Controller, prepare_external, scan_for_canary
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.test_reconcile import (
     API,
-    CRDS,
     create,
     es_status,
     external,
@@ -60,11 +59,7 @@ STORE_PROGRESS = "secretops.dev/register._locals_.store"
 @pytest.fixture(scope="module")
 def cluster(k8s_emulator: K8s, tmp_path_factory: pytest.TempPathFactory
             ) -> Iterator[tuple[K8s, list[Controller]]]:
-    prepare_cluster(k8s_emulator)
-    for f in ("secretstore.yaml", "clustersecretstore.yaml", "externalsecret.yaml"):
-        k8s_emulator.kubectl("apply", "-f", str(CRDS / f))
-    for crd in ("secretstores", "clustersecretstores", "externalsecrets"):
-        k8s_emulator.kubectl("wait", "--for=condition=Established", f"crd/{crd}.secretops.dev")
+    prepare_external(k8s_emulator)
     started: list[Controller] = []
     try:
         yield k8s_emulator, started
