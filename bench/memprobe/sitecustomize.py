@@ -4,7 +4,8 @@ Put this directory first on ``PYTHONPATH`` and set ``SECRETOPS_MEMPROBE=<file>``
 process started so imports it, and in a controller (``python -m secretops_controller``) it
 starts ``tracemalloc`` and a thread that, each time the traced memory reaches a new high (by
 ``SECRETOPS_MEMPROBE_STEP`` MiB, 8 by default, or 25 %), stops the event loop for a moment and
-writes to ``<file>`` (overwritten: the last one is the peak's):
+writes to ``<file>`` (overwritten: the last one is the peak's; ``<file>.log`` gets a line for
+each):
 
 * the traced bytes by the allocating line, and by the first frame in kopf or secretops (who
   asked for the memory: a JSON decode is charged to kopf's fetching or to our handler);
@@ -171,6 +172,9 @@ def _analyse(out: str, started: float) -> None:
     with open(out + ".tmp", "w") as f:
         f.write("\n".join(lines) + "\n")
     os.replace(out + ".tmp", out)
+    with open(out + ".log", "a") as f:  # the timeline: one line per new high
+        big = " | ".join(f"{name} {size:.1f}" for name, size, _ in holders if size >= 1)
+        f.write(" ".join(lines[:3]) + f" | {big}\n")
 
 
 def _rss() -> float:
