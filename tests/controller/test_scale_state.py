@@ -24,7 +24,7 @@ from secretops_controller.context import Context
 from secretops_controller.external.reconcile import ExternalSecrets
 from secretops_controller.keyring import KeyRing
 from secretops_controller.metrics import Metrics
-from secretops_controller.operator import configure, resync_once
+from secretops_controller.operator import LIST_PAGE, configure, resync_once
 from secretops_controller.sealed import SEALED_LABEL
 
 from tests.fixtures.k8s import K8s
@@ -123,8 +123,8 @@ def test_kopf_lists_in_pages() -> None:
     the peak (bench/memprobe, docs/controller.md Scale)."""
     settings = kopf.OperatorSettings()
     configure(settings, Config())
-    page = settings.watching.chunk_size
-    assert page is not None and 0 < page <= 500  # client-go's pager and kubectl's page
+    assert settings.watching.chunk_size == LIST_PAGE
+    assert 0 < LIST_PAGE <= 500  # client-go's pager and kubectl's page
 
 
 def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
