@@ -56,7 +56,6 @@ from secretops_controller.shards import Ownership
 
 log = logging.getLogger(__name__)
 PREFIX = "secretops.dev"
-LIST_PAGE = 500  # objects per page of kopf's listings (docs/controller.md, Scale)
 
 
 def configure(settings: kopf.OperatorSettings, config: Config) -> None:
@@ -69,10 +68,6 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.watching.server_timeout = config.watch_timeout
     settings.watching.client_timeout = config.watch_timeout + 30
     settings.watching.reconnect_backoff = config.retry_base_delay
-    # kopf's listing in pages (limit/continue, as kubectl and client-go's pager): kopf keeps
-    # the page it is queueing, and without a limit that page is the whole collection — at a
-    # cold start every listed body at once, on top of the LIST's raw text and its decoded copy
-    settings.watching.chunk_size = LIST_PAGE
     # Only our Secrets are watched (drift repair): a server-side selector, not all Secrets.
     settings.watching.label_selectors["v1", "secrets"] = sealed.SEALED_LABEL
     # Namespaced mode: kopf neither lists/watches CRDs nor namespaces (both cluster-scoped,

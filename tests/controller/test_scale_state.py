@@ -24,7 +24,7 @@ from secretops_controller.context import Context
 from secretops_controller.external.reconcile import ExternalSecrets
 from secretops_controller.keyring import KeyRing
 from secretops_controller.metrics import Metrics
-from secretops_controller.operator import LIST_PAGE, configure, resync_once
+from secretops_controller.operator import configure, resync_once
 from secretops_controller.sealed import SEALED_LABEL
 
 from tests.fixtures.k8s import K8s
@@ -114,17 +114,6 @@ def test_kopf_runs_at_most_workers_handlers_per_kind() -> None:
     # an idle worker keeps its place only briefly, or the limit would be a rate
     assert settings.queueing.idle_timeout <= 0.1
     assert settings.posting.idle_timeout <= 0.1
-
-
-def test_kopf_lists_in_pages() -> None:
-    """kopf keeps the page of a listing it is queueing: without a limit that page was the
-    whole collection, and at a cold start of 2,000 of each the SealedSecret and ExternalSecret
-    lists (~8 MiB each of decoded bodies, besides the objects already queued) were alive at
-    the peak (bench/memprobe, docs/controller.md Scale)."""
-    settings = kopf.OperatorSettings()
-    configure(settings, Config())
-    assert settings.watching.chunk_size == LIST_PAGE
-    assert 0 < LIST_PAGE <= 500  # client-go's pager and kubectl's page
 
 
 def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
