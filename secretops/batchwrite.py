@@ -221,14 +221,40 @@ def _discard(fd: int, temp: str, dfd: int) -> None:
 _SYNCFS: list[Callable[[int], int] | None] = []
 
 
+#: Filesystems whose ``syncfs`` writes out and commits every file's data, as an fsync of each
+#: would. Elsewhere it may do nothing (FUSE but virtiofs: no FUSE_FSYNC is sent) or is absent
+#: (CIFS, 9p, NFS leave it to each file's flush), so each file is fsynced there.
+SYNCFS_FILESYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "tmpfs",
+                                "overlay", "zfs", "bcachefs"})
+_FSTYPES: dict[int, str | None] = {}  # st_dev -> its filesystem type, read once per process
+
+
+def fs_type(fd: int) -> str | None:
+    """The type of the filesystem ``fd`` is on, from ``/proc/self/mountinfo`` (the last mount
+    of its device number); None when it cannot be told."""
+    dev = os.fstat(fd).st_dev
+    if dev not in _FSTYPES:
+        want, found = f"{os.major(dev)}:{os.minor(dev)}", None
+        with contextlib.suppress(OSError), open("/proc/self/mountinfo", encoding="utf-8",
+                                                errors="replace") as f:
+            for line in f:
+                mount, _, fs = line.partition(" - ")
+                fields = mount.split()
+                if len(fields) > 2 and fields[2] == want and fs.split():
+                    found = fs.split()[0]
+        _FSTYPES[dev] = found
+    return _FSTYPES[dev]
+
+
 def syncfs(fd: int) -> bool:
     """Linux ``syncfs(2)``: write out and commit everything on the filesystem of ``fd``; True
-    when it ran and reported no error. False where it is missing (not Linux, no libc), and on
-    Linux before 5.8, whose ``syncfs`` does not report write errors."""
+    when it ran and reported no error. False where it is missing (not Linux, no libc), on Linux
+    before 5.8, whose ``syncfs`` does not report write errors, and on a filesystem not in
+    :data:`SYNCFS_FILESYSTEMS` (its ``syncfs`` need not write the files' data out)."""
     if not _SYNCFS:
         _SYNCFS.append(_load_syncfs())
     call = _SYNCFS[0]
-    return call is not None and call(fd) == 0
+    return call is not None and fs_type(fd) in SYNCFS_FILESYSTEMS and call(fd) == 0
 
 
 def _load_syncfs() -> Callable[[int], int] | None:

@@ -47,7 +47,7 @@ import kopf
 from secretops_controller import catchup, events, http, kube, sealed
 from secretops_controller.config import Config, backoffs
 from secretops_controller.context import Context
-from secretops_controller.external import reconcile as external_reconcile
+from secretops_controller.external import handlers as external_handlers
 from secretops_controller.keyring import KeyRing
 from secretops_controller.leader import LeaderElector, cancel
 from secretops_controller.metrics import Metrics
@@ -140,11 +140,11 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
         sealed.register(registry, ctx)
         ctx.catch_ups["SealedSecrets"] = sealed.catch_up
     if config.external_secrets:
-        half = external_reconcile.register(registry, ctx)
+        half = external_handlers.register(registry, ctx)
         # through the event entry, so the handled mark is set and kopf's own listing of the same
         # object later is not handled a second time
         ctx.catch_ups["ExternalSecrets"] = catchup.external_secrets(
-            lambda es: half.external_event(None, es))
+            lambda es: half.external_event(None, es, listed=True))
     return registry, ctx
 
 

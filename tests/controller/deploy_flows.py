@@ -149,6 +149,14 @@ OLD_KOPF = {"secretops.dev/last-handled-configuration": '{"spec":{}}',
             "secretops.dev/kopf-managed": "yes"}
 
 
+def _reason(k8s: K8s, path: str) -> str | None:
+    """The reason of the object's Ready condition."""
+    st, body, _ = k8s.request("GET", path)
+    ready = [c for c in ((body.get("status") or {}).get("conditions") or [] if st == 200 else [])
+             if c.get("type") == "Ready"]
+    return str(ready[0].get("reason")) if ready else None
+
+
 def _annotations(k8s: K8s, path: str) -> dict[str, str]:
     return dict(k8s.request("GET", path)[1]["metadata"].get("annotations") or {})
 
@@ -161,12 +169,27 @@ def external_flow(k8s: K8s, openbao: OpenBao, ns: str, *, cluster_store: bool = 
     _post(k8s, f"/api/v1/namespaces/{ns}/secrets", {"metadata": {"name": "bao-token"},
                                                     "data": {"token": token}})
     auth = {"tokenSecretRef": {"name": "bao-token", "key": "token"}}
+    # an ExternalSecret applied before its store (`kubectl apply -f dir/` in name order): the
+    # controller reads the store it has not watched yet (the RBAC's `get` on stores), reports
+    # it missing, and syncs once the store's own event comes
+    early = _external_secret("es-early", "bao", "SecretStore", f"{base}/db", "password")
+    _post(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets", early)
+    wait_for(lambda: _reason(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets/es-early")
+             == "StoreNotReady", what="an ExternalSecret whose store is not there yet")
     _post(k8s, f"{ES_API}/namespaces/{ns}/secretstores", {
         "apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
         "metadata": {"name": "bao", "annotations": OLD_KOPF},
         "spec": {"provider": {"vault": {"server": openbao.url, "auth": auth}}}})
+    wait_for(lambda: values(secret(k8s, ns, "es-early")) == {"password": CANARY.encode()},
+             what=f"Secret {ns}/es-early once its store came")
     stores = [("es-db", "SecretStore")]
     if cluster_store:
+        early = _external_secret("es-early-c", f"bao-{ns}", "ClusterSecretStore",
+                                 f"{base}/db", "password")
+        _post(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets", early)
+        wait_for(lambda: _reason(k8s, f"{ES_API}/namespaces/{ns}/externalsecrets/es-early-c")
+                 == "StoreNotReady", what="an ExternalSecret whose ClusterSecretStore is not "
+                                          "there yet")
         k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
             "secrets": "bao"}}}, "application/merge-patch+json")
         _post(k8s, f"{ES_API}/clustersecretstores", {

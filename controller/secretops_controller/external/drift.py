@@ -11,13 +11,16 @@ for the echo of our own write (its resourceVersion is the one we wrote).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Container, Mapping
 from typing import Any
 
 from secretops_controller import kube
 from secretops_controller.context import Context
-from secretops_controller.external import mapping
+from secretops_controller.external import mapping, ownership
 from secretops_controller.external.names import OWNER_ANNOTATION, Owner
+
+log = logging.getLogger(__name__)
 
 SELECTOR = f"{mapping.MANAGED_LABEL}=true"
 
@@ -50,3 +53,22 @@ async def watch(ctx: Context, on_event: Callable[[str, Mapping[str, Any]], None]
 
     scopes: list[str | None] = list(cfg.watch_namespaces) or [None]
     await asyncio.gather(*(scope(ns) for ns in scopes))
+
+
+def on_secret_event(half: Any, kind: str, secret: Mapping[str, Any]) -> None:
+    """One of our Secrets as watched (``half``: the :class:`~.reconcile.ExternalSecrets`):
+    a deleted one's writer re-creates it; the owners it concerns sync again (not for the echo of
+    a write under way)."""
+    meta = secret.get("metadata") or {}
+    ns, name = str(meta.get("namespace")), str(meta.get("name"))
+    writer = ownership.writer(secret)
+    if kind == "DELETED" and writer:
+        half.writer.claims[(ns, name)] = writer  # its writer re-creates it, not a rival
+    echo = None if kind == "DELETED" else (ns, name, str(meta.get("resourceVersion")))
+    for owner in owners_to_sync(kind, secret, half.owned, half.targets, half.writer.written):
+        if half.syncs.busy(owner) and echo is not None:
+            log.debug("Secret %s/%s changed while its ExternalSecret syncs", ns, name)
+        else:
+            log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
+                     "deleted" if kind == "DELETED" else "changed")
+        half.kick(owner, echo)

@@ -1,10 +1,9 @@
-"""The external-secrets half, wired: stores, ExternalSecrets, their Secrets (leader only).
+"""The external-secrets half: stores, ExternalSecrets, their Secrets (leader only).
 
-:func:`register` adds the handlers to the operator's registry (they run only on the leader,
-like the SealedSecret half); :class:`ExternalSecrets` holds what one leadership term knows and
-ties the parts together. Stores and ExternalSecrets are handled from kopf's watch events when
-new to this term or changed (:mod:`.marks`: no kopf state on them); API errors are retried
-with backoff (``--max-retries``), then left for the object's next event.
+:class:`ExternalSecrets` holds what one leadership term knows and ties the parts together;
+:mod:`.handlers` binds it to kopf's watch events. Objects are handled when new to this term or
+changed (:mod:`.marks`: no kopf state on them), one at a time each; API errors are retried with
+backoff (``--max-retries``), then left for the object's next event.
 
 * **SecretStore / ClusterSecretStore** → :class:`~.storecheck.Stores`:
   credentials resolved from the referenced Secrets (or the default chain), validated by one
@@ -38,21 +37,18 @@ import asyncio
 import copy
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import kopf
-
 from secretops_controller import events, kube
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context
-from secretops_controller.external import drift, marks, ownership, status
+from secretops_controller.external import drift, marks, status
 from secretops_controller.external.names import (
     FORCE_SYNC,
-    GROUP,
     KIND,
-    VERSION,
     EsReason,
     Owner,
     StoreId,
@@ -103,6 +99,9 @@ class ExternalSecrets:
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
         # what was handled this term (:func:`.marks.mark`): ExternalSecrets and stores
         self.marks: dict[Owner | StoreId, bytes] = {}
+        # one handling at a time per object; a lock lives only while someone holds or waits
+        self._locks: weakref.WeakValueDictionary[Owner | StoreId, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
         self.syncs = SyncQueue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
@@ -188,17 +187,32 @@ class ExternalSecrets:
         if not (body.get("metadata") or {}).get("deletionTimestamp"):
             await self._handle(sid, body, f"{sid[0]} {name_of(body)}", self.on_store)
 
-    async def external_event(self, kind: str | None, body: Mapping[str, Any]) -> None:
+    async def external_event(self, kind: str | None, body: Mapping[str, Any], *,
+                             listed: bool = False) -> None:
         """An ExternalSecret as listed or watched: handled when new to this term or changed;
         deleted (no finalizer: the watch event is all there is), forgotten — a rival of a
-        conflict may take its Secret over now."""
+        conflict may take its Secret over now. ``listed``: from a LIST of our own (a gained
+        shard's catch-up), maybe seconds old: skipped if a watch event was handled first, and
+        its body is not handed to the sync (that reads the ExternalSecret: deleted or
+        retargeted since, it is not written from the listing)."""
         owner = owner_of(body)
-        if kind == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
-            if kind == "DELETED" or owner in self.marks:
-                self.marks.pop(owner, None)
-                self.forget(owner)
-            return
-        await self._handle(owner, body, "ExternalSecret {}/{}".format(*owner), self.on_external)
+        async with self._handling(owner):
+            if kind == "DELETED" or (body.get("metadata") or {}).get("deletionTimestamp"):
+                if kind == "DELETED" or owner in self.marks:
+                    self.marks.pop(owner, None)
+                    self.forget(owner)
+                return
+            if listed and owner in self.marks:
+                return
+            await self._handle(owner, body, "ExternalSecret {}/{}".format(*owner),
+                               lambda es: self.on_external(es, hand_over=not listed))
+
+    def _handling(self, key: Owner | StoreId) -> asyncio.Lock:
+        """One object at a time (kopf's worker and a catch-up may meet on it)."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     async def _handle(self, key: Owner | StoreId, body: Mapping[str, Any], what: str,
                       handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
@@ -261,8 +275,10 @@ class ExternalSecrets:
             self.scheduler.close_later(provider)
 
     # ---- ExternalSecrets -----------------------------------------------------------------
-    async def on_external(self, es: Mapping[str, Any], refresh: bool = True) -> None:
-        """Register ``es`` with the scheduler (or report why not) and sync what is cached."""
+    async def on_external(self, es: Mapping[str, Any], refresh: bool = True,
+                          hand_over: bool = True) -> None:
+        """Register ``es`` with the scheduler (or report why not) and sync what is cached
+        (``hand_over``: from this body, see :meth:`kick`)."""
         owner = owner_of(es)
         o = self.owned.get(owner)
         if o is None:
@@ -289,9 +305,11 @@ class ExternalSecrets:
         o.forced, o.seen = forced, True
         # what is cached already (a shared key) is written now, from this body if its status
         # is still the latest this term knows of
-        self.kick(owner, body=None if o.reported else es)
+        self.syncs.drop(owner)  # a body handed over earlier is older than this one
+        self.kick(owner, body=None if o.reported or not hand_over else es)
 
     def forget(self, owner: Owner) -> None:
+        self.syncs.drop(owner)  # a sync still to come reads it (404: nothing written)
         self.scheduler.unregister(owner)
         self.rotator.drop(owner)
         self._retarget(owner, "")  # a loser of a conflict may win now
@@ -371,55 +389,7 @@ class ExternalSecrets:
 
     # ---- drift -----------------------------------------------------------------------------
     def on_secret_event(self, kind: str, secret: Mapping[str, Any]) -> None:
-        meta = secret.get("metadata") or {}
-        ns, name = str(meta.get("namespace")), str(meta.get("name"))
-        writer = ownership.writer(secret)
-        if kind == "DELETED" and writer:
-            self.writer.claims[(ns, name)] = writer  # its writer re-creates it, not a rival
-        echo = None if kind == "DELETED" else (ns, name, str(meta.get("resourceVersion")))
-        for owner in drift.owners_to_sync(kind, secret, self.owned, self.targets,
-                                          self.writer.written):
-            if self.syncs.busy(owner) and echo is not None:
-                log.debug("Secret %s/%s changed while its ExternalSecret syncs", ns, name)
-            else:
-                log.info("Secret %s/%s %s: syncing its ExternalSecret", ns, name,
-                         "deleted" if kind == "DELETED" else "changed")
-            self.kick(owner, echo)
+        drift.on_secret_event(self, kind, secret)
 
 
-def register(registry: kopf.OperatorRegistry, ctx: Context) -> ExternalSecrets:
-    """The store and ExternalSecret handlers, bound to ``ctx`` (run only while leading)."""
-    half = ExternalSecrets(ctx)
-
-    # --shards: only the namespaces of the shards this replica handles; cluster-scoped stores
-    # are shard 0's (kopf ignores the rest: no handler, no state)
-    def mine(namespace: str | None, **_: Any) -> bool:
-        return ctx.shards.handles(namespace)
-
-    @kopf.on.startup(registry=registry)
-    async def external_startup(**_: Any) -> None:
-        await half.start()  # each time this replica starts leading: a fresh scheduler
-
-    @kopf.on.cleanup(registry=registry)
-    async def external_cleanup(**_: Any) -> None:
-        await half.stop()
-
-    # Event handlers, not kopf's create/update/resume/delete: what was handled is remembered in
-    # memory (:mod:`.marks`) and by status.observedGeneration, so kopf writes no progress or
-    # diffbase annotation and detects no causes. The first event of each object after this
-    # replica starts leading (kopf's listing) handles it, as a resume handler did.
-    plurals = ["secretstores"] + (["clustersecretstores"] if ctx.config.uses_cluster_stores
-                                  else [])
-    for plural in plurals:
-        @kopf.on.event(GROUP, VERSION, plural, registry=registry, when=mine)
-        async def store(event: kopf.RawEvent, **_: Any) -> None:
-            await half.store_event(event.get("type"), event.get("object") or {})
-
-    @kopf.on.event(GROUP, VERSION, "externalsecrets", registry=registry, when=mine)
-    async def external_secret(event: kopf.RawEvent, **_: Any) -> None:
-        await half.external_event(event.get("type"), event.get("object") or {})
-
-    return half
-
-
-__all__ = ["EsReason", "ExternalSecrets", "register"]
+__all__ = ["EsReason", "ExternalSecrets"]

@@ -30,6 +30,10 @@ class SyncQueue:
         self._again: dict[Owner, set[Echo] | None] = {}
         self._bodies: dict[Owner, Body] = {}  # handed over by a kick, for the next sync
 
+    def drop(self, owner: Owner) -> None:
+        """Forget the body handed over for ``owner`` (deleted, or a newer one came)."""
+        self._bodies.pop(owner, None)
+
     def reset(self) -> None:
         self._bodies.clear()
         self._pending = asyncio.Queue()
