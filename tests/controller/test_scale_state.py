@@ -302,3 +302,41 @@ def test_resync_lists_our_secrets_page_by_page_and_no_sealedsecret(
     assert asyncio.run(main()) == 1
     calls = [(r["verb"], r["resource"], r["name"]) for r in k8s.audit(f"{ns}/controller")]
     assert calls == [("list", "secrets", ""), ("get", "sealedsecrets", "gone")]
+
+
+def test_a_store_read_before_its_watch_is_not_kept(k8s: K8s, tmp_path: Path) -> None:
+    """A SecretStore read because its watch has not listed it yet (an ExternalSecret listed
+    first) is not kept: deleted before the store watch lists it, it no longer serves (it
+    was kept for the whole term: deleting a store did not revoke its use)."""
+    from secretops_controller.external.storecheck import Stores
+
+    from tests.controller.conftest import prepare_external
+
+    prepare_external(k8s)
+    ns = "store-read"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    path = f"/apis/secretops.dev/v1alpha1/namespaces/{ns}/secretstores"
+    status, _, _ = k8s.request("POST", path, {
+        "apiVersion": "secretops.dev/v1alpha1", "kind": "SecretStore",
+        "metadata": {"name": "bao"}, "spec": {"provider": {"vault": {
+            "server": "http://127.0.0.1:1",
+            "auth": {"tokenSecretRef": {"name": "t", "key": "token"}}}}}})
+    assert status == 201
+    config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
+    ctx = context(kubeconfig=str(config), watch_namespaces=(ns,))
+
+    async def no_credentials(_: Any) -> None:
+        return None
+
+    stores = Stores(ctx, lambda *_: None, no_credentials)
+
+    async def main() -> tuple[Any, Any]:
+        try:
+            first = await stores.get("SecretStore", ns, "bao")
+            assert k8s.request("DELETE", f"{path}/bao")[0] == 200
+            return first, await stores.get("SecretStore", ns, "bao")
+        finally:
+            await ctx.api.close()
+
+    first, second = asyncio.run(main())
+    assert first is not None and second is None

@@ -96,7 +96,6 @@ class Stores:
         # validation (or first registration), not once per ExternalSecret
         self.resolved: dict[StoreId, tuple[str, stores.Resolved]] = {}
         self._locks: dict[StoreId, asyncio.Lock] = {}
-        self._deleted: set[StoreId] = set()  # deleted this term, as watched
         self._wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
 
@@ -106,39 +105,30 @@ class Stores:
         self.specs.clear()
         self.resolved.clear()
         self._locks.clear()
-        self._deleted.clear()
         self._wake = asyncio.Event()
         self.loop = loop
 
     # ---- the stores as watched ---------------------------------------------------------------
     def seen(self, body: Mapping[str, Any]) -> None:
         """A store's watch event (not a deletion): what a registration needs of it, kept."""
-        sid = store_id(body)
-        self._deleted.discard(sid)
-        self.specs[sid] = _compact(body)
+        self.specs[store_id(body)] = _compact(body)
 
     def gone(self, sid: StoreId) -> None:
         """A store's deletion, watched: nothing of it is kept."""
         self.specs.pop(sid, None)
         self.resolved.pop(sid, None)
-        self._deleted.add(sid)  # a read still under way must not bring it back
 
     async def get(self, kind: str, ns: str, name: str) -> Mapping[str, Any] | None:
         """The store as last watched, else read (not watched yet: a cold start's
         ExternalSecrets listed before their store). A change not yet watched is registered
-        again by the store's own event. A SecretStore read is kept until its watch event
-        comes (it lives in the ExternalSecret's namespace: this replica watches it); a
-        ClusterSecretStore is kept only as watched (another shard's replica may watch it)."""
+        again by the store's own event. What is read is not kept: only a watch keeps a store
+        (a store read, then deleted before the store watch listed it, would otherwise serve
+        for the whole term — deleting a store must revoke its use)."""
         sid = (kind, ns, name)
-        async with self._lock(sid):
-            cached = self.specs.get(sid)
-            if cached is not None:
-                return cached
-            body = await self.ctx.api.get(store_path(kind, ns, name))
-            if (body is not None and kind == stores.NAMESPACED_KIND and sid not in self.specs
-                    and sid not in self._deleted):
-                self.specs[sid] = _compact(body)
-            return body
+        cached = self.specs.get(sid)
+        if cached is not None:
+            return cached
+        return await self.ctx.api.get(store_path(kind, ns, name))
 
     # ---- reading what a store refers to ------------------------------------------------------
     async def _get_secret(self, ns: str, name: str) -> Mapping[str, Any] | None:
