@@ -6,6 +6,7 @@ import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from secretops.sealing.template import MAX_OUTPUT
 from secretops.sealing.workers import Limits, WorkerPool
@@ -15,6 +16,28 @@ from secretops_controller.kube import Kube
 from secretops_controller.metrics import Metrics
 from secretops_controller.runtime import Health
 from secretops_controller.shards import Ownership
+
+K = TypeVar("K")
+
+
+class KeyedLocks(Generic[K]):
+    """One :class:`asyncio.Lock` per key, alive as long as someone holds or waits for it
+    (``async with locks(key)`` keeps it): weak, so a lock per object ever seen is not kept
+    (~0.3 KiB each)."""
+
+    def __init__(self) -> None:
+        self._locks: weakref.WeakValueDictionary[K, asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+
+    def __call__(self, key: K) -> asyncio.Lock:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
+
+    def __len__(self) -> int:
+        """Locks alive now (held or waited for)."""
+        return len(self._locks)
 
 
 @dataclass
@@ -38,14 +61,10 @@ class Context:
     # written or found up to date (the resync checks those). Cleared whenever this replica
     # starts leading.
     handled: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)
-    # one lock per Secret while someone holds or waits for it (weak: a lock per Secret ever
-    # written would be kept for every object, ~0.3 KiB each)
-    _locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary)
-    # one handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up), weak as
-    # the Secret locks are
-    _handling: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = field(
-        default_factory=weakref.WeakValueDictionary)
+    # one lock per Secret, and one handling at a time per SealedSecret (kopf's handler vs. a
+    # shard's catch-up)
+    _locks: KeyedLocks[tuple[str, str]] = field(default_factory=KeyedLocks)
+    _handling: KeyedLocks[tuple[str, str]] = field(default_factory=KeyedLocks)
     # Worker processes for untrusted work (started on first use; see secretops.sealing.workers):
     # templates of SealedSecrets and ExternalSecrets, and the bodies of POST /v1/verify and
     # /v1/rotate. Two pools: a template worker never holds a key.
@@ -67,15 +86,9 @@ class Context:
 
     def handling(self, namespace: str, name: str) -> asyncio.Lock:
         """One handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up)."""
-        lock = self._handling.get((namespace, name))
-        if lock is None:
-            lock = self._handling[(namespace, name)] = asyncio.Lock()
-        return lock
+        return self._handling((namespace, name))
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:
         """One reconcile at a time per Secret (the SealedSecret handler vs. drift repair). The
         lock lives as long as a caller holds a reference to it (``async with`` does)."""
-        lock = self._locks.get((namespace, name))
-        if lock is None:
-            lock = self._locks[(namespace, name)] = asyncio.Lock()
-        return lock
+        return self._locks((namespace, name))

@@ -37,14 +37,13 @@ import asyncio
 import copy
 import logging
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from secretops_controller import events, kube
 from secretops_controller.conditions import Outcome
-from secretops_controller.context import Context
+from secretops_controller.context import Context, KeyedLocks
 from secretops_controller.external import drift, marks, status
 from secretops_controller.external.names import (
     FORCE_SYNC,
@@ -99,9 +98,8 @@ class ExternalSecrets:
         self.targets: dict[tuple[str, str], set[Owner]] = {}  # Secret -> who targets it
         # what was handled this term (:func:`.marks.mark`): ExternalSecrets and stores
         self.marks: dict[Owner | StoreId, bytes] = {}
-        # one handling at a time per object; a lock lives only while someone holds or waits
-        self._locks: weakref.WeakValueDictionary[Owner | StoreId, asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+        # one handling at a time per object (kopf's worker and a catch-up may meet on it)
+        self._handling: KeyedLocks[Owner | StoreId] = KeyedLocks()
         self.syncs = SyncQueue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
@@ -206,13 +204,6 @@ class ExternalSecrets:
                 return
             await self._handle(owner, body, "ExternalSecret {}/{}".format(*owner),
                                lambda es: self.on_external(es, hand_over=not listed))
-
-    def _handling(self, key: Owner | StoreId) -> asyncio.Lock:
-        """One object at a time (kopf's worker and a catch-up may meet on it)."""
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
 
     async def _handle(self, key: Owner | StoreId, body: Mapping[str, Any], what: str,
                       handler: Callable[[dict[str, Any]], Awaitable[None]]) -> None:

@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 from secretops_controller import kube
 from secretops_controller.config import parse_duration
-from secretops_controller.context import Context
+from secretops_controller.context import Context, KeyedLocks
 from secretops_controller.external import status, stores
 from secretops_controller.external.names import EsReason, StoreId, store_id, store_path
 from secretops_controller.external.provider import (
@@ -95,7 +95,7 @@ class Stores:
         # store -> (its resourceVersion, its resolution): the credentials read once per
         # validation (or first registration), not once per ExternalSecret
         self.resolved: dict[StoreId, tuple[str, stores.Resolved]] = {}
-        self._locks: dict[StoreId, asyncio.Lock] = {}
+        self._lock: KeyedLocks[StoreId] = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
 
@@ -104,7 +104,7 @@ class Stores:
         self.keys.clear()
         self.specs.clear()
         self.resolved.clear()
-        self._locks.clear()
+        self._lock = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop = loop
 
@@ -166,12 +166,6 @@ class Stores:
             if sid[0] == stores.NAMESPACED_KIND:
                 self.resolved[sid] = (version, resolved)
             return resolved
-
-    def _lock(self, sid: StoreId) -> asyncio.Lock:
-        lock = self._locks.get(sid)
-        if lock is None:
-            lock = self._locks[sid] = asyncio.Lock()
-        return lock
 
     def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
         """A TokenRequest for a Vault login, from a provider's worker thread (never the loop's:
