@@ -28,6 +28,7 @@ import pytest
 
 from tests.fixtures.k8s import K8s, free_port
 from tests.helpers import assert_no_canary, stop_process
+from tests.k8s.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "sealedsecret.yaml"
@@ -126,7 +127,10 @@ def scan_for_canary(k8s: K8s, controllers: list[Controller]) -> None:
     for e in body.get("items") or []:
         assert_no_canary(json.dumps(e), f"Event {e.get('metadata', {}).get('name')}")
     for path in STATUS_LISTS:
-        status, body, _ = k8s.request("GET", path)
+        # a CRD served moments ago answers 429 while its storage initialises, as the
+        # apiserver's cacher does: asked again, as any client would
+        status, body, _ = wait_for(lambda p=path: (r := k8s.request("GET", p))[0] != 429 and r,
+                                   what=f"{path} past its storage's initialisation")
         if status == 404:
             continue  # that CRD is not installed in this module's cluster
         assert status == 200, body
