@@ -256,7 +256,10 @@ def _sops_reads(sops_bin: str, files: list[Path], texts: dict[Path, str]) -> lis
         return [b for b in ex.map(bad, files) if b]
 
 
-@pytest.mark.parametrize("refused", [None, "open", "link:EXDEV"])
+# the named-from-the-start mode ("open") costs ~20 s and shares its code with link:EXDEV's
+# fallback: it runs with -m slow
+@pytest.mark.parametrize("refused", [None, pytest.param("open", marks=pytest.mark.slow),
+                                     "link:EXDEV"])
 def test_kill_9_of_a_many_file_run_leaves_each_file_old_or_new(
         tmp_path: Path, age_key: AgeKey, sops_bin: str, monkeypatch: pytest.MonkeyPatch,
         refused: str | None) -> None:
