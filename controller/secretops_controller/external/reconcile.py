@@ -58,7 +58,7 @@ from secretops_controller.external.names import (
     store_path,
     target_of,
 )
-from secretops_controller.external.provider import Provider, close_quietly
+from secretops_controller.external.provider import ErrorKind, Provider, close_quietly
 from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.rotator import Rotator
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
@@ -360,6 +360,9 @@ class ExternalSecrets:
         o, snap = self.owned.get(owner), self.scheduler.snapshot(owner)  # as of now
         if o is None or o.key is None or snap is None or snap.pending:
             return
+        if any(e.kind == ErrorKind.DENIED for e in snap.errors.values()) and \
+                await self.stores.recheck(o.store, o.key, owner[0]):
+            return  # other credentials now: registered again, synced once read with them
         o.reported = True
         outcome = await self.writer.apply(es, owner, o.target, snap,
                                           [r[1] for r in self.rivals_of(owner, o.target)])

@@ -443,6 +443,37 @@ def test_stores_are_validated_again_periodically(
              what="the ExternalSecret read with the new credentials")
 
 
+def test_a_rotated_token_reaches_a_new_externalsecret_before_the_stores_next_validation(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """The credentials of a store are resolved once per store version, not per ExternalSecret.
+    A token rotated in its Secret (the old one revoked) is read again at the first denial: a
+    new ExternalSecret syncs, and so does the one already synced, long before the store's next
+    validation (its refreshInterval: 1h here). Before, both stayed denied until then."""
+    old, new = f"{tenant.prefix}/cred-old", f"{tenant.prefix}/cred-new"
+    put(openbao, old, {"v": CANARY})
+    put(openbao, new, {"v": "second"})
+    token = token_for(openbao, tenant)
+    create(k8s, opaque(ns, "cred-token", token=token))
+    store = vault_store(ns, "cred", openbao.url, {"tokenSecretRef": {"name": "cred-token",
+                                                                     "key": "token"}})
+    store["spec"]["refreshInterval"] = "1h"
+    create(k8s, store)
+    wait_for(lambda: ready(k8s, ns, "secretstores", "cred").get("reason") == "Valid",
+             what="store Valid")
+    create(k8s, external(ns, "first", "cred", [item("v", old, "v")]))
+    wait_for(lambda: has(k8s, ns, "first", {"v": CANARY.encode()}), what="first synced")
+    rotated = base64.b64encode(token_for(openbao, tenant).encode()).decode()
+    k8s.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/cred-token",
+                {"data": {"token": rotated}}, MERGE)
+    openbao.client().auth.token.revoke(token)
+    create(k8s, external(ns, "second", "cred", [item("v", new, "v")]))
+    wait_for(lambda: has(k8s, ns, "second", {"v": b"second"}), timeout=10,
+             what="the new ExternalSecret read with the rotated token")
+    put(openbao, old, {"v": "after-rotation"})
+    wait_for(lambda: has(k8s, ns, "first", {"v": b"after-rotation"}), timeout=10,
+             what="the first ExternalSecret read with the rotated token")
+
+
 def test_invalid_credentials_and_missing_store(
         k8s: K8s, ns: str, openbao: OpenBao) -> None:
     create(k8s, opaque(ns, "bad-token", token="not-a-token"))
