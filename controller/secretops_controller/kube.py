@@ -252,7 +252,9 @@ class Kube:
 
     # ---- watching ----------------------------------------------------------------------------
     async def watch(self, path: str, *, label_selector: str | None = None,
-                    timeout_seconds: int = 300, retry_delay: float = 1.0, limit: int = 500
+                    field_selector: str | None = None, timeout_seconds: int = 300,
+                    retry_delay: float = 1.0, limit: int = 500,
+                    on_listed: Callable[[], None] | None = None
                     ) -> AsyncIterator[WatchEvent]:
         """LIST ``path`` (``limit`` items a page), yield each item as ``LISTED``, then WATCH
         from the list's resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events,
@@ -262,8 +264,10 @@ class Kube:
         is opened again from the last resourceVersion seen (bookmarks included, which are not
         yielded). ``410 Expired`` lists again at once; any other failure (the server
         unreachable, an error status or ``ERROR`` event, a malformed line) after
-        ``retry_delay`` seconds. Cancel the iteration to stop."""
-        selector = {"labelSelector": label_selector} if label_selector else {}
+        ``retry_delay`` seconds. Cancel the iteration to stop. ``on_listed()`` is called once
+        each (re)list has been yielded whole."""
+        selector = {k: v for k, v in (("labelSelector", label_selector),
+                                      ("fieldSelector", field_selector)) if v}
         while True:
             try:
                 rv = ""
@@ -271,6 +275,8 @@ class Kube:
                     for item in listed.get("items") or []:
                         yield WatchEvent("LISTED", item)
                     rv = str((listed.get("metadata") or {}).get("resourceVersion") or rv)
+                if on_listed is not None:
+                    on_listed()
                 while True:
                     params = {**selector, "watch": "true", "resourceVersion": rv,
                               "timeoutSeconds": str(int(timeout_seconds)),

@@ -4,17 +4,18 @@ store and credentials, validation (once per change and every ``refreshInterval``
 :class:`Stores` resolves a SecretStore or ClusterSecretStore (:func:`.stores.resolve`) with
 what only the API can give: the Secrets its auth names (a 403 there is the store's
 configuration, ``InvalidStoreConfiguration``, not an outage), a namespace's labels (for a
-ClusterSecretStore's ``spec.conditions``) and service-account tokens (a TokenRequest, asked from
-a provider's worker thread and run on the event loop). Providers are kept per read identity
-(the fingerprint of :class:`~.scheduler.StoreKey`), so a scheduler entry and a validation share
-one login, and so do stores with the same credentials.
+ClusterSecretStore's ``spec.conditions``, as watched) and service-account tokens (a
+TokenRequest, asked from a provider's worker thread and run on the event loop). Providers are
+kept per read identity (the fingerprint of :class:`~.scheduler.StoreKey`), so a scheduler entry
+and a validation share one login, and so do stores with the same credentials.
 
 A store's ``Ready`` condition comes from one cheap provider call (:func:`probe`): the
 provider's :class:`~.provider.Checker` ability if it has one (Vault: the login, whose token is
 reused), else a version lookup of a key that need not exist. Every store is validated again
 after its ``spec.refreshInterval`` (default ``--store-refresh-interval``; 0: never) by one
 timer for all; when a revalidation finds other credentials (a rotated token), the
-ExternalSecrets that use the store are registered again (``on_new_credentials``).
+ExternalSecrets that use the store are registered again (``on_new_credentials``). A namespace's
+labels are as watched (:mod:`.namespaces`), not read per ExternalSecret.
 
 An ExternalSecret's registration reads neither its store nor the store's credentials: it takes
 the store as last watched (:meth:`Stores.seen`, a small copy per store; read once if not
@@ -42,6 +43,7 @@ from secretops_controller.config import parse_duration
 from secretops_controller.context import Context, KeyedLocks
 from secretops_controller.external import status, stores
 from secretops_controller.external.names import EsReason, StoreId, store_id, store_path
+from secretops_controller.external.namespaces import Namespaces
 from secretops_controller.external.provider import (
     Checker,
     ErrorKind,
@@ -103,6 +105,7 @@ class Stores:
         self._lock: KeyedLocks[StoreId] = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
+        self.namespaces = Namespaces(ctx)  # their labels, as watched (ClusterSecretStores)
 
     def reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.due.clear()
@@ -110,6 +113,7 @@ class Stores:
         self.specs.clear()
         self.resolved.clear()
         self.rechecked.clear()
+        self.namespaces.reset()
         self._lock = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop = loop
@@ -149,8 +153,7 @@ class Stores:
                                     f"Secret {ns}/{name}: forbidden: {e.message}") from None
 
     async def labels(self, ns: str) -> Mapping[str, str] | None:
-        obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
-        return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
+        return await self.namespaces.labels(ns)
 
     async def resolve(self, store: Mapping[str, Any], es_ns: str | None) -> stores.Resolved:
         tokens = self._request_token if self.ctx.config.uses_token_requests else _tokens_off

@@ -387,6 +387,52 @@ def test_cluster_store_refused_outside_its_namespace_selector(
     assert CANARY not in json.dumps(events(k8s, outside))
 
 
+def test_cluster_store_conditions_follow_watched_namespace_labels(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A namespaceSelector condition is matched against the namespaces as watched: no read of
+    the namespace per ExternalSecret (before: a GET each), and a label change takes effect at
+    once — the namespace's ExternalSecrets of ClusterSecretStores are registered again."""
+    key = f"{tenant.prefix}/labels"
+    put(openbao, key, {"v": CANARY})
+    other = f"{ns}-y"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": other}})
+    names = [ns, other]
+    k8s.delay(1, count=1000, match={"verb": "get", "resource": "namespaces", "name": names})
+    try:
+        k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+            "team": tenant.prefix}}}, MERGE)
+        create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
+        store = f"cssl-{tenant.prefix}"
+        create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
+            "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+                "name": "bao-token", "key": "token", "namespace": ns}}}},
+            "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
+        for i in range(4):
+            create(k8s, external(ns, f"in{i}", store, [item("v", key, "v")],
+                                 kind="ClusterSecretStore"))
+        create(k8s, external(other, "out", store, [item("v", key, "v")],
+                             kind="ClusterSecretStore"))
+        for i in range(4):
+            wait_for(lambda n=f"in{i}": has(k8s, ns, n, {"v": CANARY.encode()}),
+                     what="allowed namespace")
+        wait_for(lambda: ready(k8s, other, "externalsecrets", "out").get(
+            "reason") == "StoreNotAllowed", what="refused")
+        # labelled now: allowed, without any change to the ExternalSecret
+        k8s.request("PATCH", f"/api/v1/namespaces/{other}", {"metadata": {"labels": {
+            "team": tenant.prefix}}}, MERGE)
+        wait_for(lambda: has(k8s, other, "out", {"v": CANARY.encode()}), timeout=10,
+                 what="allowed once its namespace is labelled")
+        # the label removed: refused again
+        k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+            "team": None}}}, MERGE)
+        wait_for(lambda: ready(k8s, ns, "externalsecrets", "in0").get(
+            "reason") == "StoreNotAllowed", timeout=10, what="refused once unlabelled")
+        [rule] = [r for r in k8s.faults()["rules"] if r["match"].get("name") == names]
+    finally:
+        k8s.clear_faults()
+    assert rule["remaining"] == 1000, "a namespace was read for an ExternalSecret"
+
+
 def test_provider_outage_keeps_the_last_good_secret_and_recovers(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant, bao_proxy: CountingProxy) -> None:
     key = f"{tenant.prefix}/flaky"
