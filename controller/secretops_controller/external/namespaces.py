@@ -7,8 +7,9 @@ namespace's labels (:meth:`Namespaces.run`, a task while leading). An ExternalSe
 registration reads none: a 500-namespace cluster costs one paged LIST, not a GET per
 ExternalSecret. A registration made before the first list waits for it (at most
 :data:`LIST_WAIT` seconds, then a transient error its handling retries). A namespace whose
-labels change calls ``on_change`` (its ExternalSecrets of ClusterSecretStores are registered
-again: a condition may allow or refuse them now).
+labels change — or that is first seen after the first list — calls ``on_change`` (its
+ExternalSecrets of ClusterSecretStores are registered again: a condition may allow or refuse
+them now).
 """
 
 from __future__ import annotations
@@ -78,8 +79,10 @@ class Namespaces:
         labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
         before = self.known.get(name)
         self.known[name] = labels
-        if before is not None and before != labels and self.on_change is not None:
-            log.info("namespace %s: labels changed: its ExternalSecrets of "
+        # after the first list, a namespace new to us counts too: an ExternalSecret of it may
+        # have been refused before its event came (created while the watch was away)
+        if before != labels and self._listed.is_set() and self.on_change is not None:
+            log.info("namespace %s: labels new or changed: its ExternalSecrets of "
                      "ClusterSecretStores registered again", name)
             try:
                 await self.on_change(name)

@@ -433,6 +433,37 @@ def test_cluster_store_conditions_follow_watched_namespace_labels(
     assert rule["remaining"] == 1000, "a namespace was read for an ExternalSecret"
 
 
+def test_a_namespace_first_seen_after_the_first_list_lets_its_refused_externalsecrets_in(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A namespace created while the namespace watch is away (its relist held up here) is not
+    known when its ExternalSecret registers: refused. When the watch lists it, its
+    ExternalSecrets of ClusterSecretStores are registered again and sync."""
+    key = f"{tenant.prefix}/late-ns"
+    put(openbao, key, {"v": CANARY})
+    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
+    store = f"cssn-{tenant.prefix}"
+    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
+        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+            "name": "bao-token", "key": "token", "namespace": ns}}}},
+        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
+    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
+             what="ClusterSecretStore Valid")
+    late = f"{ns}-late"
+    k8s.delay(5000, count=1, match={"verb": "list", "resource": "namespaces"})
+    k8s.drop_watches()
+    try:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {
+            "name": late, "labels": {"team": tenant.prefix}}})
+        create(k8s, external(late, "es", store, [item("v", key, "v")],
+                             kind="ClusterSecretStore"))
+        wait_for(lambda: ready(k8s, late, "externalsecrets", "es").get(
+            "reason") == "StoreNotAllowed", what="refused: its namespace not watched yet")
+        wait_for(lambda: has(k8s, late, "es", {"v": CANARY.encode()}), timeout=15,
+                 what="synced once the namespace is listed")
+    finally:
+        k8s.clear_faults()
+
+
 def test_provider_outage_keeps_the_last_good_secret_and_recovers(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant, bao_proxy: CountingProxy) -> None:
     key = f"{tenant.prefix}/flaky"
