@@ -251,15 +251,20 @@ def test_a_kopf_stop_does_not_end_the_election(
                          "renewals after kopf stopped")
             return election.done(), holding()
         finally:
-            k8s.clear_faults()
-            election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await election
-            await api.close()
+            await _stop(k8s, election, api)
 
     ended, held = asyncio.run(scenario())
     assert not ended, "the election ended when kopf stopped"
     assert held
+
+
+async def _stop(k8s: K8s, election: asyncio.Task[None], api: kube.Kube) -> None:
+    """A test's end: no fault left, the election cancelled, the client closed."""
+    k8s.clear_faults()
+    election.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await election
+    await api.close()
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -315,11 +320,7 @@ def test_one_shards_unexpected_failure_does_not_drop_the_others(
                          "the healthy shard renewed, the broken one given up")
             return election.done(), elector.held
         finally:
-            k8s.clear_faults()
-            election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await election
-            await api.close()
+            await _stop(k8s, election, api)
 
     ended, held = asyncio.run(scenario())
     assert not ended

@@ -140,6 +140,35 @@ def token_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str =
                             {"tokenSecretRef": {"name": f"{name}-token", "key": "token"}}))
 
 
+def validated_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str,
+                    interval: str) -> str:
+    """A Valid SecretStore ``name`` validated every ``interval``, its token in Secret
+    ``<name>-token``; the token."""
+    token = token_for(openbao, tenant)
+    create(k8s, opaque(ns, f"{name}-token", token=token))
+    store = vault_store(ns, name, openbao.url, {"tokenSecretRef": {"name": f"{name}-token",
+                                                                   "key": "token"}})
+    store["spec"]["refreshInterval"] = interval
+    create(k8s, store)
+    wait_for(lambda: ready(k8s, ns, "secretstores", name).get("reason") == "Valid",
+             what="store Valid")
+    return token
+
+
+def selector_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str) -> str:
+    """A Valid ClusterSecretStore ``name`` (its token in ``ns``) for the namespaces labelled
+    ``team=<tenant prefix>``."""
+    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
+    store = f"{name}-{tenant.prefix}"
+    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
+        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+            "name": "bao-token", "key": "token", "namespace": ns}}}},
+        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
+    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
+             what="ClusterSecretStore Valid")
+    return store
+
+
 # ---- Vault -----------------------------------------------------------------------------------
 def test_vault_token_sync_rotation_force_sync_and_drift(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
@@ -368,14 +397,7 @@ def test_cluster_store_refused_outside_its_namespace_selector(
         "team": tenant.prefix}}}, MERGE)
     outside = f"{ns}-x"
     k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": outside}})
-    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
-    store = f"css-{tenant.prefix}"
-    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
-        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
-            "name": "bao-token", "key": "token", "namespace": ns}}}},
-        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
-    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
-             what="ClusterSecretStore Valid")
+    store = selector_store(k8s, openbao, tenant, ns, "css")
     create(k8s, external(ns, "in", store, [item("v", key, "v")], kind="ClusterSecretStore"))
     create(k8s, external(outside, "out", store, [item("v", key, "v")],
                          kind="ClusterSecretStore"))
@@ -401,12 +423,7 @@ def test_cluster_store_conditions_follow_watched_namespace_labels(
     try:
         k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
             "team": tenant.prefix}}}, MERGE)
-        create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
-        store = f"cssl-{tenant.prefix}"
-        create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
-            "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
-                "name": "bao-token", "key": "token", "namespace": ns}}}},
-            "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
+        store = selector_store(k8s, openbao, tenant, ns, "cssl")
         for i in range(4):
             create(k8s, external(ns, f"in{i}", store, [item("v", key, "v")],
                                  kind="ClusterSecretStore"))
@@ -440,14 +457,7 @@ def test_a_namespace_first_seen_after_the_first_list_lets_its_refused_externalse
     ExternalSecrets of ClusterSecretStores are registered again and sync."""
     key = f"{tenant.prefix}/late-ns"
     put(openbao, key, {"v": CANARY})
-    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
-    store = f"cssn-{tenant.prefix}"
-    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
-        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
-            "name": "bao-token", "key": "token", "namespace": ns}}}},
-        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
-    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
-             what="ClusterSecretStore Valid")
+    store = selector_store(k8s, openbao, tenant, ns, "cssn")
     late = f"{ns}-late"
     k8s.delay(5000, count=1, match={"verb": "list", "resource": "namespaces"})
     k8s.drop_watches()
@@ -495,14 +505,7 @@ def test_stores_are_validated_again_periodically(
     with the new credentials."""
     key = f"{tenant.prefix}/revalidated"
     put(openbao, key, {"v": CANARY})
-    token = token_for(openbao, tenant)
-    create(k8s, opaque(ns, "rev-token", token=token))
-    store = vault_store(ns, "rev", openbao.url, {"tokenSecretRef": {"name": "rev-token",
-                                                                    "key": "token"}})
-    store["spec"]["refreshInterval"] = "1s"
-    create(k8s, store)
-    wait_for(lambda: ready(k8s, ns, "secretstores", "rev").get("reason") == "Valid",
-             what="store Valid")
+    token = validated_store(k8s, openbao, tenant, ns, "rev", "1s")
     create(k8s, external(ns, "rev", "rev", [item("v", key, "v")], interval="1h"))
     wait_for(lambda: has(k8s, ns, "rev", {"v": CANARY.encode()}), what="synced")
     openbao.client().auth.token.revoke(token)
@@ -529,14 +532,7 @@ def test_a_rotated_token_reaches_a_new_externalsecret_before_the_stores_next_val
     old, new = f"{tenant.prefix}/cred-old", f"{tenant.prefix}/cred-new"
     put(openbao, old, {"v": CANARY})
     put(openbao, new, {"v": "second"})
-    token = token_for(openbao, tenant)
-    create(k8s, opaque(ns, "cred-token", token=token))
-    store = vault_store(ns, "cred", openbao.url, {"tokenSecretRef": {"name": "cred-token",
-                                                                     "key": "token"}})
-    store["spec"]["refreshInterval"] = "1h"
-    create(k8s, store)
-    wait_for(lambda: ready(k8s, ns, "secretstores", "cred").get("reason") == "Valid",
-             what="store Valid")
+    token = validated_store(k8s, openbao, tenant, ns, "cred", "1h")
     create(k8s, external(ns, "first", "cred", [item("v", old, "v")]))
     wait_for(lambda: has(k8s, ns, "first", {"v": CANARY.encode()}), what="first synced")
     rotated = base64.b64encode(token_for(openbao, tenant).encode()).decode()
