@@ -46,7 +46,8 @@ class Namespaces:
             try:
                 await asyncio.wait_for(self._listed.wait(), LIST_WAIT)
             except TimeoutError:
-                raise kube.ApiError(503, "NotListed", "the namespaces are not listed yet",
+                raise kube.ApiError(503, "NotListed", "the namespaces are not listed yet "
+                                    "(the controller's RBAC needs namespaces list, watch)",
                                     "LIST", PATH) from None
         return self.known.get(ns)
 
