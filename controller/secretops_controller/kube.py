@@ -6,7 +6,8 @@ or, in a Pod, the service account. There is no test-only path: tests give it the
 kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens). Every other
 module calls the API through :class:`Kube`; import-linter keeps it so (pyproject.toml).
 
-:meth:`Kube.watch` is the one LIST+WATCH loop outside kopf: it yields the listed objects, then
+:meth:`Kube.watch` is the one LIST+WATCH loop outside kopf: it yields the listed objects (paged:
+``limit``/``continue``), then
 the watch events; bookmarks move its resourceVersion on; a ``410 Expired`` (as a status or as an
 ``ERROR`` event) relists at once; any other failure relists after a delay; ``timeoutSeconds``
 is sent as an integer (a real apiserver refuses ``300.0`` with 400).
@@ -251,23 +252,31 @@ class Kube:
 
     # ---- watching ----------------------------------------------------------------------------
     async def watch(self, path: str, *, label_selector: str | None = None,
-                    timeout_seconds: int = 300, retry_delay: float = 1.0
+                    field_selector: str | None = None, timeout_seconds: int = 300,
+                    retry_delay: float = 1.0, limit: int = 500,
+                    on_listed: Callable[[], None] | None = None
                     ) -> AsyncIterator[WatchEvent]:
-        """LIST ``path``, yield each item as ``LISTED``, then WATCH from the list's
-        resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events, forever.
+        """LIST ``path`` (``limit`` items a page), yield each item as ``LISTED``, then WATCH
+        from the list's resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events,
+        forever.
 
         A watch the server ends at ``timeout_seconds`` (an integer, as the apiserver requires)
         is opened again from the last resourceVersion seen (bookmarks included, which are not
         yielded). ``410 Expired`` lists again at once; any other failure (the server
         unreachable, an error status or ``ERROR`` event, a malformed line) after
-        ``retry_delay`` seconds. Cancel the iteration to stop."""
-        selector = {"labelSelector": label_selector} if label_selector else {}
+        ``retry_delay`` seconds. Cancel the iteration to stop. ``on_listed()`` is called once
+        each (re)list has been yielded whole."""
+        selector = {k: v for k, v in (("labelSelector", label_selector),
+                                      ("fieldSelector", field_selector)) if v}
         while True:
             try:
-                listed = await self.request("GET", path, params=selector or None)
-                for item in listed.get("items") or []:
-                    yield WatchEvent("LISTED", item)
-                rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+                rv = ""
+                async for listed in self._pages(path, selector, limit):
+                    for item in listed.get("items") or []:
+                        yield WatchEvent("LISTED", item)
+                    rv = str((listed.get("metadata") or {}).get("resourceVersion") or rv)
+                if on_listed is not None:
+                    on_listed()
                 while True:
                     params = {**selector, "watch": "true", "resourceVersion": rv,
                               "timeoutSeconds": str(int(timeout_seconds)),
@@ -340,16 +349,22 @@ class Kube:
                          limit: int = 500) -> AsyncIterator[Items]:
         """The items of a LIST, ``limit`` at a time (``continue`` tokens): a caller that keeps
         only what it needs of each page never holds the whole collection."""
-        params = {"limit": str(limit)}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        while True:
-            page = await self.request("GET", path, params=params)
+        selector = {"labelSelector": label_selector} if label_selector else {}
+        async for page in self._pages(path, selector, limit):
             yield list(page.get("items") or [])
+
+    async def _pages(self, path: str, params: Mapping[str, str], limit: int
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """The pages of a LIST, of one snapshot. Only the ``continue`` token says whether
+        more remain: with a selector a page may hold fewer than ``limit`` items, even none."""
+        query = {**params, "limit": str(limit)}
+        while True:
+            page = await self.request("GET", path, params=query)
+            yield page
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
-            params["continue"] = str(token)
+            query["continue"] = str(token)
 
     async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, obj)
