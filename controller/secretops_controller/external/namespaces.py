@@ -83,7 +83,7 @@ class Namespaces:
         # after the first list, a namespace new to us counts too: an ExternalSecret of it may
         # have been refused before its event came (created while the watch was away)
         if before != labels and self._listed.is_set() and self.on_change is not None:
-            log.info("namespace %s: labels new or changed: its ExternalSecrets of "
+            log.debug("namespace %s: labels new or changed: its ExternalSecrets of "
                      "ClusterSecretStores registered again", name)
             try:
                 await self.on_change(name)
