@@ -84,7 +84,7 @@ class Namespaces:
         # have been refused before its event came (created while the watch was away)
         if before != labels and self._listed.is_set() and self.on_change is not None:
             log.debug("namespace %s: labels new or changed: its ExternalSecrets of "
-                     "ClusterSecretStores registered again", name)
+                      "ClusterSecretStores registered again", name)
             try:
                 await self.on_change(name)
             except kube.ApiError as e:  # their own next event registers them again
