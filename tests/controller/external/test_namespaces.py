@@ -23,6 +23,7 @@ import pytest
 from secretops_controller import kube
 from secretops_controller.config import Config
 from secretops_controller.context import Context
+from secretops_controller.external.namespaces import Namespaces
 from secretops_controller.external.reconcile import ExternalSecrets
 from secretops_controller.external.storeconfig import CLUSTER_KIND
 from secretops_controller.keyring import KeyRing
@@ -180,6 +181,44 @@ def test_one_failed_reregistration_neither_skips_the_others_nor_keeps_syncing(
             watch.cancel()
             await half.stop()
     run(k8s, test)
+
+
+def test_the_namespace_watch_outlives_a_failed_on_change_and_forgets_deleted_namespaces(
+        cluster: K8s, ns: str, caplog: pytest.LogCaptureFixture) -> None:
+    """``on_change`` raising (anything) is logged and the watch goes on: the next label change
+    still counts (before: the watch task died, the labels stayed as they were for the term).
+    A namespace deleted while the watch was away is gone after the relist."""
+    k8s = cluster
+    doomed = f"{ns}-gone"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": doomed}})
+
+    async def test(ctx: Context) -> None:
+        watched = Namespaces(ctx)
+        calls: list[str] = []
+
+        async def on_change(name: str) -> None:
+            calls.append(name)
+            if len(calls) == 1:
+                raise RuntimeError("a bug in a registration")
+
+        watched.on_change = on_change
+        task = asyncio.create_task(watched.run())
+        try:
+            assert await watched.labels(doomed) == {}
+            await asyncio.to_thread(label, k8s, ns, "a")
+            await until(lambda: calls == [ns], "on_change called")
+            await asyncio.to_thread(label, k8s, ns, "b")
+            await until(lambda: watched.known.get(ns) == {"team": "b"}, "the next change")
+            assert calls == [ns, ns] and not task.done()
+            k8s.delay(1000, count=1, match={"verb": "list", "resource": "namespaces"})
+            k8s.drop_watches()
+            k8s.request("DELETE", f"/api/v1/namespaces/{doomed}")
+            await until(lambda: doomed not in watched.known, "forgotten after the relist")
+        finally:
+            task.cancel()
+    with caplog.at_level(logging.ERROR):
+        run(k8s, test)
+    assert "RuntimeError" in caplog.text and "a bug in a registration" not in caplog.text
 
 
 def test_a_failed_background_task_is_logged_and_started_again(
