@@ -238,3 +238,31 @@ def test_a_failed_background_task_is_logged_and_started_again(
         run(cluster, test)
     assert len(runs) == 2
     assert "the namespaces watch task failed" in caplog.text
+
+
+def test_a_denial_with_unchanged_credentials_keeps_the_cluster_stores_resolution(
+        cluster: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A read denied by policy, the credentials read again and found unchanged: the store's
+    resolution stands, so later registrations read no credentials (before: it was dropped, and
+    each registration of a ClusterSecretStore read its credentials Secret again)."""
+    k8s = cluster
+    name = cluster_store(k8s, openbao, tenant, ns, token_namespace=ns)
+    body = get(k8s, f"{API}/clustersecretstores/{name}")
+
+    async def test(ctx: Context) -> None:
+        half = ExternalSecrets(ctx)
+        try:
+            half.stores.seen(body)
+            ok, _, _ = await half.stores.validate(body)
+            assert ok
+            sid = (CLUSTER_KIND, "", name)
+            key = half.stores.keys[sid]
+            assert key is not None
+            assert not await half.stores.recheck(sid, key, ns)
+            k8s.fail_next(10, 500, match={"verb": "get", "resource": "secrets",
+                                          "namespace": ns, "name": "bao-token"})
+            for other in ("team-a", "team-b"):  # no read: a 500 would raise
+                assert (await half.stores.resolve_for(body, other)).key == key
+        finally:
+            await half.stop()
+    run(k8s, test)
