@@ -13,6 +13,7 @@ background tasks of a term are started again after a failure. The emulator's fau
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ import pytest
 from secretops_controller import kube
 from secretops_controller.config import Config
 from secretops_controller.context import Context
+from secretops_controller.external import marks
 from secretops_controller.external.namespaces import Namespaces
 from secretops_controller.external.reconcile import ExternalSecrets
 from secretops_controller.external.storeconfig import CLUSTER_KIND
@@ -266,3 +268,29 @@ def test_a_denial_with_unchanged_credentials_keeps_the_cluster_stores_resolution
         finally:
             await half.stop()
     run(k8s, test)
+
+
+def test_the_clean_up_patch_is_guarded_by_the_watched_version(cluster: K8s, ns: str) -> None:
+    """kopf's leftovers are removed with the watched resourceVersion as a precondition: an
+    ExternalSecret changed since refuses the patch (409, no warning) and nothing is adopted —
+    before, the patched version was adopted over a stale body, so a status write guarded by it
+    passed although the spec it was made from had changed."""
+    k8s = cluster
+    es = external(ns, "es", "vault", [item("v", "k", "v")], interval="1h")
+    es["metadata"]["annotations"] = {"secretops.dev/kopf-managed": "yes"}
+    create(k8s, es)
+    watched = es_of(k8s, ns, "es")
+    k8s.request("PATCH", f"{API}/namespaces/{ns}/externalsecrets/es",
+                {"spec": {"refreshInterval": "2h"}}, MERGE)
+
+    async def test(ctx: Context) -> None:
+        obj = copy.deepcopy(watched)
+        assert await marks.drop_leftovers(ctx.api, obj)
+        assert obj == watched
+        fresh = es_of(k8s, ns, "es")
+        assert await marks.drop_leftovers(ctx.api, fresh)
+        assert fresh["metadata"]["resourceVersion"] == es_of(k8s, ns, "es")["metadata"][
+            "resourceVersion"]
+    run(k8s, test)
+    assert "secretops.dev/kopf-managed" not in es_of(k8s, ns, "es")["metadata"].get(
+        "annotations", {})
