@@ -31,7 +31,6 @@ from secretops_controller.external.storeconfig import CLUSTER_KIND
 from secretops_controller.keyring import KeyRing
 from secretops_controller.metrics import Metrics
 
-from tests.controller.conftest import prepare_external
 from tests.controller.external.conftest import Tenant
 from tests.controller.external.test_reconcile import (
     API,
@@ -46,12 +45,6 @@ from tests.controller.external.test_reconcile import (
 )
 from tests.fixtures.k8s import K8s
 from tests.fixtures.openbao import OpenBao
-
-
-@pytest.fixture(scope="module")
-def cluster(k8s_emulator: K8s) -> K8s:
-    prepare_external(k8s_emulator)
-    return k8s_emulator
 
 
 @pytest.fixture
