@@ -131,8 +131,9 @@ def write_file(path: str, data: bytes, *, private: bool, new_mode: int | None = 
     ``private``: the data is plaintext (new and foreign files become 0600). ``rewrite``: an
     in-place rewrite, refused for anything but a regular file. ``exclusive``: never replace a
     file (``keygen -o``); raises :class:`FileExistsError` if one is there.
-    Every other failure is a :class:`SecretOpsError` with exit 3, and leaves the target as it
-    was.
+    Every other failure is a :class:`SecretOpsError` with exit 3 and leaves the target as it
+    was — except a failed fsync of the directory after the rename: that is reported the same
+    way, with the new content already in place (its name maybe not durable).
     """
     mode = default_mode(private) if new_mode is None else new_mode
     try:

@@ -266,8 +266,10 @@ def test_namespaced_with_cluster_secret_stores(cluster: K8s, tmp_path: Path,
                                                openbao: OpenBao) -> None:
     """A user's own namespaced install (written here as a user would: the repository's crds/,
     the namespaced component, one namespace's Roles) that keeps ClusterSecretStores: one narrow
-    ClusterRole. A ClusterSecretStore that points at a Secret or a service account of a
-    namespace the controller does not watch is refused before any call, in its condition."""
+    ClusterRole, whose namespaces rule names the watched namespace (as the component's comment
+    says to): a cluster-wide list of the namespaces is forbidden, the namespaceSelector watch
+    works. A ClusterSecretStore that points at a Secret or a service account of a namespace the
+    controller does not watch is refused before any call, in its condition."""
     for ns in (WATCHED[0], OUTSIDE):
         ensure_namespace(cluster, ns)
     mine = tmp_path / "my-install"
@@ -285,6 +287,9 @@ patches:
       - op: add
         path: /spec/template/spec/containers/0/env/-
         value: {{name: SECRETOPS_WATCH_NAMESPACES, value: {WATCHED[0]}}}
+  - target: {{kind: ClusterRole, name: secretops-cluster-secret-stores}}
+    patch: |
+      - {{op: replace, path: /rules/2/resourceNames, value: [{WATCHED[0]}]}}
 """)
     INSTALLS["mine"] = mine
     try:
@@ -321,6 +326,11 @@ patches:
     records = cluster.audit(SA)
     assert touched(records) == {ns, SYSTEM_NS}
     assert_least_privilege(records, docs, service_account=SA)
+    # the namespace watch was made (by name) and allowed; the same list cluster-wide is not
+    lists = [r for r in records if r["resource"] == "namespaces" and r["verb"] == "list"]
+    assert lists and {r["name"] for r in lists} == {ns}
+    anywhere = [{**r, "name": ""} for r in lists[:1]]
+    assert check_rbac(anywhere, docs, service_account=SA).denied == anywhere
 
 
 def test_sharded(cluster: K8s, tmp_path: Path, openbao: OpenBao) -> None:

@@ -178,6 +178,19 @@ def test_chart_options(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "--no-leader-elect" in _container(single)["args"]
 
 
+def test_namespaced_mode_watches_only_its_namespaces_labels() -> None:
+    """Namespaced, with ClusterSecretStores: the namespaces rule of their ClusterRole names the
+    watched namespaces (each is watched by a metadata.name field selector, authorized as a
+    request for it); cluster-wide, it names none."""
+    def rule(docs: list[dict[str, Any]]) -> dict[str, Any]:
+        [role] = [d for d in docs if d["kind"] == "ClusterRole"
+                  and d["metadata"]["name"] == "secretops-cluster-secret-stores"]
+        [out] = [r for r in role["rules"] if r["resources"] == ["namespaces"]]
+        return dict(out)
+    assert rule(render_chart(NAMESPACED))["resourceNames"] == ["team-a", "team-b"]
+    assert "resourceNames" not in rule(render_chart())
+
+
 def test_chart_applies_to_the_emulator_strictly(k8s: K8s) -> None:
     for ns in (NAMESPACE, "team-a", "team-b"):  # helm install --create-namespace; tenants'
         k8s.kubectl("create", "namespace", ns)

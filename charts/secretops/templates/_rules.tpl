@@ -82,7 +82,10 @@ docs/controller.md, "Features and RBAC"); tests/controller/test_chart.py keeps t
   verbs: [create]
 {{- end }}
 
-{{/* cluster-secret-stores: cluster-scoped, a ClusterRole in every mode */}}
+{{/* cluster-secret-stores: cluster-scoped, a ClusterRole in every mode. The namespaces'
+labels for spec.conditions[].namespaceSelector: namespaced mode watches each of its namespaces
+by a metadata.name field selector, which kube-apiserver authorizes as a request for that
+namespace by name, so resourceNames keeps the grant to them */}}
 {{- define "secretops.rules.cluster-secret-stores" -}}
 - apiGroups: [secretops.dev]
   resources: [clustersecretstores]
@@ -93,6 +96,9 @@ docs/controller.md, "Features and RBAC"); tests/controller/test_chart.py keeps t
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+  {{- with .Values.rbac.watchNamespaces }}
+  resourceNames: {{ toJson . }}
+  {{- end }}
 {{- end }}
 
 {{/* cluster-secret-stores, controller namespace: Events about them */}}

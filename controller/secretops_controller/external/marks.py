@@ -69,12 +69,18 @@ def leftovers_patch(obj: Mapping[str, Any]) -> dict[str, Any] | None:
 async def drop_leftovers(api: kube.Kube, obj: dict[str, Any]) -> bool:
     """Remove kopf's leftover annotations from ``obj`` (an upgrade: once per object; nothing to
     do otherwise), and take the patched ``resourceVersion`` and annotations into ``obj``: a
-    write guarded by its version then succeeds (not a 409 and a sync again). False: the object
-    is gone."""
+    write guarded by its version then succeeds (not a 409 and a sync again). The patch carries
+    ``obj``'s ``resourceVersion`` as a precondition: were the version it returns adopted after
+    someone else's change, a guarded write would pass on a stale body. Changed since (409),
+    nothing is adopted: its own event removes them, and a guarded write 409s and syncs again.
+    False: the object is gone."""
     patch = leftovers_patch(obj)
     if patch is None:
         return True
     where = path(*owner_of(obj)) if obj.get("kind") == KIND else store_path(*store_id(obj))
+    version = (obj.get("metadata") or {}).get("resourceVersion")
+    if version is not None:
+        patch["metadata"]["resourceVersion"] = version
     try:
         out = (await api.merge_patch(where, patch)).get("metadata") or {}
         meta = obj.setdefault("metadata", {})
@@ -83,6 +89,8 @@ async def drop_leftovers(api: kube.Kube, obj: dict[str, Any]) -> bool:
     except kube.ApiError as e:
         if e.status == 404:
             return False
+        if e.status == 409:
+            return True  # changed since it was watched: adopt nothing
         if e.transient:
             raise
         # refused (an RBAC without patch): the annotations stay, harmless; handle it anyway

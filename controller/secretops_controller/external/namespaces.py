@@ -6,10 +6,13 @@ One LIST+WATCH of the namespaces (cluster-wide mode), or one per watched namespa
 namespace's labels (:meth:`Namespaces.run`, a task while leading). An ExternalSecret's
 registration reads none: a 500-namespace cluster costs one paged LIST, not a GET per
 ExternalSecret. A registration made before the first list waits for it (at most
-:data:`LIST_WAIT` seconds, then a transient error its handling retries). A namespace whose
-labels change — or that is first seen after the first list — calls ``on_change`` (its
-ExternalSecrets of ClusterSecretStores are registered again: a condition may allow or refuse
-them now).
+:data:`LIST_WAIT` seconds, then a transient error its handling retries). After it, a namespace
+not seen yet (created a moment ago, its event still on its way) has no labels known: it matches
+no ``namespaceSelector`` (:func:`.stores.allowed`). A namespace whose labels change — or that
+is first seen after the first list — calls ``on_change`` (its ExternalSecrets of
+ClusterSecretStores are registered again: a condition may allow or refuse them now); a failure
+there is logged, and the watch goes on. A relist forgets the namespaces it no longer has
+(deleted while the watch was away).
 """
 
 from __future__ import annotations
@@ -56,8 +59,13 @@ class Namespaces:
         cfg = self.ctx.config
         scopes: list[str | None] = list(cfg.watch_namespaces) or [None]
         pending = set(scopes)
+        listing: dict[str | None, set[str]] = {s: set() for s in scopes}  # this (re)list's
 
         def listed(scope: str | None) -> None:
+            names, listing[scope] = listing[scope], set()
+            for gone in [n for n in self.known if (scope is None or n == scope)
+                         and n not in names]:
+                del self.known[gone]  # deleted while the watch was away
             pending.discard(scope)
             if not pending:
                 self._listed.set()
@@ -67,6 +75,8 @@ class Namespaces:
                     PATH, field_selector=f"metadata.name={scope}" if scope else None,
                     timeout_seconds=cfg.watch_timeout, retry_delay=cfg.retry_base_delay,
                     on_listed=lambda: listed(scope)):
+                if ev.type == "LISTED":
+                    listing[scope].add(str((ev.object.get("metadata") or {}).get("name")))
                 await self._event(ev.type, ev.object)
 
         await asyncio.gather(*(watch(s) for s in scopes))
@@ -87,8 +97,11 @@ class Namespaces:
                       "ClusterSecretStores registered again", name)
             try:
                 await self.on_change(name)
-            except kube.ApiError as e:  # their own next event registers them again
-                log.error("namespace %s: registering its ExternalSecrets again: %s", name, e)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the watch must go on: later changes must count
+                log.error("namespace %s: registering its ExternalSecrets again failed: %s", name,
+                          e if isinstance(e, kube.ApiError) else type(e).__name__)
 
 
 __all__ = ["Namespaces"]

@@ -44,7 +44,7 @@ from typing import Any
 from secretops_controller import events, kube
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context, KeyedLocks
-from secretops_controller.external import drift, marks, status, stores
+from secretops_controller.external import drift, marks, status
 from secretops_controller.external.names import (
     FORCE_SYNC,
     KIND,
@@ -59,6 +59,7 @@ from secretops_controller.external.names import (
     target_of,
 )
 from secretops_controller.external.provider import ErrorKind, Provider, close_quietly
+from secretops_controller.external.reregister import Again
 from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.rotator import Rotator
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
@@ -91,7 +92,6 @@ class ExternalSecrets:
         self.metrics = ctx.metrics
         self.scheduler = self._new_scheduler()
         self.stores = Stores(ctx, ctx.metrics.observe_provider_call, self._new_credentials)
-        self.stores.namespaces.on_change = self._namespace_changed
         self.writer = SecretSync(ctx)
         self.rollouts = Rollouts(ctx, self.writer.settle)
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
@@ -101,6 +101,9 @@ class ExternalSecrets:
         self.marks: dict[Owner | StoreId, bytes] = {}
         # one handling at a time per object (kopf's worker and a catch-up may meet on it)
         self._handling: KeyedLocks[Owner | StoreId] = KeyedLocks()
+        self._again = Again(ctx, self.stores, self.owned, self._handling,
+                            lambda es: self.on_external(es, refresh=False), self._revoke)
+        self.stores.namespaces.on_change = self._again.namespace_changed
         self.syncs = SyncQueue()
         self._tasks: list[asyncio.Task[Any]] = []
         self.metrics.cache_entries.set_function(lambda: self.scheduler.entry_count())
@@ -123,20 +126,17 @@ class ExternalSecrets:
         self.rollouts.reset()
         self.stores.reset(asyncio.get_running_loop())
         self.syncs.reset()
-        self._tasks = [*(asyncio.create_task(self._run(self.sync_worker()), name="sync")
-                         for _ in range(self.ctx.config.workers)),
-                       asyncio.create_task(self._run(self.rotator.run()), name="rotation"),
-                       asyncio.create_task(self._run(self.rollouts.run()), name="rollouts"),
-                       asyncio.create_task(self._run(self.stores.run()),
-                                           name="store validation"),
-                       asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
-                       asyncio.create_task(self._run(drift.watch(self.ctx, self.on_secret_event)),
-                                           name="external Secrets watch")]
+        runs: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            *(("sync", self.sync_worker) for _ in range(self.ctx.config.workers)),
+            ("rotation", self.rotator.run), ("rollouts", self.rollouts.run),
+            ("store validation", self.stores.run), ("scheduler", self.scheduler.run),
+            ("external Secrets watch", lambda: drift.watch(self.ctx, self.on_secret_event))]
         if self.ctx.config.uses_cluster_stores:
-            self._tasks.append(asyncio.create_task(self._run(self.stores.namespaces.run()),
-                                                   name="namespaces watch"))
+            runs.append(("namespaces watch", self.stores.namespaces.run))
+        self._tasks = [asyncio.create_task(self._run(name, run), name=name) for name, run in runs]
 
     async def stop(self) -> None:
+        self._again.reset()
         tasks, self._tasks = self._tasks, []
         for t in tasks:
             t.cancel()
@@ -146,9 +146,18 @@ class ExternalSecrets:
             await asyncio.to_thread(close_quietly, p)
         self.stores.loop = None
 
-    async def _run(self, coro: Any) -> None:
+    async def _run(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """``run()`` for the whole term: should it fail, it is logged and started again after
+        ``--retry-max-delay`` (a dead watch or timer would otherwise stop its work silently)."""
         events.post_events_from_this_task(self.ctx.api, self.ctx.config)
-        await coro
+        while True:
+            try:
+                await run()
+                return
+            except Exception:
+                log.exception("the %s task failed: started again in %gs", name,
+                              self.ctx.config.retry_max_delay)
+            await asyncio.sleep(self.ctx.config.retry_max_delay)
 
     def _retarget(self, owner: Owner, target: str) -> None:
         """``owner`` now writes Secret ``target`` of its namespace ("": none, it is gone);
@@ -239,34 +248,12 @@ class ExternalSecrets:
             await self.ctx.api.merge_patch(store_path(*store_id(body)) + "/status",
                                            {"status": new})
         self.stores.schedule(body)
-        await self._reregister(store_id(body))
+        await self._again.store_changed(store_id(body))
         self._drop_unused_providers()
 
     async def _new_credentials(self, sid: StoreId) -> None:
-        await self._reregister(sid)
+        await self._again.store_changed(sid)
         self._drop_unused_providers()  # the old credentials' provider
-
-    async def _reregister(self, store: StoreId) -> None:
-        """ExternalSecrets that use ``store``: registered again (credentials may differ),
-        unless registered with this very version of it and the credentials it validated with
-        (a cold start's ExternalSecrets, registered before their store's validation)."""
-        watched = self.stores.specs.get(store) or {}
-        version = (watched.get("metadata") or {}).get("resourceVersion")
-        key = self.stores.keys.get(store)
-        await self._again([owner for owner, o in self.owned.items() if o.store == store and not (
-            key is not None and o.key == key and version is not None
-            and o.store_version == version)])
-
-    async def _namespace_changed(self, ns: str) -> None:
-        """Its labels changed: its ExternalSecrets of ClusterSecretStores registered again."""
-        await self._again([owner for owner, o in self.owned.items()
-                           if owner[0] == ns and o.store[0] == stores.CLUSTER_KIND])
-
-    async def _again(self, owners: list[Owner]) -> None:
-        for owner in owners:
-            es = await self.ctx.api.get(path(*owner))
-            if es is not None:
-                await self.on_external(es, refresh=False)
 
     def _drop_unused_providers(self) -> None:
         """Close the providers no ExternalSecret and no store validation uses any more (old
@@ -291,9 +278,7 @@ class ExternalSecrets:
         try:
             reg = await registration(self.ctx, self.stores, es)
         except Refused as e:
-            self.scheduler.unregister(owner)
-            self.rotator.drop(owner)
-            o.key = o.store_version = None
+            self._unregister(owner)
             o.reported = True
             await status.report(self.ctx, es, Outcome(False, e.reason, e.message))
             return
@@ -309,6 +294,19 @@ class ExternalSecrets:
         # is still the latest this term knows of
         self.syncs.drop(owner)  # a body handed over earlier is older than this one
         self.kick(owner, body=None if o.reported or not hand_over else es)
+
+    def _unregister(self, owner: Owner) -> None:
+        """Not synced, nor rotated, until registered again."""
+        self.scheduler.unregister(owner)
+        self.rotator.drop(owner)
+        o = self.owned.get(owner)
+        if o is not None:
+            o.key = o.store_version = None
+
+    def _revoke(self, owner: Owner) -> None:
+        """Its registration again failed: not synced, and its next event handles it again."""
+        self._unregister(owner)
+        self.marks.pop(owner, None)
 
     def forget(self, owner: Owner) -> None:
         self.syncs.drop(owner)  # a sync still to come reads it (404: nothing written)

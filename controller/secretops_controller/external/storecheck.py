@@ -189,12 +189,21 @@ class Stores:
         done.add(key.fingerprint)
         resolved: stores.Resolved | None = None
         async with self._lock(sid):
-            self.resolved.pop(sid, None)
-            with contextlib.suppress(stores.StoreError):  # the registrations report it
-                resolved = await self.resolve(store, es_ns)
-                if sid[0] == stores.NAMESPACED_KIND:
-                    version = str((store.get("metadata") or {}).get("resourceVersion"))
-                    self.resolved[sid] = (version, resolved)
+            before = self.resolved.pop(sid, None)
+            try:
+                with contextlib.suppress(stores.StoreError):  # the registrations report it
+                    resolved = await self.resolve(store, es_ns)
+            except kube.ApiError:
+                if before is not None:  # nothing learnt: the last resolution stands
+                    self.resolved[sid] = before
+                raise
+            if resolved is not None and resolved.key == key and before is not None:
+                # the same credentials: denied indeed; the resolution stands (a
+                # ClusterSecretStore's too, whose credentials would be read per registration)
+                self.resolved[sid] = before
+            elif resolved is not None and sid[0] == stores.NAMESPACED_KIND:
+                version = str((store.get("metadata") or {}).get("resourceVersion"))
+                self.resolved[sid] = (version, resolved)
         if resolved is not None and resolved.key == key:
             return False  # the same credentials: denied indeed
         if resolved is not None and self.keys.get(sid) is not None:

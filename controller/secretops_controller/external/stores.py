@@ -34,7 +34,8 @@ from secretops_controller.external.storeconfig import (
     no_token_requests,
 )
 
-# namespace -> its labels (None: missing)
+NOT_ALLOWED = "StoreNotAllowed"
+# namespace -> its labels (None: not seen by the namespace watch yet, or deleted)
 GetLabels = Callable[[str], Awaitable[Mapping[str, str] | None]]
 
 
@@ -96,11 +97,16 @@ def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) ->
 
 async def allowed(store: Mapping[str, Any], namespace: str, get_labels: GetLabels) -> bool:
     """Whether an ExternalSecret in ``namespace`` may use this ClusterSecretStore: any of
-    ``spec.conditions`` matches (names, regexes, label selector); no conditions: everyone."""
+    ``spec.conditions`` matches (names, regexes, label selector); no conditions: everyone.
+    A namespace whose labels are not known (its watch event has not come yet) matches no
+    ``namespaceSelector`` — not even ``NotIn`` / ``DoesNotExist``, which an unlabelled one
+    would: :class:`StoreError` says so when nothing else allowed it (its watch event registers
+    the namespace's ExternalSecrets again)."""
     conditions = (store.get("spec") or {}).get("conditions") or []
     if not conditions:
         return True
     labels: Mapping[str, str] | None = None
+    unknown = False
     for c in conditions:
         if namespace in (c.get("namespaces") or []):
             return True
@@ -111,13 +117,18 @@ async def allowed(store: Mapping[str, Any], namespace: str, get_labels: GetLabel
             except re.error:
                 continue
         selector = c.get("namespaceSelector")
-        if selector is not None:
+        if selector is not None and not unknown:
             if labels is None:
-                labels = await get_labels(namespace) or {}
-            if _selector_matches(selector, labels):
+                labels = await get_labels(namespace)
+                unknown = labels is None
+            if labels is not None and _selector_matches(selector, labels):
                 return True
+    if unknown:
+        name = str((store.get("metadata") or {}).get("name"))
+        raise StoreError(NOT_ALLOWED, (
+            f"ClusterSecretStore {name}: namespace {namespace} not seen by the namespace watch "
+            "yet, so no namespaceSelector condition matches it (tried again when it is)"))
     return False
 
-
-__all__ = ["CLUSTER_KIND", "NAMESPACED_KIND", "GetLabels", "GetSecret", "RequestToken",
-           "Resolved", "StoreError", "allowed", "read_identity", "resolve"]
+__all__ = ["CLUSTER_KIND", "NAMESPACED_KIND", "NOT_ALLOWED", "GetLabels", "GetSecret",
+           "RequestToken", "Resolved", "StoreError", "allowed", "read_identity", "resolve"]

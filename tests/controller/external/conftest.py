@@ -22,8 +22,17 @@ from secretops_controller.external.provider import (
 from secretops_controller.external.providers.vault import AppRoleAuth
 from secretops_controller.external.scheduler import Scheduler
 
+from tests.controller.conftest import prepare_external
 from tests.controller.external.proxy import CountingProxy
+from tests.fixtures.k8s import K8s
 from tests.fixtures.openbao import OpenBao
+
+
+@pytest.fixture(scope="module")
+def cluster(k8s_emulator: K8s) -> K8s:
+    """This module's emulator with the external half's CRDs (the controller not started)."""
+    prepare_external(k8s_emulator)
+    return k8s_emulator
 
 
 @dataclass

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from secretops_controller.external import fingerprint
 
-from tests.controller.conftest import SYSTEM_NS, Controller, prepare_external
+from tests.controller.conftest import SYSTEM_NS, Controller
 from tests.controller.external.conftest import Tenant, put
 from tests.controller.external.test_reconcile import (
     API,
@@ -111,12 +111,6 @@ def test_an_unusable_key_secret_is_refused_without_showing_it() -> None:
 
 
 # ---- against the running controller ----------------------------------------------------------
-@pytest.fixture(scope="module")
-def cluster(k8s_emulator: K8s) -> K8s:
-    prepare_external(k8s_emulator)
-    return k8s_emulator
-
-
 @pytest.fixture
 def ns(cluster: K8s) -> Iterator[str]:
     name = f"fp-{uuid.uuid4().hex[:8]}"

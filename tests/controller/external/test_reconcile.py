@@ -474,6 +474,44 @@ def test_a_namespace_first_seen_after_the_first_list_lets_its_refused_externalse
         k8s.clear_faults()
 
 
+def test_a_namespace_not_watched_yet_matches_no_namespace_selector(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A ClusterSecretStore for every namespace not labelled ``tier=untrusted`` (NotIn). An
+    untrusted namespace and its ExternalSecret created while the namespace watch is away: its
+    labels are not known, and an unknown namespace matches no selector — refused, saying so
+    (before: taken as unlabelled, so NotIn let it in and it synced). Once the namespace is
+    listed, it is registered again and refused for its labels."""
+    key = f"{tenant.prefix}/untrusted"
+    put(openbao, key, {"v": CANARY})
+    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
+    store = f"cssu-{tenant.prefix}"
+    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
+        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+            "name": "bao-token", "key": "token", "namespace": ns}}}},
+        "conditions": [{"namespaceSelector": {"matchExpressions": [
+            {"key": "tier", "operator": "NotIn", "values": ["untrusted"]}]}}]}})
+    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
+             what="ClusterSecretStore Valid")
+    late = f"{ns}-untrusted"
+    k8s.delay(3000, count=1, match={"verb": "list", "resource": "namespaces"})
+    k8s.drop_watches()
+    try:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {
+            "name": late, "labels": {"tier": "untrusted"}}})
+        create(k8s, external(late, "es", store, [item("v", key, "v")],
+                             kind="ClusterSecretStore"))
+        cond = wait_for(lambda: (c := ready(k8s, late, "externalsecrets", "es")) and c,
+                        what="a condition")
+        assert cond["reason"] == "StoreNotAllowed", cond
+        assert "not seen by the namespace watch yet" in cond["message"]
+        wait_for(lambda: "may not be used from namespace" in ready(
+            k8s, late, "externalsecrets", "es").get("message", ""), timeout=15,
+            what="refused for its labels once listed")
+    finally:
+        k8s.clear_faults()
+    assert secret(k8s, late, "es") is None
+
+
 def test_provider_outage_keeps_the_last_good_secret_and_recovers(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant, bao_proxy: CountingProxy) -> None:
     key = f"{tenant.prefix}/flaky"
