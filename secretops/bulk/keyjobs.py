@@ -193,16 +193,38 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
                 identities: Lookup | None = None, rules: Rules | None = None) -> Rotation:
     """``rotate -i`` (or ``-n``) of one file, ``--older-than`` deciding when given
     (``rules``: a run's, which finds each directory's config once)."""
-    from datetime import UTC, datetime
-
-    from secretops import fileops
-    from secretops.compose import open_path, settings
+    from secretops.compose import open_sealed_path, settings
     from secretops.fileio import write_file
     from secretops.keyops import rotation_groups
+    from secretops.rotation import reseal_values, rotate_sealed
 
     if rules is not None:
         config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    if max_age is not None or dry_run:  # every file is decrypted to decide: the two walks
+        return _rotate_opened(file, given, add, remove, max_age, dry_run, env, identities)
+    # the values are decrypted and encrypted again in one walk (before the key groups are
+    # worked out: a damaged file fails as it does when decrypted first)
+    sealed = open_sealed_path(file, given, env=env, rewrite=True, identities=identities)
+    resealed = reseal_values(sealed)
+    groups, notes = rotation_groups(sealed.metadata, list(add), list(remove))
+    data = rotate_sealed(sealed, resealed, groups, sealed.metadata.shamir_threshold, env)
+    write_file(file, data, private=False, rewrite=True)
+    return Rotation("rotated", [f"{file}: note: {note}" for note in notes], due=True,
+                    rotated=True)
+
+
+def _rotate_opened(file: str, given: Settings, add: Sequence[KeySpec],
+                   remove: Sequence[KeySpec], max_age: float | None, dry_run: bool,
+                   env: Mapping[str, str], identities: Lookup | None) -> Rotation:
+    """``rotate -n`` or ``--older-than`` of one file, decrypted first to decide."""
+    from datetime import UTC, datetime
+
+    from secretops.compose import open_path
+    from secretops.fileio import write_file
+    from secretops.keyops import rotation_groups
+    from secretops.rotation import rotate
+
     opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities,
                        keep_ivs=False)
     why = ""
@@ -222,7 +244,7 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
     tail = f": {why}" if why else ""
     if dry_run:
         return Rotation(f"would rotate{tail}", notes, due=True, rotated=False)
-    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
+    data = rotate(opened, groups, opened.metadata.shamir_threshold, env)
     write_file(file, data, private=False, rewrite=True)
     return Rotation(f"rotated{tail}", notes, due=True, rotated=True)
 
