@@ -304,7 +304,7 @@ def indent_only(layout: Any) -> Any:
     return reemit() if reemit is not None else layout
 
 
-def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
+def rewrite_metadata(opened: OpenedFile | SealedFile, metadata: Metadata) -> bytes:
     """Write the file's encrypted values unchanged under new metadata (same data key).
 
     For changing recipients (``updatekeys``): every value's ciphertext, ``lastmodified`` and

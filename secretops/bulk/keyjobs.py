@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from secretops.config import CreationRule
     from secretops.core.metadata import Metadata
     from secretops.discover import Rules
-    from secretops.fileops import OpenedFile
+    from secretops.fileops import SealedFile
     from secretops.keyops import KeyPlan
     from secretops.keys import Identity
     from secretops.keys.specs import KeySpec
@@ -33,7 +33,7 @@ Lookup = Callable[[str], list["Identity"]]
 class KeysPlan(NamedTuple):
     """A file opened for ``updatekeys`` and what its rule asks to change."""
 
-    opened: OpenedFile
+    opened: SealedFile
     plan: KeyPlan
 
 
@@ -41,17 +41,34 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
               env: Mapping[str, str], identities: Lookup | None = None,
               rules: Rules | None = None) -> KeysPlan:
     """Open ``file`` and compare its keys with what its creation rule says (``rules``: a
-    run's, to find and read the config and its rules once)."""
-    from secretops.compose import open_path, settings
+    run's, to find and read the config and its rules once).
+
+    As sops's ``updatekeys``, no value is decrypted: the values keep their ciphertext, and
+    only the data key is needed. That key is checked on the file's MAC (one decryption), so a
+    key entry that gives another key is refused before that key is wrapped for anyone.
+    """
+    from secretops.compose import open_sealed_path, settings
 
     if rules is not None:
         config_path = config_path or rules.config_arg(file)
     given = settings(file, input_type=input_type, config_path=config_path, env=env)
     rule = rule_of(file, given, rules)
-    # values keep their ciphertext (updatekeys) or all get new ones (rotate): no IV to remember
-    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities,
-                       keep_ivs=False)
-    return KeysPlan(opened, rule_plan(opened.metadata, rule, shamir, env))
+    sealed = open_sealed_path(file, given, env=env, rewrite=True, identities=identities)
+    check_data_key(sealed.metadata, sealed.data_key)
+    return KeysPlan(sealed, rule_plan(sealed.metadata, rule, shamir, env))
+
+
+def check_data_key(metadata: Metadata, data_key: bytes) -> None:
+    """Refuse a data key that does not open the file's MAC (the errors of a MAC check)."""
+    from secretops.core.document import data_key_fits
+    from secretops.errors import MacMismatchError
+
+    if not metadata.mac:
+        raise SecretOpsError("the file has no MAC", code=ExitCode.MAC_NOT_FOUND)
+    if not data_key_fits(metadata, data_key):
+        raise MacMismatchError(
+            "MAC mismatch: the data key its key entries give does not open the file's MAC "
+            "(the key entries, the mac or lastmodified were altered)")
 
 
 def rule_of(file: str, given: Settings, rules: Rules | None = None) -> CreationRule:
