@@ -113,3 +113,41 @@ def test_rotate_walks_each_document_once(
     r = secretops("decrypt", str(src))
     assert r.code == 0, r.err
     assert r.out == b"a: 1\nb: [x, z]\n---\nc: d\n"
+
+
+@pytest.mark.parametrize("command", ["rotate", "updatekeys"])
+def test_a_run_reads_its_config_once(
+    command: str, tmp_path: Path, age_key: AgeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted: the files of a directory share one ``.sops.yaml``, read once per run; it was
+    looked for and opened again for every file's settings."""
+    import os
+
+    from secretops import config
+    from secretops.bulk.keyjobs import RotateJob, UpdateKeysJob
+    from secretops.bulk.paths import Item
+
+    (tmp_path / ".sops.yaml").write_text(f"creation_rules:\n  - age: {age_key.recipient}\n")
+    files = [tmp_path / f"s{i}.yaml" for i in range(3)]
+    for f in files:
+        f.write_text("a: 1\n")
+    assert secretops("encrypt", "-i", *map(str, files)).code == 0
+    monkeypatch.chdir(tmp_path)
+    job = (RotateJob(os.environ, input_type=None, config_path=None, add=[], remove=[],
+                     max_age=None, dry_run=False) if command == "rotate"
+           else UpdateKeysJob(os.environ, input_type=None, shamir=0, config_path=None))
+    job.state = {}
+    job.setup()
+    reads: list[object] = []
+    real = config.load_config
+
+    def counted(path: Path, text: bytes | None = None) -> config.Config:
+        reads.append(path)
+        return real(path, text)
+
+    monkeypatch.setattr(config, "load_config", counted)
+    monkeypatch.setattr("secretops.discover.load_config", counted)
+    for f in files:
+        out = job(Item(f.name, False))
+        assert out.failure is None and not out.skipped, out
+    assert len(reads) == 1

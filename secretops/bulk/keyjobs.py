@@ -49,9 +49,8 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
     """
     from secretops.compose import open_sealed_path, settings
 
-    if rules is not None:
-        config_path = config_path or rules.config_arg(file)
-    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    given = (rules.settings(file, input_type) if rules is not None
+             else settings(file, input_type=input_type, config_path=config_path, env=env))
     rule = rule_of(file, given, rules)
     sealed = open_sealed_path(file, given, env=env, rewrite=True, identities=identities)
     check_data_key(sealed.metadata, sealed.data_key)
@@ -215,9 +214,8 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
     from secretops.keyops import rotation_groups
     from secretops.rotation import reseal_values, rotate_sealed
 
-    if rules is not None:
-        config_path = config_path or rules.config_arg(file)
-    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    given = (rules.settings(file, input_type) if rules is not None
+             else settings(file, input_type=input_type, config_path=config_path, env=env))
     if max_age is not None or dry_run:  # every file is decrypted to decide: the two walks
         return _rotate_opened(file, given, add, remove, max_age, dry_run, env, identities)
     # the values are decrypted and encrypted again in one walk (before the key groups are
