@@ -33,7 +33,7 @@ from secretops.stores import StoreOptions, format_for_path
 
 if TYPE_CHECKING:
     from secretops.config import Config
-    from secretops.fileops import OpenedFile
+    from secretops.fileops import OpenedFile, SealedFile
     from secretops.keys import Identity
 
 
@@ -121,3 +121,14 @@ def open_path(file: str, *, input_type: str | None = None, name: str | None = No
     return open_file(read_input(file, rewrite=rewrite), format=s.format, env=env,
                      options=s.options, ignore_mac=ignore_mac, keep_ivs=keep_ivs,
                      identities=identities)
+
+
+def open_sealed_path(file: str, given: Settings, *, env: Mapping[str, str], rewrite: bool,
+                     identities: Callable[[str], list[Identity]] | None = None) -> SealedFile:
+    """:func:`open_path` without the decryption (:func:`secretops.fileops.open_sealed`):
+    ``rotate`` decrypts each value as it encrypts it again."""
+    from secretops.fileio import read_input
+    from secretops.fileops import open_sealed
+
+    return open_sealed(read_input(file, rewrite=rewrite), format=given.format, env=env,
+                       options=given.options, identities=identities)

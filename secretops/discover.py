@@ -21,10 +21,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secretops.config import Config, CreationRule, find_config, load_config
 from secretops.errors import SecretOpsError
+
+if TYPE_CHECKING:
+    from secretops.compose import Settings
 
 MARKER = b"ENC[AES256_GCM,"
 
@@ -61,6 +64,21 @@ class Rules:
         """:meth:`config_path` as a ``config_path`` argument (``--config``) for ``path``."""
         found = self.config_path(path)
         return str(found) if found is not None else None
+
+    def settings(self, path: str, input_type: str | None = None) -> Settings:
+        """:func:`secretops.compose.settings` for ``path`` with the run's config, found and
+        read once per directory (not looked for and opened again for every file)."""
+        from secretops.compose import Settings, store_options
+        from secretops.stores import format_for_path
+
+        fmt = input_type or format_for_path(path)
+        cfg_path = self.config_path(path)
+        cfg = None
+        if cfg_path is not None:
+            if cfg_path not in self._configs:
+                self._configs[cfg_path] = load_config(cfg_path)
+            cfg = self._configs[cfg_path]
+        return Settings(fmt, cfg, store_options(cfg, fmt))
 
     def match(self, path: str) -> bool:
         """True when a rule of the config that applies to ``path`` matches it and its keys can

@@ -1,12 +1,12 @@
 """Operations on an opened encrypted file, shared by the CLI's commands and the git drivers.
 
 :func:`open_file` loads a file, recovers its data key and decrypts it into an
-:class:`OpenedFile`; the other functions write an opened file back after a change — the same
-plaintext (:func:`reencrypt`), an edited plaintext (:func:`reencrypt_plaintext`), one value
-set or removed, new key entries (:func:`rewrite_metadata`), a new data key (:func:`rotate`).
-Unchanged values keep their ciphertext (the minimal-diff seam). Nothing here touches files:
-callers read and write them (:mod:`secretops.fileio`). Internal: the stable API is
-:mod:`secretops.api`.
+:class:`OpenedFile` (:func:`open_sealed` stops before the decryption); the other functions
+write an opened file back after a change — the same plaintext (:func:`reencrypt`), an edited
+plaintext (:func:`reencrypt_plaintext`), one value set or removed, new key entries
+(:func:`rewrite_metadata`). A new data key is :mod:`secretops.rotation`'s. Unchanged values
+keep their ciphertext (the minimal-diff seam). Nothing here touches files: callers read and
+write them (:mod:`secretops.fileio`). Internal: the stable API is :mod:`secretops.api`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from secretops.stores import Loaded, StoreOptions, get_store
 if TYPE_CHECKING:
     from secretops.config import Config
     from secretops.keys import Identity
-    from secretops.keys.specs import KeySpec
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -51,6 +50,45 @@ class OpenedFile(NamedTuple):
     store: Any
 
 
+class SealedFile(NamedTuple):
+    """An encrypted file loaded and its data key recovered, no value decrypted yet
+    (``rotate`` decrypts and encrypts each value in one walk, :mod:`secretops.rotation`)."""
+
+    metadata: Metadata
+    data_key: bytes
+    loaded: Loaded
+    store: Any
+
+
+def open_sealed(
+    data: bytes,
+    *,
+    format: str,
+    env: Mapping[str, str] | None = None,
+    options: StoreOptions | None = None,
+    identities: Callable[[str], list[Identity]] | None = None,
+    data_key_for: Callable[[Metadata], bytes] | None = None,
+) -> SealedFile:
+    """Load and find the data key: :func:`open_file` without the decryption."""
+    from secretops.keys import decryption_order
+    from secretops.keys.datakey import lazy_identities, recover_data_key
+
+    env = os.environ if env is None else env
+    store, loaded = load(data, format, options or StoreOptions())
+    if loaded.metadata is None:
+        raise MetadataError(
+            "sops metadata not found: the file is not encrypted",
+            hints=("is this the right file, and the right --input-type?",),
+        )
+    metadata = Metadata.from_wire(loaded.metadata)
+    if data_key_for is not None:
+        data_key = data_key_for(metadata)
+    else:
+        data_key = recover_data_key(metadata, identities or lazy_identities(env),
+                                    decryption_order(env))
+    return SealedFile(metadata, data_key, loaded, store)
+
+
 def open_file(
     data: bytes,
     *,
@@ -70,27 +108,13 @@ def open_file(
     per process); by default the environment's, loaded as they are needed. ``data_key_for``
     recovers the data key instead (``secretops log`` reuses data keys across versions).
     """
-    from secretops.keys import decryption_order
-    from secretops.keys.datakey import lazy_identities, recover_data_key
-
-    env = os.environ if env is None else env
-    store, loaded = load(data, format, options or StoreOptions())
-    if loaded.metadata is None:
-        raise MetadataError(
-            "sops metadata not found: the file is not encrypted",
-            hints=("is this the right file, and the right --input-type?",),
-        )
-    metadata = Metadata.from_wire(loaded.metadata)
-    if data_key_for is not None:
-        data_key = data_key_for(metadata)
-    else:
-        data_key = recover_data_key(metadata, identities or lazy_identities(env),
-                                    decryption_order(env))
+    s = open_sealed(data, format=format, env=env, options=options, identities=identities,
+                    data_key_for=data_key_for)
     docs, cipher = open_documents(
-        loaded.docs, metadata, data_key, random=os.urandom, ignore_mac=ignore_mac,
+        s.loaded.docs, s.metadata, s.data_key, random=os.urandom, ignore_mac=ignore_mac,
         keep_ivs=keep_ivs,
     )
-    return OpenedFile(docs, metadata, data_key, cipher, loaded, store)
+    return OpenedFile(docs, s.metadata, s.data_key, cipher, s.loaded, s.store)
 
 
 _INDENTED = ("yaml", "json")  # output formats that .sops.yaml's stores: section shapes
@@ -157,7 +181,7 @@ def reencrypt(
         lastmodified=lastmodified or now(),
         cipher=opened.cipher,
     )
-    return _write(opened, sealed, metadata, opened.loaded.layout, output)
+    return emit_sealed(opened, sealed, metadata, opened.loaded.layout, output)
 
 
 def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes, output: Any = None) -> bytes:
@@ -178,7 +202,7 @@ def reencrypt_plaintext(opened: OpenedFile, plaintext: bytes, output: Any = None
     lastmodified = opened.metadata.lastmodified if unchanged else now()
     sealed = seal(loaded.docs, opened.metadata, opened.data_key, random=os.urandom,
                   lastmodified=lastmodified, cipher=opened.cipher)
-    return _write(opened, sealed, opened.metadata, loaded.layout, output)
+    return emit_sealed(opened, sealed, opened.metadata, loaded.layout, output)
 
 
 def reencrypt_with_metadata(opened: OpenedFile, text: bytes, output: Any = None) -> bytes:
@@ -195,7 +219,7 @@ def reencrypt_with_metadata(opened: OpenedFile, text: bytes, output: Any = None)
                           hints=("with -s, keep at least one key in the sops block",))
     sealed = seal(loaded.docs, metadata, opened.data_key, random=os.urandom,
                   lastmodified=now(), cipher=opened.cipher)
-    return _write(opened, sealed, metadata, loaded.layout, output)
+    return emit_sealed(opened, sealed, metadata, loaded.layout, output)
 
 
 class PathNotFound(SecretOpsError):
@@ -262,11 +286,11 @@ def _emit_changed(opened: OpenedFile, keep_layout: bool, output: Any = None) -> 
     sealed = seal(opened.docs, metadata, opened.data_key, random=os.urandom,
                   lastmodified=now(), cipher=opened.cipher)
     layout = opened.loaded.layout if keep_layout else indent_only(opened.loaded.layout)
-    return _write(opened, sealed, metadata, layout, output)
+    return emit_sealed(opened, sealed, metadata, layout, output)
 
 
-def _write(opened: OpenedFile, sealed: list[Branch], metadata: Metadata, layout: Any,
-           output: Any) -> bytes:
+def emit_sealed(opened: OpenedFile | SealedFile, sealed: list[Branch], metadata: Metadata,
+                layout: Any, output: Any) -> bytes:
     """The sealed documents in the file's own format and layout, or in ``output``'s format
     (``--output-type``: another store, which starts from no layout)."""
     if output is not None and output.name != opened.store.name:
@@ -280,7 +304,7 @@ def indent_only(layout: Any) -> Any:
     return reemit() if reemit is not None else layout
 
 
-def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
+def rewrite_metadata(opened: OpenedFile | SealedFile, metadata: Metadata) -> bytes:
     """Write the file's encrypted values unchanged under new metadata (same data key).
 
     For changing recipients (``updatekeys``): every value's ciphertext, ``lastmodified`` and
@@ -295,30 +319,6 @@ def rewrite_metadata(opened: OpenedFile, metadata: Metadata) -> bytes:
         if spliced is not None:
             return spliced
     return bytes(opened.store.emit(loaded.docs, wire, loaded.layout))
-
-
-def rotate(opened: OpenedFile, groups: Sequence[Sequence[KeySpec]], threshold: int = 0,
-           env: Mapping[str, str] | None = None, output: Any = None) -> bytes:
-    """Re-encrypt the opened file under a new data key wrapped for ``groups``.
-
-    Every value gets a new ciphertext (new key, new IVs), ``lastmodified`` and ``mac`` change,
-    selection rules and the layout stay. Nothing is written: the caller writes atomically.
-    """
-    from secretops.keys.datakey import make_recipients, wrap_data_key
-
-    env = os.environ if env is None else env
-    recipients = make_recipients([g for g in groups if g], env)
-    data_key = os.urandom(32)
-    if len(recipients) > 1:
-        threshold = threshold or len(recipients)
-    metadata = Metadata(
-        key_groups=wrap_data_key(recipients, data_key, threshold, os.urandom),
-        shamir_threshold=threshold,  # kept with one group too, as sops keeps it
-        selection=opened.metadata.selection,
-        version=opened.metadata.version,
-    )
-    sealed = seal(opened.docs, metadata, data_key, random=os.urandom, lastmodified=now())
-    return _write(opened, sealed, metadata, opened.loaded.layout, output)
 
 
 _PATH_PART = re.compile(r"""\[(?:"((?:[^"\\]|\\.)*)"|'([^']*)'|(-?\d+))\]""")

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from secretops.config import CreationRule
     from secretops.core.metadata import Metadata
     from secretops.discover import Rules
-    from secretops.fileops import OpenedFile
+    from secretops.fileops import SealedFile
     from secretops.keyops import KeyPlan
     from secretops.keys import Identity
     from secretops.keys.specs import KeySpec
@@ -33,7 +33,7 @@ Lookup = Callable[[str], list["Identity"]]
 class KeysPlan(NamedTuple):
     """A file opened for ``updatekeys`` and what its rule asks to change."""
 
-    opened: OpenedFile
+    opened: SealedFile
     plan: KeyPlan
 
 
@@ -41,17 +41,33 @@ def plan_keys(file: str, *, input_type: str | None, shamir: int, config_path: st
               env: Mapping[str, str], identities: Lookup | None = None,
               rules: Rules | None = None) -> KeysPlan:
     """Open ``file`` and compare its keys with what its creation rule says (``rules``: a
-    run's, to find and read the config and its rules once)."""
-    from secretops.compose import open_path, settings
+    run's, to find and read the config and its rules once).
 
-    if rules is not None:
-        config_path = config_path or rules.config_arg(file)
-    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    As sops's ``updatekeys``, no value is decrypted: the values keep their ciphertext, and
+    only the data key is needed. That key is checked on the file's MAC (one decryption), so a
+    key entry that gives another key is refused before that key is wrapped for anyone.
+    """
+    from secretops.compose import open_sealed_path, settings
+
+    given = (rules.settings(file, input_type) if rules is not None
+             else settings(file, input_type=input_type, config_path=config_path, env=env))
     rule = rule_of(file, given, rules)
-    # values keep their ciphertext (updatekeys) or all get new ones (rotate): no IV to remember
-    opened = open_path(file, env=env, rewrite=True, given=given, identities=identities,
-                       keep_ivs=False)
-    return KeysPlan(opened, rule_plan(opened.metadata, rule, shamir, env))
+    sealed = open_sealed_path(file, given, env=env, rewrite=True, identities=identities)
+    check_data_key(sealed.metadata, sealed.data_key)
+    return KeysPlan(sealed, rule_plan(sealed.metadata, rule, shamir, env))
+
+
+def check_data_key(metadata: Metadata, data_key: bytes) -> None:
+    """Refuse a data key that does not open the file's MAC (the errors of a MAC check)."""
+    from secretops.core.document import data_key_fits
+    from secretops.errors import MacMismatchError
+
+    if not metadata.mac:
+        raise SecretOpsError("the file has no MAC", code=ExitCode.MAC_NOT_FOUND)
+    if not data_key_fits(metadata, data_key):
+        raise MacMismatchError(
+            "MAC mismatch: the data key its key entries give does not open the file's MAC "
+            "(the key entries, the mac or lastmodified were altered)")
 
 
 def rule_of(file: str, given: Settings, rules: Rules | None = None) -> CreationRule:
@@ -193,16 +209,37 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
                 identities: Lookup | None = None, rules: Rules | None = None) -> Rotation:
     """``rotate -i`` (or ``-n``) of one file, ``--older-than`` deciding when given
     (``rules``: a run's, which finds each directory's config once)."""
-    from datetime import UTC, datetime
-
-    from secretops import fileops
-    from secretops.compose import open_path, settings
+    from secretops.compose import open_sealed_path, settings
     from secretops.fileio import write_file
     from secretops.keyops import rotation_groups
+    from secretops.rotation import reseal_values, rotate_sealed
 
-    if rules is not None:
-        config_path = config_path or rules.config_arg(file)
-    given = settings(file, input_type=input_type, config_path=config_path, env=env)
+    given = (rules.settings(file, input_type) if rules is not None
+             else settings(file, input_type=input_type, config_path=config_path, env=env))
+    if max_age is not None or dry_run:  # every file is decrypted to decide: the two walks
+        return _rotate_opened(file, given, add, remove, max_age, dry_run, env, identities)
+    # the values are decrypted and encrypted again in one walk (before the key groups are
+    # worked out: a damaged file fails as it does when decrypted first)
+    sealed = open_sealed_path(file, given, env=env, rewrite=True, identities=identities)
+    resealed = reseal_values(sealed)
+    groups, notes = rotation_groups(sealed.metadata, list(add), list(remove))
+    data = rotate_sealed(sealed, resealed, groups, sealed.metadata.shamir_threshold, env)
+    write_file(file, data, private=False, rewrite=True)
+    return Rotation("rotated", [f"{file}: note: {note}" for note in notes], due=True,
+                    rotated=True)
+
+
+def _rotate_opened(file: str, given: Settings, add: Sequence[KeySpec],
+                   remove: Sequence[KeySpec], max_age: float | None, dry_run: bool,
+                   env: Mapping[str, str], identities: Lookup | None) -> Rotation:
+    """``rotate -n`` or ``--older-than`` of one file, decrypted first to decide."""
+    from datetime import UTC, datetime
+
+    from secretops.compose import open_path
+    from secretops.fileio import write_file
+    from secretops.keyops import rotation_groups
+    from secretops.rotation import rotate
+
     opened = open_path(file, env=env, rewrite=not dry_run, given=given, identities=identities,
                        keep_ivs=False)
     why = ""
@@ -222,7 +259,7 @@ def rotate_file(file: str, *, input_type: str | None, config_path: str | None,
     tail = f": {why}" if why else ""
     if dry_run:
         return Rotation(f"would rotate{tail}", notes, due=True, rotated=False)
-    data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env)
+    data = rotate(opened, groups, opened.metadata.shamir_threshold, env)
     write_file(file, data, private=False, rewrite=True)
     return Rotation(f"rotated{tail}", notes, due=True, rotated=True)
 

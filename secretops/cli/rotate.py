@@ -134,11 +134,11 @@ def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bo
     """sops's ``rotate FILE``: the result to stdout, --output or (-i) FILE."""
     import os
 
-    from secretops import fileops
     from secretops.cli._actions import write_result
-    from secretops.compose import open_path, settings, store_options
+    from secretops.compose import open_sealed_path, settings, store_options
     from secretops.errors import ExitCode, SecretOpsError
     from secretops.keyops import rotation_groups
+    from secretops.rotation import reseal_values, rotate_sealed
     from secretops.stores import get_store
 
     try:
@@ -149,14 +149,16 @@ def _rotate_single(file: str, add: list[Any], remove: list[Any], *, in_place: bo
                 hints=("use edit to create it",))
         given = settings(file, input_type=input_type, name=name, config_path=config_path,
                          env=env)
-        opened = open_path(file, env=env, rewrite=in_place, given=given)
-        groups, notes = rotation_groups(opened.metadata, add, remove)
+        sealed = open_sealed_path(file, given, env=env, rewrite=in_place)
+        resealed = reseal_values(sealed)  # decrypted and encrypted again in one walk
+        groups, notes = rotation_groups(sealed.metadata, add, remove)
         for note in notes:
             click.echo(f"{file}: note: {note}", err=True)
         out_store = None
         if output_type and output_type != given.format:
             out_store = get_store(output_type, store_options(given.config, output_type))
-        data = fileops.rotate(opened, groups, opened.metadata.shamir_threshold, env, out_store)
+        data = rotate_sealed(sealed, resealed, groups, sealed.metadata.shamir_threshold, env,
+                             out_store)
         write_result(data, file, in_place, output, private=False)
     except SecretOpsError as e:
         raise e.with_file(file) from None

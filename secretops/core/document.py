@@ -17,6 +17,7 @@ from secretops.core.engine import (
     decrypt_documents,
     encrypt_documents,
     encrypt_mac,
+    reencrypt_documents,
     verify_mac,
 )
 from secretops.core.metadata import Metadata
@@ -62,6 +63,39 @@ def open_documents(
     if not ignore_mac:
         verify_mac(metadata.mac, mac, metadata.lastmodified, cipher)
     return plain, cipher
+
+
+def reseal(
+    docs: list[Branch],
+    metadata: Metadata,
+    data_key: bytes,
+    new_key: bytes,
+    *,
+    random: Random,
+    lastmodified: str,
+    one_walk: bool = True,
+) -> tuple[list[Branch], str]:
+    """``docs`` (sealed under ``data_key``) decrypted, their MAC verified, and sealed under
+    ``new_key``: the new trees and their ``mac`` for ``lastmodified`` (``rotate``).
+
+    What :func:`open_documents` and then :func:`seal` give, in one walk over the values where
+    :func:`~secretops.core.engine.reencrypt_documents` can; ``one_walk=False``: in those two
+    walks (the path the one walk must equal, and where it cannot).
+    """
+    if len(data_key) != 32:  # as open_documents
+        raise DecryptionError(f"the data key is {len(data_key)} bytes, not 32")
+    if one_walk:
+        old = ValueCipher(data_key, random, remember=False)
+        new = ValueCipher(new_key, random, remember=False)
+        got = reencrypt_documents(docs, metadata.selection, old, new)
+        if got is not None:
+            out, old_mac, new_mac = got
+            verify_mac(metadata.mac, old_mac, metadata.lastmodified, old)
+            return out, encrypt_mac(new_mac, lastmodified, new)
+    plain, _ = open_documents(docs, metadata, data_key, random=random, keep_ivs=False)
+    target = Metadata(selection=metadata.selection)  # seal sets its lastmodified and mac
+    sealed = seal(plain, target, new_key, random=random, lastmodified=lastmodified)
+    return sealed, target.mac
 
 
 def data_key_fits(metadata: Metadata, data_key: bytes) -> bool:

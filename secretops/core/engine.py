@@ -72,7 +72,7 @@ class _Walk:
     # ``levels`` the comments seen so far in each open collection. The walk keeps its own stack
     # of open collections instead of recursing: a file may nest as deep as the limits allow.
     def walk(self, doc: Branch) -> Branch:
-        leaf = self.decrypt_leaf if self.decrypting else self.encrypt_leaf
+        leaf = self.leaf_function()
         key_matches = self.key_matches
         by_path = self.by_path
         path: list[str] = []
@@ -157,6 +157,10 @@ class _Walk:
                 levels[-1].clear()
         return root
 
+    def leaf_function(self) -> Any:
+        """What the walk does with each leaf."""
+        return self.decrypt_leaf if self.decrypting else self.encrypt_leaf
+
     @staticmethod
     def _leaf_at(leaf: Any, value: Any, path: list[str], aad: str, levels: list[list[str]],
                  matched: bool, where: list[str | int]) -> Any:
@@ -166,12 +170,6 @@ class _Walk:
         except _LeafError as e:
             e.segments[:0] = where
             raise
-
-    def leaf(self, value: Any, path: list[str], aad: str, stack: list[list[str]],
-             matched: bool) -> Any:
-        if self.decrypting:
-            return self.decrypt_leaf(value, path, aad, stack, matched)
-        return self.encrypt_leaf(value, path, aad, stack, matched)
 
     def by_rules(self, value: Any, path: list[str], stack: list[list[str]]) -> bool:
         """Encrypt this leaf? The full rules, for selections that look at comments (the leaves
@@ -261,17 +259,96 @@ def encrypt_documents(
 
 
 def decrypt_documents(
-    docs: list[Branch], selection: Selection, cipher: ValueCipher
+    docs: list[Branch], selection: Selection, cipher: ValueCipher, walk: _Walk | None = None
 ) -> tuple[list[Branch], str]:
-    """Decrypt every selected leaf; returns the plaintext trees and the MAC (hex) they yield."""
+    """Decrypt every selected leaf; returns the plaintext trees and the MAC (hex) they yield
+    (``walk``: one that does more with each leaf, :func:`reencrypt_documents`)."""
     try:
         return _run(
             docs,
-            _Walk(selection, cipher, False, _new_hasher(selection)),
+            walk or _Walk(selection, cipher, False, _new_hasher(selection)),
             ExitCode.ERROR_DECRYPTING_TREE,
         )
     except SecretOpsError as e:
         raise DecryptionError(e.message, path=e.path) from None
+
+
+class _EncryptFailed(Exception):
+    """Internal: a leaf failed to encrypt during :func:`reencrypt_documents`."""
+
+
+class _Rekey(_Walk):
+    """One walk that decrypts each leaf with the file's cipher and encrypts it with a new one:
+    :func:`decrypt_documents` then :func:`encrypt_documents`, leaf by leaf, without the
+    plaintext tree between them. Only for path rules (the comment rules read the comments seen
+    so far, which are ciphertext in one walk and plaintext in the other)."""
+
+    __slots__ = ("new",)
+
+    def __init__(self, selection: Selection, old: ValueCipher, new: ValueCipher) -> None:
+        super().__init__(selection, old, False, _new_hasher(selection))
+        self.new = _Walk(selection, new, True, _new_hasher(selection))
+
+    def leaf_function(self) -> Any:
+        decrypt_leaf, encrypt_leaf = self.decrypt_leaf, self.new.encrypt_leaf
+        wanted, open_, seal = self.wanted, self.cipher.open, self.new.cipher.seal
+        hash_all = self.hash_all
+        old_hash, new_hash = self.hasher.update, self.new.hasher.update
+
+        def rekey_leaf(value: Any, path: list[str], aad: str, stack: list[list[str]],
+                       matched: bool) -> Any:
+            if matched == wanted and type(value) is str:
+                # an encrypted value (decrypt_leaf's steps, without its dispatch)
+                try:
+                    out, plain = open_(value, aad)
+                except CipherError as e:
+                    raise _LeafError(str(e), []) from None
+                if type(out) is str:  # the common leaf: the same bytes go into both MACs
+                    old_hash(plain)
+                    new_hash(plain)
+                    if not plain:
+                        return out  # an empty string stays empty
+                    try:
+                        return seal(plain, "str", aad)
+                    except ValueError:
+                        raise _EncryptFailed() from None
+                if not isinstance(out, Comment):
+                    old_hash(to_bytes(out))
+            elif type(value) is str:  # a string left in the clear: the same in both MACs
+                if hash_all:
+                    plain = value.encode("utf-8", "surrogateescape")
+                    old_hash(plain)
+                    new_hash(plain)
+                return value
+            else:
+                out = decrypt_leaf(value, path, aad, stack, matched)
+            try:
+                return encrypt_leaf(out, path, aad, stack, matched)
+            except _LeafError:
+                raise _EncryptFailed() from None
+
+        return rekey_leaf
+
+
+def reencrypt_documents(
+    docs: list[Branch], selection: Selection, old: ValueCipher, new: ValueCipher
+) -> tuple[list[Branch], str, str] | None:
+    """Decrypt every selected leaf with ``old`` and encrypt it with ``new``, in one walk: the
+    new trees, the MAC (hex) of the values as decrypted and the MAC (hex) as encrypted — what
+    :func:`decrypt_documents` and then :func:`encrypt_documents` of its trees return.
+
+    ``None`` when one walk cannot give exactly that: comment rules, or a leaf that fails to
+    encrypt (two walks report a failed decryption or MAC first). A leaf that fails to decrypt
+    raises :class:`DecryptionError` as :func:`decrypt_documents` does.
+    """
+    if selection.uses_comments:
+        return None
+    walk = _Rekey(selection, old, new)
+    try:
+        out, old_mac = decrypt_documents(docs, selection, old, walk)
+    except _EncryptFailed:
+        return None
+    return out, old_mac, walk.new.hasher.finalize().hex().upper()
 
 
 def encrypt_mac(mac_hex: str, lastmodified: str, cipher: ValueCipher) -> str:

@@ -967,7 +967,7 @@ def _splice(store: YamlStore, docs: list[Branch], metadata: Branch | None, layou
                 continue  # unchanged leaves keep their exact text
             start, end = span[1], span[2]
             if type(value) is str and span[3] == "" and span[0] == "s" and (
-                plain_word(value) or (not span[4] and value.startswith(ENC_PREFIX))
+                (not span[4] and value.startswith(ENC_PREFIX)) or plain_word(value)
             ):
                 add((start, end, value))  # _render's common cases, without the call
                 continue

@@ -129,3 +129,80 @@ def test_an_empty_key_group_is_refused_and_the_file_kept(
     r = secretops("updatekeys", "--yes", str(f))
     assert r.code != 0 and "empty key group" in r.err
     assert f.read_bytes() == before
+
+
+def test_updatekeys_decrypts_no_value(
+    enc: Path, tmp_path: Path, age_key: AgeKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted: as sops's updatekeys, only the data key is needed. It is checked on the MAC
+    (one decryption); before, every value was decrypted and the MAC computed from them."""
+    import os
+
+    from secretops.bulk.keyjobs import apply_keys, plan_keys
+    from secretops.core.cipher import ValueCipher
+
+    _config(tmp_path, age_key.recipient, make_age_key(tmp_path, "new.txt").recipient)
+    before = enc.read_text()
+    opened: list[str] = []
+    real = ValueCipher.open
+
+    def counted(self: ValueCipher, text: str, aad: str) -> tuple[object, bytes]:
+        opened.append(aad)
+        return real(self, text, aad)
+
+    monkeypatch.setattr(ValueCipher, "open", counted)
+    monkeypatch.chdir(tmp_path)
+    planned = plan_keys(str(enc), input_type=None, shamir=0, config_path=None, env=os.environ)
+    assert planned.plan.changed
+    apply_keys(str(enc), planned, os.environ)
+    assert len(opened) == 1  # the MAC, with lastmodified as its associated data
+    assert _enc_lines(enc.read_text()) == _enc_lines(before)
+
+
+def _swap_values(path: Path) -> None:
+    """The two values' ciphertexts exchanged: neither decrypts at the other's path."""
+    text = path.read_text()
+    pw = re.search(r"password: (ENC\[[^\]]*\])", text)
+    user = re.search(r"user: (ENC\[[^\]]*\])", text)
+    assert pw and user
+    path.write_text(text.replace(pw.group(1), "@PW@").replace(user.group(1), pw.group(1))
+                    .replace("@PW@", user.group(1)))
+
+
+def test_a_damaged_value_is_kept_as_sops_keeps_it(
+    enc: Path, tmp_path: Path, age_key: AgeKey, sops_bin: str
+) -> None:
+    """updatekeys does not read the values, in sops as here: a damaged value stays as it was
+    (and still fails every decryption); only the key entries change."""
+    _swap_values(enc)
+    theirs = tmp_path / "theirs.yaml"
+    theirs.write_bytes(enc.read_bytes())
+    before = enc.read_text()
+    _config(tmp_path, age_key.recipient, make_age_key(tmp_path, "new.txt").recipient)
+    assert sops(sops_bin, "updatekeys", "-y", str(theirs)).code == 0
+    r = secretops("updatekeys", "-y", str(enc))
+    assert r.code == 0, r.err
+    assert _enc_lines(enc.read_text()) == _enc_lines(before)
+    assert secretops("decrypt", str(enc)).code != 0
+    assert sops(sops_bin, "decrypt", str(enc)).code != 0
+
+
+def test_a_data_key_that_does_not_open_the_mac_is_not_wrapped(
+    enc: Path, tmp_path: Path, age_key: AgeKey
+) -> None:
+    """A mac sealed under another key: the key the entries give is not the file's, and it
+    is wrapped for no one (exit 51, the file as it was)."""
+    from secretops import fileops
+    from secretops.core.cipher import ValueCipher
+
+    text = enc.read_text()
+    opened = fileops.open_file(enc.read_bytes(), format="yaml")
+    stamp = opened.metadata.lastmodified
+    other = ValueCipher(bytes(range(32)), lambda n: bytes(n)).encrypt("0" * 128, stamp)
+    enc.write_text(text.replace(opened.metadata.mac, other))
+    before = enc.read_bytes()
+    _config(tmp_path, age_key.recipient, make_age_key(tmp_path, "new.txt").recipient)
+    r = secretops("updatekeys", "-y", str(enc))
+    assert r.code == 51, r.err
+    assert "MAC mismatch" in r.err
+    assert enc.read_bytes() == before
