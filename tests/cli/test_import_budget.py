@@ -59,6 +59,18 @@ def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
         assert name not in mods, name
 
 
+@pytest.mark.parametrize("command", [["decrypt"], ["check"], ["rotate", "-i"],
+                                     ["updatekeys", "-y"], ["decrypt", "-i"]])
+def test_a_subcommand_skips_the_global_mode_parser(tmp_path: Path, age_key: AgeKey,
+                                                   command: list[str]) -> None:
+    """An argv that starts with a subcommand needs no global-mode translation: its parser
+    (options tables, two NamedTuple classes) is not imported."""
+    _many_files(tmp_path, age_key)
+    assert "secretops.cli._globalmode" in _imported("-d", "s/f0.yaml", cwd=tmp_path)
+    target = "s/f0.yaml" if command == ["decrypt"] else "s"
+    assert "secretops.cli._globalmode" not in _imported(*command, target, cwd=tmp_path)
+
+
 @pytest.mark.parametrize("form", [["encrypt", "--age"], ["-e", "-a"], ["--encrypt", "--age"]])
 def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
                                              form: list[str]) -> None:
