@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import pytest
 
-from tests.helpers import AgeKey, make_age_key, secretops
+from tests.helpers import AgeKey, encrypted_tree, make_age_key, secretops
 
 HEAVY = ("cryptography", "yaml", "pyrage", "grpc", "google")  # google: protobuf
 
@@ -107,13 +107,7 @@ def test_every_command_is_found_under_its_name() -> None:
 
 
 def _many_files(tmp_path: Path, age_key: AgeKey) -> None:
-    """Twelve files under ``s/`` encrypted to ``age_key`` by the rule of a ``.sops.yaml``."""
-    (tmp_path / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: s/.*\\.yaml$\n    age: {age_key.recipient}\n")
-    (tmp_path / "s").mkdir()
-    for n in range(12):
-        (tmp_path / "s" / f"f{n}.yaml").write_text(f"a: {n}\n")
-    assert secretops("encrypt", "-i", "s", cwd=tmp_path).code == 0
+    encrypted_tree(tmp_path, age_key.recipient, 12)
 
 
 @pytest.mark.parametrize("command", [["decrypt", "-i"], ["rotate", "-i"], ["check"],

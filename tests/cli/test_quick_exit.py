@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import AgeKey, secretops
+from tests.helpers import AgeKey, encrypted_tree, secretops
 
 
 def _verbose(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -20,12 +20,7 @@ def _verbose(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tree(tmp_path: Path, age_key: AgeKey) -> Path:
-    (tmp_path / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: s/.*\\.yaml$\n    age: {age_key.recipient}\n")
-    (tmp_path / "s").mkdir()
-    for n in range(4):
-        (tmp_path / "s" / f"f{n}.yaml").write_text(f"a: {n}\n")
-    assert secretops("encrypt", "-i", "s", cwd=tmp_path).code == 0
+    encrypted_tree(tmp_path, age_key.recipient, 4)
     return tmp_path
 
 
