@@ -91,6 +91,17 @@ def secretops(*args: str, input: bytes | None = None, cwd: str | Path | None = N
     return run([sys.executable, "-m", "secretops", *args], input=input, cwd=cwd)
 
 
+def encrypted_tree(directory: Path, recipient: str, count: int) -> None:
+    """``count`` files ``s/f{n}.yaml`` under ``directory``, encrypted to ``recipient`` by the
+    rule of a ``.sops.yaml`` there (one many-file ``encrypt -i``)."""
+    (directory / ".sops.yaml").write_text(
+        f"creation_rules:\n  - path_regex: s/.*\\.yaml$\n    age: {recipient}\n")
+    (directory / "s").mkdir()
+    for n in range(count):
+        (directory / "s" / f"f{n}.yaml").write_text(f"a: {n}\n")
+    assert secretops("encrypt", "-i", "s", cwd=directory).code == 0
+
+
 def sops(sops_bin: str, *args: str, input: bytes | None = None,
          cwd: str | Path | None = None) -> Result:
     return run([sops_bin, *args], input=input, cwd=cwd)

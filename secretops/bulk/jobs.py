@@ -29,7 +29,8 @@ class Decrypting(Job):
 
     preload: tuple[str, ...] = (
         "secretops.compose", "secretops.config", "secretops.core.engine", "secretops.discover",
-        "secretops.fileio", "secretops.fileops", "secretops.stores.yaml")
+        "secretops.fileio", "secretops.fileops", "secretops.stores.yaml",
+        "ctypes")  # secretops.batchwrite's syncfs, which makes the rewritten files durable
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)

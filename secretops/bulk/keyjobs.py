@@ -9,6 +9,7 @@ creation rule matches them (:mod:`secretops.discover`).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -142,16 +143,22 @@ def _candidate(item: Item, rules: Rules) -> bytes | None:
 class _Selective(Decrypting):
     """A job on encrypted files that creation rules match (:func:`wanted`)."""
 
-    preload = (*Decrypting.preload, "secretops.keyops")
+    # calendar: the stores read the metadata's lastmodified (secretops.stores._yamlscalar)
+    preload = (*Decrypting.preload, "secretops.keyops", "calendar")
 
     config_path: str | None
     input_type: str | None
 
     def setup(self) -> None:
         from secretops.discover import Rules
+        from secretops.keys import sources
 
         super().setup()
         self.state["rules"] = Rules(self.env, self.config_path)
+        # a creation rule is read with every key source's record (secretops.keys.specs):
+        # their modules load here, before the workers fork, not once in each of them
+        with contextlib.suppress(SecretOpsError):  # a broken one fails the files as before
+            sources()
 
     def selected(self, item: Item, work: Callable[[], Outcome]) -> Outcome:
         """``work()`` on the files :func:`wanted` takes; others are skipped. A found file is

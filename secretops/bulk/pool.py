@@ -159,11 +159,15 @@ def attempt_batch(job: Job, items: Sequence[Item]) -> list[Outcome]:
 _job: Job | None = None
 
 
+# What attempt_batch itself imports for every job: the batch of staged writes.
+_POOL_PRELOAD = ("secretops.batchwrite",)
+
+
 def _prepare(job: Job) -> None:
     if getattr(job, "state", None) is None:
         job.state = {}
         job.setup()
-        for name in job.preload:
+        for name in (*_POOL_PRELOAD, *job.preload):
             __import__(name)
 
 

@@ -8,7 +8,8 @@ print as one line on stderr::
 
 and exit with the code from :class:`secretops.errors.ExitCode` (see ``docs/exit-codes.md``).
 sops's global mode (``secretops -d FILE``, ``secretops FILE`` …) and options before a
-subcommand are turned into the subcommand form first (see :mod:`._globalmode`). Plain
+subcommand are turned into the subcommand form first (see :mod:`._globalmode`, imported only
+when the first argument is not a subcommand's name: :data:`COMMANDS`). Plain
 ``encrypt``/``decrypt`` invocations skip importing click (see :mod:`._fast`); heavy imports
 (cryptography, YAML, pyrage) happen inside commands, so ``--help`` stays fast too.
 """
@@ -22,6 +23,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from secretops.cli._globalmode import Plan
 
+# Every top-level command name: secretops's (a test keeps this in step with the click group)
+# and sops's `help`/`h`. A file with one of these names cannot be given to the global mode —
+# the same rule as sops's.
+COMMANDS = frozenset({
+    "check", "completion", "convert-eso", "decrypt", "edit", "encrypt", "exec-env",
+    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "keyservice", "log",
+    "publish", "reseal", "rotate", "seal", "set", "status", "unseal", "unset", "updatekeys",
+    "vault", "verify",
+})
+
 
 def main() -> None:
     import gc
@@ -31,7 +42,10 @@ def main() -> None:
     # file's run) in a process that ends right after; click commands keep it.
     gc.disable()
     argv, plan = sys.argv[1:], None
-    if "_SECRETOPS_COMPLETE" not in os.environ:  # click's shell completion asks, not a user
+    # an argv that starts with a subcommand is the subcommand form already: the global-mode
+    # parser is not even imported (every run starts here)
+    subcommand = bool(argv) and argv[0] in COMMANDS and argv[0] not in ("help", "h")
+    if not subcommand and "_SECRETOPS_COMPLETE" not in os.environ:  # completion: click's
         from secretops.cli._globalmode import translate
 
         plan = translate(argv)
@@ -67,5 +81,46 @@ def _run(argv: list[str], plan: Plan | None) -> None:
         from secretops.cli._globalmode import check_supported
 
         check_supported(plan, cli.commands[argv[0]])
+    if argv[:1] and argv[0] in _QUICK_EXIT:
+        try:
+            cli(args=argv, prog_name="secretops")
+        except SystemExit as e:
+            _exit_now(e)
+            raise
     cli(args=argv, prog_name="secretops")
+
+
+# The file commands (and their many-file forms): when click's command returns, their output is
+# written and every file they changed is in place.
+_QUICK_EXIT = frozenset({"check", "decrypt", "encrypt", "rotate", "updatekeys"})
+
+
+def _exit_now(e: SystemExit) -> None:
+    """End the process as Python's exit would — threads done, atexit handlers run, standard
+    streams flushed — without then tearing down every module and object one by one (after a
+    run over a thousand files, a noticeable part of its start-up and exit). Returns, for the
+    caller to re-raise, on anything unusual: a status that is not a number (Python prints it),
+    a thread still running, streams that cannot be flushed (Python reports it)."""
+    code = e.code
+    if code is not None and not isinstance(code, int):
+        return
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return
+    if not _flushed():
+        return
+    import atexit
+
+    atexit._run_exitfuncs()
+    os._exit((code or 0) if _flushed() else 120)  # 120: Python's status when it cannot flush
+
+
+def _flushed() -> bool:
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+    except (OSError, ValueError):  # the reader of a pipe went away, a stream was closed
+        return False
+    return True
 

@@ -131,10 +131,11 @@ def _each(job: Job, items: Sequence[Item], jobs: int | None, label: str,
 def _show(outcome: Outcome, bar: Progress) -> None:
     if outcome.lines or outcome.notes:
         bar.clear()
-    for line in outcome.notes:
-        click.echo(line, err=True)
-    for line in outcome.lines:
-        click.echo(line)
+    # one write (and flush) per file, not per line: updatekeys prints four lines a file
+    if outcome.notes:
+        click.echo("\n".join(outcome.notes), err=True)
+    if outcome.lines:
+        click.echo("\n".join(outcome.lines))
 
 
 def report_failures(failures: list[Failure], applied: int) -> None:

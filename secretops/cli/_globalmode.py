@@ -22,8 +22,9 @@ in one place: the subcommand. Which global option each mode reads is sops's (``c
 main.go``); one that a mode does not read is dropped, as sops drops it. Before a subcommand
 sops reads only ``--config`` (and ``--verbose``, for ``publish`` and ``keyservice``); it accepts
 and ignores the others there, and so do we, with a warning. An argv that starts with a
-subcommand is returned untouched after one set lookup: start-up is a feature, and
-``decrypt`` stays on the click-free fast path (:mod:`._fast`).
+subcommand is never translated: :func:`secretops.cli.main` does not even import this module
+then (start-up is a feature), and ``decrypt`` stays on the click-free fast path
+(:mod:`._fast`).
 """
 
 from __future__ import annotations
@@ -32,20 +33,10 @@ import os
 import sys
 from typing import TYPE_CHECKING, NamedTuple
 
+from secretops.cli import COMMANDS  # every command name (sops's help/h too)
+
 if TYPE_CHECKING:
     import click
-
-# Every top-level command name: secretops's (a test keeps this in step with the click group)
-# and sops's `help`/`h`. A file with one of these names cannot be given to the global mode —
-# the same rule as sops's.
-COMMANDS = frozenset({
-    "check", "completion", "convert-eso", "decrypt", "edit", "encrypt", "exec-env",
-    "exec-file", "filestatus", "git", "groups", "help", "h", "keygen", "keyservice", "log",
-    "publish",
-    "reseal",
-    "rotate", "seal",
-    "set", "status", "unseal", "unset", "updatekeys", "vault", "verify",
-})
 
 USAGE = 2  # click's exit status for a usage error; docs/exit-codes.md says why not sops's 1
 

@@ -59,7 +59,6 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
     from secretops.cli._actions import env_with, report
     from secretops.cli._bulk import collect, is_many
     from secretops.errors import ExitCode, SecretOpsError
-    from secretops.keyage import parse_duration
     from secretops.keys import sources
     from secretops.keys.specs import from_flags
 
@@ -71,7 +70,11 @@ def command(paths: tuple[str, ...], in_place: bool, output: str | None,
                              code=ExitCode.CONFLICTING_PARAMETERS)
     batch = is_many(paths, files_from) or older_than is not None or dry_run
     try:
-        max_age = parse_duration(older_than) if older_than else None
+        max_age = None
+        if older_than:
+            from secretops.keyage import parse_duration  # git history: only for --older-than
+
+            max_age = parse_duration(older_than)
         settings = {o.name: keys[o.name] for src in sources() for o in src.options}
         add = from_flags(**{s.keyword: _join(keys[f"add_{s.keyword}"]) for s in sources()},
                          **settings)

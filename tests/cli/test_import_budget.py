@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.util import find_spec
 from pathlib import Path
 
 import click
 import pytest
 
-from tests.helpers import AgeKey, secretops
+from tests.helpers import AgeKey, encrypted_tree, make_age_key, secretops
 
 HEAVY = ("cryptography", "yaml", "pyrage", "grpc", "google")  # google: protobuf
 
@@ -58,6 +59,21 @@ def test_decrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
         assert name not in mods, name
 
 
+@pytest.mark.parametrize("command", [["decrypt"], ["check"], ["rotate", "-i"],
+                                     ["updatekeys", "-y"], ["decrypt", "-i"]])
+def test_a_subcommand_skips_the_global_mode_parser(tmp_path: Path, age_key: AgeKey,
+                                                   command: list[str]) -> None:
+    """An argv that starts with a subcommand needs no global-mode translation: its parser
+    (options tables, two NamedTuple classes) is not imported."""
+    _many_files(tmp_path, age_key)
+    assert "secretops.cli._globalmode" in _imported("-d", "s/f0.yaml", cwd=tmp_path)
+    target = "s/f0.yaml" if command == ["decrypt"] else "s"
+    mods = _imported(*command, target, cwd=tmp_path)
+    assert "secretops.cli._globalmode" not in mods
+    if command[0] == "rotate":  # the data key's age (git history) is read for --older-than
+        assert "secretops.keyage" not in mods
+
+
 @pytest.mark.parametrize("form", [["encrypt", "--age"], ["-e", "-a"], ["--encrypt", "--age"]])
 def test_encrypt_skips_click_and_dataclasses(tmp_path: Path, age_key: AgeKey,
                                              form: list[str]) -> None:
@@ -90,17 +106,22 @@ def test_every_command_is_found_under_its_name() -> None:
         assert cli.commands[name].name == name
 
 
-@pytest.mark.parametrize("command", [["decrypt", "-i"], ["rotate", "-i"], ["check"]])
+def _many_files(tmp_path: Path, age_key: AgeKey) -> None:
+    encrypted_tree(tmp_path, age_key.recipient, 12)
+
+
+@pytest.mark.parametrize("command", [["decrypt", "-i"], ["rotate", "-i"], ["check"],
+                                     ["updatekeys", "-y"]])
 def test_many_file_workers_share_what_the_parent_imported(tmp_path: Path, age_key: AgeKey,
                                                          command: list[str]) -> None:
     """With two workers, the modules a file's work needs are imported before they fork:
-    once in the run, not once more in each worker (-X importtime reports the workers too)."""
-    (tmp_path / ".sops.yaml").write_text(
-        f"creation_rules:\n  - path_regex: s/.*\\.yaml$\n    age: {age_key.recipient}\n")
-    (tmp_path / "s").mkdir()
-    for n in range(12):
-        (tmp_path / "s" / f"f{n}.yaml").write_text(f"a: {n}\n")
-    assert secretops("encrypt", "-i", "s", cwd=tmp_path).code == 0
+    once in the run, not once more in each worker (-X importtime reports the workers too).
+    No module at all is imported twice — the batch writer, ctypes (its syncfs), calendar (the
+    metadata's timestamp), json (a key source's module, which updatekeys's rules need) were."""
+    _many_files(tmp_path, age_key)
+    if command[0] == "updatekeys":  # a second recipient: every file is rewritten
+        (tmp_path / ".sops.yaml").write_text((tmp_path / ".sops.yaml").read_text().rstrip()
+                                             + f",{make_age_key(tmp_path, 'k2').recipient}\n")
     p = subprocess.run([sys.executable, "-X", "importtime", "-m", "secretops", *command,
                         "-j", "2", "s"], capture_output=True, text=True,
                        stdin=subprocess.DEVNULL, cwd=tmp_path)
@@ -109,3 +130,6 @@ def test_many_file_workers_share_what_the_parent_imported(tmp_path: Path, age_ke
     for name in ("yaml", "secretops.stores.yaml", "secretops.fileio", "secretops.core.cipher",
                  "cryptography"):
         assert names.count(name) == 1, name
+    # a name tried and not found (nt, _winapi) shows each time it is tried
+    twice = sorted({n for n in names if names.count(n) > 1 and find_spec(n) is not None})
+    assert twice == []
