@@ -144,7 +144,8 @@ class _Selective(Decrypting):
     """A job on encrypted files that creation rules match (:func:`wanted`)."""
 
     # calendar: the stores read the metadata's lastmodified (secretops.stores._yamlscalar)
-    preload = (*Decrypting.preload, "secretops.keyops", "calendar")
+    preload = (*Decrypting.preload, "secretops.keyops", "secretops.rotation",
+               "calendar")
 
     config_path: str | None
     input_type: str | None
