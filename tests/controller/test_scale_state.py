@@ -3,7 +3,7 @@
 At 10,000 SealedSecrets and 10,000 ExternalSecrets, every byte kept per object is ~20 MB and
 every task per object is 20,000 tasks. These tests pin the fixes ``./scripts/bench --scale``
 led to: the per-object condition series are kept in one compact map (a ``prometheus_client``
-child per series cost ~0.8 KiB), a Secret's lock lives only while it is used, kopf runs at
+child per series cost ~0.8 KiB), a Secret's lock lives only while it is used, the informers run at
 most ``--workers`` object handlers per kind at once, and the ExternalSecret syncs run in
 ``--workers`` tasks, not one per ExternalSecret.
 """
@@ -107,13 +107,14 @@ def test_a_secrets_lock_is_kept_only_while_in_use() -> None:
     assert len(ctx._locks) == 0  # nothing kept per Secret once nobody uses its lock
 
 
-def test_kopf_runs_at_most_workers_handlers_per_kind() -> None:
+def test_kopf_watches_nothing_and_posts_with_at_most_workers_posters() -> None:
+    """Handlers run in the informers' queues (at most --workers each, tests/controller/
+    test_informer.py); kopf keeps the Event posters of its startup handlers."""
     settings = kopf.OperatorSettings()
     configure(settings, Config(workers=7))
-    assert settings.queueing.worker_limit == 7
+    assert settings.scanning.disabled  # no CRD watch, no discovery of resources to handle
     assert settings.posting.worker_limit == 7
-    # an idle worker keeps its place only briefly, or the limit would be a rate
-    assert settings.queueing.idle_timeout <= 0.1
+    # an idle poster keeps its place only briefly, or the limit would be a rate
     assert settings.posting.idle_timeout <= 0.1
 
 
