@@ -456,8 +456,10 @@ def register(ctx: Context) -> list[Watch]:
     # Secret that loses the label arrives as DELETED without it, and must be repaired like a
     # deleted one.
     async def owned_secret(kind: str | None, raw: dict[str, Any]) -> None:
+        async with ctx.lock(*_key(raw)):
+            pass  # a write of it under way (its event may come first) ends: its fingerprint
         if secret_echo(kind, raw):
-            return  # checked again: queued behind a change, the informer kept it
+            return  # the echo after all (or kept queued behind a change)
         # kind None: re-listed after a watch gap, changed meanwhile: repair
         await on_secret(ctx, kind or "MODIFIED", raw)
 

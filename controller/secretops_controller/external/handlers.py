@@ -46,7 +46,12 @@ def register(registry: kopf.OperatorRegistry, ctx: Context
     if ctx.config.uses_cluster_stores:  # cluster-scoped: shard 0's
         watches.append(Watch(prefix, "clustersecretstores", half.store_event,
                              cluster_scoped=True))
-    watches.append(Watch(prefix, "externalsecrets", half.external_event, external_echo))
+    async def external_secret(kind: str | None, body: dict[str, Any]) -> None:
+        await half.external_event(kind, body)
+        # back-pressure: no further reading while the syncs lag (their bodies are handed over)
+        await half.syncs.room()
+
+    watches.append(Watch(prefix, "externalsecrets", external_secret, external_echo))
     return half, watches
 
 
