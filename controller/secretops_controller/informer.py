@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,9 +84,10 @@ class WorkQueue:
         self._workers = workers
         self.bound = max(bound, 1)
         self._pending: dict[Key, tuple[str | None, Body]] = {}
-        self._ready: deque[Key] = deque()  # pending keys not being handled, oldest first
+        # the pending keys not being handled, each once, oldest first: a worker takes one
+        self._ready: asyncio.Queue[Key] = asyncio.Queue()
         self._running: set[Key] = set()
-        self._changed = asyncio.Condition()
+        self._space = asyncio.Event()  # set when a waiting body was taken
         self.peak = 0
         self.handled = 0
 
@@ -102,34 +102,20 @@ class WorkQueue:
     async def put(self, key: Key, kind: str | None, body: Body) -> None:
         """Queue ``body`` (replacing the one waiting for ``key``); while ``bound`` bodies of
         other objects wait, wait for one to be taken."""
-        async with self._changed:
-            await self._changed.wait_for(
-                lambda: key in self._pending or len(self._pending) < self.bound)
-            if key not in self._pending and key not in self._running:
-                self._ready.append(key)
-            self._pending[key] = (kind, body)
-            self.peak = max(self.peak, len(self._pending))
-            self._changed.notify_all()
-
-    async def _take(self) -> tuple[Key, str | None, Body]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._ready))
-            key = self._ready.popleft()
-            kind, body = self._pending.pop(key)
-            self._running.add(key)
-            self._changed.notify_all()
-            return key, kind, body
-
-    async def _done(self, key: Key) -> None:
-        async with self._changed:
-            self._running.discard(key)
-            if key in self._pending:  # changed while handled: once more, the newest body
-                self._ready.append(key)
-            self._changed.notify_all()
+        while key not in self._pending and len(self._pending) >= self.bound:
+            self._space.clear()
+            await self._space.wait()
+        if key not in self._pending and key not in self._running:
+            self._ready.put_nowait(key)
+        self._pending[key] = (kind, body)
+        self.peak = max(self.peak, len(self._pending))
 
     async def _work(self) -> None:
         while True:
-            key, kind, body = await self._take()
+            key = await self._ready.get()
+            kind, body = self._pending.pop(key)
+            self._running.add(key)
+            self._space.set()
             try:
                 await self._handler(kind, body)
             except asyncio.CancelledError:
@@ -139,9 +125,11 @@ class WorkQueue:
                 log.error("%s: handling failed: internal error (%s)",
                           "/".join(k for k in key if k), type(e).__name__)
             finally:
+                del body
                 self.handled += 1
-                body = {}
-                await asyncio.shield(self._done(key))
+                self._running.discard(key)
+                if key in self._pending:  # changed while handled: once more, the newest body
+                    self._ready.put_nowait(key)
 
     async def run(self) -> None:
         """The workers, until cancelled."""
