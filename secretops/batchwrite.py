@@ -6,14 +6,16 @@ after it (on ext4 each is a journal commit and a disk cache flush, ~2.6 ms a fil
 A many-file run (:mod:`secretops.bulk.pool`) writes inside :func:`secretops.fileio.batched`,
 and its writes go through a :class:`Batch`:
 
-1. **stage**: each file's new content goes into a temp file in its target's directory —
-   unnamed (``O_TMPFILE``), held open, or on a filesystem without that a named 0600
-   ``.secretops-PID-START-….tmp`` file — with its final mode, not synced;
+1. **stage**: each file's new content goes into a temp file in its target's directory, held
+   open, with its final mode, not synced — :func:`secretops.staging.stage`, as ``write_file``
+   does: unnamed (``O_TMPFILE``), or on a filesystem without that a named 0600
+   ``.secretops-PID-START-….tmp`` file;
 2. **commit**, at the end of the pool's batch of files (up to 16): one ``syncfs(2)`` per
    filesystem makes all the staged data durable at once (where ``syncfs`` is missing, or
-   fails, an fsync per file); then each file is named and renamed over its target, as
-   ``write_file`` does; then one fsync of each directory written into makes the new names
-   durable. Only then does the pool report the batch's files done.
+   fails, an fsync per file); then each file is named and renamed over its target
+   (:func:`secretops.staging.put_in_place`, which copies an unnamed file that cannot be
+   linked into a named, fsynced one); then one fsync of each directory written into makes
+   the new names durable. Only then does the pool report the batch's files done.
 
 What a crash leaves, at any moment, is what ``write_file`` leaves: each target is exactly its
 old content or exactly its new content. Before the data is synced nothing has a name and the
@@ -22,7 +24,8 @@ ever an empty or truncated file after a power cut; between naming and renaming o
 complete temp file may be left, which the next secretops write into that directory removes
 (:mod:`secretops.leftovers`). A file whose job failed is dropped unstaged, its target untouched;
 one that cannot be put in place (its fsync or rename fails) is reported failed, and the others
-are committed all the same.
+are committed all the same; so are the files put into a directory whose fsync then fails (they
+are in place, but may not survive a crash).
 
 ``syncfs`` also writes out what other programs left dirty on the same filesystem; it is the
 one call that covers every file of the batch, where per-file fsyncs cost a journal commit
@@ -43,19 +46,16 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from secretops.errors import SecretOpsError
-from secretops.fileio import fill, sweep_once, temp_name, write_error
-
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)
+from secretops.fileio import sweep_once, write_error
+from secretops.staging import Staged, discard, not_durable, put_in_place, stage, sync_directory
 
 
 class _Staged(NamedTuple):
     owner: int
     path: str  # as the caller named it, for messages
     directory: str
-    dfd: int  # the batch's descriptor of ``directory``
     name: str
-    fd: int  # the new content, complete but not yet synced
-    temp: str  # its name; "" while it has none (O_TMPFILE)
+    file: Staged  # the new content, complete but not yet synced, in the batch's ``directory``
     exclusive: bool
 
 
@@ -77,15 +77,8 @@ class Batch:
         """Write ``data`` into a temp file in ``final``'s directory, to go in place at the
         next :meth:`commit` (not synced: the commit syncs the whole batch at once)."""
         directory, name = os.path.split(final)
-        dfd = self._dir(directory)
-        fd, temp = _open_temp(dfd)
-        try:
-            fill(fd, data, mode, sync=False)
-        except BaseException:
-            _discard(fd, temp, dfd)
-            raise
-        self._staged.append(_Staged(self.owner, path, directory, dfd, name, fd, temp,
-                                    exclusive))
+        file = stage(self._dir(directory), data, mode, sync=False)
+        self._staged.append(_Staged(self.owner, path, directory, name, file, exclusive))
 
     def before_reading(self, final: str) -> None:
         """A file about to be read for a rewrite that is staged already (the same file under
@@ -99,39 +92,43 @@ class Batch:
         keep = []
         for s in self._staged:
             if s.owner == owner:
-                _discard(s.fd, s.temp, s.dfd)
+                discard(s.file)
             else:
                 keep.append(s)
         self._staged = keep
 
     def commit(self) -> None:
         """Sync the staged data (one ``syncfs`` per filesystem), put each file in place, make
-        the names durable (an fsync of each directory written into)."""
+        the names durable (an fsync of each directory written into; the files of one whose
+        fsync fails are failed)."""
         staged = self._staged  # emptied as it goes: an interruption leaves the rest to close()
         if not staged:
             return
-        synced = {dev for dev, dfd in self._devices(s.dfd for s in staged).items()
+        synced = {dev for dev, dfd in self._devices(s.file.dfd for s in staged).items()
                   if syncfs(dfd)}
-        touched: set[int] = set()
+        placed: dict[int, list[_Staged]] = {}  # directory descriptor -> the files put there
         while staged:
             s = staged.pop(0)
             try:
                 if self._dirs[s.directory][1] not in synced:
-                    os.fsync(s.fd)
-                _publish(s)
-                touched.add(s.dfd)
+                    os.fsync(s.file.fd)
+                put_in_place(s.file, s.name, s.exclusive)
+                placed.setdefault(s.file.dfd, []).append(s)
             except OSError as e:
                 self.failed[s.owner] = write_error(_publish_error(e, s.exclusive), s.path)
             finally:
-                _discard(s.fd, s.temp, s.dfd)
-        for dfd in touched:  # on ext4 the first one commits the journal, the rest are cheap
-            with contextlib.suppress(OSError):
-                os.fsync(dfd)
+                discard(s.file)
+        for dfd, done in placed.items():  # on ext4 the first commits the journal: the rest cheap
+            try:
+                sync_directory(dfd)
+            except OSError as e:
+                for s in done:
+                    self.failed.setdefault(s.owner, write_error(not_durable(e), s.path))
 
     def close(self) -> None:
         """Discard what is staged and close the directories."""
         for s in self._staged:
-            _discard(s.fd, s.temp, s.dfd)
+            discard(s.file)
         self._staged = []
         for dfd, _ in self._dirs.values():
             os.close(dfd)
@@ -161,61 +158,10 @@ class Batch:
         return out
 
 
-def _open_temp(dfd: int) -> tuple[int, str]:
-    """An unnamed file in the directory (``""``: no name yet), else a named 0600 one."""
-    if _O_TMPFILE and _proc_links():
-        with contextlib.suppress(OSError):  # EOPNOTSUPP, EISDIR on old kernels, ...
-            return os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd), ""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    temp = temp_name()
-    return os.open(temp, flags, 0o600, dir_fd=dfd), temp
-
-
-_PROC: list[bool] = []
-
-
-def _proc_links() -> bool:
-    """Whether an unnamed file can be given a name (linkat through /proc/self/fd)."""
-    if not _PROC:
-        _PROC.append(os.path.isdir("/proc/self/fd"))
-    return _PROC[0]
-
-
-def _publish(s: _Staged) -> None:
-    """Give the staged file its name: a temp name then a rename, or (``exclusive``) the name
-    itself, refused if taken."""
-    temp = s.temp
-    try:
-        if not temp:
-            if s.exclusive:
-                os.link(f"/proc/self/fd/{s.fd}", s.name, dst_dir_fd=s.dfd)
-                return
-            temp = temp_name()
-            os.link(f"/proc/self/fd/{s.fd}", temp, dst_dir_fd=s.dfd)
-        if s.exclusive:
-            os.link(temp, s.name, src_dir_fd=s.dfd, dst_dir_fd=s.dfd)
-        else:
-            os.replace(temp, s.name, src_dir_fd=s.dfd, dst_dir_fd=s.dfd)
-            temp = ""
-    finally:
-        if temp and temp != s.temp:  # a staged named file is removed by _discard
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=s.dfd)
-
-
 def _publish_error(e: OSError, exclusive: bool) -> str:
     if isinstance(e, FileExistsError) and exclusive:
         return "the file appeared while it was written: not replaced"
     return f"cannot write: {e.strerror or e}"
-
-
-def _discard(fd: int, temp: str, dfd: int) -> None:
-    """Close a staged file; a named temp file still there (not renamed) is removed."""
-    with contextlib.suppress(OSError):
-        os.close(fd)
-    if temp:
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dfd)
 
 
 _SYNCFS: list[Callable[[int], int] | None] = []

@@ -3,14 +3,18 @@
 :func:`write_file` is the only way the CLI writes a file. Its rules (``docs/security.md``,
 "Writing files", is the user's version):
 
-1. **A regular file, or a name that does not exist yet, is replaced atomically.** The bytes go
-   into an *unnamed* file in the target's directory (Linux ``O_TMPFILE``), are fsynced, and
-   only then get a name, ``.secretops-PID-START-RANDOM.tmp``, that is at once renamed over the
-   target. A ``kill -9`` before that leaves nothing on disk; one in the instant between naming
-   and renaming leaves a complete temp file, which the next secretops process writing into
-   that directory removes (:mod:`secretops.leftovers`; once per directory and process).
-   Where ``O_TMPFILE`` or ``/proc`` is missing, the temp file is named (0600) from the start
-   and removed the same way.
+1. **A regular file, or a name that does not exist yet, is replaced atomically**
+   (:mod:`secretops.staging`). The bytes go into an *unnamed* file in the target's directory
+   (Linux ``O_TMPFILE``), are fsynced, and only then get a name,
+   ``.secretops-PID-START-RANDOM.tmp``, that is at once renamed over the target; then the
+   directory is fsynced, and should that fail the write is reported failed (exit 3: the new
+   content is in place, but may not survive a crash). A ``kill -9`` before the naming leaves
+   nothing on disk; one in the instant between naming and renaming leaves a complete temp
+   file, which the next secretops process writing into that directory removes
+   (:mod:`secretops.leftovers`; once per directory and process). Where ``O_TMPFILE`` is
+   missing, or an unnamed file cannot be named (no ``/proc``, gVisor, seccomp, ``EXDEV``), the
+   temp file is named (0600) from the start, or the unnamed one copied into it, and removed
+   the same way.
 2. **Anything else is written in place, never replaced or chmod-ed**, as sops does: a FIFO, a
    device, ``/dev/stdout``, ``/dev/fd/N`` (process substitution). A name for one of this
    process's own descriptors is written through that descriptor. A FIFO or device owned by
@@ -26,8 +30,9 @@
 5. **Many files at once** (inside :func:`batched`, as a many-file run's workers write): the
    same rules, but rule 1's fsyncs are made once for a whole batch of files — each file's
    data is staged unsynced, one ``syncfs`` makes the batch's data durable, then each file is
-   renamed into place, then one fsync per directory makes the names durable
-   (:mod:`secretops.batchwrite`). A crash leaves each target old or new, as rule 1 says.
+   renamed into place, then one fsync per directory makes the names durable — should it fail,
+   that directory's files fail (:mod:`secretops.batchwrite`). A crash leaves each target old
+   or new, as rule 1 says.
 
 A symbolic link is followed, hop by hop (the link stays; the file it points to is replaced),
 except one that another user owns in a sticky world-writable directory such as /tmp, the
@@ -45,7 +50,8 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, BinaryIO
 
 from secretops.errors import ExitCode, SecretOpsError
-from secretops.leftovers import TEMP_PREFIX, TEMP_SUFFIX, run_tag, sweep_temp_files
+from secretops.leftovers import sweep_temp_files
+from secretops.staging import discard, not_durable, put_in_place, stage, sync_directory, write_all
 
 if TYPE_CHECKING:
     from secretops.batchwrite import Batch
@@ -54,7 +60,6 @@ _FD_DIR = re.compile(r"/proc/(\d+)(?:/task/\d+)?/fd")
 _KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISDIR, "a directory"))
-_O_TMPFILE = getattr(os, "O_TMPFILE", 0)  # Linux only; elsewhere the named temp file
 
 
 def _kind(mode: int) -> str:
@@ -153,19 +158,13 @@ def write_file(path: str, data: bytes, *, private: bool, new_mode: int | None = 
         if _batch is not None:
             _batch.stage(final, data, mode, exclusive, path)
         else:
-            _replace(final, data, mode, exclusive)
+            _replace(final, data, mode, exclusive, path)
     except FileExistsError:
         if exclusive:
             raise
         raise _fail("cannot write: the file appeared while it was written", path) from None
     except OSError as e:
         raise _fail(f"cannot write: {e.strerror or e}", path) from None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _write_descriptor(final: str, data: bytes) -> None:
@@ -179,13 +178,13 @@ def _write_descriptor(final: str, data: bytes) -> None:
                 with contextlib.suppress(Exception):
                     stream.flush()
         os.fstat(fd)  # EBADF: not open here
-        _write_all(fd, data)
+        write_all(fd, data)
         return
     fd = os.open(final, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)  # another process's
     try:
         if stat.S_ISREG(os.fstat(fd).st_mode):
             os.ftruncate(fd, 0)
-        _write_all(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
 
@@ -203,64 +202,9 @@ def _write_special(path: str, final: str, st: os.stat_result, data: bytes) -> No
         now = os.fstat(fd)
         if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
             raise _fail("cannot write: the file was replaced while it was opened", path)
-        _write_all(fd, data)
+        write_all(fd, data)
     finally:
         os.close(fd)
-
-
-def temp_name() -> str:
-    """A new temp file name for this run (:mod:`secretops.leftovers` removes it if we die)."""
-    return f"{TEMP_PREFIX}{run_tag()}-{os.urandom(6).hex()}{TEMP_SUFFIX}"
-
-
-def fill(fd: int, data: bytes, mode: int, sync: bool = True) -> None:
-    """Write all of ``data`` into the temp file ``fd``, then give it ``mode``; fsync it
-    unless ``sync`` is False (a batch syncs its files together)."""
-    _write_all(fd, data)
-    os.fchmod(fd, mode)  # after the data: a named temp file is 0600 while it fills
-    if sync:
-        os.fsync(fd)
-
-
-def _unnamed(dfd: int, name: str, data: bytes, mode: int, exclusive: bool) -> str | None:
-    """Write into an O_TMPFILE file and link it as ``name`` (exclusive) or a temp name.
-
-    Returns the temp name, ``""`` when ``name`` itself was linked, ``None`` when this
-    filesystem (or a missing /proc) does not allow it.
-    """
-    if not _O_TMPFILE:
-        return None
-    try:
-        fd = os.open(".", _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600, dir_fd=dfd)
-    except OSError:
-        return None  # EOPNOTSUPP, EISDIR on old kernels, ...
-    try:
-        fill(fd, data, mode)
-        target = name if exclusive else temp_name()
-        try:  # linkat(AT_SYMLINK_FOLLOW), which dst_dir_fd selects
-            os.link(f"/proc/self/fd/{fd}", target, dst_dir_fd=dfd)
-        except FileExistsError:
-            raise
-        except OSError:
-            return None
-        return "" if exclusive else target
-    finally:
-        os.close(fd)
-
-
-def _named(dfd: int, data: bytes, mode: int) -> str:
-    temp = temp_name()
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600, dir_fd=dfd)
-    try:
-        fill(fd, data, mode)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp, dir_fd=dfd)
-        raise
-    finally:
-        os.close(fd)
-    return temp
 
 
 # Directories this process has swept already: a dead run's leftovers are there or not when we
@@ -277,26 +221,20 @@ def sweep_once(dfd: int) -> None:
         _swept.add((st.st_dev, st.st_ino))
 
 
-def _replace(final: str, data: bytes, mode: int, exclusive: bool) -> None:
+def _replace(final: str, data: bytes, mode: int, exclusive: bool, path: str) -> None:
     directory, name = os.path.split(final)
     dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         sweep_once(dfd)
-        temp = _unnamed(dfd, name, data, mode, exclusive)
-        if temp is None:
-            temp = _named(dfd, data, mode)
+        staged = stage(dfd, data, mode, sync=True)
         try:
-            if exclusive and temp:
-                os.link(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-            elif temp:
-                os.replace(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-                temp = ""
+            put_in_place(staged, name, exclusive)
         finally:
-            if temp:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp, dir_fd=dfd)
-        with contextlib.suppress(OSError):
-            os.fsync(dfd)
+            discard(staged)
+        try:
+            sync_directory(dfd)
+        except OSError as e:
+            raise _fail(not_durable(e), path) from None
     finally:
         os.close(dfd)
 

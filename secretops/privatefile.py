@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from types import FrameType
 
 from secretops.leftovers import DIR_PREFIX, remove_tree, run_tag, sweep_private_dirs
+from secretops.staging import write_all
 
 _SHM = "/dev/shm"
 
@@ -80,9 +81,7 @@ def private_file(name: str, data: bytes,
         try:
             if owner is not None:
                 os.fchown(fd, *owner)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, data)
         finally:
             os.close(fd)
         yield path

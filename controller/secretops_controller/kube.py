@@ -253,8 +253,11 @@ class Kube:
 
     # ---- watching ----------------------------------------------------------------------------
     async def watch(self, path: str, *, label_selector: str | None = None,
-                    timeout_seconds: int = 300, retry_delay: float = 1.0, limit: int = 500,
-                    max_delay: float | None = None) -> AsyncIterator[WatchEvent]:
+                    field_selector: str | None = None, timeout_seconds: int = 300,
+                    retry_delay: float = 1.0, limit: int = 500,
+                    max_delay: float | None = None,
+                    on_listed: Callable[[], None] | None = None
+                    ) -> AsyncIterator[WatchEvent]:
         """LIST ``path`` (``limit`` items a page), yield each item as ``LISTED``, then WATCH
         from the list's resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events,
         forever — what a client-go reflector does.
@@ -264,26 +267,27 @@ class Kube:
         last resourceVersion seen (``BOOKMARK`` events, yielded too, move it on) — after
         ``retry_delay`` seconds for a failure (doubling while they fail in a row, up to
         ``max_delay``). Only ``410 Expired`` (an old resourceVersion or continue token) lists
-        again, at once; a LIST that fails is tried again likewise. The caller paces it: the
-        next page is not read, nor the stream, until it asks for the next event. Cancel the
-        iteration to stop."""
-        selector = {"labelSelector": label_selector} if label_selector else {}
+        again, at once; a LIST that fails is tried again likewise. ``on_listed()`` is called
+        once each (re)list has been yielded whole. The caller paces it: the next page is not
+        read, nor the stream, until it asks for the next event. Cancel the iteration to
+        stop."""
+        selector = {k: v for k, v in (("labelSelector", label_selector),
+                                      ("fieldSelector", field_selector)) if v}
         rv = ""
         failed = 0  # failures in a row
         while True:
             try:
                 if not rv:
-                    params = {**selector, "limit": str(limit)}
-                    while True:  # one snapshot, page by page
-                        page = await self.request("GET", path, params=params)
+                    listed_rv = ""
+                    async for page in self._pages(path, selector, limit):  # one snapshot
                         for item in page.get("items") or []:
                             yield WatchEvent("LISTED", item)
                         failed = 0
-                        meta = page.get("metadata") or {}
-                        if not meta.get("continue"):
-                            break
-                        params["continue"] = str(meta["continue"])
-                    rv = str(meta.get("resourceVersion") or "0")
+                        listed_rv = str((page.get("metadata") or {}).get("resourceVersion")
+                                        or listed_rv)
+                    rv = listed_rv or "0"
+                    if on_listed is not None:
+                        on_listed()
                 params = {**selector, "watch": "true", "resourceVersion": rv,
                           "timeoutSeconds": str(int(timeout_seconds)),
                           "allowWatchBookmarks": "true"}
@@ -366,16 +370,22 @@ class Kube:
                          limit: int = 500) -> AsyncIterator[Items]:
         """The items of a LIST, ``limit`` at a time (``continue`` tokens): a caller that keeps
         only what it needs of each page never holds the whole collection."""
-        params = {"limit": str(limit)}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        while True:
-            page = await self.request("GET", path, params=params)
+        selector = {"labelSelector": label_selector} if label_selector else {}
+        async for page in self._pages(path, selector, limit):
             yield list(page.get("items") or [])
+
+    async def _pages(self, path: str, params: Mapping[str, str], limit: int
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """The pages of a LIST, of one snapshot. Only the ``continue`` token says whether
+        more remain: with a selector a page may hold fewer than ``limit`` items, even none."""
+        query = {**params, "limit": str(limit)}
+        while True:
+            page = await self.request("GET", path, params=query)
+            yield page
             token = (page.get("metadata") or {}).get("continue")
             if not token:
                 return
-            params["continue"] = str(token)
+            query["continue"] = str(token)
 
     async def create(self, path: str, obj: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", path, obj)

@@ -237,6 +237,8 @@ class Lease:
             except (ApiError, TimeoutError) as e:
                 log.warning("Lease %s/%s: renewal failed: %s", self.namespace, self.name,
                             e or "timed out")
+            except Exception:  # a bug, a malformed answer: still no renewal past the deadline
+                log.exception("Lease %s/%s: renewal failed", self.namespace, self.name)
             if self.clock() - self._last_renew >= self.renew_deadline:
                 log.warning("Lease %s/%s: not renewed for %.1f s (renew deadline)",
                             self.namespace, self.name, self.renew_deadline)
@@ -251,6 +253,8 @@ class Lease:
         except (ApiError, TimeoutError) as e:
             log.warning("Lease %s/%s: %s (retrying)", self.namespace, self.name,
                         e or "timed out")
+        except Exception:  # one Lease's failure is not the shard round's (shardelect)
+            log.exception("Lease %s/%s: failed (retrying)", self.namespace, self.name)
         return self.holding
 
     async def release(self, timeout: float | None = None) -> bool:

@@ -87,8 +87,10 @@ def scope_of(config: Config) -> kube.Scope | None:
         return None
     group = f"/apis/{kube.SEALED_GROUP_VERSION}"
     cluster = (group + "/clustersecretstores",) if config.uses_cluster_stores else ()
+    # the namespaces' labels (ClusterSecretStore conditions), watched by name (namespaces.py)
+    names = frozenset({"/api/v1/namespaces"} if config.uses_cluster_stores else ())
     return kube.Scope(frozenset({*config.watch_namespaces, config.namespace}),
-                      frozenset({group}), cluster)
+                      frozenset({group}) | names, cluster)
 
 
 def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:

@@ -111,7 +111,8 @@ class ShardElector:
             # others
             notes = {i: {shards.WANTED_BY: None} for i in self._considered}
             # a task per Lease: kopf's stop may cancel one (it cancels every task created since
-            # it started); a TaskGroup lets that one go (a renewal missed) and the round on
+            # it started); a TaskGroup lets that one go (a renewal missed) and the round on.
+            # A step raises nothing else: an error would cancel the other renewals in flight
             async with asyncio.TaskGroup() as group:
                 for i, lease in enumerate(self.leases):
                     group.create_task(lease.step(may_take=False, annotations=notes.get(i) if (

@@ -11,6 +11,11 @@ failure with SECRETOPS_CRASH_SEED=<seed from the message>), and checks that
 * once the next command has run (the interrupted one again, as a user would, or ``encrypt -i``
   after a completed ``decrypt -i``), no plaintext is left anywhere: no temp name in the
   directory, no other file there, nothing in /dev/shm or $TMPDIR holds the canary.
+
+It runs twice: with unnamed (``O_TMPFILE``) temp files, and with every secretops process
+refusing to name them (``tests/fixtures/unnamed.py``: ``linkat`` through ``/proc/self/fd``
+fails as in gVisor), so each write copies its unnamed file into a named temp file, which a
+kill may leave behind for the next command to remove.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures import unnamed
 from tests.helpers import CANARY, make_age_key, secretops
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # about 40 runs of ~5 s each
@@ -85,9 +91,12 @@ def _scan(roots: list[Path], canary: bytes, allowed: set[Path]) -> list[str]:
     return found
 
 
+@pytest.mark.parametrize("refused", [None, "link:EXDEV"])
 def test_kill_9_leaves_the_old_or_the_new_file_and_no_plaintext(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused: str | None
 ) -> None:
+    for name, value in unnamed.variables(refused).items():
+        monkeypatch.setenv(name, value)
     canary = f"{CANARY}-{os.urandom(4).hex()}"  # this run's own: other tests' files never match
     tmpdir = tmp_path / "tmpdir"
     tmpdir.mkdir()
@@ -195,8 +204,8 @@ def test_kill_9_leaves_the_old_or_the_new_file_and_no_plaintext(
         allowed = {file} if file.read_bytes() == plain else set()
         leaks = _scan([work, tmpdir, Path("/dev/shm")], canary.encode(), allowed)
         assert leaks == [], f"{where}: plaintext left in {leaks}"
-    print(f"\ncrash safety: seed {SEED}, {trials} trials, {landed} kills landed "
-          f"({in_write} after the write had begun), "
+    print(f"\ncrash safety ({refused or 'unnamed'}): seed {SEED}, {trials} trials, "
+          f"{landed} kills landed ({in_write} after the write had begun), "
           f"file old {outcomes_old} / new {outcomes_new} times "
           f"({new_after_kill} new though killed), "
           f"temp names seen before the next command: {temp_names_seen}, kills by command "

@@ -212,7 +212,9 @@ def test_the_data_has_no_name_until_it_is_complete(tmp_path: Path,
 def test_without_o_tmpfile_the_named_temp_file_is_private(tmp_path: Path,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """The fallback for filesystems without O_TMPFILE: a 0600 temp name, gone afterwards."""
-    monkeypatch.setattr(fileio, "_O_TMPFILE", 0)
+    from secretops import staging
+
+    monkeypatch.setattr(staging, "_O_TMPFILE", 0)
     d = tmp_path / "d"
     d.mkdir()
     target = d / "out.yaml"

@@ -142,3 +142,56 @@ def test_list_pages_follows_continue_tokens_of_one_snapshot(k8s: K8s) -> None:
             await api.close()
 
     assert asyncio.run(main()) == [["s0", "s1", "s2"], ["s3", "s4", "s5"], ["s6"]]
+
+
+def test_watch_lists_page_by_page_through_short_and_empty_pages(k8s: K8s) -> None:
+    """The watch's LIST is paged (``limit``/``continue``) like the rest: no collection comes
+    in one answer. With a selector a page may hold fewer than ``limit`` items, even none, and
+    still a token (the emulator's ``list_scan`` fault serves such pages): every item is listed
+    once, and the watch then goes on from the list's version."""
+    ns = f"wp-{uuid.uuid4().hex[:8]}"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    for i in range(10):  # every other one matches: s0 s2 s4 s6 s8
+        k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", {"metadata": {
+            "name": f"s{i}", "labels": {"watched": "yes" if i % 2 == 0 else "no"}}})
+    k8s.short_pages(3)
+    k8s.delay(1, count=100, match={"verb": "list", "resource": "secrets", "namespace": ns})
+
+    def lists_made() -> int:
+        return 100 - sum(r["remaining"] for r in k8s.faults()["rules"])
+
+    async def main() -> tuple[list[list[str]], list[tuple[str, str]], int]:
+        api = kube.Kube(lambda: kube.login(str(k8s.kubeconfig)))
+        seen: list[tuple[str, str]] = []
+        pages = [[s["metadata"]["name"] for s in page]
+                 async for page in api.list_pages(kube.secrets(ns), "watched=yes", limit=2)]
+        before = await asyncio.to_thread(lists_made)
+
+        async def consume() -> None:
+            async for ev in api.watch(kube.secrets(ns), label_selector="watched=yes",
+                                      timeout_seconds=5, retry_delay=3600):
+                if ev.type != "BOOKMARK":
+                    seen.append((ev.type, str(ev.object["metadata"]["name"])))
+
+        task = asyncio.create_task(consume())
+        try:
+            async with asyncio.timeout(30):  # a hang guard, not a timing
+                while len(seen) < 5:
+                    await asyncio.sleep(0.02)
+                listed = await asyncio.to_thread(lists_made) - before
+                await asyncio.to_thread(k8s.request, "POST",
+                                        f"/api/v1/namespaces/{ns}/secrets",
+                                        {"metadata": {"name": "t", "labels": {"watched": "yes"}}})
+                while len(seen) < 6:
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await api.close()
+            await asyncio.to_thread(k8s.clear_faults)
+        return pages, seen, listed
+
+    pages, seen, listed = asyncio.run(main())
+    assert pages == [["s0", "s2"], ["s4"], ["s6", "s8"], []]
+    assert listed == 4  # the watch's LIST (500 a page): the same four pages
+    assert seen == [("LISTED", f"s{i}") for i in range(0, 10, 2)] + [("ADDED", "t")]

@@ -251,15 +251,20 @@ def test_a_kopf_stop_does_not_end_the_election(
                          "renewals after kopf stopped")
             return election.done(), holding()
         finally:
-            k8s.clear_faults()
-            election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await election
-            await api.close()
+            await _stop(k8s, election, api)
 
     ended, held = asyncio.run(scenario())
     assert not ended, "the election ended when kopf stopped"
     assert held
+
+
+async def _stop(k8s: K8s, election: asyncio.Task[None], api: kube.Kube) -> None:
+    """A test's end: no fault left, the election cancelled, the client closed."""
+    k8s.clear_faults()
+    election.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await election
+    await api.close()
 
 
 async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -269,3 +274,54 @@ async def _until(check: Callable[[], Any], timeout: float, what: str) -> Any:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         await asyncio.sleep(0.02)  # polling interval of a loop with a deadline
     return result
+
+
+class _BrokenLeaseWrites(kube.Kube):
+    """The API client, except that writes of the Lease named ``broken`` raise an error no
+    Lease step expects (a bug, a malformed answer): no server can be made to raise it."""
+
+    broken = ""
+
+    async def replace(self, path: str, obj: Any) -> dict[str, Any]:
+        if self.broken and path.endswith("/" + self.broken):
+            raise RuntimeError("unexpected failure of one shard's renewal")
+        return await super().replace(path, obj)
+
+
+def test_one_shards_unexpected_failure_does_not_drop_the_others(
+        cluster: K8s, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A round renews every held shard at once (a TaskGroup). Before, one renewal raising an
+    unexpected error cancelled its siblings' renewals in flight, round after round, so the
+    healthy shards were lost at their renew deadline too; and the broken one was never given
+    up (only an ApiError counted towards the renew deadline)."""
+    k8s = cluster
+    monkeypatch.setenv("KUBECONFIG", str(k8s.kubeconfig))
+    base = "broken-shard"
+    bad, good = lease_name(base, 0), lease_name(base, 1)
+
+    async def scenario() -> tuple[bool, frozenset[int]]:
+        api = _BrokenLeaseWrites(kube.login)
+        elector = ShardElector(api, SYSTEM_NS, base, "me", 2, lease_duration=3.0,
+                               renew_deadline=2.0, retry_period=0.1)
+        election = asyncio.create_task(elector.run())
+        try:
+            await _until(lambda: elector.held == frozenset({0, 1}), 10, "both shards held")
+            # the healthy renewal is still in flight when the broken one raises
+            k8s.delay(300, match={"verb": "update", "resource": "leases", "name": good})
+            api.broken = bad
+            since = micro_time(datetime.now(UTC))
+
+            def renewed() -> bool:
+                return str((lease(k8s, SYSTEM_NS, good) or {}).get("spec", {}).get(
+                    "renewTime") or "") > since
+
+            # the broken shard is given up at its renew deadline; the healthy one is kept
+            await _until(lambda: election.done() or (renewed() and 0 not in elector.held), 8,
+                         "the healthy shard renewed, the broken one given up")
+            return election.done(), elector.held
+        finally:
+            await _stop(k8s, election, api)
+
+    ended, held = asyncio.run(scenario())
+    assert not ended
+    assert held == frozenset({1})

@@ -236,3 +236,35 @@ def test_kubectl_chunk_size_pages_through_every_namespace(k8s: K8s, ns: str) -> 
     assert len(requests) == -(-len(whole["items"]) // 10), proc.stderr[-2000:]
     assert all("limit=10" in r for r in requests)
     assert sum("continue=" in r for r in requests) == len(requests) - 1
+
+
+def test_a_full_page_has_a_token_while_any_key_follows_then_an_empty_page(
+        k8s: K8s, ns: str) -> None:
+    """etcd3's GetList: a full page ends before the next key, matching or not, and has a token
+    if there is one; the rest may hold no match: a last page of zero items, no token."""
+    path = f"/api/v1/namespaces/{ns}/secrets"
+    got = list(pages(k8s, path, 6, labelSelector="half=odd"))  # s001..s023; s024 follows
+    assert [len(p["items"]) for p in got] == [6, 6, 0]
+    assert [bool(p["metadata"].get("continue")) for p in got] == [True, True, False]
+    whole = list(pages(k8s, path, 13, labelSelector="half=even"))  # s024 is the last key
+    assert [len(p["items"]) for p in whole] == [13]
+
+
+def test_a_sparse_selector_may_get_short_and_empty_pages_with_a_token(
+        k8s: K8s, ns: str) -> None:
+    """``limit`` is a maximum: a page may hold fewer items, even none, and still a token
+    (ListOptions.limit); the ``list_scan`` fault makes the emulator serve such pages. Only the
+    token says whether more remain."""
+    path = f"/api/v1/namespaces/{ns}/secrets"
+    k8s.short_pages(4)
+    try:
+        got = list(pages(k8s, path, 3, labelSelector="half=odd"))
+        sparse = list(pages(k8s, path, 3, fieldSelector="metadata.name=s024"))
+        unselected = list(pages(k8s, path, 10))
+    finally:
+        k8s.clear_faults()
+    assert [len(p["items"]) for p in got] == [2, 2, 2, 2, 2, 2, 0]
+    assert [n for p in got for n in names(p)] == [f"s{i:03d}" for i in range(1, COUNT, 2)]
+    assert [len(p["items"]) for p in sparse] == [0, 0, 0, 0, 0, 0, 1]
+    assert all(p["metadata"].get("continue") for p in sparse[:-1])
+    assert [len(p["items"]) for p in unselected] == [10, 10, 5]  # a selector's only

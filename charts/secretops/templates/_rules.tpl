@@ -85,7 +85,7 @@ docs/controller.md, "Features and RBAC"); tests/controller/test_chart.py keeps t
   verbs: [patch]
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get]
+  verbs: [list, watch]
 {{- end }}
 
 {{/* cluster-secret-stores, controller namespace: Events about them */}}

@@ -66,15 +66,20 @@ def leftovers_patch(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     return {"metadata": {"annotations": dict.fromkeys(gone)}}
 
 
-async def drop_leftovers(api: kube.Kube, obj: Mapping[str, Any]) -> bool:
+async def drop_leftovers(api: kube.Kube, obj: dict[str, Any]) -> bool:
     """Remove kopf's leftover annotations from ``obj`` (an upgrade: once per object; nothing to
-    do otherwise). False: the object is gone."""
+    do otherwise), and take the patched ``resourceVersion`` and annotations into ``obj``: a
+    write guarded by its version then succeeds (not a 409 and a sync again). False: the object
+    is gone."""
     patch = leftovers_patch(obj)
     if patch is None:
         return True
     where = path(*owner_of(obj)) if obj.get("kind") == KIND else store_path(*store_id(obj))
     try:
-        await api.merge_patch(where, patch)
+        out = (await api.merge_patch(where, patch)).get("metadata") or {}
+        meta = obj.setdefault("metadata", {})
+        meta["resourceVersion"] = out.get("resourceVersion", meta.get("resourceVersion"))
+        meta["annotations"] = dict(out.get("annotations") or {})
     except kube.ApiError as e:
         if e.status == 404:
             return False

@@ -44,7 +44,7 @@ from typing import Any
 from secretops_controller import events, kube
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context, KeyedLocks
-from secretops_controller.external import drift, marks, status
+from secretops_controller.external import drift, marks, status, stores
 from secretops_controller.external.names import (
     FORCE_SYNC,
     KIND,
@@ -58,7 +58,7 @@ from secretops_controller.external.names import (
     store_path,
     target_of,
 )
-from secretops_controller.external.provider import Provider, close_quietly
+from secretops_controller.external.provider import ErrorKind, Provider, close_quietly
 from secretops_controller.external.rollqueue import Rollouts
 from secretops_controller.external.rotator import Rotator
 from secretops_controller.external.scheduler import Scheduler, Settings, StoreKey
@@ -91,6 +91,7 @@ class ExternalSecrets:
         self.metrics = ctx.metrics
         self.scheduler = self._new_scheduler()
         self.stores = Stores(ctx, ctx.metrics.observe_provider_call, self._new_credentials)
+        self.stores.namespaces.on_change = self._namespace_changed
         self.writer = SecretSync(ctx)
         self.rollouts = Rollouts(ctx, self.writer.settle)
         self.rotator = Rotator(ctx, self._provider_of, lambda o: self.scheduler.refresh(o))
@@ -131,6 +132,9 @@ class ExternalSecrets:
                        asyncio.create_task(self._run(self.scheduler.run()), name="scheduler"),
                        asyncio.create_task(self._run(drift.watch(self.ctx, self.on_secret_event)),
                                            name="external Secrets watch")]
+        if self.ctx.config.uses_cluster_stores:
+            self._tasks.append(asyncio.create_task(self._run(self.stores.namespaces.run()),
+                                                   name="namespaces watch"))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
@@ -249,13 +253,20 @@ class ExternalSecrets:
         watched = self.stores.specs.get(store) or {}
         version = (watched.get("metadata") or {}).get("resourceVersion")
         key = self.stores.keys.get(store)
-        for owner, o in list(self.owned.items()):
-            if o.store == store and not (key is not None and o.key == key
-                                         and version is not None
-                                         and o.store_version == version):
-                es = await self.ctx.api.get(path(*owner))
-                if es is not None:
-                    await self.on_external(es, refresh=False)
+        await self._again([owner for owner, o in self.owned.items() if o.store == store and not (
+            key is not None and o.key == key and version is not None
+            and o.store_version == version)])
+
+    async def _namespace_changed(self, ns: str) -> None:
+        """Its labels changed: its ExternalSecrets of ClusterSecretStores registered again."""
+        await self._again([owner for owner, o in self.owned.items()
+                           if owner[0] == ns and o.store[0] == stores.CLUSTER_KIND])
+
+    async def _again(self, owners: list[Owner]) -> None:
+        for owner in owners:
+            es = await self.ctx.api.get(path(*owner))
+            if es is not None:
+                await self.on_external(es, refresh=False)
 
     def _drop_unused_providers(self) -> None:
         """Close the providers no ExternalSecret and no store validation uses any more (old
@@ -360,6 +371,9 @@ class ExternalSecrets:
         o, snap = self.owned.get(owner), self.scheduler.snapshot(owner)  # as of now
         if o is None or o.key is None or snap is None or snap.pending:
             return
+        if any(e.kind == ErrorKind.DENIED for e in snap.errors.values()) and \
+                await self.stores.recheck(o.store, o.key, owner[0]):
+            return  # other credentials now: registered again, synced once read with them
         o.reported = True
         outcome = await self.writer.apply(es, owner, o.target, snap,
                                           [r[1] for r in self.rivals_of(owner, o.target)])

@@ -4,22 +4,26 @@ store and credentials, validation (once per change and every ``refreshInterval``
 :class:`Stores` resolves a SecretStore or ClusterSecretStore (:func:`.stores.resolve`) with
 what only the API can give: the Secrets its auth names (a 403 there is the store's
 configuration, ``InvalidStoreConfiguration``, not an outage), a namespace's labels (for a
-ClusterSecretStore's ``spec.conditions``) and service-account tokens (a TokenRequest, asked from
-a provider's worker thread and run on the event loop). Providers are kept per read identity
-(the fingerprint of :class:`~.scheduler.StoreKey`), so a scheduler entry and a validation share
-one login, and so do stores with the same credentials.
+ClusterSecretStore's ``spec.conditions``, as watched) and service-account tokens (a
+TokenRequest, asked from a provider's worker thread and run on the event loop). Providers are
+kept per read identity (the fingerprint of :class:`~.scheduler.StoreKey`), so a scheduler entry
+and a validation share one login, and so do stores with the same credentials.
 
 A store's ``Ready`` condition comes from one cheap provider call (:func:`probe`): the
 provider's :class:`~.provider.Checker` ability if it has one (Vault: the login, whose token is
 reused), else a version lookup of a key that need not exist. Every store is validated again
 after its ``spec.refreshInterval`` (default ``--store-refresh-interval``; 0: never) by one
 timer for all; when a revalidation finds other credentials (a rotated token), the
-ExternalSecrets that use the store are registered again (``on_new_credentials``).
+ExternalSecrets that use the store are registered again (``on_new_credentials``). A namespace's
+labels are as watched (:mod:`.namespaces`), not read per ExternalSecret.
 
 An ExternalSecret's registration reads neither its store nor the store's credentials: it takes
 the store as last watched (:meth:`Stores.seen`, a small copy per store; read once if not
 watched yet, :meth:`Stores.get`) and the resolution last made from that version of the store
 (:meth:`Stores.resolve_for`: the validation's, which reads the credentials every time).
+Credentials rotated in their Secret between two validations are seen at the first read they
+deny (:meth:`Stores.recheck`: read again once per credentials; changed, the store's
+ExternalSecrets are registered again), as ESO, which reads them at every reconcile, sees them.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from secretops_controller.config import parse_duration
 from secretops_controller.context import Context, KeyedLocks
 from secretops_controller.external import status, stores
 from secretops_controller.external.names import EsReason, StoreId, store_id, store_path
+from secretops_controller.external.namespaces import Namespaces
 from secretops_controller.external.provider import (
     Checker,
     ErrorKind,
@@ -95,15 +100,20 @@ class Stores:
         # store -> (its resourceVersion, its resolution): the credentials read once per
         # validation (or first registration), not once per ExternalSecret
         self.resolved: dict[StoreId, tuple[str, stores.Resolved]] = {}
+        # store -> the credentials (fingerprints) read again after a denial (:meth:`recheck`)
+        self.rechecked: dict[StoreId, set[str]] = {}
         self._lock: KeyedLocks[StoreId] = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop: asyncio.AbstractEventLoop | None = None  # set while leading
+        self.namespaces = Namespaces(ctx)  # their labels, as watched (ClusterSecretStores)
 
     def reset(self, loop: asyncio.AbstractEventLoop | None) -> None:
         self.due.clear()
         self.keys.clear()
         self.specs.clear()
         self.resolved.clear()
+        self.rechecked.clear()
+        self.namespaces.reset()
         self._lock = KeyedLocks()
         self._wake = asyncio.Event()
         self.loop = loop
@@ -117,6 +127,7 @@ class Stores:
         """A store's deletion, watched: nothing of it is kept."""
         self.specs.pop(sid, None)
         self.resolved.pop(sid, None)
+        self.rechecked.pop(sid, None)
 
     async def get(self, kind: str, ns: str, name: str) -> Mapping[str, Any] | None:
         """The store as last watched, else read (not watched yet: a cold start's
@@ -142,8 +153,7 @@ class Stores:
                                     f"Secret {ns}/{name}: forbidden: {e.message}") from None
 
     async def labels(self, ns: str) -> Mapping[str, str] | None:
-        obj = await self.ctx.api.get(f"/api/v1/namespaces/{ns}")
-        return None if obj is None else dict((obj.get("metadata") or {}).get("labels") or {})
+        return await self.namespaces.labels(ns)
 
     async def resolve(self, store: Mapping[str, Any], es_ns: str | None) -> stores.Resolved:
         tokens = self._request_token if self.ctx.config.uses_token_requests else _tokens_off
@@ -166,6 +176,33 @@ class Stores:
             if sid[0] == stores.NAMESPACED_KIND:
                 self.resolved[sid] = (version, resolved)
             return resolved
+
+    async def recheck(self, sid: StoreId, key: StoreKey, es_ns: str) -> bool:
+        """A read with the credentials of ``key`` was denied: the store's credentials read
+        again, once per credentials until its next validation (a token rotated in its Secret,
+        the old one revoked, is seen at the first denial, not at the next validation). True:
+        they changed, and the ExternalSecrets that use the store were registered again."""
+        done = self.rechecked.setdefault(sid, set())
+        store = self.specs.get(sid)
+        if key.fingerprint in done or store is None:
+            return False
+        done.add(key.fingerprint)
+        resolved: stores.Resolved | None = None
+        async with self._lock(sid):
+            self.resolved.pop(sid, None)
+            with contextlib.suppress(stores.StoreError):  # the registrations report it
+                resolved = await self.resolve(store, es_ns)
+                if sid[0] == stores.NAMESPACED_KIND:
+                    version = str((store.get("metadata") or {}).get("resourceVersion"))
+                    self.resolved[sid] = (version, resolved)
+        if resolved is not None and resolved.key == key:
+            return False  # the same credentials: denied indeed
+        if resolved is not None and self.keys.get(sid) is not None:
+            self.keys[sid] = resolved.key  # validated with none that depends on a namespace
+        log.info("%s %s: credentials changed since they were read: ExternalSecrets registered "
+                 "again", sid[0], "/".join(p for p in sid[1:] if p))
+        await self.on_new_credentials(sid)
+        return True
 
     def _request_token(self, ns: str, name: str, audiences: tuple[str, ...]) -> str:
         """A TokenRequest for a Vault login, from a provider's worker thread (never the loop's:
@@ -221,6 +258,7 @@ class Stores:
         try:
             async with self._lock(sid):  # a registration waiting for it takes its resolution
                 self.resolved.pop(sid, None)
+                self.rechecked.pop(sid, None)
                 resolved = await self.resolve(store, None)
                 version = str((store.get("metadata") or {}).get("resourceVersion"))
                 self.resolved[sid] = (version, resolved)

@@ -140,6 +140,35 @@ def token_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str =
                             {"tokenSecretRef": {"name": f"{name}-token", "key": "token"}}))
 
 
+def validated_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str,
+                    interval: str) -> str:
+    """A Valid SecretStore ``name`` validated every ``interval``, its token in Secret
+    ``<name>-token``; the token."""
+    token = token_for(openbao, tenant)
+    create(k8s, opaque(ns, f"{name}-token", token=token))
+    store = vault_store(ns, name, openbao.url, {"tokenSecretRef": {"name": f"{name}-token",
+                                                                   "key": "token"}})
+    store["spec"]["refreshInterval"] = interval
+    create(k8s, store)
+    wait_for(lambda: ready(k8s, ns, "secretstores", name).get("reason") == "Valid",
+             what="store Valid")
+    return token
+
+
+def selector_store(k8s: K8s, openbao: OpenBao, tenant: Tenant, ns: str, name: str) -> str:
+    """A Valid ClusterSecretStore ``name`` (its token in ``ns``) for the namespaces labelled
+    ``team=<tenant prefix>``."""
+    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
+    store = f"{name}-{tenant.prefix}"
+    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
+        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
+            "name": "bao-token", "key": "token", "namespace": ns}}}},
+        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
+    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
+             what="ClusterSecretStore Valid")
+    return store
+
+
 # ---- Vault -----------------------------------------------------------------------------------
 def test_vault_token_sync_rotation_force_sync_and_drift(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
@@ -368,14 +397,7 @@ def test_cluster_store_refused_outside_its_namespace_selector(
         "team": tenant.prefix}}}, MERGE)
     outside = f"{ns}-x"
     k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": outside}})
-    create(k8s, opaque(ns, "bao-token", token=token_for(openbao, tenant)))
-    store = f"css-{tenant.prefix}"
-    create(k8s, {"kind": "ClusterSecretStore", "metadata": {"name": store}, "spec": {
-        "provider": {"vault": {"server": openbao.url, "auth": {"tokenSecretRef": {
-            "name": "bao-token", "key": "token", "namespace": ns}}}},
-        "conditions": [{"namespaceSelector": {"matchLabels": {"team": tenant.prefix}}}]}})
-    wait_for(lambda: ready(k8s, None, "clustersecretstores", store).get("reason") == "Valid",
-             what="ClusterSecretStore Valid")
+    store = selector_store(k8s, openbao, tenant, ns, "css")
     create(k8s, external(ns, "in", store, [item("v", key, "v")], kind="ClusterSecretStore"))
     create(k8s, external(outside, "out", store, [item("v", key, "v")],
                          kind="ClusterSecretStore"))
@@ -385,6 +407,72 @@ def test_cluster_store_refused_outside_its_namespace_selector(
     assert (cond["status"], cond["reason"]) == ("False", "StoreNotAllowed")
     assert secret(k8s, outside, "out") is None
     assert CANARY not in json.dumps(events(k8s, outside))
+
+
+def test_cluster_store_conditions_follow_watched_namespace_labels(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A namespaceSelector condition is matched against the namespaces as watched: no read of
+    the namespace per ExternalSecret (before: a GET each), and a label change takes effect at
+    once — the namespace's ExternalSecrets of ClusterSecretStores are registered again."""
+    key = f"{tenant.prefix}/labels"
+    put(openbao, key, {"v": CANARY})
+    other = f"{ns}-y"
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": other}})
+    names = [ns, other]
+    k8s.delay(1, count=1000, match={"verb": "get", "resource": "namespaces", "name": names})
+    try:
+        k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+            "team": tenant.prefix}}}, MERGE)
+        store = selector_store(k8s, openbao, tenant, ns, "cssl")
+        for i in range(4):
+            create(k8s, external(ns, f"in{i}", store, [item("v", key, "v")],
+                                 kind="ClusterSecretStore"))
+        create(k8s, external(other, "out", store, [item("v", key, "v")],
+                             kind="ClusterSecretStore"))
+        for i in range(4):
+            wait_for(lambda n=f"in{i}": has(k8s, ns, n, {"v": CANARY.encode()}),
+                     what="allowed namespace")
+        wait_for(lambda: ready(k8s, other, "externalsecrets", "out").get(
+            "reason") == "StoreNotAllowed", what="refused")
+        # labelled now: allowed, without any change to the ExternalSecret
+        k8s.request("PATCH", f"/api/v1/namespaces/{other}", {"metadata": {"labels": {
+            "team": tenant.prefix}}}, MERGE)
+        wait_for(lambda: has(k8s, other, "out", {"v": CANARY.encode()}), timeout=10,
+                 what="allowed once its namespace is labelled")
+        # the label removed: refused again
+        k8s.request("PATCH", f"/api/v1/namespaces/{ns}", {"metadata": {"labels": {
+            "team": None}}}, MERGE)
+        wait_for(lambda: ready(k8s, ns, "externalsecrets", "in0").get(
+            "reason") == "StoreNotAllowed", timeout=10, what="refused once unlabelled")
+        [rule] = [r for r in k8s.faults()["rules"] if r["match"].get("name") == names]
+    finally:
+        k8s.clear_faults()
+    assert rule["remaining"] == 1000, "a namespace was read for an ExternalSecret"
+
+
+def test_a_namespace_first_seen_after_the_first_list_lets_its_refused_externalsecrets_in(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """A namespace created while the namespace watch is away (cut, and its resumption held up
+    here) is not known when its ExternalSecret registers: refused. When the watch sees it,
+    its ExternalSecrets of ClusterSecretStores are registered again and sync."""
+    key = f"{tenant.prefix}/late-ns"
+    put(openbao, key, {"v": CANARY})
+    store = selector_store(k8s, openbao, tenant, ns, "cssn")
+    late = f"{ns}-late"
+    # a cut watch resumes from its last version (kube.Kube.watch): hold that request up
+    k8s.delay(5000, count=1, match={"verb": "watch", "resource": "namespaces"})
+    k8s.drop_watches()
+    try:
+        k8s.request("POST", "/api/v1/namespaces", {"metadata": {
+            "name": late, "labels": {"team": tenant.prefix}}})
+        create(k8s, external(late, "es", store, [item("v", key, "v")],
+                             kind="ClusterSecretStore"))
+        wait_for(lambda: ready(k8s, late, "externalsecrets", "es").get(
+            "reason") == "StoreNotAllowed", what="refused: its namespace not watched yet")
+        wait_for(lambda: has(k8s, late, "es", {"v": CANARY.encode()}), timeout=15,
+                 what="synced once the namespace is listed")
+    finally:
+        k8s.clear_faults()
 
 
 def test_provider_outage_keeps_the_last_good_secret_and_recovers(
@@ -418,14 +506,7 @@ def test_stores_are_validated_again_periodically(
     with the new credentials."""
     key = f"{tenant.prefix}/revalidated"
     put(openbao, key, {"v": CANARY})
-    token = token_for(openbao, tenant)
-    create(k8s, opaque(ns, "rev-token", token=token))
-    store = vault_store(ns, "rev", openbao.url, {"tokenSecretRef": {"name": "rev-token",
-                                                                    "key": "token"}})
-    store["spec"]["refreshInterval"] = "1s"
-    create(k8s, store)
-    wait_for(lambda: ready(k8s, ns, "secretstores", "rev").get("reason") == "Valid",
-             what="store Valid")
+    token = validated_store(k8s, openbao, tenant, ns, "rev", "1s")
     create(k8s, external(ns, "rev", "rev", [item("v", key, "v")], interval="1h"))
     wait_for(lambda: has(k8s, ns, "rev", {"v": CANARY.encode()}), what="synced")
     openbao.client().auth.token.revoke(token)
@@ -441,6 +522,63 @@ def test_stores_are_validated_again_periodically(
              timeout=10, what="store Valid with the new token")
     wait_for(lambda: has(k8s, ns, "rev", {"v": b"with-the-new-token"}), timeout=10,
              what="the ExternalSecret read with the new credentials")
+
+
+def test_a_rotated_token_reaches_a_new_externalsecret_before_the_stores_next_validation(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """The credentials of a store are resolved once per store version, not per ExternalSecret.
+    A token rotated in its Secret (the old one revoked) is read again at the first denial: a
+    new ExternalSecret syncs, and so does the one already synced, long before the store's next
+    validation (its refreshInterval: 1h here). Before, both stayed denied until then."""
+    old, new = f"{tenant.prefix}/cred-old", f"{tenant.prefix}/cred-new"
+    put(openbao, old, {"v": CANARY})
+    put(openbao, new, {"v": "second"})
+    token = validated_store(k8s, openbao, tenant, ns, "cred", "1h")
+    create(k8s, external(ns, "first", "cred", [item("v", old, "v")]))
+    wait_for(lambda: has(k8s, ns, "first", {"v": CANARY.encode()}), what="first synced")
+    rotated = base64.b64encode(token_for(openbao, tenant).encode()).decode()
+    k8s.request("PATCH", f"/api/v1/namespaces/{ns}/secrets/cred-token",
+                {"data": {"token": rotated}}, MERGE)
+    openbao.client().auth.token.revoke(token)
+    create(k8s, external(ns, "second", "cred", [item("v", new, "v")]))
+    wait_for(lambda: has(k8s, ns, "second", {"v": b"second"}), timeout=10,
+             what="the new ExternalSecret read with the rotated token")
+    put(openbao, old, {"v": "after-rotation"})
+    wait_for(lambda: has(k8s, ns, "first", {"v": b"after-rotation"}), timeout=10,
+             what="the first ExternalSecret read with the rotated token")
+
+
+def test_an_upgraded_externalsecret_syncs_with_one_status_write(
+        k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
+    """An ExternalSecret that still carries the previous version's kopf annotations: their
+    removal (a patch) moves its resourceVersion on, and the status write that follows is
+    guarded with the version that patch returned — one status write, not a 409 and a sync
+    again (before: two writes per upgraded ExternalSecret)."""
+    key = f"{tenant.prefix}/upgraded"
+    put(openbao, key, {"v": CANARY})
+    token_store(k8s, openbao, tenant, ns, "up")
+    wait_for(lambda: ready(k8s, ns, "secretstores", "up").get("reason") == "Valid",
+             what="store Valid")
+    # the key is cached already (another ExternalSecret reads it): the upgraded one's sync
+    # writes its status from its watch event's body, guarded by that body's resourceVersion
+    create(k8s, external(ns, "first", "up", [item("v", key, "v")], interval="1h"))
+    wait_for(lambda: has(k8s, ns, "first", {"v": CANARY.encode()}), what="first synced")
+    k8s.delay(1, count=1000, match={"verb": "patch", "resource": "externalsecrets/status",
+                                    "namespace": ns, "name": "old"})
+    try:
+        es = external(ns, "old", "up", [item("v", key, "v")], interval="1h")
+        es["metadata"]["annotations"] = {
+            "secretops.dev/last-handled-configuration": '{"spec":{}}',
+            "secretops.dev/kopf-managed": "yes"}
+        create(k8s, es)
+        wait_for(lambda: ready(k8s, ns, "externalsecrets", "old").get(
+            "reason") == "SecretSynced", what="synced")
+        wait_for(lambda: not get(k8s, f"{API}/namespaces/{ns}/externalsecrets/old")[
+            "metadata"].get("annotations"), what="kopf's annotations removed")
+        [rule] = [r for r in k8s.faults()["rules"] if r["match"].get("name") == ["old"]]
+    finally:
+        k8s.clear_faults()
+    assert 1000 - rule["remaining"] == 1, "status writes"
 
 
 def test_invalid_credentials_and_missing_store(

@@ -8,6 +8,10 @@ Rules are added with ``POST /_emulator/faults`` and removed with ``DELETE /_emul
   or any other 4xx/5xx); ``"retry_after"`` sets the seconds for 429/503 (default 1);
 * ``{"delay_ms": D, "count": N, "match": {...}}`` — the next N matching requests (or every one
   when ``count`` is absent) wait D ms before they are served;
+* ``{"list_scan": N}`` — a paged LIST with a selector looks at N keys per page at most (0:
+  as etcd3, as many as it takes to fill the page), so a sparse selector gets pages with fewer
+  than ``limit`` items, even none, and a ``continue`` token (:mod:`.listing`); cleared with
+  the rules;
 * ``{"drop_watches": true}`` — every open watch stream is cut now (the connection is aborted, as
   when a load balancer or the apiserver goes away); new watches are served normally.
 
@@ -70,6 +74,7 @@ class Rule:
 class Faults:
     rules: list[Rule] = field(default_factory=list)
     injected: int = 0  # failures served so far (a test can check its faults were hit)
+    list_scan: int = 0  # keys a selecting LIST page looks at, at most (0: no bound)
 
     def add(self, body: Any) -> bool:
         """Add the rules in ``body``; returns whether the watches are to be dropped."""
@@ -83,6 +88,7 @@ class Faults:
             "delay_ms",
             "count",
             "drop_watches",
+            "list_scan",
         }
         if unknown:
             raise errors.bad_request(f"unknown fault fields: {sorted(unknown)}")
@@ -113,11 +119,17 @@ class Faults:
                     delay=float(body["delay_ms"]) / 1000,
                 )
             )
+        if "list_scan" in body:
+            scan = body["list_scan"]
+            if not isinstance(scan, int) or isinstance(scan, bool) or scan < 0:
+                raise errors.bad_request("list_scan must be an integer >= 0")
+            self.list_scan = scan
         return bool(body.get("drop_watches"))
 
     def clear(self) -> None:
         self.rules.clear()
         self.injected = 0
+        self.list_scan = 0
 
     def pick(
         self, info: RequestInfo, user: str, service_account: str

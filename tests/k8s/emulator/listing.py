@@ -13,14 +13,21 @@ A port of the rules of ``k8s.io/apiserver`` — ``storage/etcd3/store.go`` (``Ge
   ``Exact``): items in etcd key order (``namespace/name``), at most ``limit`` of them, with a
   ``continue`` token and — when no selector filtered the range — ``remainingItemCount``. Every
   page is of the snapshot of the first: the token carries its revision. ``resourceVersion=N``
-  with a limit and no match, or ``Exact``, reads the snapshot at N.
+  with a limit and no match, or ``Exact``, reads the snapshot at N. As etcd3's loop, a
+  full page has a token whenever any key follows its last item, matching the selector or not:
+  a selector that matches nothing after it gets a last page of **zero items** (no token).
+* ``limit`` is a maximum, not a promise (``ListOptions.limit``: "may return fewer than the
+  requested amount of items (up to zero items) in the event all requested objects are
+  filtered out and clients should only use the presence of the continue field"): with the
+  ``list_scan`` fault (:mod:`.faults`) a selecting page stops after that many keys, so a sparse
+  selector gets short and even **empty pages with a token** — the contract clients must meet.
 * A snapshot older than the store keeps (etcd compacts; here: older than the resource's watch
   cache window, ``--history`` events) is 410 ``Expired``: "The resourceVersion for the
   provided list is too old." for a version, and for a continue token "The provided continue
   parameter is too old ..." with a fresh token (revision -1: the rest at the newest version,
   possibly inconsistent) in the Status's ``metadata.continue``.
 * The token is ``base64url(JSON{"v": "meta.k8s.io/v1", "rv": N, "start": KEY})`` with ``KEY``
-  the last item's key plus ``\\x00``; a malformed one is 400 "invalid continue token: continue
+  the last key looked at plus ``\\x00``; a malformed one is 400 "invalid continue token: continue
   key is not valid ...", and a ``continue`` with a ``resourceVersion`` other than ``""``/``"0"``
   is 400 "specifying resource version is not allowed when using continue".
 
@@ -156,9 +163,12 @@ def _key(namespace: str, obj: Obj) -> str:
 
 
 async def serve(store: Store, rt: ResourceType, namespace: str,
-                match: Callable[[Obj], bool] | None, selecting: bool, q: Any) -> Page:
+                match: Callable[[Obj], bool] | None, selecting: bool, q: Any,
+                scan: int = 0) -> Page:
     """The page a LIST with query ``q`` gets; ``selecting``: a label or field selector was
-    given (then no ``remainingItemCount``, as etcd cannot count what a filter keeps)."""
+    given (then no ``remainingItemCount``, as etcd cannot count what a filter keeps);
+    ``scan``: the keys a selecting page looks at, at most (0: as many as it takes)."""
+    scan = scan if selecting else 0
     validate(q)
     rv_text, want = q.get("resourceVersion") or "", q.get("resourceVersionMatch") or ""
     cont, limit = q.get("continue") or "", int(q.get("limit") or 0)
@@ -174,7 +184,7 @@ async def serve(store: Store, rt: ResourceType, namespace: str,
             error = errors.gone(CONTINUE_TOO_OLD)
             error.list_meta = {"continue": encode_token(start, -1)}
             raise error from None
-        return _page(objects, namespace, match, selecting, limit, at, start)
+        return _page(objects, namespace, match, selecting, limit, at, start, scan)
     if rv_text == "0" or (limit <= 0 and want != EXACT):
         # the watch cache: the newest version, the whole collection, limit ignored
         if rv_text not in ("", "0"):
@@ -193,22 +203,23 @@ async def serve(store: Store, rt: ResourceType, namespace: str,
         objects = store.snapshot(rt, namespace, at)
     except ApiError:
         raise errors.gone(TOO_OLD) from None
-    return _page(objects, namespace, match, selecting, limit, at, "")
+    return _page(objects, namespace, match, selecting, limit, at, "", scan)
 
 
 def _page(objects: list[Obj], namespace: str, match: Callable[[Obj], bool] | None,
-          selecting: bool, limit: int, rv: int, start: str) -> Page:
+          selecting: bool, limit: int, rv: int, start: str, scan: int = 0) -> Page:
     keyed = sorted(((_key(namespace, o), o) for o in objects), key=lambda ko: ko[0])
     if start:
         keyed = [(k, o) for k, o in keyed if k >= start]
     items: list[Obj] = []
-    last = -1
+    last = -1  # the last key looked at: the token starts after it
     for i, (_, obj) in enumerate(keyed):
+        # etcd3: a full page ends before the next key, whether that one matches or not
+        if limit > 0 and (len(items) == limit or (scan > 0 and i == scan)):
+            break
         if match is None or match(obj):
-            if limit > 0 and len(items) == limit:
-                break
             items.append(obj)
-            last = i
+        last = i
     else:
         return Page(items, rv)  # the range is exhausted: no token
     remaining = None if selecting else len(keyed) - last - 1

@@ -429,7 +429,8 @@ class Emulator:
                         view,
                     )
                 selecting = bool(q.get("labelSelector") or q.get("fieldSelector"))
-                page = await listing.serve(store, srt, namespace, match, selecting, q)
+                page = await listing.serve(store, srt, namespace, match, selecting, q,
+                                           self.faults.list_scan)
                 return _json(self._list(rt, version, [out(o) for o in page.items], page.rv,
                                         page))
             if method == "POST":
