@@ -9,7 +9,8 @@ each):
 
 * the traced bytes by the allocating line, and by the first frame in kopf or secretops (who
   asked for the memory: a JSON decode is charged to kopf's fetching or to our handler);
-* what holds it: kopf's per-object queues (the watch events waiting for their worker, by kind),
+* what holds it: our informers' queues (bodies waiting, their peak, events read and dropped),
+  kopf's per-object queues (the watch events waiting for their worker, by kind),
   kopf's schedulers (pending and running workers), and our own maps (the Context's and the
   external half's), each as the deep size of what it references.
 
@@ -136,6 +137,13 @@ def _analyse(out: str, started: float) -> None:
         holders.append((f"live bodies: {kind}", each * n / mib, f"{n} bodies, ~{each:.0f} B each"))
     holders.append(("asyncio.Queue objects", sum(sys.getsizeof(q) + sys.getsizeof(vars(q))
                     for q in queues) / mib, f"{len(queues)} queues"))
+    for o in objs:  # our informers' queues: the bodies waiting, and the most that ever did
+        if type(o).__name__ == "Informer" and type(o).__module__.endswith(".informer"):
+            q = o.queue
+            holders.append((f"informer {o.watch.plural}", _deep(q._pending, set()) / mib,
+                            f"waiting {q.waiting} (peak {q.peak}, bound {q.bound}), running "
+                            f"{len(q._running)}, handled {q.handled}, read {o.received}, "
+                            f"dropped {o.dropped}"))
     for o in objs:
         if type(o).__name__ == "Scheduler" and type(o).__module__.startswith("kopf"):
             holders.append(("kopf scheduler", 0.0, f"pending {o._pending_coros.qsize()}, "

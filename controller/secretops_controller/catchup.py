@@ -1,20 +1,22 @@
 """``--shards``: what a replica does first with the shards it gained (a replica died, or the
 shards were shared out again).
 
-kopf, started again for the new set of shards, lists the whole cluster and reaches every object
-at ``--workers`` per 0.1 s, the gained shards' among all the others (the kept shards' objects,
-the other replicas'). At ten thousand objects that is tens of seconds after the takeover. So
+The informers, started again for the new set of shards, list the whole cluster and reach every
+object in its order, the gained shards' among all the others (the kept shards' objects, the
+other replicas', read and dropped). At ten thousand objects that is seconds after the takeover.
+So
 each half registers a **catch-up** that handles the gained shards' objects straight from one
 LIST, as soon as kopf's startup handlers have run (each half is then ready):
 
 * SealedSecrets: :func:`secretops_controller.sealed.catch_up` (never-synced ones first);
 * ExternalSecrets: :func:`external_secrets` (those with no status yet first), through the
   half's event entry point
-  (:meth:`~secretops_controller.external.reconcile.ExternalSecrets.external_event`, what kopf's
-  handler calls): registered, read from the provider, their Secrets written, marked handled.
+  (:meth:`~secretops_controller.external.reconcile.ExternalSecrets.external_event`, what the
+  informer's handler calls): registered, read from the provider, their Secrets written,
+  marked handled.
 
-kopf's listing meets the same objects later and finds them handled (a SealedSecret's mark, an
-ExternalSecret's mark): they are not handled, nor their Secrets written, again
+The informers' listing meets the same objects later and finds them handled (a SealedSecret's
+mark, an ExternalSecret's mark): they are not handled, nor their Secrets written, again
 (``tests/controller/test_sharding.py`` counts the attempts in the audit log).
 """
 
@@ -36,7 +38,7 @@ CatchUp = Callable[[Context, Wanted], Awaitable[int]]
 async def run(ctx: Context, steps: Mapping[str, CatchUp], wanted: Wanted,
               ready: asyncio.Event) -> None:
     """Once kopf is ready: each half's catch-up of the ``wanted`` namespaces, the halves side
-    by side (a failure is logged: kopf's listing handles those objects)."""
+    by side (a failure is logged: the informers' listing handles those objects)."""
     events.post_events_from_this_task(ctx.api, ctx.config)
     await ready.wait()
 
@@ -45,7 +47,7 @@ async def run(ctx: Context, steps: Mapping[str, CatchUp], wanted: Wanted,
             done = await step(ctx, wanted)
             log.info("caught up with the new shards: %d %s handled", done, kind)
         except kube.ApiError as e:
-            log.warning("catch-up of %s: %s (kopf's listing handles them)", kind, e)
+            log.warning("catch-up of %s: %s (the informers' listing handles them)", kind, e)
 
     await asyncio.gather(*(one(kind, step) for kind, step in steps.items()))
 
@@ -70,7 +72,7 @@ def external_secrets(on_external: Callable[[Mapping[str, Any]], Awaitable[None]]
             async with gate:
                 try:
                     await on_external(es)
-                except kube.ApiError as e:  # kopf's handler retries it
+                except kube.ApiError as e:  # the informer's handler retries it
                     meta = es.get("metadata") or {}
                     log.warning("catch-up: ExternalSecret %s/%s: %s", meta.get("namespace"),
                                 meta.get("name"), e)

@@ -11,6 +11,7 @@ from typing import Generic, TypeVar
 from secretops.sealing.template import MAX_OUTPUT
 from secretops.sealing.workers import Limits, WorkerPool
 from secretops_controller.config import Config
+from secretops_controller.informer import Informers
 from secretops_controller.keyring import KeyRing
 from secretops_controller.kube import Kube
 from secretops_controller.metrics import Metrics
@@ -52,6 +53,8 @@ class Context:
     # --shards: each half's handling of a gained shard's objects first (:mod:`.catchup`), by kind
     catch_ups: dict[str, Callable[[Context, Callable[[str], bool]], Awaitable[int]]] = field(
         default_factory=dict)
+    # what the halves watch (:mod:`.informer`), followed while kopf runs
+    informers: Informers = field(default_factory=Informers)
     # (namespace, name) -> fingerprint of the Secret as last written or checked: a watch event
     # for a Secret that still matches needs no unsealing (our own writes echo back).
     fingerprints: dict[tuple[str, str], bytes] = field(default_factory=dict)
@@ -61,7 +64,7 @@ class Context:
     # written or found up to date (the resync checks those). Cleared whenever this replica
     # starts leading.
     handled: dict[tuple[str, str], tuple[bytes, bool]] = field(default_factory=dict)
-    # one lock per Secret, and one handling at a time per SealedSecret (kopf's handler vs. a
+    # one lock per Secret, and one handling at a time per SealedSecret (the informer's handler vs. a
     # shard's catch-up)
     _locks: KeyedLocks[tuple[str, str]] = field(default_factory=KeyedLocks)
     _handling: KeyedLocks[tuple[str, str]] = field(default_factory=KeyedLocks)
@@ -85,7 +88,8 @@ class Context:
         self.requests.close()
 
     def handling(self, namespace: str, name: str) -> asyncio.Lock:
-        """One handling at a time per SealedSecret (kopf's handler vs. a shard's catch-up)."""
+        """One handling at a time per SealedSecret (the informer's handler vs. a shard's
+        catch-up)."""
         return self._handling((namespace, name))
 
     def lock(self, namespace: str, name: str) -> asyncio.Lock:

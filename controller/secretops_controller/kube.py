@@ -1,4 +1,4 @@
-"""The only module that talks to the Kubernetes API (besides kopf's own watching).
+"""The only module that talks to the Kubernetes API.
 
 A small async client over aiohttp, authenticated with the same ``kopf.ConnectionInfo`` that the
 operator's ``@kopf.on.login`` handler returns: a kubeconfig (``--kubeconfig`` or ``KUBECONFIG``)
@@ -6,11 +6,11 @@ or, in a Pod, the service account. There is no test-only path: tests give it the
 kubeconfig. A 401 re-reads the credentials once (rotated service-account tokens). Every other
 module calls the API through :class:`Kube`; import-linter keeps it so (pyproject.toml).
 
-:meth:`Kube.watch` is the one LIST+WATCH loop outside kopf: it yields the listed objects (paged:
-``limit``/``continue``), then
-the watch events; bookmarks move its resourceVersion on; a ``410 Expired`` (as a status or as an
-``ERROR`` event) relists at once; any other failure relists after a delay; ``timeoutSeconds``
-is sent as an integer (a real apiserver refuses ``300.0`` with 400).
+:meth:`Kube.watch` is the one LIST+WATCH loop (kopf watches nothing: see :mod:`.informer`):
+a paged LIST, then WATCH from its resourceVersion with bookmarks; a dropped or ended watch
+resumes from the last resourceVersion seen, only a ``410 Expired`` (as a status or as an
+``ERROR`` event) relists; ``timeoutSeconds`` is sent as an integer (a real apiserver refuses
+``300.0`` with 400).
 
 Errors are :class:`ApiError` with the HTTP status (0: the API server could not be reached);
 :attr:`ApiError.transient` says whether a retry may help, and :func:`retrying` is the one retry
@@ -55,8 +55,9 @@ Items = list[dict[str, Any]]  # the items of a LIST (a name: ``Kube.list`` hides
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """``type``: ``LISTED`` (from the list that starts each (re)connection), ``ADDED``,
-    ``MODIFIED`` or ``DELETED``; ``object``: the object as the server sent it."""
+    """``type``: ``LISTED`` (from the list that starts each relist), ``ADDED``, ``MODIFIED``,
+    ``DELETED`` or ``BOOKMARK`` (only a newer resourceVersion); ``object``: the object as the
+    server sent it."""
 
     type: str
     object: dict[str, Any]
@@ -254,43 +255,63 @@ class Kube:
     async def watch(self, path: str, *, label_selector: str | None = None,
                     field_selector: str | None = None, timeout_seconds: int = 300,
                     retry_delay: float = 1.0, limit: int = 500,
+                    max_delay: float | None = None,
                     on_listed: Callable[[], None] | None = None
                     ) -> AsyncIterator[WatchEvent]:
         """LIST ``path`` (``limit`` items a page), yield each item as ``LISTED``, then WATCH
         from the list's resourceVersion and yield ``ADDED``/``MODIFIED``/``DELETED`` events,
-        forever.
+        forever — what a client-go reflector does.
 
-        A watch the server ends at ``timeout_seconds`` (an integer, as the apiserver requires)
-        is opened again from the last resourceVersion seen (bookmarks included, which are not
-        yielded). ``410 Expired`` lists again at once; any other failure (the server
-        unreachable, an error status or ``ERROR`` event, a malformed line) after
-        ``retry_delay`` seconds. Cancel the iteration to stop. ``on_listed()`` is called once
-        each (re)list has been yielded whole."""
+        A watch the server ends at ``timeout_seconds`` (an integer, as the apiserver requires),
+        an ``ERROR`` event, an error status or a dropped connection is opened again from the
+        last resourceVersion seen (``BOOKMARK`` events, yielded too, move it on) — after
+        ``retry_delay`` seconds for a failure (doubling while they fail in a row, up to
+        ``max_delay``). Only ``410 Expired`` (an old resourceVersion or continue token) lists
+        again, at once; a LIST that fails is tried again likewise. ``on_listed()`` is called
+        once each (re)list has been yielded whole. The caller paces it: the next page is not
+        read, nor the stream, until it asks for the next event. Cancel the iteration to
+        stop."""
         selector = {k: v for k, v in (("labelSelector", label_selector),
                                       ("fieldSelector", field_selector)) if v}
+        rv = ""
+        failed = 0  # failures in a row
         while True:
             try:
-                rv = ""
-                async for listed in self._pages(path, selector, limit):
-                    for item in listed.get("items") or []:
-                        yield WatchEvent("LISTED", item)
-                    rv = str((listed.get("metadata") or {}).get("resourceVersion") or rv)
-                if on_listed is not None:
-                    on_listed()
-                while True:
-                    params = {**selector, "watch": "true", "resourceVersion": rv,
-                              "timeoutSeconds": str(int(timeout_seconds)),
-                              "allowWatchBookmarks": "true"}
-                    async for kind, obj in self._stream(path, params, timeout_seconds):
-                        rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
-                        if kind in ("ADDED", "MODIFIED", "DELETED"):
-                            yield WatchEvent(kind, obj)
+                if not rv:
+                    listed_rv = ""
+                    async for page in self._pages(path, selector, limit):  # one snapshot
+                        for item in page.get("items") or []:
+                            yield WatchEvent("LISTED", item)
+                        failed = 0
+                        listed_rv = str((page.get("metadata") or {}).get("resourceVersion")
+                                        or listed_rv)
+                    rv = listed_rv or "0"
+                    if on_listed is not None:
+                        on_listed()
+                params = {**selector, "watch": "true", "resourceVersion": rv,
+                          "timeoutSeconds": str(int(timeout_seconds)),
+                          "allowWatchBookmarks": "true"}
+                async for kind, obj in self._stream(path, params, timeout_seconds):
+                    failed = 0
+                    rv = str((obj.get("metadata") or {}).get("resourceVersion") or rv)
+                    if kind in ("ADDED", "MODIFIED", "DELETED", "BOOKMARK"):
+                        yield WatchEvent(kind, obj)
+                continue  # the server ended the watch: the next one from where it stopped
             except Expired:
                 log.debug("watch %s: resourceVersion expired (relisting)", path)
+                rv = ""
                 continue
-            except (ApiError, ValueError) as e:
-                log.debug("watch %s: %s (relisting)", path, e)
-            await asyncio.sleep(retry_delay)
+            except ApiError as e:
+                if e.status == 410:  # a LIST's continue token expired
+                    rv = ""
+                    continue
+                # refused (RBAC, a CRD not served): say so; an outage or a cut: quietly
+                (log.debug if e.transient else log.warning)("watch %s: %s (retrying)", path, e)
+            except ValueError as e:  # a malformed line: the stream is not to be trusted
+                log.debug("watch %s: %s (resuming)", path, e)
+            await asyncio.sleep(min(retry_delay * 2 ** min(failed, 16),
+                                    max(max_delay or retry_delay, retry_delay)))
+            failed += 1
 
     async def _stream(self, path: str, params: Mapping[str, str], timeout: int
                       ) -> AsyncIterator[tuple[str, dict[str, Any]]]:

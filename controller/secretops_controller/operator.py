@@ -1,7 +1,9 @@
-"""The kopf operator: settings, login, startup, the handlers of each half, and leadership.
+"""The kopf operator: settings, login, startup, the watches of each half, and leadership.
 
-:func:`run` is what ``secretops-controller`` runs, in a cluster and in tests alike. Every
-resource is handled by event handlers with marks of our own, so kopf's persistence (set to
+:func:`run` is what ``secretops-controller`` runs, in a cluster and in tests alike. kopf runs
+the lifecycle (login, startup and cleanup handlers) but watches nothing: every resource is
+followed by our informers (:mod:`.informer`), started once kopf's startup handlers ran and
+stopped with kopf, and handled with marks of our own, so kopf's persistence (set to
 annotations under ``secretops.dev/``) is unused; kopf's own peering is off (``standalone``),
 and every retry delay comes from the flags so tests run in seconds.
 
@@ -9,23 +11,24 @@ Leadership gates the handlers by **running kopf only while leading** (:func:`ser
 
 * every replica reads the key ring and serves HTTP (``/v1/cert`` and friends, ``/healthz``,
   ``/metrics``) from the start, and campaigns for the Lease (:mod:`.leader`);
-* the leader runs the kopf operator — watches, the SealedSecret and Secret handlers, the startup
-  handler that makes or renews sealing keys — and the key-renewal task;
+* the leader runs the kopf operator — the startup handler that makes or renews sealing keys,
+  then the informers: watches, the SealedSecret and Secret handlers — and the key-renewal
+  task;
 * a replica that is not the leader runs no watch and no handler (so it writes nothing: no
   Secret, no status, no kopf annotation, no Event) and re-reads the ring every
   ``--key-refresh-interval``;
 * when leadership is lost, kopf is cancelled at once (before anyone else may take over, since
   ``--renew-deadline`` < ``--lease-duration``); when it comes back, kopf starts again and
-  looks at every object once (the first event of each, from its listing),
+  looks at every object once (the first sight of each, from the informers' listing),
   catching up with everything that changed meanwhile;
 * the leader also re-checks every ``--resync-period`` that each Synced SealedSecret still has
-  its Secret (:func:`resync_once`): a deletion while a watch was down is not a watch event
-  (kopf re-lists on reconnect);
+  its Secret (:func:`resync_once`): a deletion while a watch was down too long is not a watch
+  event (the informer lists again on 410);
 * on SIGTERM: kopf stops, then the Lease is released so another replica takes over within one
   ``--retry-period``.
 
 With ``--shards`` (:mod:`.shardelect`) the same holds per shard: kopf runs while the replica
-holds at least one shard, its handlers filtered to the namespaces of the shards it handles, and
+holds at least one shard, its informers filtered to the namespaces of the shards it handles, and
 starts again whenever they change (a lost shard's handlers are cancelled; a surplus shard is
 released only once kopf stopped); a gained shard's SealedSecrets are handled first by a
 catch-up from one LIST (:func:`.sealed.catch_up`), and what the replica remembers of the shards
@@ -65,26 +68,12 @@ def configure(settings: kopf.OperatorSettings, config: Config) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration")
     settings.persistence.finalizer = f"{PREFIX}/finalizer"  # unused: no on.delete handlers
-    settings.watching.server_timeout = config.watch_timeout
-    settings.watching.client_timeout = config.watch_timeout + 30
-    settings.watching.reconnect_backoff = config.retry_base_delay
-    # Only our Secrets are watched (drift repair): a server-side selector, not all Secrets.
-    settings.watching.label_selectors["v1", "secrets"] = sealed.SEALED_LABEL
-    # Namespaced mode: kopf neither lists/watches CRDs nor namespaces (both cluster-scoped,
-    # so a ClusterRole): the resources are found once by discovery (see _wait_served) and the
-    # namespaces are the exact names given.
-    settings.scanning.disabled = config.namespaced
-    # A bounded number of per-object workers: at a cold start kopf lists every object and
-    # would run all their handlers at once (a task, a body copy and requests in flight each).
-    # An idle worker keeps its place for idle_timeout (5 s by default), which makes the limit a
-    # rate (workers / idle_timeout objects per second at most): 0.1 s lets 64 workers take
-    # 640 objects/s; the next event of an object that was let go starts a new worker.
-    settings.queueing.worker_limit = config.workers
-    settings.queueing.idle_timeout = 0.1
+    # kopf watches nothing (:mod:`.informer` does): no resource to scan for
+    settings.scanning.disabled = True
     settings.posting.worker_limit = config.workers
-    settings.posting.idle_timeout = 0.1  # likewise for the Event posters (1 s by default)
+    # an idle Event poster keeps its place for 0.1 s (1 s by default): a limit, not a rate
+    settings.posting.idle_timeout = 0.1
     settings.networking.error_backoffs = delays
-    settings.queueing.error_delays = delays
     settings.execution.default_backoff = config.retry_base_delay
     settings.posting.default_backoffs = delays[:4]
     settings.posting.reporting_component = "secretops-controller"
@@ -118,6 +107,11 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
     def login(**_: Any) -> kopf.ConnectionInfo:
         return kube.login(config.kubeconfig)
 
+    # first of the cleanup handlers: no watch event is handled once a half stopped
+    @kopf.on.cleanup(registry=registry)
+    async def stop_informers(**_: Any) -> None:
+        await ctx.informers.stop()
+
     if config.sealed_secrets:
         @kopf.on.startup(registry=registry)
         async def startup(retry: int, **_: Any) -> None:
@@ -139,12 +133,13 @@ def build(config: Config) -> tuple[kopf.OperatorRegistry, Context]:
             log.info("key ring: %d keys, newest %s", len(ctx.ring.keys),
                      newest.name if newest else "-")
 
-        sealed.register(registry, ctx)
+        ctx.informers.watches += sealed.register(ctx)
         ctx.catch_ups["SealedSecrets"] = sealed.catch_up
     if config.external_secrets:
-        half = external_handlers.register(registry, ctx)
-        # through the event entry, so the handled mark is set and kopf's own listing of the same
-        # object later is not handled a second time
+        half, watches = external_handlers.register(registry, ctx)
+        ctx.informers.watches += watches
+        # through the event entry, so the handled mark is set and the informer's listing of
+        # the same object later is not handled a second time
         ctx.catch_ups["ExternalSecrets"] = catchup.external_secrets(
             lambda es: half.external_event(None, es, listed=True))
     return registry, ctx
@@ -161,8 +156,9 @@ def needed_resources(config: Config) -> set[str]:
 
 
 async def _wait_served(ctx: Context) -> None:
-    """Namespaced mode (kopf does not watch CRDs): wait until discovery serves every resource
-    the enabled features need, so that none is silently left unwatched."""
+    """Namespaced mode: wait until discovery serves every resource the enabled features need,
+    so that none is silently left unwatched. (Cluster-wide, an informer whose resource is not
+    served yet says so and lists again with backoff until it is.)"""
     delay = ctx.config.retry_base_delay
     while True:
         try:
@@ -202,16 +198,19 @@ async def _kopf(registry: kopf.OperatorRegistry, ctx: Context, stop_flag: asynci
                                    clusterwide=not namespaces, namespaces=namespaces,
                                    stop_flag=stop_flag, ready_flag=ready)
     own_signals()  # kopf installed its own SIGTERM/SIGINT handlers: the process decides
+    # the watches, once kopf's startup handlers ran (each half is ready), filtered by shard
+    ctx.informers.start(ctx.api, ctx.config, ctx.shards.handles, ready)
     # In kopf's context (its settings and Event queue), so repairs can post Events.
     resync = (asyncio.create_task(_resync(ctx), name="resync")
               if ctx.config.sealed_secrets else None)
-    # --shards: a newly held shard's objects first, ahead of kopf's listing of everything
+    # --shards: a newly held shard's objects first, ahead of the informers' listing of everything
     caught = None if kept is None else asyncio.create_task(catchup.run(
         ctx, ctx.catch_ups, lambda ns: ctx.shards.handles(ns) and not kept(ns), ready),
         name="catch-up")
     try:
         await kopf.run_tasks(tasks, ignored=existing)
     finally:
+        await ctx.informers.stop()
         await cancel(caught)
         await cancel(resync)
         # not leading (or not these shards): another replica reports them
@@ -231,11 +230,12 @@ async def _follow_ring(ctx: Context) -> None:
 
 
 async def resync_once(ctx: Context) -> int:
-    """Repair what the watches may have missed (an object deleted while a watch was down and
-    kopf re-listed): every SealedSecret this leader handled and synced whose Secret is gone or
-    differs from what we wrote goes through drift repair. One LIST of our Secrets per namespace
-    scope, read page by page keeping a 16-byte fingerprint of each (the SealedSecrets are the
-    ones the watch gave: no second LIST, no copy of either collection held). The repairs."""
+    """Repair what the watches may have missed (an object deleted while a watch was down too
+    long and the informer listed again): every SealedSecret this leader handled and synced
+    whose Secret is gone or differs from what we wrote goes through drift repair. One LIST of
+    our Secrets per namespace scope, read page by page keeping a 16-byte fingerprint of each
+    (the SealedSecrets are the ones the watch gave: no second LIST, no copy of either
+    collection held). The repairs."""
     scopes: list[str | None] = list(ctx.config.watch_namespaces) or [None]
     secrets: dict[tuple[str, str], bytes] = {}
     for ns in scopes:

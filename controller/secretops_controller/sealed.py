@@ -1,9 +1,9 @@
 """SealedSecret → Secret: unseal with the key ring, write the Secret, report in status/Events.
 
-Handlers (registered on the operator's registry by :func:`register`):
+Handlers (the watches :func:`register` names, followed by :mod:`~secretops_controller.informer`):
 
-* SealedSecret watch events (kopf ``on.event``) → :func:`reconcile` when the object is new to
-  this leader or its generation, labels or annotations changed since it was handled
+* SealedSecret watch events → :func:`reconcile` when the object is new to this leader or its
+  generation, labels or annotations changed since it was handled
   (:func:`handled_mark`); the outcome goes to ``status.conditions[type=Synced]`` and
   ``status.observedGeneration`` (a merge patch of the status subresource, only when it
   changes) and to an Event with a fixed reason (:class:`Reason`). Unsealing failures
@@ -38,8 +38,6 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-import kopf
-
 from secretops.errors import ExitCode, SecretOpsError
 from secretops.sealing import unseal_sealed
 from secretops.sealing.format import (
@@ -49,12 +47,12 @@ from secretops.sealing.format import (
     PATCH_ANNOTATION,
     PLURAL,
     SKIP_OWNER_REFERENCES_ANNOTATION,
-    VERSION,
 )
 from secretops_controller import conditions, kube, ownedsecrets
 from secretops_controller.conditions import Outcome
 from secretops_controller.context import Context
 from secretops_controller.events import event
+from secretops_controller.informer import Watch
 from secretops_controller.runtime import now, rfc3339
 
 log = logging.getLogger(__name__)
@@ -406,15 +404,15 @@ async def handle(ctx: Context, raw: Mapping[str, Any]) -> bool:
         return False  # being deleted, or nothing new (our status write echoed, a re-list)
     async with ctx.handling(*key):
         if _handled_as(ctx, key, mark):
-            return False  # handled meanwhile (kopf's listing and a catch-up met)
+            return False  # handled meanwhile (the informer's listing and a catch-up met)
         await on_sealed(ctx, copy.deepcopy(dict(raw)))
     return True
 
 
 async def catch_up(ctx: Context, wanted: Callable[[str], bool], concurrency: int = 16) -> int:
     """``--shards``: handle the SealedSecrets of newly held shards (``wanted`` namespaces) now,
-    straight from one LIST, instead of waiting for kopf's listing of the whole cluster to reach
-    them. The number handled."""
+    straight from one LIST, instead of waiting for the informer's listing of the whole cluster
+    to reach them. The number handled."""
     scopes: list[str | None] = list(ctx.config.watch_namespaces) or [None]
     items: list[dict[str, Any]] = []
     for ns in scopes:
@@ -431,47 +429,55 @@ async def catch_up(ctx: Context, wanted: Callable[[str], bool], concurrency: int
     return sum(await asyncio.gather(*(one(i) for i in todo)))
 
 
-def register(registry: kopf.OperatorRegistry, ctx: Context) -> None:
-    """The SealedSecret and Secret handlers, bound to ``ctx``; with ``--shards`` only for the
-    namespaces of the shards this replica handles (kopf then ignores the others: no handler,
-    no state)."""
-
-    def mine(namespace: str | None, **_: Any) -> bool:
-        return ctx.shards.handles(namespace)
+def register(ctx: Context) -> list[Watch]:
+    """What this half watches: SealedSecrets and our Secrets (:mod:`.informer`), with their
+    handlers bound to ``ctx``. The informer drops another shard's objects, and the echoes of
+    our own writes before it keeps a body."""
 
     # An event handler, not kopf's create/update/resume: what was handled is remembered in
-    # memory (:func:`handled_mark`) and by status.observedGeneration, so kopf writes no
-    # progress or diffbase annotation and has no cause to detect — about half of kopf's cost
-    # per object. The first sight of each object after this replica starts leading (the
-    # initial listing) reconciles it, as a resume handler would.
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, when=mine)
-    async def sealed_secret(event: kopf.RawEvent, **_: Any) -> None:
-        raw = event.get("object") or {}
-        meta = raw.get("metadata") or {}
-        key = (str(meta.get("namespace")), str(meta.get("name")))
-        if event.get("type") == "DELETED":
+    # memory (:func:`handled_mark`) and by status.observedGeneration, so nothing is written on
+    # the object but its status. The first sight of each object after this replica starts
+    # leading (the listing, kind None) reconciles it, as a resume handler would.
+    async def sealed_secret(kind: str | None, raw: dict[str, Any]) -> None:
+        key = _key(raw)
+        if kind == "DELETED":
             ctx.handled.pop(key, None)
             ctx.metrics.sealed_condition.forget(*key)  # its series go with it
             return
         await handle(ctx, raw)
 
-    # The watch is already narrowed to our label on the server (operator settings); no
-    # client-side label filter here: a Secret that loses the label arrives as DELETED without
-    # it, and must be repaired like a deleted one.
-    @kopf.on.event("v1", "secrets", registry=registry, when=mine)
-    async def owned_secret(event: kopf.RawEvent, **_: Any) -> None:
-        raw = event.get("object") or {}
-        meta = raw.get("metadata") or {}
-        kind = event.get("type")
-        if kind != "DELETED":
-            known = ctx.fingerprints.get((str(meta.get("namespace")), str(meta.get("name"))))
-            if known == fingerprint(raw):
-                return  # the echo of our own write (or a re-list): nothing to copy or check
-            if kind is None:
-                if known is None:
-                    return  # the first listing: each SealedSecret's first event covers it
-                kind = "MODIFIED"  # re-listed after a watch gap, changed meanwhile: repair
-        await on_secret(ctx, kind, copy.deepcopy(dict(raw)))
+    def sealed_echo(kind: str | None, raw: dict[str, Any]) -> bool:
+        # being deleted, or as handled (our status write echoed, a re-list): nothing to do
+        return kind != "DELETED" and bool(
+            (raw.get("metadata") or {}).get("deletionTimestamp")
+            or _handled_as(ctx, _key(raw), handled_mark(raw)))
+
+    # The watch is narrowed to our label on the server; no client-side label filter here: a
+    # Secret that loses the label arrives as DELETED without it, and must be repaired like a
+    # deleted one.
+    async def owned_secret(kind: str | None, raw: dict[str, Any]) -> None:
+        async with ctx.lock(*_key(raw)):
+            pass  # a write of it under way (its event may come first) ends: its fingerprint
+        if secret_echo(kind, raw):
+            return  # the echo after all (or kept queued behind a change)
+        # kind None: re-listed after a watch gap, changed meanwhile: repair
+        await on_secret(ctx, kind or "MODIFIED", raw)
+
+    def secret_echo(kind: str | None, raw: dict[str, Any]) -> bool:
+        if kind == "DELETED":
+            return False
+        known = ctx.fingerprints.get(_key(raw))
+        # the echo of our own write (or a re-list); a first listing: each SealedSecret's first
+        # event covers it
+        return known == fingerprint(raw) or (kind is None and known is None)
+
+    return [Watch(f"/apis/{kube.SEALED_GROUP_VERSION}", PLURAL, sealed_secret, sealed_echo),
+            Watch("/api/v1", "secrets", owned_secret, secret_echo, label_selector=SEALED_LABEL)]
+
+
+def _key(raw: Mapping[str, Any]) -> tuple[str, str]:
+    meta = raw.get("metadata") or {}
+    return str(meta.get("namespace")), str(meta.get("name"))
 
 
 __all__ = ["SEALED_LABEL", "Outcome", "catch_up", "handle", "reconcile", "register",

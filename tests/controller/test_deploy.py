@@ -80,7 +80,7 @@ def test_kustomize_renders_the_base(rendered: list[dict[str, Any]]) -> None:
         ("CustomResourceDefinition", "externalsecrets.secretops.dev"),
         ("Namespace", SYSTEM_NS), ("ServiceAccount", SA_NAME),
         *[(kind, name) for kind in ("ClusterRole", "ClusterRoleBinding") for name in (
-            SA_NAME, "secretops-sealed-secrets", "secretops-external-secrets",
+            "secretops-sealed-secrets", "secretops-external-secrets",
             "secretops-cluster-secret-stores", "secretops-rollout", "secretops-token-requests")],
         *[(kind, name) for kind in ("Role", "RoleBinding")
           for name in (SA_NAME, "secretops-key-ring", "secretops-fingerprint-key",

@@ -18,13 +18,6 @@ docs/controller.md, "Features and RBAC"); tests/controller/test_chart.py keeps t
   verbs: [get, update]
 {{- end }}
 
-{{/* core, cluster-wide mode only: kopf follows CRDs */}}
-{{- define "secretops.rules.crds" -}}
-- apiGroups: [apiextensions.k8s.io]
-  resources: [customresourcedefinitions]
-  verbs: [list, watch]
-{{- end }}
-
 {{/* sealed-secrets, controller namespace: the key ring and the recipients ConfigMap */}}
 {{- define "secretops.rules.key-ring" -}}
 - apiGroups: [""]

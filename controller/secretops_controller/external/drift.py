@@ -49,7 +49,8 @@ async def watch(ctx: Context, on_event: Callable[[str, Mapping[str, Any]], None]
                                       label_selector=SELECTOR,
                                       timeout_seconds=cfg.watch_timeout,
                                       retry_delay=cfg.retry_base_delay):
-            on_event(ev.type, ev.object)
+            if ev.type != "BOOKMARK":
+                on_event(ev.type, ev.object)
 
     scopes: list[str | None] = list(cfg.watch_namespaces) or [None]
     await asyncio.gather(*(scope(ns) for ns in scopes))

@@ -55,7 +55,7 @@ class Namespaces:
         return self.known.get(ns)
 
     async def run(self) -> None:
-        """Watch the namespaces, forever (relisted after a failure)."""
+        """Watch the namespaces, forever (resumed after a failure, relisted after a 410)."""
         cfg = self.ctx.config
         scopes: list[str | None] = list(cfg.watch_namespaces) or [None]
         pending = set(scopes)
@@ -74,7 +74,9 @@ class Namespaces:
             async for ev in self.ctx.api.watch(
                     PATH, field_selector=f"metadata.name={scope}" if scope else None,
                     timeout_seconds=cfg.watch_timeout, retry_delay=cfg.retry_base_delay,
-                    on_listed=lambda: listed(scope)):
+                    max_delay=cfg.retry_max_delay, on_listed=lambda: listed(scope)):
+                if ev.type == "BOOKMARK":
+                    continue
                 if ev.type == "LISTED":
                     listing[scope].add(str((ev.object.get("metadata") or {}).get("name")))
                 await self._event(ev.type, ev.object)

@@ -5,7 +5,9 @@ own write.
 
 A kick may hand over the ExternalSecret's body (its watch event's): it is given to the owner's
 next sync, which then need not read it, and dropped then; at most :data:`HELD` bodies wait so,
-later ones are read by their sync."""
+later ones are read by their sync. The ExternalSecrets' informer waits (:meth:`SyncQueue.room`)
+while that many owners wait, so at a cold start its bodies are handed over rather than read
+again."""
 
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ class SyncQueue:
         # that asked turns out to be the echo of that sync's own write
         self._again: dict[Owner, set[Echo] | None] = {}
         self._bodies: dict[Owner, Body] = {}  # handed over by a kick, for the next sync
+        self._room = asyncio.Event()  # set when a sync ends: fewer than HELD may wait now
 
     def drop(self, owner: Owner) -> None:
         """Forget the body handed over for ``owner`` (deleted, or a newer one came)."""
@@ -40,9 +43,17 @@ class SyncQueue:
         self._queued.clear()
         self._busy.clear()
         self._again.clear()
+        self._room.set()
 
     def busy(self, owner: Owner) -> bool:
         return owner in self._busy
+
+    async def room(self) -> None:
+        """Wait while :data:`HELD` owners or more wait or sync: the watch's reader (the
+        informer) then reads no further, and the next owners' bodies can be handed over."""
+        while len(self) >= HELD:
+            self._room.clear()
+            await self._room.wait()
 
     def __len__(self) -> int:
         """Owners waiting for a sync or being synced."""
@@ -89,3 +100,4 @@ class SyncQueue:
                         break  # the events were our own write's echo
             finally:
                 self._busy.discard(owner)
+                self._room.set()

@@ -452,14 +452,15 @@ def test_cluster_store_conditions_follow_watched_namespace_labels(
 
 def test_a_namespace_first_seen_after_the_first_list_lets_its_refused_externalsecrets_in(
         k8s: K8s, ns: str, openbao: OpenBao, tenant: Tenant) -> None:
-    """A namespace created while the namespace watch is away (its relist held up here) is not
-    known when its ExternalSecret registers: refused. When the watch lists it, its
-    ExternalSecrets of ClusterSecretStores are registered again and sync."""
+    """A namespace created while the namespace watch is away (cut, and its resumption held up
+    here) is not known when its ExternalSecret registers: refused. When the watch sees it,
+    its ExternalSecrets of ClusterSecretStores are registered again and sync."""
     key = f"{tenant.prefix}/late-ns"
     put(openbao, key, {"v": CANARY})
     store = selector_store(k8s, openbao, tenant, ns, "cssn")
     late = f"{ns}-late"
-    k8s.delay(5000, count=1, match={"verb": "list", "resource": "namespaces"})
+    # a cut watch resumes from its last version (kube.Kube.watch): hold that request up
+    k8s.delay(5000, count=1, match={"verb": "watch", "resource": "namespaces"})
     k8s.drop_watches()
     try:
         k8s.request("POST", "/api/v1/namespaces", {"metadata": {
