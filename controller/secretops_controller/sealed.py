@@ -366,8 +366,13 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     if event_type is None:
         return  # the initial listing: each SealedSecret's first event covers it
-    if event_type != "DELETED" and ctx.fingerprints.get((ns, name)) == fingerprint(body):
-        return  # our own write, echoed
+    if event_type != "DELETED":
+        # the watch event of a Secret we are creating can come before the create's answer:
+        # wait for the write in flight (it holds the Secret's lock and then records its
+        # fingerprint) before taking the event for a change made by someone else
+        async with ctx.lock(ns, name):
+            if ctx.fingerprints.get((ns, name)) == fingerprint(body):
+                return  # our own write, echoed
 
     async def repair() -> None:
         sealed = await ctx.api.get(kube.sealedsecrets(ns, name))
