@@ -38,6 +38,23 @@ def context(**settings: Any) -> Context:
     return Context(config, api, KeyRing(api, config, metrics), metrics)
 
 
+def our_secret(k8s: K8s, ns: str, name: str) -> dict[str, Any]:
+    """A new namespace ``ns`` holding a Secret ``name`` with our label, as written."""
+    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": name, "namespace": ns, "labels": {SEALED_LABEL: "true"}},
+              "data": {"v": "eA=="}}
+    status, written, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
+    assert status == 201
+    return dict(written)
+
+
+def audited_context(k8s: K8s, ns: str, tmp_path: Path) -> Context:
+    """A controller context watching ``ns`` as a service account (its calls are audited)."""
+    config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
+    return context(kubeconfig=str(config), watch_namespaces=(ns,))
+
+
 def test_condition_series_cost_a_few_hundred_bytes_per_object() -> None:
     metrics = Metrics()
     names = [(f"ns-{i % 50:03d}", f"s{i:05d}") for i in range(2000)]
@@ -279,14 +296,8 @@ def test_resync_lists_our_secrets_page_by_page_and_no_sealedsecret(
     every round. A handled, synced SealedSecret whose Secret is missing is repaired (here its
     SealedSecret is gone too: one GET, nothing written)."""
     ns = "resync-pages"
-    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
-    kept = {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "kept", "namespace": ns, "labels": {SEALED_LABEL: "true"}},
-            "data": {"v": "eA=="}}
-    status, written, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", kept)
-    assert status == 201
-    config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
-    ctx = context(kubeconfig=str(config), watch_namespaces=(ns,))
+    written = our_secret(k8s, ns, "kept")
+    ctx = audited_context(k8s, ns, tmp_path)
     ctx.handled[(ns, "kept")] = (b"mark", True)
     ctx.handled[(ns, "gone")] = (b"mark", True)
     ctx.handled[(ns, "failed")] = (b"mark", False)  # a failure: left alone
@@ -350,14 +361,8 @@ def test_the_watch_event_of_a_secret_being_created_repairs_nothing(
     (a GET of the SealedSecret, a create answered 409, a GET of the Secret and a second
     status patch). kopf's batch window (0.1 s) makes it rare; a watch without one would not."""
     ns = "echo-race"
-    k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
-    secret = {"apiVersion": "v1", "kind": "Secret",
-              "metadata": {"name": "s", "namespace": ns, "labels": {SEALED_LABEL: "true"}},
-              "data": {"v": "eA=="}}
-    status, written, _ = k8s.request("POST", f"/api/v1/namespaces/{ns}/secrets", secret)
-    assert status == 201
-    config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
-    ctx = context(kubeconfig=str(config), watch_namespaces=(ns,))
+    written = our_secret(k8s, ns, "s")
+    ctx = audited_context(k8s, ns, tmp_path)
     k8s.reset_audit()
 
     async def main() -> None:
@@ -383,8 +388,7 @@ def test_resync_leaves_a_sealedsecret_handled_during_its_list_to_the_next_one(
     patch each); the next resync looks at it."""
     ns = "resync-late"
     k8s.request("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
-    config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
-    ctx = context(kubeconfig=str(config), watch_namespaces=(ns,))
+    ctx = audited_context(k8s, ns, tmp_path)
     k8s.reset_audit()
 
     async def main() -> int:
