@@ -6,7 +6,8 @@ or the Kubernetes API emulator (``tests.k8s.emulator``), a thread samples the ma
 stack at every millisecond of the process's CPU time (``SECRETOPS_CPUPROBE_MS``; a
 ``SIGPROF`` timer, so a waiting process is not sampled) and counts each stack. What it shows is
 what py-spy shows: the share of the CPU time by stack, a C call's time charged to the Python
-function that made it.
+function that made it. The timer counts every thread's CPU but the handler runs in the main
+thread: a worker thread's CPU is charged to whatever the main thread was doing.
 
 ``SIGUSR1`` (or the end of the process) writes the counts so far to
 ``<dir>/<role>-<pid>.<n>.txt`` and starts counting anew: one file per phase of a run (e.g.
