@@ -364,8 +364,13 @@ async def on_secret(ctx: Context, event_type: str | None, body: Mapping[str, Any
     ns, name = str(meta.get("namespace")), str(meta.get("name"))
     if event_type is None:
         return  # the initial listing: each SealedSecret's first event covers it
-    if event_type != "DELETED" and ctx.fingerprints.get((ns, name)) == fingerprint(body):
-        return  # our own write, echoed
+    if event_type != "DELETED":
+        # the watch event of a Secret we are creating can come before the create's answer:
+        # wait for the write in flight (it holds the Secret's lock and then records its
+        # fingerprint) before taking the event for a change made by someone else
+        async with ctx.lock(ns, name):
+            if ctx.fingerprints.get((ns, name)) == fingerprint(body):
+                return  # our own write, echoed
 
     async def repair() -> None:
         sealed = await ctx.api.get(kube.sealedsecrets(ns, name))
@@ -456,10 +461,9 @@ def register(ctx: Context) -> list[Watch]:
     # Secret that loses the label arrives as DELETED without it, and must be repaired like a
     # deleted one.
     async def owned_secret(kind: str | None, raw: dict[str, Any]) -> None:
-        async with ctx.lock(*_key(raw)):
-            pass  # a write of it under way (its event may come first) ends: its fingerprint
         if secret_echo(kind, raw):
-            return  # the echo after all (or kept queued behind a change)
+            return  # the echo after all (or kept queued behind a change); a write of it
+        # under way (its event may come first) is waited for by on_secret, under its lock
         # kind None: re-listed after a watch gap, changed meanwhile: repair
         await on_secret(ctx, kind or "MODIFIED", raw)
 

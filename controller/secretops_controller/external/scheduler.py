@@ -137,12 +137,31 @@ class _Entry:
     failures: int = 0
     queued: bool = False
     urgent: bool = False
+    shortest: float = 0.0  # :attr:`interval`, kept up to date by (un)subscribe
 
     @property
     def interval(self) -> float:
-        """The shortest positive interval of its subscribers; 0: read once."""
+        """The shortest positive interval of its subscribers; 0: read once. Kept, not
+        computed: the loop reads it for every entry at every wake (at 10,000 ExternalSecrets
+        a scan of the subscribers there was a few % of the controller's CPU)."""
+        return self.shortest
+
+    def subscribe(self, owner: Owner, interval: float) -> None:
+        old = self.subscribers.get(owner)
+        self.subscribers[owner] = interval
+        if old is not None and 0 < old == self.shortest and interval != old:
+            self._recompute()  # the shortest may have been this owner's
+        elif interval > 0 and (not self.shortest or interval < self.shortest):
+            self.shortest = interval
+
+    def unsubscribe(self, owner: Owner) -> None:
+        old = self.subscribers.pop(owner, None)
+        if old is not None and 0 < old == self.shortest:
+            self._recompute()
+
+    def _recompute(self) -> None:
         positive = [i for i in self.subscribers.values() if i > 0]
-        return min(positive) if positive else 0.0
+        self.shortest = min(positive) if positive else 0.0
 
 
 @dataclass(frozen=True)
@@ -216,7 +235,7 @@ class Scheduler:
             if entry is None:
                 entry = self._entries[(ident, want)] = _Entry(store, want)
             before = entry.interval
-            entry.subscribers[owner] = interval
+            entry.subscribe(owner, interval)
             if not entry.read and not entry.queued:
                 # nobody has it yet: ahead of periodic refreshes (a read already queued or in
                 # flight answers the new subscriber too: one read per key)
@@ -236,7 +255,7 @@ class Scheduler:
             entry = self._entries.get((ident, want))
             if entry is None:
                 continue
-            entry.subscribers.pop(owner, None)
+            entry.unsubscribe(owner)
             if not entry.subscribers:
                 del self._entries[(ident, want)]  # a queued batch skips it
         if not any(r.store.fingerprint == ident for o, r in self._owners.items() if o != owner):

@@ -369,3 +369,38 @@ def test_a_key_whose_first_read_is_in_flight_is_not_read_again_for_a_new_subscri
             assert snap is not None and snap.complete
 
     run(body, run_blocking=gated, on_update=updates.append)
+
+
+def test_a_shared_key_follows_the_shortest_interval_as_subscribers_come_and_go() -> None:
+    """The refresh period of a key is the shortest positive interval of the ExternalSecrets
+    that use it, whoever joins, changes its interval or leaves (the scheduler keeps it per
+    key as they do, where it used to scan the subscribers of every key at every wake)."""
+    p = FakeProvider()
+    p.set("shared", b"1")
+    ref = [RemoteRef("shared")]
+
+    async def reads_after(clock: FakeClock, s: Scheduler, *steps: float) -> list[int]:
+        out = []
+        for step in steps:
+            await clock.advance(step, s)
+            await settle(s)
+            out.append(len(p.calls))
+        return out
+
+    async def body(s: Scheduler, clock: FakeClock) -> None:
+        s.register("a", STORE, p, ref, 60.0)
+        s.register("b", STORE, p, ref, 30.0)
+        await settle(s)
+        assert len(p.calls) == 1  # the first read, for both
+        assert await reads_after(clock, s, 30, 30) == [2, 3]  # every 30 s (b's)
+        s.register("b", STORE, p, ref, 120.0)  # b slows down: a's 60 s is now the shortest
+        assert await reads_after(clock, s, 30, 30, 30) == [4, 4, 5]
+        s.unregister("a")  # b alone: 120 s
+        assert await reads_after(clock, s, 60, 60, 60) == [6, 6, 7]
+        s.register("c", STORE, p, ref, 0.0)  # read once: no period of its own
+        s.unregister("b")
+        assert await reads_after(clock, s, 120, 1000) == [7, 7]
+        s.register("d", STORE, p, ref, 45.0)  # a new period: the key is refreshed again
+        assert await reads_after(clock, s, 45, 45) == [8, 9]
+
+    run(body, settings=Settings(jitter=0.0))

@@ -27,7 +27,9 @@ ignored.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from . import errors
@@ -56,6 +58,8 @@ class Entry:
 Managed = dict[str, Entry]  # manager identifier -> entry
 
 
+# the same few identifiers come back on every write: computed once each (bounded)
+@lru_cache(maxsize=4096)
 def identifier(manager: str, operation: str, api_version: str, subresource: str = "") -> str:
     """BuildManagerIdentifier: the entry as JSON without time and fields (and, for appliers,
     without apiVersion)."""
@@ -67,7 +71,9 @@ def identifier(manager: str, operation: str, api_version: str, subresource: str 
     return go_json(ident)
 
 
-def _name(ident: str) -> Obj:
+@lru_cache(maxsize=4096)
+def _name(ident: str) -> Mapping[str, Any]:
+    """The identifier's fields (shared between calls: read them, never change them)."""
     out: Obj = json.loads(ident)
     return out
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import re
+from collections import Counter
 from typing import Any
 
 import jsonschema
@@ -138,7 +140,14 @@ class CompiledSchema:
         root.get("properties", {}).pop("metadata", None)
         if "required" in root:
             root["required"] = [r for r in root["required"] if r != "metadata"]
+        self._root = root
         self._validator = jsonschema.Draft4Validator(root, format_checker=_FORMAT_CHECKER)
+        # the memo of valid top-level fields (below) is exact only where the root checks
+        # nothing across its fields: its type, its properties and the required ones
+        self._memo = set(root) <= {"type", "properties", "required"}
+        self._valid: set[tuple[str, bytes]] = set()  # (field, digest of a value found valid)
+        self._validators: dict[frozenset[str], jsonschema.Draft4Validator] = {}
+        self.validated: Counter[str] = Counter()  # top-level fields validated (tests count)
 
     def prune(self, obj: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """A pruned and defaulted copy of ``obj`` and the paths of the unknown fields dropped."""
@@ -161,10 +170,44 @@ class CompiledSchema:
 
     def validate(self, obj: dict[str, Any]) -> list[Cause]:
         body = {k: v for k, v in obj.items() if k != "metadata"}
+        if not self._memo:
+            errs = list(self._validator.iter_errors(body))
+        else:
+            errs = self._validate_memo(body)
         causes: list[Cause] = []
-        for err in sorted(self._validator.iter_errors(body), key=lambda e: list(map(str, e.path))):
+        for err in sorted(errs, key=lambda e: list(map(str, e.path))):
             causes.extend(_causes(err))
         return causes
+
+    def _validate_memo(self, body: dict[str, Any]) -> list[jsonschema.ValidationError]:
+        """The errors of ``body``, skipping the top-level fields whose value (by its JSON
+        digest) was found valid before: a subschema's verdict depends on nothing but the value
+        below it (no ``$ref``, no keyword across fields at the root), so a status write does
+        not validate the unchanged spec again. The same errors, in the same order, as a whole
+        validation: a skipped field's subschema is replaced by ``{}``, which yields none."""
+        props = self._root.get("properties") or {}
+        digests = {k: _digest(v) for k, v in body.items() if k in props}
+        known = frozenset(k for k, d in digests.items() if (k, d) in self._valid)
+        validator = self._validators.get(known)
+        if validator is None:
+            root = {**self._root, "properties": {
+                k: ({} if k in known else sub) for k, sub in props.items()}}
+            validator = self._validators[known] = jsonschema.Draft4Validator(
+                root, format_checker=_FORMAT_CHECKER)
+        errs = list(validator.iter_errors(body))
+        self.validated.update(k for k in digests if k not in known)
+        bad = {e.absolute_path[0] for e in errs if e.absolute_path}
+        if len(self._valid) > 100_000:  # bounded: one digest per distinct value
+            self._valid.clear()
+        self._valid.update((k, d) for k, d in digests.items() if k not in known and k not in bad)
+        return errs
+
+
+def _digest(value: Any) -> bytes:
+    """A value's identity for validation: JSON keeps every distinction a schema can see
+    (``1``, ``1.0``, ``true`` and ``"1"`` differ)."""
+    return hashlib.blake2b(json.dumps(value, separators=(",", ":")).encode(),
+                           digest_size=16).digest()
 
 
 class _Dropped:

@@ -87,7 +87,7 @@ def _json(obj: Any, status: int = 200, warnings: list[str] | None = None) -> web
         {"Warning": ", ".join(f"299 - {json.dumps(w)}" for w in warnings)} if warnings else None
     )
     return web.Response(
-        body=json.dumps(obj, separators=(",", ":")).encode(),
+        body=watch.encoded(obj) or json.dumps(obj, separators=(",", ":")).encode(),
         status=status,
         content_type="application/json",
         headers=headers,

@@ -44,6 +44,24 @@ PRE_TIMEOUT_BOOKMARK = 2.0  # cache_watcher.go: a bookmark 2 s before the watch 
 INITIAL_EVENTS_END = "k8s.io/initial-events-end"
 
 
+# the object a watch line was last made of, and its JSON: the response to the write that made
+# the event is the same object (one serialisation instead of two per write)
+_last: tuple[Any, bytes] = (None, b"")
+
+
+def _encode(obj: Obj) -> bytes:
+    global _last
+    if _last[0] is not obj:
+        _last = (obj, json.dumps(obj, separators=(",", ":")).encode())
+    return _last[1]
+
+
+def encoded(obj: Any) -> bytes | None:
+    """The JSON of ``obj`` if a watch line was just made of this very object, else None (the
+    stored objects are never changed in place: each write stores a new one)."""
+    return _last[1] if _last[0] is obj else None
+
+
 class StreamWatcher:
     def __init__(
         self,
@@ -91,7 +109,9 @@ class StreamWatcher:
             obj = self.view.from_storage(obj)
         elif self.convert:
             obj = {**obj, "apiVersion": self.api_version}
-        data = json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n"
+        # the same bytes as json.dumps({"type": kind, "object": obj}), the object's own kept
+        # for the write's response (:func:`encoded`)
+        data = b'{"type":' + json.dumps(kind).encode() + b',"object":' + _encode(obj) + b"}\n"
         if event is not None:
             event.cache[cache_key] = data
         return data
