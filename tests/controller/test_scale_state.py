@@ -49,6 +49,15 @@ def our_secret(k8s: K8s, ns: str, name: str) -> dict[str, Any]:
     return dict(written)
 
 
+async def drain(half: ExternalSecrets, workers: list[asyncio.Task[None]]) -> None:
+    """Wait until no sync is pending, then stop ``workers``."""
+    while half.pending_syncs():
+        await asyncio.sleep(0.01)  # polling until the queue is empty
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+
+
 def audited_context(k8s: K8s, ns: str, tmp_path: Path) -> Context:
     """A controller context watching ``ns`` as a service account (its calls are audited)."""
     config = k8s.kubeconfig_for(ns, "controller", tmp_path / "kubeconfig")
@@ -165,11 +174,7 @@ def test_externalsecret_syncs_run_in_workers_tasks_not_one_per_object() -> None:
         half.kick(owners[0])  # being synced: once more after this sync
         assert half.pending_syncs() == 50
         gate.set()
-        while half.pending_syncs():
-            await asyncio.sleep(0.01)  # polling until the queue is empty
-        for w in workers:
-            w.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        await drain(half, workers)
 
     asyncio.run(main())
     assert most == 3
@@ -202,10 +207,7 @@ def test_the_echo_of_a_syncs_own_write_does_not_sync_again() -> None:
         worker = asyncio.create_task(half.sync_worker())
         half.kick(("ns", "a"))
         half.kick(("ns", "b"))
-        while half.pending_syncs():
-            await asyncio.sleep(0.01)  # polling until the queue is empty
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        await drain(half, [worker])
 
     asyncio.run(main())
     assert synced == [("ns", "a"), ("ns", "b"), ("ns", "b")]
@@ -234,10 +236,7 @@ def test_a_kick_hands_the_watched_body_to_the_next_sync_only() -> None:
         for o in many:
             half.kick(o, body={"v": o[1]})
         worker = asyncio.create_task(half.sync_worker())
-        while half.pending_syncs():
-            await asyncio.sleep(0.01)  # polling until the queue is empty
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        await drain(half, [worker])
 
     asyncio.run(main())
     assert got[:3] == [(("ns", "a"), {"v": "a1"}), (("ns", "a"), None), (("ns", "b"), {"v": "b1"})]
@@ -279,10 +278,7 @@ def test_a_forgotten_or_listed_external_secret_hands_no_body_over() -> None:
         await half.external_event(None, es("watched", 1), listed=True)  # older, listed later
         half.kick(("ns", "late"))
         worker = asyncio.create_task(half.sync_worker())
-        while half.pending_syncs():
-            await asyncio.sleep(0.01)  # polling until the queue is empty
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        await drain(half, [worker])
 
     asyncio.run(main())
     assert (("ns", "gone"), {"v": "old"}) not in got
