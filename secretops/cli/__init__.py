@@ -68,10 +68,7 @@ def _run(argv: list[str], plan: Plan | None) -> None:
     if code is not None:
         # Output is complete and files are already fsynced and renamed: skip the interpreter's
         # teardown of every imported module (~10 ms, a large share of a small decrypt).
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except OSError:  # e.g. the reader of a pipe went away
+        if not _flushed():  # e.g. the reader of a pipe went away
             code = code or int(_fast.OUTPUT_FAILED)
         os._exit(code)
     gc.enable()
